@@ -1,0 +1,97 @@
+# The one module that papers over CPython / MicroPython differences.
+# Feature detection only (try/except ImportError, hasattr), never version checks.
+
+try:
+    from micropython import const
+except ImportError:
+
+    def const(x):
+        return x
+
+
+try:
+    from time import ticks_add, ticks_diff, ticks_ms
+except ImportError:
+    import time as _time
+
+    _TICKS_PERIOD = 1 << 30
+    _TICKS_HALF = _TICKS_PERIOD >> 1
+
+    def ticks_ms():
+        return int(_time.monotonic() * 1000) & (_TICKS_PERIOD - 1)
+
+    def ticks_add(t, delta):
+        return (t + delta) & (_TICKS_PERIOD - 1)
+
+    def ticks_diff(a, b):
+        return ((a - b + _TICKS_HALF) & (_TICKS_PERIOD - 1)) - _TICKS_HALF
+
+
+try:
+    from sys import print_exception
+except ImportError:
+    import traceback as _tb
+
+    def print_exception(exc, file=None):
+        _tb.print_exception(type(exc), exc, exc.__traceback__, file=file)
+
+
+def bit_length(n):
+    """int.bit_length for a non-negative int (MicroPython has no int.bit_length)."""
+    n = abs(n)
+    b = 0
+    while n >= 0x10000:
+        n >>= 16
+        b += 16
+    while n:
+        n >>= 1
+        b += 1
+    return b
+
+
+def hexstr(data):
+    """Lower-case hex of bytes (MicroPython has no .hexdigest()/.hex() everywhere)."""
+    from binascii import hexlify
+
+    return hexlify(data).decode()
+
+
+def from_signed_bytes_be(b):
+    """int.from_bytes(b, 'big', signed=True) without keyword arguments."""
+    v = int.from_bytes(b, "big")
+    if b and b[0] & 0x80:
+        v -= 1 << (8 * len(b))
+    return v
+
+
+try:
+    from os import replace as _replace
+except ImportError:
+    _replace = None
+
+
+def rename_over(src, dst):
+    """Atomic rename that replaces dst (os.rename on MicroPython's VFS replaces; CPython needs os.replace)."""
+    import os
+
+    if _replace is not None:
+        _replace(src, dst)
+    else:
+        os.rename(src, dst)
+
+
+def path_exists(path):
+    import os
+
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def sync():
+    import os
+
+    if hasattr(os, "sync"):
+        os.sync()

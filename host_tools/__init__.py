@@ -1,0 +1,1 @@
+"""Host tools for dbch (CPython only): the `dbch` command and what it drives."""
