@@ -31,9 +31,8 @@ class ChannelError(ValueError):
 
 def check(page, channel):
     """Raise ChannelError unless (page, channel) is in the plan."""
-    entry = PLAN.get(page)
-    if entry is None:
-        raise ChannelError("page {} is not a sub-GHz page (28-31)".format(page))
+    band_of(page)
+    entry = PLAN[page]
     if not isinstance(channel, int) or not entry[0] <= channel <= entry[1]:
         raise ChannelError("channel {} is not on page {} (channels {}-{})".format(channel, page, entry[0], entry[1]))
 
@@ -46,7 +45,8 @@ def frequency_hz(page, channel):
 
 def band_of(page):
     """'868' for the lower band pages, '915' for page 31."""
-    check(page, PLAN[page][0] if page in PLAN else -1)
+    if page not in PLAN:
+        raise ChannelError("page {} is not a sub-GHz page (28-31)".format(page))
     return "915" if page == UPPER_BAND_PAGE else "868"
 
 
