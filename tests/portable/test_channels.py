@@ -1,0 +1,99 @@
+import unittest
+
+from agent import channels
+from agent.channels import ChannelError
+
+
+class Plan(unittest.TestCase):
+    def test_centre_frequencies(self):
+        self.assertEqual(channels.frequency_hz(28, 0), 863250000)
+        self.assertEqual(channels.frequency_hz(28, 26), 868450000)
+        self.assertEqual(channels.frequency_hz(29, 27), 868650000)
+        self.assertEqual(channels.frequency_hz(29, 34), 870050000)
+        self.assertEqual(channels.frequency_hz(30, 35), 870250000)
+        self.assertEqual(channels.frequency_hz(30, 61), 875450000)
+        self.assertEqual(channels.frequency_hz(31, 0), 915350000)
+        self.assertEqual(channels.frequency_hz(31, 26), 920550000)
+
+    def test_channels_of_pages(self):
+        self.assertEqual(len(channels.channels_of(28)), 27)
+        self.assertEqual(channels.channels_of(29), (27, 28, 29, 30, 31, 32, 33, 34))
+        self.assertEqual(channels.channels_of(30)[0], 35)
+        self.assertEqual(channels.channels_of(30)[-1], 61)
+
+    def test_impossible_pairs_name_the_wrong_value(self):
+        for page, ch, word in (
+            (28, 27, "channel 27"),
+            (31, 40, "channel 40"),
+            (27, 0, "page 27"),
+            (29, 26, "channel 26"),
+        ):
+            with self.assertRaises(ChannelError) as cm:
+                channels.frequency_hz(page, ch)
+            self.assertIn(word, str(cm.exception))
+
+    def test_page_of_channel(self):
+        self.assertEqual(channels.page_of_channel(0), 28)
+        self.assertEqual(channels.page_of_channel(27), 29)
+        self.assertEqual(channels.page_of_channel(61), 30)
+        self.assertEqual(channels.page_of_channel(3, upper_band=True), 31)
+        with self.assertRaises(ChannelError):
+            channels.page_of_channel(62)
+        with self.assertRaises(ChannelError):
+            channels.page_of_channel(27, upper_band=True)
+
+
+class Masks(unittest.TestCase):
+    VECTORS = (
+        ("E0000001", 28, (0,)),
+        ("E8000006", 29, (28, 29)),
+        ("F0000006", 30, (36, 37)),
+        ("F8000006", 31, (1, 2)),
+        ("E7FFFFFF", 28, tuple(range(27))),
+        ("E80000FF", 29, tuple(range(27, 35))),
+        ("F7FFFFFF", 30, tuple(range(35, 62))),
+        ("E0000000", 28, ()),
+    )
+
+    def test_rtds_vectors_both_ways(self):
+        for text, page, chans in self.VECTORS:
+            mask = channels.parse_mask_hex(text)
+            self.assertEqual(channels.decode_mask(mask), (page, chans))
+            self.assertEqual(channels.mask_hex(channels.encode_mask(page, chans)), text)
+
+    def test_encode_is_order_and_duplicate_insensitive(self):
+        self.assertEqual(channels.encode_mask(29, [29, 28, 28]), 0xE8000006)
+
+    def test_round_trip_every_single_channel(self):
+        for page in channels.PAGES:
+            for ch in channels.channels_of(page):
+                self.assertEqual(channels.decode_mask(channels.encode_mask(page, [ch])), (page, (ch,)))
+
+    def test_encode_refuses_channels_off_the_page(self):
+        with self.assertRaises(ChannelError) as cm:
+            channels.encode_mask(28, [1, 27])
+        self.assertIn("27", str(cm.exception))
+        with self.assertRaises(ChannelError):
+            channels.encode_mask(32, [1])
+
+    def test_decode_refuses_impossible_masks(self):
+        bad = (
+            (0xD8000001, "page 27"),  # page 27
+            (0xE8000100, "channel 62"),  # page 29 bit 8: Zigbee's channel 62, not in DUIS
+            (0xE8000200, "bit 9"),
+            (0xF8000000 | (1 << 27) - 1, None),  # page 31 all 27 bits: valid
+            (-1, "32-bit"),
+            (1 << 32, "32-bit"),
+        )
+        for mask, word in bad:
+            if word is None:
+                self.assertEqual(len(channels.decode_mask(mask)[1]), 27)
+                continue
+            with self.assertRaises(ChannelError) as cm:
+                channels.decode_mask(mask)
+            self.assertIn(word, str(cm.exception))
+
+    def test_parse_mask_hex_refuses_garbage(self):
+        for text in ("E000001", "E00000010", "XYZ00000", "", None):
+            with self.assertRaises(ChannelError):
+                channels.parse_mask_hex(text)
