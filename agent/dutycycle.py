@@ -8,7 +8,10 @@
 #
 #   usage >= normal_limited     limited    one device (the top talker) is suspended, 0x8F20
 #   usage >= limited_critical   critical   essential traffic only, 0x8F22
-#   usage >= regulated          regulated  no transmission at all, 0x8F24
+#   usage >= regulated - F      regulated  no transmission at all, 0x8F24
+#     (F = the airtime of one maximum-size frame: check() refuses any frame that would reach the
+#     limit, so checked traffic alone stops just short of it; the hub is regulated once not even
+#     one more frame fits, and leaves that state when one fits again)
 # and on the way down 0x8F25, 0x8F23, 0x8F21 (the last one releases the suspended device).
 # Every message refused for duty cycle raises 0x8F2C (RequestID + CRA flag) when it has a
 # RequestID. Alerts are returned as (code, payload) lists; the caller persists them. No I/O here.
@@ -50,6 +53,7 @@ from agent.codes import (
     ALERT_REGULATED_ACTION,
 )
 from hal.compat import const
+from hal.phy import MAX_PSDU, airtime_us
 
 HOUR_MS = const(3600000)
 BUCKET_MS = const(60000)
@@ -60,6 +64,7 @@ MAX_DEVICES = const(64)
 _WINDOW = const(60)  # buckets before the current one that still overlap the hour
 _SLOTS = const(62)  # m - 60 .. m + 1
 _NEVER = const(-1000)  # stamp of a slot never used (its amount is 0)
+MAX_FRAME_US = airtime_us(MAX_PSDU - 2)  # one maximum-size frame (125-byte payload + FCS)
 
 STATE_NORMAL = "normal"
 STATE_LIMITED = "limited"
@@ -252,7 +257,7 @@ class DutyCycle:
         return self.ledger.usage_us(now_ms) // US_PER_PERMILLE
 
     def _target(self, used):
-        if used >= permille_to_us(self.regulated):
+        if used + MAX_FRAME_US >= permille_to_us(self.regulated):
             return 3
         if used >= permille_to_us(self.limited_critical):
             return 2

@@ -7,6 +7,7 @@ from agent.dutycycle import (
     HOUR_MS,
     MAX_AIRTIME_US,
     MAX_DEVICES,
+    MAX_FRAME_US,
     REFUSED_CRITICAL,
     REFUSED_LIMIT,
     REFUSED_REGULATED,
@@ -128,10 +129,11 @@ class TestStates(unittest.TestCase):
         self.assertEqual(dc.state, STATE_LIMITED)
         self.assertEqual(dc.record(10 * MINUTE, 1, EUI_B), [(C22, None)])
         self.assertEqual(dc.state, STATE_CRITICAL)
-        self.assertEqual(add(dc, 20 * MINUTE, 7 * P - 1, EUI_C), [])
+        # regulated once not even one more maximum-size frame fits under the limit
+        self.assertEqual(add(dc, 20 * MINUTE, 7 * P - MAX_FRAME_US - 1, EUI_C), [])
         self.assertEqual(dc.record(20 * MINUTE, 1, EUI_C), [(R24, None)])
-        self.assertEqual((dc.state, dc.usage_us(20 * MINUTE)), (STATE_REGULATED, 25 * P))
-        self.assertEqual(add(dc, 20 * MINUTE, 3 * P, EUI_C), [])  # C: 10 permille in all
+        self.assertEqual((dc.state, dc.usage_us(20 * MINUTE)), (STATE_REGULATED, 25 * P - MAX_FRAME_US))
+        self.assertEqual(add(dc, 20 * MINUTE, 3 * P + MAX_FRAME_US, EUI_C), [])  # C: 10 permille in all
         self.assertEqual(dc.usage_permille(20 * MINUTE), 28)
         self.assertEqual(dc.suspended, EUI_A)  # kept through critical and regulated
         # nothing leaves while the minute-0 bucket still overlaps the hour
@@ -394,7 +396,7 @@ class TestRandomOverload(unittest.TestCase):
         self.assertEqual(refusals, discards)
         self.assertGreater(offered * HOUR_MS // horizon, 8 * limit)  # about 10x the allowed traffic
         self.assertLess(offered * HOUR_MS // horizon, 13 * limit)
-        for code in (L20, C22, B21, B23, D2C):
+        for code in (L20, C22, R24, B21, B23, B25, D2C):
             self.assertIn(code, seen)
 
         # exact maximum over every one-hour window [s, s + 1 h): the airtime in a window is

@@ -1,0 +1,35 @@
+# Upward events as the outbox stores them and the host renders them (DUIS DCCAlertMessage).
+# An event is (kind, data); kinds are DCC alert codes ("N54", "N64") or the agent's own
+# ("incident", "overflow"). Field names follow the DUIS 5.4 elements the host writes.
+from agent import codes
+from agent.eui import format_eui
+
+N54 = "N54"
+N64 = "N64"
+
+
+def n54(eui, gbcs_code, payload=None):
+    """DCC Alert N54 (sr:DualBandCHAlert) for one GBCS Dual Band CH alert."""
+    entry = codes.GBCS_ALERTS.get(gbcs_code)
+    if entry is None:
+        raise ValueError("not a Dual Band CH alert code: 0x{:04X}".format(gbcs_code))
+    if gbcs_code == codes.ALERT_LIMITED_ACTION and payload is not None:
+        # the duty-cycle manager names the suspended device by its EUI bytes, or None when only
+        # the hub's own traffic is in the window (then there is no device to name)
+        suspended = payload.get("eui")
+        payload = {"DeviceIDToSuspend": format_eui(suspended)} if suspended else None
+    data = {
+        "CHFDeviceID": format_eui(eui),
+        "DeviceAlertCode": codes.gbcs_alert_hex(gbcs_code),
+        "rc": entry[1],
+    }
+    if payload is not None:
+        data["payload"] = payload
+    return N54, data
+
+
+def n64(eui, firmware_version):
+    """DCC Alert N64 (sr:CommsHubFirmwareActivation): DeviceID and FirmwareVersion."""
+    if not isinstance(firmware_version, str) or not 1 <= len(firmware_version) <= 8:
+        raise ValueError("FirmwareVersion is 1 to 8 characters, got {!r}".format(firmware_version))
+    return N64, {"DeviceID": format_eui(eui), "FirmwareVersion": firmware_version, "rc": codes.allowed_response(N64)[0]}
