@@ -88,6 +88,10 @@ class Link:
     def write(self, data):
         raise NotImplementedError
 
+    def wait(self, timeout_ms):
+        """Block up to timeout_ms for input; True if some is ready."""
+        raise NotImplementedError
+
     def close(self):
         pass
 
@@ -101,7 +105,8 @@ class Identity:
 class Hal:
     """What a board hands the agent."""
 
-    def __init__(self, radio, clock, storage, link=None, identity=None, tls=None, board=None):
+    def __init__(self, radio, clock, storage, link=None, identity=None, tls=None, board=None, reset=None):
+        self.reset = reset  # callable that restarts the board, or None
         self.radio = radio
         self.clock = clock
         self.storage = storage
@@ -111,6 +116,7 @@ class Hal:
         self.board = board
 
     def deinit(self):
-        for part in (self.radio, self.link):
-            if part is not None:
-                part.deinit() if hasattr(part, "deinit") else part.close()
+        if self.radio is not None:
+            self.radio.deinit()
+        if self.link is not None:
+            self.link.close()

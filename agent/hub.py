@@ -1,0 +1,239 @@
+# The hub: wires the domain services to a HAL and answers requests. One request in, exactly one
+# response out, always with a response code; bad input never raises out of handle().
+#
+# Agent protocol codes (requests that are not DUIS service requests still get DUIS codes):
+#   I0   done;  E13  unknown operation (the request type is not valid here);
+#   E49  the request's arguments do not have the operation's format;
+#   E0628xx  from configuration validation (agent/subghz.py).
+from agent import VERSION, alerts, codes, subghz
+from agent.agility import Agility
+from agent.dutycycle import DutyCycle
+from agent.eui import format_eui, parse_eui
+from agent.outbox import Outbox
+from agent.store import Store
+from hal import phy
+
+RC_OK = codes.SUCCESS
+RC_UNKNOWN_OP = "E13"
+RC_BAD_ARGS = "E49"
+
+OUTBOX_CAPACITY = 64
+_FILLER = b"\x55" * 125
+
+
+class BadArgs(ValueError):
+    pass
+
+
+def _arg(args, name, kind, default=None, required=False):
+    if name not in args:
+        if required:
+            raise BadArgs("missing argument {!r}".format(name))
+        return default
+    v = args[name]
+    if kind is int and (isinstance(v, bool) or not isinstance(v, int)):
+        raise BadArgs("{} must be an integer".format(name))
+    if kind is not int and not isinstance(v, kind):
+        raise BadArgs("{} has the wrong type".format(name))
+    return v
+
+
+class Hub:
+    def __init__(self, hal, board=None):
+        self.hal = hal
+        self.board = board
+        self.radio = hal.radio
+        self.clock = hal.clock
+        self.eui = hal.identity.eui64()
+        self.store = Store(hal.storage)
+        self.outbox = Outbox(hal.storage, OUTBOX_CAPACITY)
+        regulated = getattr(board, "REGULATED_DUTY_CYCLE_PERMILLE", 25)
+        self.duty = DutyCycle(regulated=regulated)
+        self.agility = Agility(self.radio, self.store.get("agility"))
+        self.config = None
+        self.boot_count = (self.store.get("boots") or 0) + 1
+        self.store.put("boots", self.boot_count)
+        self.started_ms = self.clock.monotonic_ms()
+        self.reboot_requested = False
+        self.ops = {
+            "hello": self.op_hello,
+            "status": self.op_status,
+            "config.get": self.op_config_get,
+            "config.set": self.op_config_set,
+            "channel": self.op_channel,
+            "scan": self.op_scan,
+            "send": self.op_send,
+            "clock.advance": self.op_clock_advance,
+            "reboot": self.op_reboot,
+        }
+        self._restore_config()
+
+    # -- alerts ------------------------------------------------------------------------------
+    def raise_alerts(self, pairs):
+        for code, payload in pairs:
+            kind, data = alerts.n54(self.eui, code, payload)
+            self.outbox.append(kind, data)
+
+    # -- configuration -----------------------------------------------------------------------
+    def _restore_config(self):
+        rec = self.store.get("subghz")
+        if not rec:
+            return
+        result = subghz.validate(rec.get("cfg"))
+        if not result.ok:
+            return  # a stored config that no longer validates is ignored (and reported by status)
+        self._apply(result.config, announce=not rec.get("announced"))
+
+    def _apply(self, config, announce):
+        now = self.clock.monotonic_ms()
+        self.config = config
+        self.duty.set_thresholds(config.normal_limited_permille, config.limited_critical_permille)
+        moved = self.agility.configure(config, now)
+        self._save_agility()
+        if announce:
+            # persisted first with announced=False: a power cut before the mark re-raises 8F2A at
+            # boot, so the alert is at least once, never lost.
+            self.raise_alerts([(codes.ALERT_CONFIG_CHANGED, config.to_mapping())])
+            self.store.put("subghz", {"cfg": config.to_mapping(), "announced": True})
+        self.raise_alerts(moved)
+
+    def _save_agility(self):
+        self.store.put("agility", self.agility.state())
+
+    # -- radio -------------------------------------------------------------------------------
+    def transmit(self, frame, essential=False, device=None, request_id=None, cra=False):
+        """Send one frame if the duty cycle allows it; returns airtime in us, or 0 if refused."""
+        now = self.clock.monotonic_ms()
+        if self.agility.operating is None:
+            return 0
+        allowed, raised = self.duty.check(
+            now, phy.airtime_us(len(frame)), essential=essential, device=device, request_id=request_id, cra=cra
+        )
+        self.raise_alerts(raised)
+        if not allowed:
+            return 0
+        airtime = self.radio.transmit(frame)
+        self.raise_alerts(self.duty.record(now, airtime, device=device))
+        return airtime
+
+    def tick(self):
+        now = self.clock.monotonic_ms()
+        self.raise_alerts(self.duty.update(now))
+        if self.config is not None:
+            before = self.agility.state()
+            self.raise_alerts(self.agility.tick(now))
+            if self.agility.state() != before:
+                self._save_agility()
+
+    # -- requests ----------------------------------------------------------------------------
+    def handle(self, req):
+        """A checked request message -> (rc, data, err)."""
+        fn = self.ops.get(req.get("op"))
+        if fn is None:
+            return RC_UNKNOWN_OP, None, "unknown operation {!r}".format(req.get("op"))
+        args = req.get("a") or {}
+        if not isinstance(args, dict):
+            return RC_BAD_ARGS, None, "arguments must be a map"
+        try:
+            return fn(args)
+        except BadArgs as e:
+            return RC_BAD_ARGS, None, str(e)
+
+    def identity(self):
+        return {
+            "eui": format_eui(self.eui),
+            "version": VERSION,
+            "board": getattr(self.board, "NAME", None),
+            "band": getattr(self.radio, "band", None),
+            "boot": self.boot_count,
+        }
+
+    def op_hello(self, args):
+        return RC_OK, self.identity(), None
+
+    def op_status(self, args):
+        now = self.clock.monotonic_ms()
+        op = self.agility.operating
+        data = self.identity()
+        data.update(
+            {
+                "uptime_ms": now - self.started_ms,
+                "configured": self.config is not None,
+                "masks": ["{:08X}".format(m) for m in self.config.masks()] if self.config else None,
+                "channel": {"page": op[0], "channel": op[1], "hz": phy.frequency_hz(op[0], op[1])} if op else None,
+                "changes_left": self.agility.changes_left(now),
+                "duty": {"state": self.duty.state, "permille": self.duty.usage_permille(now)},
+                "outbox": len(self.outbox),
+                "store_corrupt": len(self.store.corrupt)
+                if hasattr(self.store.corrupt, "__len__")
+                else self.store.corrupt,
+            }
+        )
+        return RC_OK, data, None
+
+    def op_config_get(self, args):
+        if self.config is None:
+            return RC_OK, None, None
+        return RC_OK, self.config.to_mapping(), None
+
+    def op_config_set(self, args):
+        mapping = _arg(args, "config", dict, required=True)
+        region = _arg(args, "region", str)
+        result = subghz.validate(mapping, region=region)
+        data = result.as_dict()
+        if not result.ok:
+            return result.code, data, "; ".join("{}: {}".format(f, m) for f, m in result.errors)
+        self.store.put("subghz", {"cfg": result.config.to_mapping(), "announced": False})
+        self._apply(result.config, announce=True)
+        return RC_OK, data, None
+
+    def op_channel(self, args):
+        op = self.agility.operating
+        if op is None:
+            return RC_OK, None, None
+        from agent.channels import encode_mask
+
+        return RC_OK, {"page": op[0], "channel": op[1], "mask": "{:08X}".format(encode_mask(op[0], [op[1]]))}, None
+
+    def op_scan(self, args):
+        now = self.clock.monotonic_ms()
+        self.raise_alerts(self.agility.request_scan(now, self.duty.state))
+        self._save_agility()
+        return RC_OK, {"channel": list(self.agility.operating) if self.agility.operating else None}, None
+
+    def op_send(self, args):
+        count = _arg(args, "count", int, 1)
+        length = _arg(args, "len", int, 100)
+        essential = _arg(args, "essential", bool, False)
+        device = _arg(args, "device", str)
+        request_id = _arg(args, "request_id", str)
+        if not 0 <= count <= 100000 or not 1 <= length <= 125:
+            raise BadArgs("count must be 0-100000 and len 1-125")
+        try:
+            dev = parse_eui(device) if device else None
+        except ValueError as e:
+            raise BadArgs(str(e))
+        sent = refused = airtime = 0
+        frame = _FILLER[:length]
+        for _ in range(count):
+            a = self.transmit(frame, essential=essential, device=dev, request_id=request_id)
+            if a:
+                sent += 1
+                airtime += a
+            else:
+                refused += 1
+        return RC_OK, {"sent": sent, "refused": refused, "airtime_us": airtime, "duty": self.duty.state}, None
+
+    def op_clock_advance(self, args):
+        ms = _arg(args, "ms", int, required=True)
+        if not hasattr(self.clock, "advance_ms"):
+            return RC_UNKNOWN_OP, None, "this board's clock is real time"
+        if ms < 0:
+            raise BadArgs("ms must not be negative")
+        self.clock.advance_ms(ms)
+        self.tick()
+        return RC_OK, {"monotonic_ms": self.clock.monotonic_ms()}, None
+
+    def op_reboot(self, args):
+        self.reboot_requested = True
+        return RC_OK, None, None

@@ -1,0 +1,87 @@
+# The agent's side of a link: frames in, requests to the hub, responses out, and upward events
+# pushed from the persistent outbox until the host acknowledges them.
+#
+# Delivery: events go out oldest first, a few in flight, only after the host has said
+# {"op": "hello", "a": {"events": true}} on this link (a terminal on the console is not spammed).
+# An event not acknowledged within RESEND_MS is sent again with the same seq (the host drops
+# seqs it has already seen), so delivery is at least once on the wire and exactly once at a host
+# that remembers seqs. Events leave the outbox only on the host's ack.
+from agent import wire
+from agent.hub import RC_BAD_ARGS
+from hal.compat import const, print_exception
+
+RESEND_MS = const(2000)
+WINDOW = const(4)
+_READ = const(256)
+
+
+class Server:
+    def __init__(self, hub, link, on_text=None):
+        self.hub = hub
+        self.link = link
+        self.clock = hub.clock
+        self.decoder = wire.FrameDecoder(on_text=on_text)
+        self.subscribed = False
+        self.inflight = {}  # seq -> last sent ms
+        self.bad_frames = 0
+
+    def send(self, msg):
+        self.link.write(wire.pack(msg))
+
+    def poll(self):
+        """One pass: read what is there, answer it, deliver events, run periodic work."""
+        data = self.link.read(_READ)
+        if data:
+            for body in self.decoder.feed(data):
+                self._on_body(body)
+        self.hub.tick()
+        if self.subscribed:
+            self._deliver()
+
+    def run(self, idle_ms=20):
+        while not self.hub.reboot_requested:
+            self.poll()
+            if not self.link.wait(idle_ms) and getattr(self.link, "eof", False):
+                break
+
+    def _on_body(self, body):
+        try:
+            msg = wire.unpack(body)
+        except wire.WireError as e:
+            rid = getattr(e, "id", None)
+            if rid is None:
+                self.bad_frames += 1
+                return
+            self.send(wire.response(rid, RC_BAD_ARGS, err=str(e)))
+            return
+        t = msg["t"]
+        if t == "q":
+            self._on_request(msg)
+        elif t == "a":
+            seq = msg["seq"]
+            self.inflight.pop(seq, None)
+            self.hub.outbox.ack(seq)
+        # responses and events from the host are not expected: ignored
+
+    def _on_request(self, msg):
+        try:
+            rc, data, err = self.hub.handle(msg)
+        except Exception as e:  # the agent keeps serving whatever a handler does
+            print_exception(e)
+            rc, data, err = "E49", None, "internal error: {}".format(e)
+        if msg["op"] == "hello":
+            self.subscribed = bool((msg.get("a") or {}).get("events"))
+            self.inflight = {}
+        try:
+            self.send(wire.response(msg["id"], rc, data, err))
+        except wire.WireError as e:
+            self.send(wire.response(msg["id"], rc, None, "response too large: {}".format(e)))
+
+    def _deliver(self):
+        now = self.clock.monotonic_ms()
+        for seq, kind, data in self.hub.outbox.pending(WINDOW):
+            last = self.inflight.get(seq)
+            if last is not None and now - last < RESEND_MS:
+                continue
+            self.inflight[seq] = now
+            self.send(wire.event(seq, kind, data))

@@ -1,0 +1,52 @@
+# The virtual board: the MicroPython unix port on a pty (dbch vboard). Real time that the host
+# may fast-forward, a simulated radio medium, the flash directory as storage, the console as link.
+NAME = "unix"
+MCU = "unix port"
+RADIO = "sim"
+BAND = "868"
+TX_POWER_CAP_DBM = 14
+REGULATED_DUTY_CYCLE_PERMILLE = 25
+DESCRIPTION = "Virtual board: MicroPython unix port on a pty, simulated sub-GHz medium"
+DATA_DIR = "data"
+
+
+def _identity(storage):
+    # A virtual board gets a random EUI-64 at its first boot and keeps it in its flash.
+    from hal.mcu import StaticIdentity
+
+    eui = storage.read("eui")
+    if eui is None or len(eui) != 8:
+        import os
+
+        eui = bytearray(os.urandom(8))
+        eui[0] = (eui[0] & 0xFC) | 0x02  # locally administered, unicast
+        eui = bytes(eui)
+        storage.write("eui", eui)
+    return StaticIdentity(eui)
+
+
+def _reset():
+    # The launcher restarts the interpreter when it exits: that is this board's reboot.
+    import sys
+
+    sys.exit(0)
+
+
+def make_hal(band=BAND, seed=None):
+    import sys
+
+    from hal.contracts import Hal
+    from hal.fs_storage import FileStorage
+    from hal.mcu import McuClock
+    from hal.sim.clock import FastForwardClock
+    from hal.sim.radio import Medium, SimRadio
+    from hal.stream_link import StreamLink
+
+    clock = FastForwardClock(McuClock())
+    storage = FileStorage(DATA_DIR)
+    identity = _identity(storage)
+    # no airtime windows: the exact-window log is for host tests, not a small heap
+    medium = Medium(clock, seed=seed if seed is not None else identity.eui64()[7] + 1, windows_ms=())
+    radio = SimRadio(medium, clock, band=band, tx_power_dbm=TX_POWER_CAP_DBM)
+    link = StreamLink(sys.stdin.buffer, sys.stdout.buffer)
+    return Hal(radio, clock, storage, link=link, identity=identity, board=sys.modules[__name__], reset=_reset)

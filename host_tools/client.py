@@ -1,0 +1,160 @@
+"""The host's side of the agent's wire protocol, over serial (pyserial), a pty or a socket.
+
+Framing comes from agent.wire (the same code the device runs); message bodies are encoded and
+decoded with cbor2 (canonical), which the interop tests prove byte-identical to the agent's codec.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import cbor2
+
+from agent import wire
+
+
+class LinkError(Exception):
+    """The link could not be used; the message says what to do."""
+
+
+class AgentTimeout(LinkError):
+    pass
+
+
+@dataclass
+class Response:
+    id: int
+    rc: str
+    data: object = None
+    err: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.rc.startswith("I")
+
+
+@dataclass
+class Event:
+    seq: int
+    kind: str
+    data: dict = field(default_factory=dict)
+
+
+def encode(msg: dict) -> bytes:
+    wire.check_message(msg)
+    return wire.encode_frame(cbor2.dumps(msg, canonical=True))
+
+
+def decode(body: bytes) -> dict:
+    try:
+        obj = cbor2.loads(body)
+    except Exception as e:  # cbor2 raises several types for bad input
+        raise wire.WireError(f"bad CBOR: {e}") from e
+    return wire.check_message(obj)
+
+
+class AgentClient:
+    """Requests and events over a byte transport with read(n) (may return b"") and write(b)."""
+
+    def __init__(
+        self, transport, *, timeout: float = 5.0, on_text: Callable[[bytes], None] | None = None, port: str = ""
+    ):
+        self.transport = transport
+        self.timeout = timeout
+        self.port = port
+        self.decoder = wire.FrameDecoder(on_text=on_text)
+        self._ids = itertools.count(int(time.time() * 1000) % 1_000_000)
+        self.events: list[Event] = []
+        self.seen: set[int] = set()
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def _send(self, msg: dict) -> None:
+        self.transport.write(encode(msg))
+
+    def _pump(self) -> list[dict]:
+        data = self.transport.read(4096)
+        msgs = []
+        for body in self.decoder.feed(data or b""):
+            try:
+                msgs.append(decode(body))
+            except wire.WireError:
+                continue
+        return msgs
+
+    def _on_event(self, msg: dict) -> None:
+        self.events.append(Event(msg["seq"], msg["k"], msg.get("d") or {}))
+
+    # -- requests ----------------------------------------------------------------------------
+    def request(self, op: str, args: dict | None = None, timeout: float | None = None) -> Response:
+        rid = next(self._ids) % (1 << 32)
+        self._send(wire.request(rid, op, args or {}))
+        deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
+        while time.monotonic() < deadline:
+            for msg in self._pump():
+                if msg["t"] == "r" and msg["id"] == rid:
+                    return Response(rid, msg["rc"], msg.get("d"), msg.get("e"))
+                if msg["t"] == "e":
+                    self._on_event(msg)
+        raise AgentTimeout(
+            f"no answer to {op!r} from {self.port or 'the board'} within {timeout or self.timeout:g} s: "
+            "is the agent flashed and running? (dbch flash)"
+        )
+
+    def call(self, op: str, args: dict | None = None, timeout: float | None = None) -> Response:
+        """Like request(), but a transport that answers nothing is retried once (a busy board)."""
+        try:
+            return self.request(op, args, timeout)
+        except AgentTimeout:
+            return self.request(op, args, timeout)
+
+    def hello(self, events: bool = False, timeout: float | None = None) -> Response:
+        return self.request("hello", {"events": events}, timeout)
+
+    # -- events ------------------------------------------------------------------------------
+    def ack(self, seq: int) -> None:
+        self._send(wire.ack(seq))
+
+    def poll_events(self, duration: float) -> Iterator[Event]:
+        """Events that arrive within duration seconds (new seqs only), acknowledged as yielded."""
+        deadline = time.monotonic() + duration
+        while True:
+            while self.events:
+                ev = self.events.pop(0)
+                self.ack(ev.seq)
+                if ev.seq in self.seen:
+                    continue
+                self.seen.add(ev.seq)
+                yield ev
+            if time.monotonic() >= deadline:
+                return
+            for msg in self._pump():
+                if msg["t"] == "e":
+                    self._on_event(msg)
+
+
+class SerialTransport:
+    """pyserial underneath: real ports, ptys, and pyserial URLs (socket://, loop://)."""
+
+    def __init__(self, url: str, baud: int = 115200):
+        import serial
+
+        try:
+            self.serial = serial.serial_for_url(url, baudrate=baud, timeout=0.02)
+        except (serial.SerialException, OSError, ValueError) as e:
+            raise LinkError(
+                f"cannot open {url}: {e}. Check the port (dbch ports) or start a virtual board (dbch vboard --serve)."
+            ) from e
+
+    def read(self, n: int) -> bytes:
+        waiting = self.serial.in_waiting
+        return self.serial.read(max(1, min(n, waiting)) if waiting else 1)
+
+    def write(self, data: bytes) -> None:
+        self.serial.write(data)
+        self.serial.flush()
+
+    def close(self) -> None:
+        self.serial.close()

@@ -1,0 +1,65 @@
+# Shared by the hub and server tests: a simulated hub on a flash that survives "reboots".
+from boards import sim
+from hal.sim.clock import VirtualClock
+from hal.sim.flash import SimFlash
+from hal.sim.radio import Medium
+
+TEMPLATE = {
+    "LowerBandSubGHzChannels0To26": [1, 2],
+    "LowerBandSubGHzChannels27To34": [28, 29],
+    "LowerBandSubGHzChannels35To61": [36, 37],
+    "UpperBandSubGHzChannels0To26": [1, 2],
+    "NormalLimitedDutyCycleThreshold": "1.3",
+    "LimitedCriticalDutyCycleThreshold": "2.2",
+    "MaximumSubGHzChannelChangesPerWeek": 5,
+    "GSMECurfew": 7,
+    "ChannelQuieterThreshold": 7,
+    "ChannelNoisierThreshold": 12,
+    "NonGSMEPoorCommsPercentageThreshold": "60.00",
+    "NonGSMEPoorCommsMeasurementPeriods": 130,
+    "LocalCHNoiseMeasurementPeriod": 100,
+    "LocalCHFailurePercentage": "40.00",
+    "LocalCHRetryPercentage": "30.00",
+}
+
+
+def config(**changes):
+    m = dict(TEMPLATE)
+    m.update(changes)
+    return m
+
+
+class Rig:
+    """A hub on simulated hardware whose flash, clock and medium outlive reboots."""
+
+    def __init__(self, seed=1):
+        self.flash = SimFlash()
+        self.clock = VirtualClock()
+        self.medium = Medium(self.clock, seed=seed)
+        self.hub = None
+        self.boot()
+
+    def hal(self, link=None):
+        return sim.make_hal(flash=self.flash, clock=self.clock, medium=self.medium, link=link)
+
+    def boot(self, link=None):
+        from agent.hub import Hub
+
+        self.flash.power_on()
+        self.hub = Hub(self.hal(link), sim)
+        return self.hub
+
+    def call(self, op, **args):
+        return self.hub.handle({"t": "q", "id": 1, "op": op, "a": args})
+
+    def alerts(self):
+        """Pending N54 alerts as (GBCS hex code, payload), oldest first."""
+        out = []
+        for _seq, kind, data in self.hub.outbox.pending():
+            if kind == "N54":
+                out.append((data["DeviceAlertCode"], data.get("payload")))
+        return out
+
+    def drain(self):
+        for seq, _k, _d in self.hub.outbox.pending():
+            self.hub.outbox.ack(seq)
