@@ -13,6 +13,7 @@ from hal.compat import const, print_exception
 RESEND_MS = const(2000)
 WINDOW = const(4)
 _READ = const(256)
+_READS = const(20)  # at most this many reads a pass, so events and ticks still get their turn
 
 
 class Server:
@@ -30,8 +31,10 @@ class Server:
 
     def poll(self):
         """One pass: read what is there, answer it, deliver events, run periodic work."""
-        data = self.link.read(_READ)
-        if data:
+        for _ in range(_READS):
+            data = self.link.read(_READ)
+            if not data:
+                break
             for body in self.decoder.feed(data):
                 self._on_body(body)
         self.hub.tick()

@@ -1,0 +1,101 @@
+import unittest
+
+from hubkit import Rig, config
+
+from agent import cbor, wire
+from agent.server import RESEND_MS, Server
+from hal.contracts import Link
+
+
+class PipeLink(Link):
+    """Both ends of an in-memory serial line: the test writes host bytes, reads agent bytes."""
+
+    def __init__(self):
+        self.to_agent = bytearray()
+        self.to_host = bytearray()
+
+    def read(self, n):
+        data = bytes(self.to_agent[:n])
+        self.to_agent = self.to_agent[n:]
+        return data
+
+    def write(self, data):
+        self.to_host += data
+
+    def wait(self, timeout_ms):
+        return bool(self.to_agent)
+
+
+class Host:
+    def __init__(self):
+        self.link = PipeLink()
+        self.text = []
+        self.decoder = wire.FrameDecoder(on_text=self.text.append)
+
+    def send(self, msg):
+        self.link.to_agent += wire.pack(msg)
+
+    def received(self):
+        out = [wire.unpack(b) for b in self.decoder.feed(bytes(self.link.to_host))]
+        self.link.to_host = bytearray()
+        return out
+
+
+class ServerTests(unittest.TestCase):
+    def setUp(self):
+        self.rig = Rig()
+        self.host = Host()
+        self.server = Server(self.rig.hub, self.host.link)
+
+    def ask(self, op, **args):
+        self.host.send(wire.request(7, op, args))
+        self.server.poll()
+        return [m for m in self.host.received() if m["t"] == "r"]
+
+    def test_one_response_per_request(self):
+        got = self.ask("hello")
+        self.assertEqual(len(got), 1)
+        self.assertEqual((got[0]["id"], got[0]["rc"]), (7, "I0"))
+
+    def test_malformed_but_addressable_request_gets_e49(self):
+        body = cbor.dumps({"t": "q", "id": 9, "op": 5, "a": {}})
+        self.host.link.to_agent += wire.encode_frame(body)
+        self.server.poll()
+        got = self.host.received()
+        self.assertEqual([(m["id"], m["rc"]) for m in got], [(9, "E49")])
+
+    def test_garbage_and_text_are_survived(self):
+        self.host.link.to_agent += b"\x1c\x05garbage\r\nhello there\x1dxx" + bytes(range(256))
+        self.server.poll()
+        self.server.poll()
+        self.assertEqual(self.host.received(), [])
+        self.assertEqual(self.ask("status")[0]["rc"], "I0")
+
+    def test_events_only_after_subscription_then_until_acked(self):
+        self.ask("config.set", config=config())
+        self.assertEqual([m for m in self.host.received() if m["t"] == "e"], [])
+        self.host.send(wire.request(8, "hello", {"events": True}))
+        self.server.poll()
+        events = [m for m in self.host.received() if m["t"] == "e"]
+        self.assertEqual(len(events), 3)  # the window: 8F2A, 8F27, 8F26
+        self.assertEqual(events[0]["d"]["DeviceAlertCode"], "8F2A")
+        # not acked: sent again with the same seq after RESEND_MS, not before
+        self.server.poll()
+        self.assertEqual([m for m in self.host.received() if m["t"] == "e"], [])
+        self.rig.clock.advance_ms(RESEND_MS)
+        self.server.poll()
+        again = [m["seq"] for m in self.host.received() if m["t"] == "e"]
+        self.assertEqual(again, [e["seq"] for e in events])
+        for e in events:
+            self.host.send(wire.ack(e["seq"]))
+        self.server.poll()
+        self.assertEqual(len(self.rig.hub.outbox), 0)
+
+    def test_unacked_events_survive_reboot_with_their_seq(self):
+        self.ask("config.set", config=config())
+        seqs = [s for s, _k, _d in self.rig.hub.outbox.pending()]
+        hub = self.rig.boot()
+        server = Server(hub, self.host.link)
+        self.host.send(wire.request(1, "hello", {"events": True}))
+        server.poll()
+        self.assertEqual([m["seq"] for m in self.host.received() if m["t"] == "e"], seqs)
