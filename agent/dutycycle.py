@@ -309,5 +309,5 @@ class DutyCycle:
             why = None
         self.refusal = why
         if why is not None and request_id is not None:
-            alerts.append((ALERT_MESSAGE_DISCARDED, {"request_id": str(request_id), "cra": bool(cra)}))
+            alerts.append((ALERT_MESSAGE_DISCARDED, {"request_id": str(request_id), "cra": cra}))
         return why is None, alerts

@@ -101,7 +101,7 @@ class Hub:
         self.store.put("agility", self.agility.state())
 
     # -- radio -------------------------------------------------------------------------------
-    def transmit(self, frame, essential=False, device=None, request_id=None, cra=False):
+    def transmit(self, frame, essential=False, device=None, request_id=None, cra="Command"):
         """Send one frame if the duty cycle allows it; returns airtime in us, or 0 if refused."""
         now = self.clock.monotonic_ms()
         if self.agility.operating is None:
@@ -207,6 +207,11 @@ class Hub:
         essential = _arg(args, "essential", bool, False)
         device = _arg(args, "device", str)
         request_id = _arg(args, "request_id", str)
+        cra = _arg(args, "cra", str, "Command")
+        if request_id is not None and request_id.count(":") != 2:
+            raise BadArgs("request_id must be a DUIS RequestID (originator:target:counter)")
+        if cra not in ("Command", "Response", "Alert"):
+            raise BadArgs("cra must be Command, Response or Alert")
         if not 0 <= count <= 100000 or not 1 <= length <= 125:
             raise BadArgs("count must be 0-100000 and len 1-125")
         try:
@@ -216,7 +221,7 @@ class Hub:
         sent = refused = airtime = 0
         frame = _FILLER[:length]
         for _ in range(count):
-            a = self.transmit(frame, essential=essential, device=dev, request_id=request_id)
+            a = self.transmit(frame, essential=essential, device=dev, request_id=request_id, cra=cra)
             if a:
                 sent += 1
                 airtime += a

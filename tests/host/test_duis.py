@@ -1,0 +1,622 @@
+"""host_tools.duis against the DCC's DUIS 5.4 schema and DCC Boxed templates.
+
+The schema and templates are read where they are ($DBCH_DUIS_SCHEMA_DIR, else ../shared/duis
+beside the repository); nothing is copied or written there. Templates are modified in memory.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent import alerts, codes, subghz
+from agent.channels import PLAN
+from host_tools import duis
+
+ROOT = Path(__file__).resolve().parents[2]
+SR = "{%s}" % duis.SR_NS
+RA = "{%s}" % duis.RA_NS
+
+HUB = "00-DB-12-34-56-78-90-A2"  # the target of the DCC Boxed DBCH templates
+CS06_HUB = "00-DB-12-34-56-78-90-A0"  # the target of the CS06 templates
+USER = "90-B3-D5-1F-30-01-00-00"
+WHEN = "2025-03-01T12:00:00Z"
+
+
+def _schema_folder() -> Path:
+    env = os.environ.get(duis.ENV_SCHEMA_DIR)
+    return Path(env) if env else ROOT.parent / "shared" / "duis"
+
+
+def _portable_template() -> dict:
+    """tests/portable/test_subghz.py's template(), loaded from its file."""
+    spec = importlib.util.spec_from_file_location("_subghz_cases", ROOT / "tests" / "portable" / "test_subghz.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.template()
+
+
+@pytest.fixture(scope="module")
+def schema_path() -> Path:
+    folder = _schema_folder()
+    if not (folder / duis.SCHEMA_FILE).is_file():
+        pytest.skip("no DUIS schema at {} (set {})".format(folder, duis.ENV_SCHEMA_DIR))
+    duis.load_schema(folder)  # once per session: cached per folder afterwards
+    return folder
+
+
+@pytest.fixture(scope="module")
+def templates(schema_path: Path) -> dict[str, bytes]:
+    folder = schema_path / "templates"
+    return {p.name.split("_")[0] + "_" + p.name.split("_")[1]: p.read_bytes() for p in sorted(folder.glob("*.XML"))}
+
+
+def valid(xml: bytes, schema_path: Path) -> list[str]:
+    return duis.validate(xml, schema_path)
+
+
+def text_of(xml: bytes, path: str) -> str | None:
+    el = ET.fromstring(xml).find(path)
+    return None if el is None else el.text
+
+
+# -- schema folder -----------------------------------------------------------------------------
+
+
+def test_missing_schema_folder_says_how_to_configure(monkeypatch, tmp_path):
+    monkeypatch.delenv(duis.ENV_SCHEMA_DIR, raising=False)
+    with pytest.raises(duis.DuisConfigError) as e:
+        duis.schema_dir(None)
+    assert "--schema DIR" in str(e.value) and duis.ENV_SCHEMA_DIR in str(e.value)
+    with pytest.raises(duis.DuisConfigError, match="no DUIS schema configured"):
+        duis.validate(b"<x/>")
+    with pytest.raises(duis.DuisConfigError, match="is not a folder"):
+        duis.schema_dir(tmp_path / "nowhere")
+    with pytest.raises(duis.DuisConfigError, match="has no 'DUIS Schema V5.4.xsd'"):
+        duis.schema_dir(tmp_path)
+    monkeypatch.setenv(duis.ENV_SCHEMA_DIR, str(tmp_path))
+    with pytest.raises(duis.DuisConfigError, match=re.escape("$" + duis.ENV_SCHEMA_DIR)):
+        duis.load_schema()
+
+
+def test_schema_folder_from_env_and_cache(monkeypatch, schema_path):
+    monkeypatch.setenv(duis.ENV_SCHEMA_DIR, str(schema_path))
+    assert duis.schema_dir(None) == schema_path.resolve()
+    assert duis.load_schema() is duis.load_schema(schema_path)  # loaded once, then cached
+    seconds = duis.schema_load_time(schema_path)
+    assert seconds is not None and seconds > 0
+    print("DUIS schema load: {:.2f} s".format(seconds))
+
+
+# -- templates ---------------------------------------------------------------------------------
+
+EXPECTED = {
+    "DBCH01_6.31": ("6.31", "ReadCHFSubGHzChannel", 1, HUB),
+    "DBCH03_6.30": ("6.30", "ReadCHFSubGHzConfiguration", 1, HUB),
+    "DBCH04_6.28": ("6.28", "SetCHFSubGHzConfiguration", 1, HUB),
+    "DBCH05_6.29": ("6.29", "RequestCHFSubGHzChannelScan", 1, HUB),
+    "CS06_11.3": ("11.3", "ActivateFirmware", 4, CS06_HUB),
+}
+
+
+def test_every_template_is_found(templates):
+    assert sorted(templates) == sorted(EXPECTED)  # the two CS06 templates share a key
+    assert len(list((_schema_folder() / "templates").glob("*.XML"))) == 6
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (_schema_folder() / "templates").glob("*.XML")))
+def test_template_validates_parses_and_is_accepted(name, schema_path):
+    xml = (schema_path / "templates" / name).read_bytes()
+    assert valid(xml, schema_path) == []
+    req = duis.parse_request(xml)
+    key = name.split("_")[0] + "_" + name.split("_")[1]
+    srv, body, cv, target = EXPECTED[key]
+    assert (req.service_reference, req.service_reference_variant, req.body, req.command_variant) == (srv, srv, body, cv)
+    assert (req.originator, req.target) == (USER, target)
+    assert req.request_id == "{}:{}:{}".format(USER, target, req.counter) and req.counter in (1000, 1001)
+    assert req.schema_version == "5.4"
+    assert req.signature == duis.SIGNATURE_PLACEHOLDER
+    assert any("placeholder" in w for w in req.warnings)
+    seen: set[str] = set()
+    assert duis.check_request(req, target_eui=target, seen_request_ids=seen)[0] is None
+    assert seen == {req.request_id}
+
+
+def test_dbch04_gives_the_template_mapping(templates):
+    req = duis.parse_request(templates["DBCH04_6.28"])
+    assert req.args == _portable_template()
+    assert req.args["NormalLimitedDutyCycleThreshold"] == "1.3" and req.args["GSMECurfew"] == 7
+    result = subghz.validate(req.args)
+    assert result.ok and result.code == "I0"
+
+
+def test_cs06_hash_and_execution(templates, schema_path):
+    immediate = duis.parse_request(
+        (schema_path / "templates" / "CS06_11.3_IMMEDIATE_SUCCESS_REQUEST_DUIS.XML").read_bytes()
+    )
+    future = duis.parse_request(
+        (schema_path / "templates" / "CS06_11.3_FUTURE_DATED_SUCCESS_REQUEST_DUIS.XML").read_bytes()
+    )
+    digest = bytes.fromhex("AA758690730934FF0685AA758690730934FF0685657788990011223344556677")
+    assert immediate.args == {"hash": digest, "execution": None}
+    assert future.args == {"hash": digest, "execution": "2030-01-15T09:00:00Z"}
+
+
+# -- building requests -------------------------------------------------------------------------
+
+BUILD_CASES = [
+    ("6.28", None),
+    ("6.29", None),
+    ("6.30", None),
+    ("6.31", None),
+    ("11.3", {"hash": bytes(range(32)), "execution": None}),
+    ("11.3", {"hash": bytes(range(32)).hex(), "execution": "2031-06-01T10:30:00+01:00"}),
+]
+
+
+@pytest.mark.parametrize(("srv", "args"), BUILD_CASES)
+def test_request_xml_round_trips_and_validates(srv, args, schema_path):
+    if srv == "6.28":
+        args = _portable_template()
+    xml = duis.request_xml(srv, HUB, USER, 2**64 - 1, args)
+    assert valid(xml, schema_path) == []
+    req = duis.parse_request(xml)
+    svc = duis.HUB_SERVICES[srv]
+    assert (req.service_reference_variant, req.body, req.command_variant) == (
+        srv,
+        svc.body,
+        (4 if srv == "11.3" else 1),
+    )
+    assert (req.originator, req.target, req.counter) == (USER, HUB, 2**64 - 1)
+    assert req.signature == duis.SIGNATURE_ABSENT and req.warnings[0].startswith("unsigned request")
+    if srv == "6.28":
+        assert req.args == _portable_template()
+    elif srv == "11.3":
+        assert req.args["hash"] == bytes(range(32))
+        assert req.args["execution"] == (None if args["execution"] is None else "2031-06-01T09:30:00Z")
+    else:
+        assert req.args == {}
+    assert duis.check_request(req, target_eui=HUB, seen_request_ids=set())[0] is None
+
+
+def test_request_xml_names_and_bad_arguments():
+    by_use_case = duis.request_xml("DBCH03", HUB, USER, 1)
+    assert by_use_case == duis.request_xml("ReadCHFSubGHzConfiguration", HUB, USER, 1)
+    assert duis.parse_request(by_use_case).service_reference_variant == "6.30"
+    with pytest.raises(duis.DuisError, match="unknown service '6.32'"):
+        duis.request_xml("6.32", HUB, USER, 1)
+    with pytest.raises(duis.DuisRenderError, match="32-byte firmware hash"):
+        duis.request_xml("11.3", HUB, USER, 1, {"hash": b"short"})
+    with pytest.raises(duis.DuisRenderError, match="counter"):
+        duis.request_xml("6.29", HUB, USER, -1)
+    with pytest.raises(duis.DuisRenderError, match="target"):
+        duis.request_xml("6.29", "00-DB", USER, 1)
+    with pytest.raises(duis.DuisRenderError, match="lacks GSMECurfew"):
+        duis.request_xml("6.28", HUB, USER, 1, {k: v for k, v in _portable_template().items() if k != "GSMECurfew"})
+    with pytest.raises(duis.DuisRenderError, match="no Channel27 element"):
+        duis.request_xml("6.28", HUB, USER, 1, dict(_portable_template(), LowerBandSubGHzChannels0To26=[1, 27]))
+    with pytest.raises(duis.DuisRenderError, match="takes no arguments"):
+        duis.request_xml("6.29", HUB, USER, 1, {"x": 1})
+
+
+def test_out_of_range_configuration_builds_but_fails_schema_and_agent(schema_path):
+    bad = dict(_portable_template(), NormalLimitedDutyCycleThreshold="3.0")
+    xml = duis.request_xml("6.28", HUB, USER, 7, bad)
+    errors = valid(xml, schema_path)
+    assert errors and any("NormalLimitedDutyCycleThreshold" in e for e in errors)
+    with pytest.raises(duis.DuisValidationError) as e:
+        duis.read_request(xml, schema_path)
+    assert e.value.errors == errors and "not valid against the DUIS 5.4 schema" in str(e.value)
+    req = duis.parse_request(xml)  # still readable: the hub answers it with a service code
+    assert subghz.validate(req.args).code == "E062803"
+
+
+# -- configuration <-> XML ---------------------------------------------------------------------
+
+
+def test_config_round_trip_and_canonical_form():
+    m = _portable_template()
+    assert duis.canonical_config(m) == m
+    el = duis.render_config_xml(m)
+    assert el.tag == SR + "SubGHzConfigurationChanged"
+    assert [c.tag[len(SR) :] for c in el] == list(subghz.ITEM_NAMES)
+    assert duis.config_from_xml(el) == m
+    loose = dict(m, LowerBandSubGHzChannels0To26=(2, 1, 2), NormalLimitedDutyCycleThreshold=1.3)
+    loose.update(LocalCHRetryPercentage=30, GSMECurfew="7", UpperBandSubGHzChannels0To26=None)
+    assert duis.config_from_xml(duis.render_config_xml(loose)) == dict(m, UpperBandSubGHzChannels0To26=[])
+
+
+def test_config_from_xml_keeps_bad_text_for_the_agent():
+    el = duis.render_config_xml(_portable_template())
+    el.find(SR + "GSMECurfew").text = "seven"
+    m = duis.config_from_xml(el)
+    assert m["GSMECurfew"] == "seven"
+    assert subghz.validate(m).code == "E062803"
+    ET.SubElement(el.find(SR + "LowerBandSubGHzChannels0To26"), SR + "Chan9")
+    with pytest.raises(duis.DuisParseError, match="unexpected element Chan9"):
+        duis.config_from_xml(el)
+
+
+def _page_channels(page):
+    first, last = PLAN[page][0], PLAN[page][1]
+    return st.lists(st.integers(first, last), max_size=6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {name: _page_channels(page) for name, page in subghz.CHANNEL_ITEMS}
+        | {
+            name: (st.integers(0, 10**places * 100).map(lambda v, p=places: subghz.format_decimal(v, p)))
+            for name, places, *_ in subghz.PARAMETER_ITEMS
+        }
+    )
+)
+def test_config_round_trip_property(mapping):
+    expected = duis.canonical_config(mapping)
+    assert duis.config_from_xml(duis.render_config_xml(mapping)) == expected
+    for name, _page in subghz.CHANNEL_ITEMS:
+        assert expected[name] == sorted(set(mapping[name]))
+
+
+# -- check_request -----------------------------------------------------------------------------
+
+
+def _edit(xml: bytes, *pairs: tuple[str, str]) -> bytes:
+    text = xml.decode()
+    for old, new in pairs:
+        assert old in text, old
+        text = text.replace(old, new)
+    return text.encode()
+
+
+def _check(xml: bytes, seen: set[str] | None = None, hub: str = HUB):
+    return duis.check_request(duis.parse_request(xml), target_eui=hub, seen_request_ids=set() if seen is None else seen)
+
+
+def test_e11_service_not_for_a_chf(templates, schema_path):
+    # 7.4 Read Supply Status (an ESME service, CV 1-3) sent to the hub: schema-valid, wrong device type
+    xml = _edit(
+        templates["DBCH01_6.31"],
+        ("<sr:ServiceReference>6.31<", "<sr:ServiceReference>7.4<"),
+        ("<sr:ServiceReferenceVariant>6.31<", "<sr:ServiceReferenceVariant>7.4<"),
+        ("<sr:ReadCHFSubGHzChannel/>", "<sr:ReadSupplyStatus/>"),
+    )
+    assert valid(xml, schema_path) == []
+    code, message = _check(xml)
+    assert code == "E11" and "7.4" in message and codes.response_name("E11") in message
+
+
+def test_e12_command_variant(templates, schema_path):
+    for cv in ("2", "3", "4", "8"):
+        xml = _edit(templates["DBCH03_6.30"], ("<sr:CommandVariant>1<", "<sr:CommandVariant>{}<".format(cv)))
+        assert valid(xml, schema_path) == []
+        code, message = _check(xml)
+        assert code == "E12" and "Command Variant {}".format(cv) in message
+    for cv in ("1", "5"):
+        xml = _edit(templates["CS06_11.3"], ("<sr:CommandVariant>4<", "<sr:CommandVariant>{}<".format(cv)))
+        assert _check(xml, hub=CS06_HUB)[0] == "E12"
+
+
+def test_e13_request_type_not_for_this_endpoint(templates, schema_path):
+    # 8.2 Read Inventory is a non-device (DCC Only, CV 8) request
+    xml = _edit(
+        templates["DBCH01_6.31"],
+        ("<sr:CommandVariant>1<", "<sr:CommandVariant>8<"),
+        ("<sr:ServiceReference>6.31<", "<sr:ServiceReference>8.2<"),
+        ("<sr:ServiceReferenceVariant>6.31<", "<sr:ServiceReferenceVariant>8.2<"),
+        (
+            "<sr:ReadCHFSubGHzChannel/>",
+            "<sr:ReadInventory><sr:DeviceID>{}</sr:DeviceID></sr:ReadInventory>".format(HUB),
+        ),
+    )
+    assert valid(xml, schema_path) == []
+    code, message = _check(xml)
+    assert code == "E13" and "non-device" in message
+    foreign = _edit(templates["DBCH01_6.31"], ("<sr:ReadCHFSubGHzChannel/>", '<x:Other xmlns:x="urn:x"/>'))
+    assert _check(foreign)[0] == "E13"
+    empty = _edit(templates["DBCH01_6.31"], ("<sr:ReadCHFSubGHzChannel/>", ""))
+    code, message = _check(empty)
+    assert code == "E13" and "no body" in message
+
+
+def test_e19_target_device_does_not_exist(templates):
+    xml = _edit(templates["DBCH05_6.29"], (":00-DB-12-34-56-78-90-A2:", ":00-DB-12-34-56-78-90-FF:"))
+    code, message = _check(xml)
+    assert code == "E19" and "00-DB-12-34-56-78-90-FF" in message
+    # the hub's EUI may be given in any case, or as bytes
+    assert _check(templates["DBCH05_6.29"], hub=HUB.lower())[0] is None
+    assert _check(templates["DBCH05_6.29"], hub=bytes.fromhex(HUB.replace("-", "")))[0] is None
+
+
+def test_e48_reference_and_variant_mismatch(templates, schema_path):
+    xml = _edit(templates["DBCH04_6.28"], ("<sr:ServiceReferenceVariant>6.28<", "<sr:ServiceReferenceVariant>6.30<"))
+    assert valid(xml, schema_path) == []  # the schema cannot see it
+    code, message = _check(xml)
+    assert code == "E48" and "6.30" in message and "6.28" in message
+
+
+def test_e49_body_does_not_match_the_variant(templates, schema_path):
+    xml = _edit(templates["DBCH03_6.30"], ("<sr:ReadCHFSubGHzConfiguration/>", "<sr:ReadCHFSubGHzChannel/>"))
+    assert valid(xml, schema_path) == []
+    code, message = _check(xml)
+    assert code == "E49" and "ReadCHFSubGHzConfiguration" in message
+    # a hub body under another service's variant
+    other = _edit(
+        templates["DBCH01_6.31"],
+        ("<sr:ServiceReference>6.31<", "<sr:ServiceReference>7.4<"),
+        ("<sr:ServiceReferenceVariant>6.31<", "<sr:ServiceReferenceVariant>7.4<"),
+    )
+    assert _check(other)[0] == "E49"
+
+
+def test_e55_duplicate_request_id(templates):
+    seen: set[str] = set()
+    assert _check(templates["DBCH05_6.29"], seen)[0] is None
+    code, message = _check(templates["DBCH05_6.29"], seen)
+    assert code == "E55" and "1000" in message
+    # the same ID in lower case is the same request
+    lower = _edit(templates["DBCH05_6.29"], ("90-B3-D5-1F-30-01-00-00:00-DB", "90-b3-d5-1f-30-01-00-00:00-db"))
+    assert _check(lower, seen)[0] == "E55"
+    # a rejected request does not take its ID
+    seen2: set[str] = set()
+    bad = _edit(templates["DBCH01_6.31"], ("<sr:CommandVariant>1<", "<sr:CommandVariant>2<"))
+    assert _check(bad, seen2)[0] == "E12" and seen2 == set()
+    assert _check(templates["DBCH01_6.31"], seen2)[0] is None
+
+
+def test_precedence(templates):
+    # E48 before E13: a non-device variant under another reference
+    xml = _edit(templates["DBCH01_6.31"], ("<sr:ServiceReferenceVariant>6.31<", "<sr:ServiceReferenceVariant>8.2<"))
+    assert _check(xml)[0] == "E48"
+    # E12 before E19: a wrong command variant for another device
+    xml = _edit(
+        templates["DBCH01_6.31"],
+        ("<sr:CommandVariant>1<", "<sr:CommandVariant>2<"),
+        (":00-DB-12-34-56-78-90-A2:", ":00-DB-12-34-56-78-90-FF:"),
+    )
+    assert _check(xml)[0] == "E12"
+    # E55 before E19, E19 before E11
+    seen = {duis.parse_request(templates["DBCH01_6.31"]).request_id}
+    xml = _edit(
+        templates["DBCH01_6.31"],
+        ("<sr:ServiceReference>6.31<", "<sr:ServiceReference>7.4<"),
+        ("<sr:ServiceReferenceVariant>6.31<", "<sr:ServiceReferenceVariant>7.4<"),
+        ("<sr:ReadCHFSubGHzChannel/>", "<sr:ReadSupplyStatus/>"),
+    )
+    assert _check(xml, seen)[0] == "E55"
+    assert _check(xml, hub="00-DB-12-34-56-78-90-FF")[0] == "E19"
+    assert _check(xml)[0] == "E11"
+
+
+# -- malformed and invalid requests --------------------------------------------------------------
+
+
+def test_malformed_xml_is_a_clear_error(templates, schema_path):
+    broken = templates["DBCH01_6.31"].replace(b"</sr:Header>", b"")
+    with pytest.raises(duis.DuisParseError, match="not well-formed XML"):
+        duis.parse_request(broken)
+    with pytest.raises(duis.DuisParseError, match="not well-formed XML"):
+        duis.read_request(broken, schema_path)
+    errors = valid(broken, schema_path)
+    assert len(errors) == 1 and errors[0].startswith("not well-formed XML")
+    bomb = b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaa">]><r>&a;</r>'
+    with pytest.raises(duis.DuisParseError, match="DOCTYPE"):
+        duis.parse_request(bomb)
+
+
+def test_schema_invalid_request_is_a_clear_error(templates, schema_path):
+    xml = _edit(templates["DBCH04_6.28"], ("<sr:GSMECurfew>7<", "<sr:GSMECurfew>x<"))
+    errors = valid(xml, schema_path)
+    assert len(errors) == 1 and "sr:GSMECurfew" in errors[0]
+    missing = _edit(templates["DBCH04_6.28"], ("<sr:CommandVariant>1</sr:CommandVariant>", ""))
+    errors = valid(missing, schema_path)
+    assert errors and any("CommandVariant" in e for e in errors)
+    with pytest.raises(duis.DuisParseError, match="no sr:CommandVariant"):
+        duis.parse_request(missing)
+    with pytest.raises(duis.DuisValidationError):
+        duis.read_request(missing, schema_path)
+
+
+def test_parse_errors_name_the_problem(templates):
+    with pytest.raises(duis.DuisParseError, match="is not originatorEUI:targetEUI:counter"):
+        duis.parse_request(_edit(templates["DBCH01_6.31"], (":1000<", ":x<")))
+    with pytest.raises(duis.DuisParseError, match="is not originatorEUI:targetEUI:counter"):
+        duis.parse_request(_edit(templates["DBCH01_6.31"], (":1000<", ":18446744073709551616<")))
+    with pytest.raises(duis.DuisParseError, match="expected sr:Request"):
+        duis.parse_request(b'<sr:Response xmlns:sr="%s"/>' % duis.SR_NS.encode())
+    with pytest.raises(duis.DuisParseError, match="FirmwareHash"):
+        duis.parse_request(_edit(templates["CS06_11.3"], ("6677<", "66<")))
+
+
+def test_signature_states(templates):
+    unsigned = re.sub(rb"<ds:Signature.*</ds:Signature>", b"", templates["DBCH01_6.31"], flags=re.S)
+    req = duis.parse_request(unsigned)
+    assert req.signature == duis.SIGNATURE_ABSENT and "unsigned" in req.warnings[0]
+    real = templates["DBCH01_6.31"].replace(b"<ds:SignatureValue>ZGVmYXVsdA==", b"<ds:SignatureValue>MEUCIQ==")
+    req = duis.parse_request(real)
+    assert req.signature == duis.SIGNATURE_PRESENT and "not verified" in req.warnings[0]
+
+
+# -- responses ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", sorted(EXPECTED))
+@pytest.mark.parametrize("rc", ["I0", "I99", "E11", "E12", "E13", "E19", "E48", "E49", "E55", "E062801"])
+def test_ack_responses_validate(key, rc, templates, schema_path):
+    req = duis.parse_request(templates[key])
+    xml = duis.render_response(req, rc, duis.ACK, when=WHEN)
+    assert valid(xml, schema_path) == []
+    assert text_of(xml, "{0}Header/{0}ResponseCode".format(SR)) == rc
+    assert text_of(xml, "{0}Header/{0}RequestID".format(SR)) == req.request_id
+    assert text_of(xml, "{0}Header/{0}ResponseDateTime".format(SR)) == WHEN
+    assert (
+        text_of(xml, "{0}Body/{0}ResponseMessage/{0}ServiceReferenceVariant".format(SR))
+        == req.service_reference_variant
+    )
+    assert len(ET.fromstring(xml).find("{0}Body/{0}ResponseMessage".format(SR))) == 2  # no payload
+
+
+def test_config_response(templates, schema_path):
+    req = duis.parse_request(templates["DBCH03_6.30"])
+    m = _portable_template()
+    xml = duis.render_response(req, "I0", None, m, when=WHEN)
+    assert valid(xml, schema_path) == []
+    root = ET.fromstring(xml)
+    assert root.tag == RA + "GBCSResponse"
+    assert root.find("{0}Header/{0}BusinessOriginatorID".format(RA)).text == HUB
+    assert root.find("{0}Header/{0}BusinessTargetID".format(RA)).text == USER
+    assert root.find("{0}Header/{0}OriginatorCounter".format(RA)).text == "1000"
+    rsp = root.find("{0}Body/{0}ResponseMessage/{0}SMETSData/{0}ReadCHFSubGHzConfigurationRsp".format(RA))
+    assert rsp.get("MessageSuccess") == "true"
+    assert duis.config_from_xml(rsp) == m
+    # errors carry no body; data only answers 6.30 with I0
+    assert ET.fromstring(duis.render_response(req, "E19", None, m)).tag == SR + "Response"
+    with pytest.raises(duis.DuisRenderError, match="only an I0 response carries data"):
+        duis.render_response(req, "E19", duis.CONFIG, m)
+    with pytest.raises(duis.DuisRenderError, match="answers SRV 6.30"):
+        duis.render_response(duis.parse_request(templates["DBCH01_6.31"]), "I0", duis.CONFIG, m)
+
+
+@pytest.mark.parametrize(
+    ("page", "channel"), [(28, 0), (28, 26), (29, 27), (29, 34), (30, 35), (30, 61), (31, 0), (31, 26)]
+)
+def test_channel_response(page, channel, templates, schema_path):
+    req = duis.parse_request(templates["DBCH01_6.31"])
+    xml = duis.render_response(req, "I0", None, {"page": page, "channel": channel}, when=WHEN)
+    assert valid(xml, schema_path) == []
+    band = "OperatingUpperBandSubGHzChannel" if page == 31 else "OperatingLowerBandSubGHzChannel"
+    path = "{0}Body/{0}ResponseMessage/{0}SMETSData/{0}ReadCHFSubGHzChannelRsp/{0}OperatingSubGHzChannel/{0}{1}/{0}Channel{2}"
+    assert ET.fromstring(xml).find(path.format(RA, band, channel)) is not None
+
+
+def test_channel_response_edge_cases(templates, schema_path):
+    req = duis.parse_request(templates["DBCH01_6.31"])
+    none = duis.render_response(req, "I0", duis.CHANNEL, None, when=WHEN)
+    assert valid(none, schema_path) == []
+    assert ET.fromstring(none).find(".//{}OperatingSubGHzChannel".format(RA)) is None
+    with pytest.raises(duis.DuisRenderError, match="not on page 29"):
+        duis.render_response(req, "I0", duis.CHANNEL, {"page": 29, "channel": 35})
+    with pytest.raises(duis.DuisRenderError, match="body_kind"):
+        duis.render_response(req, "I0", "xml")
+    with pytest.raises(duis.DuisRenderError, match="unknown response code"):
+        duis.render_response(req, "E999")
+
+
+# -- alerts ------------------------------------------------------------------------------------
+
+HUB_BYTES = bytes.fromhex(HUB.replace("-", ""))
+METER = "00-DB-12-34-56-78-90-B1"
+PAYLOADS = {
+    0x8F20: {"eui": bytes.fromhex(METER.replace("-", ""))},  # the duty-cycle manager's form
+    0x8F26: {"page": 30, "channel": 36, "trigger": "CHDetectedMessageRetryProblems"},
+    0x8F28: {"status": "ScanRequestAccepted", "trigger": "RemotePartyCommand"},
+    0x8F2A: "config",
+    0x8F2C: {"request_id": "{}:{}:42".format(USER, HUB), "cra": "Command"},
+    0x8F2D: {"DeviceID": METER, "DeviceType": "GSME"},
+}
+PAYLOAD_ELEMENT = {
+    0x8F20: "LimitedDutyCycleActionTaken",
+    0x8F26: "SubGHzChannelChanged",
+    0x8F28: "SubGHzChannelScanRequestAssessmentOutcome",
+    0x8F2A: "SubGHzConfigurationChanged",
+    0x8F2C: "MessageDiscardedDueToDutyCycleManagement",
+    0x8F2D: "NoMoreSubGHzDeviceCapacity",
+}
+
+
+@pytest.mark.parametrize("code", sorted(codes.GBCS_ALERTS))
+def test_n54_alerts_validate(code, schema_path):
+    payload = PAYLOADS.get(code)
+    if payload == "config":
+        payload = _portable_template()
+    kind, data = alerts.n54(HUB_BYTES, code, payload)
+    xml = duis.render_alert(kind, data, when=WHEN)
+    assert valid(xml, schema_path) == []
+    root = ET.fromstring(xml)
+    expected_rc = codes.GBCS_ALERTS[code][1]
+    assert expected_rc == ("I0" if code in (0x8F21, 0x8F23, 0x8F25, 0x8F26, 0x8F27, 0x8F28, 0x8F2A) else "E59")
+    assert root.find("{0}Header/{0}ResponseCode".format(SR)).text == expected_rc
+    assert root.find("{0}Header/{0}ResponseID".format(SR)) is None
+    message = root.find("{0}Body/{0}DCCAlertMessage".format(SR))
+    assert message.find(SR + "DCCAlertCode").text == "N54"
+    alert = message.find("{0}DCCAlert/{0}DualBandCHAlert".format(SR))
+    assert alert.find(SR + "CHFDeviceID").text == HUB
+    assert alert.find(SR + "DeviceAlertCode").text == "{:04X}".format(code)
+    extra = [c.tag[len(SR) :] for c in alert][2:]
+    assert extra == ([PAYLOAD_ELEMENT[code]] if code in PAYLOAD_ELEMENT else [])
+
+
+def test_n54_payload_contents(schema_path):
+    def alert_of(code, payload):
+        kind, data = alerts.n54(HUB_BYTES, code, payload)
+        xml = duis.render_alert(kind, data, when=WHEN)
+        assert valid(xml, schema_path) == []
+        return ET.fromstring(xml).find("{0}Body/{0}DCCAlertMessage/{0}DCCAlert/{0}DualBandCHAlert".format(SR))
+
+    # 8F20 from the duty-cycle manager: {"eui": bytes}, or None when no device is to blame
+    a = alert_of(0x8F20, {"eui": bytes.fromhex(METER.replace("-", ""))})
+    assert a.find("{0}LimitedDutyCycleActionTaken/{0}DeviceIDToSuspend".format(SR)).text == METER
+    assert alert_of(0x8F20, {"eui": None}).find(SR + "LimitedDutyCycleActionTaken") is None
+    # ... and written by hand, in either spelling
+    for payload in ({"DeviceIDToSuspend": METER.lower()}, {"eui": METER}):
+        data = dict(alerts.n54(HUB_BYTES, 0x8F21)[1], DeviceAlertCode="8F20", rc="E59", payload=payload)
+        xml = duis.render_alert("N54", data, when=WHEN)
+        assert valid(xml, schema_path) == []
+        assert ET.fromstring(xml).find(".//{}DeviceIDToSuspend".format(SR)).text == METER
+    a = alert_of(0x8F26, {"page": 31, "channel": 3, "trigger": "SMHANFormation"})
+    assert a.find(".//{0}OperatingUpperBandSubGHzChannel/{0}Channel3".format(SR)) is not None
+    assert a.find("{0}SubGHzChannelChanged/{0}ScanTrigger".format(SR)).text == "SMHANFormation"
+    a = alert_of(0x8F28, {"status": "DutyCycleUsageIsTooHigh", "trigger": "RemotePartyCommand"})
+    assert a.find(".//{}StatusCode".format(SR)).text == "DutyCycleUsageIsTooHigh"
+    a = alert_of(0x8F2A, _portable_template())
+    assert duis.config_from_xml(a.find(SR + "SubGHzConfigurationChanged")) == _portable_template()
+    rid = "{}:{}:42".format(USER, HUB)
+    a = alert_of(0x8F2C, {"request_id": rid, "cra": False})  # the agent's bool form
+    assert a.find(".//{}RequestID".format(SR)).text == rid and a.find(".//{}CRAFlag".format(SR)).text == "Command"
+    a = alert_of(0x8F2D, {"DeviceID": METER})
+    assert a.find(".//{}DeviceType".format(SR)) is None
+
+
+def test_n64_alert(schema_path):
+    kind, data = alerts.n64(HUB_BYTES, "2.1.0")
+    xml = duis.render_alert(kind, data, response_id="{}:{}:7".format(HUB, USER), when="2025-03-01T13:00:00+01:00")
+    assert valid(xml, schema_path) == []
+    root = ET.fromstring(xml)
+    assert root.find("{0}Header/{0}ResponseCode".format(SR)).text == "I0"
+    assert root.find("{0}Header/{0}ResponseID".format(SR)).text == "{}:{}:7".format(HUB, USER)
+    assert root.find("{0}Header/{0}ResponseDateTime".format(SR)).text == WHEN
+    assert root.find("{0}Body/{0}DCCAlertMessage/{0}DCCAlertCode".format(SR)).text == "N64"
+    act = root.find("{0}Body/{0}DCCAlertMessage/{0}DCCAlert/{0}CommsHubFirmwareActivation".format(SR))
+    assert [c.text for c in act] == [HUB, "2.1.0"]
+
+
+def test_alert_errors():
+    good = alerts.n54(HUB_BYTES, 0x8F21)[1]
+    with pytest.raises(duis.DuisRenderError, match="carries I0 .Table 42., not E59"):
+        duis.render_alert("N54", dict(good, rc="E59"))
+    with pytest.raises(duis.DuisRenderError, match="not a Dual Band CH alert"):
+        duis.render_alert("N54", dict(good, DeviceAlertCode="8F30"))
+    with pytest.raises(duis.DuisRenderError, match="N54 and N64"):
+        duis.render_alert("incident", {})
+    with pytest.raises(duis.DuisRenderError, match="carries no payload"):
+        duis.render_alert("N54", dict(good, payload={"x": 1}))
+    with pytest.raises(duis.DuisRenderError, match="originatorEUI:targetEUI:counter"):
+        duis.render_alert(*alerts.n54(HUB_BYTES, 0x8F2C, {"request_id": "r1", "cra": False}))
+    with pytest.raises(duis.DuisRenderError, match="CRAFlag"):
+        duis.render_alert(*alerts.n54(HUB_BYTES, 0x8F2C, {"request_id": "{}:{}:1".format(USER, HUB), "cra": "x"}))
+    with pytest.raises(duis.DuisRenderError, match="not on page 28"):
+        duis.render_alert(*alerts.n54(HUB_BYTES, 0x8F26, {"page": 28, "channel": 27, "trigger": "GSMERequest"}))
+    with pytest.raises(duis.DuisRenderError, match="needs a payload"):
+        duis.render_alert(*alerts.n54(HUB_BYTES, 0x8F26))
+    with pytest.raises(duis.DuisRenderError, match="FirmwareVersion"):
+        duis.render_alert("N64", {"DeviceID": HUB, "FirmwareVersion": "123456789"})
+    with pytest.raises(duis.DuisRenderError, match="not an xs:dateTime"):
+        duis.render_alert("N54", good, when="yesterday")
