@@ -1,0 +1,92 @@
+# Heltec WiFi LoRa 32 (V3): ESP32-S3 with a Semtech SX1262 (TCXO fed from DIO3 at 1.8 V, RF
+# switch driven by DIO2), MicroPython's esp32 port. Data, plus make_hal(); `machine` and the
+# drivers are imported inside make_hal only, so importing this module touches nothing.
+NAME = "heltec_wifi_lora32_v3"
+MCU = "ESP32-S3"
+RADIO = "SX1262"
+BAND = "868"  # the module variant fitted: "868" (pages 28-30) or "915" (page 31)
+BANDS = ("868", "915")  # the SX1262 front end is sold for both
+PINS = {
+    "sck": 9,
+    "mosi": 10,
+    "miso": 11,
+    "cs": 8,  # NSS
+    "reset": 12,  # NRESET, active low
+    "busy": 13,
+    "dio1": 14,  # IRQ
+    "vext": 36,  # active-low supply of the OLED and external parts; left alone here
+    "led": 35,
+}
+SPI_ID = 1
+SPI_BAUDRATE = 8000000
+TCXO_MV = 1800
+TX_POWER_CAP_DBM = 14  # 25 mW ERP, the EN 300 220 limit for most 863-870 MHz sub-bands
+REGULATED_DUTY_CYCLE_PERMILLE = 25  # 2.5 %
+STORAGE_ROOT = "/dbch"
+DESCRIPTION = (
+    "Heltec WiFi LoRa 32 V3: ESP32-S3 + SX1262 (TCXO 1.8 V on DIO3, DIO2 RF switch), "
+    "SPI1 on GPIO 9/10/11, NSS 8, RESET 12, BUSY 13, DIO1 14; 863-928 MHz hardware, "
+    "868 or 915 MHz module variant chosen by BAND."
+)
+
+
+def make_hal(band=BAND, **overrides):
+    """The board's Hal. overrides: tx_power_cap_dbm, storage_root, spi_baudrate, pins (a dict
+    merged over PINS), link (a Link or None; default: the serial console). The radio
+    is configured on first use (or radio.init())."""
+    import sys
+
+    import machine
+
+    from hal.contracts import Hal
+    from hal.fs_storage import FileStorage
+    from hal.mcu import ConfigError, McuClock, McuIdentity
+    from hal.sx126x import Sx1262
+
+    if band not in BANDS:
+        raise ConfigError("band must be one of {}, not {!r}".format(BANDS, band))
+    pins = dict(PINS)
+    pins.update(overrides.pop("pins", {}))
+    cap = overrides.pop("tx_power_cap_dbm", TX_POWER_CAP_DBM)
+    root = overrides.pop("storage_root", STORAGE_ROOT)
+    baudrate = overrides.pop("spi_baudrate", SPI_BAUDRATE)
+    link = overrides.pop("link", "console")
+    if overrides:
+        raise ConfigError("unknown override(s): {}".format(", ".join(sorted(overrides))))
+    Pin = machine.Pin
+    spi = machine.SPI(
+        SPI_ID,
+        baudrate=baudrate,
+        polarity=0,
+        phase=0,
+        sck=Pin(pins["sck"]),
+        mosi=Pin(pins["mosi"]),
+        miso=Pin(pins["miso"]),
+    )
+    clock = McuClock()
+    radio = Sx1262(
+        spi,
+        Pin(pins["cs"], Pin.OUT, value=1),
+        Pin(pins["busy"], Pin.IN),
+        band=band,
+        tx_power_cap_dbm=cap,
+        reset=Pin(pins["reset"], Pin.OUT, value=1),
+        irq=Pin(pins["dio1"], Pin.IN),
+        clock=clock,
+        tcxo_mv=TCXO_MV,
+        dio2_rf_switch=True,
+        dcdc=True,
+    )
+    if link == "console":
+        from hal.stream_link import StreamLink
+
+        link = StreamLink(sys.stdin.buffer, sys.stdout.buffer)
+    return Hal(
+        radio=radio,
+        clock=clock,
+        storage=FileStorage(root),
+        link=link,
+        identity=McuIdentity(machine.unique_id),
+        board=sys.modules[__name__],
+        reset=machine.reset,
+    )

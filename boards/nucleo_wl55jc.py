@@ -1,0 +1,80 @@
+# ST NUCLEO-WL55JC1 (high-band variant, 868/915 MHz): STM32WL55JC with its internal sub-GHz
+# radio, MicroPython's stm32 port (board NUCLEO_WL55). Data, plus make_hal(); `machine` and
+# `stm` are imported inside make_hal only, so importing this module touches nothing.
+NAME = "nucleo_wl55jc"
+MCU = "STM32WL55JC"
+RADIO = "STM32WL SUBGHZ"
+BAND = "868"  # "868" (pages 28-30) or "915" (page 31): the JC1 board covers both
+BANDS = ("868", "915")
+PINS = {
+    # RF switch (UM2592): FE_CTRL1, FE_CTRL2, FE_CTRL3
+    "fe_ctrl1": "C4",
+    "fe_ctrl2": "C5",
+    "fe_ctrl3": "C3",
+    # the radio itself is on the internal SUBGHZSPI: no NSS/BUSY/RESET/IRQ pins
+}
+SPI_ID = "SUBGHZ"
+SPI_BAUDRATE = 8000000  # RM0453: SUBGHZSPI at most 16 MHz
+TCXO_MV = 1700  # HSE32 TCXO fed from PB0-VDDTCXO
+TX_POWER_CAP_DBM = 14  # 25 mW ERP, the EN 300 220 limit for most 863-870 MHz sub-bands
+REGULATED_DUTY_CYCLE_PERMILLE = 25  # 2.5 %
+STORAGE_ROOT = "/flash/dbch"
+DESCRIPTION = (
+    "NUCLEO-WL55JC1: STM32WL55JC sub-GHz radio (SX126x-class core on SUBGHZSPI, LP and HP "
+    "PAs, TCXO 1.7 V), RF switch FE_CTRL1/2/3 on PC4/PC5/PC3; 868 or 915 MHz by BAND."
+)
+
+
+def make_hal(band=BAND, **overrides):
+    """The board's Hal. overrides: tx_power_cap_dbm, storage_root, spi_baudrate, pins (a dict
+    merged over PINS), link (a Link or None; default: the serial console). The radio
+    is configured on first use (or radio.init())."""
+    import sys
+
+    import machine
+    import stm
+
+    from hal.contracts import Hal
+    from hal.fs_storage import FileStorage
+    from hal.mcu import ConfigError, McuClock, McuIdentity
+    from hal.stm32wl import NucleoFrontEnd, Stm32wlRadio
+
+    if band not in BANDS:
+        raise ConfigError("band must be one of {}, not {!r}".format(BANDS, band))
+    pins = dict(PINS)
+    pins.update(overrides.pop("pins", {}))
+    cap = overrides.pop("tx_power_cap_dbm", TX_POWER_CAP_DBM)
+    root = overrides.pop("storage_root", STORAGE_ROOT)
+    baudrate = overrides.pop("spi_baudrate", SPI_BAUDRATE)
+    link = overrides.pop("link", "console")
+    if overrides:
+        raise ConfigError("unknown override(s): {}".format(", ".join(sorted(overrides))))
+    Pin = machine.Pin
+    front_end = NucleoFrontEnd(
+        Pin(pins["fe_ctrl1"], Pin.OUT, value=0),
+        Pin(pins["fe_ctrl2"], Pin.OUT, value=0),
+        Pin(pins["fe_ctrl3"], Pin.OUT, value=0),
+    )
+    clock = McuClock()
+    radio = Stm32wlRadio(
+        machine.SPI(SPI_ID, baudrate=baudrate),
+        stm,
+        band=band,
+        tx_power_cap_dbm=cap,
+        front_end=front_end,
+        clock=clock,
+        tcxo_mv=TCXO_MV,
+    )
+    if link == "console":
+        from hal.stream_link import StreamLink
+
+        link = StreamLink(sys.stdin.buffer, sys.stdout.buffer)
+    return Hal(
+        radio=radio,
+        clock=clock,
+        storage=FileStorage(root),
+        link=link,
+        identity=McuIdentity(machine.unique_id),
+        board=sys.modules[__name__],
+        reset=machine.reset,
+    )

@@ -1,0 +1,252 @@
+# Building blocks for real MicroPython boards: the clock and identity of the MCU, and
+# RadioDriver, the band / channel / power / frame / timeout rules that the register-level radio
+# drivers (hal.sx126x, hal.rfm69, hal.stm32wl) share. Nothing here touches hardware at import;
+# `machine` is imported only when an identity is first asked for without an injected source.
+# Runs on CPython too (tests drive it with fake tick sources and fake buses).
+import time
+
+from hal import phy
+from hal.compat import const, ticks_add, ticks_ms
+from hal.contracts import Clock, Identity, Radio, RadioError
+
+MAX_PAYLOAD = phy.MAX_PSDU - phy.FCS_BYTES  # 125: the radio appends the 2-byte FCS (its CRC)
+_SECONDS_PER_DAY = const(86400)
+
+
+class ConfigError(ValueError):
+    """A bad board or driver setting; the message names the field."""
+
+
+def _days_before_year(year):
+    # Days from 1970-01-01 to year-01-01 (Gregorian leap rule), for years >= 1970.
+    days = 0
+    for y in range(1970, year):
+        days += 366 if (y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)) else 365
+    return days
+
+
+def _port_sleep_ms(ms):
+    if hasattr(time, "sleep_ms"):
+        time.sleep_ms(ms)
+    else:
+        time.sleep(ms / 1000)
+
+
+class McuClock(Clock):
+    """Monotonic ms that never wrap, built on ticks_ms(); UTC from time.time().
+
+    ticks_ms() wraps at the port's period (2**30 ms, about 12.4 days, on 32-bit ports): every
+    reading below the previous one counts one wrap. monotonic_ms() must therefore be called at
+    least once per period, which any agent loop does. The result counts from the port's ticks
+    origin (boot), plus whole periods.
+    """
+
+    def __init__(self, ticks=None, period=None, time_fn=None, epoch_year=None, sleep_ms=None):
+        # ticks/period: a tick source and its wrap period (tests inject small ones); by default
+        # the port's ticks_ms and its period found by feature: ticks_add(0, -1) is the largest
+        # tick value.
+        self._ticks = ticks if ticks is not None else ticks_ms
+        if period is None:
+            if ticks is not None:
+                raise ConfigError("period: an injected tick source needs its wrap period")
+            period = ticks_add(0, -1) + 1
+        if not isinstance(period, int) or period < 2:
+            raise ConfigError("period must be an int >= 2, not {!r}".format(period))
+        self.period = period
+        self._time = time_fn if time_fn is not None else time.time
+        if epoch_year is None:
+            # Some ports count time.time() from 2000-01-01, others from 1970: ask the port.
+            epoch_year = time.gmtime(0)[0]
+        self.epoch_year = epoch_year
+        self._epoch_offset = _days_before_year(epoch_year) * _SECONDS_PER_DAY
+        self._sleep = sleep_ms if sleep_ms is not None else _port_sleep_ms
+        self._wraps = 0
+        self._last = self._ticks()
+
+    def monotonic_ms(self):
+        now = self._ticks()
+        if now < self._last:
+            self._wraps += 1
+        self._last = now
+        return self._wraps * self.period + now
+
+    def utc(self):
+        """Seconds since 1970-01-01T00:00:00Z (only as right as the board's RTC)."""
+        return int(self._time()) + self._epoch_offset
+
+    def sleep_ms(self, ms):
+        if ms > 0:
+            self._sleep(ms)
+
+
+# EUI-64 derivation (McuIdentity):
+# - a 6-byte machine.unique_id() (ESP32 family: the factory MAC, an IEEE-assigned EUI-48) is
+#   encapsulated as OUI + FF FE + extension, the IEEE mapping of an EUI-48 into an EUI-64: the
+#   result is globally unique and keeps the manufacturer's OUI.
+# - any other length (RP2040: 8-byte flash unique ID; STM32: 12-byte UID) is not an IEEE
+#   identifier, so it is not used as one: the EUI-64 is the first 8 bytes of
+#   SHA-256(b"dbch-eui64" + unique_id) with the U/L bit set (locally administered) and the I/G
+#   bit cleared (individual) in the first octet. Same board, same EUI-64, on every boot.
+_EUI_SALT = b"dbch-eui64"
+
+
+def eui64_from_unique_id(uid):
+    """The EUI-64 (8 bytes) this project derives from an MCU unique ID (see above)."""
+    uid = bytes(uid)
+    if not uid:
+        raise ConfigError("unique_id is empty")
+    if len(uid) == 6:
+        return uid[:3] + b"\xff\xfe" + uid[3:]
+    import hashlib
+
+    h = bytearray(hashlib.sha256(_EUI_SALT + uid).digest()[:8])
+    h[0] = (h[0] & 0xFC) | 0x02
+    return bytes(h)
+
+
+class McuIdentity(Identity):
+    def __init__(self, unique_id=None):
+        # unique_id: bytes, or a callable returning them (machine.unique_id); None = ask
+        # machine.unique_id() on first use.
+        self._source = unique_id
+        self._eui = None
+
+    def unique_id(self):
+        src = self._source
+        if src is None:
+            import machine
+
+            src = machine.unique_id
+        return bytes(src() if callable(src) else src)
+
+    def eui64(self):
+        if self._eui is None:
+            self._eui = eui64_from_unique_id(self.unique_id())
+        return self._eui
+
+
+class StaticIdentity(Identity):
+    """A fixed EUI-64: 8 bytes, or 16 hex digits (separators '-' or ':' allowed)."""
+
+    def __init__(self, eui):
+        if isinstance(eui, str):
+            from binascii import unhexlify
+
+            compact = eui.replace("-", "").replace(":", "")
+            try:
+                eui = unhexlify(compact) if len(compact) == 16 else b""
+            except ValueError:
+                eui = b""
+        if not isinstance(eui, (bytes, bytearray)) or len(eui) != 8:
+            raise ConfigError("eui: an EUI-64 is 8 bytes or 16 hex digits, not {!r}".format(eui))
+        self._eui = bytes(eui)
+
+    def eui64(self):
+        return self._eui
+
+
+class RadioDriver(Radio):
+    """What every register-level driver shares: band, channel checks, power cap, frame size,
+    timeouts on an injected clock. Subclasses provide MIN_DBM/MAX_DBM and the chip hooks
+    init(), _set_frequency(hz), _apply_power(dbm)."""
+
+    MIN_DBM = 0
+    MAX_DBM = 0
+
+    def __init__(self, band, tx_power_cap_dbm, clock=None):
+        if band not in ("868", "915"):
+            raise ConfigError("band must be '868' or '915', not {!r}".format(band))
+        if not isinstance(tx_power_cap_dbm, int) or tx_power_cap_dbm < self.MIN_DBM:
+            raise ConfigError(
+                "tx_power_cap_dbm must be an int >= {} dBm, not {!r}".format(self.MIN_DBM, tx_power_cap_dbm)
+            )
+        self.band = band
+        self.tx_power_cap_dbm = tx_power_cap_dbm
+        self.tx_power_dbm = self._clamp_power(tx_power_cap_dbm)
+        self.clock = clock if clock is not None else McuClock()
+        self.page = None
+        self.channel = None
+        self.frequency_hz = None
+        self.ready = False
+
+    # -- channel plan
+
+    def can_tune(self, page, channel):
+        try:
+            phy.check(page, channel)
+        except (phy.ChannelError, TypeError):
+            return False
+        return phy.band_of(page) == self.band
+
+    def _frequency(self, page, channel):
+        # ChannelError for an impossible (page, channel); RadioError for the other band.
+        hz = phy.frequency_hz(page, channel)
+        if phy.band_of(page) != self.band:
+            raise RadioError(
+                "page {} is in the {} MHz band; this module is the {} MHz variant".format(
+                    page, phy.band_of(page), self.band
+                )
+            )
+        return hz
+
+    def tune(self, page, channel):
+        hz = self._frequency(page, channel)
+        self._ensure_ready()
+        self._set_frequency(hz)
+        self.page = page
+        self.channel = channel
+        self.frequency_hz = hz
+
+    def _tuned(self):
+        if self.frequency_hz is None:
+            raise RadioError("radio is not tuned")
+
+    # -- power
+
+    def _clamp_power(self, dbm):
+        top = self.MAX_DBM if self.MAX_DBM < self.tx_power_cap_dbm else self.tx_power_cap_dbm
+        if dbm > top:
+            return top
+        if dbm < self.MIN_DBM:
+            return self.MIN_DBM
+        return dbm
+
+    def set_tx_power(self, dbm):
+        """Set the TX power, clamped to the chip's range and the board's cap; returns it."""
+        if not isinstance(dbm, int):
+            raise ConfigError("tx power must be an int dBm, not {!r}".format(dbm))
+        self.tx_power_dbm = self._clamp_power(dbm)
+        if self.ready:
+            self._apply_power(self.tx_power_dbm)
+        return self.tx_power_dbm
+
+    # -- frames and time
+
+    def _check_frame(self, frame):
+        if not isinstance(frame, (bytes, bytearray, memoryview)):
+            raise RadioError("a frame is bytes, not {}".format(type(frame).__name__))
+        n = len(frame)
+        if not 0 < n <= MAX_PAYLOAD:
+            raise RadioError("frame of {} bytes: 1-{} bytes fit".format(n, MAX_PAYLOAD))
+        return n
+
+    def _deadline(self, ms):
+        return self.clock.monotonic_ms() + ms
+
+    def _expired(self, deadline):
+        return self.clock.monotonic_ms() >= deadline
+
+    def _ensure_ready(self):
+        if not self.ready:
+            self.init()
+
+    # -- chip hooks
+
+    def init(self):
+        raise NotImplementedError
+
+    def _set_frequency(self, hz):
+        raise NotImplementedError
+
+    def _apply_power(self, dbm):
+        raise NotImplementedError
