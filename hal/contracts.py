@@ -28,7 +28,7 @@ class Radio:
         raise NotImplementedError
 
     def transmit(self, frame):
-        """Send one PHY payload (at most 127 bytes); returns its airtime in microseconds."""
+        """Send one MAC payload (1 to 125 bytes; the radio adds the FCS); returns its airtime in microseconds."""
         raise NotImplementedError
 
     def receive(self, timeout_ms=0):

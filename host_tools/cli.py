@@ -12,7 +12,12 @@ from agent import VERSION
 # Each module adds its own sub-commands: `register(subparsers)` sets `func` on its parsers.
 # A command's func(args) returns a JSON-able result (printed with --json) and an exit code, or
 # raises CommandError, which becomes "dbch: message" on stderr and exit status 1.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "host_tools.vboard",
+    "host_tools.flash",
+    "host_tools.commands",
+    "host_tools.duis_front",
+)
 
 
 class CommandError(Exception):

@@ -93,11 +93,14 @@ class AgentClient:
         self._send(wire.request(rid, op, args or {}))
         deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
         while time.monotonic() < deadline:
-            for msg in self._pump():
+            answer = None
+            for msg in self._pump():  # keep every event of the batch, even after the answer
                 if msg["t"] == "r" and msg["id"] == rid:
-                    return Response(rid, msg["rc"], msg.get("d"), msg.get("e"))
-                if msg["t"] == "e":
+                    answer = Response(rid, msg["rc"], msg.get("d"), msg.get("e"))
+                elif msg["t"] == "e":
                     self._on_event(msg)
+            if answer is not None:
+                return answer
         raise AgentTimeout(
             f"no answer to {op!r} from {self.port or 'the board'} within {timeout or self.timeout:g} s: "
             "is the agent flashed and running? (dbch flash)"
@@ -118,15 +121,16 @@ class AgentClient:
         self._send(wire.ack(seq))
 
     def poll_events(self, duration: float) -> Iterator[Event]:
-        """Events that arrive within duration seconds (new seqs only), acknowledged as yielded."""
+        """New events that arrive within duration seconds. The caller acknowledges each one
+        (ack) once it has kept it, so a host that dies in between sees it again; seqs already
+        in self.seen are acknowledged here and not yielded again."""
         deadline = time.monotonic() + duration
         while True:
             while self.events:
                 ev = self.events.pop(0)
-                self.ack(ev.seq)
                 if ev.seq in self.seen:
+                    self.ack(ev.seq)
                     continue
-                self.seen.add(ev.seq)
                 yield ev
             if time.monotonic() >= deadline:
                 return
