@@ -37,6 +37,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("request", help="a DUIS request XML file (- for standard input)")
     p.add_argument("--schema", help=f"folder of the DUIS 5.4 schema (default: ${duis.ENV_SCHEMA_DIR})")
     p.add_argument("--out", help="also write the response XML to this file")
+    p.add_argument(
+        "--forget-request-ids",
+        action="store_true",
+        help="forget the Request IDs seen for this hub first (otherwise a reused one is answered E55)",
+    )
     add_port_args(p)
     add_json_flag(p)
     p.set_defaults(func=cmd_duis)
@@ -62,7 +67,7 @@ def _save_seen(eui: str, seen: set[str]) -> None:
     tmp.replace(path)
 
 
-def answer(client, xml: bytes, schema: str | None) -> tuple[str, bytes, list[str]]:
+def answer(client, xml: bytes, schema: str | None, forget: bool = False) -> tuple[str, bytes, list[str]]:
     """(response code, DUIS response XML, warnings) for one request, forwarding it if it passes."""
     try:
         folder = duis.schema_dir(schema)
@@ -74,10 +79,10 @@ def answer(client, xml: bytes, schema: str | None) -> tuple[str, bytes, list[str
     warnings = list(req.warnings)
     hello = checked(client, "hello")
     eui = hello.data["eui"]
-    seen = _load_seen(eui)
+    seen = set() if forget else _load_seen(eui)
     code, message = duis.check_request(req, target_eui=eui, seen_request_ids=seen)
     if code is not None:
-        warnings.append(f"{code}: {message}")
+        warnings.append(message)
         return code, duis.render_response(req, code), warnings
     _save_seen(eui, seen)
     op, kind = FORWARD[req.service_reference_variant]
@@ -103,7 +108,7 @@ def cmd_duis(args: argparse.Namespace) -> int:
     except OSError as e:
         raise CommandError(f"cannot read {args.request}: {e}") from e
     client = open_client(args)
-    rc, out, warnings = answer(client, xml, args.schema)
+    rc, out, warnings = answer(client, xml, args.schema, args.forget_request_ids)
     if args.out:
         Path(args.out).write_bytes(out)
     if args.json:

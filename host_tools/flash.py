@@ -99,7 +99,9 @@ def _progress(msg: str, quiet: bool) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
-def flash(port: str, board: str, *, baud: int = 115200, quiet: bool = False, timeout: float = 20.0) -> FlashResult:
+def flash(
+    port: str, board: str, *, baud: int = 115200, quiet: bool = False, timeout: float = 20.0, eui: bytes | None = None
+) -> FlashResult:
     from mpremote.transport import TransportError
     from mpremote.transport_serial import SerialTransport as MpSerial
 
@@ -138,6 +140,12 @@ def flash(port: str, board: str, *, baud: int = 115200, quiet: bool = False, tim
                 _progress(f"  remove {path}", quiet)
                 t.fs_rmfile(path)
                 result.removed.append(path)
+        if eui is not None:
+            # a virtual board keeps its identity in its flash (boards/unix.py): provision it
+            if not t.fs_exists("data"):
+                t.fs_mkdir("data")
+            t.fs_writefile("data/eui", eui)
+            _progress(f"  identity set to {'-'.join(f'{b:02X}' for b in eui)}", quiet)
         now = ast.literal_eval(t.exec(_LIST_HASHES % (DIRS,)).decode().strip())
         bad = [p for p, data in wanted.items() if now.get(p) != hashlib.sha256(data).hexdigest()]
         if bad:
@@ -181,6 +189,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_port_args(p)
     p.add_argument("--board", help="board module (default: unix for a virtual board, else required)")
+    p.add_argument("--eui", help="set a virtual board's EUI-64, e.g. 00-DB-12-34-56-78-90-A2 (real boards use their own)")
     add_json_flag(p)
     p.set_defaults(func=cmd_flash)
 
@@ -190,8 +199,18 @@ def cmd_flash(args: argparse.Namespace) -> int:
     board = args.board or ("unix" if is_vboard else None)
     if board is None:
         raise CommandError("--board is required for a real board (e.g. --board heltec_wifi_lora32_v3)")
+    eui = None
+    if args.eui:
+        from agent.eui import parse_eui
+
+        if board != "unix":
+            raise CommandError("--eui is for virtual boards: a real board's EUI-64 comes from its hardware")
+        try:
+            eui = parse_eui(args.eui)
+        except ValueError as e:
+            raise CommandError(f"--eui: {e}") from e
     port = resolve(args.port)
-    res = flash(port, board, baud=args.baud, quiet=args.json, timeout=max(args.timeout, 20.0))
+    res = flash(port, board, baud=args.baud, quiet=args.json, timeout=max(args.timeout, 20.0), eui=eui)
     h = res.hello or {}
     text = (
         f"flashed {board} on {args.port}: {len(res.written)} written ({res.bytes_written} bytes), "
