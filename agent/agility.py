@@ -66,6 +66,7 @@ class Agility:
         self.channels = [pc for pc in config.usable_channels() if self.radio.can_tune(pc[0], pc[1])]
         self.next_check_ms = now_ms + self._period_ms()
         if self.operating in self.channels:
+            self._retune()  # after a reboot the radio starts untuned
             return []
         if not self.channels:
             self.operating = None

@@ -69,6 +69,12 @@ class Requests(unittest.TestCase):
         self.assertEqual(len(self.rig.hub.outbox), pending)
         self.assertEqual(self.rig.call("hello")[1]["boot"], 2)
 
+    def test_radio_is_tuned_again_after_reboot(self):
+        self.rig.call("config.set", config=config())
+        self.rig.boot()
+        rc, data, _ = self.rig.call("send", count=2, len=20)
+        self.assertEqual((rc, data["sent"]), ("I0", 2))
+
     def test_region_warning_is_reported(self):
         rc, data, _ = self.rig.call("config.set", config=config(), region="South")
         self.assertEqual(rc, "I0")
