@@ -202,6 +202,31 @@ class AirtimeLedger:
                 best_us = us
         return best
 
+    def snapshot(self, now_ms):
+        """[[minutes ago, airtime us], ...] of the non-empty buckets: what a reboot must keep."""
+        self._advance(now_ms)
+        if self._minute is None:
+            return []
+        return [[self._minute - self._stamp[i], self._amount[i]] for i in range(_SLOTS) if self._amount[i]]
+
+    def restore(self, buckets, now_ms, elapsed_ms):
+        """Put back a snapshot taken elapsed_ms ago (device attribution is not kept). Whole
+        minutes only: a bucket stays at least as long as it would have without the reboot."""
+        self._advance(now_ms)
+        m = self._minute
+        shift = max(0, elapsed_ms) // BUCKET_MS
+        for ago, amount in buckets:
+            age = ago + shift
+            if age > _WINDOW or age < -1 or amount <= 0:
+                continue
+            s = m - age
+            i = s % _SLOTS
+            if self._stamp[i] != s:
+                self._stamp[i] = s
+                self._amount[i] = 0
+            self._amount[i] += amount
+            self._total += amount
+
     def storage_size(self):
         """Ints held: the ring plus one row per tracked device (bounded, never per record)."""
         return len(self._stamp) + len(self._amount) + len(self._devices) * (_SLOTS + 1)
@@ -281,6 +306,18 @@ class DutyCycle:
                 self.suspended = None
             self._level -= 1
         return alerts
+
+    def snapshot(self, now_ms):
+        return {"b": self.ledger.snapshot(now_ms), "lvl": self._level, "sus": self.suspended}
+
+    def restore(self, snap, now_ms, elapsed_ms):
+        """After a reboot: the last hour's airtime and the state as they were; update() then
+        raises the falling-below alerts as the restored airtime ages out."""
+        self.ledger.restore(snap.get("b") or [], now_ms, elapsed_ms)
+        lvl = snap.get("lvl")
+        if isinstance(lvl, int) and 0 <= lvl <= 3:
+            self._level = lvl
+        self.suspended = snap.get("sus")
 
     def update(self, now_ms):
         """Re-evaluate the state as time passes; returns the alerts of any change."""

@@ -49,6 +49,7 @@ class Hub:
         self.outbox = Outbox(hal.storage, OUTBOX_CAPACITY)
         regulated = getattr(board, "REGULATED_DUTY_CYCLE_PERMILLE", 25)
         self.duty = DutyCycle(regulated=regulated)
+        self._duty_saved = None  # (minute, snapshot) last written
         self.agility = Agility(self.radio, self.store.get("agility"))
         self.config = None
         self.boot_count = (self.store.get("boots") or 0) + 1
@@ -67,6 +68,7 @@ class Hub:
             "reboot": self.op_reboot,
         }
         self._restore_config()
+        self._restore_duty()
 
     # -- alerts ------------------------------------------------------------------------------
     def raise_alerts(self, pairs):
@@ -97,6 +99,27 @@ class Hub:
             self.store.put("subghz", {"cfg": config.to_mapping(), "announced": True})
         self.raise_alerts(moved)
 
+    # -- duty cycle across reboots -----------------------------------------------------------
+    # The last hour's airtime is kept in the store (at most once a minute, and at every state
+    # change), so a reboot cannot reset the ledger and let a one-hour window exceed the limit.
+    def _restore_duty(self):
+        rec = self.store.get("duty")
+        if not rec or not isinstance(rec.get("snap"), dict):
+            return
+        elapsed_ms = (self.clock.utc() - rec.get("utc", 0)) * 1000
+        self.duty.restore(rec["snap"], self.clock.monotonic_ms(), elapsed_ms)
+
+    def _save_duty(self, now):
+        snap = self.duty.snapshot(now)
+        minute = now // 60000
+        last = self._duty_saved
+        if last is not None and last[1] == snap:
+            return
+        if last is not None and last[0] == minute and last[1]["lvl"] == snap["lvl"]:
+            return
+        self.store.put("duty", {"utc": self.clock.utc(), "snap": snap})
+        self._duty_saved = (minute, snap)
+
     def _save_agility(self):
         self.store.put("agility", self.agility.state())
 
@@ -119,6 +142,7 @@ class Hub:
     def tick(self):
         now = self.clock.monotonic_ms()
         self.raise_alerts(self.duty.update(now))
+        self._save_duty(now)
         if self.config is not None:
             before = self.agility.state()
             self.raise_alerts(self.agility.tick(now))

@@ -417,3 +417,29 @@ class TestRandomOverload(unittest.TestCase):
                 worst = total
         self.assertLess(worst, limit)
         self.assertGreater(worst, limit * 8 // 10)  # the limit was really pressed
+
+
+class TestSnapshot(unittest.TestCase):
+    def test_a_reboot_keeps_the_last_hour(self):
+        dc = DutyCycle(10, 18, 25)
+        add(dc, 0, 12 * P, EUI_A)
+        add(dc, 30 * MINUTE, 7 * P, EUI_B)
+        self.assertEqual(dc.state, STATE_CRITICAL)
+        snap = dc.snapshot(31 * MINUTE)
+        # the new boot's monotonic clock starts again at 0; 5 minutes passed in between
+        again = DutyCycle(10, 18, 25)
+        again.restore(snap, 0, 5 * MINUTE)
+        self.assertEqual(again.state, STATE_CRITICAL)
+        self.assertEqual(again.usage_us(0), 19 * P)
+        self.assertEqual(again.suspended, EUI_A)
+        # the minute-0 traffic was 36 minutes old: it leaves 25 minutes later, not before
+        self.assertEqual(again.update(24 * MINUTE), [])
+        self.assertEqual(again.update(25 * MINUTE), [(B23, None), (B21, None)])
+        self.assertEqual(again.usage_us(25 * MINUTE), 7 * P)
+
+    def test_old_snapshot_is_forgotten_and_bad_levels_ignored(self):
+        dc = DutyCycle()
+        add(dc, 0, 12 * P, EUI_A)
+        again = DutyCycle()
+        again.restore({"b": dc.snapshot(0)["b"], "lvl": 9}, 0, 2 * HOUR_MS)
+        self.assertEqual((again.usage_us(0), again.state), (0, STATE_NORMAL))

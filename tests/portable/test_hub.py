@@ -199,3 +199,21 @@ class PowerCuts(unittest.TestCase):
                 self.assertIn(
                     "8F2A", [c for c, p in rig.alerts() if p and p.get("LowerBandSubGHzChannels0To26") == [3, 4]]
                 )
+
+
+class DutyCycleAcrossReboots(unittest.TestCase):
+    def test_a_reboot_does_not_forget_the_last_hour(self):
+        rig = Rig()
+        rig.call("config.set", config=config())
+        for _ in range(30):
+            rig.call("send", count=300, len=125, essential=True)
+            rig.clock.advance_ms(60000)
+            rig.hub.tick()
+        before = rig.call("status")[1]["duty"]
+        self.assertEqual(before["state"], "regulated")
+        rig.boot()
+        after = rig.call("status")[1]["duty"]
+        self.assertEqual(after["state"], "regulated")
+        self.assertGreaterEqual(after["permille"], before["permille"] - 1)
+        self.assertEqual(rig.call("send", count=5, len=125, essential=True)[1]["sent"], 0)
+        self.assertLessEqual(rig.medium.max_window_airtime_us(), 25 * 3600000)
