@@ -5,7 +5,7 @@
 #   I0   done;  E13  unknown operation (the request type is not valid here);
 #   E49  the request's arguments do not have the operation's format;
 #   E0628xx  from configuration validation (agent/subghz.py).
-from agent import VERSION, alerts, codes, subghz
+from agent import alerts, codes, subghz
 from agent.agility import Agility
 from agent.dutycycle import DutyCycle
 from agent.eui import format_eui, parse_eui
@@ -67,6 +67,10 @@ class Hub:
             "clock.advance": self.op_clock_advance,
             "reboot": self.op_reboot,
         }
+        from agent.firmware import FirmwareService
+
+        self.firmware = FirmwareService(self)
+        self.ops.update(self.firmware.ops())
         self._restore_config()
         self._restore_duty()
 
@@ -143,6 +147,7 @@ class Hub:
         now = self.clock.monotonic_ms()
         self.raise_alerts(self.duty.update(now))
         self._save_duty(now)
+        self.firmware.tick(now)
         if self.config is not None:
             before = self.agility.state()
             self.raise_alerts(self.agility.tick(now))
@@ -166,7 +171,7 @@ class Hub:
     def identity(self):
         return {
             "eui": format_eui(self.eui),
-            "version": VERSION,
+            "version": self.firmware.version,
             "board": getattr(self.board, "NAME", None),
             "band": getattr(self.radio, "band", None),
             "boot": self.boot_count,

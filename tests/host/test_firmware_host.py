@@ -1,0 +1,344 @@
+"""Host side of firmware updates: signing with cryptography and verifying with the device's code,
+the resumable sender against a simulated hub (with link loss), the `dbch firmware` commands,
+`dbch flash --signing-key` formats, and the CPL check (N49-N52) with its DUIS rendering."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from agent import boot, image
+from host_tools import cpl, duis, firmware, flash
+from host_tools.cli import CommandError, main
+from host_tools.client import AgentTimeout, Response
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA = ROOT.parent / "shared" / "duis"
+sys.path.insert(0, str(ROOT / "tests" / "portable"))
+
+import fwkit  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def key():
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def write_key(path: Path, key, der: bool = False) -> Path:
+    enc = serialization.Encoding.DER if der else serialization.Encoding.PEM
+    path.write_bytes(key.private_bytes(enc, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return path
+
+
+def sim_image(version="5.0", size=2000) -> bytes:
+    return image.build(version, "sim", fwkit.files(version, 4, size))
+
+
+# -- signing and verifying ------------------------------------------------------------------------
+def test_cryptography_signature_verifies_with_device_code(key):
+    content = sim_image()
+    data = content + image.trailer(firmware.sign_content(content, key))
+    res = firmware.verify_image(data, firmware.public_point(key), board="sim")
+    assert res["valid"] and res["signed"]
+    assert res["hash"] == hashlib.sha256(content).digest() == firmware.firmware_hash(content)
+    other = ec.generate_private_key(ec.SECP256R1())
+    assert not firmware.verify_image(data, firmware.public_point(other))["valid"]
+    assert not firmware.verify_image(content, firmware.public_point(key))["valid"]  # unsigned
+
+
+def test_sign_replaces_the_trailer_and_keeps_the_hash(key):
+    content = sim_image()
+    other = ec.generate_private_key(ec.SECP256R1())
+    once = firmware.sign_image(content, other)
+    again = firmware.sign_image(once, key)
+    assert again.startswith(content) and image.split(again)[0] == content
+    assert firmware.verify_image(again, firmware.public_point(key))["valid"]
+    assert firmware.describe(again)["hash"] == hashlib.sha256(content).hexdigest()
+
+
+def test_tampered_image_fails_on_the_host_check_too(key):
+    content = bytearray(sim_image())
+    data = bytes(content) + image.trailer(firmware.sign_content(bytes(content), key))
+    content[-5] ^= 1
+    bad = bytes(content) + data[len(content) :]
+    with pytest.raises(image.ImageError) as e:
+        firmware.verify_image(bad, firmware.public_point(key))
+    assert e.value.code == "E100"
+
+
+# -- the sender against a simulated hub --------------------------------------------------------------
+class HubClient:
+    """An AgentClient stand-in that calls a hub directly, and can drop the link."""
+
+    timeout = 5.0
+
+    def __init__(self, dev, drop_at=(), lose_answer_at=()):
+        self.dev = dev
+        self.drop_at = set(drop_at)  # the request is lost
+        self.lose_answer_at = set(lose_answer_at)  # the request is done, its answer lost
+        self.calls = 0
+        self.ops = []
+
+    def request(self, op, args=None, timeout=None):
+        self.calls += 1
+        self.ops.append(op)
+        if self.calls in self.drop_at:
+            raise AgentTimeout("link lost")
+        rc, data, err = self.dev.hub.handle({"t": "q", "id": 1, "op": op, "a": args or {}})
+        if self.calls in self.lose_answer_at:
+            raise AgentTimeout("link lost")
+        return Response(1, rc, data, err)
+
+
+def device_trusting(key):
+    dev = fwkit.Device(key=False)
+    f = dev.flash.open("/" + boot.KEY, "wb")
+    f.write(firmware.public_point(key))
+    f.close()
+    return dev
+
+
+def test_send_resumes_after_link_loss_and_the_device_accepts_a_cryptography_signature(key):
+    dev = device_trusting(key)
+    content = sim_image(size=3000)
+    data = content + image.trailer(firmware.sign_content(content, key))
+    c = HubClient(dev, drop_at=(3,), lose_answer_at=(6,))
+    seen = []
+    res = firmware.send(c, data, chunk=1000, progress=lambda n, final=False: seen.append(n))
+    assert res["slot"] == "b" and res["version"] == "5.0"
+    assert c.ops.count("fw.begin") == 3  # the first, and one after each loss
+    # nothing sent twice: after the lost answer the agent said where to go on
+    assert res["sent"] == len(content) - 1000
+    assert c.ops.count("fw.chunk") == -(-len(content) // 1000) + 1  # + the lost request
+    assert seen[-1] == len(content)
+    assert fwkit.slot_files(dev.flash, "b") == dict(fwkit.files("5.0", 4, 3000))
+    again = firmware.send(HubClient(dev), data)
+    assert again["already"] and again["slot"] == "b"
+
+
+def test_send_refuses_unsigned_and_reports_refusals(key):
+    dev = device_trusting(key)
+    content = sim_image()
+    with pytest.raises(CommandError, match="not signed"):
+        firmware.send(HubClient(dev), content)
+    other = ec.generate_private_key(ec.SECP256R1())
+    with pytest.raises(firmware.FirmwareError) as e:
+        firmware.send(HubClient(dev), content + image.trailer(firmware.sign_content(content, other)))
+    assert e.value.rc == "E100" and "signature" in e.value.err
+    wrong = image.build("5.0", "unix", fwkit.files("x", 2, 100))
+    with pytest.raises(firmware.FirmwareError) as e:
+        firmware.send(HubClient(dev), wrong + image.trailer(firmware.sign_content(wrong, key)))
+    assert e.value.rc == "E11"
+
+
+def test_send_gives_up_after_retries(key):
+    dev = device_trusting(key)
+    content = sim_image()
+    data = content + image.trailer(firmware.sign_content(content, key))
+    with pytest.raises(CommandError, match="retries"):
+        firmware.send(HubClient(dev, drop_at=range(1, 100)), data, retries=2)
+
+
+def test_progress_bar():
+    out = io.StringIO()
+    bar = firmware.Progress(1000, out=out)
+    bar(0)
+    bar(1000, final=True)
+    text = out.getvalue()
+    assert "100.0%" in text and text.endswith("\n") and "1000/1000 B" in text
+
+
+def test_parse_hash(tmp_path, key):
+    h = "ab" * 32
+    assert firmware.parse_hash(h) == bytes.fromhex(h)
+    content = sim_image()
+    p = tmp_path / "x.img"
+    p.write_bytes(content)
+    assert firmware.parse_hash(str(p)) == hashlib.sha256(content).digest()
+    with pytest.raises(CommandError):
+        firmware.parse_hash("1234")
+
+
+# -- commands --------------------------------------------------------------------------------------
+def test_build_sign_info_commands(tmp_path, key, capsys):
+    k = write_key(tmp_path / "key.pem", key)
+    other = write_key(tmp_path / "other.der", ec.generate_private_key(ec.SECP256R1()), der=True)
+    pub = tmp_path / "pub.bin"
+    pub.write_bytes(firmware.public_point(key))
+    img = tmp_path / "fw.img"
+    assert main(["firmware", "build", "--board", "sim", "--version", "7.0b", "--out", str(img), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["version"], info["board"], info["signed"]) == ("7.0b", "sim", False)
+    content = img.read_bytes()
+    assert info["hash"] == hashlib.sha256(content).hexdigest()
+    names = [p for p, _n, _d in _records(content)]
+    assert "agent/firmware.mpy" in names and "boards/sim.mpy" in names and "boards/unix.mpy" not in names
+    assert main(["firmware", "sign", str(img), "--key", str(other)]) == 0
+    out = capsys.readouterr().out
+    assert info["hash"] in out  # the hash does not change with the signature
+    assert main(["firmware", "info", str(img), "--pub", str(pub)]) == 1
+    assert "INVALID" in capsys.readouterr().out
+    assert main(["firmware", "sign", str(img), "--key", str(k), "--json"]) == 0
+    capsys.readouterr()
+    assert main(["firmware", "info", str(img), "--pub", str(pub), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["signature_valid"] is True
+    assert main(["firmware", "build", "--board", "sim", "--version", "toolong-version"]) == 1
+    assert "1 to 8" in capsys.readouterr().err
+
+
+def _records(content):
+    class Sink:
+        def __init__(self):
+            self.out = []
+
+        def begin(self, p, n):
+            self.out.append((p, n, None))
+
+        def data(self, mv):
+            pass
+
+        def end(self):
+            pass
+
+    s = Sink()
+    p = image.Parser(sink=s)
+    p.feed(content)
+    p.finish()
+    return s.out
+
+
+def test_flash_signing_key_formats(tmp_path, key):
+    point = firmware.public_point(key)
+    pub = key.public_key()
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    (tmp_path / "p.pem").write_bytes(pub.public_bytes(serialization.Encoding.PEM, spki))
+    (tmp_path / "p.der").write_bytes(pub.public_bytes(serialization.Encoding.DER, spki))
+    (tmp_path / "p.bin").write_bytes(point)
+    for name in ("p.pem", "p.der", "p.bin"):
+        assert flash.load_signing_public(str(tmp_path / name)) == point
+    assert flash.load_signing_public(point.hex()) == point
+    (tmp_path / "bad.bin").write_bytes(b"\x04" + b"\x01" * 64)
+    for bad in (str(tmp_path / "bad.bin"), "zz", "04" + "00" * 64):
+        with pytest.raises(CommandError):
+            flash.load_signing_public(bad)
+    rsa_like = tmp_path / "junk.der"
+    rsa_like.write_bytes(b"\x30\x03\x02\x01\x01")
+    with pytest.raises(CommandError):
+        flash.load_signing_public(str(rsa_like))
+
+
+def test_flash_layout_pieces():
+    assert flash.MAIN_PY.format(board="unix").startswith("# Written by dbch flash")
+    assert "dbchboot.main('unix')" in flash.MAIN_PY.format(board="unix")
+    files = flash.slot_files("unix", "3.3")
+    man = json.loads(files["slots/a/manifest.json"])
+    assert man["version"] == "3.3" and man["board"] == "unix"
+    mods = [p for p in files if p.endswith(".mpy")]
+    assert "slots/a/agent/hub.mpy" in mods and "slots/a/boards/unix.mpy" in mods
+    content = image.build("3.3", "unix", [(p[len("slots/a/") :], files[p]) for p in mods])
+    assert man["hash"] == hashlib.sha256(content).hexdigest() and man["files"] == len(mods)
+    assert json.loads(flash.boot_state_json()) == boot.default_state()
+
+
+# -- CPL ---------------------------------------------------------------------------------------
+EUI = "00-DB-12-34-56-78-90-A2"
+GPF = "00-DB-12-34-56-78-90-A9"
+
+
+@pytest.fixture
+def cpl_files(tmp_path):
+    c = tmp_path / "cpl.csv"
+    c.write_text("model,version,status\nunix,2.0,Current\nunix,1.5,Removed\ngpfm,7,Current\n")
+    s = tmp_path / "smi.json"
+    s.write_text(
+        json.dumps(
+            {
+                "devices": [
+                    {"eui": EUI, "model": "unix", "version": "1.0"},
+                    {"eui": GPF, "model": "gpfm", "version": "6", "device_type": "GPF"},
+                ]
+            }
+        )
+    )
+    return c, s
+
+
+@pytest.mark.parametrize(
+    "reported,source,alert",
+    [
+        ("1.0", "read", None),  # no mismatch
+        ("2.0", "read", "N49"),  # Current
+        ("2.0", "activate", None),  # an activation to a Current version is what is expected
+        ("2.0", "alert", None),
+        ("1.5", "read", "N50"),  # Removed
+        ("1.5", "activate", "N50"),
+        ("9.9", "read", "N51"),  # not on the CPL
+        ("9.9", "alert", "N51"),
+    ],
+)
+def test_cpl_rules(cpl_files, reported, source, alert):
+    c, s = cpl_files
+    entries = cpl.load_cpl(c)
+    dev = {d.eui: d for d in cpl.load_smi(s)}[EUI]
+    f = cpl.check(dev, reported, entries, source)
+    assert f.alert == alert
+    assert f.smi_version == "1.0" and f.reported == reported
+
+
+def test_cpl_gpf(cpl_files):
+    c, s = cpl_files
+    entries = cpl.load_cpl(c)
+    gpf = {d.eui: d for d in cpl.load_smi(s)}[GPF]
+    assert cpl.check(gpf, "7", entries, "read").alert == "N52"
+    assert cpl.check(gpf, "7", entries, "activate").alert is None
+    assert cpl.check(gpf, "8", entries, "activate").alert == "N51"
+    assert cpl.check(gpf, "6", entries, "read").alert is None
+
+
+@pytest.mark.parametrize("code", ["N49", "N50", "N51", "N52"])
+def test_cpl_alert_xml_is_schema_valid(code):
+    f = cpl.Finding(EUI, "unix", "GPF" if code == "N52" else "CHF", "1.0", "2.0", "read", "Current", code, "x")
+    xml = cpl.render_xml(f)
+    assert duis.validate(xml, SCHEMA) == []
+    assert f"<sr:DCCAlertCode>{code}</sr:DCCAlertCode>".encode() in xml
+    assert b"<sr:FirmwareVersionDevice>2.0</sr:FirmwareVersionDevice>" in xml
+
+
+def test_cpl_bad_files(tmp_path):
+    bad = tmp_path / "c.csv"
+    bad.write_text("model,version,status\nunix,2.0,Obsolete\n")
+    with pytest.raises(cpl.CplError, match="Current or Removed"):
+        cpl.load_cpl(bad)
+    bad.write_text("model,version,status\nunix,123456789,Current\n")
+    with pytest.raises(cpl.CplError, match="1 to 8"):
+        cpl.load_cpl(bad)
+    j = tmp_path / "s.json"
+    j.write_text('{"devices": [{"eui": "nope", "model": "m", "version": "1"}]}')
+    with pytest.raises(cpl.CplError):
+        cpl.load_smi(j)
+    j.write_text("[1, 2]")
+    with pytest.raises(cpl.CplError):
+        cpl.load_smi(j)
+
+
+def test_cpl_check_command(cpl_files, capsys, monkeypatch):
+    c, s = cpl_files
+    args = ["firmware", "cpl-check", "--cpl", str(c), "--smi", str(s)]
+    assert main(args + ["--reported", f"{EUI}=1.0", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["alert"] is None
+    assert main(args + ["--reported", f"{EUI}=1.5", "--reported", f"{GPF}=7", "--json"]) == 1
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["alert"] for r in rows] == ["N50", "N52"]
+    monkeypatch.setenv(duis.ENV_SCHEMA_DIR, str(SCHEMA))
+    assert main(args + ["--reported", f"{EUI}=9.9", "--format", "duis"]) == 1
+    out = capsys.readouterr().out
+    assert "<sr:DCCAlertCode>N51</sr:DCCAlertCode>" in out
+    assert main(args + ["--reported", "00-00-00-00-00-00-00-01=1.0"]) == 1
+    assert "not in the SMI" in capsys.readouterr().err

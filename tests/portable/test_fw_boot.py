@@ -1,0 +1,191 @@
+# The bootloader's decisions (agent/boot.py): trial boots counted before they run, confirm,
+# revert after MAX_TRIES, fallback to the bootable slot, and power cuts at every state write.
+import unittest
+
+from agent import boot
+from hal.contracts import PowerCut
+from hal.sim.flash import SimFlash
+
+
+def state(**kw):
+    st = boot.default_state()
+    st.update(kw)
+    return st
+
+
+def both(slot):
+    return True
+
+
+class TestDecide(unittest.TestCase):
+    def test_plain_boot_writes_nothing(self):
+        self.assertEqual(boot.decide(state(), both), ("a", False, None))
+        self.assertEqual(boot.decide(state(active="b"), both), ("b", False, None))
+
+    def test_trial_boots_are_counted_then_reverted(self):
+        st = state(trial="b", attempt=4)
+        for n in range(1, boot.MAX_TRIES + 1):
+            slot, trial, st = boot.decide(st, both)
+            self.assertEqual((slot, trial, st["tries"]), ("b", True, n))
+            self.assertEqual(boot.running(st), "b")
+        slot, trial, st = boot.decide(st, both)
+        self.assertEqual((slot, trial), ("a", False))
+        self.assertIsNone(st["trial"])
+        self.assertEqual(st["reverted"]["slot"], "b")
+        self.assertEqual(st["reverted"]["attempt"], 4)
+        self.assertIn("not confirmed", st["reverted"]["why"])
+        self.assertEqual(boot.running(st), "a")
+
+    def test_unbootable_trial_reverts_at_once(self):
+        slot, trial, st = boot.decide(state(trial="b"), lambda s: s == "a")
+        self.assertEqual((slot, trial), ("a", False))
+        self.assertIn("not bootable", st["reverted"]["why"])
+
+    def test_fallback_to_the_bootable_slot(self):
+        slot, trial, st = boot.decide(state(active="a"), lambda s: s == "b")
+        self.assertEqual((slot, trial, st["active"]), ("b", False, "b"))
+
+    def test_nothing_bootable_runs_the_root(self):
+        self.assertEqual(boot.decide(state(), lambda s: False), (None, False, None))
+
+    def test_damaged_states_read_as_sane(self):
+        for bad in (None, [], {"active": "z"}, {"active": "a", "trial": "a"}, {"tries": -1}, {"tries": True}):
+            st = boot._clean(bad)
+            self.assertIn(st["active"], boot.SLOTS)
+            self.assertNotEqual(st["trial"], st["active"])
+            self.assertGreaterEqual(st["tries"], 0)
+
+    def test_running(self):
+        self.assertEqual(boot.running(state(trial="b", tries=0)), "a")  # reboot not yet done
+        self.assertEqual(boot.running(state(trial="b", tries=1)), "b")
+
+
+def flash_with(slots=("a",)):
+    fs = SimFlash()
+    for s in slots:
+        if not fs.exists("/slots"):
+            fs.mkdir("/slots")
+        fs.mkdir("/slots/" + s)
+        f = fs.open("/slots/{}/{}".format(s, boot.MANIFEST), "wb")
+        f.write(b'{"version": "v' + s.encode() + b'", "hash": "00"}')
+        f.close()
+    return fs
+
+
+class TestOnFlash(unittest.TestCase):
+    def test_missing_or_garbage_state(self):
+        fs = flash_with(("a", "b"))
+        self.assertEqual(boot.read_state(fs, "/"), boot.default_state())
+        f = fs.open("/" + boot.STATE, "wb")
+        f.write(b"{not json")
+        f.close()
+        self.assertEqual(boot.choose(fs, "/"), ("a", False))
+
+    def test_trial_cycle_and_confirm(self):
+        fs = flash_with(("a", "b"))
+        boot.start_trial(fs, "/", "b", 1)
+        self.assertEqual(boot.choose(fs, "/"), ("b", True))
+        st = boot.confirm(fs, "/")
+        self.assertEqual((st["active"], st["trial"]), ("b", None))
+        self.assertEqual(boot.choose(fs, "/"), ("b", False))
+        self.assertEqual(boot.read_manifest(fs, "/", "b")["version"], "vb")
+        self.assertIsNone(boot.read_manifest(fs, "/", "z"))
+
+    def test_confirm_without_a_running_trial_changes_nothing(self):
+        fs = flash_with(("a", "b"))
+        boot.start_trial(fs, "/", "b", 1)  # trial set, not booted yet
+        st = boot.confirm(fs, "/")
+        self.assertEqual((st["active"], st["trial"]), ("a", "b"))
+
+    def test_revert_after_failed_boots(self):
+        fs = flash_with(("a", "b"))
+        boot.start_trial(fs, "/", "b", 7)
+        seen = [boot.choose(fs, "/") for _ in range(boot.MAX_TRIES + 2)]
+        self.assertEqual(seen, [("b", True)] * boot.MAX_TRIES + [("a", False)] * 2)
+        self.assertEqual(boot.read_state(fs, "/")["reverted"]["attempt"], 7)
+
+    def test_power_cut_at_every_write_of_a_trial(self):
+        # start_trial, then boots until confirmed: after a cut anywhere the next boot starts a
+        # bootable slot, and the state is the old one or the new one, never a torn file.
+        n = 1
+        while True:
+            fs = flash_with(("a", "b"))
+            base = fs.writes
+            fs.cut_at(base + n)
+            steps = [
+                (boot.start_trial, (fs, "/", "b", 1)),
+                (boot.choose, (fs, "/")),
+                (boot.confirm, (fs, "/")),
+            ]
+            cut = False
+            for fn, args in steps:
+                try:
+                    fn(*args)
+                except PowerCut:
+                    cut = True
+                    break
+            fs.power_on()
+            slot, trial = boot.choose(fs, "/")
+            self.assertIn(slot, ("a", "b"))
+            self.assertTrue(boot.bootable(fs, "/", slot))
+            st = boot.read_state(fs, "/")
+            self.assertIn(st["active"], ("a", "b"))
+            if not cut:
+                self.assertEqual((slot, trial), ("b", False))
+                break
+            n += 1
+        self.assertGreater(n, 5)
+
+
+class TestMain(unittest.TestCase):
+    def run_main(self, fs, outcomes):
+        # outcomes: what each boot's agent does, by slot path: an exception to raise, True (it
+        # asked for a reboot) or False (it stopped)
+        calls = []
+        resets = []
+
+        def run(board, path):
+            calls.append(path)
+            what = outcomes.pop(0)
+            if isinstance(what, BaseException):
+                raise what
+            return what
+
+        slot = boot.main("sim", "/", fs, run=run, reset=lambda: resets.append(1))
+        return slot, calls, resets
+
+    def test_plain_boot(self):
+        fs = flash_with(("a", "b"))
+        self.assertEqual(self.run_main(fs, [False]), ("a", ["/slots/a"], []))
+
+    def test_reboots_and_resets_that_come_back_boot_again(self):
+        fs = flash_with(("a", "b"))
+        slot, calls, _r = self.run_main(fs, [True, SystemExit(0xB7), False])
+        self.assertEqual(calls, ["/slots/a"] * 3)
+
+    def test_a_crashing_trial_is_reset_until_reverted(self):
+        fs = flash_with(("a", "b"))
+        boot.start_trial(fs, "/", "b", 3)
+        crash = [ImportError("broken image")] * boot.MAX_TRIES
+        slot, calls, resets = self.run_main(fs, crash + [False])
+        self.assertEqual(slot, "a")
+        self.assertEqual(calls, ["/slots/b"] * boot.MAX_TRIES + ["/slots/a"])
+        self.assertEqual(len(resets), boot.MAX_TRIES)
+        self.assertEqual(boot.read_state(fs, "/")["reverted"]["slot"], "b")
+
+    def test_a_trial_that_reboots_before_confirming_is_reverted(self):
+        fs = flash_with(("a", "b"))
+        boot.start_trial(fs, "/", "b", 3)
+        slot, calls, _r = self.run_main(fs, [True] * boot.MAX_TRIES + [False])
+        self.assertEqual(calls[-1], "/slots/a")
+
+    def test_confirmed_crash_and_interrupt_propagate(self):
+        fs = flash_with(("a", "b"))
+        with self.assertRaises(ValueError):
+            self.run_main(fs, [ValueError("bug")])
+        with self.assertRaises(KeyboardInterrupt):
+            self.run_main(fs, [KeyboardInterrupt()])
+
+    def test_no_slots_runs_from_the_root(self):
+        fs = SimFlash()
+        self.assertEqual(self.run_main(fs, [False]), (None, [None], []))
