@@ -1,6 +1,7 @@
 """Turn a --port value into a connected AgentClient.
 
 vboard[:NAME]   a virtual board (the MicroPython unix port on a pty), started if not running
+sim[:NAME]      the agent under CPython on a pty (dbch agent), started if not running
 /dev/ttyUSB0    a real board's serial port (or any pyserial URL: socket://host:port, loop://)
 """
 
@@ -20,7 +21,7 @@ def add_port_args(parser: argparse.ArgumentParser) -> None:
         "--port",
         "-p",
         default=DEFAULT_PORT,
-        help="board port: vboard[:NAME] (default: the default virtual board), a device path, or a pyserial URL",
+        help="board port: vboard[:NAME] (default: the default virtual board), sim[:NAME] (the CPython agent), a device path, or a pyserial URL",
     )
     parser.add_argument("--baud", type=int, default=115200, help="serial baud rate for real boards (default 115200)")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each answer (default 5)")
@@ -32,9 +33,19 @@ def resolve(spec: str, *, start: bool = True) -> str:
         from host_tools import vboard
 
         name = spec.partition(":")[2] or "default"
-        if start:
-            return vboard.ensure_running(name=name).port
-        return vboard.resolve_port(spec)
+        try:
+            if start:
+                return vboard.ensure_running(name=name).port
+            return vboard.resolve_port(spec, start=False)
+        except vboard.VBoardError as e:
+            raise CommandError(str(e)) from e
+    if spec == "sim" or spec.startswith("sim:"):
+        from host_tools import simagent
+
+        try:
+            return simagent.resolve_port(spec, start=start)
+        except simagent.SimAgentError as e:
+            raise CommandError(str(e)) from e
     return spec
 
 

@@ -1,0 +1,601 @@
+"""`dbch selftest`: a conformance run against any board, over the same client as every command.
+
+Checks, in order (each PASS, FAIL or SKIP with the reason):
+- agent protocol: an unknown operation is answered E13, malformed arguments E49;
+- DUIS front (SEC Appendix R 8.1.26 Response Code Tests that apply to a hub: the DCC's codes, so
+  they are driven through `dbch duis`'s front with requests built for this hub and then altered):
+  a valid request I0, E11 (a service for another device type), E13 (a request type not valid for
+  the URL), E19 (a device that does not exist), E55 (a Request ID used twice). They need the DUIS
+  schema folder (--schema or $DBCH_DUIS_SCHEMA_DIR) and SKIP without one;
+- configuration validation (SRV 6.28): a valid configuration I0, one channel on a used page
+  E062802, a channel outside its page E062801, an out-of-range parameter E062803, and the
+  configuration unchanged by the refused ones;
+- alerts: the applied configuration raises N54 8F2A (I0) upward; on boards whose clock can be
+  fast-forwarded (clock.advance), traffic (op send) drives the duty cycle into limited (8F20, E59,
+  naming the top talker) and critical (8F22, E59), and an hour later back to normal (8F23, 8F21);
+  boards with a real clock SKIP these;
+- persistence: after op "reboot" the agent says hello with boot count + 1 and still holds the
+  configuration.
+The board's original configuration is set again at the end (and its duty-cycle hour emptied if
+traffic was driven). Alerts that were waiting when the run started are received, acknowledged and
+listed in the output (with --json in full), so none is lost unseen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from host_tools.cli import CommandError, add_json_flag
+from host_tools.client import AgentClient, Event, LinkError, Response, SerialTransport
+from host_tools.connect import add_port_args, resolve
+
+PASS = "PASS"
+FAIL = "FAIL"
+SKIP = "SKIP"
+
+# The DCC Boxed templates' SetCHFSubGHzConfiguration: valid everywhere (no region warning needed).
+SELFTEST_CONFIG = {
+    "LowerBandSubGHzChannels0To26": [1, 2],
+    "LowerBandSubGHzChannels27To34": [28, 29],
+    "LowerBandSubGHzChannels35To61": [36, 37],
+    "UpperBandSubGHzChannels0To26": [1, 2],
+    "NormalLimitedDutyCycleThreshold": "1.3",
+    "LimitedCriticalDutyCycleThreshold": "2.2",
+    "MaximumSubGHzChannelChangesPerWeek": 5,
+    "GSMECurfew": 7,
+    "ChannelQuieterThreshold": 7,
+    "ChannelNoisierThreshold": 12,
+    "NonGSMEPoorCommsPercentageThreshold": "60.00",
+    "NonGSMEPoorCommsMeasurementPeriods": 130,
+    "LocalCHNoiseMeasurementPeriod": 100,
+    "LocalCHFailurePercentage": "40.00",
+    "LocalCHRetryPercentage": "30.00",
+}
+ORIGINATOR = "90-B3-D5-1F-30-01-00-00"  # the DCC Boxed templates' requesting party
+GSME = "00-DB-12-34-56-78-90-B1"  # the device the driven traffic is attributed to
+HOUR_PLUS_MS = 61 * 60 * 1000  # past the duty-cycle hour
+FRAME_LEN = 125  # the largest MAC payload: fewest frames per second of airtime
+BATCH = 500  # frames per send request while driving the duty cycle
+MAX_BATCHES = 40  # 20000 frames: enough for any threshold item 5/6 allow (2.5 % = 8100 frames)
+ALERT_WAIT_S = 5.0
+
+
+@dataclass
+class Check:
+    name: str
+    expected: str
+    got: str = ""
+    result: str = SKIP
+    detail: str = ""
+
+
+@dataclass
+class Report:
+    port: str
+    device: dict = field(default_factory=dict)
+    checks: list[Check] = field(default_factory=list)
+    drained: list[dict] = field(default_factory=list)  # alerts waiting before the run
+    seconds: float = 0.0
+
+    def count(self, result: str) -> int:
+        return sum(1 for c in self.checks if c.result == result)
+
+    @property
+    def ok(self) -> bool:
+        return self.count(FAIL) == 0
+
+    def to_json(self) -> dict:
+        return {
+            "port": self.port,
+            "device": self.device,
+            "checks": [asdict(c) for c in self.checks],
+            "passed": self.count(PASS),
+            "failed": self.count(FAIL),
+            "skipped": self.count(SKIP),
+            "drained": self.drained,
+            "seconds": self.seconds,
+        }
+
+
+def _short(value) -> str:
+    text = str(value)
+    return text if len(text) <= 8 else ".." + text[-5:]
+
+
+def _ev_text(ev: Event) -> str:
+    d = ev.data or {}
+    if ev.kind == "N54":
+        return f"N54 {d.get('DeviceAlertCode')} {d.get('rc')}"
+    return f"{ev.kind} {d.get('rc', '')}".strip()
+
+
+class Selftest:
+    """One run against the board at `path` (a device path or URL; `spec` is what the user gave)."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        spec: str | None = None,
+        baud: int = 115200,
+        timeout: float = 5.0,
+        schema: str | None = None,
+        reboot_timeout: float = 30.0,
+        progress: Callable[[Check], None] | None = None,
+    ):
+        self.path = path
+        self.spec = spec or path
+        self.baud = baud
+        self.timeout = timeout
+        self.schema = schema
+        self.reboot_timeout = reboot_timeout
+        self.progress = progress
+        self.report = Report(port=self.spec)
+        self.client: AgentClient | None = None
+        self.events: list[Event] = []  # every event received during the run, in order
+        self.subscribed = False
+        self.original: dict | None = None
+        self.applied: dict | None = None
+        self.drove_traffic = False
+        self.connected = False
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def _open(self) -> AgentClient:
+        transport = SerialTransport(self.path, self.baud)
+        client = AgentClient(transport, timeout=self.timeout, port=self.spec)
+        if self.client is not None:
+            client.seen = self.client.seen
+        self.connected = True
+        return client
+
+    def _close(self) -> None:
+        if self.client is not None and self.connected:
+            self.connected = False
+            try:
+                self.client.transport.close()
+            except OSError:
+                pass
+
+    def request(self, op: str, args: dict | None = None, timeout: float | None = None) -> Response:
+        return self.client.request(op, args, timeout)
+
+    def add(self, name: str, expected: str, got: str, ok: bool | None, detail: str = "") -> Check:
+        result = SKIP if ok is None else PASS if ok else FAIL
+        check = Check(name, expected, got, result, detail)
+        self.report.checks.append(check)
+        if self.progress:
+            self.progress(check)
+        return check
+
+    def skip(self, name: str, expected: str, why: str) -> Check:
+        return self.add(name, expected, "-", None, why)
+
+    def expect_rc(self, name: str, expected: str, op: str, args: dict | None = None, timeout: float | None = None):
+        try:
+            r = self.request(op, args, timeout)
+        except LinkError as e:
+            self.add(name, expected, "no answer", False, str(e))
+            return None
+        self.add(name, expected, r.rc, r.rc == expected, r.err or "")
+        return r
+
+    def subscribe(self) -> None:
+        r = self.request("hello", {"events": True})
+        if not r.ok:
+            raise LinkError(f"hello answered {r.rc}")
+        self.subscribed = True
+
+    def collect(self, duration: float) -> list[Event]:
+        """Receive (and acknowledge) events for up to `duration` seconds."""
+        got = []
+        for ev in self.client.poll_events(duration):
+            self.client.seen.add(ev.seq)
+            self.client.ack(ev.seq)
+            self.events.append(ev)
+            got.append(ev)
+        return got
+
+    def drain(self, quiet: float = 0.5, longest: float = 20.0) -> None:
+        """Receive the alerts that were waiting before the run (until none comes for `quiet` s)."""
+        deadline = time.monotonic() + longest
+        while time.monotonic() < deadline:
+            got = self.collect(quiet)
+            self.report.drained += [{"seq": ev.seq, "kind": ev.kind, "data": ev.data} for ev in got]
+            if not got:
+                return
+
+    def wait_alert(self, code: str, after_seq: int, timeout: float = ALERT_WAIT_S) -> Event | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            for ev in self.events:
+                if ev.seq > after_seq and ev.kind == "N54" and (ev.data or {}).get("DeviceAlertCode") == code:
+                    return ev
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            self.collect(min(0.2, left))
+
+    def last_seq(self) -> int:
+        return max((ev.seq for ev in self.events), default=0)
+
+    def expect_alert(self, name: str, code: str, rc: str, after: int, payload: dict | None = None) -> Event | None:
+        expected = f"N54 {code} {rc}"
+        if payload:
+            expected += " " + ", ".join(f"{k}={_short(v)}" for k, v in payload.items())
+        ev = self.wait_alert(code, after)
+        if ev is None:
+            seen = ", ".join(_ev_text(e) for e in self.events if e.seq > after) or "nothing"
+            self.add(name, expected, f"none within {ALERT_WAIT_S:g} s", False, f"received: {seen}")
+            return None
+        d = ev.data or {}
+        got = f"N54 {code} {d.get('rc')}"
+        ok = d.get("rc") == rc and d.get("CHFDeviceID") == self.report.device.get("eui")
+        if payload:
+            have = d.get("payload") or {}
+            got += " " + ", ".join(f"{k}={_short(have.get(k))}" for k in payload)
+            ok = ok and all(have.get(k) == v for k, v in payload.items())
+        self.add(name, expected, got, ok, f"seq {ev.seq}")
+        return ev
+
+    # -- the run -------------------------------------------------------------------------------
+    def run(self) -> Report:
+        t0 = time.monotonic()
+        try:
+            self.client = self._open()
+        except LinkError as e:
+            raise CommandError(str(e)) from e
+        try:
+            try:
+                hello = self.request("hello")
+            except LinkError as e:
+                raise CommandError(str(e)) from e
+            if not hello.ok:
+                raise CommandError(f"hello answered {hello.rc} {hello.err or ''}")
+            self.report.device = dict(hello.data)
+            self.check_protocol()
+            self.check_duis()
+            self.subscribe()
+            self.drain()
+            self.check_config()
+            self.check_duty_alerts()
+            self.check_reboot()
+        except (LinkError, OSError) as e:  # pyserial's errors are OSErrors
+            self.add("link", "answers", "lost", False, str(e))
+        finally:
+            try:
+                self.restore()
+            except (LinkError, OSError) as e:
+                self.add("restore: original configuration", "I0", "no answer", False, str(e))
+            finally:
+                self._close()
+        self.report.seconds = round(time.monotonic() - t0, 2)
+        return self.report
+
+    def check_protocol(self) -> None:
+        self.expect_rc("protocol: unknown operation", "E13", "selftest.no-such-op")
+        self.expect_rc("protocol: missing argument", "E49", "config.set", {})
+        self.expect_rc("protocol: argument of the wrong type", "E49", "send", {"count": "many"})
+
+    # -- DUIS ----------------------------------------------------------------------------------
+    def _duis_requests(self, eui: str) -> list[tuple[str, str, bytes | None, str]]:
+        from host_tools import duis
+
+        counter = int(time.time() * 1000)
+        ok = duis.request_xml("6.30", eui, ORIGINATOR, counter)
+        channel = duis.request_xml("6.31", eui, ORIGINATOR, counter + 1)
+
+        def edit(xml: bytes, *pairs: tuple[str, str]) -> bytes | None:
+            text = xml.decode()
+            for old, new in pairs:
+                if old not in text:
+                    return None
+                text = text.replace(old, new)
+            return text.encode()
+
+        supply = edit(
+            channel,
+            ("<sr:ServiceReference>6.31<", "<sr:ServiceReference>7.4<"),
+            ("<sr:ServiceReferenceVariant>6.31<", "<sr:ServiceReferenceVariant>7.4<"),
+            ("<sr:ReadCHFSubGHzChannel />", "<sr:ReadSupplyStatus />"),
+        )
+        inventory = edit(
+            channel,
+            ("<sr:CommandVariant>1<", "<sr:CommandVariant>8<"),
+            ("<sr:ServiceReference>6.31<", "<sr:ServiceReference>8.2<"),
+            ("<sr:ServiceReferenceVariant>6.31<", "<sr:ServiceReferenceVariant>8.2<"),
+            ("<sr:ReadCHFSubGHzChannel />", f"<sr:ReadInventory><sr:DeviceID>{eui}</sr:DeviceID></sr:ReadInventory>"),
+        )
+        raw = bytes.fromhex(eui.replace("-", ""))
+        other = "-".join(f"{b:02X}" for b in raw[:7] + bytes([raw[7] ^ 0xFF]))
+        missing = duis.request_xml("6.31", other, ORIGINATOR, counter + 2)
+        return [
+            ("DUIS 6.30 read configuration", "I0", ok, "a valid request for this hub"),
+            ("DUIS E11 service for another device type", "E11", supply, "7.4 ReadSupplyStatus sent to the hub"),
+            ("DUIS E13 request type not valid for the URL", "E13", inventory, "8.2 ReadInventory (DCC Only)"),
+            ("DUIS E19 device doesn't exist", "E19", missing, f"6.31 for {other}"),
+            ("DUIS E55 duplicate request ID", "E55", ok, "the 6.30 request again"),
+        ]
+
+    def check_duis(self) -> None:
+        from host_tools import duis, duis_front
+
+        names = [
+            ("DUIS 6.30 read configuration", "I0"),
+            ("DUIS E11 service for another device type", "E11"),
+            ("DUIS E13 request type not valid for the URL", "E13"),
+            ("DUIS E19 device doesn't exist", "E19"),
+            ("DUIS E55 duplicate request ID", "E55"),
+        ]
+        try:
+            folder = duis.schema_dir(self.schema)
+        except duis.DuisConfigError as e:
+            for name, rc in names:
+                self.skip(name, rc, str(e))
+            return
+        for name, rc, xml, what in self._duis_requests(self.report.device["eui"]):
+            if xml is None:
+                self.add(name, rc, "not built", False, "the built request did not have the expected form")
+                continue
+            try:
+                got, _out, warnings = duis_front.answer(self.client, xml, str(folder))
+            except CommandError as e:
+                self.add(name, rc, "error", False, f"{what}: {e}")
+                continue
+            shown = [w for w in warnings if not w.startswith("unsigned request")]
+            self.add(name, rc, got, got == rc, "; ".join([what, *shown]))
+
+    # -- configuration -------------------------------------------------------------------------
+    def check_config(self) -> None:
+        r = self.request("config.get")
+        self.original = r.data if r.ok else None
+        after = self.last_seq()
+        r = self.expect_rc("config: valid configuration", "I0", "config.set", {"config": SELFTEST_CONFIG})
+        if r is not None and r.ok:
+            self.applied = self.request("config.get").data
+        cases = [
+            ("config: one channel on a used page", "E062802", {"LowerBandSubGHzChannels0To26": [1]}),
+            ("config: channel outside its page", "E062801", {"LowerBandSubGHzChannels27To34": [28, 5]}),
+            ("config: parameter out of range", "E062803", {"NormalLimitedDutyCycleThreshold": "2.5"}),
+        ]
+        for name, rc, change in cases:
+            self.expect_rc(name, rc, "config.set", {"config": {**SELFTEST_CONFIG, **change}})
+        now = self.request("config.get").data
+        self.add(
+            "config: refused ones change nothing",
+            "the valid configuration",
+            "unchanged" if now == self.applied and now is not None else "changed",
+            now == self.applied and now is not None,
+        )
+        if self.applied is None:
+            self.skip("alert: configuration changed", "N54 8F2A I0", "the valid configuration was not applied")
+            return
+        ev = self.expect_alert("alert: configuration changed", "8F2A", "I0", after)
+        if ev is not None and (ev.data or {}).get("payload") != self.applied:
+            self.report.checks[-1].result = FAIL
+            self.report.checks[-1].detail += ": its payload is not the applied configuration"
+
+    # -- duty cycle ------------------------------------------------------------------------------
+    def _advance(self, ms: int) -> Response:
+        return self.request("clock.advance", {"ms": ms})
+
+    def _drive(self, until: str, device: str | None) -> tuple[str, int]:
+        """Send full frames in batches until the duty-cycle state is `until`; (state, frames sent)."""
+        args = {"count": BATCH, "len": FRAME_LEN}
+        if device:
+            args["device"] = device
+        sent = 0
+        state = "?"
+        for _ in range(MAX_BATCHES):
+            r = self.request("send", args, max(self.timeout, 30.0))
+            if not r.ok:
+                return f"{r.rc} {r.err or ''}".strip(), sent
+            sent += r.data["sent"]
+            state = r.data["duty"]
+            if state == until or r.data["sent"] == 0:
+                break
+        return state, sent
+
+    def check_duty_alerts(self) -> None:
+        names = [
+            ("alert: limited duty cycle", "N54 8F20 E59"),
+            ("alert: critical duty cycle", "N54 8F22 E59"),
+            ("alert: duty cycle back to normal", "N54 8F23 I0, 8F21 I0"),
+        ]
+        if self.applied is None:
+            for name, exp in names:
+                self.skip(name, exp, "no configuration applied: the duty-cycle thresholds are unknown")
+            return
+        probe = self.request("clock.advance", {"ms": 0})
+        if not probe.ok:
+            why = f"this board's clock is real time (clock.advance: {probe.rc} {probe.err or ''}): reaching the thresholds would take an hour of transmitting"
+            for name, exp in names:
+                self.skip(name, exp, why)
+            return
+        self.drove_traffic = True
+        self._advance(HOUR_PLUS_MS)  # start from an empty hour
+        self.collect(0.3)
+        after = self.last_seq()
+        state, sent = self._drive("limited", GSME)
+        if state != "limited":
+            self.add(names[0][0], names[0][1], f"state {state}", False, f"{sent} frames sent")
+        else:
+            self.expect_alert(names[0][0], "8F20", "E59", after, {"DeviceIDToSuspend": GSME})
+            self.report.checks[-1].detail += f" after {sent} frames of {FRAME_LEN} bytes"
+        after = self.last_seq()
+        state, sent = self._drive("critical", None)
+        if state != "critical":
+            self.add(names[1][0], names[1][1], f"state {state}", False, f"{sent} more frames sent")
+        else:
+            self.expect_alert(names[1][0], "8F22", "E59", after)
+            self.report.checks[-1].detail += f" after {sent} more frames"
+        after = self.last_seq()
+        self._advance(HOUR_PLUS_MS)
+        self.drove_traffic = False
+        a = self.wait_alert("8F23", after)
+        b = self.wait_alert("8F21", after)
+        duty = (self.request("status").data or {}).get("duty", {})
+        got = ", ".join(_ev_text(e) for e in (a, b) if e) or "no alert"
+        ok = bool(a and b and a.data.get("rc") == "I0" and b.data.get("rc") == "I0") and duty.get("state") == "normal"
+        self.add(names[2][0], names[2][1], got, ok, f"state {duty.get('state')} an hour later")
+
+    # -- reboot ----------------------------------------------------------------------------------
+    def _hello_after_reboot(self) -> Response | None:
+        self._close()
+        deadline = time.monotonic() + self.reboot_timeout
+        time.sleep(0.2)
+        while time.monotonic() < deadline:
+            try:
+                self.client = self._open()
+            except LinkError:
+                time.sleep(0.3)  # a USB board's port comes back after its reset
+                continue
+            try:
+                r = self.request("hello", {"events": True}, 1.0)
+                if r.ok:
+                    return r
+            except LinkError:
+                pass
+            self._close()
+        return None
+
+    def check_reboot(self) -> None:
+        boot = self.report.device.get("boot")
+        before = self.request("config.get").data
+        self.collect(0.2)
+        r = self.expect_rc("reboot: acknowledged", "I0", "reboot")
+        if r is None or not r.ok:
+            self.skip("reboot: boot count + 1", f"boot {boot + 1 if boot else '?'}", "no reboot")
+            self.skip("reboot: configuration kept", "the configuration before", "no reboot")
+            return
+        hello = self._hello_after_reboot()
+        if hello is None:
+            why = f"the agent did not come back within {self.reboot_timeout:g} s of the reboot"
+            self.add("reboot: boot count + 1", f"boot {boot + 1}", "no hello", False, why)
+            self.skip("reboot: configuration kept", "the configuration before", why)
+            return
+        new_boot = hello.data.get("boot")
+        self.add("reboot: boot count + 1", f"boot {boot + 1}", f"boot {new_boot}", new_boot == boot + 1)
+        self.report.device["boot"] = new_boot
+        after = self.request("config.get").data
+        self.add(
+            "reboot: configuration kept",
+            "the configuration before",
+            "same" if after == before else "different" if after else "none",
+            after == before and before is not None,
+        )
+
+    # -- leave the board as it was ---------------------------------------------------------------
+    def restore(self) -> None:
+        if self.client is None or not self.connected:
+            if self.original is not None or self.drove_traffic:
+                self.add("restore: original configuration", "I0", "-", False, "the board cannot be reached")
+            return
+        if self.drove_traffic:  # an interrupted duty-cycle check: empty the hour again
+            self._advance(HOUR_PLUS_MS)
+            self.drove_traffic = False
+        if self.original is None:
+            if self.applied is not None:
+                self.skip(
+                    "restore: original configuration",
+                    "I0",
+                    "the board had no configuration before the run; the test configuration stays",
+                )
+            return
+        current = self.request("config.get").data
+        if current == self.original:
+            self.add("restore: original configuration", "I0", "unchanged", True, "nothing to restore")
+            return
+        r = self.request("config.set", {"config": self.original})
+        self.add("restore: original configuration", "I0", r.rc, r.ok, r.err or "")
+        if self.subscribed:
+            self.collect(0.3)  # the restore's own alerts
+
+
+def format_table(report: Report) -> str:
+    rows = [("check", "expected", "got", "result")]
+    rows += [(c.name, c.expected, c.got, c.result) for c in report.checks]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = []
+    for i, r in enumerate(rows):
+        lines.append(f"{r[0]:{widths[0]}}  {r[1]:{widths[1]}}  {r[2]:{widths[2]}}  {r[3]}")
+        if i == 0:
+            lines.append("-" * (sum(widths) + 6 + 6))
+    grouped: dict[str, list[str]] = {}  # one note per reason, naming every check it explains
+    for c in report.checks:
+        if c.result in (FAIL, SKIP) and c.detail:
+            grouped.setdefault(c.detail, []).append(c.name)
+    notes = [f"  {', '.join(names)}: {detail}" for detail, names in grouped.items()]
+    if notes:
+        lines += ["", "notes:", *notes]
+    if report.drained:
+        lines += [
+            "",
+            f"{len(report.drained)} alert(s) were waiting before the run; received and acknowledged:",
+            *(f"  #{e['seq']} {e['kind']} {json.dumps(e['data'], default=str)}" for e in report.drained),
+        ]
+    d = report.device
+    lines += [
+        "",
+        f"device {d.get('eui')} board {d.get('board')} on {report.port}: {report.count(PASS)} passed, "
+        f"{report.count(FAIL)} failed, {report.count(SKIP)} skipped in {report.seconds:.1f} s",
+    ]
+    return "\n".join(lines)
+
+
+def run(
+    port: str = "vboard",
+    *,
+    baud: int = 115200,
+    timeout: float = 5.0,
+    schema: str | None = None,
+    reboot_timeout: float = 30.0,
+    progress: Callable[[Check], None] | None = None,
+) -> Report:
+    """Run every check against the board at --port value `port`; CommandError if it cannot be
+    reached at all."""
+    path = resolve(port)  # CommandError when a virtual board or simulated agent cannot start
+    return Selftest(
+        path, spec=port, baud=baud, timeout=timeout, schema=schema, reboot_timeout=reboot_timeout, progress=progress
+    ).run()
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "selftest",
+        help="conformance checks against a board: response codes, configuration, alerts, reboot",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--schema", help="DUIS schema folder for the DUIS checks (default: $DBCH_DUIS_SCHEMA_DIR)")
+    p.add_argument(
+        "--reboot-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds to wait for the agent after its reboot (default 30)",
+    )
+    add_port_args(p)
+    add_json_flag(p)
+    p.set_defaults(func=cmd_selftest)
+
+
+def cmd_selftest(args: argparse.Namespace) -> int:
+    report = run(
+        args.port, baud=args.baud, timeout=args.timeout, schema=args.schema, reboot_timeout=args.reboot_timeout
+    )
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2, default=str))
+    else:
+        print(format_table(report))
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    from host_tools.cli import main
+
+    sys.exit(main(["selftest", *sys.argv[1:]]))
