@@ -12,6 +12,7 @@ from agent.eui import format_eui, parse_eui
 from agent.outbox import Outbox
 from agent.store import Store
 from hal import phy
+from hal.compat import hexstr
 
 RC_OK = codes.SUCCESS
 RC_UNKNOWN_OP = "E13"
@@ -52,6 +53,7 @@ class Hub:
         self._duty_saved = None  # (minute, snapshot) last written
         self.agility = Agility(self.radio, self.store.get("agility"))
         self.config = None
+        self.epoch = self._epoch()
         self.boot_count = (self.store.get("boots") or 0) + 1
         self.store.put("boots", self.boot_count)
         self.started_ms = self.clock.monotonic_ms()
@@ -73,6 +75,23 @@ class Hub:
         self.ops.update(self.firmware.ops())
         self._restore_config()
         self._restore_duty()
+
+    def _epoch(self):
+        # Random at the first boot on this storage: with the EUI it names this outbox's seq
+        # space, so a host never mistakes a wiped or re-provisioned device's seqs for old ones.
+        epoch = self.store.get("epoch")
+        if not epoch:
+            try:
+                from os import urandom
+
+                raw = urandom(4)
+            except ImportError:
+                import random
+
+                raw = random.getrandbits(32).to_bytes(4, "big")
+            epoch = hexstr(raw)
+            self.store.put("epoch", epoch)
+        return epoch
 
     # -- alerts ------------------------------------------------------------------------------
     def raise_alerts(self, pairs):
@@ -175,6 +194,7 @@ class Hub:
             "board": getattr(self.board, "NAME", None),
             "band": getattr(self.radio, "band", None),
             "boot": self.boot_count,
+            "epoch": self.epoch,
         }
 
     def op_hello(self, args):

@@ -149,7 +149,7 @@ class SerialTransport:
             self.serial = serial.serial_for_url(url, baudrate=baud, timeout=0.02)
         except (serial.SerialException, OSError, ValueError) as e:
             raise LinkError(
-                f"cannot open {url}: {e}. Check the port (dbch ports) or start a virtual board (dbch vboard --serve)."
+                f"cannot open {url}: {e}. Check the port, or list the virtual boards and CPython agents: dbch vboard --list, dbch agent --list."
             ) from e
 
     def read(self, n: int) -> bytes:

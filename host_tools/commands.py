@@ -173,20 +173,25 @@ def cmd_config_set(args: argparse.Namespace) -> int:
 
 
 # -- alerts ------------------------------------------------------------------------------------
-def _seen_path(eui: str) -> Path:
+def seen_key(hello: dict) -> str:
+    """Whose seqs a seen-set holds: the device's EUI and its outbox epoch (new on wiped storage)."""
+    return hello["eui"].replace("-", "") + ("-" + hello["epoch"] if hello.get("epoch") else "")
+
+
+def _seen_path(key: str) -> Path:
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dbch" / "seen"
-    return base / (eui.replace("-", "") + ".json")
+    return base / (key.replace("-", "_") + ".json")
 
 
-def load_seen(eui: str) -> set[int]:
+def load_seen(key: str) -> set[int]:
     try:
-        return set(json.loads(_seen_path(eui).read_text()))
+        return set(json.loads(_seen_path(key).read_text()))
     except (OSError, ValueError):
         return set()
 
 
-def save_seen(eui: str, seen: set[int]) -> None:
-    path = _seen_path(eui)
+def save_seen(key: str, seen: set[int]) -> None:
+    path = _seen_path(key)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(sorted(seen)[-2000:]))
@@ -219,8 +224,8 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     hello = checked(client, "hello", {"events": True})
     if not hello.ok:
         raise CommandError(f"hello failed: {hello.rc} {hello.err or ''}")
-    eui = hello.data["eui"]
-    client.seen = load_seen(eui)
+    key = seen_key(hello.data)
+    client.seen = load_seen(key)
     shown = []
     try:
         while True:
@@ -230,14 +235,14 @@ def cmd_alerts(args: argparse.Namespace) -> int:
                 if not args.json:
                     print(render(ev, args.format, args.schema), flush=True)
                 client.seen.add(ev.seq)
-                save_seen(eui, client.seen)
+                save_seen(key, client.seen)
                 client.ack(ev.seq)
             if not args.follow:
                 break
     except KeyboardInterrupt:
         pass
     finally:
-        save_seen(eui, client.seen)
+        save_seen(key, client.seen)
     if args.json:
         emit(args, shown)
     elif not shown:

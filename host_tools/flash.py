@@ -242,11 +242,13 @@ def flash(
     )
     try:
         t = MpSerial(port, baudrate=baud)
+        # mpremote reads a pty with no timeout: a port that never answers would hang forever
+        t.serial.timeout = 0.5
     except TransportError as e:
         raise CommandError(f"cannot open {port}: {e}") from e
     try:
         try:
-            t.enter_raw_repl(soft_reset=False)
+            t.enter_raw_repl(soft_reset=False, timeout_overall=5)
         except TransportError as e:
             raise CommandError(f"no MicroPython REPL on {port}: {e}. Is it a MicroPython board?") from e
         have = _scan(t)
@@ -346,6 +348,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_flash(args: argparse.Namespace) -> int:
+    if args.port == "sim" or args.port.startswith("sim:"):
+        raise CommandError("the CPython agent (--port sim) runs this checkout's code: there is nothing to flash")
     is_vboard = args.port == "vboard" or args.port.startswith("vboard:")
     board = args.board or ("unix" if is_vboard else None)
     if board is None:

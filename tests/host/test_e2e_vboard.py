@@ -264,15 +264,17 @@ def test_alerts_arrive_exactly_once_across_a_reboot(target, capsys):
         waiting = c.request("status").data["outbox"]
         assert waiting >= 3
         # a host receives three, records them as seen, and dies after acknowledging two
-        assert c.request("hello", {"events": True}).rc == "I0"
+        hello = c.request("hello", {"events": True})
+        assert hello.rc == "I0"
+        key = commands.seen_key(hello.data)
         first = []
         for ev in c.poll_events(5.0):
             first.append(ev)
             if len(first) == 3:
                 break
         assert len(first) == 3
-        seen = commands.load_seen(target.eui) | {ev.seq for ev in first}
-        commands.save_seen(target.eui, seen)
+        seen = commands.load_seen(key) | {ev.seq for ev in first}
+        commands.save_seen(key, seen)
         for ev in first[:2]:
             c.ack(ev.seq)
         time.sleep(0.2)  # let the acknowledgements reach the agent
@@ -292,7 +294,7 @@ def test_alerts_arrive_exactly_once_across_a_reboot(target, capsys):
         assert c.request("status").data["outbox"] == 0
     finally:
         c.transport.close()
-    stored = json.loads(commands._seen_path(target.eui).read_text())
+    stored = json.loads(commands._seen_path(key).read_text())
     assert {ev.seq for ev in first} | set(shown) <= set(stored)
     assert drain_alerts(capsys, target.spec) == []  # and nothing comes a second time
 

@@ -69,6 +69,13 @@ class Requests(unittest.TestCase):
         self.assertEqual(len(self.rig.hub.outbox), pending)
         self.assertEqual(self.rig.call("hello")[1]["boot"], 2)
 
+    def test_outbox_epoch_is_kept_across_reboots_and_new_on_new_storage(self):
+        epoch = self.rig.call("hello")[1]["epoch"]
+        self.assertEqual(len(epoch), 8)
+        self.rig.boot()
+        self.assertEqual(self.rig.call("hello")[1]["epoch"], epoch)
+        self.assertNotEqual(Rig().call("hello")[1]["epoch"], epoch)
+
     def test_radio_is_tuned_again_after_reboot(self):
         self.rig.call("config.set", config=config())
         self.rig.boot()
