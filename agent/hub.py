@@ -19,6 +19,7 @@ RC_UNKNOWN_OP = "E13"
 RC_BAD_ARGS = "E49"
 
 OUTBOX_CAPACITY = 64
+UNSAVED_MAX_US = 1000000  # airtime a power cut may lose from the duty-cycle record
 _FILLER = b"\x55" * 125
 
 
@@ -50,7 +51,8 @@ class Hub:
         self.outbox = Outbox(hal.storage, OUTBOX_CAPACITY)
         regulated = getattr(board, "REGULATED_DUTY_CYCLE_PERMILLE", 25)
         self.duty = DutyCycle(regulated=regulated)
-        self._duty_saved = None  # (minute, snapshot) last written
+        self._unsaved_us = 0  # airtime recorded since the duty-cycle record was last written
+        self._duty_state = None  # the state that record holds
         self.agility = Agility(self.radio, self.store.get("agility"))
         self.config = None
         self.epoch = self._epoch()
@@ -123,25 +125,24 @@ class Hub:
         self.raise_alerts(moved)
 
     # -- duty cycle across reboots -----------------------------------------------------------
-    # The last hour's airtime is kept in the store (at most once a minute, and at every state
-    # change), so a reboot cannot reset the ledger and let a one-hour window exceed the limit.
+    # The last hour's airtime is kept in the store, so a reboot cannot reset the ledger and let a
+    # one-hour window exceed the limit. It is written when the duty-cycle state changes and
+    # whenever UNSAVED_MAX_US of airtime has not been written yet; ageing needs no writes (the
+    # restore shifts buckets by the UTC time that passed). A power cut can lose at most
+    # UNSAVED_MAX_US, so every boot charges that much to the current minute.
     def _restore_duty(self):
+        now = self.clock.monotonic_ms()
         rec = self.store.get("duty")
-        if not rec or not isinstance(rec.get("snap"), dict):
-            return
-        elapsed_ms = (self.clock.utc() - rec.get("utc", 0)) * 1000
-        self.duty.restore(rec["snap"], self.clock.monotonic_ms(), elapsed_ms)
+        if rec and isinstance(rec.get("snap"), dict):
+            elapsed_ms = (self.clock.utc() - rec.get("utc", 0)) * 1000
+            self.duty.restore(rec["snap"], now, elapsed_ms)
+        self.duty.ledger.record(now, UNSAVED_MAX_US)
+        self._duty_state = self.duty.state
 
     def _save_duty(self, now):
-        snap = self.duty.snapshot(now)
-        minute = now // 60000
-        last = self._duty_saved
-        if last is not None and last[1] == snap:
-            return
-        if last is not None and last[0] == minute and last[1]["lvl"] == snap["lvl"]:
-            return
-        self.store.put("duty", {"utc": self.clock.utc(), "snap": snap})
-        self._duty_saved = (minute, snap)
+        self.store.put("duty", {"utc": self.clock.utc(), "snap": self.duty.snapshot(now)})
+        self._unsaved_us = 0
+        self._duty_state = self.duty.state
 
     def _save_agility(self):
         self.store.put("agility", self.agility.state())
@@ -160,12 +161,16 @@ class Hub:
             return 0
         airtime = self.radio.transmit(frame)
         self.raise_alerts(self.duty.record(now, airtime, device=device))
+        self._unsaved_us += airtime
+        if self._unsaved_us >= UNSAVED_MAX_US or self.duty.state != self._duty_state:
+            self._save_duty(now)
         return airtime
 
     def tick(self):
         now = self.clock.monotonic_ms()
         self.raise_alerts(self.duty.update(now))
-        self._save_duty(now)
+        if self.duty.state != self._duty_state:
+            self._save_duty(now)
         self.firmware.tick(now)
         if self.config is not None:
             before = self.agility.state()

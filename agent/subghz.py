@@ -55,6 +55,14 @@ class ConfigError(ValueError):
         self.detail = message
 
 
+def _ascii_digits(text):
+    # str.isdigit() accepts other scripts' digits and superscripts on CPython: DUIS does not
+    for c in text:
+        if c not in "0123456789":
+            return False
+    return True
+
+
 def parse_decimal(value, places, field):
     """A decimal data item as an int scaled by 10**places; ConfigError if it is not one."""
     if isinstance(value, bool):
@@ -71,7 +79,7 @@ def parse_decimal(value, places, field):
         sign = -1 if text[0] == "-" else 1
         text = text[1:]
     whole, _, frac = text.partition(".")
-    if not (whole or frac) or (whole and not whole.isdigit()) or (frac and not frac.isdigit()):
+    if not (whole or frac) or not _ascii_digits(whole) or not _ascii_digits(frac):
         raise ConfigError(field, E_PARAMETER, "{!r} is not a decimal number".format(value))
     frac = frac.rstrip("0")
     if len(frac) > places:

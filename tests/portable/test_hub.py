@@ -224,3 +224,23 @@ class DutyCycleAcrossReboots(unittest.TestCase):
         self.assertGreaterEqual(after["permille"], before["permille"] - 1)
         self.assertEqual(rig.call("send", count=5, len=125, essential=True)[1]["sent"], 0)
         self.assertLessEqual(rig.medium.max_window_airtime_us(), 25 * 3600000)
+
+    def test_power_cuts_during_heavy_traffic_never_break_the_limit(self):
+        from hal.contracts import PowerCut
+
+        rig = Rig(seed=5)
+        rig.call("config.set", config=config())
+        cuts = 0
+        for minute in range(150):
+            if minute % 17 == 5:
+                rig.flash.cut_after(minute % 7)  # the power goes within the next few writes
+            try:
+                rig.call("send", count=400, len=125, essential=True)
+                rig.clock.advance_ms(60000)
+                rig.hub.tick()
+            except PowerCut:
+                cuts += 1
+                rig.clock.advance_ms(3000)  # off for a moment, then boot again
+                rig.boot()
+        self.assertGreater(cuts, 3)
+        self.assertLessEqual(rig.medium.max_window_airtime_us(), 25 * 3600000)
