@@ -14,25 +14,9 @@ import time
 
 from host_tools.cli import CommandError, add_json_flag
 from host_tools.connect import add_port_args, checked, open_client, resolve
+from host_tools.examples import DBCH04_CONFIG
 
-# The DBCH04 6.28 example configuration (DCC Boxed template), as the agent takes it.
-DEMO_CONFIG = {
-    "LowerBandSubGHzChannels0To26": [1, 2],
-    "LowerBandSubGHzChannels27To34": [28, 29],
-    "LowerBandSubGHzChannels35To61": [36, 37],
-    "UpperBandSubGHzChannels0To26": [1, 2],
-    "NormalLimitedDutyCycleThreshold": "1.3",
-    "LimitedCriticalDutyCycleThreshold": "2.2",
-    "MaximumSubGHzChannelChangesPerWeek": 5,
-    "GSMECurfew": 7,
-    "ChannelQuieterThreshold": 7,
-    "ChannelNoisierThreshold": 12,
-    "NonGSMEPoorCommsPercentageThreshold": "60.00",
-    "NonGSMEPoorCommsMeasurementPeriods": 130,
-    "LocalCHNoiseMeasurementPeriod": 100,
-    "LocalCHFailurePercentage": "40.00",
-    "LocalCHRetryPercentage": "30.00",
-}
+DEMO_CONFIG = DBCH04_CONFIG
 DEMO_EUI = "00-DB-12-34-56-78-90-A2"
 METER = "00-00-00-00-00-00-00-01"
 HOUR_MS = 3600 * 1000

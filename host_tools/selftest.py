@@ -33,29 +33,13 @@ from dataclasses import asdict, dataclass, field
 from host_tools.cli import CommandError, add_json_flag
 from host_tools.client import AgentClient, Event, LinkError, Response, SerialTransport
 from host_tools.connect import add_port_args, resolve
+from host_tools.examples import DBCH04_CONFIG
 
 PASS = "PASS"
 FAIL = "FAIL"
 SKIP = "SKIP"
 
-# The DCC Boxed templates' SetCHFSubGHzConfiguration: valid everywhere (no region warning needed).
-SELFTEST_CONFIG = {
-    "LowerBandSubGHzChannels0To26": [1, 2],
-    "LowerBandSubGHzChannels27To34": [28, 29],
-    "LowerBandSubGHzChannels35To61": [36, 37],
-    "UpperBandSubGHzChannels0To26": [1, 2],
-    "NormalLimitedDutyCycleThreshold": "1.3",
-    "LimitedCriticalDutyCycleThreshold": "2.2",
-    "MaximumSubGHzChannelChangesPerWeek": 5,
-    "GSMECurfew": 7,
-    "ChannelQuieterThreshold": 7,
-    "ChannelNoisierThreshold": 12,
-    "NonGSMEPoorCommsPercentageThreshold": "60.00",
-    "NonGSMEPoorCommsMeasurementPeriods": 130,
-    "LocalCHNoiseMeasurementPeriod": 100,
-    "LocalCHFailurePercentage": "40.00",
-    "LocalCHRetryPercentage": "30.00",
-}
+SELFTEST_CONFIG = DBCH04_CONFIG
 ORIGINATOR = "90-B3-D5-1F-30-01-00-00"  # the DCC Boxed templates' requesting party
 GSME = "00-DB-12-34-56-78-90-B1"  # the device the driven traffic is attributed to
 HOUR_PLUS_MS = 61 * 60 * 1000  # past the duty-cycle hour
