@@ -25,7 +25,7 @@
 #   configuration is applied uses the trigger SMHANFormation.
 from agent import codes
 
-WEEK_MS = 7 * 24 * 3600 * 1000
+WEEK_S = 7 * 24 * 3600
 
 TRIGGER_REMOTE = "RemotePartyCommand"
 TRIGGER_FAILURES = "CHDetectedMessageFailureProblems"
@@ -37,15 +37,17 @@ SCAN_DUTY_CYCLE = "DutyCycleUsageIsTooHigh"
 
 
 class Agility:
-    def __init__(self, radio, state=None):
+    def __init__(self, radio, clock, state=None):
         self.radio = radio
+        self.clock = clock
         self.config = None
         self.channels = []  # allowed and tunable (page, channel), plan order
         st = state or {}
         op = st.get("op")
         self.operating = (op[0], op[1]) if op else None
         self.baseline = st.get("base")
-        self.changes = list(st.get("changes", ()))  # monotonic ms of recent changes
+        # UTC seconds of recent changes: monotonic time starts again at every boot, UTC does not
+        self.changes = list(st.get("changes", ()))
         self.next_check_ms = None
         self._sent = 0
         self._failed = 0
@@ -141,12 +143,13 @@ class Agility:
             if current_e - best_e < self.config.get("ChannelQuieterThreshold"):
                 self._retune()
                 return alerts
-            self.changes = [t for t in self.changes if now_ms - t < WEEK_MS]
+            utc = self.clock.utc()
+            self.changes = [t for t in self.changes if utc - t < WEEK_S]
             if len(self.changes) >= self.config.get("MaximumSubGHzChannelChangesPerWeek"):
                 self._retune()
                 alerts.append((codes.ALERT_CHANNEL_NOT_CHANGED, None))
                 return alerts
-            self.changes.append(now_ms)
+            self.changes.append(utc)
         self.operating = best
         self.baseline = best_e
         self._retune()
@@ -157,8 +160,9 @@ class Agility:
         if self.operating is not None:
             self.radio.tune(self.operating[0], self.operating[1])
 
-    def changes_left(self, now_ms):
+    def changes_left(self):
         if self.config is None:
             return 0
-        recent = [t for t in self.changes if now_ms - t < WEEK_MS]
+        utc = self.clock.utc()
+        recent = [t for t in self.changes if utc - t < WEEK_S]
         return max(0, self.config.get("MaximumSubGHzChannelChangesPerWeek") - len(recent))

@@ -16,6 +16,7 @@
 #   - tags (major type 6), undefined and other simple values, reserved additional info 28-30
 #   - indefinite lengths (additional info 31): NOT supported (canonical CBOR never uses them)
 #   - nesting deeper than MAX_DEPTH containers (same limit when encoding)
+#   - more than MAX_ITEMS array and map entries in all
 #   - a length larger than the input left, checked BEFORE anything is allocated
 #     (an array item takes at least 1 byte, a map entry at least 2)
 #   - invalid UTF-8 (encoded surrogates included), map keys that are not str/int, duplicate map keys
@@ -25,6 +26,10 @@ from struct import pack, unpack, unpack_from
 from hal.compat import const
 
 MAX_DEPTH = const(16)
+# Array and map entries one loads() may build: a 4 KB body of nested one-item arrays would
+# otherwise become thousands of objects, far more heap than its bytes suggest.
+MAX_ITEMS = const(512)
+_items = [0]  # entries left for the loads() in progress
 
 _UINT64_MAX = 0xFFFFFFFFFFFFFFFF
 
@@ -196,6 +201,79 @@ def _has_surrogate(b):
     return False
 
 
+def _argument(d, pos, ai, n):
+    # The head's argument (RFC 8949 3): the value of additional info ai, and where it ends.
+    if ai < 24:
+        return ai, pos
+    elif ai == 24:
+        if pos + 1 > n:
+            raise _truncated()
+        return d[pos], pos + 1
+    elif ai == 25:
+        if pos + 2 > n:
+            raise _truncated()
+        return unpack_from(">H", d, pos)[0], pos + 2
+    elif ai == 26:
+        if pos + 4 > n:
+            raise _truncated()
+        return unpack_from(">I", d, pos)[0], pos + 4
+    elif ai == 27:
+        if pos + 8 > n:
+            raise _truncated()
+        return unpack_from(">Q", d, pos)[0], pos + 8
+    elif ai == 31:
+        raise CBORError("indefinite length not supported")
+    else:
+        raise CBORError("reserved additional info {}".format(ai))
+
+
+def _skip(d, pos):
+    # Where the item at pos ends, without building it (tags and any nesting included).
+    n = len(d)
+    left = 1
+    while left:
+        left -= 1
+        if pos >= n:
+            raise _truncated()
+        ib = d[pos]
+        major = ib >> 5
+        ai = ib & 0x1F
+        if major == 7:
+            pos += 1 + {24: 1, 25: 2, 26: 4, 27: 8}.get(ai, 0)
+            continue
+        val, pos = _argument(d, pos + 1, ai, n)
+        if major == 2 or major == 3:
+            pos += val
+        elif major == 4:
+            left += val
+        elif major == 5:
+            left += 2 * val
+        elif major == 6:
+            left += 1
+        if pos > n or left > n:
+            raise _truncated()
+    return pos
+
+
+def request_id(data):
+    """The uint under "id" in a top-level map, found without decoding the other values: a
+    request the decoder refuses can still be answered. None if there is none."""
+    try:
+        d = bytes(data)
+        if not d or d[0] >> 5 != 5:
+            return None
+        count, pos = _argument(d, 1, d[0] & 0x1F, len(d))
+        for _ in range(count):
+            end = _skip(d, pos)
+            if d[pos:end] == b"\x62id":
+                v, _ = _dec(d, end, MAX_DEPTH)
+                return v if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 32 else None
+            pos = _skip(d, end)
+    except (CBORError, IndexError):
+        return None
+    return None
+
+
 def _dec(d, pos, depth):
     n = len(d)
     if pos >= n:
@@ -224,32 +302,7 @@ def _dec(d, pos, depth):
                 raise _truncated()
             return unpack_from(">d", d, pos)[0], pos + 8
         raise CBORError("unsupported simple value {}".format(ai))
-    if ai < 24:
-        val = ai
-    elif ai == 24:
-        if pos + 1 > n:
-            raise _truncated()
-        val = d[pos]
-        pos += 1
-    elif ai == 25:
-        if pos + 2 > n:
-            raise _truncated()
-        val = unpack_from(">H", d, pos)[0]
-        pos += 2
-    elif ai == 26:
-        if pos + 4 > n:
-            raise _truncated()
-        val = unpack_from(">I", d, pos)[0]
-        pos += 4
-    elif ai == 27:
-        if pos + 8 > n:
-            raise _truncated()
-        val = unpack_from(">Q", d, pos)[0]
-        pos += 8
-    elif ai == 31:
-        raise CBORError("indefinite length not supported")
-    else:
-        raise CBORError("reserved additional info {}".format(ai))
+    val, pos = _argument(d, pos, ai, n)
     if major == 0:
         return val, pos
     if major == 1:
@@ -273,6 +326,9 @@ def _dec(d, pos, depth):
     depth += 1
     if depth > MAX_DEPTH:
         raise CBORError("nesting deeper than {}".format(MAX_DEPTH))
+    _items[0] -= val
+    if _items[0] < 0:
+        raise CBORError("more than {} array and map entries".format(MAX_ITEMS))
     if major == 4:
         if val > n - pos:
             raise _truncated()
@@ -300,6 +356,7 @@ def loads(data):
         data = bytes(data)
     elif not isinstance(data, bytes):
         raise CBORError("expected bytes, not {}".format(type(data).__name__))
+    _items[0] = MAX_ITEMS
     obj, pos = _dec(data, 0, 0)
     if pos != len(data):
         raise CBORError("{} trailing bytes".format(len(data) - pos))

@@ -19,6 +19,7 @@ RC_UNKNOWN_OP = "E13"
 RC_BAD_ARGS = "E49"
 
 OUTBOX_CAPACITY = 64
+_MAX_ADVANCE_MS = 31 * 24 * 3600 * 1000
 UNSAVED_MAX_US = 1000000  # airtime a power cut may lose from the duty-cycle record
 _FILLER = b"\x55" * 125
 
@@ -53,7 +54,7 @@ class Hub:
         self.duty = DutyCycle(regulated=regulated)
         self._unsaved_us = 0  # airtime recorded since the duty-cycle record was last written
         self._duty_state = None  # the state that record holds
-        self.agility = Agility(self.radio, self.store.get("agility"))
+        self.agility = Agility(self.radio, self.clock, self.store.get("agility"))
         self.config = None
         self.epoch = self._epoch()
         self.boot_count = (self.store.get("boots") or 0) + 1
@@ -215,7 +216,7 @@ class Hub:
                 "configured": self.config is not None,
                 "masks": ["{:08X}".format(m) for m in self.config.masks()] if self.config else None,
                 "channel": {"page": op[0], "channel": op[1], "hz": phy.frequency_hz(op[0], op[1])} if op else None,
-                "changes_left": self.agility.changes_left(now),
+                "changes_left": self.agility.changes_left(),
                 "duty": {"state": self.duty.state, "permille": self.duty.usage_permille(now)},
                 "outbox": len(self.outbox),
                 "store_corrupt": len(self.store.corrupt)
@@ -287,8 +288,8 @@ class Hub:
         ms = _arg(args, "ms", int, required=True)
         if not hasattr(self.clock, "advance_ms"):
             return RC_UNKNOWN_OP, None, "this board's clock is real time"
-        if ms < 0:
-            raise BadArgs("ms must not be negative")
+        if not 0 <= ms <= _MAX_ADVANCE_MS:
+            raise BadArgs("ms must be 0 to {} (31 days)".format(_MAX_ADVANCE_MS))
         self.clock.advance_ms(ms)
         self.tick()
         return RC_OK, {"monotonic_ms": self.clock.monotonic_ms()}, None

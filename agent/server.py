@@ -42,10 +42,9 @@ class Server:
             self._deliver()
 
     def run(self, idle_ms=20):
-        while not self.hub.reboot_requested:
+        while not self.hub.reboot_requested and not getattr(self.link, "eof", False):
             self.poll()
-            if not self.link.wait(idle_ms) and getattr(self.link, "eof", False):
-                break
+            self.link.wait(idle_ms)
 
     def _on_body(self, body):
         try:

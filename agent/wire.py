@@ -325,7 +325,9 @@ def unpack(body):
     try:
         obj = cbor.loads(body)
     except cbor.CBORError as e:
-        raise WireError("bad CBOR: {}".format(e))
+        err = WireError("bad CBOR: {}".format(e))
+        err.id = cbor.request_id(body)  # still answerable if its id can be found
+        raise err
     try:
         return check_message(obj)
     except WireError as e:

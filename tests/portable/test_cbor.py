@@ -357,3 +357,33 @@ class EncodeErrors(unittest.TestCase):
         a.append(a)
         with self.assertRaises(cbor.CBORError):
             cbor.dumps(a)
+
+
+class ItemBudget(unittest.TestCase):
+    def test_many_small_containers_are_refused_before_they_fill_the_heap(self):
+        from agent.cbor import MAX_ITEMS
+
+        ok = cbor.dumps([[0]] * (MAX_ITEMS // 2 - 1))
+        self.assertEqual(len(cbor.loads(ok)), MAX_ITEMS // 2 - 1)
+        with self.assertRaises(cbor.CBORError):
+            cbor.loads(cbor.dumps([[0]] * MAX_ITEMS))
+        # the budget is per call
+        self.assertEqual(len(cbor.loads(ok)), MAX_ITEMS // 2 - 1)
+
+
+class RequestIdPeek(unittest.TestCase):
+    def test_finds_the_id_past_values_the_decoder_refuses(self):
+        tagged = b"\xc4\x82\x21\x19\x6a\xb3"  # a decimal fraction (tag 4)
+        body = b"\xa4" + b"\x61t\x61q" + b"\x61a\xa1\x61x" + tagged + b"\x62op\x64ping" + b"\x62id\x18\x2a"
+        with self.assertRaises(cbor.CBORError):
+            cbor.loads(body)
+        self.assertEqual(cbor.request_id(body), 42)
+
+    def test_none_where_there_is_no_usable_id(self):
+        self.assertIsNone(cbor.request_id(b""))
+        self.assertIsNone(cbor.request_id(b"\x82\x01\x02"))
+        self.assertIsNone(cbor.request_id(cbor.dumps({"id": -1})))
+        self.assertIsNone(cbor.request_id(cbor.dumps({"id": "7"})))
+        self.assertIsNone(cbor.request_id(cbor.dumps({"x": [1, 2, {"y": b"z"}]})))
+        self.assertIsNone(cbor.request_id(b"\xa2\x62id"))  # truncated before the value
+        self.assertEqual(cbor.request_id(cbor.dumps({"x": [[0]] * 600, "id": 9})), 9)

@@ -26,6 +26,10 @@ class PipeLink(Link):
         return bool(self.to_agent)
 
 
+def wire_msgs(data):
+    return [wire.unpack(b) for b in wire.FrameDecoder().feed(bytes(data))]
+
+
 class Host:
     def __init__(self):
         self.link = PipeLink()
@@ -39,6 +43,19 @@ class Host:
         out = [wire.unpack(b) for b in self.decoder.feed(bytes(self.link.to_host))]
         self.link.to_host = bytearray()
         return out
+
+
+class ClosingLink(PipeLink):
+    """A console whose far end has gone: reads give nothing and say so."""
+
+    def read(self, n):
+        data = PipeLink.read(self, n)
+        if not data:
+            self.eof = True
+        return data
+
+    def wait(self, timeout_ms):
+        return True  # poll reports the hang-up as readable
 
 
 class ServerTests(unittest.TestCase):
@@ -90,6 +107,12 @@ class ServerTests(unittest.TestCase):
             self.host.send(wire.ack(e["seq"]))
         self.server.poll()
         self.assertEqual(len(self.rig.hub.outbox), 0)
+
+    def test_run_returns_when_the_link_closes(self):
+        link = ClosingLink()
+        link.to_agent += wire.pack(wire.request(3, "hello", {}))
+        Server(self.rig.hub, link).run()
+        self.assertEqual([m["rc"] for m in wire_msgs(link.to_host)], ["I0"])
 
     def test_unacked_events_survive_reboot_with_their_seq(self):
         self.ask("config.set", config=config())
