@@ -1,7 +1,7 @@
 # The CHF Sub GHz Configuration (DUIS SRV 6.28 SetCHFSubGHzConfiguration, GBCS DBCH04): the 15
 # data items of sr:SubGHzConfiguration, validated to the DUIS 5.4 ranges and answered with
 # response codes. How this project reads E062801/E062802/E062803 is written once, in
-# agent/codes.py beside the codes.
+# agent/dcc_tables.py beside the codes.
 #
 # Input is a plain mapping keyed by the DUIS element names. Channel items are iterables of channel
 # numbers (the ChannelN elements present). Decimal items are strings ("1.5"), ints, or floats that

@@ -66,6 +66,7 @@ from typing import Any
 
 from agent import codes, subghz
 from agent.channels import PLAN
+from agent.dcc_tables import RESPONSE_CODES
 from agent.eui import format_eui, parse_eui
 
 SR_NS = "http://www.dccinterface.co.uk/ServiceUserGateway"
@@ -704,7 +705,7 @@ def request_xml(
 
 
 def _check_rc(rc: str) -> str:
-    if rc not in codes.RESPONSE_CODES:
+    if rc not in RESPONSE_CODES:
         raise DuisRenderError("unknown response code {!r}".format(rc))
     return rc
 

@@ -1,17 +1,17 @@
 import unittest
 
-from agent import codes
+from agent import codes, dcc_tables
 
 
 class ResponseCodes(unittest.TestCase):
     def test_table_one_has_the_ranges_the_duis_names(self):
         for code in ("I0", "I99", "E1", "E5", "E11", "E19", "E55", "E59", "E71", "E100"):
-            self.assertIn(code, codes.RESPONSE_CODES)
+            self.assertIn(code, dcc_tables.RESPONSE_CODES)
         # Table 1 has gaps: E6-E10 do not exist.
-        self.assertNotIn("E6", codes.RESPONSE_CODES)
+        self.assertNotIn("E6", dcc_tables.RESPONSE_CODES)
 
     def test_every_code_has_a_name_and_a_type_matching_its_prefix(self):
-        for code, (name, kind) in codes.RESPONSE_CODES.items():
+        for code, (name, kind) in dcc_tables.RESPONSE_CODES.items():
             self.assertTrue(name)
             self.assertEqual(code[0], kind)
 
@@ -28,10 +28,10 @@ class ResponseCodes(unittest.TestCase):
 
 class DccAlerts(unittest.TestCase):
     def test_allowed_codes_refer_to_known_response_codes(self):
-        for alert, (name, allowed, element) in codes.DCC_ALERTS.items():
+        for alert, (name, allowed, element) in dcc_tables.DCC_ALERTS.items():
             self.assertTrue(name and element)
             for code in allowed or ():
-                self.assertIn(code, codes.RESPONSE_CODES, alert)
+                self.assertIn(code, dcc_tables.RESPONSE_CODES, alert)
 
     def test_table_42_examples(self):
         self.assertEqual(codes.allowed_response("N64"), ("I0",))
