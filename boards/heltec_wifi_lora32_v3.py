@@ -31,41 +31,20 @@ DESCRIPTION = (
 
 
 def make_hal(band=BAND, **overrides):
-    """The board's Hal. overrides: tx_power_cap_dbm, storage_root, spi_baudrate, pins (a dict
-    merged over PINS), link (a Link or None; default: the serial console). The radio
-    is configured on first use (or radio.init())."""
-    import sys
+    """The board's Hal; overrides: see boards.build_hal. The radio is configured on
+    first use (or radio.init())."""
+    from boards import build_hal
 
-    import machine
+    return build_hal(__name__, band, overrides, _radio)
 
-    from hal.contracts import Hal
-    from hal.fs_storage import FileStorage
-    from hal.mcu import ConfigError, McuClock, McuIdentity
+
+def _radio(machine, pins, band, cap, baudrate, clock):
+    from boards import spi_bus
     from hal.sx126x import Sx1262
 
-    if band not in BANDS:
-        raise ConfigError("band must be one of {}, not {!r}".format(BANDS, band))
-    pins = dict(PINS)
-    pins.update(overrides.pop("pins", {}))
-    cap = overrides.pop("tx_power_cap_dbm", TX_POWER_CAP_DBM)
-    root = overrides.pop("storage_root", STORAGE_ROOT)
-    baudrate = overrides.pop("spi_baudrate", SPI_BAUDRATE)
-    link = overrides.pop("link", "console")
-    if overrides:
-        raise ConfigError("unknown override(s): {}".format(", ".join(sorted(overrides))))
     Pin = machine.Pin
-    spi = machine.SPI(
-        SPI_ID,
-        baudrate=baudrate,
-        polarity=0,
-        phase=0,
-        sck=Pin(pins["sck"]),
-        mosi=Pin(pins["mosi"]),
-        miso=Pin(pins["miso"]),
-    )
-    clock = McuClock()
-    radio = Sx1262(
-        spi,
+    return Sx1262(
+        spi_bus(machine, SPI_ID, baudrate, pins),
         Pin(pins["cs"], Pin.OUT, value=1),
         Pin(pins["busy"], Pin.IN),
         band=band,
@@ -76,17 +55,4 @@ def make_hal(band=BAND, **overrides):
         tcxo_mv=TCXO_MV,
         dio2_rf_switch=True,
         dcdc=True,
-    )
-    if link == "console":
-        from hal.stream_link import StreamLink
-
-        link = StreamLink(sys.stdin.buffer, sys.stdout.buffer)
-    return Hal(
-        radio=radio,
-        clock=clock,
-        storage=FileStorage(root),
-        link=link,
-        identity=McuIdentity(machine.unique_id),
-        board=sys.modules[__name__],
-        reset=machine.reset,
     )

@@ -26,37 +26,25 @@ DESCRIPTION = (
 
 
 def make_hal(band=BAND, **overrides):
-    """The board's Hal. overrides: tx_power_cap_dbm, storage_root, spi_baudrate, pins (a dict
-    merged over PINS), link (a Link or None; default: the serial console). The radio
-    is configured on first use (or radio.init())."""
-    import sys
+    """The board's Hal; overrides: see boards.build_hal. The radio is configured on
+    first use (or radio.init())."""
+    from boards import build_hal
 
-    import machine
+    return build_hal(__name__, band, overrides, _radio)
+
+
+def _radio(machine, pins, band, cap, baudrate, clock):
     import stm
 
-    from hal.contracts import Hal
-    from hal.fs_storage import FileStorage
-    from hal.mcu import ConfigError, McuClock, McuIdentity
     from hal.stm32wl import NucleoFrontEnd, Stm32wlRadio
 
-    if band not in BANDS:
-        raise ConfigError("band must be one of {}, not {!r}".format(BANDS, band))
-    pins = dict(PINS)
-    pins.update(overrides.pop("pins", {}))
-    cap = overrides.pop("tx_power_cap_dbm", TX_POWER_CAP_DBM)
-    root = overrides.pop("storage_root", STORAGE_ROOT)
-    baudrate = overrides.pop("spi_baudrate", SPI_BAUDRATE)
-    link = overrides.pop("link", "console")
-    if overrides:
-        raise ConfigError("unknown override(s): {}".format(", ".join(sorted(overrides))))
     Pin = machine.Pin
     front_end = NucleoFrontEnd(
         Pin(pins["fe_ctrl1"], Pin.OUT, value=0),
         Pin(pins["fe_ctrl2"], Pin.OUT, value=0),
         Pin(pins["fe_ctrl3"], Pin.OUT, value=0),
     )
-    clock = McuClock()
-    radio = Stm32wlRadio(
+    return Stm32wlRadio(
         machine.SPI(SPI_ID, baudrate=baudrate),
         stm,
         band=band,
@@ -64,17 +52,4 @@ def make_hal(band=BAND, **overrides):
         front_end=front_end,
         clock=clock,
         tcxo_mv=TCXO_MV,
-    )
-    if link == "console":
-        from hal.stream_link import StreamLink
-
-        link = StreamLink(sys.stdin.buffer, sys.stdout.buffer)
-    return Hal(
-        radio=radio,
-        clock=clock,
-        storage=FileStorage(root),
-        link=link,
-        identity=McuIdentity(machine.unique_id),
-        board=sys.modules[__name__],
-        reset=machine.reset,
     )

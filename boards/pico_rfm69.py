@@ -28,42 +28,20 @@ DESCRIPTION = (
 
 
 def make_hal(band=BAND, **overrides):
-    """The board's Hal. overrides: tx_power_cap_dbm, storage_root, spi_baudrate, pins (a dict
-    merged over PINS), link (a Link or None; default: the serial console), high_power. The radio
-    is configured on first use (or radio.init())."""
-    import sys
+    """The board's Hal; overrides: see boards.build_hal, plus high_power. The radio is configured on
+    first use (or radio.init())."""
+    from boards import build_hal
 
-    import machine
+    return build_hal(__name__, band, overrides, _radio, high_power=HIGH_POWER)
 
-    from hal.contracts import Hal
-    from hal.fs_storage import FileStorage
-    from hal.mcu import ConfigError, McuClock, McuIdentity
+
+def _radio(machine, pins, band, cap, baudrate, clock, high_power):
+    from boards import spi_bus
     from hal.rfm69 import Rfm69
 
-    if band not in BANDS:
-        raise ConfigError("band must be one of {}, not {!r}".format(BANDS, band))
-    pins = dict(PINS)
-    pins.update(overrides.pop("pins", {}))
-    cap = overrides.pop("tx_power_cap_dbm", TX_POWER_CAP_DBM)
-    root = overrides.pop("storage_root", STORAGE_ROOT)
-    baudrate = overrides.pop("spi_baudrate", SPI_BAUDRATE)
-    link = overrides.pop("link", "console")
-    high_power = overrides.pop("high_power", HIGH_POWER)
-    if overrides:
-        raise ConfigError("unknown override(s): {}".format(", ".join(sorted(overrides))))
     Pin = machine.Pin
-    spi = machine.SPI(
-        SPI_ID,
-        baudrate=baudrate,
-        polarity=0,
-        phase=0,
-        sck=Pin(pins["sck"]),
-        mosi=Pin(pins["mosi"]),
-        miso=Pin(pins["miso"]),
-    )
-    clock = McuClock()
-    radio = Rfm69(
-        spi,
+    return Rfm69(
+        spi_bus(machine, SPI_ID, baudrate, pins),
         Pin(pins["cs"], Pin.OUT, value=1),
         band=band,
         tx_power_cap_dbm=cap,
@@ -71,17 +49,4 @@ def make_hal(band=BAND, **overrides):
         dio0=Pin(pins["dio0"], Pin.IN),
         clock=clock,
         high_power=high_power,
-    )
-    if link == "console":
-        from hal.stream_link import StreamLink
-
-        link = StreamLink(sys.stdin.buffer, sys.stdout.buffer)
-    return Hal(
-        radio=radio,
-        clock=clock,
-        storage=FileStorage(root),
-        link=link,
-        identity=McuIdentity(machine.unique_id),
-        board=sys.modules[__name__],
-        reset=machine.reset,
     )

@@ -518,24 +518,23 @@ def _cmd_init(args) -> int:
     return 0
 
 
-def _cmd_device(args) -> int:
+def _cmd_leaf(args, issue, ident: str) -> int:
+    """Issue a leaf certificate with issue(pki, ident, days, not_before, not_after, force) and show it."""
     from host_tools.cli import emit
 
     pki = Pki(args.dir)
-    issued = _run(lambda: pki.issue_device(args.eui, args.days, args.not_before, args.not_after, args.force))
+    issued = _run(lambda: issue(pki, ident, args.days, args.not_before, args.not_after, args.force))
     item = issued.summary(pki.ca().cert)
     emit(args, item, _text_item(item))
     return 0
+
+
+def _cmd_device(args) -> int:
+    return _cmd_leaf(args, Pki.issue_device, args.eui)
 
 
 def _cmd_tool(args) -> int:
-    from host_tools.cli import emit
-
-    pki = Pki(args.dir)
-    issued = _run(lambda: pki.issue_tool(args.name, args.days, args.not_before, args.not_after, args.force))
-    item = issued.summary(pki.ca().cert)
-    emit(args, item, _text_item(item))
-    return 0
+    return _cmd_leaf(args, Pki.issue_tool, args.name)
 
 
 def _cmd_signing_key(args) -> int:

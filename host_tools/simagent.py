@@ -16,7 +16,7 @@ can run against the MicroPython agent (dbch vboard) and the CPython one alike.
   like a UART nobody listens to.
 - Discovery: a running agent writes <cache>/dbch/agent/<NAME>/agent.json ({"port", "pid", "fs",
   "eui", ...}) and holds an exclusive lock on agent.lock while it lives. `--port sim[:NAME]`
-  (host_tools.connect) finds it there, or starts one in the background.
+  (host_tools.connect) finds it there, or starts one in the background (host_tools.services).
 
 Linux only (ptys, flock).
 """
@@ -26,13 +26,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
-import fcntl
-import json
 import os
-import re
 import select
-import signal
-import subprocess
 import sys
 import termios
 import time
@@ -42,16 +37,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hal.stream_link import StreamLink
+from host_tools import services
 
-DEFAULT_NAME = "default"
+DEFAULT_NAME = services.DEFAULT_NAME
 PORT_PREFIX = "sim"
 STATE_FILE = "agent.json"
 LOCK_FILE = "agent.lock"
-SPAWN_LOCK_FILE = "spawn.lock"
+SPAWN_LOCK_FILE = services.SPAWN_LOCK_FILE
 LOG_FILE = "agent.log"
 EUI_RECORD = "eui"
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 _WRITE_WAIT_S = 1.0  # longest wait for room in the pty before output is dropped
 _IDLE_MS = 20
 
@@ -88,32 +83,38 @@ class SimAgentInfo:
 
 # ----------------------------------------------------------------------------- where things live
 
+_SERVICES = services.ServiceRegistry(
+    "agent",
+    "simulated agent",
+    name_label="agent",
+    module="host_tools.simagent",
+    state_file=STATE_FILE,
+    lock_file=LOCK_FILE,
+    log_file=LOG_FILE,
+    from_json=SimAgentInfo.from_json,
+    error=SimAgentError,
+)
+
 
 def cache_root() -> Path:
     """<XDG_CACHE_HOME or ~/.cache>/dbch/agent: every simulated agent's directory lives here."""
-    base = os.environ.get("XDG_CACHE_HOME") or ""
-    root = Path(base) if base and os.path.isabs(base) else Path.home() / ".cache"
-    return root / "dbch" / "agent"
+    return _SERVICES.cache_root()
 
 
 def check_name(name: str) -> str:
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise SimAgentError(
-            f"invalid agent name {name!r}: use letters, digits, '_', '.', '-' (not starting with '.' or '-')"
-        )
-    return name
+    return _SERVICES.check_name(name)
 
 
 def agent_dir(name: str = DEFAULT_NAME) -> Path:
-    return cache_root() / check_name(name)
+    return _SERVICES.server_dir(name)
 
 
 def default_fs(name: str = DEFAULT_NAME) -> Path:
-    return agent_dir(name) / "flash"
+    return _SERVICES.default_fs(name)
 
 
 def state_path(name: str = DEFAULT_NAME) -> Path:
-    return agent_dir(name) / STATE_FILE
+    return _SERVICES.state_path(name)
 
 
 def check_eui(eui: str | bytes | None) -> bytes | None:
@@ -309,92 +310,16 @@ class SimAgent:
         self._master = self._slave = -1
 
 
-# ----------------------------------------------------------------------------- discovery
-
-
-def _try_lock(path: Path, kind: int) -> int | None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, kind | fcntl.LOCK_NB)
-    except OSError as e:
-        os.close(fd)
-        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            return None
-        raise
-    return fd
-
-
-def _alive(name: str) -> bool:
-    """True while a server for `name` holds its lifetime lock."""
-    path = agent_dir(name) / LOCK_FILE
-    if not path.exists():
-        return False
-    fd = _try_lock(path, fcntl.LOCK_SH)
-    if fd is None:
-        return True
-    os.close(fd)
-    return False
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True
-
-
-def _load_state(name: str) -> SimAgentInfo | None:
-    try:
-        return SimAgentInfo.from_json(json.loads(state_path(name).read_text()))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+# ----------------------------------------------------------------------------- discovery (host_tools.services)
 
 
 def read_state(name: str = DEFAULT_NAME) -> SimAgentInfo | None:
     """The running agent called `name`, or None (a stale state file is removed)."""
-    info = _load_state(name)
-    if info is None:
-        return None
-    if _alive(name) and _pid_alive(info.pid) and os.path.exists(info.port):
-        return info
-    if not _alive(name):
-        with contextlib.suppress(OSError):
-            state_path(name).unlink()
-    return None
+    return _SERVICES.read_state(name)
 
 
 def list_agents() -> list[SimAgentInfo]:
-    root = cache_root()
-    if not root.is_dir():
-        return []
-    found = []
-    for d in sorted(root.iterdir()):
-        if d.is_dir() and _NAME_RE.match(d.name):
-            info = read_state(d.name)
-            if info:
-                found.append(info)
-    return found
-
-
-def _write_state(info: SimAgentInfo) -> None:
-    path = state_path(info.name)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(info.to_json(), indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
-def _remove_state(name: str, pid: int) -> None:
-    info = _load_state(name)
-    if info is not None and info.pid == pid:
-        with contextlib.suppress(OSError):
-            state_path(name).unlink()
+    return _SERVICES.list_running()
 
 
 def _check_matches(info: SimAgentInfo, fs, eui: bytes | None) -> None:
@@ -410,13 +335,6 @@ def _check_matches(info: SimAgentInfo, fs, eui: bytes | None) -> None:
         )
 
 
-def _log_tail(path: Path, since: int = 0, n: int = 1500) -> str:
-    try:
-        return path.read_bytes()[since:][-n:].decode(errors="replace").strip()
-    except OSError:
-        return ""
-
-
 def ensure_running(
     name: str = DEFAULT_NAME, fs: str | Path | None = None, eui: str | bytes | None = None, timeout: float = 15.0
 ) -> SimAgentInfo:
@@ -424,64 +342,8 @@ def ensure_running(
     if it runs on another storage directory or with another EUI than the ones asked for."""
     check_name(name)
     eui_bytes = check_eui(eui)
-    d = agent_dir(name)
-    d.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout
-    lock_fd = None
-    while lock_fd is None:  # one starter at a time per name
-        lock_fd = _try_lock(d / SPAWN_LOCK_FILE, fcntl.LOCK_EX)
-        if lock_fd is None:
-            if time.monotonic() > deadline:
-                raise SimAgentError(f"timed out waiting for another start of simulated agent {name!r}")
-            time.sleep(0.05)
-    try:
-        while True:
-            info = read_state(name)
-            if info is not None:
-                _check_matches(info, fs, eui_bytes)
-                return info
-            if not _alive(name):
-                break
-            if time.monotonic() > deadline:
-                raise SimAgentError(f"simulated agent {name!r} is starting but did not come up; see {d / LOG_FILE}")
-            time.sleep(0.05)
-        return _spawn_detached(name, fs, eui_bytes, deadline)
-    finally:
-        os.close(lock_fd)
-
-
-def _spawn_detached(name: str, fs, eui: bytes | None, deadline: float) -> SimAgentInfo:
-    d = agent_dir(name)
-    argv = [sys.executable, "-m", "host_tools.simagent", "--serve", "--json", "--name", name]
-    argv += ["--fs", str(Path(fs).expanduser().resolve() if fs is not None else default_fs(name))]
-    if eui is not None:
-        argv += ["--eui", _format_eui(eui)]
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    log = d / LOG_FILE
-    with open(log, "ab") as out:
-        since = out.tell()
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            cwd=str(d),
-            env=env,
-            start_new_session=True,
-            close_fds=True,
-        )
-    while time.monotonic() < deadline:
-        info = _load_state(name)
-        if info is not None and info.pid == proc.pid:
-            return info
-        if proc.poll() is not None:
-            raise SimAgentError(f"simulated agent {name!r} did not start: {_log_tail(log, since) or 'no output'}")
-        time.sleep(0.02)
-    with contextlib.suppress(OSError):
-        proc.terminate()
-    raise SimAgentError(f"simulated agent {name!r} did not come up in time; see {log}")
+    args = ["--eui", _format_eui(eui_bytes)] if eui_bytes is not None else []
+    return _SERVICES.ensure_running(name, fs, args, lambda info: _check_matches(info, fs, eui_bytes), timeout)
 
 
 def resolve_port(spec: str, *, start: bool = True) -> str:
@@ -500,27 +362,7 @@ def resolve_port(spec: str, *, start: bool = True) -> str:
 
 def stop(name: str = DEFAULT_NAME, timeout: float = 5.0) -> bool:
     """End the agent `name`; True if one was running. Its state file is gone when this returns."""
-    check_name(name)
-    info = _load_state(name)
-    if not _alive(name):
-        with contextlib.suppress(OSError):
-            state_path(name).unlink()
-        return False
-    if info is None:
-        raise SimAgentError(f"simulated agent {name!r} is running but has no state file yet; try again")
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(info.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while _alive(name) or _pid_alive(info.pid):
-        if time.monotonic() > deadline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(info.pid, signal.SIGKILL)
-            time.sleep(0.1)
-            break
-        time.sleep(0.02)
-    with contextlib.suppress(OSError):
-        state_path(name).unlink()
-    return True
+    return _SERVICES.stop(name, timeout)
 
 
 # ----------------------------------------------------------------------------- serving
@@ -535,27 +377,10 @@ def serve(
     """Run agent `name` in this process until SIGTERM/SIGINT/SIGHUP."""
     check_name(name)
     eui_bytes = check_eui(eui)
-    d = agent_dir(name)
-    d.mkdir(parents=True, exist_ok=True)
-    fs_path = Path(fs).expanduser().resolve() if fs is not None else default_fs(name)
-    life_fd = None
-    deadline = time.monotonic() + 1.0
-    while life_fd is None:  # a passing liveness probe may hold the lock shared for a moment
-        life_fd = _try_lock(d / LOCK_FILE, fcntl.LOCK_EX)
-        if life_fd is None:
-            if time.monotonic() > deadline:
-                running = _load_state(name)
-                where = f" on {running.port}" if running else ""
-                raise SimAgentError(f"simulated agent {name!r} is already running{where}")
-            time.sleep(0.02)
-    agent = None
-    previous: dict = {}
-    try:
-        agent = SimAgent(fs_path, eui=eui_bytes, name=name)
-        agent.open()
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            previous[sig] = signal.signal(sig, lambda *_: agent.request_stop())
-        info = SimAgentInfo(
+    fs_path = _SERVICES.fs_path(name, fs)
+
+    def make_info(agent: SimAgent) -> SimAgentInfo:
+        return SimAgentInfo(
             name=name,
             port=agent.port,
             pid=os.getpid(),
@@ -563,17 +388,8 @@ def serve(
             eui=_format_eui(agent.eui),
             started=time.time(),
         )
-        _write_state(info)
-        if on_ready:
-            on_ready(info)
-        agent.run()
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-        if agent is not None:
-            agent.close()
-        _remove_state(name, os.getpid())
-        os.close(life_fd)
+
+    _SERVICES.serve(name, lambda: SimAgent(fs_path, eui=eui_bytes, name=name), make_info, on_ready)
     return 0
 
 
@@ -606,29 +422,9 @@ def run_command(args: argparse.Namespace) -> int:
                 sys.stdout.flush()
 
             return serve(args.name, fs=args.fs, eui=args.eui, on_ready=ready)
-        if args.stop:
-            was = stop(args.name)
-            emit(
-                args,
-                {"name": args.name, "stopped": was},
-                f"stopped {args.name}" if was else f"{args.name} was not running",
-            )
-            return 0
-        if args.list:
-            agents = list_agents()
-            emit(
-                args,
-                [a.to_json() for a in agents],
-                "\n".join(_describe(a) for a in agents) or "no simulated agent runs",
-            )
-            return 0
-        if args.status:
-            info = read_state(args.name)
-            if info is None:
-                emit(args, {"name": args.name, "running": False}, f"{args.name} is not running")
-                return 3
-            emit(args, info.to_json(), _describe(info))
-            return 0
+        done = _SERVICES.run_query(args, _describe, "no simulated agent runs")
+        if done is not None:
+            return done
         info = ensure_running(args.name, fs=args.fs, eui=args.eui)
         emit(args, info.to_json(), info.port)
         return 0
@@ -652,19 +448,9 @@ def register(subparsers) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m host_tools.simagent ...`: the same options as `dbch agent`."""
-    from host_tools.cli import CommandError, add_json_flag
-
-    parser = argparse.ArgumentParser(prog="python -m host_tools.simagent", description=__doc__.splitlines()[0])
-    _add_arguments(parser)
-    add_json_flag(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run_command(args)
-    except CommandError as e:
-        print(f"dbch: {e}", file=sys.stderr)
-        return e.code
-    except KeyboardInterrupt:
-        return 130
+    return services.module_main(
+        "python -m host_tools.simagent", __doc__.splitlines()[0], _add_arguments, run_command, argv
+    )
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ What the board does, and how it maps onto the unix port:
 
 Linux only (ptys, /proc, pidfd). A running board writes <cache>/dbch/vboard/<NAME>/vboard.json ({"port", "fs", "pid", ...}) and
 holds an exclusive lock on vboard.lock while it lives; `resolve_port("vboard[:NAME]")` and
-`ensure_running()` use them to find it or start one in the background.
+`ensure_running()` use them to find it or start one in the background (host_tools.services).
 """
 
 from __future__ import annotations
@@ -31,8 +31,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
-import fcntl
-import json
 import os
 import re
 import select
@@ -46,11 +44,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-DEFAULT_NAME = "default"
+from host_tools import services
+
+DEFAULT_NAME = services.DEFAULT_NAME
 PORT_PREFIX = "vboard"
 STATE_FILE = "vboard.json"
 LOCK_FILE = "vboard.lock"
-SPAWN_LOCK_FILE = "spawn.lock"
+SPAWN_LOCK_FILE = services.SPAWN_LOCK_FILE
 LOG_FILE = "vboard.log"
 
 # `machine.reset()` on the board ends the interpreter with this status: the launcher reads it as a
@@ -67,7 +67,6 @@ _FRIENDLY_BEFORE_RAW = re.compile(
     rb'MicroPython [^\r\n]*\r\nType "help\(\)" for more information\.\r\n>>> \r\n(?=raw REPL; CTRL-B to exit\r\n)'
 )
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 _HEAP_RE = re.compile(r"^[0-9]+[wW]?[kKmM]?$")
 
 _IO_CHUNK = 4096
@@ -112,32 +111,37 @@ class VBoardInfo:
 
 # ----------------------------------------------------------------------------- where things live
 
+_SERVICES = services.ServiceRegistry(
+    "vboard",
+    "virtual board",
+    module="host_tools.vboard",
+    state_file=STATE_FILE,
+    lock_file=LOCK_FILE,
+    log_file=LOG_FILE,
+    from_json=VBoardInfo.from_json,
+    error=VBoardError,
+)
+
 
 def cache_root() -> Path:
     """<XDG_CACHE_HOME or ~/.cache>/dbch/vboard: every virtual board's directory lives here."""
-    base = os.environ.get("XDG_CACHE_HOME") or ""
-    root = Path(base) if base and os.path.isabs(base) else Path.home() / ".cache"
-    return root / "dbch" / "vboard"
+    return _SERVICES.cache_root()
 
 
 def check_name(name: str) -> str:
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise VBoardError(
-            f"invalid virtual board name {name!r}: use letters, digits, '_', '.', '-' (not starting with '.' or '-')"
-        )
-    return name
+    return _SERVICES.check_name(name)
 
 
 def board_dir(name: str = DEFAULT_NAME) -> Path:
-    return cache_root() / check_name(name)
+    return _SERVICES.server_dir(name)
 
 
 def default_fs(name: str = DEFAULT_NAME) -> Path:
-    return board_dir(name) / "flash"
+    return _SERVICES.default_fs(name)
 
 
 def state_path(name: str = DEFAULT_NAME) -> Path:
-    return board_dir(name) / STATE_FILE
+    return _SERVICES.state_path(name)
 
 
 def parse_heap(text: str | None) -> str | None:
@@ -706,94 +710,16 @@ class VirtualBoard:
                 self._on_child_exit()
 
 
-# ----------------------------------------------------------------------------- state file, discovery
-
-
-def _try_lock(path: Path, kind: int) -> int | None:
-    """An fd holding flock(kind) on path, or None if someone else holds a conflicting lock."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, kind | fcntl.LOCK_NB)
-    except OSError as e:
-        os.close(fd)
-        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            return None
-        raise
-    return fd
-
-
-def _server_alive(name: str) -> bool:
-    """True while a launcher for `name` holds its lifetime lock."""
-    d = board_dir(name)
-    if not (d / LOCK_FILE).exists():
-        return False
-    fd = _try_lock(d / LOCK_FILE, fcntl.LOCK_SH)
-    if fd is None:
-        return True
-    os.close(fd)
-    return False
-
-
-def _pid_alive(pid: int) -> bool:
-    """True while `pid` runs (a zombie waiting for its parent to reap it counts as ended)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True
-
-
-def _load_state(name: str) -> VBoardInfo | None:
-    try:
-        return VBoardInfo.from_json(json.loads(state_path(name).read_text()))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+# ----------------------------------------------------------------------------- discovery (host_tools.services)
 
 
 def read_state(name: str = DEFAULT_NAME) -> VBoardInfo | None:
     """The running board called `name`, or None (a stale state file is removed)."""
-    info = _load_state(name)
-    if info is None:
-        return None
-    if _server_alive(name) and _pid_alive(info.pid) and os.path.exists(info.port):
-        return info
-    if not _server_alive(name):
-        with contextlib.suppress(OSError):
-            state_path(name).unlink()
-    return None
+    return _SERVICES.read_state(name)
 
 
 def list_boards() -> list[VBoardInfo]:
-    root = cache_root()
-    if not root.is_dir():
-        return []
-    found = []
-    for d in sorted(root.iterdir()):
-        if d.is_dir() and _NAME_RE.match(d.name):
-            info = read_state(d.name)
-            if info:
-                found.append(info)
-    return found
-
-
-def _write_state(info: VBoardInfo) -> None:
-    path = state_path(info.name)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(info.to_json(), indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
-def _remove_state(name: str, pid: int) -> None:
-    info = _load_state(name)
-    if info is not None and info.pid == pid:
-        with contextlib.suppress(OSError):
-            state_path(name).unlink()
+    return _SERVICES.list_running()
 
 
 def _same_dir(a: str | Path, b: str | Path) -> bool:
@@ -811,13 +737,6 @@ def _check_matches(info: VBoardInfo, fs, baud, heap) -> None:
         raise VBoardError(f"virtual board {info.name!r} is running with heap {info.heap}, not {heap}: stop it first")
 
 
-def _log_tail(path: Path, since: int = 0, n: int = 1500) -> str:
-    try:
-        return path.read_bytes()[since:][-n:].decode(errors="replace").strip()
-    except OSError:
-        return ""
-
-
 def ensure_running(
     name: str = DEFAULT_NAME,
     fs: str | Path | None = None,
@@ -833,66 +752,8 @@ def ensure_running(
     check_name(name)
     baud = check_baud(baud)
     heap = parse_heap(heap)
-    d = board_dir(name)
-    d.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout
-    lock_fd = None
-    while lock_fd is None:  # one starter at a time per name
-        lock_fd = _try_lock(d / SPAWN_LOCK_FILE, fcntl.LOCK_EX)
-        if lock_fd is None:
-            if time.monotonic() > deadline:
-                raise VBoardError(f"timed out waiting for another start of virtual board {name!r}")
-            time.sleep(0.05)
-    try:
-        while True:
-            info = read_state(name)
-            if info is not None:
-                _check_matches(info, fs, baud, heap)
-                return info
-            if not _server_alive(name):
-                break
-            if time.monotonic() > deadline:  # a launcher is up but never wrote its state
-                raise VBoardError(f"virtual board {name!r} is starting but did not come up; see {d / LOG_FILE}")
-            time.sleep(0.05)
-        return _spawn_detached(name, fs, baud, heap, deadline)
-    finally:
-        os.close(lock_fd)
-
-
-def _spawn_detached(name: str, fs, baud, heap, deadline: float) -> VBoardInfo:
-    d = board_dir(name)
-    argv = [sys.executable, "-m", "host_tools.vboard", "--serve", "--json", "--name", name]
-    argv += ["--fs", str(Path(fs).expanduser().resolve() if fs is not None else default_fs(name))]
-    if baud:
-        argv += ["--baud", str(baud)]
-    if heap:
-        argv += ["--heap", heap]
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    log = d / LOG_FILE
-    with open(log, "ab") as out:
-        since = out.tell()
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            cwd=str(d),
-            env=env,
-            start_new_session=True,
-            close_fds=True,
-        )
-    while time.monotonic() < deadline:
-        info = _load_state(name)
-        if info is not None and info.pid == proc.pid:
-            return info
-        if proc.poll() is not None:
-            raise VBoardError(f"virtual board {name!r} did not start: {_log_tail(log, since) or 'no output'}")
-        time.sleep(0.02)
-    with contextlib.suppress(OSError):
-        proc.terminate()
-    raise VBoardError(f"virtual board {name!r} did not come up in time; see {log}")
+    args = (["--baud", str(baud)] if baud else []) + (["--heap", heap] if heap else [])
+    return _SERVICES.ensure_running(name, fs, args, lambda info: _check_matches(info, fs, baud, heap), timeout)
 
 
 def resolve_port(spec: str, *, start: bool = True) -> str:
@@ -913,26 +774,7 @@ def resolve_port(spec: str, *, start: bool = True) -> str:
 
 def stop(name: str = DEFAULT_NAME, timeout: float = 5.0) -> bool:
     """End the board `name`; True if one was running. Its state file is gone when this returns."""
-    info = _load_state(name)
-    if not _server_alive(name):
-        with contextlib.suppress(OSError):
-            state_path(name).unlink()
-        return False
-    if info is None:
-        raise VBoardError(f"virtual board {name!r} is running but has no state file yet; try again")
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(info.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while _server_alive(name) or _pid_alive(info.pid):
-        if time.monotonic() > deadline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(info.pid, signal.SIGKILL)
-            time.sleep(0.1)
-            break
-        time.sleep(0.02)
-    with contextlib.suppress(OSError):
-        state_path(name).unlink()
-    return True
+    return _SERVICES.stop(name, timeout)
 
 
 def _children(pid: int) -> list[int]:
@@ -977,43 +819,19 @@ def serve(
     check_name(name)
     heap = parse_heap(heap)
     baud = check_baud(baud)
-    d = board_dir(name)
-    d.mkdir(parents=True, exist_ok=True)
-    fs_path = Path(fs).expanduser().resolve() if fs is not None else default_fs(name)
-    life_fd = None
-    deadline = time.monotonic() + 1.0
-    while life_fd is None:  # a passing liveness probe may hold the lock shared for a moment
-        life_fd = _try_lock(d / LOCK_FILE, fcntl.LOCK_EX)
-        if life_fd is None:
-            if time.monotonic() > deadline:
-                running = _load_state(name)
-                where = f" on {running.port}" if running else ""
-                raise VBoardError(f"virtual board {name!r} is already running{where}")
-            time.sleep(0.02)
-    board = None
-    previous: dict = {}
-    try:
+    fs_path = _SERVICES.fs_path(name, fs)
+
+    def make_board() -> VirtualBoard:
         if heap:
             check_heap_runs(heap)
-        board = VirtualBoard(fs_path, baud=baud, heap=heap, name=name)
-        board.open()
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            previous[sig] = signal.signal(sig, lambda *_: board.request_stop())
-        previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, lambda *_: board.request_reset())
-        info = VBoardInfo(
+        return VirtualBoard(fs_path, baud=baud, heap=heap, name=name)
+
+    def make_info(board: VirtualBoard) -> VBoardInfo:
+        return VBoardInfo(
             name=name, port=board.port, fs=str(board.fs), pid=os.getpid(), baud=baud, heap=heap, started=time.time()
         )
-        _write_state(info)
-        if on_ready:
-            on_ready(info)
-        board.run()
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-        if board is not None:
-            board.close()
-        _remove_state(name, os.getpid())
-        os.close(life_fd)
+
+    _SERVICES.serve(name, make_board, make_info, on_ready, signals={signal.SIGUSR1: VirtualBoard.request_reset})
     return 0
 
 
@@ -1049,27 +867,9 @@ def run_command(args: argparse.Namespace) -> int:
                 sys.stdout.flush()
 
             return serve(args.name, fs=args.fs, baud=args.baud, heap=args.heap, on_ready=ready)
-        if args.stop:
-            was = stop(args.name)
-            emit(
-                args,
-                {"name": args.name, "stopped": was},
-                f"stopped {args.name}" if was else f"{args.name} was not running",
-            )
-            return 0
-        if args.list:
-            boards = list_boards()
-            emit(
-                args, [b.to_json() for b in boards], "\n".join(_describe(b) for b in boards) or "no virtual board runs"
-            )
-            return 0
-        if args.status:
-            info = read_state(args.name)
-            if info is None:
-                emit(args, {"name": args.name, "running": False}, f"{args.name} is not running")
-                return 3
-            emit(args, info.to_json(), _describe(info))
-            return 0
+        done = _SERVICES.run_query(args, _describe, "no virtual board runs")
+        if done is not None:
+            return done
         if args.reset:
             info = reset(args.name)
             emit(args, info.to_json(), f"reset {_describe(info)}")
@@ -1097,19 +897,9 @@ def register(subparsers) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m host_tools.vboard ...`: the same options as `dbch vboard`."""
-    from host_tools.cli import CommandError, add_json_flag
-
-    parser = argparse.ArgumentParser(prog="python -m host_tools.vboard", description=__doc__.splitlines()[0])
-    _add_arguments(parser)
-    add_json_flag(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run_command(args)
-    except CommandError as e:
-        print(f"dbch: {e}", file=sys.stderr)
-        return e.code
-    except KeyboardInterrupt:
-        return 130
+    return services.module_main(
+        "python -m host_tools.vboard", __doc__.splitlines()[0], _add_arguments, run_command, argv
+    )
 
 
 if __name__ == "__main__":
