@@ -41,6 +41,7 @@ from hal.contracts import Radio, RadioError
 HOUR_MS = const(3600000)
 MAX_PAYLOAD = phy.MAX_PSDU - phy.FCS_BYTES  # 125 bytes of MAC payload
 _RECENT = const(256)
+_HOURLY_KEEP = const(24 * 31)  # hours of per-hour airtime kept (a month)
 _RX_CAPACITY = const(64)
 _MAX_AIRTIME_MS = phy.airtime_us(MAX_PAYLOAD) // 1000 + 1
 
@@ -145,6 +146,7 @@ class Medium:
         windows_ms=(HOUR_MS,),
         rx_capacity=_RX_CAPACITY,
         path_loss_db=60,
+        recent_size=_RECENT,
     ):
         self.clock = clock
         self.noise_dbm = noise_dbm  # background on every channel without its own level
@@ -162,7 +164,9 @@ class Medium:
         self._windows = {}
         for w in windows_ms:
             self._windows[w] = AirtimeWindow(w)
-        self._hourly = []  # airtime us per clock hour since monotonic 0
+        self._hourly = []  # airtime us per clock hour, from hour _hour0 (at most _HOURLY_KEEP hours)
+        self._hour0 = 0
+        self._recent_size = recent_size
         self._recent = []  # last _RECENT transmissions: (start_ms, airtime_us, page, ch, length, radio)
         self._recent_i = 0
         x = (seed * 2654435761 + 0x9E3779B9) & 0xFFFFFFFF
@@ -334,34 +338,44 @@ class Medium:
         self.frames += 1
         self.airtime_us_total += airtime_us
         hour = now // HOUR_MS
+        if hour - self._hour0 >= _HOURLY_KEEP:  # keep the last _HOURLY_KEEP hours only
+            start = hour - _HOURLY_KEEP + 1
+            self._hourly = self._hourly[start - self._hour0 :]
+            self._hour0 = start
         hourly = self._hourly
-        while len(hourly) <= hour:
+        while len(hourly) <= hour - self._hour0:
             hourly.append(0)
-        hourly[hour] += airtime_us
+        hourly[hour - self._hour0] += airtime_us
         entry = (now, airtime_us, page, ch, len(frame), radio)
-        if len(self._recent) < _RECENT:
+        size = self._recent_size
+        if len(self._recent) < size:
             self._recent.append(entry)
-            self._recent_i = len(self._recent) % _RECENT
+            self._recent_i = len(self._recent) % size
         else:
             self._recent[self._recent_i] = entry
-            self._recent_i = (self._recent_i + 1) % _RECENT
+            self._recent_i = (self._recent_i + 1) % size
         if len(self._radios) > 1:
             self.inject(page, ch, frame, now + _ceil_ms(airtime_us), radio)
 
-    def recent(self, n=_RECENT):
-        """The last n transmissions, oldest first: (start_ms, airtime_us, page, ch, length)."""
+    def recent(self, n=None):
+        """The last n transmissions (default all kept), oldest first: (start_ms, airtime_us,
+        page, ch, length)."""
         rec = self._recent
         size = len(rec)
-        n = min(n, size)
+        n = size if n is None else min(n, size)
         out = []
         for k in range(size - n, size):
-            e = rec[(self._recent_i + k) % size] if size == _RECENT else rec[k]
+            e = rec[(self._recent_i + k) % size] if size == self._recent_size else rec[k]
             out.append(e[:5])
         return out
 
     def hourly_airtime_us(self):
-        """Airtime in us per clock hour (index = monotonic hour since 0)."""
+        """Airtime in us per clock hour, for the last _HOURLY_KEEP hours at most (index 0 is
+        monotonic hour first_hour())."""
         return list(self._hourly)
+
+    def first_hour(self):
+        return self._hour0
 
     def _window(self, window_ms):
         w = self._windows.get(window_ms)

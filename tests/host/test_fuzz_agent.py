@@ -244,11 +244,6 @@ def test_a_far_clock_advance_is_refused_and_the_agent_goes_on():
     assert len(t.rig.medium.hourly_airtime_us()) <= 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hal.sim.radio.Medium keeps one airtime figure per clock hour since 0 (a list): a "
-    "virtual board fast-forwarded a year holds 8760 of them (about 70 KB on the 64-bit unix port)",
-)
 def test_a_year_of_fast_forward_keeps_the_simulated_medium_small():
     t = Target()
     month = 31 * 24 * 3600 * 1000

@@ -371,3 +371,23 @@ class TestAirtimeWindow(unittest.TestCase):
         r.transmit(bytes(10))
         r.transmit(bytes(10))
         self.assertEqual(medium.hourly_airtime_us(), [1920, 0, 3840])
+
+
+class HourlyLogIsBounded(unittest.TestCase):
+    def test_a_year_of_hours_keeps_a_month(self):
+        from hal.sim.clock import VirtualClock
+        from hal.sim.radio import Medium, SimRadio
+
+        clock = VirtualClock()
+        medium = Medium(clock, windows_ms=(), recent_size=4)
+        radio = SimRadio(medium, clock)
+        radio.tune(28, 1)
+        for _ in range(6):
+            radio.transmit(b"x" * 10)
+            clock.advance_ms(60 * 24 * 3600 * 1000)  # two months
+        radio.transmit(b"x" * 10)
+        hourly = medium.hourly_airtime_us()
+        self.assertLessEqual(len(hourly), 24 * 31)
+        self.assertEqual(hourly[-1], 1920)
+        self.assertEqual(medium.first_hour() + len(hourly) - 1, clock.monotonic_ms() // 3600000)
+        self.assertEqual(len(medium.recent()), 4)
