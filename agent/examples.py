@@ -1,4 +1,5 @@
-"""Example data the demo and the self-test share."""
+# Example data shared by the demo, the self-test, the tests and the benches. Never imported by
+# the running agent, so it costs a board flash, not heap.
 
 # The SetCHFSubGHzConfiguration of the DCC Boxed DBCH04 6.28 template, as the agent takes it.
 DBCH04_CONFIG = {

@@ -59,24 +59,8 @@ gc.collect()
 _IMPORTED = gc.mem_alloc()
 
 EUI = "00-DB-12-34-56-78-90-A2"
-# The DBCH04 template's configuration (as tests/portable/hubkit.py has it).
-CONFIG = {
-    "LowerBandSubGHzChannels0To26": [1, 2],
-    "LowerBandSubGHzChannels27To34": [28, 29],
-    "LowerBandSubGHzChannels35To61": [36, 37],
-    "UpperBandSubGHzChannels0To26": [1, 2],
-    "NormalLimitedDutyCycleThreshold": "1.3",
-    "LimitedCriticalDutyCycleThreshold": "2.2",
-    "MaximumSubGHzChannelChangesPerWeek": 5,
-    "GSMECurfew": 7,
-    "ChannelQuieterThreshold": 7,
-    "ChannelNoisierThreshold": 12,
-    "NonGSMEPoorCommsPercentageThreshold": "60.00",
-    "NonGSMEPoorCommsMeasurementPeriods": 130,
-    "LocalCHNoiseMeasurementPeriod": 100,
-    "LocalCHFailurePercentage": "40.00",
-    "LocalCHRetryPercentage": "30.00",
-}
+from agent.examples import DBCH04_CONFIG as CONFIG  # noqa: E402  (after the import figure)
+
 DEVICES = ("00-00-00-00-00-00-00-01", "00-00-00-00-00-00-00-02")
 THRESHOLD = 2048
 WORK = ("boot", "hello", "config", "status", "burst", "deliver", "unsubscribe", "outbox_full", "reboot")

@@ -5,29 +5,15 @@ import time
 
 sys.path.insert(0, sys.argv[1] if len(sys.argv) > 1 else ".")
 
+from agent.examples import DBCH04_CONFIG  # noqa: E402
 from agent.hub import Hub  # noqa: E402
 from boards import sim  # noqa: E402
 from hal.sim.clock import VirtualClock  # noqa: E402
 from hal.sim.flash import SimFlash  # noqa: E402
 from hal.sim.radio import Medium  # noqa: E402
 
-CONFIG = {
-    "LowerBandSubGHzChannels0To26": [1, 2],
-    "LowerBandSubGHzChannels27To34": [28, 29],
-    "LowerBandSubGHzChannels35To61": [36, 37],
-    "UpperBandSubGHzChannels0To26": [],
-    "NormalLimitedDutyCycleThreshold": "1.3",
-    "LimitedCriticalDutyCycleThreshold": "2.2",
-    "MaximumSubGHzChannelChangesPerWeek": 5,
-    "GSMECurfew": 7,
-    "ChannelQuieterThreshold": 7,
-    "ChannelNoisierThreshold": 12,
-    "NonGSMEPoorCommsPercentageThreshold": "60.00",
-    "NonGSMEPoorCommsMeasurementPeriods": 130,
-    "LocalCHNoiseMeasurementPeriod": 100,
-    "LocalCHFailurePercentage": "40.00",
-    "LocalCHRetryPercentage": "30.00",
-}
+CONFIG = dict(DBCH04_CONFIG)
+CONFIG["UpperBandSubGHzChannels0To26"] = []
 
 
 def ms():

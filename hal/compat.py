@@ -95,12 +95,3 @@ def sync():
 
     if hasattr(os, "sync"):
         os.sync()
-
-
-def collect_often(nbytes):
-    """Run the garbage collector after every nbytes allocated (MicroPython's gc.threshold; the
-    heap does not compact, so collecting early keeps it less fragmented). CPython: nothing."""
-    import gc
-
-    if hasattr(gc, "threshold"):
-        gc.threshold(nbytes)

@@ -12,9 +12,9 @@ import argparse
 import sys
 import time
 
+from agent.examples import DBCH04_CONFIG
 from host_tools.cli import CommandError, add_json_flag
 from host_tools.connect import add_port_args, checked, open_client, resolve
-from host_tools.examples import DBCH04_CONFIG
 
 DEMO_CONFIG = DBCH04_CONFIG
 DEMO_EUI = "00-DB-12-34-56-78-90-A2"

@@ -30,10 +30,10 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+from agent.examples import DBCH04_CONFIG
 from host_tools.cli import CommandError, add_json_flag
 from host_tools.client import AgentClient, Event, LinkError, Response, SerialTransport
 from host_tools.connect import add_port_args, resolve
-from host_tools.examples import DBCH04_CONFIG
 
 PASS = "PASS"
 FAIL = "FAIL"

@@ -1,26 +1,11 @@
 # Shared by the hub and server tests: a simulated hub on a flash that survives "reboots".
+from agent.examples import DBCH04_CONFIG
 from boards import sim
 from hal.sim.clock import VirtualClock
 from hal.sim.flash import SimFlash
 from hal.sim.radio import Medium
 
-TEMPLATE = {
-    "LowerBandSubGHzChannels0To26": [1, 2],
-    "LowerBandSubGHzChannels27To34": [28, 29],
-    "LowerBandSubGHzChannels35To61": [36, 37],
-    "UpperBandSubGHzChannels0To26": [1, 2],
-    "NormalLimitedDutyCycleThreshold": "1.3",
-    "LimitedCriticalDutyCycleThreshold": "2.2",
-    "MaximumSubGHzChannelChangesPerWeek": 5,
-    "GSMECurfew": 7,
-    "ChannelQuieterThreshold": 7,
-    "ChannelNoisierThreshold": 12,
-    "NonGSMEPoorCommsPercentageThreshold": "60.00",
-    "NonGSMEPoorCommsMeasurementPeriods": 130,
-    "LocalCHNoiseMeasurementPeriod": 100,
-    "LocalCHFailurePercentage": "40.00",
-    "LocalCHRetryPercentage": "30.00",
-}
+TEMPLATE = DBCH04_CONFIG
 
 
 def config(**changes):
