@@ -46,11 +46,15 @@
 # immediate activation was cut before its trial was set: it was never answered I0). A scheduled
 # activation cut at that point is started again.
 #
-# agent.image and agent.p256 are imported when an image comes, not at start-up: a hub that is
-# not being updated does not hold them in its heap.
+# This module is the part of the service that only an update needs: agent.fwboot (loaded at
+# every boot) keeps the running version, the trial confirmation, the watch on a scheduled
+# activation and the outcome reports, and imports this module at the first fw.* request (or
+# when a scheduled activation is due). agent.image and agent.p256 are imported when an image
+# comes: a hub that is not being updated holds none of them in its heap.
 import hashlib
 
-from agent import VERSION, alerts, boot
+from agent import boot
+from agent.fwboot import CONFIRM_MS, parent_dir  # noqa: F401 (CONFIRM_MS: the tests take it from here)
 from hal.compat import const, hexstr
 
 RC_OK = "I0"
@@ -60,11 +64,8 @@ RC_STATE = "E5"
 RC_NO_CANCEL = "E52"
 
 MAX_CHUNK = const(4000)  # data bytes of one fw.chunk (its frame stays under wire.MAX_BODY)
-MAX_IMAGE = const(2097152)  # default largest CONTENT; a board may set FW_MAX_IMAGE
-CONFIRM_MS = const(2000)  # default healthy running time before a trial is confirmed
 _READ = const(1024)
 STAGE = "slots/stage.img"
-EVENT = "firmware"
 
 
 class FwError(Exception):
@@ -72,15 +73,6 @@ class FwError(Exception):
         super().__init__(msg)
         self.code = code
         self.data = data
-
-
-def parent_dir(path):
-    i = path.rfind("/")
-    if i < 0:
-        return ""
-    if i == 0:
-        return "/"
-    return path[:i]
 
 
 _CUM_DAYS = (0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334)
@@ -184,15 +176,6 @@ def _clear(fs, path):
             fs.remove(p)
 
 
-class _NoFs:
-    # Stands in when the storage has no file system under it: nothing exists, nothing is written.
-    def exists(self, path):
-        return False
-
-    def open(self, path, mode):
-        raise OSError(2, "this board keeps no firmware files")
-
-
 class _Session:
     # An image being received, in RAM: the running hashes and the parser's state.
     def __init__(self, rec, board):
@@ -220,124 +203,38 @@ def _int(args, name):
     return v
 
 
-class FirmwareService:
-    def __init__(self, hub, fs=None, root=None):
-        self.hub = hub
-        storage = hub.hal.storage
-        self.fs = fs if fs is not None else getattr(storage, "fs", None)
-        if self.fs is None:  # a storage that is not a file system: no slots, the built-in version
-            self.fs = _NoFs()
-        self.root = root if root is not None else parent_dir(getattr(storage, "root", ""))
-        self.store = hub.store
-        self.clock = hub.clock
-        board = hub.board
-        self.board_name = getattr(board, "NAME", None)
-        self.max_image = getattr(board, "FW_MAX_IMAGE", MAX_IMAGE)
-        self.confirm_ms = getattr(board, "FW_CONFIRM_MS", CONFIRM_MS)
+class Updater:
+    # The update operations of a FirmwareService (agent.fwboot): svc holds the running slot and
+    # version, the trial flag and the activation record (svc._act), shared with the boot part.
+    def __init__(self, svc):
+        self.svc = svc
+        self.hub = svc.hub
+        self.fs = svc.fs
+        self.root = svc.root
+        self.store = svc.store
+        self.clock = svc.clock
+        self.board_name = svc.board_name
         self._incidents = None  # our own recorder, when the hub has none
-        self.started_ms = self.clock.monotonic_ms()
         self._session = None
-        st = boot.read_state(self.fs, self.root)
-        self.slot = boot.running(st)
-        self.trial = st["trial"] is not None and st["tries"] > 0
-        self.manifest = boot.read_manifest(self.fs, self.root, self.slot)
-        v = self.manifest.get("version") if self.manifest else None
-        self.version = v if isinstance(v, str) and 1 <= len(v) <= 8 else VERSION
-        self._act = self.store.get("fw.act")
-        if not isinstance(self._act, dict):
-            self._act = None
-        self._reconcile(st)
 
     def _path(self, name):
         return boot.join(self.root, name)
 
-    def ops(self):
-        return {
-            "fw.begin": handler(self.op_begin),
-            "fw.chunk": handler(self.op_chunk),
-            "fw.end": handler(self.op_end),
-            "fw.activate": handler(self.op_activate),
-            "fw.cancel": handler(self.op_cancel),
-            "fw.status": handler(self.op_status),
-        }
-
-    # -- start-up: finish what a reboot or power cut interrupted ------------------------------
-    def _reconcile(self, st):
-        act = self._act
-        if act is None or act.get("state") != "started":
-            return
-        same = st["attempt"] == act.get("attempt")
-        if same and st["trial"] == act.get("slot"):
-            return  # trial running (confirmed later by tick), or the reboot into it is pending
-        if same and st["active"] == act.get("slot") == self.slot:
-            self._report_activated(act)  # confirmed, but cut before N64 went out
-            return
-        rev = st["reverted"]
-        if isinstance(rev, dict) and rev.get("attempt") == act.get("attempt"):
-            self._finish(act, "reverted", rev.get("why"))
-        elif act.get("at") is not None and self._ready(act.get("slot"), act.get("hash")) is not None:
-            # a scheduled activation (already answered I0) cut short before the trial was set:
-            # it is due, so the next tick starts it again
-            act = dict(act)
-            act["state"] = "scheduled"
-            self.store.put("fw.act", act)
-            self._act = act
-        else:
-            # an immediate one cut short: it was never answered, so it is not done behind the
-            # requester's back; the outcome is reported
-            self._finish(act, "failed", "the trial boot never started")
-
-    def _finish(self, act, result, why=None):
-        last = {"result": result, "hash": act.get("hash"), "version": act.get("version"), "utc": self.clock.utc()}
-        if why:
-            last["why"] = why
-        if result != "activated":
-            ev = dict(last)
-            ev["hash"] = hexstr(ev["hash"]) if isinstance(ev["hash"], bytes) else None
-            ev["running"] = self.version
-            self.hub.outbox.append(EVENT, ev)
-        self.store.put("fw.last", last)
-        self.store.delete("fw.act")
-        self._act = None
-
-    def _report_activated(self, act):
-        kind, data = alerts.n64(self.hub.eui, self.version)
-        self.hub.outbox.append(kind, data)
-        if act is None:
-            act = {"hash": self._running_hash(), "version": self.version}
-        self._finish(act, "activated")
-
-    def _running_hash(self):
-        h = self.manifest.get("hash") if self.manifest else None
+    def handle(self, name, args):
+        # one fw.* operation -> (rc, data, err); FwError becomes its code and message
         try:
-            from binascii import unhexlify
+            return getattr(self, "op_" + name[3:])(args)
+        except FwError as e:
+            return e.code, e.data, str(e)
+        except OSError as e:  # e.g. the flash is full: nothing half-done is kept as valid
+            return RC_STATE, None, "flash error: {}".format(e)
 
-            return unhexlify(h) if isinstance(h, str) else None
-        except ValueError:
-            return None
-
-    # -- periodic work -------------------------------------------------------------------------
-    def tick(self, now):
+    def start_due(self, act):
+        # a scheduled activation whose time has come (agent.fwboot's tick)
         try:
-            if self.trial and now - self.started_ms >= self.confirm_ms:
-                self.confirm()
-            act = self._act
-            if act is not None and act.get("state") == "scheduled" and self.clock.utc() >= act.get("at", 0):
-                try:
-                    self._start(act)
-                except FwError as e:
-                    self._finish(act, "failed", str(e))
-        except OSError as e:  # flash trouble: try again at the next tick
-            print("firmware: tick failed:", e)
-
-    def confirm(self):
-        """The trial boot is healthy: make its slot the active one and report N64."""
-        if not self.trial:
-            return False
-        boot.confirm(self.fs, self.root)
-        self.trial = False
-        self._report_activated(self._act)
-        return True
+            self._start(act)
+        except FwError as e:
+            self.svc._finish(act, "failed", str(e))
 
     # -- security incidents --------------------------------------------------------------------
     def _security(self, detail):
@@ -392,9 +289,9 @@ class FirmwareService:
     def _inactive(self, st):
         if st["trial"] is not None:
             raise FwError(RC_STATE, "the trial boot of slot {} is not confirmed yet".format(st["trial"]))
-        return boot.other(self.slot)
+        return boot.other(self.svc.slot)
 
-    def _ready(self, slot, digest=None):
+    def ready(self, slot, digest=None):
         m = boot.read_manifest(self.fs, self.root, slot)
         if m is None or not isinstance(m.get("hash"), str):
             return None
@@ -405,7 +302,7 @@ class FirmwareService:
     def _find(self, digest):
         """The slot holding a staged and verified image with this hash, other than the running one."""
         for s in boot.SLOTS:
-            if s != self.slot and self._ready(s, digest) is not None:
+            if s != self.svc.slot and self.ready(s, digest) is not None:
                 return s
         return None
 
@@ -467,12 +364,14 @@ class FirmwareService:
         digest = _bytes(args, "hash", 32, 32)
         size = _int(args, "size")
         sig = _bytes(args, "sig", 8, 72)
-        if size > self.max_image:
-            raise FwError(RC_BAD, "image of {} bytes is too large: this board takes {}".format(size, self.max_image))
+        if size > self.svc.max_image:
+            raise FwError(
+                RC_BAD, "image of {} bytes is too large: this board takes {}".format(size, self.svc.max_image)
+            )
         if size < 16:
             raise FwError(RC_BAD, "image of {} bytes is too small to be one".format(size))
         self._check_sig(digest, sig)
-        if self._running_hash() == digest:
+        if self.svc.running_hash() == digest:
             return RC_OK, {"offset": size, "chunk": MAX_CHUNK, "ready": True, "running": True}, None
         slot = self._find(digest)
         rec = self.store.get("fw.stage")
@@ -547,7 +446,7 @@ class FirmwareService:
         self._check_sig(rec["hash"], rec["sig"])
         st = self._state()
         slot = self._inactive(st)
-        act = self._act
+        act = self.svc._act
         if act is not None and act.get("state") == "scheduled" and act.get("slot") == slot:
             raise FwError(RC_STATE, "an activation of slot {} is scheduled: cancel it first".format(slot))
         self._unpack(rec, slot)
@@ -621,14 +520,14 @@ class FirmwareService:
             at = when
         else:
             raise FwError(RC_BAD, "execution must be null, an ISO 8601 UTC time or UTC seconds")
-        if self._running_hash() == digest:
+        if self.svc.running_hash() == digest:
             raise FwError(RC_STATE, "image {} is the one running already".format(hexstr(digest)))
         st = self._state()
         self._inactive(st)
         slot = self._find(digest)
         if slot is None:
             raise FwError(RC_STATE, "no staged and verified image has hash {}".format(hexstr(digest)))
-        m = self._ready(slot, digest)
+        m = self.ready(slot, digest)
         act = {
             "hash": digest,
             "slot": slot,
@@ -636,12 +535,12 @@ class FirmwareService:
             "at": at,
             "state": "scheduled",
             "attempt": st["attempt"] + 1,
-            "from": self.version,
+            "from": self.svc.version,
         }
         now = self.clock.utc()
         if at is not None and at > now:
             self.store.put("fw.act", act)
-            self._act = act
+            self.svc._act = act
             return RC_OK, {"slot": slot, "version": act["version"], "at": at, "reboot": False}, None
         self._start(act)
         return RC_OK, {"slot": slot, "version": act["version"], "at": None, "reboot": True}, None
@@ -650,25 +549,25 @@ class FirmwareService:
         # Re-check at the moment of activation (a scheduled one waited).
         st = self._state()
         self._inactive(st)
-        if self._ready(act["slot"], act["hash"]) is None:
+        if self.ready(act["slot"], act["hash"]) is None:
             raise FwError(RC_STATE, "the image to activate is no longer staged")
         act = dict(act)
         act["state"] = "started"
         act["attempt"] = st["attempt"] + 1
         self.store.put("fw.act", act)
-        self._act = act
+        self.svc._act = act
         boot.start_trial(self.fs, self.root, act["slot"], act["attempt"])
         self.hub.reboot_requested = True
 
     def op_cancel(self, args):
-        act = self._act
+        act = self.svc._act
         if act is None or act.get("state") != "scheduled":
             raise FwError(RC_NO_CANCEL, "no firmware activation is scheduled")
         h = args.get("hash")
         if h is not None and h != act.get("hash"):
             raise FwError(RC_NO_CANCEL, "the scheduled activation is of another image")
         self.store.delete("fw.act")
-        self._act = None
+        self.svc._act = None
         return RC_OK, {"hash": act["hash"]}, None
 
     # -- status --------------------------------------------------------------------------------
@@ -683,7 +582,7 @@ class FirmwareService:
         if isinstance(rec, dict) and isinstance(rec.get("hash"), bytes):
             n = self._session.staged if self._session is not None else self._blob_size()
             staging = {"hash": hexstr(rec["hash"]), "size": rec.get("size"), "staged": n}
-        act = self._act
+        act = self.svc._act
         sched = None
         if act is not None:
             sched = {
@@ -700,10 +599,10 @@ class FirmwareService:
         return (
             RC_OK,
             {
-                "version": self.version,
-                "slot": self.slot,
-                "trial": self.trial,
-                "hash": self.manifest.get("hash") if self.manifest else None,
+                "version": self.svc.version,
+                "slot": self.svc.slot,
+                "trial": self.svc.trial,
+                "hash": self.svc.manifest.get("hash") if self.svc.manifest else None,
                 "slots": slots,
                 "staging": staging,
                 "activation": sched,
@@ -716,21 +615,8 @@ class FirmwareService:
                     "reverted": st["reverted"],
                 },
                 "chunk": MAX_CHUNK,
-                "max_size": self.max_image,
+                "max_size": self.svc.max_image,
                 "utc": self.clock.utc(),
             },
             None,
         )
-
-
-def handler(fn):
-    # hub.ops entries return (rc, data, err); FwError becomes its code and message
-    def call(args):
-        try:
-            return fn(args)
-        except FwError as e:
-            return e.code, e.data, str(e)
-        except OSError as e:  # e.g. the flash is full: nothing half-done is kept as valid
-            return RC_STATE, None, "flash error: {}".format(e)
-
-    return call

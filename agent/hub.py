@@ -72,7 +72,7 @@ class Hub:
             "clock.advance": self.op_clock_advance,
             "reboot": self.op_reboot,
         }
-        from agent.firmware import FirmwareService
+        from agent.fwboot import FirmwareService  # the rest of it (agent.firmware) loads on demand
 
         self.firmware = FirmwareService(self)
         self.ops.update(self.firmware.ops())
