@@ -172,8 +172,7 @@ def run_session(flash: Path, heap: str, workdir: Path) -> dict:
             marks=pytest.mark.xfail(
                 strict=True,
                 reason="does not fit yet: on the 64-bit unix port the agent's modules take about 107 KB "
-                "of heap once imported (bytecode, qstrs, tables) and boot needs about 165 KB "
-                "(the firmware service loaded at boot)",
+                "of heap once imported (bytecode, qstrs, tables) and boot + hello needs about 162 KB",
             ),
         ),
         "512K",
@@ -246,7 +245,7 @@ def test_smallest_heap_guard(flash):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="boot + configuration need about 173 KB on the 64-bit unix port (see the session test)",
+    reason="boot + configuration need about 168 KB on the 64-bit unix port (see the session test)",
 )
 def test_boots_and_takes_the_configuration_in_128k(flash):
     assert bench.probe_ok(flash, CAP, "config")
