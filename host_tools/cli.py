@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "host_tools.selftest",
     "host_tools.demo",
     "host_tools.pki",
+    "host_tools.triage",
 )
 
 

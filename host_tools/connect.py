@@ -2,6 +2,7 @@
 
 vboard[:NAME]   a virtual board (the MicroPython unix port on a pty), started if not running
 sim[:NAME]      the agent under CPython on a pty (dbch agent), started if not running
+triage[:NAME]   a hub on the Triage System Interface, through a running `dbch triage serve`
 /dev/ttyUSB0    a real board's serial port (or any pyserial URL: socket://host:port, loop://)
 """
 
@@ -21,7 +22,7 @@ def add_port_args(parser: argparse.ArgumentParser) -> None:
         "--port",
         "-p",
         default=DEFAULT_PORT,
-        help="board port: vboard[:NAME] (default: the default virtual board), sim[:NAME] (the CPython agent), a device path, or a pyserial URL",
+        help="board port: vboard[:NAME] (default: the default virtual board), sim[:NAME] (the CPython agent), triage[:NAME] (a hub on a triage tool's TLS link), a device path, or a pyserial URL",
     )
     parser.add_argument("--baud", type=int, default=115200, help="serial baud rate for real boards (default 115200)")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each answer (default 5)")
@@ -45,6 +46,13 @@ def resolve(spec: str, *, start: bool = True) -> str:
         try:
             return simagent.resolve_port(spec, start=start)
         except simagent.SimAgentError as e:
+            raise CommandError(str(e)) from e
+    if spec == "triage" or spec.startswith("triage:"):
+        from host_tools import triage
+
+        try:
+            return triage.resolve_port(spec)
+        except triage.TriageToolError as e:
             raise CommandError(str(e)) from e
     return spec
 
