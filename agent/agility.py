@@ -16,7 +16,8 @@
 # - A scan moves the hub only to a channel at least ChannelQuieterThreshold dB quieter than the
 #   operating channel measures now, and only while fewer than MaximumSubGHzChannelChangesPerWeek
 #   changes happened in the last 7 days (rolling); a warranted move refused by that budget raises
-#   8F2B. A move raises 8F26 with the new operating channel and the trigger.
+#   8F2B, once for the episode: no new scan until the problem clears or a change is possible.
+#   A move raises 8F26 with the new operating channel and the trigger.
 # - A scan requested by the DCC (SRV 6.29) raises 8F28 with its assessment (ScanRequestAccepted,
 #   or DutyCycleUsageIsTooHigh when the duty cycle is not normal) and the trigger
 #   RemotePartyCommand; an accepted request then scans as above.
@@ -49,6 +50,7 @@ class Agility:
         # UTC seconds of recent changes: monotonic time starts again at every boot, UTC does not
         self.changes = list(st.get("changes", ()))
         self.next_check_ms = None
+        self._held = False  # a move is warranted but the weekly budget refused it (8F2B raised)
         self._sent = 0
         self._failed = 0
         self._retries = 0
@@ -94,8 +96,13 @@ class Agility:
         trigger = self._problem()
         self._sent = self._failed = self._retries = 0
         if trigger is None:
+            self._held = False  # the episode is over
             return []
-        return self._scan(now_ms, trigger)
+        if self._held and not self.changes_left():
+            return []  # 8F2B was raised for this episode: say it again only once a change is possible
+        alerts = self._scan(now_ms, trigger)
+        self._held = alerts[-1][0] == codes.ALERT_CHANNEL_NOT_CHANGED
+        return alerts
 
     def _problem(self):
         if self.operating is None:

@@ -160,6 +160,11 @@ class Agility(unittest.TestCase):
         self.noisy()
         self.period()
         self.assertEqual([c for c, _ in self.rig.alerts()], ["8F27", "8F2B"])
+        # still noisy, still no budget: not raised again every measurement period
+        self.rig.drain()
+        self.period()
+        self.period()
+        self.assertEqual(self.rig.alerts(), [])
         # a week later the budget is back
         self.rig.drain()
         self.rig.clock.advance_ms(7 * 24 * 3600 * 1000)
