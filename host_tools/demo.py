@@ -1,8 +1,9 @@
 """`dbch demo`: the main job on the default virtual board, end to end.
 
 Flashes the agent (only what changed), applies a Sub GHz Configuration like the DCC's DBCH04
-example, pushes radio traffic until the duty-cycle alerts appear, then prints the hub's status
-and the upward alerts as DUIS XML. Safe to run again: each run starts an hour of virtual time
+example, pushes radio traffic until the duty-cycle alerts appear, stages and activates a signed
+firmware image (the board reboots into it and reports N64), then prints the hub's status and
+the upward alerts as DUIS XML. Safe to run again: each run starts an hour of virtual time
 later, so the previous run's traffic has aged out.
 """
 
@@ -13,7 +14,9 @@ import sys
 import time
 
 from agent.examples import DBCH04_CONFIG
+from host_tools import firmware
 from host_tools.cli import CommandError, add_json_flag
+from host_tools.client import LinkError
 from host_tools.connect import add_port_args, checked, open_client, resolve
 
 DEMO_CONFIG = DBCH04_CONFIG
@@ -46,7 +49,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not args.no_flash:
         _step(f"flash the agent to {args.port} ({port})")
         is_vboard = args.port == "vboard" or args.port.startswith("vboard:")
-        res = flash.flash(port, "unix" if is_vboard else "unix", quiet=True, eui=flash_eui(is_vboard))
+        res = flash.flash(
+            port, "unix", quiet=True, eui=flash_eui(is_vboard), signing_key=firmware.public_point(signing_key())
+        )
         print(
             f"   {len(res.written)} file(s) written, {res.unchanged} unchanged; agent {res.hello['version']} on {res.hello['eui']}",
             file=sys.stderr,
@@ -83,6 +88,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"   {minute} virtual minutes of traffic; duty cycle now {duty['state']} at {duty['permille'] / 10:.1f} %",
         file=sys.stderr,
     )
+    if not args.no_flash:
+        seen += upgrade(client, status["version"])
+        status = checked(client, "status").data
+        duty = status["duty"]
 
     _step("status")
     ch = status["channel"]
@@ -106,6 +115,43 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(json.dumps({"status": status, "alerts": rendered}, indent=2))
     _step(f"done in {time.monotonic() - t0:.1f} s")
     return 0
+
+
+def signing_key():
+    """The development PKI's firmware signing key, made on first use."""
+    from host_tools.pki import Pki
+
+    pki = Pki()
+    if not (pki.signing_dir / "key.pem").exists():
+        pki.make_signing_key()
+    return pki.signing_key()
+
+
+def upgrade(client, running: str) -> list:
+    """Build, sign and stage the agent as a new version, activate it by its FirmwareHash, and
+    wait for the board to come back on it and report N64. The events seen on the way."""
+    version = running[:-1] if running.endswith("d") else running[:7] + "d"
+    _step(f"stage and activate firmware {version} (signed; activated by its FirmwareHash)")
+    data = firmware.sign_image(firmware.build_content("unix", version), signing_key())
+    staged = firmware.send(client, data)
+    digest = staged["hash"]
+    print(f"   staged {len(data)} bytes; FirmwareHash {digest.hex().upper()}", file=sys.stderr)
+    r = checked(client, "fw.activate", {"hash": digest, "execution": None})
+    if not r.ok:
+        raise CommandError(f"activation refused: {r.rc} {r.err}")
+    events: list = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            hello = client.request("hello", {"events": True}, timeout=1.0)
+        except LinkError:
+            continue  # still rebooting
+        events += take(client, 0.5)
+        if any(e.kind == "N64" for e in events):
+            print(f"   the board came back on {hello.data['version']} and reported N64", file=sys.stderr)
+            return events
+        time.sleep(0.5)
+    raise CommandError("the board did not report N64 within 30 s of the activation")
 
 
 def take(client, seconds: float) -> list:
