@@ -9,8 +9,16 @@
 #
 # A scheduled activation costs nothing to watch: its record ("fw.act", with its UTC due time
 # "at") is read from the store once at boot and compared with Clock.utc() at each tick.
-from agent import VERSION, alerts, boot
+import sys
+
+from agent import VERSION, alerts
 from hal.compat import const, hexstr
+
+# On a board the bootloader (agent/boot.py, flashed as dbchboot) is already loaded: use it rather
+# than load the same code again from the slot; it also wrote the state this part reads.
+boot = sys.modules.get("dbchboot")
+if boot is None:
+    from agent import boot
 
 MAX_IMAGE = const(2097152)  # default largest CONTENT; a board may set FW_MAX_IMAGE
 CONFIRM_MS = const(2000)  # default healthy running time before a trial is confirmed
