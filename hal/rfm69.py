@@ -20,7 +20,7 @@
 from hal import phy
 from hal.compat import const
 from hal.contracts import RadioError
-from hal.mcu import MAX_PAYLOAD, RadioDriver
+from hal.radio_driver import MAX_PAYLOAD, RadioDriver
 
 # Registers (DS 6.1 table 23)
 _REG_FIFO = const(0x00)

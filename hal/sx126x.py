@@ -22,7 +22,8 @@
 from hal import phy
 from hal.compat import const
 from hal.contracts import RadioError
-from hal.mcu import MAX_PAYLOAD, ConfigError, RadioDriver
+from hal.mcu import ConfigError
+from hal.radio_driver import MAX_PAYLOAD, RadioDriver
 
 # Commands (DS 11 lists them, DS 13 gives their parameters)
 _CMD_SET_SLEEP = const(0x84)  # DS 13.1.1

@@ -5,7 +5,8 @@ import unittest
 
 from hal import phy
 from hal.contracts import Clock, Identity, RadioError
-from hal.mcu import MAX_PAYLOAD, ConfigError, McuClock, McuIdentity, RadioDriver, StaticIdentity, eui64_from_unique_id
+from hal.mcu import ConfigError, McuClock, McuIdentity, StaticIdentity, eui64_from_unique_id
+from hal.radio_driver import MAX_PAYLOAD, RadioDriver
 
 
 class Ticks:
