@@ -31,15 +31,15 @@ DESCRIPTION = (
 
 
 def make_hal(band=BAND, **overrides):
-    """The board's Hal; overrides: see boards.build_hal. The radio is configured on
+    """The board's Hal; overrides: see boards.mcu_board.build_hal. The radio is configured on
     first use (or radio.init())."""
-    from boards import build_hal
+    from boards.mcu_board import build_hal
 
     return build_hal(__name__, band, overrides, _radio)
 
 
 def _radio(machine, pins, band, cap, baudrate, clock):
-    from boards import spi_bus
+    from boards.mcu_board import spi_bus
     from hal.sx126x import Sx1262
 
     Pin = machine.Pin

@@ -26,9 +26,9 @@ DESCRIPTION = (
 
 
 def make_hal(band=BAND, **overrides):
-    """The board's Hal; overrides: see boards.build_hal. The radio is configured on
+    """The board's Hal; overrides: see boards.mcu_board.build_hal. The radio is configured on
     first use (or radio.init())."""
-    from boards import build_hal
+    from boards.mcu_board import build_hal
 
     return build_hal(__name__, band, overrides, _radio)
 

@@ -103,7 +103,7 @@ def sources_for(board: str) -> list[Path]:
     files = [p.relative_to(ROOT) for p in sorted((ROOT / "agent").glob("*.py"))]
     files += [p.relative_to(ROOT) for p in sorted((ROOT / "hal").glob("*.py"))]
     files += [p.relative_to(ROOT) for p in sorted((ROOT / "hal" / "sim").glob("*.py"))]
-    files += [Path("boards/__init__.py"), Path(f"boards/{board}.py")]
+    files += [Path("boards/__init__.py"), Path(f"boards/{board}.py"), Path("boards/mcu_board.py")]
     return files
 
 
