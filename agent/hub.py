@@ -219,9 +219,7 @@ class Hub:
                 "changes_left": self.agility.changes_left(),
                 "duty": {"state": self.duty.state, "permille": self.duty.usage_permille(now)},
                 "outbox": len(self.outbox),
-                "store_corrupt": len(self.store.corrupt)
-                if hasattr(self.store.corrupt, "__len__")
-                else self.store.corrupt,
+                "store_corrupt": self.store.corrupt,  # records that failed their check
             }
         )
         return RC_OK, data, None
