@@ -9,7 +9,6 @@
 # agent's code. Decodability is the agent's CBOR codec's (cross-checked with cbor2 elsewhere).
 from agent import cbor, wire
 from agent.server import Server
-from hal.contracts import Link
 
 _U32 = 0xFFFFFFFF
 LIVENESS_ID = 4000000000  # ids from here on are the checker's own hellos
@@ -82,23 +81,6 @@ def expected_id(msg):
     return rid  # requests, and anything malformed that names an id (e/a messages have no id)
 
 
-class Line(Link):
-    def __init__(self):
-        self.to_agent = bytearray()
-        self.to_host = bytearray()
-
-    def read(self, n):
-        data = bytes(self.to_agent[:n])
-        self.to_agent = self.to_agent[n:]
-        return data
-
-    def write(self, data):
-        self.to_host += data
-
-    def wait(self, timeout_ms):
-        return bool(self.to_agent)
-
-
 class Target:
     """A configured simulated hub behind a Server, and the checks above."""
 
@@ -108,7 +90,9 @@ class Target:
         self.rig = Rig()
         if configure:
             self.rig.call("config.set", config=config())
-        self.line = Line()
+        from hubkit import PipeLink
+
+        self.line = PipeLink()
         self.server = Server(self.rig.hub, self.line)
         self.host = wire.FrameDecoder()
         self.inputs = 0

@@ -1,6 +1,7 @@
 # Shared by the hub and server tests: a simulated hub on a flash that survives "reboots".
 from agent.examples import DBCH04_CONFIG
 from boards import sim
+from hal.contracts import Link
 from hal.sim.clock import VirtualClock
 from hal.sim.flash import SimFlash
 from hal.sim.radio import Medium
@@ -48,3 +49,22 @@ class Rig:
     def drain(self):
         for seq, _k, _d in self.hub.outbox.pending():
             self.hub.outbox.ack(seq)
+
+
+class PipeLink(Link):
+    """Both ends of an in-memory serial line: the test writes host bytes, reads agent bytes."""
+
+    def __init__(self):
+        self.to_agent = bytearray()
+        self.to_host = bytearray()
+
+    def read(self, n):
+        data = bytes(self.to_agent[:n])
+        self.to_agent = self.to_agent[n:]
+        return data
+
+    def write(self, data):
+        self.to_host += data
+
+    def wait(self, timeout_ms):
+        return bool(self.to_agent)

@@ -1,29 +1,9 @@
 import unittest
 
-from hubkit import Rig, config
+from hubkit import PipeLink, Rig, config
 
 from agent import cbor, wire
 from agent.server import RESEND_MS, Server
-from hal.contracts import Link
-
-
-class PipeLink(Link):
-    """Both ends of an in-memory serial line: the test writes host bytes, reads agent bytes."""
-
-    def __init__(self):
-        self.to_agent = bytearray()
-        self.to_host = bytearray()
-
-    def read(self, n):
-        data = bytes(self.to_agent[:n])
-        self.to_agent = self.to_agent[n:]
-        return data
-
-    def write(self, data):
-        self.to_host += data
-
-    def wait(self, timeout_ms):
-        return bool(self.to_agent)
 
 
 def wire_msgs(data):
