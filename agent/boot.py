@@ -119,16 +119,20 @@ def read_state(fs, root):
         return default_state()
 
 
-def write_state(fs, root, st):
-    path = join(root, STATE)
+def write_json(fs, path, obj):
+    """Replace path with obj as JSON atomically: a temporary, synced, then renamed over it."""
     tmp = path + ".tmp"
     f = fs.open(tmp, "wb")
     try:
-        f.write(json.dumps(st).encode())
+        f.write(json.dumps(obj).encode())
         fs.sync_file(f)
     finally:
         f.close()
     fs.rename(tmp, path)
+
+
+def write_state(fs, root, st):
+    write_json(fs, join(root, STATE), st)
 
 
 def bootable(fs, root, slot):

@@ -493,16 +493,7 @@ class Updater:
             "sha256": hexstr(m["sha256"]),
             "files": m["files"],
         }
-        import json
-
-        tmp = man_path + ".tmp"
-        f = fs.open(tmp, "wb")
-        try:
-            f.write(json.dumps(man).encode())
-            fs.sync_file(f)
-        finally:
-            f.close()
-        fs.rename(tmp, man_path)
+        boot.write_json(fs, man_path, man)
         self._drop_staging()
 
     # -- activation ----------------------------------------------------------------------------
