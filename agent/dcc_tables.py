@@ -1,5 +1,6 @@
-# The DCC's tables: DUIS response codes with their names, and DCC alert codes with their allowed
-# response codes. Kept apart from agent/codes.py so a board does not load them at boot: the
+# The DCC's tables: DUIS response codes with their names, DCC alert codes with their allowed
+# response codes, and the GBCS Dual Band CHF alerts with their names and payload kinds, with the
+# lookups over them. Kept apart from agent/codes.py so a board does not load them at boot: the
 # agent needs them only to name a code or check an alert, and the host tools use them freely.
 #
 # Sources: SEC Appendix AD (DUIS) Table 1 "DCC Systems Response Codes" and Table 2 "DCCAlert data
@@ -161,3 +162,57 @@ DCC_ALERTS = {
     "N65": ("CoS Certificate Alert", None, "CoSCertificateAlert"),
     "N999": ("DUIS Version Mismatch", _I0, "DUISVersionMismatch"),
 }
+
+# -- GBCS Dual Band CHF alerts (0x8F20-0x8F2D) ---------------------------------------------------
+# code: (name, N54 response code, payload kind). The response codes are Table 42's rule for N54;
+# a board keeps only that column, as agent.codes.gbcs_alert_rc (tests check that they agree).
+# Payload kinds: None, "eui" (device EUI-64), "channel" (operating mask + scan trigger),
+# "scan_outcome" (status + scan trigger), "config" (the full Sub GHz configuration),
+# "request" (RequestID + CRA flag), "eui_type" (EUI + device type).
+GBCS_ALERTS = {
+    0x8F20: ("Limited Duty Cycle Action Taken", "E59", "eui"),
+    0x8F21: ("Duty Cycle fallen below Normal-Limited Duty Cycle Threshold", "I0", None),
+    0x8F22: ("Critical Duty Cycle Action Taken", "E59", None),
+    0x8F23: ("Duty Cycle fallen below Limited-Critical Duty Cycle Threshold", "I0", None),
+    0x8F24: ("Regulated Duty Cycle Action Taken", "E59", None),
+    0x8F25: ("Duty Cycle fallen below Critical-Regulated Duty Cycle Threshold", "I0", None),
+    0x8F26: ("Sub GHz Channel Changed", "I0", "channel"),
+    0x8F27: ("Sub GHz Channel Scan initiated", "I0", None),
+    0x8F28: ("Sub GHz Channel Scan Request Assessment Outcome", "I0", "scan_outcome"),
+    0x8F29: ("Three Lost GSME Searches Failed", "E59", None),
+    0x8F2A: ("Sub GHz Configuration Changed", "I0", "config"),
+    0x8F2B: ("Sub GHz Channel not changed due to Frequency Agility Parameters", "E59", None),
+    0x8F2C: ("Message Discarded Due to Duty Cycle Management", "E59", "request"),
+    0x8F2D: ("No More Sub GHz Device Capacity", "E59", "eui_type"),
+}
+
+
+def gbcs_alert_hex(code):
+    """0x8F20 -> '8F20' (sr:DeviceAlertCode is hexBinary of two octets)."""
+    return "{:04X}".format(code)
+
+
+# -- Lookups -----------------------------------------------------------------------------------
+def is_success(code):
+    return code[0] == "I"
+
+
+def response_name(code):
+    entry = RESPONSE_CODES.get(code)
+    return entry[0] if entry else None
+
+
+def allowed_response(dcc_alert, gbcs_alert=None):
+    """The response codes a DCC alert may carry; for N54 the one its GBCS alert code allows.
+    None where the seeds do not say."""
+    if dcc_alert == "N54":
+        if gbcs_alert is None:
+            raise ValueError("N54 needs its GBCS alert code")
+        entry = GBCS_ALERTS.get(gbcs_alert)
+        if entry is None:
+            raise ValueError("not a Dual Band CH alert code: 0x{:04X}".format(gbcs_alert))
+        return (entry[1],)
+    entry = DCC_ALERTS.get(dcc_alert)
+    if entry is None:
+        raise ValueError("unknown DCC alert code: {}".format(dcc_alert))
+    return entry[1]

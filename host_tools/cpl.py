@@ -177,7 +177,7 @@ def render_xml(finding: Finding, when=None) -> bytes:
     """The DCC Alert (sr:FirmwareVersionMismatch) for a finding with an alert."""
     import xml.etree.ElementTree as ET
 
-    from agent import codes
+    from agent import dcc_tables
     from host_tools import duis
 
     if finding.alert not in ("N49", "N50", "N51", "N52"):
@@ -185,7 +185,7 @@ def render_xml(finding: Finding, when=None) -> bytes:
     q, sub = duis._q, duis._sub
     root = ET.Element(q(duis.SR_NS, "Response"), {"schemaVersion": duis.SCHEMA_VERSION})
     header = sub(root, duis.SR_NS, "Header")
-    sub(header, duis.SR_NS, "ResponseCode", codes.allowed_response(finding.alert)[0])
+    sub(header, duis.SR_NS, "ResponseCode", dcc_tables.allowed_response(finding.alert)[0])
     sub(header, duis.SR_NS, "ResponseDateTime", duis.utc_text(when))
     msg = sub(sub(root, duis.SR_NS, "Body"), duis.SR_NS, "DCCAlertMessage")
     sub(msg, duis.SR_NS, "DCCAlertCode", finding.alert)

@@ -64,7 +64,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent import codes, subghz
+from agent import codes, dcc_tables, subghz
 from agent.channels import PLAN
 from agent.dcc_tables import RESPONSE_CODES
 from agent.eui import format_eui, parse_eui
@@ -602,7 +602,7 @@ def read_request(xml: bytes | str, directory: str | os.PathLike[str] | None = No
 
 
 def _reject(code: str, why: str) -> tuple[str, str]:
-    return code, "{} {}: {}".format(code, codes.response_name(code), why)
+    return code, "{} {}: {}".format(code, dcc_tables.response_name(code), why)
 
 
 def check_request(req: DuisRequest, *, target_eui: Any, seen_request_ids: set[str]) -> tuple[str | None, str]:
@@ -860,7 +860,7 @@ def _n54_payload(parent: ET.Element, code: int, kind: str | None, payload: Any) 
         _sub(el, SR_NS, "DeviceID", _norm_eui(_need(payload, "DeviceID", "eui"), "DeviceID"))
         if payload.get("DeviceType") is not None:
             _sub(el, SR_NS, "DeviceType", str(payload["DeviceType"]))
-    else:  # pragma: no cover - codes.GBCS_ALERTS names only the kinds above
+    else:  # pragma: no cover - dcc_tables.GBCS_ALERTS names only the kinds above
         raise DuisRenderError("{}: unknown payload kind {!r}".format(name, kind))
 
 
@@ -903,7 +903,7 @@ def render_alert(
 def _render_alert(event_kind: str, data: Mapping[str, Any], response_id: str | None, when: Any) -> bytes:
     if event_kind == "N54":
         code = _alert_code(_need(data, "DeviceAlertCode"))
-        entry = codes.GBCS_ALERTS.get(code)
+        entry = dcc_tables.GBCS_ALERTS.get(code)
         if entry is None:
             raise DuisRenderError("0x{:04X} is not a Dual Band CH alert (0x8F20-0x8F2D)".format(code))
         rc = data.get("rc", entry[1])
@@ -911,7 +911,7 @@ def _render_alert(event_kind: str, data: Mapping[str, Any], response_id: str | N
             raise DuisRenderError("N54 for 0x{:04X} carries {} (Table 42), not {}".format(code, entry[1], rc))
     elif event_kind == "N64":
         rc = data.get("rc", codes.SUCCESS)
-        if rc not in codes.allowed_response("N64"):
+        if rc not in dcc_tables.allowed_response("N64"):
             raise DuisRenderError("N64 carries I0, not {}".format(rc))
     else:
         raise DuisRenderError("can render DCC alerts N54 and N64, not {!r}".format(event_kind))
@@ -928,7 +928,7 @@ def _render_alert(event_kind: str, data: Mapping[str, Any], response_id: str | N
     if event_kind == "N54":
         el = _sub(alert, SR_NS, "DualBandCHAlert")
         _sub(el, SR_NS, "CHFDeviceID", _norm_eui(_need(data, "CHFDeviceID"), "CHFDeviceID"))
-        _sub(el, SR_NS, "DeviceAlertCode", codes.gbcs_alert_hex(code))
+        _sub(el, SR_NS, "DeviceAlertCode", dcc_tables.gbcs_alert_hex(code))
         _n54_payload(el, code, entry[2], data.get("payload"))
     else:
         el = _sub(alert, SR_NS, "CommsHubFirmwareActivation")

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent import alerts, codes, subghz
+from agent import alerts, dcc_tables, subghz
 from agent.channels import PLAN
 from host_tools import duis
 
@@ -291,7 +291,7 @@ def test_e11_service_not_for_a_chf(templates, schema_path):
     )
     assert valid(xml, schema_path) == []
     code, message = _check(xml)
-    assert code == "E11" and "7.4" in message and codes.response_name("E11") in message
+    assert code == "E11" and "7.4" in message and dcc_tables.response_name("E11") in message
 
 
 def test_e12_command_variant(templates, schema_path):
@@ -532,7 +532,7 @@ PAYLOAD_ELEMENT = {
 }
 
 
-@pytest.mark.parametrize("code", sorted(codes.GBCS_ALERTS))
+@pytest.mark.parametrize("code", sorted(dcc_tables.GBCS_ALERTS))
 def test_n54_alerts_validate(code, schema_path):
     payload = PAYLOADS.get(code)
     if payload == "config":
@@ -541,7 +541,7 @@ def test_n54_alerts_validate(code, schema_path):
     xml = duis.render_alert(kind, data, when=WHEN)
     assert valid(xml, schema_path) == []
     root = ET.fromstring(xml)
-    expected_rc = codes.GBCS_ALERTS[code][1]
+    expected_rc = dcc_tables.GBCS_ALERTS[code][1]
     assert expected_rc == ("I0" if code in (0x8F21, 0x8F23, 0x8F25, 0x8F26, 0x8F27, 0x8F28, 0x8F2A) else "E59")
     assert root.find("{0}Header/{0}ResponseCode".format(SR)).text == expected_rc
     assert root.find("{0}Header/{0}ResponseID".format(SR)) is None
