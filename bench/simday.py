@@ -8,9 +8,9 @@ sys.path.insert(0, sys.argv[1] if len(sys.argv) > 1 else ".")
 from agent.examples import DBCH04_CONFIG  # noqa: E402
 from agent.hub import Hub  # noqa: E402
 from boards import sim  # noqa: E402
-from hal.sim.clock import VirtualClock  # noqa: E402
 from hal.sim.flash import SimFlash  # noqa: E402
 from hal.sim.radio import Medium  # noqa: E402
+from hal.sim.vclock import VirtualClock  # noqa: E402
 
 CONFIG = dict(DBCH04_CONFIG)
 CONFIG["UpperBandSubGHzChannels0To26"] = []
@@ -24,7 +24,7 @@ def ms():
 
 def main():
     clock = VirtualClock()
-    medium = Medium(clock, seed=3, windows_ms=())
+    medium = Medium(clock, seed=3)
     hub = Hub(sim.make_hal(flash=SimFlash(), clock=clock, medium=medium), sim)
     hub.handle({"t": "q", "id": 1, "op": "config.set", "a": {"config": CONFIG}})
     frame = b"\x55" * 100

@@ -16,9 +16,9 @@ def make_hal(storage_dir=None, flash=None, eui=DEFAULT_EUI, band=BAND, link=None
     from hal.contracts import Hal
     from hal.fs_storage import FileStorage
     from hal.mcu import StaticIdentity
-    from hal.sim.clock import VirtualClock
     from hal.sim.flash import SimFlash
     from hal.sim.radio import Medium, SimRadio
+    from hal.sim.vclock import VirtualClock
 
     clock = clock or VirtualClock()
     medium = medium or Medium(clock, seed=seed)

@@ -45,9 +45,9 @@ def make_hal(band=BAND, seed=None):
     clock = FastForwardClock(McuClock())
     storage = FileStorage(DATA_DIR)
     identity = _identity(storage)
-    # no airtime windows and a short recent-transmission ring: those logs are for host tests,
-    # not a small heap
-    medium = Medium(clock, seed=seed if seed is not None else identity.eui64()[7] + 1, windows_ms=(), recent_size=8)
+    # the lean medium with a short recent-transmission ring: the logs of hal.sim.lab are for host
+    # tests, not a small heap
+    medium = Medium(clock, seed=seed if seed is not None else identity.eui64()[7] + 1, recent_size=8)
     radio = SimRadio(medium, clock, band=band, tx_power_dbm=TX_POWER_CAP_DBM)
     link = StreamLink(sys.stdin.buffer, sys.stdout.buffer)
     return Hal(radio, clock, storage, link=link, identity=identity, board=sys.modules[__name__], reset=_reset)

@@ -2,7 +2,7 @@
 # (tests/portable/test_endurance.py on both runtimes, tests/host/test_endurance_month.py for a
 # whole month on CPython, bench/endurance_month.py for a month on MicroPython).
 #
-# The world: one virtual clock for the air (hal.sim.radio.Medium) and the host. The device's
+# The world: one virtual clock for the air (hal.sim.lab.LabMedium) and the host. The device's
 # clock restarts at every boot (BootClock: monotonic from 0, UTC from the world), as a board's
 # does. Time moves a minute per step; in each step the host (this script) talks to the agent
 # through agent.server.Server over an in-memory link, the way a host on serial does:
@@ -20,7 +20,7 @@
 # The host acknowledges every event it receives; duplicates (the same seq again) are counted.
 # Every alert the hub appends to its outbox is recorded by seq at append time.
 #
-# Memory: the Medium keeps one airtime figure per clock hour (a list that grows with the run);
+# Memory: the LabMedium keeps one airtime figure per clock hour (a list that grows with the run);
 # it is sized for the whole run at the start, so that the heap figures show the agent's own
 # growth, not that list's.
 import gc
@@ -29,9 +29,9 @@ from agent import wire
 from agent.server import Server
 from boards import sim
 from hal.contracts import Clock, Link, PowerCut
-from hal.sim.clock import VirtualClock
 from hal.sim.flash import SimFlash
-from hal.sim.radio import Medium
+from hal.sim.lab import LabMedium
+from hal.sim.vclock import VirtualClock
 
 MINUTE_MS = 60000
 HOUR_MS = 3600000
@@ -123,7 +123,7 @@ class Life:
     def __init__(self, days, seed=3, checkpoint_days=None, on_checkpoint=None):
         self.days = days
         self.world = VirtualClock()
-        self.medium = Medium(self.world, seed=seed)
+        self.medium = LabMedium(self.world, seed=seed)
         if isinstance(getattr(self.medium, "_hourly", None), list):
             self.medium._hourly = [0] * (days * 24 + 2)  # see "Memory" above
         self.flash = SimFlash()

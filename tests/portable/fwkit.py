@@ -6,9 +6,9 @@ import hashlib
 from agent import boot, image, p256
 from agent.firmware import CONFIRM_MS, _SlotWriter
 from boards import sim
-from hal.sim.clock import VirtualClock
 from hal.sim.flash import SimFlash
-from hal.sim.radio import Medium
+from hal.sim.lab import LabMedium
+from hal.sim.vclock import VirtualClock
 
 ROOT = "/"  # sim storage is /hub: the firmware root is its parent
 KEY_D = 0x3C4F6A0E9B1D2C5E7F8091A2B3C4D5E6F708192A3B4C5D6E7F8091A2B3C4D5E7
@@ -109,7 +109,7 @@ class Device:
     def __init__(self, first=None, key=True, slots=True):
         self.flash = SimFlash()
         self.clock = VirtualClock()
-        self.medium = Medium(self.clock, seed=1)
+        self.medium = LabMedium(self.clock, seed=1)
         self.first = first or Image("1.0")
         if slots:  # else: a board with the layout before slots (no slots/ at all)
             install(self.flash, "a", self.first)

@@ -2,9 +2,9 @@
 from agent.examples import DBCH04_CONFIG
 from boards import sim
 from hal.contracts import Link
-from hal.sim.clock import VirtualClock
 from hal.sim.flash import SimFlash
-from hal.sim.radio import Medium
+from hal.sim.lab import LabMedium
+from hal.sim.vclock import VirtualClock
 
 TEMPLATE = DBCH04_CONFIG
 
@@ -21,7 +21,7 @@ class Rig:
     def __init__(self, seed=1):
         self.flash = SimFlash()
         self.clock = VirtualClock()
-        self.medium = Medium(self.clock, seed=seed)
+        self.medium = LabMedium(self.clock, seed=seed)
         self.hub = None
         self.boot()
 

@@ -1,7 +1,8 @@
 import unittest
 
 from hal.contracts import Clock
-from hal.sim.clock import DEFAULT_UTC_START, VirtualClock
+from hal.sim.clock import FastForwardClock
+from hal.sim.vclock import DEFAULT_UTC_START, VirtualClock
 
 
 class TestVirtualClock(unittest.TestCase):
@@ -86,3 +87,38 @@ class TestVirtualClock(unittest.TestCase):
         # the 200 ms timer fired during the busy action, at its own time
         self.assertEqual(seen, [200, 600])
         self.assertEqual(c.monotonic_ms(), 600)
+
+
+class TestFastForwardClock(unittest.TestCase):
+    def test_wraps_a_base_and_moves_forward(self):
+        base = VirtualClock(utc_start=5000)
+        base.advance_ms(1500)
+        c = FastForwardClock(base)
+        self.assertIsInstance(c, Clock)
+        self.assertIs(c.base, base)
+        self.assertEqual(c.monotonic_ms(), 1500)
+        self.assertEqual(c.utc(), 5001)
+        c.advance_ms(3600000)  # an hour passes at once
+        self.assertEqual(c.monotonic_ms(), 3601500)
+        self.assertEqual(c.utc(), 5001 + 3600)
+        self.assertEqual(base.monotonic_ms(), 1500)  # the base is not moved
+        base.advance_ms(500)  # real time goes on underneath
+        self.assertEqual(c.monotonic_ms(), 3602000)
+        self.assertEqual(c.utc(), 5002 + 3600)
+
+    def test_sleep_is_the_base_sleep(self):
+        base = VirtualClock()
+        c = FastForwardClock(base)
+        c.advance_ms(10)
+        c.sleep_ms(250)
+        self.assertEqual(base.monotonic_ms(), 250)
+        self.assertEqual(c.monotonic_ms(), 260)
+
+    def test_never_back(self):
+        c = FastForwardClock(VirtualClock())
+        for bad in (-1, 1.5, "1", None):
+            with self.assertRaises(ValueError):
+                c.advance_ms(bad)
+        self.assertEqual(c.monotonic_ms(), 0)
+        c.advance_ms(0)
+        self.assertEqual(c.monotonic_ms(), 0)

@@ -2,14 +2,16 @@ import unittest
 
 from hal import phy
 from hal.contracts import Radio, RadioError
-from hal.sim.clock import VirtualClock
-from hal.sim.radio import HOUR_MS, MAX_PAYLOAD, AirtimeWindow, Medium, SimRadio
+from hal.sim.airtime import AirtimeWindow
+from hal.sim.lab import HOUR_MS, LabMedium
+from hal.sim.radio import MAX_PAYLOAD, Medium, SimRadio
+from hal.sim.vclock import VirtualClock
 
 
 def _setup(band="868", **kw):
     clock = VirtualClock()
     kw.setdefault("jitter_db", 0)
-    medium = Medium(clock, **kw)
+    medium = LabMedium(clock, **kw)
     return clock, medium, SimRadio(medium, clock, band=band)
 
 
@@ -176,13 +178,16 @@ class TestEnergy(unittest.TestCase):
     def test_jitter_is_reproducible(self):
         def readings(seed):
             clock = VirtualClock()
-            medium = Medium(clock, seed=seed, jitter_db=1)
+            medium = kind(clock, seed=seed, jitter_db=1)
             r = SimRadio(medium, clock)
             return [r.energy(28, i % 27) for i in range(60)]
 
+        kind = Medium
         a = readings(7)
         self.assertEqual(a, readings(7))
         self.assertNotEqual(a, readings(8))
+        kind = LabMedium
+        self.assertEqual(readings(7), a)  # the same air with nothing scripted
         for v in a:
             self.assertIn(v, (-101, -100, -99))
         self.assertEqual(len(set(a)), 3)
@@ -375,11 +380,8 @@ class TestAirtimeWindow(unittest.TestCase):
 
 class HourlyLogIsBounded(unittest.TestCase):
     def test_a_year_of_hours_keeps_a_month(self):
-        from hal.sim.clock import VirtualClock
-        from hal.sim.radio import Medium, SimRadio
-
         clock = VirtualClock()
-        medium = Medium(clock, windows_ms=(), recent_size=4)
+        medium = LabMedium(clock, windows_ms=(), recent_size=4)
         radio = SimRadio(medium, clock)
         radio.tune(28, 1)
         for _ in range(6):
@@ -391,3 +393,52 @@ class HourlyLogIsBounded(unittest.TestCase):
         self.assertEqual(hourly[-1], 1920)
         self.assertEqual(medium.first_hour() + len(hourly) - 1, clock.monotonic_ms() // 3600000)
         self.assertEqual(len(medium.recent()), 4)
+
+
+class TestBoardMedium(unittest.TestCase):
+    # hal.sim.radio.Medium alone, as the virtual board builds it: no scripts, no logs but the ring
+    def _board(self, **kw):
+        clock = VirtualClock()
+        medium = Medium(clock, seed=5, recent_size=8, **kw)
+        return clock, medium, SimRadio(medium, clock, band="868", tx_power_dbm=14)
+
+    def test_carries_no_lab_parts(self):
+        _, medium, _ = self._board()
+        for name in ("set_noise", "add_transmitter", "recent", "hourly_airtime_us", "max_window_airtime_us"):
+            self.assertFalse(hasattr(medium, name), name)
+        with self.assertRaises(TypeError):
+            Medium(VirtualClock(), windows_ms=(HOUR_MS,))  # windows are kept by LabMedium
+
+    def test_background_and_bad_channels(self):
+        _, medium, r = self._board(jitter_db=0)
+        self.assertEqual(r.energy(28, 5), -100)
+        medium.noise_dbm = -87
+        self.assertEqual(r.energy(30, 61), -87)
+        with self.assertRaises(phy.ChannelError):
+            medium.energy(28, 27)
+        with self.assertRaises(RadioError):
+            r.energy(31, 0)  # a 915 MHz page
+
+    def test_ring_is_bounded_and_counts(self):
+        clock, medium, r = self._board(jitter_db=0)
+        other = SimRadio(medium, clock, tx_power_dbm=0)
+        other.tune(29, 30)
+        r.tune(29, 30)
+        for _ in range(20):
+            other.transmit(bytes(50))  # 5120 us each, all at 0 ms
+        self.assertEqual(medium.frames, 20)
+        self.assertEqual(medium.airtime_us_total, 20 * 5120)
+        self.assertEqual(len(medium._recent), 8)
+        self.assertEqual(r.energy(29, 30), 0 - 60 + 9)  # the 8 frames in the ring, summed: +9 dB
+        self.assertEqual(other.energy(29, 30), -100)
+        clock.advance_ms(6)
+        self.assertEqual(r.energy(29, 30), -100)
+        self.assertEqual(r.receive(), bytes(50))  # the frames were queued for r on arrival
+        self.assertEqual(medium.rx_dropped, 0)
+
+    def test_radios_join_and_leave(self):
+        _, medium, r = self._board()
+        self.assertEqual(medium.radios, [r])
+        r.deinit()
+        r.deinit()  # twice is harmless
+        self.assertEqual(medium.radios, [])
