@@ -64,10 +64,12 @@ class Agility:
         }
 
     # -- configuration ---------------------------------------------------------------------
-    def configure(self, config, now_ms):
-        """Apply a validated SubGhzConfig; returns alerts."""
-        self.config = config
-        self.channels = [pc for pc in config.usable_channels() if self.radio.can_tune(pc[0], pc[1])]
+    def configure(self, usable, params, now_ms):
+        """Apply a validated configuration: its usable (page, channel) pairs in plan order and its
+        scaled parameters keyed by DUIS name (SubGhzConfig.usable_channels() and .params). Returns
+        alerts."""
+        self.config = params
+        self.channels = [pc for pc in usable if self.radio.can_tune(pc[0], pc[1])]
         self.next_check_ms = now_ms + self._period_ms()
         if self.operating in self.channels:
             self._retune()  # after a reboot the radio starts untuned

@@ -1,29 +1,38 @@
 # The part of the firmware service that a board loads at every boot: the running version (from
 # the running slot's manifest), finishing what a reboot or power cut interrupted, confirming a
 # trial boot after FW_CONFIRM_MS of healthy running (N64), noticing a scheduled activation that
-# is due, and reporting the outcome after a revert. The fw.* operations are registered here as
-# stubs: the first one called imports agent.firmware (staging, image parsing, signature checks,
-# slot unpacking, activation, status), which then stays loaded. So does a due activation, or an
-# interrupted one whose outcome needs a staged slot checked. The operations, the records and
-# the whole protocol are described in agent/firmware.py.
+# is due, and reporting the outcome after a revert. When none of that is pending (idle()) the hub
+# does not keep it. The first fw.* operation loads it again and imports agent.firmware (staging,
+# image parsing, signature checks, slot unpacking, activation, status), which then stays loaded.
+# So does a due activation, or an interrupted one whose outcome needs a staged slot checked. The
+# operations, the records and the whole protocol are described in agent/firmware.py.
 #
 # A scheduled activation costs nothing to watch: its record ("fw.act", with its UTC due time
 # "at") is read from the store once at boot and compared with Clock.utc() at each tick.
 import sys
 
 from agent import VERSION, alerts
-from hal.compat import const, hexstr
-
-# On a board the bootloader (agent/boot.py, flashed as dbchboot) is already loaded: use it rather
-# than load the same code again from the slot; it also wrote the state this part reads.
-boot = sys.modules.get("dbchboot")
-if boot is None:
-    from agent import boot
+from hal.compat import const, hexstr, unload
 
 MAX_IMAGE = const(2097152)  # default largest CONTENT; a board may set FW_MAX_IMAGE
 CONFIRM_MS = const(2000)  # default healthy running time before a trial is confirmed
 EVENT = "firmware"
-OPS = ("fw.begin", "fw.chunk", "fw.end", "fw.activate", "fw.cancel", "fw.status")
+
+
+def _boot():
+    # The bootloader's code. On a board it is already loaded (agent/boot.py, flashed as dbchboot):
+    # use it rather than load the same code again from the slot; it also wrote the state this part
+    # reads. Otherwise agent.boot is loaded for the moment it is needed (see _done).
+    b = sys.modules.get("dbchboot")
+    if b is None:
+        from agent import boot as b
+    return b
+
+
+def _done():
+    # agent.boot unloaded again, unless the update code (agent.firmware) holds it too
+    if "agent.firmware" not in sys.modules:
+        unload("agent.boot")
 
 
 def parent_dir(path):
@@ -60,16 +69,19 @@ class FirmwareService:
         self.confirm_ms = getattr(board, "FW_CONFIRM_MS", CONFIRM_MS)
         self.started_ms = self.clock.monotonic_ms()
         self._updater = None  # agent.firmware's Updater, once needed
+        boot = _boot()
         st = boot.read_state(self.fs, self.root)
         self.slot = boot.running(st)
         self.trial = st["trial"] is not None and st["tries"] > 0
         self.manifest = boot.read_manifest(self.fs, self.root, self.slot)
+        boot = None
         v = self.manifest.get("version") if self.manifest else None
         self.version = v if isinstance(v, str) and 1 <= len(v) <= 8 else VERSION
         self._act = self.store.get("fw.act")
         if not isinstance(self._act, dict):
             self._act = None
         self._reconcile(st)
+        _done()
 
     def updater(self):
         # The rest of the service (agent.firmware), imported the first time it is needed.
@@ -80,17 +92,9 @@ class FirmwareService:
             u = self._updater = Updater(self)
         return u
 
-    def ops(self):
-        out = {}
-        for name in OPS:
-            out[name] = self._stub(name)
-        return out
-
-    def _stub(self, name):
-        def call(args):
-            return self.updater().handle(name, args)
-
-        return call
+    def idle(self):
+        # nothing to finish, confirm or watch, and no update under way: the hub need not keep this
+        return not self.trial and self._act is None and self._updater is None
 
     # -- start-up: finish what a reboot or power cut interrupted ------------------------------
     def _reconcile(self, st):
@@ -163,7 +167,8 @@ class FirmwareService:
         # The trial boot is healthy: make its slot the active one and report N64.
         if not self.trial:
             return False
-        boot.confirm(self.fs, self.root)
+        _boot().confirm(self.fs, self.root)
+        _done()
         self.trial = False
         self._report_activated(self._act)
         return True

@@ -5,14 +5,18 @@
 #   I0   done;  E13  unknown operation (the request type is not valid here);
 #   E49  the request's arguments do not have the operation's format;
 #   E0628xx  from configuration validation (agent/subghz.py).
-from agent import alerts, codes, subghz
+#
+# The validator (agent/subghz.py) is loaded for one configuration and unloaded after it: the hub
+# keeps the validated configuration as plain data (its DUIS mapping, the usable channels, the
+# scaled parameters and the four masks), so no code of the validator stays on a board's heap.
+from agent import alerts, codes
 from agent.agility import Agility
 from agent.dutycycle import DutyCycle
 from agent.eui import format_eui, parse_eui
 from agent.outbox import Outbox
 from agent.store import Store
 from hal import phy
-from hal.compat import hexstr
+from hal.compat import hexstr, unload
 
 RC_OK = codes.SUCCESS
 RC_UNKNOWN_OP = "E13"
@@ -26,6 +30,21 @@ _FILLER = b"\x55" * 125
 
 class BadArgs(ValueError):
     pass
+
+
+def validate(mapping, region=None):
+    """agent.subghz.validate() with its code unloaded after: (code, as_dict, errors, applied),
+    applied = (DUIS mapping, usable channels, scaled parameters, masks) when the code is I0."""
+    from agent import subghz
+
+    try:
+        r = subghz.validate(mapping, region=region)
+        c = r.config
+        applied = (c.to_mapping(), c.usable_channels(), dict(c.params), c.masks()) if c else None
+        return r.code, r.as_dict(), r.errors, applied
+    finally:
+        subghz = r = c = None
+        unload("agent.subghz")
 
 
 def _arg(args, name, kind, default=None, required=False):
@@ -55,27 +74,21 @@ class Hub:
         self._unsaved_us = 0  # airtime recorded since the duty-cycle record was last written
         self._duty_state = None  # the state that record holds
         self.agility = Agility(self.radio, self.clock, self.store.get("agility"))
-        self.config = None
+        self.config = None  # the applied configuration's DUIS mapping
+        self._masks = None  # its four channel masks
         self.epoch = self._epoch()
         self.boot_count = (self.store.get("boots") or 0) + 1
         self.store.put("boots", self.boot_count)
         self.started_ms = self.clock.monotonic_ms()
         self.reboot_requested = False
-        self.ops = {
-            "hello": self.op_hello,
-            "status": self.op_status,
-            "config.get": self.op_config_get,
-            "config.set": self.op_config_set,
-            "channel": self.op_channel,
-            "scan": self.op_scan,
-            "send": self.op_send,
-            "clock.advance": self.op_clock_advance,
-            "reboot": self.op_reboot,
-        }
-        from agent.fwboot import FirmwareService  # the rest of it (agent.firmware) loads on demand
-
-        self.firmware = FirmwareService(self)
-        self.ops.update(self.firmware.ops())
+        # The firmware service's boot-time part (agent.fwboot) finishes what a reboot interrupted
+        # and confirms a trial boot; when nothing is pending it is not kept (loaded again by the
+        # first fw.* request).
+        self.firmware = None
+        self.version = self.fw().version
+        if self.firmware.idle():
+            self.firmware = None
+            unload("agent.fwboot")
         self._restore_config()
         self._restore_duty()
 
@@ -107,22 +120,24 @@ class Hub:
         rec = self.store.get("subghz")
         if not rec:
             return
-        result = subghz.validate(rec.get("cfg"))
-        if not result.ok:
+        applied = validate(rec.get("cfg"))[3]
+        if applied is None:
             return  # a stored config that no longer validates is ignored (and reported by status)
-        self._apply(result.config, announce=not rec.get("announced"))
+        self._apply(applied, announce=not rec.get("announced"))
 
-    def _apply(self, config, announce):
+    def _apply(self, applied, announce):
         now = self.clock.monotonic_ms()
-        self.config = config
-        self.duty.set_thresholds(config.normal_limited_permille, config.limited_critical_permille)
-        moved = self.agility.configure(config, now)
+        mapping, usable, params, masks = applied
+        self.config = mapping
+        self._masks = masks
+        self.duty.set_thresholds(params["NormalLimitedDutyCycleThreshold"], params["LimitedCriticalDutyCycleThreshold"])
+        moved = self.agility.configure(usable, params, now)
         self._save_agility()
         if announce:
             # persisted first with announced=False: a power cut before the mark re-raises 8F2A at
             # boot, so the alert is at least once, never lost.
-            self.raise_alerts([(codes.ALERT_CONFIG_CHANGED, config.to_mapping())])
-            self.store.put("subghz", {"cfg": config.to_mapping(), "announced": True})
+            self.raise_alerts([(codes.ALERT_CONFIG_CHANGED, mapping)])
+            self.store.put("subghz", {"cfg": mapping, "announced": True})
         self.raise_alerts(moved)
 
     # -- duty cycle across reboots -----------------------------------------------------------
@@ -172,7 +187,8 @@ class Hub:
         self.raise_alerts(self.duty.update(now))
         if self.duty.state != self._duty_state:
             self._save_duty(now)
-        self.firmware.tick(now)
+        if self.firmware is not None:
+            self.firmware.tick(now)
         if self.config is not None:
             before = self.agility.state()
             self.raise_alerts(self.agility.tick(now))
@@ -182,21 +198,33 @@ class Hub:
     # -- requests ----------------------------------------------------------------------------
     def handle(self, req):
         """A checked request message -> (rc, data, err)."""
-        fn = self.ops.get(req.get("op"))
-        if fn is None:
-            return RC_UNKNOWN_OP, None, "unknown operation {!r}".format(req.get("op"))
+        op = req.get("op")
+        fn = _OPS.get(op)
+        if fn is None and op not in FW_OPS:
+            return RC_UNKNOWN_OP, None, "unknown operation {!r}".format(op)
         args = req.get("a") or {}
         if not isinstance(args, dict):
             return RC_BAD_ARGS, None, "arguments must be a map"
         try:
-            return fn(args)
+            if fn is None:
+                return self.fw().updater().handle(op, args)
+            return fn(self, args)
         except BadArgs as e:
             return RC_BAD_ARGS, None, str(e)
+
+    def fw(self):
+        """The firmware service (agent.fwboot), loaded if it is not."""
+        fw = self.firmware
+        if fw is None:
+            from agent.fwboot import FirmwareService
+
+            fw = self.firmware = FirmwareService(self)
+        return fw
 
     def identity(self):
         return {
             "eui": format_eui(self.eui),
-            "version": self.firmware.version,
+            "version": self.version,
             "board": getattr(self.board, "NAME", None),
             "band": getattr(self.radio, "band", None),
             "boot": self.boot_count,
@@ -214,7 +242,7 @@ class Hub:
             {
                 "uptime_ms": now - self.started_ms,
                 "configured": self.config is not None,
-                "masks": ["{:08X}".format(m) for m in self.config.masks()] if self.config else None,
+                "masks": ["{:08X}".format(m) for m in self._masks] if self._masks else None,
                 "channel": {"page": op[0], "channel": op[1], "hz": phy.frequency_hz(op[0], op[1])} if op else None,
                 "changes_left": self.agility.changes_left(),
                 "duty": {"state": self.duty.state, "permille": self.duty.usage_permille(now)},
@@ -227,17 +255,16 @@ class Hub:
     def op_config_get(self, args):
         if self.config is None:
             return RC_OK, None, None
-        return RC_OK, self.config.to_mapping(), None
+        return RC_OK, dict(self.config), None
 
     def op_config_set(self, args):
         mapping = _arg(args, "config", dict, required=True)
         region = _arg(args, "region", str)
-        result = subghz.validate(mapping, region=region)
-        data = result.as_dict()
-        if not result.ok:
-            return result.code, data, "; ".join("{}: {}".format(f, m) for f, m in result.errors)
-        self.store.put("subghz", {"cfg": result.config.to_mapping(), "announced": False})
-        self._apply(result.config, announce=True)
+        code, data, errors, applied = validate(mapping, region=region)
+        if applied is None:
+            return code, data, "; ".join("{}: {}".format(f, m) for f, m in errors)
+        self.store.put("subghz", {"cfg": applied[0], "announced": False})
+        self._apply(applied, announce=True)
         return RC_OK, data, None
 
     def op_channel(self, args):
@@ -295,3 +322,19 @@ class Hub:
     def op_reboot(self, args):
         self.reboot_requested = True
         return RC_OK, None, None
+
+
+# The operations: op -> Hub method; FW_OPS go to the firmware service (agent.firmware).
+_OPS = {
+    "hello": Hub.op_hello,
+    "status": Hub.op_status,
+    "config.get": Hub.op_config_get,
+    "config.set": Hub.op_config_set,
+    "channel": Hub.op_channel,
+    "scan": Hub.op_scan,
+    "send": Hub.op_send,
+    "clock.advance": Hub.op_clock_advance,
+    "reboot": Hub.op_reboot,
+}
+FW_OPS = ("fw.begin", "fw.chunk", "fw.end", "fw.activate", "fw.cancel", "fw.status")
+Hub.ops = tuple(_OPS) + FW_OPS

@@ -95,3 +95,20 @@ def sync():
 
     if hasattr(os, "sync"):
         os.sync()
+
+
+def unload(name):
+    """Forget module `name` (in sys.modules and in its package) so the GC can take back its code:
+    on MicroPython a module's bytecode lives on the heap. Whoever still holds the module, one of
+    its functions or an instance of its classes keeps all of it. A no-op on CPython, where code
+    is not on the heap and re-importing would only make new classes."""
+    import sys
+
+    if sys.implementation.name != "micropython":
+        return
+    sys.modules.pop(name, None)
+    i = name.rfind(".")
+    if i > 0:
+        parent = sys.modules.get(name[:i])
+        if parent is not None and name[i + 1 :] in parent.__dict__:
+            delattr(parent, name[i + 1 :])

@@ -172,7 +172,7 @@ def test_configuration_mappings(target, changes, dropped, region):
     else:
         assert rc == "E49"
     if rc == "I0":
-        assert target.rig.call("config.get")[1] == target.rig.hub.config.to_mapping()
+        assert target.rig.call("config.get")[1] == target.rig.hub.config
     check(target, [])
 
 

@@ -110,7 +110,7 @@ class TestRefusals(unittest.TestCase):
         self.assertEqual(self.dev.call("fw.begin")[0], "E49")
 
     def test_oversized(self):
-        r = self.begin(size=self.dev.hub.firmware.max_image + 1)
+        r = self.begin(size=self.dev.hub.fw().max_image + 1)
         self.assertEqual(r[0], "E49")
         self.assertIn("too large", r[2])
 
