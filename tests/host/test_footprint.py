@@ -3,7 +3,10 @@ with `-X heapsize=`, from .mpy files (host_tools.build) laid out as the board's 
 
 - The whole agent (boards/unix.py: simulated radio, file storage, the console as its link) boots
   from main.py and serves the wire protocol to host_tools.client.AgentClient over a pipe: hello,
-  the DBCH04-like configuration, status, an alert burst delivered and acknowledged.
+  the DBCH04-like configuration, status, an alert burst, a signed image of the agent staged with
+  host_tools.firmware.send (what dbch firmware send does) and reported staged and verified by
+  fw.status, the alerts delivered and acknowledged (bench_footprint.run_session, which the bench
+  also bisects for the smallest heap).
 - bench/footprint_probe.py (in-process figures) for the idle heap, and bisected smallest heaps.
 
 The 128 KB budget is the requirement. Where the agent does not meet it yet the test is marked
@@ -14,30 +17,17 @@ the mark) the day the agent fits. bench/bench_footprint.py prints every figure.
 from __future__ import annotations
 
 import importlib.util
-import os
-import select
 import shutil
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from host_tools.client import AgentClient, LinkError
+from host_tools.client import AgentClient
 
 ROOT = Path(__file__).resolve().parents[2]
 CAP = 128 * 1024
 
 pytestmark = pytest.mark.skipif(shutil.which("micropython") is None, reason="needs the MicroPython unix port")
-
-MAIN_PY = """# a board's main.py: start the hub agent on the virtual board's parts
-from boards import load
-
-board = load("unix")
-from agent.run import serve
-
-serve(board.make_hal(), board)
-"""
 
 
 def _bench():
@@ -53,115 +43,13 @@ bench = _bench()
 @pytest.fixture(scope="module")
 def flash(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("flash")
-    bench.build_flash(d)
-    (d / "main.py").write_text(MAIN_PY)
+    bench.build_flash(d)  # with main.py, the trusted key and the signed image
     return d
 
 
 # -- the agent as a board runs it --------------------------------------------------------------
-
-
-class PipeTransport:
-    """The unix port running main.py, its console on pipes (stdin: to the agent)."""
-
-    def __init__(self, flash: Path, heap: str, workdir: Path):
-        shutil.copytree(flash, workdir)
-        env = dict(os.environ)
-        env.pop("MICROPYPATH", None)
-        self.proc = subprocess.Popen(
-            [shutil.which("micropython"), "-X", f"heapsize={heap}", "main.py"],
-            cwd=workdir,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        self.text = bytearray()
-
-    def read(self, n: int) -> bytes:
-        if self.proc.poll() is not None and not select.select([self.proc.stdout], [], [], 0)[0]:
-            raise LinkError(f"the board exited ({self.proc.returncode}): {self.stderr()}")
-        if not select.select([self.proc.stdout], [], [], 0.02)[0]:
-            return b""
-        return os.read(self.proc.stdout.fileno(), n)
-
-    def write(self, data: bytes) -> None:
-        self.proc.stdin.write(data)
-        self.proc.stdin.flush()
-
-    def stderr(self) -> str:
-        if self.proc.poll() is None:
-            return "(still running)"
-        return self.proc.stderr.read().decode(errors="replace")[-2000:]
-
-    def close(self, wait: float = 5.0) -> tuple[int | None, str]:
-        """End of input: the agent's loop should end and main.py return. The exit status, or
-        None if the board was still running after `wait` seconds (then it is killed)."""
-        try:
-            self.proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        status = None
-        try:
-            status = self.proc.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        err = self.proc.stderr.read()
-        self.proc.stdout.close()
-        self.proc.stderr.close()
-        return status, err.decode(errors="replace")
-
-
-def _template() -> dict:
-    spec = importlib.util.spec_from_file_location("hubkit_copy", ROOT / "tests" / "portable" / "hubkit.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return dict(mod.TEMPLATE)
-
-
-def run_session(flash: Path, heap: str, workdir: Path) -> dict:
-    t = PipeTransport(flash, heap, workdir)
-    facts: dict = {}
-    try:
-        c = AgentClient(t, timeout=10.0, on_text=t.text.extend)
-        r = c.hello()
-        assert r.rc == "I0", r
-        facts["hello"] = r.data
-        r = c.request("config.set", {"config": _template()})
-        assert r.rc == "I0", r
-        r = c.request("status")
-        assert r.rc == "I0" and r.data["configured"], r
-        facts["channel"] = r.data["channel"]
-        # an alert burst: far above the duty-cycle limits (two devices, then essential traffic),
-        # then the hour passes
-        for args in (
-            {"device": "00-00-00-00-00-00-00-01"},
-            {"device": "00-00-00-00-00-00-00-02"},
-            {"essential": True},
-        ):
-            r = c.request("send", dict(args, count=4000, len=125), timeout=60)
-            assert r.rc == "I0", r
-        r = c.request("clock.advance", {"ms": 3_700_000})
-        assert r.rc == "I0", r
-        # subscribe, then take every event and acknowledge it
-        r = c.hello(events=True)
-        assert r.rc == "I0", r
-        codes = []
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            for ev in c.poll_events(0.3):
-                c.seen.add(ev.seq)
-                codes.append(ev.data.get("DeviceAlertCode"))
-                c.ack(ev.seq)
-            r = c.request("status")
-            if r.data["outbox"] == 0:
-                break
-        facts["alerts"] = codes
-        facts["outbox"] = r.data["outbox"]
-    finally:
-        facts["exit"], facts["stderr"] = t.close(wait=10.0)
-    return facts
+# bench_footprint.PipeTransport: the unix port running main.py from a copy of the flash, its
+# console on pipes; bench_footprint.run_session: the whole session over it.
 
 
 @pytest.mark.parametrize(
@@ -179,19 +67,66 @@ def run_session(flash: Path, heap: str, workdir: Path) -> dict:
     ],
 )
 def test_the_agent_serves_its_console_on_a_small_heap(flash, tmp_path, heap):
-    facts = run_session(flash, heap, tmp_path / "board")
+    facts = bench.run_session(flash, heap, tmp_path / "board")
     assert facts["hello"]["board"] == "unix"
+    assert facts["hello"]["version"] != bench.IMAGE_VERSION  # so the image is really staged
     assert facts["channel"]["page"] in (28, 29, 30)
+    # the image staged over the pipe, every chunk sent, hash and signature checked by fw.end
+    img, sent, st = facts["fw_image"], facts["fw_sent"], facts["fw_status"]
+    assert img["version"] == bench.IMAGE_VERSION and img["board"] == "unix" and img["signed"]
+    assert not sent.get("already") and sent["sent"] == img["size"]
+    assert sent["hash"] == bytes.fromhex(img["hash"]) and sent["version"] == bench.IMAGE_VERSION
+    # fw.status: staged and verified in the inactive slot, nothing half-received, still running
+    # the flashed version, the trusted key in place
+    assert sent["slot"] == "b" and st["slot"] == "a"
+    assert st["slots"]["b"] == {"version": bench.IMAGE_VERSION, "hash": img["hash"]}
+    assert st["staging"] is None and st["key"] is True
+    assert st["version"] == facts["hello"]["version"] and st["activation"] is None
     seen = facts["alerts"]
-    for code in ("8F2A", "8F27", "8F26", "8F20", "8F22", "8F24", "8F25", "8F23", "8F21"):
+    for code in bench.BURST_ALERTS:
         assert code in seen, (code, seen)
     assert facts["outbox"] == 0
     assert facts["exit"] == 0, facts["stderr"]  # main.py returns when the console closes
     assert "Error" not in facts["stderr"], facts["stderr"]
+    assert bench.session_problems(facts) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="does not fit yet: without the staging the session needs about 136 KB on the 64-bit unix port",
+)
+def test_the_agent_serves_its_console_without_staging_in_128k(flash):
+    # the same session without the firmware staging (which needs about 72 KB more): the day
+    # this passes, the agent boots and serves in 128 KB, and staging is what is left to shrink
+    why: list[str] = []
+    assert bench.session_ok(flash, CAP, False, why), why
+
+
+def test_a_session_that_runs_out_of_heap_is_reported_not_passed(flash, tmp_path):
+    # the bisection's test can fail: on a heap too small to boot the board exits, and the host
+    # is told at once (not after its timeout)
+    why: list[str] = []
+    assert not bench.session_ok(flash, 64 * 1024, True, why)
+    assert len(why) == 1 and "MemoryError" in why[0], why
+    assert bench.session_problems({"exit": 0, "stderr": ""}) != []
+
+
+def test_an_image_signed_by_another_key_is_refused_in_the_session(flash, tmp_path):
+    # the trusted key matters: with another key on the board, fw.begin is refused (E100)
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from host_tools import firmware
+
+    other = tmp_path / "other"
+    shutil.copytree(flash, other)
+    (other / "fwkey.bin").write_bytes(firmware.public_point(ec.generate_private_key(ec.SECP256R1())))
+    with pytest.raises(firmware.FirmwareError) as e:
+        bench.run_session(other, "1M", tmp_path / "board")
+    assert e.value.rc == "E100"
 
 
 def test_the_agent_returns_when_its_console_closes(flash, tmp_path):
-    t = PipeTransport(flash, "1M", tmp_path / "board")
+    t = bench.PipeTransport(flash, "1M", tmp_path / "board")
     c = AgentClient(t, timeout=10.0)
     assert c.hello().rc == "I0"
     status, err = t.close(wait=5.0)
@@ -226,6 +161,33 @@ def test_idle_heap_after_boot_and_configuration(flash):
     assert f["config"] - f["boot"] < 8 * 1024
     # what the hub holds at idle besides its code is small next to the code
     assert f["status"] - f["imported"] < 48 * 1024
+
+
+def test_the_probe_stages_the_signed_image(flash, tmp_path):
+    # the probe's firmware mode: boot, configuration, the image staged and verified, a scheduled
+    # activation cancelled; with the trusted key replaced, staging is refused and the probe fails
+    assert bench.probe_ok(flash, 1024 * 1024, "firmware")
+    f = bench.full_figures(flash, "1M", "fwfull")
+    assert f["fw"]["chunks"] == -(-f["fw"]["image"] // f["fw"]["chunk"]) and f["fw"]["slot"] == "b"
+    assert f["steps"]["firmware"]["peak"] > f["steps"]["firmware"]["idle"] > f["steps"]["status"]["idle"]
+    assert "firmware" not in f["errors"] and "fw_activate" not in f["errors"]
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from host_tools import firmware
+
+    other = tmp_path / "other"
+    shutil.copytree(flash, other)
+    (other / "fwkey.bin").write_bytes(firmware.public_point(ec.generate_private_key(ec.SECP256R1())))
+    r = bench.run_probe(other, "1M", "firmware")
+    assert "probe failed" in r.stdout and "E100" in r.stdout, r.stdout
+
+
+def test_a_session_with_staging_fits_in_240k(flash):
+    # Until the agent fits 128 KB, a guard on the real session with the image staged (208 KB
+    # when this was written, 136 KB without the staging; bench_footprint prints both). Lower it
+    # as the agent shrinks.
+    why: list[str] = []
+    assert bench.session_ok(flash, 240 * 1024, True, why), why
 
 
 def test_boot_fails_cleanly_on_a_tiny_heap_and_runs_on_a_large_one(flash):
