@@ -6,6 +6,11 @@
 # An event not acknowledged within RESEND_MS is sent again with the same seq (the host drops
 # seqs it has already seen), so delivery is at least once on the wire and exactly once at a host
 # that remembers seqs. Events leave the outbox only on the host's ack.
+#
+# Out of memory (a small board's heap, fragmented) never ends the loop: a frame that cannot be
+# taken in is dropped (counted in bad_frames; the host's timeout asks again), a response that
+# cannot be framed goes out without its data, and an event that cannot be framed stays in the
+# outbox for a later pass.
 from agent import wire
 from agent.hub import RC_BAD_ARGS
 from hal.compat import const, print_exception
@@ -35,11 +40,18 @@ class Server:
             data = self.link.read(_READ)
             if not data:
                 break
-            for body in self.decoder.feed(data):
-                self._on_body(body)
-        self.hub.tick()
-        if self.subscribed:
-            self._deliver()
+            try:
+                for body in self.decoder.feed(data):
+                    self._on_body(body)
+            except MemoryError:
+                self.decoder.reset()
+                self.bad_frames += 1
+        try:
+            self.hub.tick()
+            if self.subscribed:
+                self._deliver()
+        except MemoryError:
+            pass  # again on the next pass: nothing has left the outbox
 
     def run(self, idle_ms=20):
         while not self.hub.reboot_requested and not getattr(self.link, "eof", False):
@@ -78,6 +90,9 @@ class Server:
             self.send(wire.response(msg["id"], rc, data, err))
         except wire.WireError as e:
             self.send(wire.response(msg["id"], rc, None, "response too large: {}".format(e)))
+        except MemoryError:
+            data = None
+            self.send(wire.response(msg["id"], rc, None, "no memory for the response's data"))
 
     def _deliver(self):
         now = self.clock.monotonic_ms()

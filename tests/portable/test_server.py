@@ -38,6 +38,33 @@ class ClosingLink(PipeLink):
         return True  # poll reports the hang-up as readable
 
 
+class StarvedDecoder(wire.FrameDecoder):
+    """A frame decoder on a heap that runs out: the first `fail` feeds raise MemoryError."""
+
+    def __init__(self, fail=1):
+        wire.FrameDecoder.__init__(self)
+        self.fail = fail
+
+    def feed(self, data):
+        if self.fail:
+            self.fail -= 1
+            wire.FrameDecoder.feed(self, data[: len(data) // 2])  # part of it was taken in
+            raise MemoryError("memory allocation failed")
+        return wire.FrameDecoder.feed(self, data)
+
+
+class StarvedLink(PipeLink):
+    """A console whose writes fail for lack of memory while `fail` is set."""
+
+    fail = 0
+
+    def write(self, data):
+        if self.fail:
+            self.fail -= 1
+            raise MemoryError("memory allocation failed")
+        PipeLink.write(self, data)
+
+
 class ServerTests(unittest.TestCase):
     def setUp(self):
         self.rig = Rig()
@@ -102,3 +129,47 @@ class ServerTests(unittest.TestCase):
         self.host.send(wire.request(1, "hello", {"events": True}))
         server.poll()
         self.assertEqual([m["seq"] for m in self.host.received() if m["t"] == "e"], seqs)
+
+
+class OutOfMemory(unittest.TestCase):
+    def setUp(self):
+        self.rig = Rig()
+        self.host = Host()
+        self.host.link = StarvedLink()
+        self.server = Server(self.rig.hub, self.host.link)
+
+    def test_a_frame_that_cannot_be_taken_in_is_dropped_and_the_next_is_answered(self):
+        self.server.decoder = StarvedDecoder()
+        self.host.send(wire.request(1, "hello"))
+        self.server.poll()  # no MemoryError out of the loop
+        self.assertEqual(self.host.received(), [])
+        self.assertEqual(self.server.bad_frames, 1)
+        self.host.send(wire.request(2, "hello"))
+        self.server.poll()
+        got = self.host.received()
+        self.assertEqual([(m["id"], m["rc"]) for m in got], [(2, "I0")])
+
+    def test_a_response_that_cannot_be_framed_goes_out_without_its_data(self):
+        self.host.link.fail = 1
+        self.host.send(wire.request(3, "status"))
+        self.server.poll()
+        got = self.host.received()
+        self.assertEqual(len(got), 1)
+        self.assertEqual((got[0]["id"], got[0]["rc"]), (3, "I0"))
+        self.assertNotIn("d", got[0])
+        self.assertIn("memory", got[0]["e"])
+
+    def test_an_event_that_cannot_be_sent_stays_in_the_outbox(self):
+        self.host.send(wire.request(4, "hello", {"events": True}))
+        self.server.poll()
+        self.host.received()
+        self.rig.call("config.set", config=config())  # raises 8F2A and more
+        pending = len(self.rig.hub.outbox)
+        self.assertGreater(pending, 0)
+        self.host.link.fail = 1
+        self.server.poll()  # the first event's frame fails: nothing lost, the loop goes on
+        self.assertEqual(len(self.rig.hub.outbox), pending)
+        self.rig.clock.advance_ms(RESEND_MS)
+        self.server.poll()
+        events = [m for m in self.host.received() if m["t"] == "e"]
+        self.assertEqual(len(events), min(pending, 4))
