@@ -35,6 +35,12 @@ def _done():
         unload("agent.boot")
 
 
+def unload_all():
+    # the firmware service's code: the update part, what it loads, and this module
+    for name in ("agent.firmware", "agent.image", "agent.p256", "agent.boot", "agent.fwboot"):
+        unload(name)
+
+
 def parent_dir(path):
     i = path.rfind("/")
     if i < 0:
@@ -93,8 +99,13 @@ class FirmwareService:
         return u
 
     def idle(self):
-        # nothing to finish, confirm or watch, and no update under way: the hub need not keep this
-        return not self.trial and self._act is None and self._updater is None
+        # Nothing to finish, confirm or watch, and no update under way (no image half staged, no
+        # incident recorder of the update code's own): the hub need not keep this nor the update
+        # code (unload_all).
+        if self.trial or self._act is not None:
+            return False
+        u = self._updater
+        return u is None or (u._incidents is None and self.store.get("fw.stage") is None)
 
     # -- start-up: finish what a reboot or power cut interrupted ------------------------------
     def _reconcile(self, st):

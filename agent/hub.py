@@ -86,9 +86,7 @@ class Hub:
         # first fw.* request).
         self.firmware = None
         self.version = self.fw().version
-        if self.firmware.idle():
-            self.firmware = None
-            unload("agent.fwboot")
+        self._settle_fw()
         self._restore_config()
         self._restore_duty()
 
@@ -207,10 +205,22 @@ class Hub:
             return RC_BAD_ARGS, None, "arguments must be a map"
         try:
             if fn is None:
-                return self.fw().updater().handle(op, args)
+                try:
+                    return self.fw().updater().handle(op, args)
+                finally:
+                    self._settle_fw()
             return fn(self, args)
         except BadArgs as e:
             return RC_BAD_ARGS, None, str(e)
+
+    def _settle_fw(self):
+        # once nothing is pending (agent.fwboot's idle()), the firmware service's code is unloaded
+        fw = self.firmware
+        if fw is not None and fw.idle():
+            self.firmware = None
+            from agent.fwboot import unload_all
+
+            unload_all()
 
     def fw(self):
         """The firmware service (agent.fwboot), loaded if it is not."""
