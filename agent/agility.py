@@ -24,17 +24,11 @@
 # - A new configuration that no longer allows the operating channel forces a move (no budget
 #   applies: the hub may not stay on a forbidden channel); the first selection after a
 #   configuration is applied uses the trigger SMHANFormation.
+# Triggers and scan assessments are the DUIS enumeration values, written out where they are used.
 from agent import codes
+from hal.compat import const
 
-WEEK_S = 7 * 24 * 3600
-
-TRIGGER_REMOTE = "RemotePartyCommand"
-TRIGGER_FAILURES = "CHDetectedMessageFailureProblems"
-TRIGGER_RETRIES = "CHDetectedMessageRetryProblems"
-TRIGGER_FORMATION = "SMHANFormation"
-
-SCAN_ACCEPTED = "ScanRequestAccepted"
-SCAN_DUTY_CYCLE = "DutyCycleUsageIsTooHigh"
+_WEEK_S = const(7 * 24 * 3600)
 
 
 class Agility:
@@ -77,7 +71,7 @@ class Agility:
         if not self.channels:
             self.operating = None
             return []
-        return self._scan(now_ms, TRIGGER_FORMATION, forced=True)
+        return self._scan(now_ms, "SMHANFormation", forced=True)
 
     def _period_ms(self):
         return self.config.get("LocalCHNoiseMeasurementPeriod") * 1000
@@ -112,26 +106,25 @@ class Agility:
         if self._sent:
             # percentages are kept in hundredths: 40.00 % -> 4000
             if self._failed * 10000 >= self.config.get("LocalCHFailurePercentage") * self._sent:
-                return TRIGGER_FAILURES
+                return "CHDetectedMessageFailureProblems"
             if self._retries * 10000 >= self.config.get("LocalCHRetryPercentage") * self._sent:
-                return TRIGGER_RETRIES
+                return "CHDetectedMessageRetryProblems"
         noisier = self.config.get("ChannelNoisierThreshold")
         if noisier and self.baseline is not None:
-            now = self._measure(self.operating)
+            now = self.radio.energy(self.operating[0], self.operating[1])
             if now - self.baseline >= noisier:
-                return TRIGGER_RETRIES
+                return "CHDetectedMessageRetryProblems"
         return None
 
     # -- scans -------------------------------------------------------------------------------
-    def request_scan(self, now_ms, duty_cycle_state="normal"):
-        """A DCC request (SRV 6.29); returns alerts (8F28 first)."""
-        if duty_cycle_state != "normal":
-            return [(codes.ALERT_SCAN_OUTCOME, {"status": SCAN_DUTY_CYCLE, "trigger": TRIGGER_REMOTE})]
-        alerts = [(codes.ALERT_SCAN_OUTCOME, {"status": SCAN_ACCEPTED, "trigger": TRIGGER_REMOTE})]
-        return alerts + self._scan(now_ms, TRIGGER_REMOTE)
-
-    def _measure(self, pc):
-        return self.radio.energy(pc[0], pc[1])
+    def request_scan(self, now_ms, duty="normal"):
+        """A DCC request (SRV 6.29) while the duty cycle is in state `duty`; returns alerts (8F28
+        first)."""
+        trigger = "RemotePartyCommand"
+        if duty != "normal":
+            return [(codes.ALERT_SCAN_OUTCOME, {"status": "DutyCycleUsageIsTooHigh", "trigger": trigger})]
+        alerts = [(codes.ALERT_SCAN_OUTCOME, {"status": "ScanRequestAccepted", "trigger": trigger})]
+        return alerts + self._scan(now_ms, trigger)
 
     def _scan(self, now_ms, trigger, forced=False):
         alerts = [(codes.ALERT_SCAN_INITIATED, None)]
@@ -140,7 +133,7 @@ class Agility:
         best, best_e = None, None
         energies = {}
         for pc in self.channels:
-            e = self._measure(pc)
+            e = self.radio.energy(pc[0], pc[1])
             energies[pc] = e
             if best_e is None or e < best_e:
                 best, best_e = pc, e
@@ -153,7 +146,7 @@ class Agility:
                 self._retune()
                 return alerts
             utc = self.clock.utc()
-            self.changes = [t for t in self.changes if utc - t < WEEK_S]
+            self.changes = [t for t in self.changes if utc - t < _WEEK_S]
             if len(self.changes) >= self.config.get("MaximumSubGHzChannelChangesPerWeek"):
                 self._retune()
                 alerts.append((codes.ALERT_CHANNEL_NOT_CHANGED, None))
@@ -173,5 +166,5 @@ class Agility:
         if self.config is None:
             return 0
         utc = self.clock.utc()
-        recent = [t for t in self.changes if utc - t < WEEK_S]
+        recent = [t for t in self.changes if utc - t < _WEEK_S]
         return max(0, self.config.get("MaximumSubGHzChannelChangesPerWeek") - len(recent))

@@ -8,17 +8,17 @@ N54 = "N54"
 N64 = "N64"
 
 
-def n54(eui, gbcs_code, payload=None):
+def n54(eui, code, payload=None):
     """DCC Alert N54 (sr:DualBandCHAlert) for one GBCS Dual Band CH alert."""
-    rc = codes.gbcs_alert_rc(gbcs_code)  # ValueError if not a Dual Band CH alert code
-    if gbcs_code == codes.ALERT_LIMITED_ACTION and payload is not None:
+    rc = codes.gbcs_alert_rc(code)  # ValueError if not a Dual Band CH alert code
+    if code == codes.ALERT_LIMITED_ACTION and payload is not None:
         # the duty-cycle manager names the suspended device by its EUI bytes, or None when only
         # the hub's own traffic is in the window (then there is no device to name)
         suspended = payload.get("eui")
         payload = {"DeviceIDToSuspend": format_eui(suspended)} if suspended else None
     data = {
         "CHFDeviceID": format_eui(eui),
-        "DeviceAlertCode": "{:04X}".format(gbcs_code),  # hexBinary of two octets
+        "DeviceAlertCode": "{:04X}".format(code),  # hexBinary of two octets
         "rc": rc,
     }
     if payload is not None:
@@ -26,9 +26,9 @@ def n54(eui, gbcs_code, payload=None):
     return N54, data
 
 
-def n64(eui, firmware_version):
+def n64(eui, version):
     """DCC Alert N64 (sr:CommsHubFirmwareActivation): DeviceID and FirmwareVersion."""
-    if not isinstance(firmware_version, str) or not 1 <= len(firmware_version) <= 8:
-        raise ValueError("FirmwareVersion is 1 to 8 characters, got {!r}".format(firmware_version))
+    if not isinstance(version, str) or not 1 <= len(version) <= 8:
+        raise ValueError("FirmwareVersion is 1 to 8 characters, got {!r}".format(version))
     # Table 42 allows N64 only I0 (dcc_tables.DCC_ALERTS, not loaded here; tests check they agree)
-    return N64, {"DeviceID": format_eui(eui), "FirmwareVersion": firmware_version, "rc": codes.SUCCESS}
+    return N64, {"DeviceID": format_eui(eui), "FirmwareVersion": version, "rc": codes.SUCCESS}

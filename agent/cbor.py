@@ -31,7 +31,7 @@ MAX_DEPTH = const(16)
 MAX_ITEMS = const(512)
 _items = [0]  # entries left for the loads() in progress
 
-_UINT64_MAX = 0xFFFFFFFFFFFFFFFF
+_UINT64_MAX = const(0xFFFFFFFFFFFFFFFF)
 
 
 class CBORError(ValueError):
@@ -58,9 +58,9 @@ def _head(out, major, n):
         out.extend(pack(">Q", n))
 
 
-def _half_bits(fb):
+def _half_bits(single):
     # Half-precision bits for a single-precision value (4 bytes), or None if not exact.
-    bits = unpack(">I", fb)[0]
+    bits = unpack(">I", single)[0]
     sign = (bits >> 16) & 0x8000
     exp = (bits >> 23) & 0xFF
     mant = bits & 0x7FFFFF
@@ -103,10 +103,6 @@ def _enc_float(out, v):
     else:
         out.append(0xF9)
         out.extend(pack(">H", h))
-
-
-def _key_order(item):
-    return (len(item[0]), item[0])
 
 
 def _enc(out, obj, depth):
@@ -153,11 +149,13 @@ def _enc(out, obj, depth):
                 raise CBORError("map key must be str or int, not {}".format(type(k).__name__))
             kb = bytearray()
             _enc(kb, k, depth)
-            items.append((bytes(kb), v))
+            # (length, bytes): the canonical order. Two keys never encode alike, so the sort
+            # never compares values.
+            items.append((len(kb), bytes(kb), v))
         if len(items) > 1:
-            items.sort(key=_key_order)
+            items.sort()
         _head(out, 0xA0, len(items))
-        for kb, v in items:
+        for _, kb, v in items:
             out.extend(kb)
             _enc(out, v, depth)
     elif isinstance(obj, float):

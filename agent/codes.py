@@ -7,7 +7,6 @@
 from hal.compat import const
 
 SUCCESS = "I0"
-ACKNOWLEDGED = "I99"
 
 # -- GBCS Dual Band CHF alerts (0x8F20-0x8F2D); names in dcc_tables.GBCS_ALERTS ------------------
 ALERT_LIMITED_ACTION = const(0x8F20)

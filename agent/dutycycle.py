@@ -13,6 +13,9 @@
 #     limit, so checked traffic alone stops just short of it; the hub is regulated once not even
 #     one more frame fits, and leaves that state when one fits again)
 # and on the way down 0x8F25, 0x8F23, 0x8F21 (the last one releases the suspended device).
+# DutyCycle.state is "normal", "limited", "critical" or "regulated". DutyCycle.refusal says why
+# check() refused a frame: "regulated", "critical" (not essential), "suspended" (the frame's
+# device is the suspended one) or "limit" (the frame would reach the regulated limit).
 # Every message refused for duty cycle raises 0x8F2C (RequestID + CRA flag) when it has a
 # RequestID. Alerts are returned as (code, payload) lists; the caller persists them. No I/O here.
 #
@@ -41,7 +44,7 @@
 #   bucket's worth of airtime (60 s), so it always ends within the slot ahead. Times that go
 #   backwards are treated as the latest time seen (later charging is the conservative side).
 # - Attribution to devices (for choosing whom to suspend) uses the same ring per device, for at
-#   most MAX_DEVICES devices at a time; airtime of any further device still counts in the total.
+#   most 64 devices (_MAX_DEVICES) at a time; airtime of any further device still counts in the total.
 
 from agent.codes import (
     ALERT_BELOW_CRITICAL_REGULATED,
@@ -56,27 +59,15 @@ from hal.compat import const
 from hal.phy import MAX_PSDU, airtime_us
 
 HOUR_MS = const(3600000)
-BUCKET_MS = const(60000)
-US_PER_PERMILLE = const(3600000)  # one permille of an hour, in microseconds
+_BUCKET_MS = const(60000)
+_US_PER_PERMILLE = const(3600000)  # one permille of an hour, in microseconds
 MAX_AIRTIME_US = const(60000000)  # the most one record() may carry: one bucket
-MAX_DEVICES = const(64)
+_MAX_DEVICES = const(64)  # devices whose airtime is attributed at one time
 
 _WINDOW = const(60)  # buckets before the current one that still overlap the hour
 _SLOTS = const(62)  # m - 60 .. m + 1
 _NEVER = const(-1000)  # stamp of a slot never used (its amount is 0)
 MAX_FRAME_US = airtime_us(MAX_PSDU - 2)  # one maximum-size frame (125-byte payload + FCS)
-
-STATE_NORMAL = "normal"
-STATE_LIMITED = "limited"
-STATE_CRITICAL = "critical"
-STATE_REGULATED = "regulated"
-STATES = (STATE_NORMAL, STATE_LIMITED, STATE_CRITICAL, STATE_REGULATED)
-
-# Reasons check() gives for a refusal (DutyCycle.refusal).
-REFUSED_REGULATED = "regulated"
-REFUSED_CRITICAL = "critical"
-REFUSED_SUSPENDED = "suspended"
-REFUSED_LIMIT = "limit"
 
 _ENTER = (None, ALERT_LIMITED_ACTION, ALERT_CRITICAL_ACTION, ALERT_REGULATED_ACTION)
 _LEAVE = (None, ALERT_BELOW_NORMAL_LIMITED, ALERT_BELOW_LIMITED_CRITICAL, ALERT_BELOW_CRITICAL_REGULATED)
@@ -84,20 +75,13 @@ _LEAVE = (None, ALERT_BELOW_NORMAL_LIMITED, ALERT_BELOW_LIMITED_CRITICAL, ALERT_
 
 def permille_to_us(permille):
     """Airtime in microseconds that `permille` of one hour allows (25 -> 90_000_000)."""
-    return permille * US_PER_PERMILLE
+    return permille * _US_PER_PERMILLE
 
 
 class ThresholdError(ValueError):
     def __init__(self, field, msg):
         super().__init__("{}: {}".format(field, msg))
         self.field = field
-
-
-def _check_int(field, value, lo, hi):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ThresholdError(field, "not an integer (permille)")
-    if value < lo or value > hi:
-        raise ThresholdError(field, "{} outside {}..{} permille".format(value, lo, hi))
 
 
 class AirtimeLedger:
@@ -115,12 +99,12 @@ class AirtimeLedger:
     def _advance(self, now_ms):
         if self._now is None:
             self._now = now_ms
-            self._minute = now_ms // BUCKET_MS
+            self._minute = now_ms // _BUCKET_MS
             return now_ms
         if now_ms <= self._now:
             return self._now
         self._now = now_ms
-        m = now_ms // BUCKET_MS
+        m = now_ms // _BUCKET_MS
         p = self._minute
         if m == p:
             return now_ms
@@ -162,7 +146,7 @@ class AirtimeLedger:
         if not airtime_us:
             return
         end_ms = now + (airtime_us + 999) // 1000
-        b = (end_ms - 1) // BUCKET_MS  # the current minute or the one after
+        b = (end_ms - 1) // _BUCKET_MS  # the current minute or the one after
         i = b % _SLOTS
         if self._stamp[i] != b:
             if self._amount[i]:  # cannot happen (see the window invariant); stay consistent
@@ -173,7 +157,7 @@ class AirtimeLedger:
         if device is not None:
             row = self._devices.get(device)
             if row is None:
-                if len(self._devices) >= MAX_DEVICES:
+                if len(self._devices) >= _MAX_DEVICES:
                     return
                 row = [0] * (_SLOTS + 1)
                 self._devices[device] = row
@@ -214,7 +198,7 @@ class AirtimeLedger:
         minutes only: a bucket stays at least as long as it would have without the reboot."""
         self._advance(now_ms)
         m = self._minute
-        shift = max(0, elapsed_ms) // BUCKET_MS
+        shift = max(0, elapsed_ms) // _BUCKET_MS
         for ago, amount in buckets:
             age = ago + shift
             if age > _WINDOW or age < -1 or amount <= 0:
@@ -236,11 +220,6 @@ class AirtimeLedger:
 
 
 class DutyCycle:
-    NORMAL = STATE_NORMAL
-    LIMITED = STATE_LIMITED
-    CRITICAL = STATE_CRITICAL
-    REGULATED = STATE_REGULATED
-
     def __init__(self, normal_limited=10, limited_critical=18, regulated=25):
         self.ledger = AirtimeLedger()
         self._level = 0
@@ -255,9 +234,15 @@ class DutyCycle:
         nl = self.normal_limited if normal_limited is None else normal_limited
         lc = self.limited_critical if limited_critical is None else limited_critical
         rg = self.regulated if regulated is None else regulated
-        _check_int("normal_limited", nl, 5, 20)  # item 5: 0.5-2.0 %
-        _check_int("limited_critical", lc, 16, 24)  # item 6: >1.5 and <2.5 %
-        _check_int("regulated", rg, 1, 1000)
+        for field, value, lo, hi in (
+            ("normal_limited", nl, 5, 20),  # item 5: 0.5-2.0 %
+            ("limited_critical", lc, 16, 24),  # item 6: >1.5 and <2.5 %
+            ("regulated", rg, 1, 1000),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ThresholdError(field, "not an integer (permille)")
+            if value < lo or value > hi:
+                raise ThresholdError(field, "{} outside {}..{} permille".format(value, lo, hi))
         if lc <= nl:
             raise ThresholdError("limited_critical", "must be above normal_limited ({})".format(nl))
         if rg <= lc:
@@ -272,26 +257,25 @@ class DutyCycle:
 
     @property
     def state(self):
-        return STATES[self._level]
+        return ("normal", "limited", "critical", "regulated")[self._level]
 
     def usage_us(self, now_ms):
         return self.ledger.usage_us(now_ms)
 
     def usage_permille(self, now_ms):
         # floor, so usage_permille >= p exactly when usage_us >= p permille
-        return self.ledger.usage_us(now_ms) // US_PER_PERMILLE
-
-    def _target(self, used):
-        if used + MAX_FRAME_US >= permille_to_us(self.regulated):
-            return 3
-        if used >= permille_to_us(self.limited_critical):
-            return 2
-        if used >= permille_to_us(self.normal_limited):
-            return 1
-        return 0
+        return self.ledger.usage_us(now_ms) // _US_PER_PERMILLE
 
     def _evaluate(self, now_ms):
-        target = self._target(self.ledger.usage_us(now_ms))
+        used = self.ledger.usage_us(now_ms)
+        if used + MAX_FRAME_US >= permille_to_us(self.regulated):
+            target = 3
+        elif used >= permille_to_us(self.limited_critical):
+            target = 2
+        elif used >= permille_to_us(self.normal_limited):
+            target = 1
+        else:
+            target = 0
         alerts = []
         while self._level < target:
             self._level += 1
@@ -335,13 +319,13 @@ class DutyCycle:
         alerts = self._evaluate(now_ms)
         level = self._level
         if level == 3:
-            why = REFUSED_REGULATED
+            why = "regulated"
         elif level == 2 and not essential:
-            why = REFUSED_CRITICAL
+            why = "critical"
         elif device is not None and device == self.suspended:
-            why = REFUSED_SUSPENDED
+            why = "suspended"
         elif self.ledger.usage_us(now_ms) + airtime_us >= permille_to_us(self.regulated):
-            why = REFUSED_LIMIT
+            why = "limit"
         else:
             why = None
         self.refusal = why

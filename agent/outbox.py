@@ -32,7 +32,6 @@
 from agent.store import Store, encode
 from hal.compat import const
 
-OVERFLOW = "overflow"
 _DEFAULT_CAPACITY = const(64)
 
 
@@ -58,18 +57,14 @@ class Outbox:
         meta = self.store.get(self._meta)
         nxt = meta.get("next") if isinstance(meta, dict) else None
         self._meta_next = nxt if isinstance(nxt, int) else 0
-        self._o = self._load_overflow()
+        o = self.store.get(self._ovf)
+        for key in ("s", "dropped", "first_seq", "last_seq"):
+            if not isinstance(o, dict) or not isinstance(o.get(key), int):
+                o = None  # none, or damaged: the next lost event starts a new one
+                break
+        self._o = o
         top = max(seqs[-1] if seqs else 0, self._o["s"] if self._o else 0, self._meta_next - 1)
         self._next = top + 1
-
-    def _load_overflow(self):
-        o = self.store.get(self._ovf)
-        if not isinstance(o, dict):
-            return None
-        for key in ("s", "dropped", "first_seq", "last_seq"):
-            if not isinstance(o.get(key), int):
-                return None
-        return o
 
     def _name(self, seq):
         return self._p + str(seq)
@@ -93,7 +88,7 @@ class Outbox:
         """Store an event; its seq, or None if the outbox is full (then it is counted)."""
         if not isinstance(kind, str) or not kind:
             raise ValueError("event kind must be a non-empty str, not {!r}".format(kind))
-        if kind == OVERFLOW:
+        if kind == "overflow":
             raise ValueError("event kind 'overflow' is reserved")
         seq = self._next
         body = encode({"s": seq, "k": kind, "d": data})  # an unencodable event fails here, seq unused
@@ -133,13 +128,17 @@ class Outbox:
                 return out
             if o is not None and o["s"] < seq:
                 at = len(out)
-                out.append((o["s"], OVERFLOW, self.overflow))
+                out.append((o["s"], "overflow", self.overflow))
                 o = None
                 if limit is not None and len(out) >= limit:
                     return out
             rec = self.store.get(self._name(seq))
             if not isinstance(rec, dict) or rec.get("s") != seq or not isinstance(rec.get("k"), str):
-                self._drop_damaged(seq)
+                # damaged: counted as lost, and removed
+                self.damaged += 1
+                self._count_lost(seq)
+                self._remove(self._name(seq), seq)
+                self._seqs.remove(seq)
                 if at is not None:  # superseded by the new version, which comes last
                     out.pop(at)
                     at = None
@@ -147,14 +146,8 @@ class Outbox:
                 continue
             out.append((seq, rec["k"], rec.get("d")))
         if o is not None and (limit is None or len(out) < limit):
-            out.append((o["s"], OVERFLOW, self.overflow))
+            out.append((o["s"], "overflow", self.overflow))
         return out
-
-    def _drop_damaged(self, seq):
-        self.damaged += 1
-        self._count_lost(seq)
-        self._remove(self._name(seq), seq)
-        self._seqs.remove(seq)
 
     def _remove(self, name, seq):
         # Removing the record of the highest seq issued: keep that seq on the flash in meta first.

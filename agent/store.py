@@ -21,30 +21,21 @@ def encode(obj):
     return data + pack(">I", crc32(data) & 0xFFFFFFFF)
 
 
-class _Bad:
-    pass
-
-
-_BAD = _Bad()
-
-
-def _decode(body):
-    n = len(body) - _CRC_BYTES
-    if n < 1:
-        return _BAD
-    data = bytes(body[:n])
-    if crc32(data) & 0xFFFFFFFF != unpack(">I", bytes(body[n:]))[0]:
-        return _BAD
-    try:
-        return cbor.loads(data)
-    except ValueError:  # CBORError is a ValueError
-        return _BAD
+_BAD = object()  # what get() passes to decode() as the default: no record value is this
 
 
 def decode(body, default=None):
     """The value in a record body, or default if the body is damaged."""
-    obj = _decode(body)
-    return default if obj is _BAD else obj
+    n = len(body) - _CRC_BYTES
+    if n < 1:
+        return default
+    data = bytes(body[:n])
+    if crc32(data) & 0xFFFFFFFF != unpack(">I", bytes(body[n:]))[0]:
+        return default
+    try:
+        return cbor.loads(data)
+    except ValueError:  # CBORError is a ValueError
+        return default
 
 
 class Store:
@@ -70,7 +61,7 @@ class Store:
             return default
         if body is None:
             return default
-        obj = _decode(body)
+        obj = decode(body, _BAD)
         if obj is _BAD:
             self._bad(name)
             return default

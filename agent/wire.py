@@ -31,9 +31,8 @@
 #   ack      host -> agent  {"t": "a", "seq": uint}
 # Unknown keys are rejected. op, rc and k are non-empty.
 
+import struct  # not its names: this module has its own pack/unpack
 from binascii import crc32
-from struct import pack as _spack
-from struct import unpack_from as _sunpack_from
 
 from agent import cbor
 from hal.compat import const
@@ -44,7 +43,7 @@ END = const(0x1D)
 ESC = const(0x1E)
 _XOR = const(0x20)
 _OVERHEAD = const(6)  # LEN + CRC inside the stuffed part
-_U32 = 0xFFFFFFFF
+_U32 = const(0xFFFFFFFF)
 
 ESCAPED = b"\x00\x01\x02\x03\x04\x0a\x0d\x1c\x1d\x1e"
 _START_B = b"\x1c"
@@ -70,8 +69,8 @@ def encode_frame(body):
         raise WireError("body of {} bytes exceeds MAX_BODY {}".format(n, MAX_BODY))
     if not isinstance(body, bytes):
         body = bytes(body)
-    head = _spack(">H", n)
-    p = b"".join((head, body, _spack(">I", crc32(body, crc32(head)) & _U32)))
+    head = struct.pack(">H", n)
+    p = b"".join((head, body, struct.pack(">I", crc32(body, crc32(head)) & _U32)))
     for raw, esc in _STUFF:
         if raw in p:
             p = p.replace(raw, esc)
@@ -93,53 +92,54 @@ class FrameDecoder:
         self._esc = False  # the last byte taken was an ESC
         self._drop = False  # the frame is bad (counted already): discard up to its END
 
-    def _take(self, seg):
-        # Unstuff seg into the buffer; False on a bad escape. No list of parts: escape-dense
-        # input must not multiply small objects on a small heap.
+    def _take(self, data):
+        # Unstuff data (part of a frame) into the buffer; False on a bad escape. No list of
+        # parts: escape-dense input must not multiply small objects on a small heap.
         buf = self._buf
-        n = len(seg)
+        n = len(data)
         pos = 0
         if self._esc:
-            c = seg[0] ^ _XOR
+            c = data[0] ^ _XOR
             if c not in ESCAPED:
                 return False
             buf.append(c)
             pos = 1
             self._esc = False
-        x = seg.find(_ESC_B, pos)
+        x = data.find(_ESC_B, pos)
         if x < 0:
-            buf.extend(seg if pos == 0 else memoryview(seg)[pos:])
+            buf.extend(data if pos == 0 else memoryview(data)[pos:])
             return True
-        m = memoryview(seg)
+        m = memoryview(data)
         while x >= 0:
             if x > pos:
                 buf.extend(m[pos:x])
             if x + 1 == n:
-                self._esc = True  # the escaped byte comes in the next segment
+                self._esc = True  # the escaped byte comes in the next part
                 return True
-            c = seg[x + 1] ^ _XOR
+            c = data[x + 1] ^ _XOR
             if c not in ESCAPED:  # also ESC ESC
                 return False
             buf.append(c)
             pos = x + 2
-            x = seg.find(_ESC_B, pos)
+            x = data.find(_ESC_B, pos)
         if pos < n:
             buf.extend(m[pos:])
         return True
 
-    def _fits(self, data, i, j, limit):
-        # Would data[i:j] unstuffed still fit? Decided before copying: ESC bytes add no payload.
-        return len(self._buf) + (j - i) - data.count(_ESC_B, i, j) <= limit
+    def _fits(self, data, start, end, limit):
+        # Would data[start:end] unstuffed still fit? Decided before copying: ESC bytes add no
+        # payload.
+        return len(self._buf) + (end - start) - data.count(_ESC_B, start, end) <= limit
 
     def _body(self):
         p = self._buf
         if self._esc or len(p) < _OVERHEAD:
             return None
-        n = _sunpack_from(">H", p, 0)[0]
+        n = struct.unpack_from(">H", p, 0)[0]
         if n > self.max_body or len(p) != n + _OVERHEAD:
             return None
         m = memoryview(p)
-        if _sunpack_from(">I", p, n + 2)[0] != crc32(m[: n + 2]) & _U32:
+        if struct.unpack_from(">I", p, n + 2)[0] != crc32(m[: n + 2]) & _U32:
             return None
         return bytes(m[2 : n + 2])
 

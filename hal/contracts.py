@@ -1,5 +1,7 @@
 # HAL contracts: plain base classes (no abc on MicroPython). The agent receives instances of
 # their implementations from a board's make_hal(); it never builds hardware itself.
+# The methods an implementation must provide are listed as comments: a stub raising
+# NotImplementedError would cost a function object on the heap of every board.
 
 
 class HalError(Exception):
@@ -19,25 +21,12 @@ class Radio:
 
     band = None  # "868" or "915": which module variant the board carries
 
-    def can_tune(self, page, channel):
-        """True if this module can tune to (page, channel)."""
-        raise NotImplementedError
-
-    def tune(self, page, channel):
-        """Tune to (page, channel); RadioError if the module cannot."""
-        raise NotImplementedError
-
-    def transmit(self, frame):
-        """Send one MAC payload (1 to 125 bytes; the radio adds the FCS); returns its airtime in microseconds."""
-        raise NotImplementedError
-
-    def receive(self, timeout_ms=0):
-        """One received payload, or None."""
-        raise NotImplementedError
-
-    def energy(self, page, channel):
-        """Channel energy measurement in dBm (an int) on (page, channel)."""
-        raise NotImplementedError
+    # can_tune(page, channel)   True if this module can tune to (page, channel)
+    # tune(page, channel)       tune to (page, channel); RadioError if the module cannot
+    # transmit(frame)           send one MAC payload (1 to 125 bytes; the radio adds the FCS);
+    #                           returns its airtime in microseconds
+    # receive(timeout_ms=0)     one received payload, or None
+    # energy(page, channel)     channel energy measurement in dBm (an int) on (page, channel)
 
     def deinit(self):
         pass
@@ -46,60 +35,36 @@ class Radio:
 class Clock:
     """Monotonic milliseconds that never wrap, and UTC seconds since 1970-01-01."""
 
-    def monotonic_ms(self):
-        raise NotImplementedError
-
-    def utc(self):
-        raise NotImplementedError
-
-    def sleep_ms(self, ms):
-        raise NotImplementedError
+    # monotonic_ms()   milliseconds, never wrapping
+    # utc()            seconds since 1970-01-01T00:00:00Z
+    # sleep_ms(ms)
 
 
 class Storage:
     """Atomic named records (write a temporary, then rename) and streamed blobs."""
 
-    def read(self, name):
-        """The record's bytes, or None if there is none."""
-        raise NotImplementedError
-
-    def write(self, name, data):
-        """Replace the record atomically: after a power cut it holds the old or the new bytes."""
-        raise NotImplementedError
-
-    def remove(self, name):
-        raise NotImplementedError
-
-    def names(self):
-        raise NotImplementedError
-
-    def open_blob(self, name, mode):
-        """A file-like object for streamed data ("rb", "wb", "ab", "r+b")."""
-        raise NotImplementedError
+    # read(name)             the record's bytes, or None if there is none
+    # write(name, data)      replace the record atomically: after a power cut it holds the old
+    #                        or the new bytes
+    # remove(name)
+    # names()
+    # open_blob(name, mode)  a file-like object for streamed data ("rb", "wb", "ab", "r+b")
 
 
 class Link:
     """A byte stream to the host (serial console, TCP or TLS)."""
 
-    def read(self, n):
-        """Up to n bytes that are available now (b"" if none); never blocks."""
-        raise NotImplementedError
-
-    def write(self, data):
-        raise NotImplementedError
-
-    def wait(self, timeout_ms):
-        """Block up to timeout_ms for input; True if some is ready."""
-        raise NotImplementedError
+    # read(n)             up to n bytes that are available now (b"" if none); never blocks
+    # write(data)
+    # wait(timeout_ms)    block up to timeout_ms for input; True if some is ready
 
     def close(self):
         pass
 
 
 class Identity:
-    def eui64(self):
-        """The device's EUI-64 as 8 bytes."""
-        raise NotImplementedError
+    # eui64()   the device's EUI-64 as 8 bytes
+    pass
 
 
 class Hal:

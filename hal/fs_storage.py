@@ -18,9 +18,6 @@ from hal.compat import const, path_exists, rename_over
 from hal.contracts import Storage
 
 _MAX_NAME = const(64)
-_TMP = ".tmp"
-_SAFE = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
-_BLOB_MODES = ("rb", "wb", "ab", "r+b")
 _ENOENT = const(2)
 
 
@@ -28,10 +25,10 @@ def check_name(name):
     """Raise ValueError unless name is a valid record name."""
     if not isinstance(name, str) or not 0 < len(name) <= _MAX_NAME:
         raise ValueError("record name must be 1-{} characters, not {!r}".format(_MAX_NAME, name))
-    if name in (".", "..") or name.endswith(_TMP):
+    if name in (".", "..") or name.endswith(".tmp"):
         raise ValueError("record name {!r} is reserved".format(name))
     for c in name:
-        if c not in _SAFE:
+        if c not in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-":
             raise ValueError("record name {!r}: only A-Z a-z 0-9 . _ - allowed".format(name))
 
 
@@ -71,24 +68,21 @@ class FileStorage(Storage):
         root = root.rstrip("/") or "/"
         self.root = root
         self._prefix = root if root == "/" else root + "/"
-        if not self.fs.exists(root):
-            self._makedirs(root)
-
-    def _makedirs(self, root):
-        path = "/" if root[0] == "/" else ""
-        for part in root.split("/"):
-            if not part:
-                continue
-            path = path + part if (not path or path.endswith("/")) else path + "/" + part
-            if not self.fs.exists(path):
-                self.fs.mkdir(path)
+        if not self.fs.exists(root):  # make it and any missing parents
+            path = "/" if root[0] == "/" else ""
+            for part in root.split("/"):
+                if not part:
+                    continue
+                path = path + part if (not path or path.endswith("/")) else path + "/" + part
+                if not self.fs.exists(path):
+                    self.fs.mkdir(path)
 
     def _path(self, name):
         check_name(name)
         return self._prefix + name
 
     def _drop_tmp(self, path):
-        tmp = path + _TMP
+        tmp = path + ".tmp"
         if self.fs.exists(tmp):
             self.fs.remove(tmp)
 
@@ -111,7 +105,7 @@ class FileStorage(Storage):
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError("record data is bytes, not {}".format(type(data).__name__))
         fs = self.fs
-        tmp = path + _TMP
+        tmp = path + ".tmp"
         try:
             f = fs.open(tmp, "wb")
             try:
@@ -150,7 +144,7 @@ class FileStorage(Storage):
     def names(self):
         out = []
         for n in self.fs.listdir(self.root):
-            if n.endswith(_TMP):
+            if n.endswith(".tmp"):
                 continue
             try:
                 check_name(n)
@@ -164,12 +158,13 @@ class FileStorage(Storage):
         """Delete every leftover temporary (incomplete write); how many there were."""
         count = 0
         for n in self.fs.listdir(self.root):
-            if n.endswith(_TMP):
+            if n.endswith(".tmp"):
                 self.fs.remove(self._prefix + n)
                 count += 1
         return count
 
     def open_blob(self, name, mode):
-        if mode not in _BLOB_MODES:
-            raise ValueError("blob mode must be one of {}, not {!r}".format(_BLOB_MODES, mode))
+        modes = ("rb", "wb", "ab", "r+b")
+        if mode not in modes:
+            raise ValueError("blob mode must be one of {}, not {!r}".format(modes, mode))
         return self.fs.open(self._path(name), mode)

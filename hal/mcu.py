@@ -14,21 +14,6 @@ class ConfigError(ValueError):
     """A bad board or driver setting; the message names the field."""
 
 
-def _days_before_year(year):
-    # Days from 1970-01-01 to year-01-01 (Gregorian leap rule), for years >= 1970.
-    days = 0
-    for y in range(1970, year):
-        days += 366 if (y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)) else 365
-    return days
-
-
-def _port_sleep_ms(ms):
-    if hasattr(time, "sleep_ms"):
-        time.sleep_ms(ms)
-    else:
-        time.sleep(ms / 1000)
-
-
 class McuClock(Clock):
     """Monotonic ms that never wrap, built on ticks_ms(); UTC from time.time().
 
@@ -55,8 +40,12 @@ class McuClock(Clock):
             # Some ports count time.time() from 2000-01-01, others from 1970: ask the port.
             epoch_year = time.gmtime(0)[0]
         self.epoch_year = epoch_year
-        self._epoch_offset = _days_before_year(epoch_year) * _SECONDS_PER_DAY
-        self._sleep = sleep_ms if sleep_ms is not None else _port_sleep_ms
+        # seconds from 1970-01-01 to the port's epoch (Gregorian leap rule; epochs >= 1970)
+        days = 0
+        for y in range(1970, epoch_year):
+            days += 366 if (y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)) else 365
+        self._epoch_offset = days * _SECONDS_PER_DAY
+        self._sleep = sleep_ms if sleep_ms is not None else getattr(time, "sleep_ms", None)
         self._wraps = 0
         self._last = self._ticks()
 
@@ -73,7 +62,10 @@ class McuClock(Clock):
 
     def sleep_ms(self, ms):
         if ms > 0:
-            self._sleep(ms)
+            if self._sleep is None:  # CPython: no time.sleep_ms
+                time.sleep(ms / 1000)
+            else:
+                self._sleep(ms)
 
 
 # EUI-64 derivation (McuIdentity):
@@ -84,19 +76,18 @@ class McuClock(Clock):
 #   identifier, so it is not used as one: the EUI-64 is the first 8 bytes of
 #   SHA-256(b"dbch-eui64" + unique_id) with the U/L bit set (locally administered) and the I/G
 #   bit cleared (individual) in the first octet. Same board, same EUI-64, on every boot.
-_EUI_SALT = b"dbch-eui64"
 
 
-def eui64_from_unique_id(uid):
+def eui64_from_unique_id(unique_id):
     """The EUI-64 (8 bytes) this project derives from an MCU unique ID (see above)."""
-    uid = bytes(uid)
+    uid = bytes(unique_id)
     if not uid:
         raise ConfigError("unique_id is empty")
     if len(uid) == 6:
         return uid[:3] + b"\xff\xfe" + uid[3:]
     import hashlib
 
-    h = bytearray(hashlib.sha256(_EUI_SALT + uid).digest()[:8])
+    h = bytearray(hashlib.sha256(b"dbch-eui64" + uid).digest()[:8])
     h[0] = (h[0] & 0xFC) | 0x02
     return bytes(h)
 

@@ -13,14 +13,14 @@ PLAN = {
 }
 LOWER_BAND_PAGES = (28, 29, 30)
 UPPER_BAND_PAGE = 31
-SPACING_HZ = const(200000)
+_SPACING_HZ = const(200000)
 
 BITRATE_BPS = const(100000)  # 2-GFSK, BT 0.5, 35 kHz deviation
 DEVIATION_HZ = const(35000)
 PREAMBLE_BYTES = const(8)  # 64-bit preamble
 SFD = const(0x904E)
 SFD_BYTES = const(2)
-PHR_BYTES = const(2)
+_PHR_BYTES = const(2)
 FCS_BYTES = const(2)
 MAX_PSDU = const(127)  # PHY payload including the FCS
 
@@ -40,7 +40,7 @@ def check(page, channel):
 def frequency_hz(page, channel):
     """Centre frequency in Hz of (page, channel)."""
     check(page, channel)
-    return PLAN[page][2] + SPACING_HZ * channel
+    return PLAN[page][2] + _SPACING_HZ * channel
 
 
 def band_of(page):
@@ -50,12 +50,12 @@ def band_of(page):
     return "915" if page == UPPER_BAND_PAGE else "868"
 
 
-def airtime_us(payload_len):
-    """On-air time in microseconds of one frame whose MAC payload is payload_len bytes.
+def airtime_us(n):
+    """On-air time in microseconds of one frame whose MAC payload is n bytes.
 
     Preamble + SFD + PHR + payload + FCS, 80 us a byte at 100 kbit/s.
     """
-    if payload_len < 0 or payload_len + FCS_BYTES > MAX_PSDU:
-        raise ValueError("payload of {} bytes does not fit a {}-byte PSDU".format(payload_len, MAX_PSDU))
-    nbytes = PREAMBLE_BYTES + SFD_BYTES + PHR_BYTES + payload_len + FCS_BYTES
+    if n < 0 or n + FCS_BYTES > MAX_PSDU:
+        raise ValueError("payload of {} bytes does not fit a {}-byte PSDU".format(n, MAX_PSDU))
+    nbytes = PREAMBLE_BYTES + SFD_BYTES + _PHR_BYTES + n + FCS_BYTES
     return nbytes * 8 * 1000000 // BITRATE_BPS

@@ -26,11 +26,10 @@ from hal.contracts import Radio, RadioError
 MAX_PAYLOAD = phy.MAX_PSDU - phy.FCS_BYTES  # 125 bytes of MAC payload
 _RECENT = const(256)
 _RX_CAPACITY = const(64)
-_MAX_AIRTIME_MS = phy.airtime_us(MAX_PAYLOAD) // 1000 + 1
 
 
-def _ceil_ms(us):
-    return (us + 999) // 1000
+def _ceil_ms(airtime_us):
+    return (airtime_us + 999) // 1000
 
 
 class Medium:
@@ -71,12 +70,14 @@ class Medium:
         """Energy on (page, ch) now in whole dBm, as a radio (exclude) would measure it."""
         now = self.clock.monotonic_ms()
         mw = self._background_mw(page, ch, now)
-        # frames of other radios still on air: the recent ring, newest first
+        # frames of other radios still on air: the recent ring, newest first, back to the longest
+        # frame's airtime ago
+        oldest = now - phy.airtime_us(MAX_PAYLOAD) // 1000 - 1
         rec = self._recent
         n = len(rec)
         for k in range(n):
             start, airtime, p, c, _, radio = rec[(self._recent_i - 1 - k) % n]
-            if start + _MAX_AIRTIME_MS < now:
+            if start < oldest:
                 break
             if start <= now and p == page and c == ch and radio is not exclude and start + _ceil_ms(airtime) > now:
                 mw += math.pow(10.0, (radio.tx_power_dbm - self.path_loss_db) / 10.0)

@@ -3,20 +3,9 @@ import unittest
 
 from agent import codes
 from agent.dutycycle import (
-    BUCKET_MS,
     HOUR_MS,
     MAX_AIRTIME_US,
-    MAX_DEVICES,
     MAX_FRAME_US,
-    REFUSED_CRITICAL,
-    REFUSED_LIMIT,
-    REFUSED_REGULATED,
-    REFUSED_SUSPENDED,
-    STATE_CRITICAL,
-    STATE_LIMITED,
-    STATE_NORMAL,
-    STATE_REGULATED,
-    US_PER_PERMILLE,
     AirtimeLedger,
     DutyCycle,
     ThresholdError,
@@ -26,8 +15,12 @@ from agent.dutycycle import (
 EUI_A = b"\x00\x0d\x6f\x00\x00\x00\x00\x0a"
 EUI_B = b"\x00\x0d\x6f\x00\x00\x00\x00\x0b"
 EUI_C = b"\x00\x0d\x6f\x00\x00\x00\x00\x0c"
-P = US_PER_PERMILLE  # one permille of the hour in microseconds
-MINUTE = BUCKET_MS
+P = permille_to_us(1)  # one permille of the hour in microseconds
+MINUTE = 60000  # the ledger's bucket
+MAX_DEVICES = 64  # devices whose airtime the ledger attributes at one time
+# DutyCycle.state and DutyCycle.refusal values
+STATE_NORMAL, STATE_LIMITED, STATE_CRITICAL, STATE_REGULATED = "normal", "limited", "critical", "regulated"
+REFUSED_REGULATED, REFUSED_CRITICAL, REFUSED_SUSPENDED, REFUSED_LIMIT = "regulated", "critical", "suspended", "limit"
 HOUR_US = HOUR_MS * 1000
 
 L20 = codes.ALERT_LIMITED_ACTION

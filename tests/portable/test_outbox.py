@@ -1,10 +1,12 @@
 import unittest
 
-from agent.outbox import OVERFLOW, Outbox
+from agent.outbox import Outbox
 from agent.store import Store
 from hal.contracts import PowerCut
 from hal.fs_storage import FileStorage
 from hal.sim.flash import SimFlash
+
+OVERFLOW = "overflow"  # the kind of the overflow event
 
 ROOT = "/ob"
 
