@@ -54,7 +54,7 @@
 import hashlib
 
 from agent import boot
-from agent.fwboot import CONFIRM_MS, parent_dir  # noqa: F401 (CONFIRM_MS: the tests take it from here)
+from agent.fwboot import CONFIRM_MS, MAX_CHUNK, parent_dir  # noqa: F401 (the tests take CONFIRM_MS and MAX_CHUNK from here)
 from hal.compat import const, hexstr
 
 RC_OK = "I0"
@@ -63,7 +63,6 @@ RC_AUTH = "E100"
 RC_STATE = "E5"
 RC_NO_CANCEL = "E52"
 
-MAX_CHUNK = const(4000)  # data bytes of one fw.chunk (its frame stays under wire.MAX_BODY)
 _READ = const(1024)
 STAGE = "slots/stage.img"
 
@@ -372,14 +371,14 @@ class Updater:
             raise FwError(RC_BAD, "image of {} bytes is too small to be one".format(size))
         self._check_sig(digest, sig)
         if self.svc.running_hash() == digest:
-            return RC_OK, {"offset": size, "chunk": MAX_CHUNK, "ready": True, "running": True}, None
+            return RC_OK, {"offset": size, "chunk": self.svc.max_chunk, "ready": True, "running": True}, None
         slot = self._find(digest)
         rec = self.store.get("fw.stage")
         same = isinstance(rec, dict) and rec.get("hash") == digest and rec.get("size") == size
         if slot is not None:
             if same:
                 self._drop_staging()
-            return RC_OK, {"offset": size, "chunk": MAX_CHUNK, "ready": True, "slot": slot}, None
+            return RC_OK, {"offset": size, "chunk": self.svc.max_chunk, "ready": True, "slot": slot}, None
         if same:
             sess = self._session if self._session is not None else self._resume(rec)
         else:
@@ -390,11 +389,11 @@ class Updater:
             self.store.put("fw.stage", rec)
             sess = _Session(rec, self.board_name)
             self._session = sess
-        return RC_OK, {"offset": sess.staged, "chunk": MAX_CHUNK, "ready": False}, None
+        return RC_OK, {"offset": sess.staged, "chunk": self.svc.max_chunk, "ready": False}, None
 
     def op_chunk(self, args):
         offset = _int(args, "offset")
-        data = _bytes(args, "data", 1, MAX_CHUNK)
+        data = _bytes(args, "data", 1, self.svc.max_chunk)
         sess = self._current()
         if offset != sess.staged:
             raise FwError(
@@ -605,7 +604,7 @@ class Updater:
                     "attempt": st["attempt"],
                     "reverted": st["reverted"],
                 },
-                "chunk": MAX_CHUNK,
+                "chunk": self.svc.max_chunk,
                 "max_size": self.svc.max_image,
                 "utc": self.clock.utc(),
             },

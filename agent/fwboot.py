@@ -15,6 +15,8 @@ from agent import VERSION, alerts
 from hal.compat import const, hexstr, unload
 
 MAX_IMAGE = const(2097152)  # default largest CONTENT; a board may set FW_MAX_IMAGE
+MAX_CHUNK = const(4000)  # default data bytes of one fw.chunk (its frame stays under wire.MAX_BODY);
+# a board with a small heap may set FW_MAX_CHUNK lower (the host sends what fw.begin announces)
 CONFIRM_MS = const(2000)  # default healthy running time before a trial is confirmed
 EVENT = "firmware"
 
@@ -72,6 +74,7 @@ class FirmwareService:
         board = hub.board
         self.board_name = getattr(board, "NAME", None)
         self.max_image = getattr(board, "FW_MAX_IMAGE", MAX_IMAGE)
+        self.max_chunk = min(getattr(board, "FW_MAX_CHUNK", MAX_CHUNK), MAX_CHUNK)
         self.confirm_ms = getattr(board, "FW_CONFIRM_MS", CONFIRM_MS)
         self.started_ms = self.clock.monotonic_ms()
         self._updater = None  # agent.firmware's Updater, once needed

@@ -137,6 +137,7 @@ def write_firmware(dest: Path, board: str = BOARD, version: str = IMAGE_VERSION)
 
     from agent import boot, cbor, image, wire
     from agent.firmware import MAX_CHUNK
+    from boards import unix
     from host_tools import firmware
     from host_tools.client import encode
 
@@ -146,9 +147,10 @@ def write_firmware(dest: Path, board: str = BOARD, version: str = IMAGE_VERSION)
     sig = firmware.sign_content(content, key)
     data = content + image.trailer(sig)
     (dest / IMAGE).write_bytes(data)
+    chunk = min(getattr(unix, "FW_MAX_CHUNK", MAX_CHUNK), MAX_CHUNK)  # what fw.begin announces
     frames = bytearray()
-    for i, off in enumerate(range(0, len(content), MAX_CHUNK)):
-        args = {"offset": off, "data": content[off : off + MAX_CHUNK]}
+    for i, off in enumerate(range(0, len(content), chunk)):
+        args = {"offset": off, "data": content[off : off + chunk]}
         frame = encode(wire.request(FRAME_ID + i, "fw.chunk", args))
         frames += len(frame).to_bytes(2, "big") + frame
     (dest / IMAGE_FRAMES).write_bytes(frames)
@@ -157,8 +159,8 @@ def write_firmware(dest: Path, board: str = BOARD, version: str = IMAGE_VERSION)
         "size": len(content),
         "sig": sig,
         "version": version,
-        "chunk": MAX_CHUNK,
-        "frames": -(-len(content) // MAX_CHUNK),
+        "chunk": chunk,
+        "frames": -(-len(content) // chunk),
         "id": FRAME_ID,
     }
     (dest / IMAGE_INFO).write_bytes(cbor.dumps(info))

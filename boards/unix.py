@@ -8,6 +8,7 @@ TX_POWER_CAP_DBM = 14
 REGULATED_DUTY_CYCLE_PERMILLE = 25
 DESCRIPTION = "Virtual board: MicroPython unix port on a pty, simulated sub-GHz medium"
 DATA_DIR = "data"
+FW_MAX_CHUNK = 1024  # firmware bytes a fw.chunk carries: small frames for a small heap
 
 
 def _identity(storage):

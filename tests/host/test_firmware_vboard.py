@@ -95,11 +95,13 @@ def test_update_by_duis_then_a_broken_image_is_reverted(board, tmp_path):
     content, sig = image.split(new)
     r = client.request("fw.begin", {"hash": digest, "size": len(content), "sig": sig})
     assert r.ok and r.data["offset"] == 0
-    assert client.request("fw.chunk", {"offset": 0, "data": content[:3000]}).ok
+    step = r.data["chunk"]  # what this board takes in one fw.chunk
+    assert client.request("fw.chunk", {"offset": 0, "data": content[:step]}).ok
+    assert client.request("fw.chunk", {"offset": step, "data": content[step : 2 * step + 1]}).rc == "E49"
     assert client.request("fw.chunk", {"offset": 10, "data": content[10:100]}).rc == "E49"
     sent = firmware.send(client, new)
     assert sent["version"] == "1.1.0" and sent["slot"] == "b" and sent["hash"] == digest
-    assert sent["sent"] == len(content) - 3000  # resumed at the persisted offset
+    assert sent["sent"] == len(content) - step  # resumed at the persisted offset
     st = client.request("fw.status").data
     assert st["slots"]["b"] == {"version": "1.1.0", "hash": digest.hex()} and st["version"] == "1.0.0"
 
