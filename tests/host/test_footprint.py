@@ -59,8 +59,9 @@ def flash(tmp_path_factory) -> Path:
             "128K",
             marks=pytest.mark.xfail(
                 strict=True,
-                reason="does not fit yet: on the 64-bit unix port the agent's modules take about 107 KB "
-                "of heap once imported (bytecode, qstrs, tables) and boot + hello needs about 162 KB",
+                reason="does not fit yet: with the image staged the session needs about 171 KB on the 64-bit "
+                "unix port (the update code, agent.firmware with agent.image and agent.boot, is loaded "
+                "while it stages); without the staging it needs about 128 KB",
             ),
         ),
         "512K",
@@ -91,15 +92,12 @@ def test_the_agent_serves_its_console_on_a_small_heap(flash, tmp_path, heap):
     assert bench.session_problems(facts) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="does not fit yet: without the staging the session needs about 136 KB on the 64-bit unix port",
-)
-def test_the_agent_serves_its_console_without_staging_in_128k(flash):
-    # the same session without the firmware staging (which needs about 72 KB more): the day
-    # this passes, the agent boots and serves in 128 KB, and staging is what is left to shrink
+def test_the_agent_serves_its_console_without_staging_near_128k(flash):
+    # The same session without the firmware staging. Its smallest heap was 128 KB when this was
+    # written, but it moves by 4-8 KB from run to run (a random EUI and epoch at first boot, the
+    # heap's fragmentation), so the guard leaves 8 KB: lower it as the agent shrinks.
     why: list[str] = []
-    assert bench.session_ok(flash, CAP, False, why), why
+    assert bench.session_ok(flash, CAP + 8 * 1024, False, why), why
 
 
 def test_a_session_that_runs_out_of_heap_is_reported_not_passed(flash, tmp_path):
@@ -182,12 +180,12 @@ def test_the_probe_stages_the_signed_image(flash, tmp_path):
     assert "probe failed" in r.stdout and "E100" in r.stdout, r.stdout
 
 
-def test_a_session_with_staging_fits_in_240k(flash):
-    # Until the agent fits 128 KB, a guard on the real session with the image staged (208 KB
-    # when this was written, 136 KB without the staging; bench_footprint prints both). Lower it
+def test_a_session_with_staging_fits_in_192k(flash):
+    # Until the agent fits 128 KB, a guard on the real session with the image staged (171 KB
+    # when this was written, 128 KB without the staging; bench_footprint prints both). Lower it
     # as the agent shrinks.
     why: list[str] = []
-    assert bench.session_ok(flash, 240 * 1024, True, why), why
+    assert bench.session_ok(flash, 192 * 1024, True, why), why
 
 
 def test_boot_fails_cleanly_on_a_tiny_heap_and_runs_on_a_large_one(flash):
@@ -198,16 +196,18 @@ def test_boot_fails_cleanly_on_a_tiny_heap_and_runs_on_a_large_one(flash):
 
 
 def test_smallest_heap_guard(flash):
-    # Until the agent fits 128 KB: no more than this (173 KB when this was written, on the 64-bit
-    # unix port, the firmware service loaded at boot). Lower the bound as the agent shrinks.
+    # Until the agent fits 128 KB: no more than this (148 KB when this was written, on the 64-bit
+    # unix port: the probe holds every module and its own host side). Lower it as the agent
+    # shrinks.
     n = bench.smallest_heap(flash, "config", 320 * 1024, lo=64 * 1024)
     print(f"smallest heap that boots and takes the configuration: {n} bytes ({n / CAP:.0%} of 128 KB)")
-    assert n is not None and n <= 200 * 1024
+    assert n is not None and n <= 168 * 1024
 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="boot + configuration need about 168 KB on the 64-bit unix port (see the session test)",
+    reason="the probe (the host's side and its figures in the same heap) needs about 148 KB for boot + "
+    "configuration on the 64-bit unix port; the agent alone: see the session tests",
 )
 def test_boots_and_takes_the_configuration_in_128k(flash):
     assert bench.probe_ok(flash, CAP, "config")
