@@ -45,7 +45,7 @@ RC_FORMAT = "E49"
 RC_BOARD = "E11"
 RC_AUTH = "E100"  # integrity: the payload does not hash to what its manifest says
 
-_SAFE = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"
+_SAFE = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"
 
 # parser states
 _S_HEAD = const(0)
@@ -73,7 +73,7 @@ def check_path(path):
     for part in path.split("/"):
         if part in ("", ".", ".."):
             raise ImageError("bad file path {!r}: empty, '.' or '..' component".format(path))
-        for c in part:
+        for c in part.encode():  # bytes: MicroPython interns each character a str yields
             if c not in _SAFE:
                 raise ImageError("bad file path {!r}: only A-Z a-z 0-9 _ . - and /".format(path))
 
@@ -81,8 +81,8 @@ def check_path(path):
 def check_version(v):
     if not isinstance(v, str) or not 1 <= len(v) <= 8:
         raise ImageError("bad version {!r}: 1 to 8 characters (sr:FirmwareVersion)".format(v))
-    for c in v:
-        if not 0x21 <= ord(c) <= 0x7E:
+    for c in v.encode():
+        if not 0x21 <= c <= 0x7E:
             raise ImageError("bad version {!r}: printable ASCII without spaces".format(v))
 
 

@@ -56,9 +56,10 @@ class ConfigError(ValueError):
 
 
 def _ascii_digits(text):
-    # str.isdigit() accepts other scripts' digits and superscripts on CPython: DUIS does not
-    for c in text:
-        if c not in "0123456789":
+    # str.isdigit() accepts other scripts' digits and superscripts on CPython: DUIS does not.
+    # Bytes, since MicroPython interns each character a str yields, for good.
+    for c in text.encode():
+        if not 0x30 <= c <= 0x39:
             return False
     return True
 

@@ -27,8 +27,8 @@ def check_name(name):
         raise ValueError("record name must be 1-{} characters, not {!r}".format(_MAX_NAME, name))
     if name in (".", "..") or name.endswith(".tmp"):
         raise ValueError("record name {!r} is reserved".format(name))
-    for c in name:
-        if c not in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-":
+    for c in name.encode():  # bytes: MicroPython interns each character a str yields, for good
+        if c not in b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-":
             raise ValueError("record name {!r}: only A-Z a-z 0-9 . _ - allowed".format(name))
 
 

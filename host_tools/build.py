@@ -50,12 +50,22 @@ def portable_sources(packages=PORTABLE_PACKAGES) -> list[Path]:
     return [f.relative_to(ROOT) for f in files if "__pycache__" not in f.parts]
 
 
+def module_name(source: Path) -> str:
+    """The name a source file is imported by: agent/wire.py -> agent.wire, boards/__init__.py ->
+    boards. Compiled code is named by it (tracebacks say File "agent.wire"): MicroPython interns
+    the name of every module it loads, so the code's source name costs a board nothing more."""
+    parts = list(source.with_suffix("").parts)
+    if parts[-1] == "__init__" and len(parts) > 1:
+        parts.pop()
+    return ".".join(parts)
+
+
 def compile_file(source: Path, binary: str | None = None) -> Compiled:
     binary = binary or mpy_cross_binary()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.mpy"
         proc = subprocess.run(
-            [binary, "-o", str(out), "-s", source.as_posix(), str(ROOT / source)],
+            [binary, "-o", str(out), "-s", module_name(source), str(ROOT / source)],
             capture_output=True,
             text=True,
         )

