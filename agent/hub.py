@@ -9,7 +9,7 @@
 # The validator (agent/subghz.py) is loaded for one configuration and unloaded after it: the hub
 # keeps the validated configuration as plain data (its DUIS mapping, the usable channels, the
 # scaled parameters and the four masks), so no code of the validator stays on a board's heap.
-from agent import alerts, codes
+from agent import VERSION, alerts, codes
 from agent.agility import Agility
 from agent.dutycycle import DutyCycle
 from agent.eui import format_eui, parse_eui
@@ -83,10 +83,13 @@ class Hub:
         self.reboot_requested = False
         # The firmware service's boot-time part (agent.fwboot) finishes what a reboot interrupted
         # and confirms a trial boot; when nothing is pending it is not kept (loaded again by the
-        # first fw.* request).
+        # first fw.* request). A board with no boot state, no slots and no activation record
+        # runs the built-in version and has nothing to finish: it is not loaded at all.
         self.firmware = None
-        self.version = self.fw().version
-        self._settle_fw()
+        self.version = VERSION
+        if self._fw_files():
+            self.version = self.fw().version
+            self._settle_fw()
         self._restore_config()
         self._restore_duty()
 
@@ -221,6 +224,19 @@ class Hub:
             from agent.fwboot import unload_all
 
             unload_all()
+
+    def _fw_files(self):
+        # Whether the firmware service has anything to read at boot: an activation record, or
+        # beside the storage directory the bootloader's state or the slots (agent/boot.py).
+        if self.store.get("fw.act") is not None:
+            return True
+        storage = self.hal.storage
+        fs = getattr(storage, "fs", None)
+        if fs is None:
+            return False
+        root = getattr(storage, "root", "")
+        root = root[: root.rfind("/") + 1]
+        return fs.exists(root + "fwboot.json") or fs.exists(root + "slots")
 
     def fw(self):
         """The firmware service (agent.fwboot), loaded if it is not."""
