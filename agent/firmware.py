@@ -49,13 +49,14 @@
 # This module is the part of the service that only an update needs: agent.fwboot (loaded at
 # every boot) keeps the running version, the trial confirmation, the watch on a scheduled
 # activation and the outcome reports, and imports this module at the first fw.* request (or
-# when a scheduled activation is due). agent.image and agent.p256 are imported when an image
-# comes: a hub that is not being updated holds none of them in its heap.
+# when a scheduled activation is due). Activation, cancel and status are in agent.fwactivate,
+# loaded for one operation at a time. agent.image is held while an image comes in, and
+# agent.p256 only while a signature is checked: a hub that is not being updated holds none of
+# them in its heap, and one receiving an image holds no activation code.
 import hashlib
 
-from agent import boot
-from agent.fwboot import CONFIRM_MS, MAX_CHUNK, parent_dir  # noqa: F401 (the tests take CONFIRM_MS and MAX_CHUNK from here)
-from hal.compat import const, hexstr
+from agent.fwboot import CONFIRM_MS, MAX_CHUNK, boot_code, drop_boot_code, parent_dir  # noqa: F401 (the tests take CONFIRM_MS and MAX_CHUNK from here)
+from hal.compat import const, hexstr, unload
 
 RC_OK = "I0"
 RC_BAD = "E49"  # = agent.image.RC_FORMAT
@@ -72,49 +73,6 @@ class FwError(Exception):
         super().__init__(msg)
         self.code = code
         self.data = data
-
-
-_CUM_DAYS = (0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334)
-
-
-def _days(y, m, d):
-    # days from 1970-01-01 (proleptic Gregorian)
-    y1 = y - 1
-    n = 365 * (y - 1970) + (y1 // 4 - 1969 // 4) - (y1 // 100 - 1969 // 100) + (y1 // 400 - 1969 // 400)
-    leap = y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
-    return n + _CUM_DAYS[m - 1] + (1 if leap and m > 2 else 0) + d - 1
-
-
-def parse_utc(text):
-    """UTC seconds since 1970 from 'YYYY-MM-DDThh:mm:ss[.f][Z|+hh:mm|-hh:mm]' (ValueError)."""
-    t = text.strip()
-    if len(t) < 19 or t[4] != "-" or t[7] != "-" or t[10] not in "Tt" or t[13] != ":" or t[16] != ":":
-        raise ValueError("{!r} is not an ISO 8601 UTC time (YYYY-MM-DDThh:mm:ssZ)".format(text))
-    try:
-        y, mo, d = int(t[0:4]), int(t[5:7]), int(t[8:10])
-        h, mi, s = int(t[11:13]), int(t[14:16]), int(t[17:19])
-        rest = t[19:]
-        if rest.startswith("."):
-            i = 1
-            while i < len(rest) and rest[i].isdigit():
-                i += 1
-            if i == 1:
-                raise ValueError
-            rest = rest[i:]
-        off = 0
-        if rest in ("", "Z", "z"):
-            pass
-        elif len(rest) == 6 and rest[0] in "+-" and rest[3] == ":":
-            off = (int(rest[1:3]) * 60 + int(rest[4:6])) * 60
-            if rest[0] == "-":
-                off = -off
-        else:
-            raise ValueError
-    except ValueError:
-        raise ValueError("{!r} is not an ISO 8601 UTC time (YYYY-MM-DDThh:mm:ssZ)".format(text))
-    if y < 1970 or not 1 <= mo <= 12 or not 1 <= d <= 31 or h > 23 or mi > 59 or s > 60:
-        raise ValueError("{!r} is out of range".format(text))
-    return _days(y, mo, d) * 86400 + h * 3600 + mi * 60 + s - off
 
 
 class _SlotWriter:
@@ -186,7 +144,7 @@ class _Session:
         self.staged = 0
 
 
-def _bytes(args, name, lo, hi):
+def arg_bytes(args, name, lo, hi):
     v = args.get(name)
     if not isinstance(v, (bytes, bytearray)) or not lo <= len(v) <= hi:
         if lo == hi:
@@ -195,7 +153,7 @@ def _bytes(args, name, lo, hi):
     return bytes(v)
 
 
-def _int(args, name):
+def arg_int(args, name):
     v = args.get(name)
     if not isinstance(v, int) or isinstance(v, bool) or v < 0:
         raise FwError(RC_BAD, "{} must be a non-negative integer".format(name))
@@ -215,25 +173,45 @@ class Updater:
         self.board_name = svc.board_name
         self._incidents = None  # our own recorder, when the hub has none
         self._session = None
-
-    def _path(self, name):
-        return boot.join(self.root, name)
+        b = boot_code()
+        self.key_path = b.join(self.root, b.KEY)
+        self.stage_path = b.join(self.root, STAGE)
 
     def handle(self, name, args):
-        # one fw.* operation -> (rc, data, err); FwError becomes its code and message
+        # one fw.* operation -> (rc, data, err); FwError becomes its code and message. Staging
+        # is here; activation, cancel and status are agent.fwactivate's, loaded for the one
+        # operation.
         try:
-            return getattr(self, "op_" + name[3:])(args)
+            if name == "fw.begin":
+                return self.op_begin(args)
+            if name == "fw.chunk":
+                return self.op_chunk(args)
+            if name == "fw.end":
+                return self.op_end(args)
+            from agent import fwactivate
+
+            if name == "fw.activate":
+                return fwactivate.activate(self, args)
+            if name == "fw.cancel":
+                return fwactivate.cancel(self, args)
+            return fwactivate.status(self, args)
         except FwError as e:
             return e.code, e.data, str(e)
         except OSError as e:  # e.g. the flash is full: nothing half-done is kept as valid
             return RC_STATE, None, "flash error: {}".format(e)
+        finally:
+            unload("agent.fwactivate")
+            drop_boot_code()
 
     def start_due(self, act):
         # a scheduled activation whose time has come (agent.fwboot's tick)
+        from agent import fwactivate
+
         try:
-            self._start(act)
-        except FwError as e:
-            self.svc._finish(act, "failed", str(e))
+            fwactivate.start_due(self, act)
+        finally:
+            unload("agent.fwactivate")
+            drop_boot_code()
 
     # -- security incidents --------------------------------------------------------------------
     def _security(self, detail):
@@ -247,7 +225,7 @@ class Updater:
 
                 outbox = self.hub.outbox
                 inc = Incidents(notify=lambda report: outbox.append("incident", report) is not None)
-            except ImportError:
+            except (ImportError, MemoryError):  # no recorder on this board, or no room for it
                 return
             self._incidents = inc
         try:
@@ -257,41 +235,42 @@ class Updater:
         except Exception as e:  # recording must never stop the refusal from being answered
             print("firmware: incident not recorded:", e)
 
-    def _trusted_key(self):
+    def _check_sig(self, digest, sig):
+        # agent.p256 is loaded for the check only
         try:
-            f = self.fs.open(self._path(boot.KEY), "rb")
+            f = self.fs.open(self.key_path, "rb")
         except OSError:
             raise FwError(RC_AUTH, "no trusted signing key on this device (flash it with dbch flash --signing-key)")
         try:
             key = bytes(f.read())
         finally:
             f.close()
-        try:
-            from agent import p256
-
-            p256.parse_public_key(key)
-        except ValueError:
-            raise FwError(RC_AUTH, "the trusted signing key on this device is damaged (flash it again)")
-        return key
-
-    def _check_sig(self, digest, sig):
         from agent import p256
 
-        if not p256.verify(self._trusted_key(), digest, sig):
+        try:
+            try:
+                p256.parse_public_key(key)
+            except ValueError:
+                raise FwError(RC_AUTH, "the trusted signing key on this device is damaged (flash it again)")
+            ok = p256.verify(key, digest, sig)
+        finally:
+            p256 = None
+            unload("agent.p256")
+        if not ok:
             self._security("bad signature for image {}".format(hexstr(digest)))
             raise FwError(RC_AUTH, "bad signature: the image is not signed by the trusted key")
 
     # -- slots ---------------------------------------------------------------------------------
     def _state(self):
-        return boot.read_state(self.fs, self.root)
+        return boot_code().read_state(self.fs, self.root)
 
     def _inactive(self, st):
         if st["trial"] is not None:
             raise FwError(RC_STATE, "the trial boot of slot {} is not confirmed yet".format(st["trial"]))
-        return boot.other(self.svc.slot)
+        return boot_code().other(self.svc.slot)
 
     def ready(self, slot, digest=None):
-        m = boot.read_manifest(self.fs, self.root, slot)
+        m = boot_code().read_manifest(self.fs, self.root, slot)
         if m is None or not isinstance(m.get("hash"), str):
             return None
         if digest is not None and m["hash"] != hexstr(digest):
@@ -300,18 +279,18 @@ class Updater:
 
     def _find(self, digest):
         """The slot holding a staged and verified image with this hash, other than the running one."""
-        for s in boot.SLOTS:
+        for s in boot_code().SLOTS:
             if s != self.svc.slot and self.ready(s, digest) is not None:
                 return s
         return None
 
     # -- staging -------------------------------------------------------------------------------
     def _blob_size(self):
-        p = self._path(STAGE)
+        p = self.stage_path
         return self.fs.size(p) if self.fs.exists(p) else 0
 
     def _drop_blob(self):
-        p = self._path(STAGE)
+        p = self.stage_path
         if self.fs.exists(p):
             self.fs.remove(p)
 
@@ -332,7 +311,7 @@ class Updater:
         if n:
             buf = bytearray(_READ)
             mv = memoryview(buf)
-            f = self.fs.open(self._path(STAGE), "rb")
+            f = self.fs.open(self.stage_path, "rb")
             try:
                 while sess.staged < n:
                     k = f.readinto(buf)
@@ -360,9 +339,9 @@ class Updater:
         return self._resume(rec)
 
     def op_begin(self, args):
-        digest = _bytes(args, "hash", 32, 32)
-        size = _int(args, "size")
-        sig = _bytes(args, "sig", 8, 72)
+        digest = arg_bytes(args, "hash", 32, 32)
+        size = arg_int(args, "size")
+        sig = arg_bytes(args, "sig", 8, 72)
         if size > self.svc.max_image:
             raise FwError(
                 RC_BAD, "image of {} bytes is too large: this board takes {}".format(size, self.svc.max_image)
@@ -384,7 +363,7 @@ class Updater:
         else:
             self._session = None
             self._drop_blob()
-            _mkdirs(self.fs, parent_dir(self._path(STAGE)))
+            _mkdirs(self.fs, parent_dir(self.stage_path))
             rec = {"hash": digest, "size": size, "sig": sig}
             self.store.put("fw.stage", rec)
             sess = _Session(rec, self.board_name)
@@ -392,8 +371,8 @@ class Updater:
         return RC_OK, {"offset": sess.staged, "chunk": self.svc.max_chunk, "ready": False}, None
 
     def op_chunk(self, args):
-        offset = _int(args, "offset")
-        data = _bytes(args, "data", 1, self.svc.max_chunk)
+        offset = arg_int(args, "offset")
+        data = arg_bytes(args, "data", 1, self.svc.max_chunk)
         sess = self._current()
         if offset != sess.staged:
             raise FwError(
@@ -412,7 +391,7 @@ class Updater:
                 self._security("image {} refused: {}".format(hexstr(sess.rec["hash"]), e))
             raise FwError(e.code, "image refused at byte {}: {}".format(offset, e))
         self._session = None  # until the bytes are on flash
-        f = self.fs.open(self._path(STAGE), "ab")
+        f = self.fs.open(self.stage_path, "ab")
         try:
             f.write(data)
             self.fs.sync_file(f)
@@ -424,6 +403,20 @@ class Updater:
         return RC_OK, {"offset": sess.staged}, None
 
     def op_end(self, args):
+        rec, version = self._received()
+        self._check_sig(rec["hash"], rec["sig"])
+        st = self._state()
+        slot = self._inactive(st)
+        act = self.svc._act
+        if act is not None and act.get("state") == "scheduled" and act.get("slot") == slot:
+            raise FwError(RC_STATE, "an activation of slot {} is scheduled: cancel it first".format(slot))
+        self._unpack(rec, slot)
+        return RC_OK, {"hash": rec["hash"], "version": version, "slot": slot}, None
+
+    def _received(self):
+        # The whole image is staged and checked by the parser and against its hash: (its record,
+        # its version). The parser's session and code are let go (unpacking parses again), so
+        # they are not held while the signature is checked.
         sess = self._current()
         rec = sess.rec
         size = rec["size"]
@@ -442,19 +435,15 @@ class Updater:
             self._drop_staging()
             self._security("image content does not hash to its signed hash {}".format(hexstr(rec["hash"])))
             raise FwError(RC_AUTH, "tampered image: its content does not hash to the signed FirmwareHash")
-        self._check_sig(rec["hash"], rec["sig"])
-        st = self._state()
-        slot = self._inactive(st)
-        act = self.svc._act
-        if act is not None and act.get("state") == "scheduled" and act.get("slot") == slot:
-            raise FwError(RC_STATE, "an activation of slot {} is scheduled: cancel it first".format(slot))
-        self._unpack(rec, slot)
-        return RC_OK, {"hash": rec["hash"], "version": manifest["version"], "slot": slot}, None
+        self._session = None
+        unload("agent.image")
+        return rec, manifest["version"]
 
     def _unpack(self, rec, slot):
         from agent.image import ImageError, Parser
 
         fs = self.fs
+        boot = boot_code()
         base = boot.slot_dir(self.root, slot)
         man_path = base + "/" + boot.MANIFEST
         if fs.exists(man_path):
@@ -466,7 +455,7 @@ class Updater:
         sha = hashlib.sha256()
         buf = bytearray(_READ)
         mv = memoryview(buf)
-        f = fs.open(self._path(STAGE), "rb")
+        f = fs.open(self.stage_path, "rb")
         try:
             while True:
                 k = f.readinto(buf)
@@ -494,119 +483,3 @@ class Updater:
         }
         boot.write_json(fs, man_path, man)
         self._drop_staging()
-
-    # -- activation ----------------------------------------------------------------------------
-    def op_activate(self, args):
-        digest = _bytes(args, "hash", 32, 32)
-        when = args.get("execution")
-        if when is None:
-            at = None
-        elif isinstance(when, str):
-            try:
-                at = parse_utc(when)
-            except ValueError as e:
-                raise FwError(RC_BAD, "execution: {}".format(e))
-        elif isinstance(when, int) and not isinstance(when, bool) and when >= 0:
-            at = when
-        else:
-            raise FwError(RC_BAD, "execution must be null, an ISO 8601 UTC time or UTC seconds")
-        if self.svc.running_hash() == digest:
-            raise FwError(RC_STATE, "image {} is the one running already".format(hexstr(digest)))
-        st = self._state()
-        self._inactive(st)
-        slot = self._find(digest)
-        if slot is None:
-            raise FwError(RC_STATE, "no staged and verified image has hash {}".format(hexstr(digest)))
-        m = self.ready(slot, digest)
-        act = {
-            "hash": digest,
-            "slot": slot,
-            "version": m.get("version"),
-            "at": at,
-            "state": "scheduled",
-            "attempt": st["attempt"] + 1,
-            "from": self.svc.version,
-        }
-        now = self.clock.utc()
-        if at is not None and at > now:
-            self.store.put("fw.act", act)
-            self.svc._act = act
-            return RC_OK, {"slot": slot, "version": act["version"], "at": at, "reboot": False}, None
-        self._start(act)
-        return RC_OK, {"slot": slot, "version": act["version"], "at": None, "reboot": True}, None
-
-    def _start(self, act):
-        # Re-check at the moment of activation (a scheduled one waited).
-        st = self._state()
-        self._inactive(st)
-        if self.ready(act["slot"], act["hash"]) is None:
-            raise FwError(RC_STATE, "the image to activate is no longer staged")
-        act = dict(act)
-        act["state"] = "started"
-        act["attempt"] = st["attempt"] + 1
-        self.store.put("fw.act", act)
-        self.svc._act = act
-        boot.start_trial(self.fs, self.root, act["slot"], act["attempt"])
-        self.hub.reboot_requested = True
-
-    def op_cancel(self, args):
-        act = self.svc._act
-        if act is None or act.get("state") != "scheduled":
-            raise FwError(RC_NO_CANCEL, "no firmware activation is scheduled")
-        h = args.get("hash")
-        if h is not None and h != act.get("hash"):
-            raise FwError(RC_NO_CANCEL, "the scheduled activation is of another image")
-        self.store.delete("fw.act")
-        self.svc._act = None
-        return RC_OK, {"hash": act["hash"]}, None
-
-    # -- status --------------------------------------------------------------------------------
-    def op_status(self, args):
-        st = self._state()
-        slots = {}
-        for s in boot.SLOTS:
-            m = boot.read_manifest(self.fs, self.root, s)
-            slots[s] = {"version": m.get("version"), "hash": m.get("hash")} if m else None
-        staging = None
-        rec = self.store.get("fw.stage")
-        if isinstance(rec, dict) and isinstance(rec.get("hash"), bytes):
-            n = self._session.staged if self._session is not None else self._blob_size()
-            staging = {"hash": hexstr(rec["hash"]), "size": rec.get("size"), "staged": n}
-        act = self.svc._act
-        sched = None
-        if act is not None:
-            sched = {
-                "hash": hexstr(act["hash"]),
-                "slot": act.get("slot"),
-                "at": act.get("at"),
-                "state": act.get("state"),
-            }
-        last = self.store.get("fw.last")
-        if isinstance(last, dict) and isinstance(last.get("hash"), bytes):
-            last = dict(last)
-            last["hash"] = hexstr(last["hash"])
-        key = self.fs.exists(self._path(boot.KEY))
-        return (
-            RC_OK,
-            {
-                "version": self.svc.version,
-                "slot": self.svc.slot,
-                "trial": self.svc.trial,
-                "hash": self.svc.manifest.get("hash") if self.svc.manifest else None,
-                "slots": slots,
-                "staging": staging,
-                "activation": sched,
-                "last": last,
-                "key": key,
-                "boot": {
-                    "active": st["active"],
-                    "tries": st["tries"],
-                    "attempt": st["attempt"],
-                    "reverted": st["reverted"],
-                },
-                "chunk": self.svc.max_chunk,
-                "max_size": self.svc.max_image,
-                "utc": self.clock.utc(),
-            },
-            None,
-        )

@@ -3,7 +3,8 @@
 # trial boot after FW_CONFIRM_MS of healthy running (N64), noticing a scheduled activation that
 # is due, and reporting the outcome after a revert. When none of that is pending (idle()) the hub
 # does not keep it. The first fw.* operation loads it again and imports agent.firmware (staging,
-# image parsing, signature checks, slot unpacking, activation, status), which then stays loaded.
+# image parsing, signature checks, slot unpacking; activation and status are agent.fwactivate's,
+# loaded for each of those operations), which then stays loaded.
 # So does a due activation, or an interrupted one whose outcome needs a staged slot checked. The
 # operations, the records and the whole protocol are described in agent/firmware.py.
 #
@@ -21,25 +22,24 @@ CONFIRM_MS = const(2000)  # default healthy running time before a trial is confi
 EVENT = "firmware"
 
 
-def _boot():
+def boot_code():
     # The bootloader's code. On a board it is already loaded (agent/boot.py, flashed as dbchboot):
     # use it rather than load the same code again from the slot; it also wrote the state this part
-    # reads. Otherwise agent.boot is loaded for the moment it is needed (see _done).
+    # reads. Otherwise agent.boot is loaded for the moment it is needed (see drop_boot_code).
     b = sys.modules.get("dbchboot")
     if b is None:
         from agent import boot as b
     return b
 
 
-def _done():
-    # agent.boot unloaded again, unless the update code (agent.firmware) holds it too
-    if "agent.firmware" not in sys.modules:
-        unload("agent.boot")
+def drop_boot_code():
+    # agent.boot unloaded again (after a boot-time reading or a fw.* operation: nothing keeps it)
+    unload("agent.boot")
 
 
 def unload_all():
     # the firmware service's code: the update part, what it loads, and this module
-    for name in ("agent.firmware", "agent.image", "agent.p256", "agent.boot", "agent.fwboot"):
+    for name in ("agent.fwactivate", "agent.firmware", "agent.image", "agent.p256", "agent.boot", "agent.fwboot"):
         unload(name)
 
 
@@ -78,7 +78,7 @@ class FirmwareService:
         self.confirm_ms = getattr(board, "FW_CONFIRM_MS", CONFIRM_MS)
         self.started_ms = self.clock.monotonic_ms()
         self._updater = None  # agent.firmware's Updater, once needed
-        boot = _boot()
+        boot = boot_code()
         st = boot.read_state(self.fs, self.root)
         self.slot = boot.running(st)
         self.trial = st["trial"] is not None and st["tries"] > 0
@@ -90,7 +90,7 @@ class FirmwareService:
         if not isinstance(self._act, dict):
             self._act = None
         self._reconcile(st)
-        _done()
+        drop_boot_code()
 
     def updater(self):
         # The rest of the service (agent.firmware), imported the first time it is needed.
@@ -181,8 +181,8 @@ class FirmwareService:
         # The trial boot is healthy: make its slot the active one and report N64.
         if not self.trial:
             return False
-        _boot().confirm(self.fs, self.root)
-        _done()
+        boot_code().confirm(self.fs, self.root)
+        drop_boot_code()
         self.trial = False
         self._report_activated(self._act)
         return True

@@ -6,7 +6,7 @@ import unittest
 from fwkit import OTHER_D, ROOT, Device, Image, sign, slot_files
 
 from agent import boot
-from agent.firmware import parse_utc
+from agent.fwactivate import parse_utc
 from hal.contracts import PowerCut
 
 

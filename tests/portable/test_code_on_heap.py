@@ -1,0 +1,109 @@
+# Which of the agent's modules a hub holds. On MicroPython a module's code lives on the heap, so
+# the hub loads the configuration validator and the parts of the firmware service only while
+# they are needed (hal.compat.unload). Which modules are loaded is checked where unloading does
+# something (MicroPython); the hub's own state and answers are checked on both.
+import sys
+import unittest
+
+from fwkit import Device, Image
+
+from agent import VERSION
+from agent.examples import DBCH04_CONFIG
+from hal.compat import unload
+
+ON_MICROPYTHON = sys.implementation.name == "micropython"
+FW_CODE = ("agent.fwboot", "agent.boot", "agent.firmware", "agent.fwactivate", "agent.image", "agent.p256")
+
+
+class _Absent:
+    pass
+
+
+def loaded(names=FW_CODE):
+    return [n for n in names if n in sys.modules]
+
+
+class TestCodeOnHeap(unittest.TestCase):
+    def setUp(self):
+        for name in FW_CODE + ("agent.subghz",):  # what earlier tests (and their kit) imported
+            unload(name)
+
+    def ok(self, r):
+        self.assertEqual(r[0], "I0", r[2])
+        return r[1]
+
+    def assertLoaded(self, names):
+        if ON_MICROPYTHON:
+            self.assertEqual(loaded(), list(names))
+
+    def test_a_board_without_firmware_files_boots_without_the_firmware_service(self):
+        # no slots, no boot state, no activation record: the hub boots with agent.fwboot
+        # unavailable (a stand-in without its names takes its place), so it never loads it
+        sys.modules["agent.fwboot"] = _Absent()
+        try:
+            dev = Device(slots=False)
+        finally:
+            del sys.modules["agent.fwboot"]
+        self.assertIsNone(dev.hub.firmware)
+        self.assertEqual(self.ok(dev.call("hello"))["version"], VERSION)
+        self.assertLoaded([])
+
+    def test_a_board_with_slots_reads_its_version_then_lets_the_service_go(self):
+        dev = Device()  # slot a holds version 1.0
+        self.assertEqual(self.ok(dev.call("hello"))["version"], "1.0")
+        self.assertIsNone(dev.hub.firmware)
+        self.assertLoaded([])
+
+    def test_staging_holds_the_parser_but_no_signature_or_activation_code(self):
+        dev = Device()
+        img = Image("2.0", size=2000)
+        r = self.ok(dev.send(img, chunk=500, stop_at=1000))  # fw.begin and two fw.chunk
+        self.assertEqual(r["offset"], 1000)
+        self.assertIsNotNone(dev.hub.firmware)
+        self.assertLoaded(["agent.fwboot", "agent.firmware", "agent.image"])
+        st = self.ok(dev.call("fw.status"))  # agent.fwactivate, for this one operation
+        self.assertEqual(st["staging"]["staged"], 1000)
+        self.assertLoaded(["agent.fwboot", "agent.firmware", "agent.image"])
+        data = self.ok(dev.send(img, chunk=500))  # the rest, and fw.end: checked and unpacked
+        self.assertEqual((data["slot"], data["version"]), ("b", "2.0"))
+        self.assertIsNone(dev.hub.firmware)  # nothing pending: the service is let go
+        self.assertLoaded([])
+        st = self.ok(dev.call("fw.status"))  # loaded again when asked, and let go again
+        self.assertEqual(st["slots"]["b"]["version"], "2.0")
+        self.assertLoaded([])
+
+    def test_a_refused_signature_leaves_no_signature_code_behind(self):
+        dev = Device()
+        img = Image("2.0")
+        r = dev.call("fw.begin", hash=img.hash, size=len(img.content), sig=Image("2.1").sig)
+        self.assertEqual(r[0], "E100")
+        # the service stays, holding the count of refused images (agent.triage's Incidents, when
+        # the hub has no recorder of its own), but not the checking code
+        self.assertEqual(dev.hub.firmware.updater()._incidents.count("tampered_image"), 1)
+        self.assertLoaded(["agent.fwboot", "agent.firmware"])
+
+    def test_a_scheduled_activation_keeps_the_service_but_not_the_activation_code(self):
+        dev = Device()
+        img = Image("2.0")
+        self.ok(dev.send(img))
+        self.ok(dev.call("fw.activate", hash=img.hash, execution="2099-01-01T00:00:00Z"))
+        self.assertIsNotNone(dev.hub.firmware)  # it watches the time
+        self.assertLoaded(["agent.fwboot", "agent.firmware"])
+        self.ok(dev.call("fw.cancel"))
+        self.assertIsNone(dev.hub.firmware)
+        self.assertLoaded([])
+
+    def test_the_validator_is_loaded_for_one_configuration(self):
+        dev = Device(slots=False)
+        self.ok(dev.call("config.set", config=dict(DBCH04_CONFIG)))
+        self.assertTrue(self.ok(dev.call("status"))["configured"])
+        if ON_MICROPYTHON:
+            self.assertNotIn("agent.subghz", sys.modules)
+        r = dev.call("config.set", config={"bogus": 1})  # refused: loaded and let go again
+        self.assertNotEqual(r[0], "I0")
+        if ON_MICROPYTHON:
+            self.assertNotIn("agent.subghz", sys.modules)
+
+
+if __name__ == "__main__":
+    unittest.main()
