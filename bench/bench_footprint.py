@@ -207,9 +207,20 @@ def probe_ok(flash: Path, heap: int, mode: str, threshold: int | None = None) ->
 
 
 def parse_figures(stdout: str) -> dict | None:
+    """The probe's figures, with "names": {step: {"names", "pools", "bytes"}} from the
+    micropython.qstr_info() it prints after each step."""
+    names, step = {}, None
     for line in stdout.splitlines():
-        if line.startswith("probe {"):
-            return json.loads(line[len("probe ") :])
+        if line.startswith("names after "):
+            step = line[len("names after ") :].strip()
+        elif line.startswith("qstr pool:") and step is not None:
+            kv = dict(part.strip().split("=") for part in line[len("qstr pool:") :].split(","))
+            names[step] = {"names": int(kv["n_qstr"]), "pools": int(kv["n_pool"]), "bytes": int(kv["n_total_bytes"])}
+            step = None
+        elif line.startswith("probe {"):
+            figures = json.loads(line[len("probe ") :])
+            figures["names"] = names
+            return figures
     return None
 
 
@@ -530,7 +541,7 @@ def report(res: dict) -> str:
         f"  (steps below include {f['wrappers']} bytes of sampling wrappers; peaks sampled with"
         f" gc.threshold({f['threshold']}) on a {f['total'] // 1024} KB heap)"
     )
-    lines.append(f"  {'step':28s} {'idle':>7s}  {'':6s}  {'peak':>7s}  {'':6s}")
+    lines.append(f"  {'step':28s} {'idle':>7s}  {'':6s}  {'peak':>7s}  {'':6s}  names (pools, bytes)")
     order = [
         "boot",
         "hello",
@@ -550,8 +561,10 @@ def report(res: dict) -> str:
         if s is None:
             continue
         err = f["errors"].get(name)
+        q = f["names"].get(name)
         lines.append(
             f"  {name:28s} {s['idle']:7d}  {_ratio(s['idle'], cap)}  {s['peak']:7d}  {_ratio(s['peak'], cap)}"
+            + (f"  {q['names']:5d} ({q['pools']}, {q['bytes']})" if q else "")
             + (f"  {err}" if err else "")
         )
     peak = max(s["peak"] for s in f["steps"].values())

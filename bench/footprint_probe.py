@@ -27,6 +27,9 @@
 #   steps[name]   {"idle": after the step and gc.collect(), "peak": see below}
 #   total         the heap size (gc.mem_alloc() + gc.mem_free())
 #   wrappers      the sampling wrappers' own heap (in every idle figure of "full")
+# After each step of "full" it also prints "names after STEP" and micropython.qstr_info(): the
+# names the interpreter has interned so far (they are never freed; their pools double in size,
+# the sixth one, 640 names and about 7 KB in one block, coming with the 621st name).
 # A step's peak is the largest gc.mem_alloc() sampled at the entry and the exit of every call to
 # the agent's functions (_CLASSES, _MODULES) while the step runs, from a collected heap, with
 # gc.threshold(THRESHOLD) so that the GC also runs every THRESHOLD bytes allocated: garbage
@@ -54,6 +57,8 @@
 import gc
 import os
 import sys
+
+import micropython
 
 gc.collect()
 _BASE = gc.mem_alloc()
@@ -460,6 +465,8 @@ def full(data_dir, measure=True, steps_wanted=None):
         peak = _peak[0]
         gc.collect()
         steps[name] = {"idle": gc.mem_alloc(), "peak": peak}
+        print("names after", name)  # the interned names (qstrs) so far, for bench_footprint
+        micropython.qstr_info()
         return r
 
     _empty(data_dir)
