@@ -10,9 +10,12 @@
 #             Starts or resumes staging. The signature is checked over hash first. Resuming the
 #             same hash continues at the persisted offset (the staged prefix is re-hashed from
 #             flash); another hash discards the old staging. ready: already staged (or running).
-#   fw.chunk  {offset, data: 1..chunk bytes} -> {offset}  offset must be the staged length.
-#   fw.end    {} -> {hash, version, slot}  all bytes staged: hash, signature and image checked,
-#             then unpacked into the inactive slot (which is then "staged and verified").
+#   fw.chunk  {offset, data: 1..chunk bytes} -> {offset}  offset must be the staged length. The
+#             image's header (magic, format, manifest: board, announced size) is checked as soon
+#             as it is in: an image that is not one, or is for another board, is refused there.
+#   fw.end    {} -> {hash, version, slot}  all bytes staged: hash and signature checked, then the
+#             image parsed from flash into the inactive slot (which is then "staged and
+#             verified"); a payload the parser refuses is answered here.
 #   fw.activate {hash, execution: null | ISO 8601 UTC text | UTC seconds} -> {slot, version, at}
 #             execution null or past: the board reboots into the image on trial after answering;
 #             future: scheduled (the hub's tick checks Clock.utc()). Replaces a scheduled one.
@@ -50,9 +53,10 @@
 # every boot) keeps the running version, the trial confirmation, the watch on a scheduled
 # activation and the outcome reports, and imports this module at the first fw.* request (or
 # when a scheduled activation is due). Activation, cancel and status are in agent.fwactivate,
-# loaded for one operation at a time. agent.image is held while an image comes in, and
-# agent.p256 only while a signature is checked: a hub that is not being updated holds none of
-# them in its heap, and one receiving an image holds no activation code.
+# loaded for one operation at a time; so is agent.fwinstall (the signature checks, and fw.end's
+# checks and unpacking). agent.image is held until the image's header is in, and agent.p256
+# only while a signature is checked: a hub that is not being updated holds none of them in its
+# heap, and one receiving an image holds this module, agent.fwboot and the running hash.
 import hashlib
 
 from agent.fwboot import CONFIRM_MS, MAX_CHUNK, boot_code, drop_boot_code, parent_dir  # noqa: F401 (the tests take CONFIRM_MS and MAX_CHUNK from here)
@@ -75,36 +79,6 @@ class FwError(Exception):
         self.data = data
 
 
-class _SlotWriter:
-    # Parser sink: writes each file of the image under a slot directory.
-    def __init__(self, fs, base):
-        self.fs = fs
-        self.base = base
-        self.f = None
-        self.dirs = []
-
-    def begin(self, path, n):
-        full = self.base + "/" + path
-        _mkdirs(self.fs, parent_dir(full), self.dirs)
-        self.f = self.fs.open(full, "wb")
-
-    def data(self, mv):
-        self.f.write(mv)
-
-    def end(self):
-        f = self.f
-        self.f = None
-        try:
-            self.fs.sync_file(f)
-        finally:
-            f.close()
-
-    def close(self):
-        if self.f is not None:
-            self.f.close()
-            self.f = None
-
-
 def _mkdirs(fs, path, known=None):
     if not path or path == "/" or (known is not None and path in known):
         return
@@ -115,26 +89,10 @@ def _mkdirs(fs, path, known=None):
         known.append(path)
 
 
-def _is_dir(fs, path):
-    try:
-        fs.listdir(path)
-        return True
-    except OSError:
-        return False
-
-
-def _clear(fs, path):
-    # remove every file under path (directories stay: empty ones are harmless)
-    for n in fs.listdir(path):
-        p = path + "/" + n
-        if _is_dir(fs, p):
-            _clear(fs, p)
-        else:
-            fs.remove(p)
-
-
 class _Session:
-    # An image being received, in RAM: the running hashes and the parser's state.
+    # An image being received, in RAM: the running hash of what is staged, and the parser until
+    # the image's header has been checked (agent.image is then let go: the payload is checked as
+    # fw.end unpacks it).
     def __init__(self, rec, board):
         self.rec = rec
         self.sha = hashlib.sha256()
@@ -142,6 +100,15 @@ class _Session:
 
         self.parser = Parser(board=board, total=rec["size"])
         self.staged = 0
+
+    def check(self, data):
+        # feed the parser (ImageError) until it is past the header, then drop it
+        p = self.parser
+        if p is not None:
+            p.feed(data)
+            if p.manifest is not None:
+                self.parser = None
+                unload("agent.image")
 
 
 def arg_bytes(args, name, lo, hi):
@@ -201,6 +168,7 @@ class Updater:
             return RC_STATE, None, "flash error: {}".format(e)
         finally:
             unload("agent.fwactivate")
+            unload("agent.fwinstall")
             drop_boot_code()
 
     def start_due(self, act):
@@ -213,52 +181,24 @@ class Updater:
             unload("agent.fwactivate")
             drop_boot_code()
 
-    # -- security incidents --------------------------------------------------------------------
-    def _security(self, detail):
-        # A refused image that failed authentication is a security event (SEC G3.5): recorded
-        # with the hub's Incidents recorder (agent.triage) if it has one, else with our own,
-        # which notifies an "incident" event through the outbox.
-        inc = getattr(self.hub, "incidents", None) or self._incidents
-        if inc is None:
-            try:
-                from agent.triage import Incidents
-
-                outbox = self.hub.outbox
-                inc = Incidents(notify=lambda report: outbox.append("incident", report) is not None)
-            except (ImportError, MemoryError):  # no recorder on this board, or no room for it
-                return
-            self._incidents = inc
-        try:
-            from agent.triage import TAMPERED_IMAGE
-
-            inc.record(TAMPERED_IMAGE, detail)
-        except Exception as e:  # recording must never stop the refusal from being answered
-            print("firmware: incident not recorded:", e)
-
+    # -- what agent.fwinstall does, loaded for the moment ---------------------------------------
     def _check_sig(self, digest, sig):
-        # agent.p256 is loaded for the check only
-        try:
-            f = self.fs.open(self.key_path, "rb")
-        except OSError:
-            raise FwError(RC_AUTH, "no trusted signing key on this device (flash it with dbch flash --signing-key)")
-        try:
-            key = bytes(f.read())
-        finally:
-            f.close()
-        from agent import p256
+        from agent import fwinstall
 
         try:
-            try:
-                p256.parse_public_key(key)
-            except ValueError:
-                raise FwError(RC_AUTH, "the trusted signing key on this device is damaged (flash it again)")
-            ok = p256.verify(key, digest, sig)
+            fwinstall.check_sig(self, digest, sig)
         finally:
-            p256 = None
-            unload("agent.p256")
-        if not ok:
-            self._security("bad signature for image {}".format(hexstr(digest)))
-            raise FwError(RC_AUTH, "bad signature: the image is not signed by the trusted key")
+            fwinstall = None
+            unload("agent.fwinstall")
+
+    def _security(self, detail):
+        from agent import fwinstall
+
+        try:
+            fwinstall.security(self, detail)
+        finally:
+            fwinstall = None
+            unload("agent.fwinstall")
 
     # -- slots ---------------------------------------------------------------------------------
     def _state(self):
@@ -318,7 +258,7 @@ class Updater:
                     if not k:
                         break
                     k = min(k, n - sess.staged)
-                    sess.parser.feed(mv[:k])
+                    sess.check(mv[:k])
                     sess.sha.update(mv[:k])
                     sess.staged += k
             except ImageError:  # bytes on flash that the image never had: start again
@@ -381,15 +321,16 @@ class Updater:
         size = sess.rec["size"]
         if offset + len(data) > size:
             raise FwError(RC_BAD, "chunk runs past the announced size of {} bytes".format(size), {"offset": offset})
-        from agent.image import ImageError
+        if sess.parser is not None:
+            from agent.image import ImageError
 
-        try:
-            sess.parser.feed(data)
-        except ImageError as e:
-            self._drop_staging()
-            if e.code == RC_AUTH:
-                self._security("image {} refused: {}".format(hexstr(sess.rec["hash"]), e))
-            raise FwError(e.code, "image refused at byte {}: {}".format(offset, e))
+            try:
+                sess.check(data)
+            except ImageError as e:
+                self._drop_staging()
+                if e.code == RC_AUTH:
+                    self._security("image {} refused: {}".format(hexstr(sess.rec["hash"]), e))
+                raise FwError(e.code, "image refused at byte {}: {}".format(offset, e))
         self._session = None  # until the bytes are on flash
         f = self.fs.open(self.stage_path, "ab")
         try:
@@ -403,83 +344,7 @@ class Updater:
         return RC_OK, {"offset": sess.staged}, None
 
     def op_end(self, args):
-        rec, version = self._received()
-        self._check_sig(rec["hash"], rec["sig"])
-        st = self._state()
-        slot = self._inactive(st)
-        act = self.svc._act
-        if act is not None and act.get("state") == "scheduled" and act.get("slot") == slot:
-            raise FwError(RC_STATE, "an activation of slot {} is scheduled: cancel it first".format(slot))
-        self._unpack(rec, slot)
-        return RC_OK, {"hash": rec["hash"], "version": version, "slot": slot}, None
+        # agent.fwinstall checks what was received and unpacks it (unloaded in handle)
+        from agent import fwinstall
 
-    def _received(self):
-        # The whole image is staged and checked by the parser and against its hash: (its record,
-        # its version). The parser's session and code are let go (unpacking parses again), so
-        # they are not held while the signature is checked.
-        sess = self._current()
-        rec = sess.rec
-        size = rec["size"]
-        if sess.staged != size:
-            raise FwError(
-                RC_BAD, "truncated image: {} of {} bytes received".format(sess.staged, size), {"offset": sess.staged}
-            )
-        from agent.image import ImageError
-
-        try:
-            manifest = sess.parser.finish()
-        except ImageError as e:
-            self._drop_staging()
-            raise FwError(e.code, str(e))
-        if sess.sha.digest() != rec["hash"]:
-            self._drop_staging()
-            self._security("image content does not hash to its signed hash {}".format(hexstr(rec["hash"])))
-            raise FwError(RC_AUTH, "tampered image: its content does not hash to the signed FirmwareHash")
-        self._session = None
-        unload("agent.image")
-        return rec, manifest["version"]
-
-    def _unpack(self, rec, slot):
-        from agent.image import ImageError, Parser
-
-        fs = self.fs
-        boot = boot_code()
-        base = boot.slot_dir(self.root, slot)
-        man_path = base + "/" + boot.MANIFEST
-        if fs.exists(man_path):
-            fs.remove(man_path)  # the slot is not bootable from here until the new manifest
-        _mkdirs(fs, base)
-        _clear(fs, base)
-        sink = _SlotWriter(fs, base)
-        parser = Parser(board=self.board_name, total=rec["size"], sink=sink)
-        sha = hashlib.sha256()
-        buf = bytearray(_READ)
-        mv = memoryview(buf)
-        f = fs.open(self.stage_path, "rb")
-        try:
-            while True:
-                k = f.readinto(buf)
-                if not k:
-                    break
-                sha.update(mv[:k])
-                parser.feed(mv[:k])
-            m = parser.finish()
-        except ImageError as e:
-            self._drop_staging()
-            raise FwError(RC_BAD, "image on flash is damaged: {}".format(e))
-        finally:
-            f.close()
-            sink.close()
-        if sha.digest() != rec["hash"]:
-            self._drop_staging()
-            raise FwError(RC_BAD, "image on flash does not match what was received: send it again")
-        man = {
-            "version": m["version"],
-            "board": m["board"],
-            "hash": hexstr(rec["hash"]),
-            "size": rec["size"],
-            "sha256": hexstr(m["sha256"]),
-            "files": m["files"],
-        }
-        boot.write_json(fs, man_path, man)
-        self._drop_staging()
+        return fwinstall.end(self)

@@ -2,9 +2,9 @@
 # the running slot's manifest), finishing what a reboot or power cut interrupted, confirming a
 # trial boot after FW_CONFIRM_MS of healthy running (N64), noticing a scheduled activation that
 # is due, and reporting the outcome after a revert. When none of that is pending (idle()) the hub
-# does not keep it. The first fw.* operation loads it again and imports agent.firmware (staging,
-# image parsing, signature checks, slot unpacking; activation and status are agent.fwactivate's,
-# loaded for each of those operations), which then stays loaded.
+# does not keep it. The first fw.* operation loads it again and imports agent.firmware (staging;
+# the checks and the unpacking are agent.fwinstall's, activation and status agent.fwactivate's,
+# each loaded for one operation), which then stays loaded.
 # So does a due activation, or an interrupted one whose outcome needs a staged slot checked. The
 # operations, the records and the whole protocol are described in agent/firmware.py.
 #
@@ -39,7 +39,15 @@ def drop_boot_code():
 
 def unload_all():
     # the firmware service's code: the update part, what it loads, and this module
-    for name in ("agent.fwactivate", "agent.firmware", "agent.image", "agent.p256", "agent.boot", "agent.fwboot"):
+    for name in (
+        "agent.fwactivate",
+        "agent.fwinstall",
+        "agent.firmware",
+        "agent.image",
+        "agent.p256",
+        "agent.boot",
+        "agent.fwboot",
+    ):
         unload(name)
 
 

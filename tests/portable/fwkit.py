@@ -4,7 +4,8 @@
 import hashlib
 
 from agent import boot, image, p256
-from agent.firmware import CONFIRM_MS, _SlotWriter
+from agent.firmware import CONFIRM_MS
+from agent.fwinstall import _SlotWriter
 from boards import sim
 from hal.sim.flash import SimFlash
 from hal.sim.lab import LabMedium

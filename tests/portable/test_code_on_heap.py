@@ -12,7 +12,15 @@ from agent.examples import DBCH04_CONFIG
 from hal.compat import unload
 
 ON_MICROPYTHON = sys.implementation.name == "micropython"
-FW_CODE = ("agent.fwboot", "agent.boot", "agent.firmware", "agent.fwactivate", "agent.image", "agent.p256")
+FW_CODE = (
+    "agent.fwboot",
+    "agent.boot",
+    "agent.firmware",
+    "agent.fwactivate",
+    "agent.fwinstall",
+    "agent.image",
+    "agent.p256",
+)
 
 
 class _Absent:
@@ -54,16 +62,19 @@ class TestCodeOnHeap(unittest.TestCase):
         self.assertIsNone(dev.hub.firmware)
         self.assertLoaded([])
 
-    def test_staging_holds_the_parser_but_no_signature_or_activation_code(self):
+    def test_staging_holds_the_parser_until_the_header_is_in_and_no_checking_code(self):
         dev = Device()
         img = Image("2.0", size=2000)
-        r = self.ok(dev.send(img, chunk=500, stop_at=1000))  # fw.begin and two fw.chunk
-        self.assertEqual(r["offset"], 1000)
+        r = self.ok(dev.send(img, chunk=5, stop_at=5))  # fw.begin, and a chunk inside the header
+        self.assertEqual(r["offset"], 5)
+        self.assertLoaded(["agent.fwboot", "agent.firmware", "agent.image"])
+        r = self.ok(dev.send(img, chunk=500, stop_at=1000))  # the header is in: parser let go
+        self.assertEqual(r["offset"], 1005)
         self.assertIsNotNone(dev.hub.firmware)
-        self.assertLoaded(["agent.fwboot", "agent.firmware", "agent.image"])
+        self.assertLoaded(["agent.fwboot", "agent.firmware"])
         st = self.ok(dev.call("fw.status"))  # agent.fwactivate, for this one operation
-        self.assertEqual(st["staging"]["staged"], 1000)
-        self.assertLoaded(["agent.fwboot", "agent.firmware", "agent.image"])
+        self.assertEqual(st["staging"]["staged"], 1005)
+        self.assertLoaded(["agent.fwboot", "agent.firmware"])
         data = self.ok(dev.send(img, chunk=500))  # the rest, and fw.end: checked and unpacked
         self.assertEqual((data["slot"], data["version"]), ("b", "2.0"))
         self.assertIsNone(dev.hub.firmware)  # nothing pending: the service is let go

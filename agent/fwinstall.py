@@ -1,0 +1,201 @@
+# The end of an update's staging, fw.end: what was received is checked against its signed
+# hash, the signature is checked again (agent.p256), and the image is parsed from flash into the
+# inactive slot (agent.image), whose manifest is written last: until then the slot is not
+# bootable. Also the signature check of fw.begin and the record of a refused image as a security
+# incident. The Updater (agent.firmware) loads this module for one operation, so a board
+# receiving an image holds none of it; the protocol, records and codes are in agent/firmware.py.
+#
+# The steps of fw.end are one after the other, each letting its code go before the next loads
+# its own: the hash of the received bytes (no code), the signature (agent.p256), the slot
+# (agent.image and agent.boot).
+import hashlib
+
+from agent.firmware import RC_AUTH, RC_BAD, RC_OK, RC_STATE, FwError, _mkdirs, parent_dir
+from agent.fwboot import boot_code
+from hal.compat import const, hexstr, unload
+
+_READ = const(1024)
+
+
+class _SlotWriter:
+    # Parser sink: writes each file of the image under a slot directory.
+    def __init__(self, fs, base):
+        self.fs = fs
+        self.base = base
+        self.f = None
+        self.dirs = []
+
+    def begin(self, path, n):
+        full = self.base + "/" + path
+        _mkdirs(self.fs, parent_dir(full), self.dirs)
+        self.f = self.fs.open(full, "wb")
+
+    def data(self, mv):
+        self.f.write(mv)
+
+    def end(self):
+        f = self.f
+        self.f = None
+        try:
+            self.fs.sync_file(f)
+        finally:
+            f.close()
+
+    def close(self):
+        if self.f is not None:
+            self.f.close()
+            self.f = None
+
+
+def _is_dir(fs, path):
+    try:
+        fs.listdir(path)
+        return True
+    except OSError:
+        return False
+
+
+def _clear(fs, path):
+    # remove every file under path (directories stay: empty ones are harmless)
+    for n in fs.listdir(path):
+        p = path + "/" + n
+        if _is_dir(fs, p):
+            _clear(fs, p)
+        else:
+            fs.remove(p)
+
+
+def security(u, detail):
+    # A refused image that failed authentication is a security event (SEC G3.5): recorded with
+    # the hub's Incidents recorder (agent.triage) if it has one, else with the Updater's own,
+    # which notifies an "incident" event through the outbox.
+    inc = getattr(u.hub, "incidents", None) or u._incidents
+    if inc is None:
+        try:
+            from agent.triage import Incidents
+
+            outbox = u.hub.outbox
+            inc = Incidents(notify=lambda report: outbox.append("incident", report) is not None)
+        except (ImportError, MemoryError):  # no recorder on this board, or no room for it
+            return
+        u._incidents = inc
+    try:
+        from agent.triage import TAMPERED_IMAGE
+
+        inc.record(TAMPERED_IMAGE, detail)
+    except Exception as e:  # recording must never stop the refusal from being answered
+        print("firmware: incident not recorded:", e)
+
+
+def check_sig(u, digest, sig):
+    # agent.p256 is loaded for the check only
+    try:
+        f = u.fs.open(u.key_path, "rb")
+    except OSError:
+        raise FwError(RC_AUTH, "no trusted signing key on this device (flash it with dbch flash --signing-key)")
+    try:
+        key = bytes(f.read())
+    finally:
+        f.close()
+    from agent import p256
+
+    try:
+        try:
+            p256.parse_public_key(key)
+        except ValueError:
+            raise FwError(RC_AUTH, "the trusted signing key on this device is damaged (flash it again)")
+        ok = p256.verify(key, digest, sig)
+    finally:
+        p256 = None
+        unload("agent.p256")
+    if not ok:
+        security(u, "bad signature for image {}".format(hexstr(digest)))
+        raise FwError(RC_AUTH, "bad signature: the image is not signed by the trusted key")
+
+
+def end(u):
+    # fw.end: (rc, data, err) or FwError
+    sess = u._current()
+    rec = sess.rec
+    size = rec["size"]
+    if sess.staged != size:
+        raise FwError(
+            RC_BAD, "truncated image: {} of {} bytes received".format(sess.staged, size), {"offset": sess.staged}
+        )
+    if sess.sha.digest() != rec["hash"]:
+        u._drop_staging()
+        security(u, "image content does not hash to its signed hash {}".format(hexstr(rec["hash"])))
+        raise FwError(RC_AUTH, "tampered image: its content does not hash to the signed FirmwareHash")
+    u._session = None  # the parser, if a resume made one, goes with it
+    unload("agent.image")
+    check_sig(u, rec["hash"], rec["sig"])
+    slot = u._inactive(u._state())
+    act = u.svc._act
+    if act is not None and act.get("state") == "scheduled" and act.get("slot") == slot:
+        raise FwError(RC_STATE, "an activation of slot {} is scheduled: cancel it first".format(slot))
+    try:
+        version = _unpack(u, rec, slot)
+    finally:
+        unload("agent.image")
+    return RC_OK, {"hash": rec["hash"], "version": version, "slot": slot}, None
+
+
+def _unpack(u, rec, slot):
+    # Parse the staged image from flash into the slot; its manifest last. The image's version.
+    from agent.image import ImageError, Parser
+
+    fs = u.fs
+    boot = boot_code()
+    base = boot.slot_dir(u.root, slot)
+    man_path = base + "/" + boot.MANIFEST
+    if fs.exists(man_path):
+        fs.remove(man_path)  # the slot is not bootable from here until the new manifest
+    _mkdirs(fs, base)
+    _clear(fs, base)
+    sink = _SlotWriter(fs, base)
+    parser = Parser(board=u.board_name, total=rec["size"], sink=sink)
+    sha = hashlib.sha256()
+    buf = bytearray(_READ)
+    mv = memoryview(buf)
+    refused = None
+    f = fs.open(u.stage_path, "rb")
+    try:
+        while True:
+            k = f.readinto(buf)
+            if not k:
+                break
+            sha.update(mv[:k])
+            if refused is None:
+                try:
+                    parser.feed(mv[:k])
+                except ImageError as e:  # the rest is still hashed: was it the image or the flash?
+                    refused = e
+        if refused is None:
+            try:
+                m = parser.finish()
+            except ImageError as e:
+                refused = e
+    finally:
+        f.close()
+        sink.close()
+    parser = None
+    if sha.digest() != rec["hash"]:
+        u._drop_staging()
+        raise FwError(RC_BAD, "image on flash does not match what was received: send it again")
+    if refused is not None:
+        # the signed bytes themselves are refused: their header passed, their payload did not
+        u._drop_staging()
+        if refused.code == RC_AUTH:
+            security(u, "image {} refused: {}".format(hexstr(rec["hash"]), refused))
+        raise FwError(refused.code, "image refused: {}".format(refused))
+    man = {
+        "version": m["version"],
+        "board": m["board"],
+        "hash": hexstr(rec["hash"]),
+        "size": rec["size"],
+        "sha256": hexstr(m["sha256"]),
+        "files": m["files"],
+    }
+    boot.write_json(fs, man_path, man)
+    u._drop_staging()
+    return m["version"]
