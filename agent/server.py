@@ -80,6 +80,8 @@ class Server:
     def _on_request(self, msg):
         try:
             rc, data, err = self.hub.handle(msg)
+        except MemoryError as e:  # what the handler held is garbage now: the next request has it
+            rc, data, err = "E49", None, "internal error: out of memory on the board for this request ({})".format(e)
         except Exception as e:  # the agent keeps serving whatever a handler does
             print_exception(e)
             rc, data, err = "E49", None, "internal error: {}".format(e)

@@ -343,12 +343,21 @@ def _need(ok: bool, what: object) -> None:
         raise SessionError(str(what)[:2000])
 
 
-def run_session(flash: Path, heap: int | str, workdir: Path, firmware: bool = True, timeout: float = 10.0) -> dict:
+def run_session(
+    flash: Path,
+    heap: int | str,
+    workdir: Path,
+    firmware: bool = True,
+    timeout: float = 10.0,
+    staging_may_fail: bool = False,
+) -> dict:
     """A whole session with the agent as a board runs it (main.py, -X heapsize=heap) from a copy
     of flash in workdir: hello, the DBCH04-like configuration, status, an alert burst, then (if
     firmware) the signed image staged as dbch firmware send does and fw.status, then every event
     taken and acknowledged, then the console closed. The facts seen; SessionError, LinkError
-    (the board exited) or host_tools.firmware.FirmwareError when a step fails."""
+    (the board exited) or host_tools.firmware.FirmwareError when a step fails. With
+    staging_may_fail, a refused staging is recorded as facts["fw_error"] (rc, err) instead and
+    the session goes on."""
     from agent.examples import DBCH04_CONFIG
     from host_tools import firmware as fwtool
 
@@ -379,10 +388,16 @@ def run_session(flash: Path, heap: int | str, workdir: Path, firmware: bool = Tr
             # the alerts wait in the outbox while the image is staged
             data = (flash / IMAGE).read_bytes()
             facts["fw_image"] = fwtool.describe(data)
-            facts["fw_sent"] = fwtool.send(c, data)
-            r = c.request("fw.status")
-            _need(r.rc == "I0", r)
-            facts["fw_status"] = r.data
+            try:
+                facts["fw_sent"] = fwtool.send(c, data)
+            except fwtool.FirmwareError as e:
+                if not staging_may_fail:
+                    raise
+                facts["fw_error"] = (e.rc, e.err)
+            else:
+                r = c.request("fw.status")
+                _need(r.rc == "I0", r)
+                facts["fw_status"] = r.data
         # subscribe, then take every event and acknowledge it
         r = c.hello(events=True)
         _need(r.rc == "I0", r)

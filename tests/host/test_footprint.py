@@ -102,6 +102,22 @@ def test_the_agent_serves_its_console_without_staging_in_128k(flash):
     assert bench.session_ok(flash, CAP, False, why), why
 
 
+def test_staging_in_128k_is_done_or_refused_and_the_session_goes_on(flash, tmp_path):
+    # Whatever the staging does on the 128 KB heap (refused for want of memory when this was
+    # written, see the xfail above), it is answered with a response code, and the agent goes on
+    # serving: the alerts of the burst all delivered, nothing left in the outbox, a clean exit.
+    facts = bench.run_session(flash, "128K", tmp_path / "board", staging_may_fail=True)
+    if "fw_error" in facts:
+        rc, err = facts["fw_error"]
+        assert rc == "E49" and "out of memory" in err, facts["fw_error"]
+    else:
+        assert facts["fw_status"]["slots"]["b"]["version"] == bench.IMAGE_VERSION
+    for code in bench.BURST_ALERTS:
+        assert code in facts["alerts"], (code, facts["alerts"])
+    assert facts["outbox"] == 0
+    assert facts["exit"] == 0 and "Error" not in facts["stderr"], facts["stderr"]
+
+
 def test_a_session_that_runs_out_of_heap_is_reported_not_passed(flash, tmp_path):
     # the bisection's test can fail: on a heap too small to boot the board exits, and the host
     # is told at once (not after its timeout)

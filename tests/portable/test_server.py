@@ -159,6 +159,27 @@ class OutOfMemory(unittest.TestCase):
         self.assertNotIn("d", got[0])
         self.assertIn("memory", got[0]["e"])
 
+    def test_a_request_that_runs_out_of_memory_is_answered_and_the_next_is_served(self):
+        hub = self.rig.hub
+        handle = hub.handle
+        calls = []
+
+        def starved(req):  # the first request's handler runs out of heap
+            calls.append(req["op"])
+            if len(calls) == 1:
+                raise MemoryError("memory allocation failed, allocating 640 bytes")
+            return handle(req)
+
+        hub.handle = starved
+        self.host.send(wire.request(5, "fw.begin", {"hash": b"h" * 32, "size": 100, "sig": b"s" * 8}))
+        self.host.send(wire.request(6, "status"))
+        self.server.poll()
+        got = self.host.received()
+        self.assertEqual([(m["id"], m["rc"]) for m in got], [(5, "E49"), (6, "I0")])
+        self.assertIn("out of memory", got[0]["e"])
+        self.assertIn("640", got[0]["e"])  # what the interpreter said
+        self.assertEqual(calls, ["fw.begin", "status"])
+
     def test_an_event_that_cannot_be_sent_stays_in_the_outbox(self):
         self.host.send(wire.request(4, "hello", {"events": True}))
         self.server.poll()
