@@ -1,6 +1,7 @@
 # A simulated stretch of a hub's life on the simulated HAL, for the endurance tests
 # (tests/portable/test_endurance.py on both runtimes, tests/host/test_endurance_month.py for a
-# whole month on CPython, bench/endurance_month.py for a month on MicroPython).
+# whole month on CPython; DBCH_ENDURANCE_DAYS=28 micropython tests/upy/run.py test_endurance for a
+# month on MicroPython).
 #
 # The world: one virtual clock for the air (hal.sim.lab.LabMedium) and the host. The device's
 # clock restarts at every boot (BootClock: monotonic from 0, UTC from the world), as a board's
