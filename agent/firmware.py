@@ -79,11 +79,11 @@ class FwError(Exception):
         self.data = data
 
 
-def _mkdirs(fs, path, known=None):
+def mkdirs(fs, path, known=None):
     if not path or path == "/" or (known is not None and path in known):
         return
     if not fs.exists(path):
-        _mkdirs(fs, parent_dir(path), known)
+        mkdirs(fs, parent_dir(path), known)
         fs.mkdir(path)
     if known is not None:
         known.append(path)
@@ -303,7 +303,7 @@ class Updater:
         else:
             self._session = None
             self._drop_blob()
-            _mkdirs(self.fs, parent_dir(self.stage_path))
+            mkdirs(self.fs, parent_dir(self.stage_path))
             rec = {"hash": digest, "size": size, "sig": sig}
             self.store.put("fw.stage", rec)
             sess = _Session(rec, self.board_name)

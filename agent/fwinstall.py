@@ -10,8 +10,8 @@
 # (agent.image and agent.boot).
 import hashlib
 
-from agent.firmware import RC_AUTH, RC_BAD, RC_OK, RC_STATE, FwError, _mkdirs, parent_dir
-from agent.fwboot import boot_code
+from agent.firmware import RC_AUTH, RC_BAD, RC_OK, RC_STATE, FwError, mkdirs
+from agent.fwboot import boot_code, parent_dir
 from hal.compat import const, hexstr, unload
 
 _READ = const(1024)
@@ -27,7 +27,7 @@ class _SlotWriter:
 
     def begin(self, path, n):
         full = self.base + "/" + path
-        _mkdirs(self.fs, parent_dir(full), self.dirs)
+        mkdirs(self.fs, parent_dir(full), self.dirs)
         self.f = self.fs.open(full, "wb")
 
     def data(self, mv):
@@ -150,7 +150,7 @@ def _unpack(u, rec, slot):
     man_path = base + "/" + boot.MANIFEST
     if fs.exists(man_path):
         fs.remove(man_path)  # the slot is not bootable from here until the new manifest
-    _mkdirs(fs, base)
+    mkdirs(fs, base)
     _clear(fs, base)
     sink = _SlotWriter(fs, base)
     parser = Parser(board=u.board_name, total=rec["size"], sink=sink)

@@ -1,6 +1,7 @@
 # The firmware service (agent/firmware.py) on a simulated hub: staging and resume, refusals,
 # activation now / later / cancelled, trial confirm and N64, revert, and a power cut at every
 # write of a whole update.
+import hashlib
 import unittest
 
 from fwkit import OTHER_D, ROOT, Device, Image, sign, slot_files
@@ -176,6 +177,40 @@ class TestRefusals(unittest.TestCase):
         self.assertEqual(len(self.dev.events("incident")), 1)
         self.nothing_staged()
         self.assertIsNone(ok(self, self.dev.call("fw.status"))["staging"])
+
+    def test_a_signed_payload_that_breaks_its_manifest_is_refused_at_the_end(self):
+        # signed by the trusted key and its header sound: only fw.end, parsing the staged image
+        # into the slot, finds that the payload does not match the manifest's sha256
+        c = bytearray(self.img.content)
+        c[-20] ^= 0x40  # in the last file's data
+        self.img.content = bytes(c)
+        self.img.hash = hashlib.sha256(self.img.content).digest()
+        self.img.sig = sign(self.img.hash)
+        self.assertEqual(self.dev.send(self.img, stop_at=1000)[0], "I0")  # past the header: taken
+        r = self.dev.send(self.img)
+        self.assertEqual(r[0], "E100")
+        self.assertIn("sha256", r[2])
+        self.assertEqual(len(self.dev.events("incident")), 1)
+        self.nothing_staged()
+        self.assertFalse(self.dev.flash.exists("/slots/stage.img"))
+
+    def test_a_staged_file_changed_on_flash_is_to_be_sent_again(self):
+        ok(self, self.begin())
+        c = self.img.content
+        ok(self, self.dev.call("fw.chunk", offset=0, data=c[:2000]))
+        ok(self, self.dev.call("fw.chunk", offset=2000, data=c[2000:]))  # all of it, no fw.end yet
+        f = self.dev.flash.open("/slots/stage.img", "rb")
+        staged = bytearray(f.read())
+        f.close()
+        staged[100] ^= 0x01  # not what was received (and hashed as it came)
+        f = self.dev.flash.open("/slots/stage.img", "wb")
+        f.write(staged)
+        f.close()
+        r = self.dev.call("fw.end")
+        self.assertEqual(r[0], "E49")
+        self.assertIn("send it again", r[2])
+        self.assertEqual(self.dev.events("incident"), [])  # a flash fault, not an attack
+        self.nothing_staged()
 
     def test_tampered_manifest(self):
         other = Image("6.6", size=1500)  # a consistent image, but not the one that was signed
