@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "host_tools.flash",
     "host_tools.commands",
     "host_tools.duis_front",
+    "host_tools.duis_assets",
     "host_tools.firmware",
     "host_tools.simagent",
     "host_tools.selftest",
