@@ -1,11 +1,16 @@
 """The hub's DUIS 5.4 XML front: read, check and build Service Requests, render Service Responses
 and DCC Alerts (N54, N64). CPython only.
 
-The schema is never shipped with the project: every DCC User holds its own copy. Functions that
-need it take the folder holding "DUIS Schema V5.4.xsd" (with the files it imports, "MMC Schema
-V5.4.xsd" and xmldsig-core-schema.xsd) as a parameter, else from $DBCH_DUIS_SCHEMA_DIR. Loading
-it with xmlschema (pure Python) takes about 0.6-0.8 s on a desktop machine, so a loaded schema is
-kept per folder for the life of the process (`schema_load_time()` reports the measured figure).
+The schema is not part of the project. Functions that need it take a schema folder as a
+parameter, else $DBCH_DUIS_SCHEMA_DIR, else the DUIS 5.1 schema of the npm package
+@smartdcc/duis-sign-wrap, fetched once into the user's cache (`host_tools.duis_assets`; with npm,
+and a note on stderr). A folder holds "DUIS Schema V5.4.xsd" - a DCC User's own copy, preferred -
+or "DUIS Schema V5.1.xsd", with the files it imports ("MMC Schema V5.x.xsd",
+xmldsig-core-schema.xsd). DUIS 5.1 declares every element this front reads and writes, and
+schemaVersion is an xs:decimal in both, so the "5.4" documents written here validate against
+either; `schema_version()` says which one a folder holds. Loading a schema with xmlschema (pure
+Python) takes about 0.6-0.8 s on a desktop machine, so a loaded schema is kept per folder for the
+life of the process (`schema_load_time()` reports the measured figure).
 
 Services this hub answers (the CHF's DUIS services, with their GBCS use cases):
     6.28 SetCHFSubGHzConfiguration   DBCH04      6.30 ReadCHFSubGHzConfiguration  DBCH03
@@ -57,6 +62,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import sys
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
@@ -76,7 +82,9 @@ for _prefix, _uri in (("sr", SR_NS), ("ra", RA_NS), ("ds", DS_NS)):
     ET.register_namespace(_prefix, _uri)
 
 SCHEMA_FILE = "DUIS Schema V5.4.xsd"
-SCHEMA_VERSION = "5.4"
+SCHEMA_VERSION = "5.4"  # the schemaVersion of the documents written here
+# The schema files a folder may hold, preferred first, with their DUIS versions.
+SCHEMA_FILES = {SCHEMA_FILE: SCHEMA_VERSION, "DUIS Schema V5.1.xsd": "5.1"}
 ENV_SCHEMA_DIR = "DBCH_DUIS_SCHEMA_DIR"
 PLACEHOLDER_SIGNATURE = "ZGVmYXVsdA=="  # base64 "default", the DCC Boxed templates' placeholder
 
@@ -106,14 +114,15 @@ class DuisParseError(DuisError):
 class DuisValidationError(DuisError):
     """The XML does not validate against the DUIS schema; `errors` lists the schema errors."""
 
-    def __init__(self, errors: list[str]):
+    def __init__(self, errors: list[str], version: str = SCHEMA_VERSION):
         shown = "; ".join(errors[:5]) + ("; ..." if len(errors) > 5 else "")
         super().__init__(
-            "not valid against the DUIS 5.4 schema ({} error{}): {}".format(
-                len(errors), "" if len(errors) == 1 else "s", shown
+            "not valid against the DUIS {} schema ({} error{}): {}".format(
+                version, len(errors), "" if len(errors) == 1 else "s", shown
             )
         )
         self.errors = errors
+        self.version = version
 
 
 class DuisRenderError(DuisError):
@@ -181,9 +190,15 @@ _SCHEMAS: dict[Path, Any] = {}
 _LOAD_SECONDS: dict[Path, float] = {}
 
 
-def schema_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """The DUIS schema folder: `explicit`, else $DBCH_DUIS_SCHEMA_DIR; DuisConfigError if neither
-    names a folder holding "DUIS Schema V5.4.xsd"."""
+def _schema_file(where: Path) -> str | None:
+    return next((name for name in SCHEMA_FILES if (where / name).is_file()), None)
+
+
+def schema_dir(explicit: str | os.PathLike[str] | None = None, *, fetch: bool = True) -> Path:
+    """The DUIS schema folder: `explicit`, else $DBCH_DUIS_SCHEMA_DIR, else the copy fetched from
+    the npm package (host_tools.duis_assets), fetched now with a note on stderr if it is not in
+    the cache and `fetch` is true. The folder must hold "DUIS Schema V5.4.xsd" or "DUIS Schema
+    V5.1.xsd"; DuisConfigError, saying what to do, if it does not or none can be had."""
     how = (
         "give the folder holding the DCC's {!r} (and the files it imports) with --schema DIR "
         "or the environment variable {}".format(SCHEMA_FILE, ENV_SCHEMA_DIR)
@@ -193,16 +208,41 @@ def schema_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     elif os.environ.get(ENV_SCHEMA_DIR):
         where, source = Path(os.environ[ENV_SCHEMA_DIR]), "${}".format(ENV_SCHEMA_DIR)
     else:
-        raise DuisConfigError("no DUIS schema configured: " + how)
+        from host_tools import duis_assets
+
+        cached = duis_assets.cached_schema_dir()
+        if cached is not None:
+            return cached.resolve()
+        if not fetch:
+            raise DuisConfigError("no DUIS schema configured or fetched (dbch schema fetch): " + how)
+        print(
+            "dbch: no DUIS schema given (--schema DIR or ${}): using the DUIS {} schema of the npm package {}".format(
+                ENV_SCHEMA_DIR, duis_assets.SCHEMA_VERSION, duis_assets.SCHEMA_PACKAGE.spec
+            ),
+            file=sys.stderr,
+            flush=True,
+        )
+        try:
+            return duis_assets.fetch_schema().resolve()
+        except duis_assets.DuisAssetsError as e:
+            raise DuisConfigError("no DUIS schema: {}".format(e)) from e
     if not where.is_dir():
         raise DuisConfigError("{} {} is not a folder: {}".format(source, where, how))
-    if not (where / SCHEMA_FILE).is_file():
-        raise DuisConfigError("{} {} has no {!r}: {}".format(source, where, SCHEMA_FILE, how))
+    if _schema_file(where) is None:
+        raise DuisConfigError(
+            "{} {} has no {}: {}".format(source, where, " or ".join(repr(name) for name in SCHEMA_FILES), how)
+        )
     return where.resolve()
 
 
+def schema_version(directory: str | os.PathLike[str] | None = None) -> str:
+    """The DUIS version of the schema a folder holds (resolved as schema_dir does): "5.4" or "5.1"."""
+    return SCHEMA_FILES[_schema_file(schema_dir(directory))]
+
+
 def load_schema(directory: str | os.PathLike[str] | None = None) -> Any:
-    """The DUIS 5.4 schema (an xmlschema.XMLSchema), loaded once per folder and then cached."""
+    """The folder's DUIS schema (an xmlschema.XMLSchema; 5.4 if the folder holds it, else 5.1),
+    loaded once per folder and then cached."""
     where = schema_dir(directory)
     schema = _SCHEMAS.get(where)
     if schema is None:
@@ -211,7 +251,7 @@ def load_schema(directory: str | os.PathLike[str] | None = None) -> Any:
         started = time.perf_counter()
         try:
             # allow="local": the schema's imports are files beside it; nothing is fetched remotely.
-            schema = xmlschema.XMLSchema(str(where / SCHEMA_FILE), allow="local")
+            schema = xmlschema.XMLSchema(str(where / _schema_file(where)), allow="local")
         except (xmlschema.XMLSchemaException, OSError) as e:
             raise DuisConfigError("cannot load the DUIS schema from {}: {}".format(where, e)) from e
         _LOAD_SECONDS[where] = time.perf_counter() - started
@@ -597,7 +637,7 @@ def read_request(xml: bytes | str, directory: str | os.PathLike[str] | None = No
     _parse_xml(xml)  # a malformed document is a parse error, not a schema error
     errors = validate(xml, directory)
     if errors:
-        raise DuisValidationError(errors)
+        raise DuisValidationError(errors, schema_version(directory))
     return parse_request(xml)
 
 
