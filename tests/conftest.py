@@ -6,3 +6,58 @@ ROOT = Path(__file__).resolve().parent.parent
 collect_ignore = ["upy"]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+
+# -- the DUIS schema and DCC templates -----------------------------------------------------------
+# Read where they are: $DBCH_DUIS_SCHEMA_DIR (and $DBCH_DUIS_TEMPLATES_DIR), else the copies
+# host_tools.duis_assets fetches with npm into the user's cache. A test that needs them fails,
+# never skips, when they cannot be had. The cache is the user's as it was when the run began:
+# tests that point XDG_CACHE_HOME elsewhere for their own state do not fetch again.
+import os  # noqa: E402
+
+import pytest  # noqa: E402
+
+_USER_CACHE = os.environ.get("XDG_CACHE_HOME")
+
+
+def _in_user_cache(fetch):
+    with pytest.MonkeyPatch.context() as mp:
+        if _USER_CACHE is None:
+            mp.delenv("XDG_CACHE_HOME", raising=False)
+        else:
+            mp.setenv("XDG_CACHE_HOME", _USER_CACHE)
+        return fetch()
+
+
+@pytest.fixture(scope="session")
+def duis_schema_dir() -> Path:
+    """The DUIS schema folder: $DBCH_DUIS_SCHEMA_DIR if set, else the copy fetched from npm."""
+    from host_tools import duis, duis_assets
+
+    env = os.environ.get(duis.ENV_SCHEMA_DIR)
+    try:
+        if env:
+            return duis.schema_dir(env)
+        return _in_user_cache(duis_assets.fetch_schema).resolve()
+    except (duis.DuisError, duis_assets.DuisAssetsError) as e:
+        pytest.fail("no DUIS schema for the tests: {}".format(e), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def duis_templates_dir() -> Path:
+    """The DCC Boxed templates folder: $DBCH_DUIS_TEMPLATES_DIR if set, else
+    $DBCH_DUIS_SCHEMA_DIR/templates if that exists, else the copy fetched from npm."""
+    from host_tools import duis, duis_assets
+
+    if os.environ.get("DBCH_DUIS_TEMPLATES_DIR"):
+        folder = Path(os.environ["DBCH_DUIS_TEMPLATES_DIR"])
+    elif os.environ.get(duis.ENV_SCHEMA_DIR) and (Path(os.environ[duis.ENV_SCHEMA_DIR]) / "templates").is_dir():
+        folder = Path(os.environ[duis.ENV_SCHEMA_DIR]) / "templates"
+    else:
+        try:
+            folder = _in_user_cache(duis_assets.templates_dir)
+        except duis_assets.DuisAssetsError as e:
+            pytest.fail("no DCC templates for the tests: {}".format(e), pytrace=False)
+    if not any(folder.glob("*.XML")):
+        pytest.fail("no DCC templates (*.XML) in {}".format(folder), pytrace=False)
+    return folder.resolve()

@@ -1,13 +1,12 @@
-"""host_tools.duis against the DCC's DUIS 5.4 schema and DCC Boxed templates.
+"""host_tools.duis against the DCC's DUIS schema and DCC Boxed templates.
 
-The schema and templates are read where they are ($DBCH_DUIS_SCHEMA_DIR, else ../shared/duis
-beside the repository); nothing is copied or written there. Templates are modified in memory.
+The schema and templates are read where they are ($DBCH_DUIS_SCHEMA_DIR, e.g. a DCC User's DUIS
+5.4 folder, else the copies fetched from npm packages: the duis_schema_dir and duis_templates_dir
+fixtures); nothing is copied or written there. Templates are modified in memory.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -18,9 +17,9 @@ from hypothesis import strategies as st
 
 from agent import alerts, dcc_tables, subghz
 from agent.channels import PLAN
+from agent.examples import DBCH04_CONFIG
 from host_tools import duis
 
-ROOT = Path(__file__).resolve().parents[2]
 SR = "{%s}" % duis.SR_NS
 RA = "{%s}" % duis.RA_NS
 
@@ -30,32 +29,38 @@ USER = "90-B3-D5-1F-30-01-00-00"
 WHEN = "2025-03-01T12:00:00Z"
 
 
-def _schema_folder() -> Path:
-    env = os.environ.get(duis.ENV_SCHEMA_DIR)
-    return Path(env) if env else ROOT.parent / "shared" / "duis"
+# The DCC Boxed templates of this hub's services (a templates folder may hold many others).
+HUB_TEMPLATES = (
+    "CS06_11.3_FUTURE_DATED_SUCCESS_REQUEST_DUIS.XML",
+    "CS06_11.3_IMMEDIATE_SUCCESS_REQUEST_DUIS.XML",
+    "DBCH01_6.31_SUCCESS_REQUEST_DUIS.XML",
+    "DBCH03_6.30_SUCCESS_REQUEST_DUIS.XML",
+    "DBCH04_6.28_SUCCESS_REQUEST_DUIS.XML",
+    "DBCH05_6.29_SUCCESS_REQUEST_DUIS.XML",
+)
 
 
 def _portable_template() -> dict:
-    """tests/portable/test_subghz.py's template(), loaded from its file."""
-    spec = importlib.util.spec_from_file_location("_subghz_cases", ROOT / "tests" / "portable" / "test_subghz.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.template()
+    """The DBCH04 example configuration the portable tests use (their template())."""
+    return dict(DBCH04_CONFIG)
 
 
 @pytest.fixture(scope="module")
-def schema_path() -> Path:
-    folder = _schema_folder()
-    if not (folder / duis.SCHEMA_FILE).is_file():
-        pytest.skip("no DUIS schema at {} (set {})".format(folder, duis.ENV_SCHEMA_DIR))
-    duis.load_schema(folder)  # once per session: cached per folder afterwards
-    return folder
+def schema_path(duis_schema_dir: Path) -> Path:
+    duis.load_schema(duis_schema_dir)  # once per session: cached per folder afterwards
+    return duis_schema_dir
 
 
 @pytest.fixture(scope="module")
-def templates(schema_path: Path) -> dict[str, bytes]:
-    folder = schema_path / "templates"
-    return {p.name.split("_")[0] + "_" + p.name.split("_")[1]: p.read_bytes() for p in sorted(folder.glob("*.XML"))}
+def templates_path(duis_templates_dir: Path) -> Path:
+    return duis_templates_dir
+
+
+@pytest.fixture(scope="module")
+def templates(templates_path: Path) -> dict[str, bytes]:
+    return {
+        name.split("_")[0] + "_" + name.split("_")[1]: (templates_path / name).read_bytes() for name in HUB_TEMPLATES
+    }
 
 
 def valid(xml: bytes, schema_path: Path) -> list[str]:
@@ -72,14 +77,20 @@ def text_of(xml: bytes, path: str) -> str | None:
 
 def test_missing_schema_folder_says_how_to_configure(monkeypatch, tmp_path):
     monkeypatch.delenv(duis.ENV_SCHEMA_DIR, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # nothing fetched there
+    (tmp_path / "bin").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))  # and no npm to fetch it with
     with pytest.raises(duis.DuisConfigError) as e:
         duis.schema_dir(None)
+    assert "npm is not on PATH" in str(e.value) and "install Node.js's npm" in str(e.value)
     assert "--schema DIR" in str(e.value) and duis.ENV_SCHEMA_DIR in str(e.value)
-    with pytest.raises(duis.DuisConfigError, match="no DUIS schema configured"):
+    with pytest.raises(duis.DuisConfigError, match="no DUIS schema configured or fetched"):
+        duis.schema_dir(None, fetch=False)
+    with pytest.raises(duis.DuisConfigError, match="no DUIS schema: cannot fetch"):
         duis.validate(b"<x/>")
     with pytest.raises(duis.DuisConfigError, match="is not a folder"):
         duis.schema_dir(tmp_path / "nowhere")
-    with pytest.raises(duis.DuisConfigError, match="has no 'DUIS Schema V5.4.xsd'"):
+    with pytest.raises(duis.DuisConfigError, match="has no 'DUIS Schema V5.4.xsd' or 'DUIS Schema V5.1.xsd'"):
         duis.schema_dir(tmp_path)
     monkeypatch.setenv(duis.ENV_SCHEMA_DIR, str(tmp_path))
     with pytest.raises(duis.DuisConfigError, match=re.escape("$" + duis.ENV_SCHEMA_DIR)):
@@ -106,14 +117,14 @@ EXPECTED = {
 }
 
 
-def test_every_template_is_found(templates):
+def test_every_template_is_found(templates, templates_path):
     assert sorted(templates) == sorted(EXPECTED)  # the two CS06 templates share a key
-    assert len(list((_schema_folder() / "templates").glob("*.XML"))) == 6
+    assert {p.name for p in templates_path.glob("*.XML")} >= set(HUB_TEMPLATES)
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in (_schema_folder() / "templates").glob("*.XML")))
-def test_template_validates_parses_and_is_accepted(name, schema_path):
-    xml = (schema_path / "templates" / name).read_bytes()
+@pytest.mark.parametrize("name", HUB_TEMPLATES)
+def test_template_validates_parses_and_is_accepted(name, schema_path, templates_path):
+    xml = (templates_path / name).read_bytes()
     assert valid(xml, schema_path) == []
     req = duis.parse_request(xml)
     key = name.split("_")[0] + "_" + name.split("_")[1]
@@ -137,13 +148,9 @@ def test_dbch04_gives_the_template_mapping(templates):
     assert result.ok and result.code == "I0"
 
 
-def test_cs06_hash_and_execution(templates, schema_path):
-    immediate = duis.parse_request(
-        (schema_path / "templates" / "CS06_11.3_IMMEDIATE_SUCCESS_REQUEST_DUIS.XML").read_bytes()
-    )
-    future = duis.parse_request(
-        (schema_path / "templates" / "CS06_11.3_FUTURE_DATED_SUCCESS_REQUEST_DUIS.XML").read_bytes()
-    )
+def test_cs06_hash_and_execution(templates_path):
+    immediate = duis.parse_request((templates_path / "CS06_11.3_IMMEDIATE_SUCCESS_REQUEST_DUIS.XML").read_bytes())
+    future = duis.parse_request((templates_path / "CS06_11.3_FUTURE_DATED_SUCCESS_REQUEST_DUIS.XML").read_bytes())
     digest = bytes.fromhex("AA758690730934FF0685AA758690730934FF0685657788990011223344556677")
     assert immediate.args == {"hash": digest, "execution": None}
     assert future.args == {"hash": digest, "execution": "2030-01-15T09:00:00Z"}
@@ -213,7 +220,8 @@ def test_out_of_range_configuration_builds_but_fails_schema_and_agent(schema_pat
     assert errors and any("NormalLimitedDutyCycleThreshold" in e for e in errors)
     with pytest.raises(duis.DuisValidationError) as e:
         duis.read_request(xml, schema_path)
-    assert e.value.errors == errors and "not valid against the DUIS 5.4 schema" in str(e.value)
+    version = duis.schema_version(schema_path)
+    assert e.value.errors == errors and "not valid against the DUIS {} schema".format(version) in str(e.value)
     req = duis.parse_request(xml)  # still readable: the hub answers it with a service code
     assert subghz.validate(req.args).code == "E062803"
 
