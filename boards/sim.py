@@ -30,3 +30,51 @@ def make_hal(storage_dir=None, flash=None, eui=DEFAULT_EUI, band=BAND, link=None
     import sys
 
     return Hal(radio, clock, storage, link=link, identity=StaticIdentity(eui), board=sys.modules[__name__])
+
+
+class Rig:
+    """A hub on simulated hardware whose flash, clock and medium outlive its reboots: what tests
+    (and the dbch pytest plugin's `dbch_hub`) drive in-process. A power cut is the flash's
+    (rig.flash.cut_after(k), cut_now()); boot() powers on and starts the hub again."""
+
+    def __init__(self, seed=1, eui=DEFAULT_EUI):
+        from hal.sim.flash import SimFlash
+        from hal.sim.lab import LabMedium
+        from hal.sim.vclock import VirtualClock
+
+        self.eui = eui
+        self.flash = SimFlash()
+        self.clock = VirtualClock()
+        self.medium = LabMedium(self.clock, seed=seed)
+        self.hub = None
+        self.boot()
+
+    def hal(self, link=None):
+        return make_hal(flash=self.flash, clock=self.clock, medium=self.medium, link=link, eui=self.eui)
+
+    def boot(self, link=None):
+        """Power on and start a new Hub on the same flash, clock and medium."""
+        import sys
+
+        from agent.hub import Hub
+
+        self.flash.power_on()
+        self.hub = Hub(self.hal(link), sys.modules[__name__])
+        return self.hub
+
+    def call(self, op, **args):
+        """The hub's answer to one request: (response code, data, error text)."""
+        return self.hub.handle({"t": "q", "id": 1, "op": op, "a": args})
+
+    def alerts(self):
+        """Pending N54 alerts as (GBCS hex code, payload), oldest first."""
+        out = []
+        for _seq, kind, data in self.hub.outbox.pending():
+            if kind == "N54":
+                out.append((data["DeviceAlertCode"], data.get("payload")))
+        return out
+
+    def drain(self):
+        """Acknowledge everything in the outbox, as a host that received it."""
+        for seq, _k, _d in self.hub.outbox.pending():
+            self.hub.outbox.ack(seq)
