@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from host_tools.build import ROOT, BuildError, Compiled, compile_tree
+from host_tools.build import ROOT, BuildError, Compiled, check_whole, compile_tree
 from host_tools.cli import CommandError, add_json_flag, emit
 from host_tools.client import AgentClient, LinkError, SerialTransport
 from host_tools.connect import add_port_args, resolve
@@ -112,8 +112,13 @@ def build_image(board: str) -> list[Compiled]:
 
     if board not in BOARDS:
         raise CommandError(f"unknown board {board!r}; boards: {', '.join(BOARDS)}")
+    sources = sources_for(board)
     try:
-        return compile_tree(sources_for(board))
+        check_whole(board, [s.with_suffix(".mpy").as_posix() for s in sources])
+    except BuildError as e:
+        raise CommandError(str(e)) from e
+    try:
+        return compile_tree(sources)
     except BuildError as e:
         raise CommandError(f"mpy-cross failed: {e}") from e
 
@@ -306,11 +311,19 @@ def flash(
 
 
 def wait_for_hello(port: str, *, baud: int = 115200, timeout: float = 20.0) -> dict:
+    """The agent's hello on `port` once it is up (after a flash or a reboot). CommandError if it
+    does not come: with what the board printed meanwhile (connect.explain_silence), or at once if
+    another program has the port open."""
+    from host_tools.client import PortBusy
+    from host_tools.connect import explain_silence
+
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
             transport = SerialTransport(port, baud)
+        except PortBusy as e:
+            raise CommandError(str(e)) from e
         except LinkError as e:
             last = e
             time.sleep(0.2)
@@ -324,7 +337,11 @@ def wait_for_hello(port: str, *, baud: int = 115200, timeout: float = 20.0) -> d
             last = e
         finally:
             transport.close()
-    raise CommandError(f"the agent did not answer on {port} within {timeout:g} s after flashing ({last})")
+    why = explain_silence(port, baud=baud)
+    raise CommandError(
+        f"the agent did not answer on {port} within {timeout:g} s after flashing or rebooting ({last})"
+        + (f"\n{why}" if why else "")
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:

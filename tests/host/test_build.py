@@ -9,7 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from host_tools.build import compile_tree, module_name
+from host_tools.build import (
+    PORTABLE_PACKAGES,
+    ROOT,
+    BuildError,
+    board_entries,
+    check_whole,
+    compile_tree,
+    missing_modules,
+    module_name,
+    needed_modules,
+)
 
 
 def test_module_names():
@@ -29,3 +39,69 @@ def test_a_traceback_names_the_module_and_line(tmp_path):
     r = subprocess.run(["micropython", "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     assert 'File "agent.eui", line ' in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+# -- an image is whole, or it is not built ------------------------------------------------------
+
+BOARDS = ("sim", "unix", "heltec_wifi_lora32_v3", "pico_rfm69", "nucleo_wl55jc")
+
+
+def _tree(tmp_path: Path, leave_out: str = "") -> Path:
+    """A copy of the portable packages, less the files under `leave_out`."""
+    for pkg in PORTABLE_PACKAGES:
+        shutil.copytree(ROOT / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    if leave_out:
+        gone = tmp_path / leave_out
+        shutil.rmtree(gone) if gone.is_dir() else gone.unlink()
+    return tmp_path
+
+
+def _targets(root: Path) -> list[str]:
+    return [
+        p.relative_to(root).with_suffix(".mpy").as_posix()
+        for pkg in PORTABLE_PACKAGES
+        for p in (root / pkg).rglob("*.py")
+    ]
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_every_board_image_from_this_tree_is_whole(board):
+    needed = needed_modules(board_entries(board))
+    assert {"agent.hub", "agent.server", "hal.compat", "boards." + board} <= set(needed)
+    assert missing_modules(board, _targets(ROOT)) == {}
+    check_whole(board, _targets(ROOT))
+
+
+def test_the_board_needs_its_own_drivers_only():
+    heltec = set(needed_modules(board_entries("heltec_wifi_lora32_v3")))
+    assert "hal.sx126x" in heltec and "hal.rfm69" not in heltec and "hal.sim.radio" not in heltec
+    assert {"hal.sim.radio", "hal.sim.clock"} <= set(needed_modules(board_entries("unix")))
+
+
+def test_an_installation_without_hal_sim_builds_no_image_for_the_virtual_board(tmp_path):
+    root = _tree(tmp_path, "hal/sim")
+    missing = missing_modules("unix", _targets(root), root)
+    assert {"hal.sim", "hal.sim.clock", "hal.sim.radio"} <= set(missing)
+    with pytest.raises(BuildError) as e:
+        check_whole("unix", _targets(root), root)
+    assert "boards.unix imports" in str(e.value) and "incomplete" in str(e.value)
+    # a real board does not need the simulations
+    check_whole("heltec_wifi_lora32_v3", _targets(root), root)
+
+
+@pytest.mark.parametrize("gone", ["agent/outbox.py", "hal/compat.py", "agent/fwinstall.py"])
+def test_any_missing_module_of_the_closure_is_named(tmp_path, gone):
+    root = _tree(tmp_path, gone)
+    module = gone[:-3].replace("/", ".")
+    assert module in missing_modules("pico_rfm69", _targets(root), root)
+
+
+def test_names_a_package_defines_are_not_modules(tmp_path):
+    (tmp_path / "agent").mkdir()
+    (tmp_path / "agent" / "__init__.py").write_text("try:\n    VERSION = '1'\nexcept ImportError:\n    pass\n")
+    (tmp_path / "agent" / "run.py").write_text("from agent import VERSION, wire\ndef f():\n    from . import cbor\n")
+    (tmp_path / "agent" / "wire.py").write_text("from hal.compat import const\n")
+    needed = needed_modules(["agent.run"], tmp_path)
+    assert "agent.VERSION" not in needed
+    assert {"agent.wire", "agent.cbor", "hal.compat", "hal"} <= set(needed)
+    assert needed["agent.cbor"] == "agent.run"
