@@ -227,6 +227,7 @@ def _install(package: Package, extract, complete, quiet: bool) -> Path:
     final = package_dir(package)
     if complete(final):
         return final
+    _npm()  # before anything is said or made
     root = cache_root()
     try:
         root.mkdir(parents=True, exist_ok=True)
