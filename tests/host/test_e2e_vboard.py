@@ -24,8 +24,7 @@ from host_tools import commands, duis, flash, simagent, vboard  # noqa: E402
 from host_tools.cli import CommandError, main  # noqa: E402
 from host_tools.client import AgentClient, LinkError, SerialTransport  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = ROOT.parent / "shared" / "duis" / "templates" / "DBCH04_6.28_SUCCESS_REQUEST_DUIS.XML"
+TEMPLATE = "DBCH04_6.28_SUCCESS_REQUEST_DUIS.XML"  # in the duis_templates_dir fixture's folder
 NAME = "e2e"
 FRESH = "e2e-fresh"
 # distinct devices: the host's seen-set of alerts is kept per EUI
@@ -204,15 +203,14 @@ def test_mpremote_works_while_the_agent_runs(flashed):
 # ----------------------------------------------------------------------------- client tests, both agents
 
 
-def test_config_over_serial_with_the_cli(target, capsys):
-    if not TEMPLATE.exists():
-        pytest.skip(f"no DUIS template at {TEMPLATE}")
-    rc, out, err = dbch(capsys, "config", "set", "--port", target.spec, "--duis", str(TEMPLATE))
+def test_config_over_serial_with_the_cli(target, capsys, duis_templates_dir):
+    template = duis_templates_dir / TEMPLATE
+    rc, out, err = dbch(capsys, "config", "set", "--port", target.spec, "--duis", str(template))
     assert rc == 0, err
     assert "I0: configuration applied" in out
     rc, out, _ = dbch(capsys, "config", "get", "--port", target.spec, "--json")
     assert rc == 0
-    assert json.loads(out) == duis.canonical_config(duis.parse_request(TEMPLATE.read_bytes()).args)
+    assert json.loads(out) == duis.canonical_config(duis.parse_request(template.read_bytes()).args)
     # a refused change names the code and the field, and changes nothing
     rc, out, err = dbch(capsys, "config", "set", "--port", target.spec, "--page", "28=1")
     assert rc == 1 and "E062802" in err and "LowerBandSubGHzChannels0To26" in err

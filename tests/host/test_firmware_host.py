@@ -20,7 +20,6 @@ from host_tools.cli import CommandError, main
 from host_tools.client import AgentTimeout, Response
 
 ROOT = Path(__file__).resolve().parents[2]
-SCHEMA = ROOT.parent / "shared" / "duis"
 sys.path.insert(0, str(ROOT / "tests" / "portable"))
 
 import fwkit  # noqa: E402
@@ -303,10 +302,10 @@ def test_cpl_gpf(cpl_files):
 
 
 @pytest.mark.parametrize("code", ["N49", "N50", "N51", "N52"])
-def test_cpl_alert_xml_is_schema_valid(code):
+def test_cpl_alert_xml_is_schema_valid(code, duis_schema_dir):
     f = cpl.Finding(EUI, "unix", "GPF" if code == "N52" else "CHF", "1.0", "2.0", "read", "Current", code, "x")
     xml = cpl.render_xml(f)
-    assert duis.validate(xml, SCHEMA) == []
+    assert duis.validate(xml, duis_schema_dir) == []
     assert f"<sr:DCCAlertCode>{code}</sr:DCCAlertCode>".encode() in xml
     assert b"<sr:FirmwareVersionDevice>2.0</sr:FirmwareVersionDevice>" in xml
 
@@ -328,7 +327,7 @@ def test_cpl_bad_files(tmp_path):
         cpl.load_smi(j)
 
 
-def test_cpl_check_command(cpl_files, capsys, monkeypatch):
+def test_cpl_check_command(cpl_files, capsys, monkeypatch, duis_schema_dir):
     c, s = cpl_files
     args = ["firmware", "cpl-check", "--cpl", str(c), "--smi", str(s)]
     assert main(args + ["--reported", f"{EUI}=1.0", "--json"]) == 0
@@ -336,7 +335,7 @@ def test_cpl_check_command(cpl_files, capsys, monkeypatch):
     assert main(args + ["--reported", f"{EUI}=1.5", "--reported", f"{GPF}=7", "--json"]) == 1
     rows = json.loads(capsys.readouterr().out)
     assert [r["alert"] for r in rows] == ["N50", "N52"]
-    monkeypatch.setenv(duis.ENV_SCHEMA_DIR, str(SCHEMA))
+    monkeypatch.setenv(duis.ENV_SCHEMA_DIR, str(duis_schema_dir))
     assert main(args + ["--reported", f"{EUI}=9.9", "--format", "duis"]) == 1
     out = capsys.readouterr().out
     assert "<sr:DCCAlertCode>N51</sr:DCCAlertCode>" in out

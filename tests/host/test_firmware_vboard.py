@@ -25,19 +25,17 @@ from host_tools.build import mpy_cross_binary  # noqa: E402
 from host_tools.client import AgentClient, LinkError, SerialTransport  # noqa: E402
 from host_tools.pki import Pki  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
-SCHEMA = ROOT.parent / "shared" / "duis"
 NAME = "fwtest"
 EUI = "00-DB-12-34-56-78-90-B7"
 ORIGINATOR = "90-B3-D5-1F-30-01-00-00"
 
 
 @pytest.fixture(scope="module")
-def board(tmp_path_factory):
+def board(tmp_path_factory, duis_schema_dir):
     root = tmp_path_factory.mktemp("fwcache")
     mp = pytest.MonkeyPatch()
     mp.setenv("XDG_CACHE_HOME", str(root))
-    mp.setenv(duis.ENV_SCHEMA_DIR, str(SCHEMA))
+    mp.setenv(duis.ENV_SCHEMA_DIR, str(duis_schema_dir))
     pki = Pki(root / "pki")
     pki.make_signing_key()
     key = pki.signing_key()
@@ -86,7 +84,7 @@ def broken_content(version: str, tmp: Path) -> bytes:
     return image.build(version, "unix", files)
 
 
-def test_update_by_duis_then_a_broken_image_is_reverted(board, tmp_path):
+def test_update_by_duis_then_a_broken_image_is_reverted(board, tmp_path, duis_schema_dir):
     info, client, key = board
     new = signed(firmware.build_content("unix", "1.1.0"), key)
     digest = hashlib.sha256(image.split(new)[0]).digest()
@@ -107,15 +105,15 @@ def test_update_by_duis_then_a_broken_image_is_reverted(board, tmp_path):
 
     # a hash that matches no staged image: E5 through DUIS, nothing changes
     xml = duis.request_xml("11.3", target_eui=EUI, originator_eui=ORIGINATOR, counter=7001, args={"hash": b"\x42" * 32})
-    rc, out, warnings = duis_front.answer(client, xml, str(SCHEMA), forget=True)
+    rc, out, warnings = duis_front.answer(client, xml, str(duis_schema_dir), forget=True)
     assert rc == "E5" and any("no staged and verified image" in w for w in warnings)
-    assert duis.validate(out, SCHEMA) == []
+    assert duis.validate(out, duis_schema_dir) == []
 
     # DUIS 11.3 ActivateFirmware, immediate: I0, the board reboots into 1.1.0 on trial
     xml = duis.request_xml("11.3", target_eui=EUI, originator_eui=ORIGINATOR, counter=7002, args={"hash": digest})
-    rc, out, _w = duis_front.answer(client, xml, str(SCHEMA))
+    rc, out, _w = duis_front.answer(client, xml, str(duis_schema_dir))
     assert rc == "I0"
-    assert duis.validate(out, SCHEMA) == []
+    assert duis.validate(out, duis_schema_dir) == []
     hello = wait_version(client, "1.1.0")
     assert hello["eui"] == EUI
 
@@ -130,7 +128,7 @@ def test_update_by_duis_then_a_broken_image_is_reverted(board, tmp_path):
     assert n64 is not None, "no N64 arrived"
     assert n64.data["FirmwareVersion"] == "1.1.0" and n64.data["DeviceID"] == EUI
     xml = duis.render_alert("N64", n64.data)
-    assert duis.validate(xml, SCHEMA) == []
+    assert duis.validate(xml, duis_schema_dir) == []
     assert b"<sr:DCCAlertCode>N64</sr:DCCAlertCode>" in xml
     st = client.request("fw.status").data
     assert (st["slot"], st["trial"], st["last"]["result"]) == ("b", False, "activated")
