@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -12,13 +11,11 @@ pytest.importorskip("serial")
 pytest.importorskip("mpremote")
 
 from agent.eui import parse_eui  # noqa: E402
-from host_tools import flash, selftest, simagent, vboard  # noqa: E402
+from host_tools import duis_assets, flash, selftest, simagent, vboard  # noqa: E402
 from host_tools.cli import main  # noqa: E402
 from host_tools.client import AgentClient, SerialTransport  # noqa: E402
 from host_tools.selftest import FAIL, PASS, SKIP, Check, Report  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
-SCHEMA = ROOT.parent / "shared" / "duis"
 NAME = "selftest"
 VBOARD_EUI = "00-DB-12-34-56-78-90-B5"
 SIM_EUI = "00-DB-12-34-56-78-90-B6"
@@ -55,8 +52,6 @@ ORIGINAL = {
     "LocalCHFailurePercentage": "30.00",
     "LocalCHRetryPercentage": "20.00",
 }
-
-needs_schema = pytest.mark.skipif(not (SCHEMA / "DUIS Schema V5.4.xsd").is_file(), reason=f"no DUIS schema in {SCHEMA}")
 
 
 @pytest.fixture(scope="module")
@@ -121,9 +116,8 @@ def assert_all_pass(report: dict, eui: str) -> None:
     assert report["failed"] == 0 and report["device"]["eui"] == eui
 
 
-@needs_schema
-def test_selftest_passes_on_the_virtual_board(vboard_spec, capsys):
-    rc, report, err = run_cli(capsys, "--port", vboard_spec, "--schema", str(SCHEMA), "--json")
+def test_selftest_passes_on_the_virtual_board(vboard_spec, capsys, duis_schema_dir):
+    rc, report, err = run_cli(capsys, "--port", vboard_spec, "--schema", str(duis_schema_dir), "--json")
     assert rc == 0, report
     assert_all_pass(report, VBOARD_EUI)
     assert report["device"]["board"] == "unix"
@@ -133,11 +127,10 @@ def test_selftest_passes_on_the_virtual_board(vboard_spec, capsys):
     assert report["skipped"] == 1
 
 
-@needs_schema
-def test_selftest_passes_on_the_cpython_agent_and_restores_the_configuration(sim_spec, capsys):
+def test_selftest_passes_on_the_cpython_agent_and_restores_the_configuration(sim_spec, capsys, duis_schema_dir):
     port = simagent.read_state(NAME).port
     assert request(port, "config.set", {"config": ORIGINAL}).rc == "I0"  # its 8F2A waits in the outbox
-    rc, report, err = run_cli(capsys, "--port", sim_spec, "--schema", str(SCHEMA), "--json")
+    rc, report, err = run_cli(capsys, "--port", sim_spec, "--schema", str(duis_schema_dir), "--json")
     assert rc == 0, report
     assert report["device"]["board"] == "sim"
     assert_all_pass(report, SIM_EUI)
@@ -151,19 +144,23 @@ def test_selftest_passes_on_the_cpython_agent_and_restores_the_configuration(sim
     assert any(e["kind"] == "N54" and e["data"]["DeviceAlertCode"] == "8F2A" for e in report["drained"])
 
 
-def test_without_a_schema_the_duis_checks_skip(sim_spec, capsys, monkeypatch):
+def test_without_a_schema_the_duis_checks_skip(sim_spec, capsys, monkeypatch, tmp_path):
+    # none given, none fetched, and no npm to fetch one with
     monkeypatch.delenv("DBCH_DUIS_SCHEMA_DIR", raising=False)
+    monkeypatch.setattr(duis_assets, "cache_root", lambda: tmp_path / "cache")
+    (tmp_path / "bin").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
     rc, out, err = run_cli(capsys, "--port", sim_spec)
     assert rc == 0, out
     table = out.splitlines()
     duis_rows = [line for line in table if line.startswith("DUIS ")]
     assert len(duis_rows) == 5 and all(line.rstrip().endswith(SKIP) for line in duis_rows)
-    assert "no DUIS schema configured" in out
+    assert "no DUIS schema: cannot fetch" in out and "install Node.js's npm" in out and "--schema DIR" in out
     assert any(line.startswith("config: valid configuration") and line.endswith(PASS) for line in table)
     assert "0 failed, 5 skipped" in out
 
 
-def test_a_real_time_clock_skips_the_duty_cycle_alerts(cache, tmp_path):
+def test_a_real_time_clock_skips_the_duty_cycle_alerts(cache, tmp_path, duis_schema_dir):
     from hal.mcu import McuClock
 
     agent = simagent.SimAgent(tmp_path / "fs", make_clock=McuClock)
@@ -171,7 +168,7 @@ def test_a_real_time_clock_skips_the_duty_cycle_alerts(cache, tmp_path):
     thread = threading.Thread(target=agent.run, daemon=True)
     thread.start()
     try:
-        report = selftest.Selftest(port, schema=None).run()
+        report = selftest.Selftest(port, schema=str(duis_schema_dir)).run()
     finally:
         agent.request_stop()
         thread.join(5)
@@ -186,10 +183,10 @@ def test_a_real_time_clock_skips_the_duty_cycle_alerts(cache, tmp_path):
     assert checks["restore: original configuration"].result == SKIP
 
 
-def test_a_failing_check_fails_the_run(sim_spec, capsys, monkeypatch):
+def test_a_failing_check_fails_the_run(sim_spec, capsys, monkeypatch, duis_schema_dir):
     bad = dict(selftest.SELFTEST_CONFIG, NormalLimitedDutyCycleThreshold="2.5")
     monkeypatch.setattr(selftest, "SELFTEST_CONFIG", bad)
-    monkeypatch.delenv("DBCH_DUIS_SCHEMA_DIR", raising=False)
+    monkeypatch.setenv("DBCH_DUIS_SCHEMA_DIR", str(duis_schema_dir))
     rc, out, err = run_cli(capsys, "--port", sim_spec)
     assert rc == 1
     row = next(line for line in out.splitlines() if line.startswith("config: valid configuration"))
