@@ -174,6 +174,15 @@ class ServiceRegistry:
                     found.append(info)
         return found
 
+    def not_running(self, name: str, command: str) -> str:
+        """The message for a `name` that is not running: which ones are, and how to start it
+        (command: the `dbch` command that starts one, e.g. "dbch vboard")."""
+        running = ", ".join(info.name for info in self.list_running()) or "none"
+        return (
+            f"{self.label} {name!r} is not running; running: {running} "
+            f"(start one: {command} --name {name}, or add --start)"
+        )
+
     def write_state(self, info) -> None:
         path = self.state_path(info.name)
         tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
@@ -371,6 +380,7 @@ def module_main(
     parser = argparse.ArgumentParser(prog=prog, description=description)
     add_arguments(parser)
     add_json_flag(parser)
+    parser.set_defaults(json=False)
     args = parser.parse_args(argv)
     try:
         return run_command(args)

@@ -16,7 +16,8 @@ can run against the MicroPython agent (dbch vboard) and the CPython one alike.
   like a UART nobody listens to.
 - Discovery: a running agent writes <cache>/dbch/agent/<NAME>/agent.json ({"port", "pid", "fs",
   "eui", ...}) and holds an exclusive lock on agent.lock while it lives. `--port sim[:NAME]`
-  (host_tools.connect) finds it there, or starts one in the background (host_tools.services).
+  (host_tools.connect) finds it there; `sim` starts the default agent in the background if it
+  is not running (host_tools.services), a named one is started only with --start.
 
 Linux only (ptys, flock).
 """
@@ -346,18 +347,24 @@ def ensure_running(
     return _SERVICES.ensure_running(name, fs, args, lambda info: _check_matches(info, fs, eui_bytes), timeout)
 
 
-def resolve_port(spec: str, *, start: bool = True) -> str:
-    """The pty path for "sim" or "sim:NAME" (the agent is started if needed and `start`)."""
+def resolve_port(spec: str, *, start: bool | None = None) -> str:
+    """The pty path for "sim" or "sim:NAME".
+
+    start: True starts the agent if it is not running, False never does, None (the default)
+    starts only the default agent (bare "sim"): a named one that is not running is an error that
+    lists the running ones.
+    """
     spec = str(spec).strip()
     if spec != PORT_PREFIX and not spec.startswith(PORT_PREFIX + ":"):
         raise SimAgentError(f"not a simulated agent port: {spec!r} (use sim or sim:NAME)")
-    name = spec[len(PORT_PREFIX) + 1 :] or DEFAULT_NAME
-    if start:
-        return ensure_running(name).port
+    given = spec[len(PORT_PREFIX) + 1 :]
+    name = check_name(given or DEFAULT_NAME)
     info = read_state(name)
-    if info is None:
-        raise SimAgentError(f"simulated agent {name!r} is not running (start it: dbch agent --name {name})")
-    return info.port
+    if info is not None:
+        return info.port
+    if start or (start is None and not given):
+        return ensure_running(name).port
+    raise SimAgentError(_SERVICES.not_running(name, "dbch agent"))
 
 
 def stop(name: str = DEFAULT_NAME, timeout: float = 5.0) -> bool:

@@ -160,8 +160,10 @@ def resolve_port(spec: str) -> str:
     _REGISTRY.check_name(name)
     info = read_state(name)
     if info is None:
+        running = ", ".join(t.name for t in list_tools()) or "none"
         raise TriageToolError(
-            f"no triage tool {name!r} is running: start it with `dbch triage serve --name {name}` and let the hub dial in"
+            f"no triage tool {name!r} is running; running: {running} (start it with "
+            f"`dbch triage serve --name {name}` and let the hub dial in)"
         )
     if info.hub is None:
         raise TriageToolError(

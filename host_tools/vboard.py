@@ -20,10 +20,13 @@ What the board does, and how it maps onto the unix port:
 - `--baud N` paces both directions at N/10 bytes per second, as a UART would.
 - Output while no client has the port open is dropped, like a UART nobody listens to; pyserial
   flushes input on open anyway, so clients must not wait for a banner printed before they came.
+  The last CONSOLE_KEEP bytes the board printed are kept in console.log beside vboard.json
+  (console_tail()), listener or not: when the agent does not answer, the host shows why.
 
 Linux only (ptys, /proc, pidfd). A running board writes <cache>/dbch/vboard/<NAME>/vboard.json ({"port", "fs", "pid", ...}) and
 holds an exclusive lock on vboard.lock while it lives; `resolve_port("vboard[:NAME]")` and
-`ensure_running()` use them to find it or start one in the background (host_tools.services).
+`ensure_running()` use them to find it or start one in the background (host_tools.services):
+`vboard` starts the default board on demand, a named one is started only when asked for.
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ STATE_FILE = "vboard.json"
 LOCK_FILE = "vboard.lock"
 SPAWN_LOCK_FILE = services.SPAWN_LOCK_FILE
 LOG_FILE = "vboard.log"
+CONSOLE_FILE = "console.log"
+CONSOLE_KEEP = 8 * 1024  # bytes of the board's most recent output kept in CONSOLE_FILE
 
 # `machine.reset()` on the board ends the interpreter with this status: the launcher reads it as a
 # hard reset (friendly REPL, main.py runs, no "soft reboot" line).
@@ -75,6 +80,7 @@ _HUP_RECHECK_S = 0.02  # how often a board nobody is connected to looks for a cl
 _RESPAWN_MIN_S = 0.2  # minimum time between two interpreter starts (a crash loop stays cheap)
 _RAW_HOLD_S = 3.0  # longest time output is held while the raw REPL banner is awaited
 _CTRL_C = 0x03
+_CONSOLE_WRITE_S = 0.2  # the console file is rewritten at most this often while output flows
 
 
 class VBoardError(Exception):
@@ -355,8 +361,12 @@ class VirtualBoard:
         heap: str | None = None,
         name: str | None = None,
         python: str | None = None,
+        console: Path | str | None = None,
     ):
         self.fs = Path(fs).expanduser().resolve()
+        self.console = Path(console) if console is not None else None  # where the output's tail is kept
+        self._console_tail = bytearray()
+        self._console_since: float | None = None  # when output came that the file does not have yet
         self.baud = check_baud(baud)
         self.heap = parse_heap(heap)
         self.name = name
@@ -413,12 +423,15 @@ class VirtualBoard:
         os.set_blocking(self._wake_w, False)
         self._hup_poll = select.poll()
         self._hup_poll.register(self._m1, select.POLLIN)
+        self._write_console()  # what an earlier run printed is not this board's
         self._spawn(raw=False)
         return self.port
 
     def close(self) -> None:
         """Power off: end the interpreter and release the ptys (the port path disappears)."""
         self._kill_child()
+        if self._console_since is not None:
+            self._write_console()
         for attr in ("_m1", "_m2", "_s2", "_wake_r", "_wake_w"):
             fd = getattr(self, attr)
             if fd >= 0:
@@ -499,6 +512,7 @@ class VirtualBoard:
             # Ctrl-D, sys.exit(), machine.soft_reset(), or a crash: a soft reboot in the same REPL
             raw = self._tracker.raw
             self._queue_out(SOFT_REBOOT_LINE)
+        self._write_console()  # what it printed before it ended, at once
         self._schedule_spawn(raw)
 
     def _hard_reset(self) -> None:
@@ -514,6 +528,11 @@ class VirtualBoard:
     # -- byte relay
 
     def _queue_out(self, data: bytes) -> None:
+        if self.console is not None:
+            self._console_tail += data
+            del self._console_tail[:-CONSOLE_KEEP]
+            if self._console_since is None:
+                self._console_since = time.monotonic()
         if self._hold is not None:
             self._hold += data
             if RAW_REPL_BANNER in self._hold:
@@ -528,6 +547,16 @@ class VirtualBoard:
         if self._hold is not None:
             self._outq += self._hold
             self._hold = None
+
+    def _write_console(self) -> None:
+        """Replace the console file with the output's tail (readers never see half a file)."""
+        self._console_since = None
+        if self.console is None:
+            return
+        tmp = self.console.with_name(self.console.name + ".tmp")
+        with contextlib.suppress(OSError):
+            tmp.write_bytes(bytes(self._console_tail))
+            os.replace(tmp, self.console)
 
     def _read_board(self, drain: bool = False) -> None:
         while len(self._outq) < _QUEUE_MAX or drain:
@@ -654,6 +683,8 @@ class VirtualBoard:
             self._spawn(self._pending_spawn[0])
         if self._hold is not None and now >= self._hold_until:
             self._flush_hold()
+        if self._console_since is not None and now >= self._console_since + _CONSOLE_WRITE_S:
+            self._write_console()
         self._check_client()
         self._pump_in(now)
         self._pump_out(now)
@@ -685,6 +716,8 @@ class VirtualBoard:
             timeout = min(timeout, max(0.0, self._pending_spawn[1] - now))
         if self._hold is not None:
             timeout = min(timeout, max(0.0, self._hold_until - now))
+        if self._console_since is not None:
+            timeout = min(timeout, max(0.0, self._console_since + _CONSOLE_WRITE_S - now))
 
         for fd, ev in fds.items():
             poller.register(fd, ev)
@@ -756,25 +789,44 @@ def ensure_running(
     return _SERVICES.ensure_running(name, fs, args, lambda info: _check_matches(info, fs, baud, heap), timeout)
 
 
-def resolve_port(spec: str, *, start: bool = True) -> str:
-    """A device path for `spec`: "vboard" or "vboard:NAME" (started if needed), else `spec` itself."""
+def resolve_port(spec: str, *, start: bool | None = None) -> str:
+    """A device path for `spec`: the board "vboard" or "vboard:NAME", else `spec` itself.
+
+    start: True starts the board if it is not running, False never does, None (the default)
+    starts only the default board (bare "vboard"): a named one that is not running is an error
+    that lists the running ones, so a typo starts nothing.
+    """
     if spec is None or not str(spec).strip():
         raise VBoardError("no port given")
     spec = str(spec).strip()
     if spec == PORT_PREFIX or spec.startswith(PORT_PREFIX + ":"):
-        name = spec[len(PORT_PREFIX) + 1 :] or DEFAULT_NAME
-        if start:
-            return ensure_running(name).port
+        given = spec[len(PORT_PREFIX) + 1 :]
+        name = check_name(given or DEFAULT_NAME)
         info = read_state(name)
-        if info is None:
-            raise VBoardError(f"virtual board {name!r} is not running (start it: dbch vboard --name {name})")
-        return info.port
+        if info is not None:
+            return info.port
+        if start or (start is None and not given):
+            return ensure_running(name).port
+        raise VBoardError(_SERVICES.not_running(name, "dbch vboard"))
     return spec
 
 
 def stop(name: str = DEFAULT_NAME, timeout: float = 5.0) -> bool:
     """End the board `name`; True if one was running. Its state file is gone when this returns."""
     return _SERVICES.stop(name, timeout)
+
+
+def console_path(name: str = DEFAULT_NAME) -> Path:
+    return board_dir(name) / CONSOLE_FILE
+
+
+def console_tail(name: str = DEFAULT_NAME) -> bytes:
+    """The last CONSOLE_KEEP bytes board `name` printed (its latest run; b"" if none), wire
+    frames included. It lags the board by up to a fifth of a second."""
+    try:
+        return console_path(name).read_bytes()
+    except OSError:
+        return b""
 
 
 def _children(pid: int) -> list[int]:
@@ -824,7 +876,7 @@ def serve(
     def make_board() -> VirtualBoard:
         if heap:
             check_heap_runs(heap)
-        return VirtualBoard(fs_path, baud=baud, heap=heap, name=name)
+        return VirtualBoard(fs_path, baud=baud, heap=heap, name=name, console=console_path(name))
 
     def make_info(board: VirtualBoard) -> VBoardInfo:
         return VBoardInfo(
