@@ -1,5 +1,8 @@
 """`dbch`: flash, drive and test Dual Band Comms Hub agents on real and virtual boards."""
 
+# The options a command shares (--port, --start, --baud, --timeout; --json) may come before the
+# command as well as after it; given in both places, the one after the command wins.
+
 from __future__ import annotations
 
 import argparse
@@ -11,7 +14,8 @@ from agent import VERSION
 
 # Each module adds its own sub-commands: `register(subparsers)` sets `func` on its parsers.
 # A command's func(args) returns a JSON-able result (printed with --json) and an exit code, or
-# raises CommandError, which becomes "dbch: message" on stderr and exit status 1.
+# raises CommandError, which becomes "dbch: message" on stderr and exit status 1 (followed by
+# what the board printed, when the error comes from an answer that never came).
 COMMAND_MODULES: tuple[str, ...] = (
     "host_tools.vboard",
     "host_tools.flash",
@@ -35,17 +39,76 @@ class CommandError(Exception):
         self.code = code
 
 
+_TOP = "_top_"  # the main parser's copies of the shared options: dests with this prefix
+
+EPILOG = """\
+These options go before the command or after it (after it wins): `dbch --port sim status` is
+`dbch status --port sim`. The port is $DBCH_PORT if it is set, else vboard: the default virtual
+board, started on demand. A named virtual board or CPython agent (vboard:NAME, sim:NAME) must be
+running, unless --start is given. See `dbch COMMAND --help` for the options of each command."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """The `dbch` parser: after parsing, the shared options given before the command are merged
+    into the command's, and the defaults of those not given at all are filled in."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        self._merge_shared(namespace)
+        return namespace, extras
+
+    def _merge_shared(self, ns: argparse.Namespace) -> None:
+        from host_tools.connect import port_defaults
+
+        values = vars(ns)
+        before = {k[len(_TOP) :]: values.pop(k) for k in list(values) if k.startswith(_TOP)}
+        takes = {"port": values.pop("_port_args", False), "json": values.pop("_json_flag", False)}
+        command = values.get("command")
+        for name, value in before.items():
+            group = "json" if name == "json" else "port"
+            if command and not takes[group]:
+                if name in values:
+                    self.error(f"`dbch {command}` has its own --{name}: give it after the command")
+                self.error(f"`dbch {command}` takes no --{name}")
+            values.setdefault(name, value)
+        if takes["port"]:
+            for name, value in port_defaults().items():
+                values.setdefault(name, value)
+            if values.get("start") and isinstance(values.get("port"), str):
+                from host_tools.connect import Port
+
+                ns.port = Port(values["port"], start=True)
+        if takes["json"]:
+            values.setdefault("json", False)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dbch", description=__doc__)
+    from host_tools.connect import add_port_args
+
+    parser = _Parser(
+        prog="dbch", description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"dbch {VERSION}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_port_args(parser, before_command=True)
+    add_json_flag(parser, before_command=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=argparse.ArgumentParser)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
 
 
-def add_json_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
+def add_json_flag(parser: argparse.ArgumentParser, *, before_command: bool = False) -> None:
+    """--json, for a command (or, before_command, for the main parser: see _Parser). A parser of
+    its own outside `dbch` sets its default itself: parser.set_defaults(json=False)."""
+    parser.add_argument(
+        "--json",
+        dest=_TOP + "json" if before_command else "json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print machine-readable JSON on stdout",
+    )
+    if not before_command:
+        parser.set_defaults(_json_flag=True)
 
 
 def emit(args: argparse.Namespace, result, text: str | None = None) -> None:
@@ -65,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rc = args.func(args)
     except CommandError as e:
-        print(f"dbch: {e}", file=sys.stderr)
+        why = _explanation(e)
+        print(f"dbch: {e}" + (f"\n{why}" if why else ""), file=sys.stderr)
         return e.code
     except KeyboardInterrupt:
         print("dbch: interrupted", file=sys.stderr)
@@ -73,5 +137,25 @@ def main(argv: list[str] | None = None) -> int:
     return int(rc or 0)
 
 
+def _explanation(error: BaseException) -> str:
+    """What the board printed instead of answering, if `error` comes from a silence that can be
+    explained (an AgentTimeout with explain(), anywhere in its chain of causes)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        explain = getattr(error, "explain", None)
+        if callable(explain):
+            try:
+                return explain() or ""
+            except Exception:
+                return ""
+        error = error.__cause__ or error.__context__
+    return ""
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m host_tools.cli`: run the imported module's main, so that the CommandError the
+    # commands raise (host_tools.cli's) is the one caught
+    from host_tools.cli import main as _main
+
+    sys.exit(_main())
