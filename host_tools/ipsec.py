@@ -62,7 +62,9 @@ def vici_session(path: str | Path = "/var/run/charon.vici", timeout: float = 10.
     try:
         import vici
     except ImportError as e:
-        raise IpsecError("the vici package is missing: pip install vici") from e
+        from host_tools.extras import missing
+
+        raise IpsecError(missing("ipsec") or str(e)) from e
     s = socket.socket(socket.AF_UNIX)
     s.settimeout(timeout)
     try:

