@@ -93,8 +93,33 @@ def build_parser() -> argparse.ArgumentParser:
     add_json_flag(parser, before_command=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=argparse.ArgumentParser)
     for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name not in _POSIX_ONLY:
+                raise
+            _unavailable(sub, name, e.name)
+            continue
+        module.register(sub)
     return parser
+
+
+# Modules only POSIX systems have: the virtual board and the CPython agent run behind ptys with
+# flock'ed state, so on Windows their commands say so and every other command still works.
+_POSIX_ONLY = ("fcntl", "termios", "tty", "pty")
+
+
+def _unavailable(sub: argparse._SubParsersAction, module: str, missing: str) -> None:
+    command = {"host_tools.vboard": "vboard", "host_tools.simagent": "agent"}.get(module, module.rpartition(".")[2])
+
+    def refuse(_args: argparse.Namespace) -> int:
+        raise CommandError(f"`dbch {command}` needs a POSIX system (Linux or macOS): this Python has no {missing}")
+
+    # every word after the command is taken as it is (no option of its own), so that any of the
+    # command's usual options gets this answer rather than a usage error
+    p = sub.add_parser(command, help=f"(needs Linux or macOS: no {missing} here)", add_help=False, prefix_chars="\0")
+    p.add_argument("rest", nargs="*", help=argparse.SUPPRESS)
+    p.set_defaults(func=refuse)
 
 
 def add_json_flag(parser: argparse.ArgumentParser, *, before_command: bool = False) -> None:
