@@ -4,6 +4,7 @@ from a fresh interpreter.)"""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -27,11 +28,10 @@ def test_pty_commands_say_what_they_need(tmp_path):
     for argv, command in ((["vboard", "--list"], "vboard"), (["agent"], "agent"), (["triage", "serve"], "triage")):
         r = _dbch(tmp_path, *argv)
         assert r.returncode == 1, r.stderr
-        assert (
-            r.stderr.strip()
-            == f"dbch: `dbch {command}` needs a POSIX system (Linux or macOS): this Python has no "
-            + ("termios" if command != "agent" else "fcntl")
-        ), r.stderr
+        line = r.stderr.strip()
+        assert re.fullmatch(
+            rf"dbch: `dbch {command}` needs a POSIX system \(Linux or macOS\): this Python has no \w+", line
+        )
 
 
 def test_the_other_commands_work(tmp_path):
