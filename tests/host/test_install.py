@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import venv
@@ -176,6 +177,15 @@ def test_the_plugin_reports_a_failing_test(installed, tmp_path):
     (tmp_path / "test_fails.py").write_text(FAILING_TEST)
     r = _run([bindir / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_fails.py"], env, tmp_path, 120)
     assert r.returncode == 1 and "1 failed" in r.stdout, r.stdout[-2000:]
+
+
+def test_the_readmes_plugin_example_passes(installed, tmp_path):
+    env, bindir, _work = installed
+    readme = (ROOT / "README.md").read_text()
+    (example,) = re.findall(r"```python\n(.*?)```", readme, re.S)
+    (tmp_path / "test_readme_example.py").write_text(example)
+    r = _run([bindir / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", tmp_path], env, tmp_path, 300)
+    assert r.returncode == 0 and "1 passed" in r.stdout, r.stdout[-3000:] + r.stderr[-2000:]
 
 
 def test_without_the_vboard_extra_dbch_says_what_to_install(installed):
