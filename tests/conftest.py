@@ -2,6 +2,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+pytest_plugins = ("pytester",)  # for the tests of the dbch pytest plugin
 # tests/upy holds MicroPython's own unittest shim: never let CPython import it.
 collect_ignore = ["upy"]
 if str(ROOT) not in sys.path:
