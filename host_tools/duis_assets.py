@@ -68,6 +68,15 @@ SCHEMA_JAR = "package/dist/tool.jar"
 SCHEMA_FILES = ("DUIS Schema V5.1.xsd", "MMC Schema V5.1.xsd", "xmldsig-core-schema.xsd")
 TEMPLATES_PREFIX = "package/templates/"
 TEMPLATES_SUBDIR = "templates"
+# The DCC Boxed templates of this hub's services (the templates folder holds many others).
+HUB_TEMPLATES = (
+    "CS06_11.3_FUTURE_DATED_SUCCESS_REQUEST_DUIS.XML",
+    "CS06_11.3_IMMEDIATE_SUCCESS_REQUEST_DUIS.XML",
+    "DBCH01_6.31_SUCCESS_REQUEST_DUIS.XML",
+    "DBCH03_6.30_SUCCESS_REQUEST_DUIS.XML",
+    "DBCH04_6.28_SUCCESS_REQUEST_DUIS.XML",
+    "DBCH05_6.29_SUCCESS_REQUEST_DUIS.XML",
+)
 LICENSE_MEMBER = "package/LICENSE"  # both packages are GPL-3.0-or-later: the licence goes along
 SOURCE_FILE = "dbch-source.json"  # what was fetched: package, version, integrity
 NPM_TIMEOUT = 300.0

@@ -19,6 +19,7 @@ from agent import alerts, dcc_tables, subghz
 from agent.channels import PLAN
 from agent.examples import DBCH04_CONFIG
 from host_tools import duis
+from host_tools.duis_assets import HUB_TEMPLATES
 
 SR = "{%s}" % duis.SR_NS
 RA = "{%s}" % duis.RA_NS
@@ -27,17 +28,6 @@ HUB = "00-DB-12-34-56-78-90-A2"  # the target of the DCC Boxed DBCH templates
 CS06_HUB = "00-DB-12-34-56-78-90-A0"  # the target of the CS06 templates
 USER = "90-B3-D5-1F-30-01-00-00"
 WHEN = "2025-03-01T12:00:00Z"
-
-
-# The DCC Boxed templates of this hub's services (a templates folder may hold many others).
-HUB_TEMPLATES = (
-    "CS06_11.3_FUTURE_DATED_SUCCESS_REQUEST_DUIS.XML",
-    "CS06_11.3_IMMEDIATE_SUCCESS_REQUEST_DUIS.XML",
-    "DBCH01_6.31_SUCCESS_REQUEST_DUIS.XML",
-    "DBCH03_6.30_SUCCESS_REQUEST_DUIS.XML",
-    "DBCH04_6.28_SUCCESS_REQUEST_DUIS.XML",
-    "DBCH05_6.29_SUCCESS_REQUEST_DUIS.XML",
-)
 
 
 def _portable_template() -> dict:

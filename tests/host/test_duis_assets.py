@@ -19,16 +19,9 @@ import pytest
 
 from host_tools import duis, duis_assets
 from host_tools.cli import main
+from host_tools.duis_assets import HUB_TEMPLATES
 
 ROOT = Path(__file__).resolve().parents[2]
-HUB_TEMPLATES = (
-    "CS06_11.3_FUTURE_DATED_SUCCESS_REQUEST_DUIS.XML",
-    "CS06_11.3_IMMEDIATE_SUCCESS_REQUEST_DUIS.XML",
-    "DBCH01_6.31_SUCCESS_REQUEST_DUIS.XML",
-    "DBCH03_6.30_SUCCESS_REQUEST_DUIS.XML",
-    "DBCH04_6.28_SUCCESS_REQUEST_DUIS.XML",
-    "DBCH05_6.29_SUCCESS_REQUEST_DUIS.XML",
-)
 DBCH04 = "DBCH04_6.28_SUCCESS_REQUEST_DUIS.XML"
 
 
