@@ -208,6 +208,11 @@ def _at_repl(lines: list[str]) -> bool:
     return bool(lines) and lines[-1].startswith(">>>")
 
 
+# The REPL's other prompts: a statement that goes on ("... ") and paste mode ("=== "). The host's
+# requests, typed into a REPL's line, can leave one open (an unclosed bracket in their bytes).
+_MID_STATEMENT = ("...", "===")
+
+
 def _indent(lines: list[str]) -> str:
     return "\n".join("  " + line for line in lines)
 
@@ -290,8 +295,10 @@ def _read_for(transport: SerialTransport, seconds: float, until: bytes = b"") ->
 def probe_repl(path: str, baud: int = DEFAULT_BAUD) -> str:
     """What a real board on `path` shows, for an error message. A line end is sent (the agent
     ignores it; a REPL answers with its prompt). At the friendly REPL the agent is not running:
-    a soft reset (Ctrl-D) runs boot.py and main.py again, and what they print is shown. No Ctrl-C
-    is sent: it would stop an agent that is only slow to answer."""
+    a soft reset (Ctrl-D) runs boot.py and main.py again, and what they print is shown. Ctrl-C,
+    which would stop an agent that is only slow to answer, is sent only after a REPL prompt: the
+    requests the host sent before were typed into the REPL's line, and when their bytes leave a
+    statement open there (the line end brings the "... " prompt), Ctrl-C cancels it."""
     try:
         t = SerialTransport(path, baud, exclusive=False)
     except LinkError:
@@ -299,6 +306,9 @@ def probe_repl(path: str, baud: int = DEFAULT_BAUD) -> str:
     try:
         t.write(b"\r")
         lines = console_lines(_read_for(t, 0.6))
+        if lines and lines[-1] in _MID_STATEMENT:
+            t.write(b"\x03")  # the REPL's own prompt came back: cancel the statement, not an agent
+            lines += console_lines(_read_for(t, 0.6, until=b">>> "))
         if not _at_repl(lines):
             if lines:
                 return "the board printed:\n" + _indent(lines[-_SHOW_LINES:])

@@ -22,7 +22,7 @@ pytest.importorskip("mpremote")
 from agent import wire  # noqa: E402
 from host_tools import connect, flash, simagent, vboard  # noqa: E402
 from host_tools.cli import CommandError  # noqa: E402
-from host_tools.client import port_holders  # noqa: E402
+from host_tools.client import SerialTransport, port_holders  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 BOARD = "lab1"  # a running virtual board (nothing flashed on it)
@@ -204,6 +204,20 @@ def _break(board: str, code: str) -> vboard.VBoardInfo:
     return info
 
 
+def _type_at_repl(port: str, text: bytes) -> None:
+    """Type `text` (no line end) into the REPL of the board on `port`, once the REPL has echoed it."""
+    t = SerialTransport(port, exclusive=False)
+    try:
+        t.write(text)
+        echo = b""
+        deadline = time.monotonic() + 30
+        while not echo.endswith(text) and time.monotonic() < deadline:
+            echo += t.read(4096)
+        assert echo.endswith(text), echo
+    finally:
+        t.close()
+
+
 def test_a_broken_agent_shows_the_boards_traceback(cache):
     try:
         r = dbch("flash", "--port", f"vboard:{BROKEN}", "--start", "--json", timeout=300)
@@ -226,6 +240,13 @@ def test_a_broken_agent_shows_the_boards_traceback(cache):
         assert "MemoryError: memory allocation failed, allocating 4096 bytes" in str(e.value)
 
         # a real board is asked through its REPL: the virtual board stands in for one here
+        text = connect.probe_repl(info.port)
+        assert "the agent is not running" in text and "soft reset" in text
+        assert "MemoryError: memory allocation failed" in text
+
+        # the host's requests are typed into the REPL's line: when their bytes leave a bracket open
+        # there, the line end only continues the statement ("... "); the traceback is still shown
+        _type_at_repl(info.port, b"x = [1, 2")
         text = connect.probe_repl(info.port)
         assert "the agent is not running" in text and "soft reset" in text
         assert "MemoryError: memory allocation failed" in text
