@@ -253,7 +253,9 @@ def main(board, root="", fs=None, run=None, reset=None):
     back as SystemExit (the unix port's machine.reset on the virtual board) or a reboot the
     agent asked for boots again here. An exception out of a trial boot resets the board (the
     next boot counts another try); one out of a confirmed slot propagates (to the REPL, as
-    without a bootloader), and so does KeyboardInterrupt (mpremote's way in)."""
+    without a bootloader), and so does KeyboardInterrupt: Ctrl-C before the agent owns the line
+    (while it does, 0x03 is data, hal/stream_link.py; mpremote gets in by the "repl" request,
+    after which the agent returns here and main.py ends at the REPL)."""
     fs = fs or OsFs()
     run = run or _run_agent
     reset = reset or _reset

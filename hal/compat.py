@@ -27,6 +27,16 @@ except ImportError:
         return ((a - b + _TICKS_HALF) & (_TICKS_PERIOD - 1)) - _TICKS_HALF
 
 
+# The console's interrupt character: kbd_intr(-1) turns it off (0x03 then reaches sys.stdin as
+# data), kbd_intr(3) turns Ctrl-C back on. Only MicroPython has it; elsewhere a no-op.
+try:
+    from micropython import kbd_intr
+except ImportError:
+
+    def kbd_intr(c):
+        pass
+
+
 try:
     from sys import print_exception
 except ImportError:

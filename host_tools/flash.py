@@ -245,6 +245,7 @@ def flash(
         f"bytes of .mpy) for board {board}, version {version}, into slot A",
         quiet,
     )
+    hand_over(port, baud=baud)
     try:
         t = MpSerial(port, baudrate=baud)
         # mpremote reads a pty with no timeout: a port that never answers would hang forever
@@ -308,6 +309,47 @@ def flash(
     result.hello = wait_for_hello(port, baud=baud, timeout=timeout)
     result.seconds = round(time.monotonic() - t0, 3)
     return result
+
+
+def hand_over(port: str, *, baud: int = 115200, timeout: float = 1.0) -> bool:
+    """Ask the agent on `port` to give the line to the REPL (the "repl" request), before mpremote
+    takes it. True once the agent answered I0 and left its loop. False if it did not: an agent that
+    does not know the request (an older one, E13) or no agent at all (a board at its REPL); then
+    mpremote's own Ctrl-C is what stops an older agent, which still has Ctrl-C on. A running agent
+    that knows the request ignores Ctrl-C (the interrupt character is off while it owns the line),
+    so this request is the only way in short of a reset."""
+    from host_tools.client import PortBusy
+
+    try:
+        transport = SerialTransport(port, baud)
+    except PortBusy as e:
+        raise CommandError(str(e)) from e
+    except LinkError:
+        return False
+    try:
+        r = AgentClient(transport, timeout=timeout, port=port).request("repl")
+    except LinkError:
+        return False
+    finally:
+        transport.close()
+    if r.ok:
+        time.sleep(0.1)  # main.py returns and the REPL prints its prompt
+    return r.ok
+
+
+def take_back(port: str, *, baud: int = 115200, timeout: float = 20.0) -> dict:
+    """Start the agent again after a hand-over, whatever mpremote left the board at: Ctrl-B leaves
+    the raw REPL (at the friendly REPL it only reprints the banner), then Ctrl-D soft-resets from
+    the friendly REPL, so main.py runs. The agent's hello."""
+    transport = SerialTransport(port, baud)
+    try:
+        transport.write(b"\r\x02")
+        time.sleep(0.1)
+        transport.write(b"\x04")
+        time.sleep(0.05)
+    finally:
+        transport.close()
+    return wait_for_hello(port, baud=baud, timeout=timeout)
 
 
 def wait_for_hello(port: str, *, baud: int = 115200, timeout: float = 20.0) -> dict:

@@ -181,6 +181,7 @@ def test_mpremote_works_while_the_agent_runs(flashed):
     info, _ = flashed
     agent_up(info.port)
     assert hello(info.port)["board"] == "unix"
+    assert flash.hand_over(info.port)  # Ctrl-C is data to the agent: it gives the line on request
     r = subprocess.run(
         [sys.executable, "-m", "mpremote", "connect", info.port, "exec", "print(1+1)"],
         capture_output=True,
@@ -190,7 +191,7 @@ def test_mpremote_works_while_the_agent_runs(flashed):
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "2"
-    # mpremote interrupted the agent; a re-flash (or reset) brings it back
+    # the agent left for the REPL; a re-flash (or reset) brings it back
     res = flash.flash(info.port, "unix", quiet=True)
     assert res.written == [] and res.hello["eui"] == VBOARD_EUI
     c = client(info.port)

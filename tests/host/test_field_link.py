@@ -1,0 +1,90 @@
+"""The link survives any byte: random bytes, 0x00-0x04 among them, on a flashed virtual board's
+line never stop the agent; mpremote against a running agent leaves it serving; the "repl" request
+hands the line to mpremote, and the agent comes back after the session (seeded, bounded)."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+
+import pytest
+
+from host_tools import flash
+from host_tools.client import AgentClient, SerialTransport
+
+SEED = 19
+WRITES = 30
+MPREMOTE_S = 5.0  # against a running agent mpremote waits for a raw REPL that never comes
+
+
+def _mpremote(port: str, *argv: str) -> subprocess.CompletedProcess | None:
+    """mpremote ARGV against the board; None if it had not finished within MPREMOTE_S."""
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "mpremote", "connect", port, *argv],
+            capture_output=True,
+            text=True,
+            timeout=MPREMOTE_S,
+        )
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def _noise(rng: random.Random) -> bytes:
+    # any byte value, and always the REPL's control characters Ctrl-@..Ctrl-D among them
+    data = bytearray(rng.randrange(256) for _ in range(rng.randrange(1, 65)))
+    for c in rng.sample(range(5), rng.randrange(1, 6)) + [0x03]:
+        data.insert(rng.randrange(len(data) + 1), c)
+    return bytes(data)
+
+
+def test_random_bytes_never_stop_the_agent(dbch_vboard):
+    rng = random.Random(SEED)
+    boot = dbch_vboard.request("hello").data["boot"]
+    transport = SerialTransport(dbch_vboard.port)
+    answered = 0
+    try:
+        client = AgentClient(transport, timeout=3.0, port=dbch_vboard.spec)
+        for i in range(WRITES):
+            transport.write(_noise(rng))
+            r = client.request("hello")
+            assert r.ok, f"write {i}: {r.rc} {r.error}"
+            assert r.data["boot"] == boot, f"write {i}: the agent restarted"
+            answered += 1
+    finally:
+        transport.close()
+    print(f"{answered} of {WRITES} random-byte writes followed by an answered request")
+    assert answered == WRITES
+
+
+@pytest.mark.parametrize("argv", [("exec", "print(1)"), ("fs", "ls"), ("eval", "1+1")])
+def test_mpremote_against_the_running_agent_leaves_it_serving(dbch_vboard, argv):
+    boot = dbch_vboard.request("hello").data["boot"]
+    _mpremote(dbch_vboard.port, *argv)  # it does not get in: Ctrl-C is data to the agent
+    status = dbch_vboard.dbch("status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert dbch_vboard.request("hello").data["boot"] == boot
+
+
+def test_repl_request_hands_the_line_over_and_the_agent_comes_back(dbch_vboard):
+    boot = dbch_vboard.request("hello").data["boot"]
+    assert flash.hand_over(dbch_vboard.port)
+    done = _mpremote(dbch_vboard.port, "exec", "print(6 * 7)")
+    assert done is not None and done.returncode == 0, done and done.stderr
+    assert "42" in done.stdout
+    done = _mpremote(dbch_vboard.port, "fs", "ls")
+    assert done is not None and done.returncode == 0, done and done.stderr
+    assert "main.py" in done.stdout
+    hello = flash.take_back(dbch_vboard.port)
+    assert hello["boot"] > boot
+    status = dbch_vboard.dbch("status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    # and the agent owns the line again: Ctrl-C is noise
+    transport = SerialTransport(dbch_vboard.port)
+    try:
+        transport.write(b"\r\x03\x03\r\x01")
+        r = AgentClient(transport, timeout=3.0).request("hello")
+        assert r.ok and r.data["boot"] == hello["boot"]
+    finally:
+        transport.close()
