@@ -257,7 +257,7 @@ def request_id(data):
     """The uint under "id" in a top-level map, found without decoding the other values: a
     request the decoder refuses can still be answered. None if there is none."""
     try:
-        d = bytes(data)
+        d = data if isinstance(data, (bytes, bytearray)) else bytes(data)  # not copied: see loads
         if not d or d[0] >> 5 != 5:
             return None
         count, pos = _argument(d, 1, d[0] & 0x1F, len(d))
@@ -269,6 +269,25 @@ def request_id(data):
             pos = _skip(d, end)
     except (CBORError, IndexError):
         return None
+    return None
+
+
+def request_id_at_end(tail):
+    """The id of a request from the last bytes of its body alone, or None: a request map in
+    canonical order ends with its "id" and "op" entries (keys sort length-first: "a", "t", "id",
+    "op"), so the tail must end with "id", a uint < 2**32, "op" and a text string, exactly."""
+    i = tail.rfind(b"\x62id")
+    while i >= 0:
+        try:
+            rid, pos = _dec(tail, i + 3, MAX_DEPTH)  # MAX_DEPTH: a container is refused
+            if tail[pos : pos + 3] == b"\x62op":
+                op, end = _dec(tail, pos + 3, MAX_DEPTH)
+                if end == len(tail) and isinstance(op, str) and not isinstance(rid, bool):
+                    if isinstance(rid, int) and 0 <= rid < 1 << 32:
+                        return rid
+        except (CBORError, IndexError):
+            pass
+        i = tail.rfind(b"\x62id", 0, i)
     return None
 
 
@@ -309,9 +328,10 @@ def _dec(d, pos, depth):
         if val > n - pos:
             raise _truncated()
         end = pos + val
+        # bytes, whatever the input: from a bytearray through a view, so copied only once
+        b = d[pos:end] if isinstance(d, bytes) else bytes(memoryview(d)[pos:end])
         if major == 2:
-            return d[pos:end], end
-        b = d[pos:end]
+            return b, end
         try:
             s = str(b, "utf-8")
         except UnicodeError:
@@ -350,9 +370,11 @@ def _dec(d, pos, depth):
 
 
 def loads(data):
-    if isinstance(data, (bytearray, memoryview)):
+    # bytes or bytearray, decoded where it is (a frame's body is not copied again); byte strings
+    # come out as bytes either way
+    if isinstance(data, memoryview):
         data = bytes(data)
-    elif not isinstance(data, bytes):
+    elif not isinstance(data, (bytes, bytearray)):
         raise CBORError("expected bytes, not {}".format(type(data).__name__))
     _items[0] = MAX_ITEMS
     obj, pos = _dec(data, 0, 0)

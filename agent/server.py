@@ -7,11 +7,15 @@
 # seqs it has already seen), so delivery is at least once on the wire and exactly once at a host
 # that remembers seqs. Events leave the outbox only on the host's ack.
 #
-# Out of memory (a small board's heap, fragmented) never ends the loop: a frame that cannot be
-# taken in is dropped (counted in bad_frames; the host's timeout asks again), a response that
-# cannot be framed goes out without its data, and an event that cannot be framed stays in the
-# outbox for a later pass.
-from agent import wire
+# Out of memory (a small board's heap, fragmented) never ends the loop, and costs one frame at
+# most: the frames of a read are served one by one, each released before the next. A frame the
+# heap cannot hold, or whose decoding runs out of memory or of stack (nesting), is answered E49
+# by its id when one can be found (wire.FrameDecoder.unheld, cbor.request_id), else dropped and
+# counted in bad_frames (the host's timeout asks again); a request whose handler runs out is
+# answered E49; a response that cannot be framed goes out without its data; an event that cannot
+# be framed stays in the outbox for a later pass. The other frames of the read are served all
+# the same.
+from agent import cbor, wire
 from agent.hub import RC_BAD_ARGS
 from hal.compat import const, print_exception
 
@@ -41,11 +45,22 @@ class Server:
             if not data:
                 break
             try:
-                for body in self.decoder.feed(data):
-                    self._on_body(body)
-            except MemoryError:
+                bodies = self.decoder.feed(data)
+            except MemoryError:  # outside what the decoder handles per frame: the partial frame goes
                 self.decoder.reset()
                 self.bad_frames += 1
+                continue
+            data = None
+            unheld = self.decoder.unheld
+            while unheld:  # whole requests the heap could not hold: answered by their ids
+                self._starved(unheld.pop(0))
+            while bodies:
+                body = bodies.pop(0)  # a frame served is garbage before the next is
+                try:
+                    self._on_body(body)
+                except MemoryError:  # not even its answer could be sent: this frame only
+                    self.bad_frames += 1
+                body = None
         try:
             self.hub.tick()
             if self.subscribed:
@@ -68,6 +83,13 @@ class Server:
                 return
             self.send(wire.response(rid, RC_BAD_ARGS, err=str(e)))
             return
+        except (MemoryError, RuntimeError):  # out of heap, or of stack (RecursionError)
+            try:
+                rid = cbor.request_id(body)  # builds nothing but the id
+            except (MemoryError, RuntimeError):
+                rid = None
+            self._starved(rid)
+            return
         t = msg["t"]
         if t == "q":
             self._on_request(msg)
@@ -76,6 +98,16 @@ class Server:
             self.inflight.pop(seq, None)
             self.hub.outbox.ack(seq)
         # responses and events from the host are not expected: ignored
+
+    def _starved(self, rid):
+        # a frame the board had no memory for: E49 to its id, if it has one
+        if rid is None:
+            self.bad_frames += 1
+            return
+        try:
+            self.send(wire.response(rid, RC_BAD_ARGS, err="out of memory on the board for this frame"))
+        except MemoryError:
+            self.bad_frames += 1
 
     def _on_request(self, msg):
         try:

@@ -15,14 +15,22 @@
 #
 # The same serial line carries REPL and log text. FrameDecoder passes every byte outside a frame
 # to its on_text callback (bytes chunks, in order; dropped if on_text is None) and returns only
-# complete, CRC-valid bodies from feed(). Inside a frame, a raw START begins a new frame, and a
-# raw 0x00-0x04/CR/LF (impossible in a good frame: the sender crashed mid-frame or bytes were
-# lost) abandons the frame and is itself passed on as text; at CR/LF the abandoned frame's bytes
-# (unstuffed, less its START) go out as text first, so a line printed over a half-written frame
-# is shown. Text may therefore hold any byte value: show it with care.
+# complete, CRC-valid bodies from feed(), as bytes (or, when the heap has no block for the copy,
+# as a bytearray: the buffer the frame was unstuffed into, handed over in place). Inside a frame,
+# a raw START begins a new frame, and a raw 0x00-0x04/CR/LF (impossible in a good frame: the
+# sender crashed mid-frame or bytes were lost) abandons the frame and is itself passed on as
+# text; at CR/LF the abandoned frame's bytes (unstuffed, less its START) go out as text first, so
+# a line printed over a half-written frame is shown. Text may therefore hold any byte value: show
+# it with care.
 # Corrupt, truncated, oversize and broken-off frames count in decoder.errors. Memory is bounded:
 # frames are unstuffed as they arrive into a buffer of at most max_body + 6 bytes, an oversize
 # frame is never copied, and feed() is linear in its input.
+# A frame the heap cannot hold (no block as large as it, on a small board's fragmented heap)
+# costs that frame only: the decoder follows it to its END without its bytes, keeping its LEN,
+# the CRC of what went by and its last _TAIL bytes. If it proves whole (length and CRC) and ends
+# as a request does (a canonical request map ends with its "id" and "op" entries), its id is
+# put in decoder.unheld, for the caller to answer; otherwise it counts in errors. feed() goes on
+# with the rest of its input either way.
 #
 # Messages are CBOR maps with short keys (ids and seqs are uints < 2**32):
 #   request  host -> agent  {"t": "q", "id": uint, "op": str, "a": {str: any}}
@@ -46,6 +54,8 @@ _OVERHEAD = const(6)  # LEN + CRC inside the stuffed part
 _U32 = const(0xFFFFFFFF)
 
 ESCAPED = b"\x00\x01\x02\x03\x04\x0a\x0d\x1c\x1d\x1e"
+_NONE = b""  # no buffer yet: the first bytes a frame takes in make one
+_TAIL = const(48)  # a frame's last bytes kept when it cannot be held: CRC, and "id" and "op"
 _START_B = b"\x1c"
 _END_B = b"\x1d"
 _ESC_B = b"\x1e"
@@ -83,19 +93,23 @@ class FrameDecoder:
         self.max_body = max_body
         self.errors = 0  # frames dropped: bad CRC/length/escape, oversize, broken off
         self.frames = 0  # good frames returned
+        self.unheld = []  # ids of whole requests the heap could not hold (the caller empties it)
         self.reset()
 
     def reset(self):
-        # forget any partial frame
-        self._buf = bytearray()  # unstuffed LEN | BODY | CRC so far
+        # forget any partial frame (allocates nothing)
+        self._buf = _NONE  # unstuffed LEN | BODY | CRC so far
         self._in = False  # inside a frame
         self._esc = False  # the last byte taken was an ESC
         self._drop = False  # the frame is bad (counted already): discard up to its END
+        self._sk = None  # following a frame the heap cannot hold (_skim)
 
     def _take(self, data):
         # Unstuff data (part of a frame) into the buffer; False on a bad escape. No list of
         # parts: escape-dense input must not multiply small objects on a small heap.
         buf = self._buf
+        if buf is _NONE:
+            buf = self._buf = bytearray()
         n = len(data)
         pos = 0
         if self._esc:
@@ -126,6 +140,41 @@ class FrameDecoder:
             buf.extend(m[pos:])
         return True
 
+    def _skim(self, part, held=0, esc=False):
+        # Follows a frame the heap cannot hold, without its bytes: each part (raw) is unstuffed in
+        # a buffer of its own size and passed through a tail of _TAIL bytes, what leaves the tail
+        # going into the CRC. _sk: [the first 2 bytes (LEN), the length so far, CRC, tail]. On the
+        # first call _take has just run out of memory: undone, the buffer's first `held` bytes
+        # (and the escape state `esc` before it) come first. False if it cannot be a good frame.
+        sk = self._sk
+        b = _NONE
+        if sk is None:
+            b = memoryview(self._buf)[:held]
+            self._esc = esc
+            sk = self._sk = [_NONE, 0, 0, _NONE]
+        while True:
+            if len(sk[0]) < 2:
+                sk[0] = bytes(sk[0] + b[: 2 - len(sk[0])])
+            n = len(b)
+            sk[1] += n
+            if n < _TAIL:
+                b = sk[3] + b
+                n = len(b)
+            else:  # (the held bytes are not copied: there is no room for them)
+                sk[2] = crc32(sk[3], sk[2])
+            if n >= _TAIL:
+                sk[2] = crc32(b[: n - _TAIL], sk[2])
+                b = bytes(b[n - _TAIL :])
+            sk[3] = b
+            if part is None:
+                return sk[1] <= self.max_body + _OVERHEAD
+            self._buf = _NONE
+            if not self._take(part):
+                return False
+            b = self._buf
+            self._buf = _NONE
+            part = None
+
     def _fits(self, data, start, end, limit):
         # Would data[start:end] unstuffed still fit? Decided before copying: ESC bytes add no
         # payload.
@@ -141,7 +190,16 @@ class FrameDecoder:
         m = memoryview(p)
         if struct.unpack_from(">I", p, n + 2)[0] != crc32(m[: n + 2]) & _U32:
             return None
-        return bytes(m[2 : n + 2])
+        try:
+            return bytes(m[2 : n + 2])
+        except MemoryError:
+            pass
+        # No block for a copy: the buffer itself, trimmed in place (nothing allocated), is the
+        # body; reset() leaves the next frame a buffer of its own.
+        m = None  # (a buffer with a view on it cannot be resized)
+        p[n + 2 :] = _NONE
+        p[:2] = _NONE
+        return p
 
     def feed(self, data):
         if not isinstance(data, bytes):
@@ -184,23 +242,68 @@ class FrameDecoder:
                 c = data[k]
                 if (c == 0x0A or c == 0x0D) and self.on_text is not None:
                     part = data[i:k]
-                    if not self._drop and (k == i or self._fits(data, i, k, limit) and self._take(part)):
-                        part = bytes(self._buf)
+                    try:
+                        if (
+                            not self._drop
+                            and self._sk is None
+                            and (k == i or self._fits(data, i, k, limit) and self._take(part))
+                        ):
+                            part = bytes(self._buf)
+                    except MemoryError:
+                        pass  # the line's own bytes go out, without the frame's start
                     if part:
                         self.on_text(part)
                 self.reset()
                 i = k
                 continue
             if not self._drop and j > i:
-                if not (self._fits(data, i, j, limit) and self._take(data[i:j])):
+                held = len(self._buf)
+                esc = self._esc
+                try:
+                    if self._sk is not None:
+                        ok = self._skim(data[i:j])
+                    else:
+                        ok = self._fits(data, i, j, limit) and self._take(data[i:j])
+                except MemoryError:
+                    ok = False
+                    if self._sk is None:  # no room for this frame: followed without its bytes
+                        try:
+                            ok = self._skim(data[i:j], held, esc)
+                        except MemoryError:
+                            pass
+                if not ok:
                     self._drop = True
-                    self._buf = bytearray()
+                    self._buf = _NONE
+                    self._sk = None
                     self.errors += 1
             if j == n:
                 break
             i = j + 1
-            if not self._drop:
-                body = self._body()
+            if self._drop:
+                pass
+            elif self._sk is not None:
+                # its id, if its length and CRC are right and it ends as a request does
+                head, got, crc, tail = self._sk
+                rid = None
+                try:
+                    if (
+                        not self._esc
+                        and len(tail) > 4
+                        and got == (head[0] << 8 | head[1]) + _OVERHEAD
+                        and struct.unpack_from(">I", tail, len(tail) - 4)[0] == crc32(tail[:-4], crc) & _U32
+                    ):
+                        rid = cbor.request_id_at_end(tail[:-4])
+                except MemoryError:
+                    pass
+                if rid is None:
+                    self.errors += 1
+                else:
+                    self.unheld.append(rid)
+            else:
+                try:
+                    body = self._body()
+                except MemoryError:
+                    body = None
                 if body is None:
                     self.errors += 1
                 else:
