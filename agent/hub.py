@@ -69,6 +69,7 @@ class Hub:
         self.eui = hal.identity.eui64()
         self.store = Store(hal.storage)
         self.outbox = Outbox(hal.storage, OUTBOX_CAPACITY)
+        issued = self.outbox.next_seq  # before this boot raises anything (see _restore_config)
         regulated = getattr(board, "REGULATED_DUTY_CYCLE_PERMILLE", 25)
         self.duty = DutyCycle(regulated=regulated)
         self._unsaved_us = 0  # airtime recorded since the duty-cycle record was last written
@@ -90,7 +91,7 @@ class Hub:
         if self._fw_files():
             self.version = self.fw().version
             self._settle_fw()
-        self._restore_config()
+        self._restore_config(issued)
         self._restore_duty()
 
     def _epoch(self):
@@ -117,29 +118,63 @@ class Hub:
             self.outbox.append(kind, data)
 
     # -- configuration -----------------------------------------------------------------------
-    def _restore_config(self):
+    # Exactly once across power cuts: the configuration's record {"cfg": mapping, "seq": s} names
+    # the seq its announcement (8F2A) takes, and is written before the announcement is appended
+    # with nothing appended in between, so the announcement has been made if and only if the
+    # outbox has issued seq s (whether the event is still pending, acknowledged since, or
+    # refused and counted by a full outbox). The outbox never reuses a seq and keeps the highest
+    # it issued on the flash, so a boot knows: next_seq > s, announced; otherwise the boot
+    # announces it. One record write and one outbox append, each atomic: a power cut anywhere
+    # leaves the configuration in force announced exactly once, and a configuration whose
+    # record was not written is neither in force nor announced.
+    # {"cfg", "announced": False} (and records of earlier versions, {"cfg", "announced": bool})
+    # means: announce at the next boot.
+    def _restore_config(self, issued):
+        # issued: the outbox's next seq when this boot began, before anything was raised
         rec = self.store.get("subghz")
         if not rec:
             return
         applied = validate(rec.get("cfg"))[3]
         if applied is None:
             return  # a stored config that no longer validates is ignored (and reported by status)
-        self._apply(applied, announce=not rec.get("announced"))
+        seq = rec.get("seq")
+        if isinstance(seq, int) and not isinstance(seq, bool):
+            announce = seq >= issued
+        else:  # seq 0 is never issued: _announce names the seq it takes first
+            seq, announce = 0, not rec.get("announced")
+        self._apply(applied, seq if announce else None)
 
-    def _apply(self, applied, announce):
+    def _apply(self, applied, seq=None):
+        # seq: announce the configuration under this seq (its record names it), None: do not
         now = self.clock.monotonic_ms()
         mapping, usable, params, masks = applied
         self.config = mapping
         self._masks = masks
         self.duty.set_thresholds(params["NormalLimitedDutyCycleThreshold"], params["LimitedCriticalDutyCycleThreshold"])
-        moved = self.agility.configure(usable, params, now)
+        moved = self.agility.configure(usable, params, now)  # (alerts raised below, after 8F2A)
         self._save_agility()
-        if announce:
-            # persisted first with announced=False: a power cut before the mark re-raises 8F2A at
-            # boot, so the alert is at least once, never lost.
-            self.raise_alerts([(codes.ALERT_CONFIG_CHANGED, mapping)])
-            self.store.put("subghz", {"cfg": mapping, "announced": True})
+        if seq is not None:
+            self._announce(mapping, seq)
         self.raise_alerts(moved)
+
+    def _announce(self, mapping, seq):
+        outbox = self.outbox
+        if seq != outbox.next_seq:
+            # at boot: something was raised first, or the record is of the older form; the record
+            # names the seq the announcement really takes, before it is appended
+            seq = outbox.next_seq
+            self.store.put("subghz", {"cfg": mapping, "seq": seq})
+        try:
+            self.raise_alerts([(codes.ALERT_CONFIG_CHANGED, mapping)])
+        except Exception:
+            # not appended, and the hub goes on (a power cut stops it): the next alert would take
+            # the record's seq, so the record says "announce at the next boot" instead
+            if outbox.next_seq == seq:
+                try:
+                    self.store.put("subghz", {"cfg": mapping, "announced": False})
+                except Exception:
+                    pass
+            raise
 
     # -- duty cycle across reboots -----------------------------------------------------------
     # The last hour's airtime is kept in the store, so a reboot cannot reset the ledger and let a
@@ -289,8 +324,9 @@ class Hub:
         code, data, errors, applied = validate(mapping, region=region)
         if applied is None:
             return code, data, "; ".join("{}: {}".format(f, m) for f, m in errors)
-        self.store.put("subghz", {"cfg": applied[0], "announced": False})
-        self._apply(applied, announce=True)
+        seq = self.outbox.next_seq
+        self.store.put("subghz", {"cfg": applied[0], "seq": seq})  # see _restore_config
+        self._apply(applied, seq)
         return RC_OK, data, None
 
     def op_channel(self, args):
