@@ -10,7 +10,6 @@ out of memory took the rest of its read with it); with it, none of either.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import sys
 import time
@@ -24,6 +23,7 @@ from host_tools.client import AgentClient
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "portable"))
 
+from footprintkit import bench  # noqa: E402
 from fuzzkit import deep_request  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which("micropython") is None, reason="needs the MicroPython unix port")
@@ -31,16 +31,6 @@ pytestmark = pytest.mark.skipif(shutil.which("micropython") is None, reason="nee
 SESSIONS = 3  # the heap's layout differs from session to session (a random EUI and epoch)
 ROUNDS = 60
 DEPTH = 2000
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_footprint", ROOT / "bench" / "bench_footprint.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-bench = _bench()
 
 
 @pytest.fixture(scope="module")

@@ -16,11 +16,11 @@ the mark) the day the agent fits. bench/bench_footprint.py prints every figure.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
 import pytest
+from footprintkit import bench
 
 from host_tools.client import AgentClient
 
@@ -28,16 +28,6 @@ ROOT = Path(__file__).resolve().parents[2]
 CAP = 128 * 1024
 
 pytestmark = pytest.mark.skipif(shutil.which("micropython") is None, reason="needs the MicroPython unix port")
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_footprint", ROOT / "bench" / "bench_footprint.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-bench = _bench()
 
 
 @pytest.fixture(scope="module")
