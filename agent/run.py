@@ -5,7 +5,8 @@
 # interrupts it) until the host asks for it with the "repl" request: answered I0, then the loop
 # ends, Ctrl-C is on again and main.py returns to the REPL, where mpremote finds the board as
 # usual. The agent starts again on the next soft reset from the friendly REPL (Ctrl-D at ">>> ":
-# main.py runs; `dbch flash` ends its session so) or on a hard reset. A soft reset inside the raw
+# main.py runs; `dbch flash` and `dbch mpremote` end their sessions so, and any dbch command that
+# finds the board at a REPL prompt does the same) or on a hard reset. A soft reset inside the raw
 # REPL skips main.py, on a board as on the virtual board, so mpremote's own resets keep the line.
 from agent.hub import RC_OK, Hub
 from agent.server import Server

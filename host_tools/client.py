@@ -169,6 +169,7 @@ class AgentClient:
         self.timeout = timeout
         self.port = port
         self.explain = explain  # what the board printed instead of answering (see AgentTimeout)
+        self.resumed = False  # connect.checked started the agent again once (resume_agent)
         self.decoder = wire.FrameDecoder(on_text=on_text)
         self._ids = itertools.count(int(time.time() * 1000) % 1_000_000)
         self.events: list[Event] = []

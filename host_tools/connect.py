@@ -20,7 +20,15 @@ import time
 from pathlib import Path
 
 from host_tools.cli import CommandError
-from host_tools.client import AgentClient, LinkError, PortBusy, SerialTransport, busy_message, check_not_busy
+from host_tools.client import (
+    AgentClient,
+    AgentTimeout,
+    LinkError,
+    PortBusy,
+    SerialTransport,
+    busy_message,
+    check_not_busy,
+)
 
 DEFAULT_PORT = "vboard"
 PORT_ENV = "DBCH_PORT"
@@ -156,11 +164,56 @@ def open_client(args: argparse.Namespace, *, echo_text: bool = False) -> AgentCl
 
 
 def checked(client: AgentClient, op: str, args: dict | None = None, timeout: float | None = None):
-    """Request op; a timeout becomes a CommandError that says what to do."""
+    """Request op; a timeout becomes a CommandError that says what to do. A board found at its
+    REPL instead (mpremote left it there, or someone typed into its terminal) gets its agent
+    started again (resume_agent), once, and the request is sent again."""
     try:
         return client.request(op, args, timeout)
+    except AgentTimeout as e:
+        if client.resumed or not resume_agent(client.transport):
+            raise CommandError(str(e)) from e
+        client.resumed = True
+        print(
+            f"dbch: the board on {client.port or 'the port'} was at its REPL: its agent was started again",
+            file=sys.stderr,
+        )
+        try:
+            return client.request(op, args, timeout)
+        except LinkError as e2:
+            raise CommandError(str(e2)) from e2
     except LinkError as e:
         raise CommandError(str(e)) from e
+
+
+RESUME_TIMEOUT = 20.0  # s for the agent to come up after the soft reset
+
+
+def resume_agent(transport, timeout: float = RESUME_TIMEOUT) -> bool:
+    """Start the agent again on a board that sits at its REPL, over an open transport: True once
+    it answers. A line end shows the friendly REPL's prompt (a running agent ignores it); Ctrl-B
+    brings a board left in the raw REPL (an mpremote session cut short) to the friendly one. Only
+    after a REPL prompt has come back are Ctrl-C (cancel the line the host's requests were typed
+    into) and Ctrl-D (soft reset: main.py starts the agent) sent; to an agent, which owns the line
+    and has the interrupt character off, the line end and Ctrl-B are noise between frames."""
+    transport.write(b"\r")
+    lines = console_lines(_read_for(transport, 0.6))
+    if not lines or not lines[-1].startswith((">>>",) + _MID_STATEMENT):
+        transport.write(b"\x02")
+        lines = console_lines(_read_for(transport, 0.6, until=b">>> "))
+    if not lines or not lines[-1].startswith((">>>",) + _MID_STATEMENT):
+        return False
+    transport.write(b"\x03")
+    _read_for(transport, 0.3, until=b">>> ")
+    transport.write(b"\x04")
+    probe = AgentClient(transport, timeout=1.0)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if probe.request("hello").ok:
+                return True
+        except LinkError:
+            continue
+    return False
 
 
 # ----------------------------------------------------------------------------- when a board is silent

@@ -404,6 +404,52 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fw-version", metavar="V", help="firmware version slot A reports (default: the build's)")
     add_json_flag(p)
     p.set_defaults(func=cmd_flash)
+    register_mpremote(sub)
+
+
+def register_mpremote(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "mpremote",
+        help="run mpremote on a board while its agent hands the line over, then start the agent again",
+        description="Run `mpremote connect PORT ARGS...` on a board whose agent owns the serial line: the "
+        "agent is asked to hand the line over first (noise on the line, Ctrl-C included, cannot do that), "
+        "and it is started again afterwards, whatever mpremote left the board at. Example: "
+        "dbch mpremote -- fs ls :slots/a",
+    )
+    add_port_args(p)
+    p.add_argument("--keep", action="store_true", help="leave the board at its REPL afterwards (no agent)")
+    p.add_argument("argv", nargs=argparse.REMAINDER, metavar="ARGS", help="mpremote's command and arguments")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_mpremote)
+
+
+def cmd_mpremote(args: argparse.Namespace) -> int:
+    import subprocess
+
+    argv = [a for a in args.argv if a != "--"] if args.argv[:1] == ["--"] else list(args.argv)
+    if not argv:
+        raise CommandError("give mpremote's command: dbch mpremote -- exec 'print(1)' (see mpremote --help)")
+    if args.port == "sim" or args.port.startswith(("sim:", "triage")):
+        raise CommandError("mpremote needs a MicroPython board: a real board's port or a virtual board (vboard)")
+    port = resolve(args.port)
+    handed = hand_over(port, baud=args.baud)
+    done = subprocess.run(
+        [sys.executable, "-m", "mpremote", "connect", port, *argv],
+        capture_output=args.json,
+        text=True,
+    )
+    hello = None
+    if not args.keep:
+        hello = take_back(port, baud=args.baud, timeout=max(args.timeout, 20.0))
+    result = {"mpremote": argv, "rc": done.returncode, "handed_over": handed, "agent": hello}
+    if args.json:
+        result["stdout"], result["stderr"] = done.stdout, done.stderr
+        emit(args, result)
+    elif hello:
+        print(f"dbch: agent running again (boot #{hello.get('boot')})", file=sys.stderr)
+    else:
+        print("dbch: the board is left at its REPL (--keep): dbch status starts its agent again", file=sys.stderr)
+    return done.returncode
 
 
 def cmd_flash(args: argparse.Namespace) -> int:

@@ -88,3 +88,46 @@ def test_repl_request_hands_the_line_over_and_the_agent_comes_back(dbch_vboard):
         assert r.ok and r.data["boot"] == hello["boot"]
     finally:
         transport.close()
+
+
+def test_dbch_mpremote_hands_over_runs_mpremote_and_takes_back(dbch_vboard):
+    boot = dbch_vboard.request("hello").data["boot"]
+    # the port goes before the command: every word after "--" is mpremote's
+    cmd = [sys.executable, "-m", "host_tools.cli", "--port", dbch_vboard.spec, "mpremote", "--", "exec", "print(6 * 7)"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "42" in done.stdout
+    assert "agent running again" in done.stderr
+    assert dbch_vboard.request("hello").data["boot"] > boot
+
+
+def test_a_board_left_at_its_repl_gets_its_agent_back_on_the_next_command(dbch_vboard):
+    # a plain mpremote session after a hand-over ends at the friendly REPL (no main.py)
+    boot = dbch_vboard.request("hello").data["boot"]
+    assert flash.hand_over(dbch_vboard.port)
+    done = _mpremote(dbch_vboard.port, "exec", "print(1)")
+    assert done is not None and done.returncode == 0, done and done.stderr
+    status = dbch_vboard.dbch("status", "--json")
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "was at its REPL: its agent was started again" in status.stderr
+    assert dbch_vboard.request("hello").data["boot"] > boot
+
+
+def test_a_board_left_in_the_raw_repl_gets_its_agent_back_on_the_next_command(dbch_vboard):
+    # an mpremote session cut short leaves the board in the raw REPL (Ctrl-A, no Ctrl-B after it)
+    boot = dbch_vboard.request("hello").data["boot"]
+    assert flash.hand_over(dbch_vboard.port)
+    transport = SerialTransport(dbch_vboard.port)
+    try:
+        transport.write(b"\r\x01")
+        got = b""
+        for _ in range(50):
+            got += transport.read(4096)
+            if b"raw REPL" in got:
+                break
+        assert b"raw REPL" in got, got
+    finally:
+        transport.close()
+    status = dbch_vboard.dbch("status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert dbch_vboard.request("hello").data["boot"] > boot
