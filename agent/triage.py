@@ -234,10 +234,80 @@ _LINK_KINDS = {
     # "config" (our own material) and "timeout" (a silent peer) are not security incidents
 }
 
+# A connection that went away is not an attack on authentication: the peer or the network
+# closed or reset it, it never came up at TCP level, or it went silent. A Triage Tool that is
+# busy, restarting or flooded by others does exactly this, so it is never counted. The
+# errno values (Linux and BSD): ECONNRESET, EPIPE, ECONNABORTED, ECONNREFUSED, ENETUNREACH,
+# EHOSTUNREACH, ETIMEDOUT, ENOTCONN; mbedTLS: CONN_EOF, NET_CONN_RESET, NET_RECV_FAILED,
+# NET_SEND_FAILED.
+_GONE_ERRNOS = (104, 54, 32, 103, 53, 111, 61, 101, 51, 113, 65, 110, 60, 107, 57)
+_GONE_MBEDTLS = (-0x7280, -0x50, -0x4C, -0x4E)
+_GONE_WORDS = (
+    "EOF OCCURRED",
+    "UNEXPECTED_EOF",
+    "SSLEOFERROR",
+    "SSLZERORETURNERROR",
+    "CONN_EOF",
+    "CONN_RESET",
+    "CONNECTIONRESET",
+    "CONNECTIONREFUSED",
+    "CONNECTIONABORTED",
+    "BROKENPIPE",
+)
+# An alert from the peer that names our certificate: it refused us (OpenSSL spells the alert:
+# UNKNOWN_CA, BAD_CERTIFICATE, CERTIFICATE_REQUIRED, ...; in TLS 1.3 it arrives after our side
+# of the handshake is done, as a "record" error). mbedTLS reports any fatal alert as
+# FATAL_ALERT_MESSAGE without saying which; the hub's suites and versions are the ones a Triage
+# Tool under the same policy accepts, so in a handshake that alert is the tool refusing us.
+_AUTH_ALERTS = ("ALERT_UNKNOWN_CA", "CERTIFICATE", "ALERT_ACCESS_DENIED")
+_HANDSHAKE_ALERTS = ("FATAL_ALERT",)
+
+
+def _errno_in(text):
+    # the error number of "OSError(104)", "ConnectionResetError(104, ...)", "OSError(-29312, ...)"
+    i = text.find("(")
+    if i < 0:
+        return None
+    j = k = i + 1
+    if k < len(text) and text[k] == "-":
+        k += 1
+    start = k
+    while k < len(text) and "0" <= text[k] <= "9":
+        k += 1
+    return int(text[j:k]) if k > start else None
+
+
+def link_gone(err):
+    """True if a TriageLinkError only says the connection went away (closed, reset, refused at
+    TCP level, timed out) rather than that a peer failed authentication or broke the policy."""
+    kind = getattr(err, "kind", None)
+    if kind == "timeout":
+        return True
+    if kind not in ("protocol", "record"):
+        return False
+    detail = str(getattr(err, "detail", "") or "")
+    up = detail.upper()
+    for w in _GONE_WORDS:
+        if w in up:
+            return True
+    if up.startswith("CONNECT TO "):  # hal.tls.connect: TCP, before any TLS
+        return True
+    n = _errno_in(detail)
+    return n is not None and (n in _GONE_MBEDTLS or (n if n > 0 else -n) in _GONE_ERRNOS)
+
 
 def incident_kind(err):
-    """The incident kind for a TriageLinkError (None for local configuration errors)."""
-    return _LINK_KINDS.get(getattr(err, "kind", None))
+    """The incident kind for a TriageLinkError: None for local configuration errors and for a
+    connection that went away (link_gone); an alert naming our certificate is AUTH_FAILED."""
+    kind = getattr(err, "kind", None)
+    if link_gone(err):
+        return None
+    if kind in ("protocol", "record"):
+        up = str(getattr(err, "detail", "") or "").upper()
+        for w in _AUTH_ALERTS + (_HANDSHAKE_ALERTS if kind == "protocol" else ()):
+            if w in up:
+                return AUTH_FAILED
+    return _LINK_KINDS.get(kind)
 
 
 class Incidents:

@@ -322,6 +322,78 @@ class IncidentRecorder(unittest.TestCase):
         self.assertIsNone(self.inc.record_link_error(tls.TriageLinkError("timeout", "x")))
         self.assertEqual(self.inc.count(triage.AUTH_FAILED), 2)
 
+    def test_a_connection_that_went_away_is_no_incident(self):
+        # What hubs and the Triage Tool saw (CPython/OpenSSL and MicroPython/mbedTLS) when the
+        # other end was busy, restarting or flooded: closed, reset or refused, before any
+        # authentication. None of it is counted, however often it happens.
+        gone = [
+            ("protocol", "SSLEOFError(8, [SSL: UNEXPECTED_EOF_WHILE_READING] EOF occurred in violation of protocol)"),
+            ("protocol", "ConnectionResetError(104, Connection reset by peer)"),
+            ("protocol", "BrokenPipeError(32, Broken pipe)"),
+            ("protocol", "OSError(104)"),
+            ("protocol", "OSError(32)"),
+            ("protocol", "OSError(-104)"),
+            ("protocol", "OSError(-29312, MBEDTLS_ERR_SSL_CONN_EOF)"),
+            ("protocol", "OSError(-80, MBEDTLS_ERR_NET_CONN_RESET)"),
+            ("protocol", "connect to 127.0.0.1:4460: ConnectionRefusedError(111, Connection refused)"),
+            ("protocol", "OSError(113)"),  # EHOSTUNREACH
+            ("record", "ConnectionResetError(104, Connection reset by peer)"),
+            ("record", "SSLZeroReturnError(6, TLS/SSL connection has been closed (EOF))"),
+            ("timeout", "TimeoutError(timed out)"),
+            ("timeout", "OSError(110)"),
+        ]
+        inc = triage.Incidents(self.sent.append, thresholds={triage.LINK_REFUSED: 1, triage.BAD_RECORD: 1})
+        for kind, detail in gone:
+            with self.subTest(kind=kind, detail=detail):
+                err = tls.TriageLinkError(kind, detail)
+                self.assertTrue(triage.link_gone(err))
+                self.assertIsNone(triage.incident_kind(err))
+                self.assertIsNone(inc.record_link_error(err))
+        self.assertEqual(inc.totals, {})
+        self.assertFalse(inc.open)
+        self.assertEqual(self.sent, [])
+
+    def test_a_refusal_of_our_certificate_is_an_authentication_failure(self):
+        auth = [
+            ("auth", "SSLCertVerificationError(1, [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed)"),
+            ("identity", "peer is 'triage-2', expected triage-1"),
+            # the tool's alert: in TLS 1.3 after our side of the handshake, so on the first read
+            ("record", "SSLError(1, [SSL: TLSV1_ALERT_UNKNOWN_CA] tlsv1 alert unknown ca (_ssl.c:2580))"),
+            ("record", "SSLError(1, [SSL: SSLV3_ALERT_BAD_CERTIFICATE] sslv3 alert bad certificate)"),
+            ("record", "SSLError(1, [SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] tlsv13 alert certificate required)"),
+            ("protocol", "SSLError(1, [SSL: TLSV1_ALERT_ACCESS_DENIED] tlsv1 alert access denied)"),
+            ("protocol", "OSError(-30592, MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE)"),  # mbedTLS: in the handshake
+        ]
+        for kind, detail in auth:
+            with self.subTest(kind=kind, detail=detail):
+                err = tls.TriageLinkError(kind, detail)
+                self.assertFalse(triage.link_gone(err))
+                self.assertEqual(triage.incident_kind(err), triage.AUTH_FAILED)
+        for _ in range(3):
+            self.inc.record_link_error(tls.TriageLinkError(*auth[2]))
+        self.assertTrue(self.inc.open)
+        self.assertEqual(self.sent[0]["trigger"], triage.AUTH_FAILED)
+
+    def test_a_peer_that_speaks_but_breaks_the_policy_is_still_counted(self):
+        cases = [
+            ("protocol", "SSLError(1, [SSL: WRONG_VERSION_NUMBER] wrong version number)", triage.LINK_REFUSED),
+            ("protocol", "SSLError(1, [SSL: UNSUPPORTED_PROTOCOL] unsupported protocol)", triage.LINK_REFUSED),
+            ("protocol", "SSLError(1, [SSL: HTTP_REQUEST] http request)", triage.LINK_REFUSED),
+            ("weak", "protocol version TLSv1.1 (need TLSv1.2 or TLSv1.3)", triage.LINK_REFUSED),
+            ("record", "SSLError(1, [SSL: DECRYPTION_FAILED_OR_BAD_RECORD_MAC] bad record mac)", triage.BAD_RECORD),
+            ("record", "OSError(-29184, MBEDTLS_ERR_SSL_INVALID_MAC)", triage.BAD_RECORD),
+            ("record", "OSError(-30592, MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE)", triage.BAD_RECORD),
+            ("policy", "verify: must be 'required'", triage.POLICY_VIOLATION),
+        ]
+        for kind, detail, want in cases:
+            with self.subTest(kind=kind, detail=detail):
+                err = tls.TriageLinkError(kind, detail)
+                self.assertFalse(triage.link_gone(err))
+                self.assertEqual(triage.incident_kind(err), want)
+        self.assertIsNone(triage.incident_kind(tls.TriageLinkError("config", "cert must be DER")))
+        self.assertFalse(triage.link_gone(tls.TriageLinkError("config", "OSError(104)")))
+        self.assertIsNone(triage.incident_kind(ValueError("not a link error")))
+
     def test_bad_input(self):
         with self.assertRaises(ValueError):
             self.inc.record("")
