@@ -7,61 +7,22 @@ Needs root, `ip netns`, /dev/net/tun, strongSwan (scripts/setup-system) and the 
 from __future__ import annotations
 
 import datetime as dt
-import itertools
-import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import ipseckit
 import pytest
+from ipseckit import EUI, INNER_A, INNER_B, OUTER_A, OUTER_B, TOOL
 
 from agent.triage import PolicyError
 from host_tools.pki import Pki
 
 ipsec = pytest.importorskip("host_tools.ipsec")
 
-EUI = "00-1B-C5-0C-00-00-12-34"
-TOOL = "triage-1"
-OUTER_A, OUTER_B = "10.99.0.1", "10.99.0.2"  # on the veth pair, inside our namespaces only
-INNER_A, INNER_B = "10.99.1.1", "10.99.2.1"  # each side's tunnelled address (on lo)
-_seq = itertools.count()
-
-
-def _unavailable() -> str | None:
-    if sys.platform != "linux":
-        return "IPsec tests need Linux"
-    if os.geteuid() != 0:
-        return "IPsec tests need root (network namespaces, charon)"
-    for tool in ("ip", "unshare", "mount"):
-        if shutil.which(tool) is None:
-            return f"{tool} not found"
-    if ipsec.find_charon() is None:
-        return "strongSwan charon not installed (scripts/setup-system installs strongswan-charon)"
-    if not os.path.exists("/dev/net/tun"):
-        return "/dev/net/tun missing: kernel-libipsec needs a TUN device"
-    try:
-        import vici  # noqa: F401
-    except ImportError:
-        return "the vici package is missing (pip install vici)"
-    probe = f"dbch-probe-{os.getpid()}"
-    r = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
-    if r.returncode != 0:
-        return f"`ip netns add` fails here: {r.stderr.strip()}"
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
-    return None
-
-
-_REASON = _unavailable()
+_REASON = ipseckit.unavailable()
 needs_ipsec = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
-
-
-def ip(*args: str) -> str:
-    r = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=20)
-    if r.returncode != 0:
-        raise RuntimeError(f"ip {' '.join(args)}: {r.stderr.strip()}")
-    return r.stdout
 
 
 @pytest.fixture(scope="module")
@@ -87,36 +48,15 @@ def pki(tmp_path_factory):
 @pytest.fixture
 def netpair():
     """Two namespaces joined by a veth pair; deleted afterwards, whatever happened."""
-    n = f"{os.getpid() % 100000}{next(_seq)}"
-    a, b = f"dbch-a{n}", f"dbch-b{n}"
-    made = []
-    try:
-        for ns in (a, b):
-            ip("netns", "add", ns)
-            made.append(ns)
-        ip("link", "add", f"dba{n}", "netns", a, "type", "veth", "peer", "name", f"dbb{n}", "netns", b)
-        for ns, dev, outer, inner in ((a, f"dba{n}", OUTER_A, INNER_A), (b, f"dbb{n}", OUTER_B, INNER_B)):
-            ip("-n", ns, "link", "set", "lo", "up")
-            ip("-n", ns, "addr", "add", f"{outer}/24", "dev", dev)
-            ip("-n", ns, "link", "set", dev, "up")
-            ip("-n", ns, "addr", "add", f"{inner}/32", "dev", "lo")
-        yield a, b
-    finally:
-        for ns in made:
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
+    with ipseckit.netpair() as pair:
+        yield pair
 
 
 @pytest.fixture
 def charons(netpair, tmp_path):
     """One private charon per namespace; both stopped afterwards, whatever happened."""
-    started = []
-    try:
-        for ns, side in zip(netpair, ("a", "b")):
-            started.append(ipsec.Charon(tmp_path / f"charon-{side}", ns).start())
+    with ipseckit.charons(netpair, tmp_path) as started:
         yield started
-    finally:
-        for c in started:
-            c.stop()
 
 
 def hub_conn(pki, **cfg_changes):
