@@ -8,32 +8,64 @@
 # main.py runs; `dbch flash` and `dbch mpremote` end their sessions so, and any dbch command that
 # finds the board at a REPL prompt does the same) or on a hard reset. A soft reset inside the raw
 # REPL skips main.py, on a board as on the virtual board, so mpremote's own resets keep the line.
+#
+# A hub that holds a triage configuration (Store record "triage": `dbch triage enrol`) also dials
+# its Triage Tool (agent.triage_link.Dialer), polled in the same loop as the console's server; the
+# triage.* requests that set, clear and show it are offered on the local link only, and load
+# agent.triage_link when first used, so a hub that is not enrolled never loads it.
+
 from agent.hub import RC_OK, Hub
 from agent.server import Server
 
+_TRIAGE_OPS = ("triage.set", "triage.clear", "triage.status")
+_DIAL_BACKOFF_MS = 60000  # at most this long between two dials of an unreachable Triage Tool
 
-def _offer_repl(hub, link):
-    # the "repl" request belongs to the console link, not to the hub: only there is it offered
+
+def _local_handle(hub, link, dialer):
+    # The requests only the local link offers: "repl" (on the console) and triage.*; the rest
+    # are the hub's. dialer: a one-item list holding the Dialer in use, or None.
     handle = hub.handle
+    console = getattr(link, "console", False)
 
-    def handle_repl(req):
-        if req.get("op") == "repl":
+    def handle_local(req):
+        op = req.get("op")
+        if op == "repl" and console:
             link.hand_over()
             return RC_OK, None, None
+        if op in _TRIAGE_OPS:
+            from agent import triage_link
+
+            return triage_link.handle(hub, req, dialer, _DIAL_BACKOFF_MS)
         return handle(req)
 
-    hub.handle = handle_repl
-    hub.ops = hub.ops + ("repl",)
+    hub.ops = hub.ops + _TRIAGE_OPS + (("repl",) if console else ())
+    return handle_local
 
 
-def serve(hal, board=None, on_text=None):
+def _start_dialer(hub, dialer):
+    cfg = hub.store.get("triage")
+    if cfg is None:
+        return
+    from agent import triage_link
+
+    triage_link.start(hub, cfg, dialer, _DIAL_BACKOFF_MS)
+
+
+def serve(hal, board=None, on_text=None, idle_ms=20):
+    dialer = [None]
     try:
         hub = Hub(hal, board)
-        server = Server(hub, hal.link, on_text=on_text)
-        if getattr(hal.link, "console", False):
-            _offer_repl(hub, hal.link)
-        server.run()
+        link = hal.link
+        server = Server(hub, link, on_text=on_text, handle=_local_handle(hub, link, dialer))
+        _start_dialer(hub, dialer)
+        while not hub.reboot_requested and not getattr(link, "eof", False):
+            server.poll()
+            if dialer[0] is not None:
+                dialer[0].poll()
+            link.wait(idle_ms)
     finally:
+        if dialer[0] is not None:
+            dialer[0].close()
         hal.deinit()  # closes the link: on the console, Ctrl-C interrupts again
     if hub.reboot_requested and getattr(hal, "reset", None):
         hal.reset()

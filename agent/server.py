@@ -26,8 +26,9 @@ _READS = const(20)  # at most this many reads a pass, so events and ticks still 
 
 
 class Server:
-    def __init__(self, hub, link, on_text=None):
+    def __init__(self, hub, link, on_text=None, handle=None):
         self.hub = hub
+        self.handle = handle  # what answers requests on this link, if not the hub's own handle
         self.link = link
         self.clock = hub.clock
         self.decoder = wire.FrameDecoder(on_text=on_text)
@@ -111,7 +112,7 @@ class Server:
 
     def _on_request(self, msg):
         try:
-            rc, data, err = self.hub.handle(msg)
+            rc, data, err = (self.handle or self.hub.handle)(msg)
         except MemoryError as e:  # what the handler held is garbage now: the next request has it
             rc, data, err = "E49", None, "internal error: out of memory on the board for this request ({})".format(e)
         except Exception as e:  # the agent keeps serving whatever a handler does
