@@ -12,10 +12,16 @@ Design
   (MicroPython/mbedTLS hubs: TLS 1.2 ECDHE-ECDSA-AES-GCM). The hub side is
   agent.triage_link.serve_triage (portable: CPython ssl and MicroPython mbedTLS) running the agent's
   Server over hal.tls.TlsStreamLink, so the agent's wire protocol runs over TLS unchanged.
-- `dbch triage serve` is the Triage Tool. A listener thread accepts TCP connections and hands
-  them to a few handshake workers (each with its own TLS endpoint, so a silent client cannot
-  hold up a good hub); an authenticated hub's link goes to the relay, which copies bytes between
-  it and a local pty, the way `dbch vboard` exposes a board. One hub session at a time: a hub
+- `dbch triage serve` is the Triage Tool. One thread accepts TCP connections and runs every
+  handshake at once, non-blocking, in an event loop (selectors): a connection that is silent,
+  drip-feeds its bytes or stalls holds nothing but its own socket. Each handshake has a deadline
+  (--handshake-timeout). Unauthenticated connections are bounded per source address
+  (--max-handshakes-per-source) and in all (--max-handshakes); a new connection is always taken,
+  and over a bound the oldest unauthenticated one goes - first one that never sent a
+  ClientHello (idle or drip-feeding), from the same source, or else from the source holding the
+  most. A genuine hub sends its ClientHello at once and is through in a few round trips, so a
+  flood of idle connections evicts itself, not the hubs. An authenticated hub's link goes to the
+  relay, which copies bytes between it and a local pty, the way `dbch vboard` exposes a board. One hub session at a time: a hub
   that dials again (after a reboot or a dropped route) replaces its older session. The pty path
   is printed and recorded, with the session (hub EUI, TLS version, suite) and the refusals, in
   <XDG_CACHE_HOME or ~/.cache>/dbch/triage/<NAME>/triage.json (host_tools.services keeps the
@@ -23,9 +29,15 @@ Design
   command: `dbch status --port triage`, `dbch config set --port triage ...`, `dbch alerts
   --port triage`.
 - Refusals - a certificate from another CA, a wrong EUI, no client certificate, plaintext to the
-  TLS port, TLS 1.1 or older, a handshake that stalls - are logged, counted in the state file and
-  in the tool's own incident recorder (agent.triage.Incidents, whose Major Security Incidents
-  are reported as "incident" events), and the tool goes on listening. When the hub is the one
+  TLS port, TLS 1.1 or older - are logged, counted in the state file and in the tool's own
+  incident recorder (agent.triage.Incidents, whose Major Security Incidents are reported as
+  "incident" events), and the tool goes on listening. After refusing a handshake the tool reads
+  and drops what the peer still sends for a moment before closing, so the peer hears the alert
+  rather than a reset. Connections that time out, close or reset before authenticating, or are
+  evicted, are "dropped": logged (a few per interval, then a summary) and counted, but they are
+  not authentication failures and raise no incident. The incident recorder is kept in
+  incidents.json next to the state file (written atomically) and restored when the tool starts
+  again, so an open incident and its counts survive a restart. When the hub is the one
   refusing (the tool's certificate is not the one it expects), the hub records the incident
   itself and reports it upward through its outbox (events of kind "incident").
 - `dbch triage connect` is a technician's session: which hub is connected and how, then
@@ -47,9 +59,12 @@ import json
 import os
 import queue
 import select
+import selectors
 import shlex
 import signal
 import socket
+import ssl
+import struct
 import subprocess
 import sys
 import termios
@@ -68,9 +83,16 @@ PORT_PREFIX = "triage"
 STATE_FILE = "triage.json"
 LOCK_FILE = "triage.lock"
 LOG_FILE = "triage.log"
-HANDSHAKE_WORKERS = 4
+INCIDENTS_FILE = "incidents.json"
 HANDSHAKE_TIMEOUT_S = 10.0
+MAX_HANDSHAKES = 128  # unauthenticated connections held at once, in all
+MAX_HANDSHAKES_PER_SOURCE = 32  # ... from one source address
+DRAIN_S = 1.0  # after a refused handshake, what the peer still sends is read and dropped this long
 KEEP_REFUSALS = 20
+DROP_LOG_EVERY_S = 10.0  # dropped connections: a few logged one by one per interval, then a summary
+DROP_LOG_MAX = 10
+_ACCEPT_BATCH = 64  # connections accepted per turn of the loop, so handshakes in progress go on
+_LOOP_S = 0.2  # longest wait of the handshake loop (it checks the stop flag as often)
 
 _PTY_WAIT_S = 0.5  # longest wait for room in the pty before hub output is dropped
 _IDLE_MS = 200
@@ -97,6 +119,8 @@ class TriageInfo:
     sessions: int = 0  # hub sessions so far
     refused: int = 0  # connections refused so far
     refusals: list = field(default_factory=list)  # the last few: kind, detail, addr, at
+    dropped: dict = field(default_factory=dict)  # connections dropped before authenticating, by reason
+    handshakes: int = 0  # unauthenticated connections held now
     incidents: dict = field(default_factory=dict)  # the tool's Incidents snapshot
     started: float = 0.0
 
@@ -117,6 +141,8 @@ class TriageInfo:
             sessions=int(data.get("sessions", 0)),
             refused=int(data.get("refused", 0)),
             refusals=list(data.get("refusals") or []),
+            dropped=dict(data.get("dropped") or {}),
+            handshakes=int(data.get("handshakes", 0)),
             incidents=dict(data.get("incidents") or {}),
             started=float(data.get("started", 0.0)),
         )
@@ -283,10 +309,94 @@ class PtyOut:
             self._poll.poll(max(1, int(left * 1000)))
 
 
+class _Handshake:
+    """One unauthenticated connection in the handshake loop."""
+
+    __slots__ = ("sock", "addr", "source", "started", "deadline", "hello", "events", "draining")
+
+    def __init__(self, sock, addr, deadline: float):
+        self.sock = sock  # an ssl.SSLSocket; a plain socket once draining
+        self.addr = addr
+        self.source = addr[0] if isinstance(addr, tuple) and addr else str(addr)
+        self.started = time.monotonic()
+        self.deadline = deadline
+        self.hello = False  # its ClientHello has arrived
+        self.events = selectors.EVENT_READ
+        self.draining = False  # refused: the rest of what it sends is read and dropped
+
+
+class Handshakes:
+    """The unauthenticated connections, bounded per source address and in all.
+
+    add() takes every new connection and returns the one to close to make room, if any: the
+    oldest of the same source when that source is at its bound, else the oldest of the source
+    holding the most when all are taken. Among those, one refused and draining goes first, then
+    one that never sent a ClientHello (idle, drip-feeding), then the oldest of the rest."""
+
+    def __init__(self, max_total: int, max_per_source: int):
+        if max_total < 1 or max_per_source < 1:
+            raise TriageToolError("the bounds on handshakes must be at least 1")
+        self.max_total = max_total
+        self.max_per_source = max_per_source
+        self.by_sock: dict = {}
+        self.by_source: dict[str, list[_Handshake]] = {}
+
+    def __len__(self) -> int:
+        return len(self.by_sock)
+
+    def __iter__(self):
+        return iter(list(self.by_sock.values()))
+
+    def get(self, sock) -> _Handshake | None:
+        return self.by_sock.get(sock)
+
+    def add(self, h: _Handshake) -> _Handshake | None:
+        same = self.by_source.get(h.source, [])
+        victim = None
+        if len(same) >= self.max_per_source:
+            victim = self._pick(same)
+        elif len(self.by_sock) >= self.max_total:
+            victim = self._pick(max(self.by_source.values(), key=len))
+        if victim is not None:
+            self.remove(victim)
+        self.by_sock[h.sock] = h
+        self.by_source.setdefault(h.source, []).append(h)
+        return victim
+
+    def remove(self, h: _Handshake) -> None:
+        if self.by_sock.pop(h.sock, None) is None:
+            return
+        group = self.by_source.get(h.source, [])
+        with contextlib.suppress(ValueError):
+            group.remove(h)
+        if not group:
+            self.by_source.pop(h.source, None)
+
+    def rekey(self, h: _Handshake, sock) -> None:
+        """h's socket became `sock` (a refused connection being drained)."""
+        self.by_sock.pop(h.sock, None)
+        h.sock = sock
+        self.by_sock[sock] = h
+
+    @staticmethod
+    def _pick(group: list[_Handshake]) -> _Handshake:
+        for h in group:  # oldest first
+            if h.draining:
+                return h
+        for h in group:
+            if not h.hello:
+                return h
+        return group[0]
+
+    def next_deadline(self) -> float | None:
+        return min((h.deadline for h in self.by_sock.values()), default=None)
+
+
 class TriageTool:
     """The facility's end: open() makes the pty and starts listening, run() relays until
     request_stop(), close() ends everything. on_event(kind, data) hears of ready, connected,
-    refused, disconnected, replaced and incident."""
+    refused, dropped, disconnected, replaced and incident. state_dir: where the incident
+    recorder is kept across restarts (None: not kept)."""
 
     def __init__(
         self,
@@ -300,18 +410,22 @@ class TriageTool:
         listen: tuple[str, int],
         pki: str = "",
         handshake_timeout: float = HANDSHAKE_TIMEOUT_S,
+        max_handshakes: int = MAX_HANDSHAKES,
+        max_handshakes_per_source: int = MAX_HANDSHAKES_PER_SOURCE,
+        state_dir: Path | None = None,
         on_event=None,
     ):
         from agent import triage
 
+        if not handshake_timeout > 0:
+            raise TriageToolError("the handshake timeout must be more than 0 s")
         self.name = name
         self.tool = tool
         self.expect = list(expect)
         self.pki = pki
         self.handshake_timeout = handshake_timeout
         self.on_event = on_event or (lambda kind, data: None)
-        self._material = (cert, key, ca)
-        tls.server(cert, key, ca, self.expect)  # the material is checked before anything opens
+        self._endpoint = tls.server(cert, key, ca, self.expect, timeout=handshake_timeout)  # checks the material
         self.listen_addr = listen
         self.listen = ""
         self.port = ""
@@ -319,12 +433,15 @@ class TriageTool:
         self.sessions = 0
         self.refused = 0
         self.refusals: list[dict] = []
+        self.dropped: dict[str, int] = {}
         self.incidents = triage.Incidents(lambda report: self._event("incident", report))
+        self.incidents_path = Path(state_dir) / INCIDENTS_FILE if state_dir is not None else None
+        self.restored = self._restore_incidents()
         self.started = time.time()
+        self._pending = Handshakes(max_handshakes, max_handshakes_per_source)
         self._link: tls.TlsStreamLink | None = None
         self._link_fd = -1
         self._incoming: queue.Queue = queue.Queue()
-        self._pending: queue.Queue = queue.Queue(maxsize=4 * HANDSHAKE_WORKERS)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -332,6 +449,8 @@ class TriageTool:
         self._wake_r = self._wake_w = -1
         self._lsock: socket.socket | None = None
         self._out: PtyOut | None = None
+        self._dirty = False  # counters changed since the state file was written
+        self._drop_window = (0.0, 0, {})  # (start, logged, suppressed by reason)
         self.live = False  # the state file is being kept (set once ServiceRegistry wrote it)
 
     # -- lifecycle
@@ -352,17 +471,17 @@ class TriageTool:
             s = socket.socket(info[0], socket.SOCK_STREAM)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(info[4])
-            s.listen(16)
+            s.listen(socket.SOMAXCONN)
         except OSError as e:
             self.close()
             raise TriageToolError(f"cannot listen on {host}:{port}: {e}") from e
-        s.settimeout(0.2)
+        s.setblocking(False)
         self._lsock = s
         bound = s.getsockname()
         self.listen = f"{bound[0]}:{bound[1]}"
-        self._spawn(self._accept_loop, "triage-accept")
-        for i in range(HANDSHAKE_WORKERS):
-            self._spawn(self._handshake_loop, f"triage-handshake-{i}")
+        # the ClientHello has arrived: OpenSSL calls this for every one, with or without a name
+        self._endpoint._ctx.sni_callback = self._hello
+        self._spawn(self._handshake_loop, "triage-handshakes")
         return self.port
 
     def _spawn(self, target, name: str) -> None:
@@ -377,7 +496,7 @@ class TriageTool:
     def close(self) -> None:
         self._stop.set()
         for t in self._threads:
-            t.join(self.handshake_timeout + 2)
+            t.join(_LOOP_S * 10 + 2)
         self._threads = []
         if self._link is not None:
             self._link.close()
@@ -412,13 +531,62 @@ class TriageTool:
             sessions=self.sessions,
             refused=self.refused,
             refusals=list(self.refusals),
+            dropped=dict(self.dropped),
+            handshakes=len(self._pending),
             incidents=self.incidents.snapshot(),
             started=self.started,
         )
 
     def _save(self) -> None:
+        self._dirty = False
         if self.live and not self._stop.is_set():
             _REGISTRY.write_state(self.info())
+
+    def _restore_incidents(self) -> bool:
+        """The incident recorder as it was when this tool last stopped; True if there was one."""
+        path = self.incidents_path
+        if path is None or not path.exists():
+            return False
+        try:
+            data = json.loads(path.read_text())
+            if not isinstance(data, dict) or not isinstance(data.get("totals", {}), dict):
+                raise ValueError("not an incident record")
+            self.incidents.restore(data)
+        except (OSError, ValueError, TypeError) as e:
+            raise TriageToolError(
+                f"the incident record {path} cannot be read ({e}): it holds the open incidents and their "
+                "counts, so the tool does not start without it; repair it, or move it aside to start afresh"
+            ) from e
+        return True
+
+    def _keep_incidents(self) -> None:
+        """Write the incident recorder atomically (a new file, synced, renamed over the old)."""
+        path = self.incidents_path
+        if path is None:
+            return
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "w") as f:
+                json.dump(self.incidents.snapshot(), f, indent=2, sort_keys=True)
+                f.write("\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+            fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            self._event("error", {"detail": f"cannot keep the incident record in {path}: {e}"})
+
+    def _record(self, err: tls.TriageLinkError) -> None:
+        """Count a link error in the incident recorder (under self._lock) and keep the record."""
+        if self.incidents.record_link_error(err) is not None:
+            self._keep_incidents()
 
     def _event(self, kind: str, data: dict) -> bool:
         self.on_event(kind, data)
@@ -428,46 +596,209 @@ class TriageTool:
         with contextlib.suppress(OSError):
             os.write(self._wake_w, b"x")
 
-    # -- listening and handshakes (threads)
-
-    def _accept_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, addr = self._lsock.accept()
-            except (TimeoutError, socket.timeout):
-                continue
-            except OSError:
-                if self._stop.is_set():
-                    return
-                time.sleep(0.05)
-                continue
-            try:
-                self._pending.put_nowait((conn, addr))
-            except queue.Full:  # every worker is busy with stalled handshakes
-                conn.close()
-                self._refuse(tls.TriageLinkError("timeout", "too many handshakes in progress"), addr)
+    # -- listening and handshakes (one thread, non-blocking)
 
     def _handshake_loop(self) -> None:
-        endpoint = tls.server(*self._material, self.expect, timeout=self.handshake_timeout)
-        while not self._stop.is_set():
+        sel = selectors.DefaultSelector()
+        sel.register(self._lsock, selectors.EVENT_READ, None)
+        last_save = 0.0
+        try:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                due = self._pending.next_deadline()
+                wait = _LOOP_S if due is None else min(_LOOP_S, max(0.0, due - now))
+                for key, _ in sel.select(wait):
+                    if key.data is None:
+                        self._accept(sel)
+                    elif self._pending.get(key.fileobj) is key.data:
+                        self._step(sel, key.data)
+                self._expire(sel, time.monotonic())
+                if self._dirty and time.monotonic() - last_save >= 1.0:
+                    last_save = time.monotonic()
+                    with self._lock:
+                        self._save()
+                self._flush_drop_log(False)
+        finally:
+            for h in self._pending:
+                self._pending.remove(h)
+                tls._close(h.sock)
+            sel.close()
+
+    def _accept(self, sel) -> None:
+        for _ in range(_ACCEPT_BATCH):
             try:
-                conn, addr = self._pending.get(timeout=0.2)
-            except queue.Empty:
-                continue
+                conn, addr = self._lsock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # EMFILE and the like: the connections in progress go on
+                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    self._oldest_out(sel)
+                return
+            conn.setblocking(False)
             try:
-                link = endpoint.wrap(conn, timeout=self.handshake_timeout)
-            except tls.TriageLinkError as e:
-                self._refuse(e, addr)
+                s = self._endpoint._ctx.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+            except (OSError, ValueError) as e:
+                conn.close()
+                self._drop(addr, "closed", tls._describe(e))
                 continue
-            self._incoming.put((link, addr))
-            self._wake()
+            h = _Handshake(s, addr, time.monotonic() + self.handshake_timeout)
+            victim = self._pending.add(h)
+            if victim is not None:
+                self._unregister(sel, victim)
+                self._finish(victim, "evicted", f"over the bound on handshakes, after {self._age(victim)}")
+            sel.register(s, h.events, h)
+            self._step(sel, h)  # its ClientHello may be here already
+
+    def _oldest_out(self, sel) -> None:
+        victim = min(self._pending, key=lambda h: h.started, default=None)
+        if victim is not None:
+            self._pending.remove(victim)
+            self._unregister(sel, victim)
+            self._finish(victim, "evicted", "out of file descriptors")
+
+    def _hello(self, sslsock, server_name, ctx) -> None:
+        h = self._pending.get(sslsock)
+        if h is not None:
+            h.hello = True
+
+    def _step(self, sel, h: _Handshake) -> None:
+        if h.draining:
+            self._drain(sel, h)
+            return
+        try:
+            h.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self._want(sel, h, selectors.EVENT_READ)
+            return
+        except ssl.SSLWantWriteError:
+            self._want(sel, h, selectors.EVENT_WRITE)
+            return
+        except Exception as e:  # a refusal, or the peer went away
+            self._failed(sel, h, tls.TriageLinkError(tls._classify(e), tls._describe(e)))
+            return
+        self._pending.remove(h)
+        self._unregister(sel, h)
+        try:
+            link = self._endpoint._checked(h.sock)  # the client's name; the version and suite
+        except tls.TriageLinkError as e:
+            tls._close(h.sock)
+            self._refuse(e, h.addr)
+            return
+        self._incoming.put((link, h.addr))
+        self._wake()
+
+    def _want(self, sel, h: _Handshake, events: int) -> None:
+        if h.events != events:
+            h.events = events
+            sel.modify(h.sock, events, h)
+
+    def _failed(self, sel, h: _Handshake, err: tls.TriageLinkError) -> None:
+        from agent import triage
+
+        if triage.link_gone(err):
+            self._pending.remove(h)
+            self._unregister(sel, h)
+            self._finish(h, "closed", err.detail)
+            return
+        self._refuse(err, h.addr)
+        # OpenSSL has written its alert; the peer may still be sending its side of the
+        # handshake. Closing now, with that unread, would reset the connection before the peer
+        # reads the alert: read and drop what comes for a moment first.
+        self._unregister(sel, h)
+        try:
+            raw = socket.socket(fileno=h.sock.detach())
+        except OSError:
+            self._pending.remove(h)
+            return
+        raw.setblocking(False)
+        with contextlib.suppress(OSError):
+            raw.shutdown(socket.SHUT_WR)
+        self._pending.rekey(h, raw)
+        h.draining = True
+        h.deadline = min(h.deadline, time.monotonic() + DRAIN_S)
+        h.events = selectors.EVENT_READ
+        sel.register(raw, h.events, h)
+
+    def _drain(self, sel, h: _Handshake) -> None:
+        try:
+            while h.sock.recv(_READ):
+                pass
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            pass
+        self._pending.remove(h)
+        self._unregister(sel, h)
+        h.sock.close()
+
+    def _expire(self, sel, now: float) -> None:
+        for h in self._pending:
+            if h.deadline > now:
+                continue
+            self._pending.remove(h)
+            self._unregister(sel, h)
+            if h.draining:
+                h.sock.close()
+            else:
+                what = "sent no ClientHello" if not h.hello else "did not finish its handshake"
+                self._finish(h, "timeout", f"{what} within {self.handshake_timeout:g} s")
+
+    @staticmethod
+    def _unregister(sel, h: _Handshake) -> None:
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            sel.unregister(h.sock)
+
+    @staticmethod
+    def _age(h: _Handshake) -> str:
+        return f"{time.monotonic() - h.started:.1f} s" + ("" if h.hello else " without a ClientHello")
+
+    def _finish(self, h: _Handshake, reason: str, detail: str) -> None:
+        """Close a connection that did not authenticate and log it as dropped (no incident)."""
+        if h.draining:
+            h.sock.close()
+            return
+        with contextlib.suppress(OSError):  # reset rather than linger: nothing is owed to it
+            h.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        tls._close(h.sock)
+        self._drop(h.addr, reason, detail)
+
+    def _drop(self, addr, reason: str, detail: str) -> None:
+        with self._lock:
+            self.dropped[reason] = self.dropped.get(reason, 0) + 1
+            self._dirty = True
+        start, logged, suppressed = self._drop_window
+        now = time.monotonic()
+        if now - start >= DROP_LOG_EVERY_S:
+            self._flush_drop_log(True)
+            start, logged, suppressed = now, 0, {}
+        if logged < DROP_LOG_MAX:
+            self._drop_window = (start, logged + 1, suppressed)
+            self._event("dropped", {"reason": reason, "detail": detail, "addr": _addr(addr)})
+        else:
+            suppressed[reason] = suppressed.get(reason, 0) + 1
+            self._drop_window = (start, logged, suppressed)
+
+    def _flush_drop_log(self, force: bool) -> None:
+        start, logged, suppressed = self._drop_window
+        if not suppressed or not (force or time.monotonic() - start >= DROP_LOG_EVERY_S):
+            return
+        self._drop_window = (time.monotonic(), 0, {})
+        self._event(
+            "dropped",
+            {
+                "reason": "summary",
+                "detail": f"{sum(suppressed.values())} more in {time.monotonic() - start:.0f} s",
+                "counts": dict(suppressed),
+                "handshakes": len(self._pending),
+            },
+        )
 
     def _refuse(self, err: tls.TriageLinkError, addr) -> None:
         item = {"kind": err.kind, "detail": err.detail, "addr": _addr(addr), "at": round(time.time(), 3)}
         with self._lock:
             self.refused += 1
             self.refusals = (self.refusals + [item])[-KEEP_REFUSALS:]
-            self.incidents.record_link_error(err)
+            self._record(err)
             self._save()
         self._event("refused", item)
 
@@ -527,7 +858,7 @@ class TriageTool:
         with self._lock:
             if link.error is not None:
                 data["reason"] = str(link.error)
-                self.incidents.record_link_error(link.error)
+                self._record(link.error)
             self.hub = None
             self._save()
         self._event("disconnected", data)
@@ -574,6 +905,12 @@ def _print_event(args, kind: str, data: dict) -> None:
         text = f"hub {data['eui']} connected from {data['addr']} ({data['version']}, {data['suite']})"
     elif kind == "refused":
         text = f"refused {data['addr']}: {data['kind']}: {data['detail']}"
+    elif kind == "dropped" and data.get("reason") == "summary":
+        text = (
+            f"dropped {data['detail']} before authenticating: {data['counts']} ({data['handshakes']} handshakes held)"
+        )
+    elif kind == "dropped":
+        text = f"dropped {data['addr']} before authenticating: {data['reason']}: {data['detail']}"
     elif kind == "disconnected":
         text = f"hub {data.get('eui')} disconnected: {data.get('reason')}"
     elif kind == "replaced":
@@ -607,6 +944,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     listen=listen,
                     pki=str(_pki(pki_dir).dir),
                     handshake_timeout=args.handshake_timeout,
+                    max_handshakes=args.max_handshakes,
+                    max_handshakes_per_source=args.max_handshakes_per_source,
+                    state_dir=_REGISTRY.server_dir(args.name),
                     on_event=lambda kind, data: _print_event(args, kind, data),
                 )
             except tls.TriageLinkError as e:
@@ -629,6 +969,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     f"technicians: --port {spec}  (pty {info.port})",
                     flush=True,
                 )
+                inc = info.incidents
+                if holder["tool"].restored and (inc.get("totals") or inc.get("number")):
+                    state = f"incident #{inc['number']} OPEN ({inc['trigger']})" if inc.get("open") else "none open"
+                    print(
+                        f"incidents restored from the last run: {state}, counts {inc.get('window') or {}}, "
+                        f"lifetime {inc.get('totals') or {}}",
+                        flush=True,
+                    )
 
         _REGISTRY.serve(args.name, make_server, lambda t: t.info(), on_ready=ready)
     except TriageToolError as e:
@@ -964,7 +1312,24 @@ def register(subparsers) -> None:
     )
     p.add_argument("--name", default=DEFAULT_NAME, help="this tool's name for --port triage:NAME (default %(default)s)")
     p.add_argument(
-        "--handshake-timeout", type=float, default=HANDSHAKE_TIMEOUT_S, help="seconds a handshake may take (default 10)"
+        "--handshake-timeout",
+        type=float,
+        default=HANDSHAKE_TIMEOUT_S,
+        help="seconds a connection may take to authenticate (default %(default)g)",
+    )
+    p.add_argument(
+        "--max-handshakes",
+        type=int,
+        default=MAX_HANDSHAKES,
+        metavar="N",
+        help="unauthenticated connections held at once; over it the oldest goes (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-handshakes-per-source",
+        type=int,
+        default=MAX_HANDSHAKES_PER_SOURCE,
+        metavar="N",
+        help="unauthenticated connections held at once from one address (default %(default)s)",
     )
     add_json_flag(p)
     p.set_defaults(func=cmd_serve)
