@@ -49,7 +49,7 @@ def test_random_bytes_never_stop_the_agent(dbch_vboard):
         for i in range(WRITES):
             transport.write(_noise(rng))
             r = client.request("hello")
-            assert r.ok, f"write {i}: {r.rc} {r.error}"
+            assert r.ok, f"write {i}: {r.rc} {r.err}"
             assert r.data["boot"] == boot, f"write {i}: the agent restarted"
             answered += 1
     finally:
