@@ -43,6 +43,10 @@ Design
 - `dbch triage connect` is a technician's session: which hub is connected and how, then
   commands ("status", "config get", "alerts --wait 5", ...) typed one per line, or one command
   given on the command line; each runs the ordinary dbch command over the triage port.
+- `dbch triage enrol --port P --tool HOST:PORT` gives a hub (a flashed board, or any agent port)
+  what it needs to dial the Triage Tool by itself, in one request (triage.set): the tool's
+  address, the hub's certificate and key and the CA from the PKI (DER), the tool's name. `--clear`
+  takes it back (triage.clear).
 - `dbch triage dial` runs a simulated hub (boards.sim parts, storage in a directory) that dials a
   Triage Tool, on CPython or on the MicroPython unix port (--micropython): the other end, for
   trying the link out and for the tests.
@@ -1253,6 +1257,121 @@ def _dial_micropython(args, eui: str, peer: str, host: str, port: int, fs: Path)
     return 0
 
 
+# ----------------------------------------------------------------------------- dbch triage enrol
+
+
+def enrol_config(pki_dir, eui: str, tool: str | None, host: str, port: int) -> dict:
+    """The triage.set arguments for hub `eui`: agent.triage's TLS configuration (the hub's
+    certificate and key, the CA, the tool's certificate name as "peer", all DER) and the Triage
+    Tool's address. Checked against the policy the hub applies before it is sent."""
+    from agent import triage
+
+    name, cert, key, ca = hub_material(pki_dir, eui)
+    peer = tool or tool_material(pki_dir, None)[0]
+    cfg = {"mode": "tls", "host": host, "port": port, "cert": cert, "key": key, "ca": ca, "peer": peer}
+    try:
+        triage.tls_endpoint(cfg, False)  # the policy, and the material loads
+    except tls.TriageLinkError as e:
+        raise TriageToolError(f"the PKI material of hub {name} cannot be used for the triage link: {e}") from e
+    return cfg
+
+
+def parse_tool_address(text: str) -> tuple[str, int]:
+    """HOST:PORT of a Triage Tool as a hub must dial it (both given; port 1-65535)."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host:
+        raise TriageToolError(f"bad --tool {text!r}: give the address the hub dials, HOST:PORT (e.g. 192.0.2.10:4460)")
+    try:
+        n = int(port)
+    except ValueError:
+        raise TriageToolError(f"bad --tool {text!r}: the port is not a number") from None
+    if not 0 < n < 65536:
+        raise TriageToolError(f"bad --tool {text!r}: the port must be 1-65535")
+    return host, n
+
+
+def _enrol_answer(r, op: str, port: str) -> None:
+    from agent.hub import RC_UNKNOWN_OP
+    from host_tools.cli import CommandError
+
+    if r.ok:
+        return
+    if r.rc == RC_UNKNOWN_OP:
+        raise CommandError(
+            f"the agent on {port} does not know {op} ({r.rc}): its firmware has no triage link; "
+            "update it (`dbch firmware`) or flash a current agent, then enrol again"
+        )
+    raise CommandError(f"the hub on {port} refused {op}: {r.rc} {r.err or ''}".rstrip())
+
+
+def cmd_enrol(args: argparse.Namespace) -> int:
+    from host_tools.cli import CommandError, emit
+    from host_tools.connect import checked, open_client
+
+    if args.clear and (args.tool or args.hub or args.tool_name):
+        raise CommandError(
+            "--clear takes no --tool, --hub or --tool-name: it only makes the hub forget its triage link"
+        )
+    if not args.clear and not args.tool:
+        raise CommandError("give --tool HOST:PORT (where the hub dials its Triage Tool), or --clear")
+    try:
+        address = parse_tool_address(args.tool) if not args.clear else None
+        want = None
+        if args.hub:
+            from host_tools.pki import PkiError, normalize_eui
+
+            try:
+                want = normalize_eui(args.hub)
+            except PkiError as e:
+                raise TriageToolError(str(e)) from e
+    except TriageToolError as e:
+        raise CommandError(str(e)) from e
+    client = open_client(args)
+    try:
+        hello = checked(client, "hello").data or {}
+        eui = str(hello.get("eui") or "")
+        if args.clear:
+            r = checked(client, "triage.clear", {})
+            _enrol_answer(r, "triage.clear", str(args.port))
+            result = {"port": str(args.port), "eui": eui, "op": "triage.clear", "rc": r.rc, **(r.data or {})}
+            emit(args, result, f"hub {eui} on {args.port}: triage link forgotten ({r.rc})")
+            return 0
+        if want is not None and eui and want.upper() != eui.upper():
+            raise CommandError(
+                f"the hub on {args.port} is {eui}, not {want}: a hub presents its own certificate "
+                f"(drop --hub, or give --hub {eui} once `dbch pki device {eui.replace('-', '')}` has issued it)"
+            )
+        ident = want or eui
+        if not ident:
+            raise CommandError(f"the agent on {args.port} did not say its EUI: give --hub EUI")
+        try:
+            cfg = enrol_config(args.pki, ident, args.tool_name, *address)
+        except TriageToolError as e:
+            raise CommandError(str(e)) from e
+        r = checked(client, "triage.set", cfg)
+        _enrol_answer(r, "triage.set", str(args.port))
+    finally:
+        client.transport.close()
+    result = {
+        "port": str(args.port),
+        "eui": ident,
+        "op": "triage.set",
+        "rc": r.rc,
+        "host": cfg["host"],
+        "tool_port": cfg["port"],
+        "peer": cfg["peer"],
+        **(r.data or {}),
+    }
+    emit(
+        args,
+        result,
+        f"hub {ident} on {args.port} enrolled ({r.rc}): it dials triage tool {cfg['peer']} at "
+        f"{cfg['host']}:{cfg['port']} over mutually authenticated TLS",
+    )
+    return 0
+
+
 # ----------------------------------------------------------------------------- list / stop
 
 
@@ -1281,6 +1400,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     from host_tools.cli import add_json_flag
+    from host_tools.connect import add_port_args
     from host_tools.pki import ENV_DIR, default_dir
 
     top = subparsers.add_parser(
@@ -1365,6 +1485,27 @@ def register(subparsers) -> None:
     p.add_argument("--timeout", type=float, default=10.0, help="seconds for connect and handshake (default 10)")
     add_json_flag(p)
     p.set_defaults(func=cmd_dial)
+
+    p = sub.add_parser(
+        "enrol",
+        help="give a hub its triage link: the Triage Tool's address and the hub's credentials from the PKI",
+        description="Send a hub (--port) the configuration it needs to dial its Triage Tool itself: the "
+        "tool's address (--tool HOST:PORT), the hub's own certificate and key and the CA from the PKI, and "
+        "the name the tool's certificate must carry (one request, triage.set, answered I0). The hub's EUI is "
+        "the one the board reports (--hub checks it). --clear makes the hub forget the link (triage.clear).",
+    )
+    add_port_args(p)
+    pki_arg(p)
+    p.add_argument("--tool", metavar="HOST:PORT", help="where the hub dials its Triage Tool")
+    p.add_argument("--hub", metavar="EUI", help="the hub's EUI-64, checked against the board's (default: the board's)")
+    p.add_argument(
+        "--tool-name",
+        metavar="NAME",
+        help="the tool certificate name the hub expects (default: the only tool in the PKI)",
+    )
+    p.add_argument("--clear", action="store_true", help="make the hub forget its triage link instead")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_enrol)
 
     p = sub.add_parser("list", help="list running Triage Tools")
     add_json_flag(p)
