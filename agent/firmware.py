@@ -6,21 +6,36 @@
 # agent's storage directory (the board's flash root, where main.py is).
 #
 # Operations (args -> data), all answered with a response code:
-#   fw.begin  {hash: 32 bytes, size: CONTENT bytes, sig: DER}  -> {offset, chunk, ready}
+#   fw.begin  {hash: 32 bytes, size: CONTENT bytes, sig: DER, permit?}  -> {offset, chunk, ready}
 #             Starts or resumes staging. The signature is checked over hash first. Resuming the
 #             same hash continues at the persisted offset (the staged prefix is re-hashed from
 #             flash); another hash discards the old staging. ready: already staged (or running).
+#             An image whose header is already known here (staged in a slot, or a resumed
+#             staging's prefix) and is below the minimum security counter is refused here.
 #   fw.chunk  {offset, data: 1..chunk bytes} -> {offset}  offset must be the staged length. The
-#             image's header (magic, format, manifest: board, announced size) is checked as soon
-#             as it is in: an image that is not one, or is for another board, is refused there.
+#             image's header (magic, format, manifest: board, announced size, security counter)
+#             is checked as soon as it is in: an image that is not one, is for another board or
+#             is below the minimum security counter is refused there.
 #   fw.end    {} -> {hash, version, slot}  all bytes staged: hash and signature checked, then the
 #             image parsed from flash into the inactive slot (which is then "staged and
 #             verified"); a payload the parser refuses is answered here.
-#   fw.activate {hash, execution: null | ISO 8601 UTC text | UTC seconds} -> {slot, version, at}
+#   fw.activate {hash, execution: null | ISO 8601 UTC text | UTC seconds, permit?}
+#             -> {slot, version, at}
 #             execution null or past: the board reboots into the image on trial after answering;
 #             future: scheduled (the hub's tick checks Clock.utc()). Replaces a scheduled one.
 #   fw.cancel {hash?} -> {hash}  cancels the scheduled activation.
-#   fw.status {} -> running slot/version/hash, slots, staging, schedule, last result, boot state.
+#   fw.status {} -> running slot/version/hash, slots, staging, schedule, last result, boot state,
+#             sec (the running image's security counter), min (the hub's minimum).
+#
+# Anti-rollback (the counter and the minimum: agent/fwboot.py). An image whose security counter
+# is below the hub's minimum (or below the running image's, once that is confirmed) is refused
+# at fw.begin / fw.chunk as soon as its header is known, again at fw.end and at fw.activate, and
+# when a scheduled activation comes due. Equal or higher is accepted. permit is a rollback
+# permission (agent/image.py: the hub's EUI-64 and the image's FirmwareHash, signed with the
+# firmware key): with it the image named is accepted below the minimum. It is checked whenever
+# it is given; fw.begin remembers it for that staging, fw.activate for that activation, so a
+# rollback gives it to both (staging an image already in a slot needs it at fw.activate only).
+# The minimum is not lowered by a permitted rollback: the next image must again reach it.
 #
 # Response codes (agent.codes):
 #   I0    done
@@ -32,22 +47,30 @@
 #         on the device; a failed check is recorded as a security incident (agent.triage)
 #   E5    the device's state does not allow it: no staged and verified image has this hash,
 #         a trial boot is not yet confirmed, an activation is scheduled, nothing staged, or the
-#         flash failed (full)
+#         flash failed (full); and (RC_ROLLBACK) an image below the minimum security counter
+#         without a rollback permission, or a permission for another hub or image: the err
+#         text says "minimum" or "rollback permission", data {sec, min}; recorded as a security
+#         incident ("image_rollback", major at the first)
 #   E52   fw.cancel with no scheduled activation (Unable to cancel Future Dated Request)
+#   A rollback permission that is malformed is E49, one with a bad signature E100 (and a
+#   "tampered_image" incident, as for an image).
 #
 # Records (agent.store): "fw.stage" {hash, size, sig} while an image is received (its bytes are
 # in slots/stage.img, whose length is the staged offset); "fw.act" {hash, slot, version, at,
 # state: "scheduled"|"started", attempt, from} for a scheduled or started activation;
-# "fw.last" {result, hash, version, utc, why?} the last outcome.
+# "fw.last" {result, hash, version, utc, why?} the last outcome. fw.stage and fw.act carry
+# "permit": true when a rollback permission was checked for them. The minimum security counter
+# is fwmin.json at the firmware root (agent/fwboot.py).
 #
 # Activation: fw.act "started" is written, then the boot state gets the trial (one atomic
 # write), then the board reboots. After CONFIRM_MS of healthy running on the trial slot the
-# service confirms (boot state: trial becomes active), appends N64, writes fw.last and drops
-# fw.act. A power cut between any two of those steps is finished at the next start (N64 is at
-# least once). If the bootloader reverted the trial, the old image reports a "firmware" event
-# {result: "reverted", hash, version, running, why, utc} instead (result "failed" when an
-# immediate activation was cut before its trial was set: it was never answered I0). A scheduled
-# activation cut at that point is started again.
+# service confirms (boot state: trial becomes active), raises the minimum security counter to
+# the image's, appends N64, writes fw.last and drops fw.act. A power cut between any two of
+# those steps is finished at the next start (N64 is at least once). If the bootloader reverted
+# the trial, the old image reports a "firmware" event {result: "reverted", hash, version,
+# running, why, utc} instead (result "failed" when an immediate activation was cut before its
+# trial was set: it was never answered I0). A scheduled activation cut at that point is started
+# again.
 #
 # This module is the part of the service that only an update needs: agent.fwboot (loaded at
 # every boot) keeps the running version, the trial confirmation, the watch on a scheduled
@@ -59,13 +82,14 @@
 # heap, and one receiving an image holds this module, agent.fwboot and the running hash.
 import hashlib
 
-from agent.fwboot import CONFIRM_MS, MAX_CHUNK, boot_code, drop_boot_code, parent_dir  # noqa: F401 (the tests take CONFIRM_MS and MAX_CHUNK from here)
+from agent.fwboot import CONFIRM_MS, MAX_CHUNK, ROLLBACK, boot_code, counter, drop_boot_code, parent_dir  # noqa: F401 (the tests take CONFIRM_MS and MAX_CHUNK from here)
 from hal.compat import const, hexstr, unload
 
 RC_OK = "I0"
 RC_BAD = "E49"  # = agent.image.RC_FORMAT
 RC_AUTH = "E100"
 RC_STATE = "E5"
+RC_ROLLBACK = "E5"  # an image below the minimum security counter: the device's state refuses it
 RC_NO_CANCEL = "E52"
 
 _READ = const(1024)
@@ -100,13 +124,18 @@ class _Session:
 
         self.parser = Parser(board=board, total=rec["size"])
         self.staged = 0
+        self.sec = None  # the image's security counter and version, once its header is in
+        self.version = None
 
     def check(self, data):
         # feed the parser (ImageError) until it is past the header, then drop it
         p = self.parser
         if p is not None:
             p.feed(data)
-            if p.manifest is not None:
+            m = p.manifest
+            if m is not None:
+                self.sec = counter(m)
+                self.version = m["version"]
                 self.parser = None
                 unload("agent.image")
 
@@ -191,14 +220,54 @@ class Updater:
             fwinstall = None
             unload("agent.fwinstall")
 
-    def _security(self, detail):
+    def _security(self, detail, kind=None):
         from agent import fwinstall
 
         try:
-            fwinstall.security(self, detail)
+            fwinstall.security(self, detail, kind)
         finally:
             fwinstall = None
             unload("agent.fwinstall")
+
+    def _check_permit(self, args, digest):
+        # args' rollback permission, if any, checked (FwError): True if there is one
+        if args.get("permit") is None:
+            return False
+        permit = arg_bytes(args, "permit", 16, 256)
+        from agent import fwinstall
+
+        try:
+            fwinstall.check_permit(self, permit, digest)
+        finally:
+            fwinstall = None
+            unload("agent.fwinstall")
+        return True
+
+    # -- anti-rollback -------------------------------------------------------------------------
+    def admit(self, sec, version, permit, what="image"):
+        # FwError (RC_ROLLBACK, recorded as a security incident) for an image below the minimum
+        # security counter that has no rollback permission
+        low = self.svc.min_sec()
+        if permit or sec >= low:
+            return
+        self._security(
+            "{} {} refused: security counter {} below the minimum {}".format(what, version, sec, low), ROLLBACK
+        )
+        raise FwError(
+            RC_ROLLBACK,
+            "image {} has security counter {}, below this hub's minimum {}: an older image needs a "
+            "rollback permission (dbch firmware permit-rollback)".format(version, sec, low),
+            {"sec": sec, "min": low},
+        )
+
+    def _admit_staging(self, sess):
+        # a staging whose header is in: dropped if its image is below the minimum
+        if sess.sec is not None:
+            try:
+                self.admit(sess.sec, sess.version, sess.rec.get("permit"))
+            except FwError:
+                self._drop_staging()
+                raise
 
     # -- slots ---------------------------------------------------------------------------------
     def _state(self):
@@ -267,6 +336,7 @@ class Updater:
                 f.close()
             if sess.staged == 0:
                 self._drop_blob()
+        self._admit_staging(sess)  # the minimum may have gone up since
         self._session = sess
         return sess
 
@@ -289,22 +359,32 @@ class Updater:
         if size < 16:
             raise FwError(RC_BAD, "image of {} bytes is too small to be one".format(size))
         self._check_sig(digest, sig)
+        permit = self._check_permit(args, digest)
         if self.svc.running_hash() == digest:
             return RC_OK, {"offset": size, "chunk": self.svc.max_chunk, "ready": True, "running": True}, None
         slot = self._find(digest)
         rec = self.store.get("fw.stage")
         same = isinstance(rec, dict) and rec.get("hash") == digest and rec.get("size") == size
         if slot is not None:
+            m = self.ready(slot)
+            self.admit(counter(m), m.get("version"), permit)
             if same:
                 self._drop_staging()
             return RC_OK, {"offset": size, "chunk": self.svc.max_chunk, "ready": True, "slot": slot}, None
         if same:
+            if permit and not rec.get("permit"):
+                rec["permit"] = True
+                self.store.put("fw.stage", rec)
+                if self._session is not None:
+                    self._session.rec = rec
             sess = self._session if self._session is not None else self._resume(rec)
         else:
             self._session = None
             self._drop_blob()
             mkdirs(self.fs, parent_dir(self.stage_path))
             rec = {"hash": digest, "size": size, "sig": sig}
+            if permit:
+                rec["permit"] = True
             self.store.put("fw.stage", rec)
             sess = _Session(rec, self.board_name)
             self._session = sess
@@ -331,6 +411,7 @@ class Updater:
                 if e.code == RC_AUTH:
                     self._security("image {} refused: {}".format(hexstr(sess.rec["hash"]), e))
                 raise FwError(e.code, "image refused at byte {}: {}".format(offset, e))
+            self._admit_staging(sess)  # refused as soon as its header says it is too old
         self._session = None  # until the bytes are on flash
         f = self.fs.open(self.stage_path, "ab")
         try:

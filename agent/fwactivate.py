@@ -2,8 +2,8 @@
 # of the Updater (agent.firmware), and the start of a scheduled activation that has come due
 # (agent.fwboot's tick). Loaded for those only, so a board receiving an image does not hold
 # them; the operations, records and codes are described in agent/firmware.py.
-from agent.firmware import RC_BAD, RC_NO_CANCEL, RC_OK, RC_STATE, FwError, arg_bytes
-from agent.fwboot import boot_code
+from agent.firmware import RC_BAD, RC_NO_CANCEL, RC_OK, RC_ROLLBACK, RC_STATE, FwError, arg_bytes
+from agent.fwboot import boot_code, counter, read_min
 from hal.compat import hexstr
 
 _CUM_DAYS = (0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334)
@@ -71,6 +71,8 @@ def activate(u, args):
     if slot is None:
         raise FwError(RC_STATE, "no staged and verified image has hash {}".format(hexstr(digest)))
     m = u.ready(slot, digest)
+    permit = u._check_permit(args, digest)
+    u.admit(counter(m), m.get("version"), permit)
     act = {
         "hash": digest,
         "slot": slot,
@@ -80,6 +82,8 @@ def activate(u, args):
         "attempt": st["attempt"] + 1,
         "from": u.svc.version,
     }
+    if permit:
+        act["permit"] = True  # for the trial's check at start (agent.fwboot); used once
     now = u.clock.utc()
     if at is not None and at > now:
         u.store.put("fw.act", act)
@@ -93,8 +97,11 @@ def start(u, act):
     # Re-check at the moment of activation (a scheduled one waited).
     st = u._state()
     u._inactive(st)
-    if u.ready(act["slot"], act["hash"]) is None:
+    m = u.ready(act["slot"], act["hash"])
+    if m is None:
         raise FwError(RC_STATE, "the image to activate is no longer staged")
+    if not act.get("permit") and counter(m) < u.svc.min_sec():
+        raise FwError(RC_ROLLBACK, "the image is now below this hub's minimum security counter")
     act = dict(act)
     act["state"] = "started"
     act["attempt"] = st["attempt"] + 1
@@ -168,6 +175,8 @@ def status(u, args):
                 "attempt": st["attempt"],
                 "reverted": st["reverted"],
             },
+            "sec": u.svc.sec,
+            "min": read_min(u.fs, u.root),
             "chunk": u.svc.max_chunk,
             "max_size": u.svc.max_image,
             "utc": u.clock.utc(),

@@ -10,6 +10,18 @@
 #
 # A scheduled activation costs nothing to watch: its record ("fw.act", with its UTC due time
 # "at") is read from the store once at boot and compared with Clock.utc() at each tick.
+#
+# Anti-rollback. Every image has a security counter (counter(): its manifest's "sec", else one
+# derived from its version). The hub keeps a minimum, fwmin.json {"sec": n} beside the boot
+# state (outside the slots, replaced atomically like it), which only goes up: to the running
+# image's counter when a trial is confirmed (confirm(): after the boot state says so, so a trial
+# that is reverted never raised it), and at every start on a confirmed slot (which finishes a
+# raise that a power cut interrupted). The update operations refuse an image below the minimum
+# (agent/firmware.py). At start, a trial below the minimum (the boot state pointing at an old
+# slot) is not run on: it is reverted at once, unless its activation carried a rollback
+# permission. A confirmed slot below the minimum (flashed by dbch flash, or the bootloader's
+# fallback when the active slot is not bootable) runs, as nothing newer can: the minimum stays.
+import json
 import sys
 
 from agent import VERSION, alerts
@@ -20,6 +32,61 @@ MAX_CHUNK = const(4000)  # default data bytes of one fw.chunk (its frame stays u
 # a board with a small heap may set FW_MAX_CHUNK lower (the host sends what fw.begin announces)
 CONFIRM_MS = const(2000)  # default healthy running time before a trial is confirmed
 EVENT = "firmware"
+MIN_FILE = "fwmin.json"  # the minimum security counter, at the firmware root
+MAX_SEC = const(999999999)  # the largest security counter (a small int on every port)
+BELOW_MIN = "below the minimum security counter"
+ROLLBACK = "image_rollback"  # the incident kind of an image refused for being below the minimum
+
+
+def version_counter(v):
+    # The security counter a version stands for: MAJOR[.MINOR[.PATCH]] at its start, each part
+    # 0-999, as MAJOR * 10**6 + MINOR * 10**3 + PATCH ("0.2.0" 2000, "1.2.3rc" 1002003, "0.1.0d"
+    # 1000: what follows the digits is ignored). 0 for a version that does not start so.
+    n = 0
+    parts = 0
+    cur = -1
+    for c in v.encode():  # bytes: MicroPython interns each character a str yields
+        if 48 <= c <= 57:
+            cur = (cur if cur >= 0 else 0) * 10 + c - 48
+            if cur > 999:
+                return 0
+        elif c == 46 and cur >= 0 and parts < 2:
+            n = n * 1000 + cur
+            parts += 1
+            cur = -1
+        else:
+            break
+    if cur >= 0:
+        n = n * 1000 + cur
+        parts += 1
+    while 0 < parts < 3:
+        n *= 1000
+        parts += 1
+    return n
+
+
+def counter(m):
+    # An image's security counter from its manifest (the image's, or a slot's manifest.json).
+    s = m.get("sec")
+    if isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEC:
+        return s
+    v = m.get("version")
+    return version_counter(v) if isinstance(v, str) else 0
+
+
+def read_min(fs, root):
+    # The hub's minimum security counter (0 when it has none yet)
+    try:
+        f = fs.open(boot_code().join(root, MIN_FILE), "rb")
+    except OSError:
+        return 0
+    try:
+        v = json.loads(bytes(f.read()).decode()).get("sec")
+    except (ValueError, UnicodeError, AttributeError):
+        v = 0
+    finally:
+        f.close()
+    return v if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_SEC else 0
 
 
 def boot_code():
@@ -94,10 +161,15 @@ class FirmwareService:
         boot = None
         v = self.manifest.get("version") if self.manifest else None
         self.version = v if isinstance(v, str) and 1 <= len(v) <= 8 else VERSION
+        self.sec = counter(self.manifest or {"version": self.version})  # the running image's
         self._act = self.store.get("fw.act")
         if not isinstance(self._act, dict):
             self._act = None
         self._reconcile(st)
+        if not self.trial:
+            self._raise_min()
+        elif self.sec < read_min(self.fs, self.root) and not self.permitted(self._act, self.running_hash()):
+            self._refuse_trial(st)
         drop_boot_code()
 
     def updater(self):
@@ -143,6 +215,38 @@ class FirmwareService:
             # an immediate one cut short: it was never answered, so it is not done behind the
             # requester's back; the outcome is reported
             self._finish(act, "failed", "the trial boot never started")
+
+    # -- anti-rollback -------------------------------------------------------------------------
+    def min_sec(self):
+        # The lowest security counter an image may have to be staged or activated here: the
+        # minimum, and the running image's counter once it is confirmed.
+        m = read_min(self.fs, self.root)
+        return m if self.trial or self.sec < m else self.sec
+
+    @staticmethod
+    def permitted(act, digest):
+        # whether an activation record carries a rollback permission for the image digest
+        return act is not None and act.get("permit") is True and act.get("hash") == digest
+
+    def _raise_min(self):
+        # The running image is confirmed: the minimum goes up to its counter (never down).
+        if self.sec > read_min(self.fs, self.root) and not isinstance(self.fs, _NoFs):
+            b = boot_code()
+            try:
+                b.write_json(self.fs, b.join(self.root, MIN_FILE), {"sec": self.sec})
+            except OSError as e:  # no file system, or flash trouble: again at the next start
+                print("firmware: minimum not raised:", e)
+
+    def _refuse_trial(self, st):
+        # A trial below the minimum, without a permission: reverted before it is confirmed; the
+        # board reboots into the active slot, which reports the outcome (_reconcile).
+        st["reverted"] = {"slot": st["trial"], "attempt": st["attempt"], "tries": st["tries"], "why": BELOW_MIN}
+        st["trial"] = None
+        st["tries"] = 0
+        boot_code().write_state(self.fs, self.root, st)
+        self.trial = False
+        self.hub.reboot_requested = True
+        self.updater()._security("trial boot of {} refused: {}".format(self.version, BELOW_MIN), ROLLBACK)
 
     def _finish(self, act, result, why=None):
         last = {"result": result, "hash": act.get("hash"), "version": act.get("version"), "utc": self.clock.utc()}
@@ -190,7 +294,8 @@ class FirmwareService:
         if not self.trial:
             return False
         boot_code().confirm(self.fs, self.root)
-        drop_boot_code()
         self.trial = False
+        self._raise_min()  # after the confirmation: a cut between the two is finished at start
+        drop_boot_code()
         self._report_activated(self._act)
         return True

@@ -1,8 +1,8 @@
 # The end of an update's staging, fw.end: what was received is checked against its signed
 # hash, the signature is checked again (agent.p256), and the image is parsed from flash into the
 # inactive slot (agent.image), whose manifest is written last: until then the slot is not
-# bootable. Also the signature check of fw.begin and the record of a refused image as a security
-# incident. The Updater (agent.firmware) loads this module for one operation, so a board
+# bootable. Also the signature check of fw.begin, the check of a rollback permission (its
+# format: agent/image.py) and the record of a refused image as a security incident. The Updater (agent.firmware) loads this module for one operation, so a board
 # receiving an image holds none of it; the protocol, records and codes are in agent/firmware.py.
 #
 # The steps of fw.end are one after the other, each letting its code go before the next loads
@@ -10,8 +10,8 @@
 # (agent.image and agent.boot).
 import hashlib
 
-from agent.firmware import RC_AUTH, RC_BAD, RC_OK, RC_STATE, FwError, mkdirs
-from agent.fwboot import boot_code, parent_dir
+from agent.firmware import RC_AUTH, RC_BAD, RC_OK, RC_ROLLBACK, RC_STATE, FwError, mkdirs
+from agent.fwboot import ROLLBACK, boot_code, counter, parent_dir
 from hal.compat import const, hexstr, unload
 
 _READ = const(1024)
@@ -65,10 +65,12 @@ def _clear(fs, path):
             fs.remove(p)
 
 
-def security(u, detail):
-    # A refused image that failed authentication is a security event (SEC G3.5): recorded with
-    # the hub's Incidents recorder (agent.triage) if it has one, else with the Updater's own,
-    # which notifies an "incident" event through the outbox.
+def security(u, detail, kind=None):
+    # A refused image that failed authentication (kind None: agent.triage's TAMPERED_IMAGE), or
+    # one below the minimum security counter (ROLLBACK), is a security event (SEC G3.5):
+    # recorded with the hub's Incidents recorder (agent.triage) if it has one, else with the
+    # Updater's own, which notifies an "incident" event through the outbox. Either kind makes a
+    # Major Security Incident at its first event.
     inc = getattr(u.hub, "incidents", None) or u._incidents
     if inc is None:
         try:
@@ -80,14 +82,47 @@ def security(u, detail):
             return
         u._incidents = inc
     try:
-        from agent.triage import TAMPERED_IMAGE
-
-        inc.record(TAMPERED_IMAGE, detail)
+        if kind is None:
+            from agent.triage import TAMPERED_IMAGE as kind
+        if kind not in inc.thresholds:
+            inc.thresholds[kind] = 1
+        inc.record(kind, detail)
     except Exception as e:  # recording must never stop the refusal from being answered
         print("firmware: incident not recorded:", e)
 
 
 def check_sig(u, digest, sig):
+    if not _verify(u, digest, sig):
+        security(u, "bad signature for image {}".format(hexstr(digest)))
+        raise FwError(RC_AUTH, "bad signature: the image is not signed by the trusted key")
+
+
+def check_permit(u, permit, digest):
+    # A rollback permission (agent/image.py) for this hub and the image digest, signed with the
+    # trusted key; FwError otherwise: E49 malformed, E100 a bad signature (a security incident,
+    # as for an image), RC_ROLLBACK one for another hub or image (recorded as a refused rollback).
+    from agent.image import ImageError, parse_permit
+
+    try:
+        signed, eui, target, sig = parse_permit(permit)
+    except ImageError as e:
+        raise FwError(RC_BAD, str(e))
+    finally:
+        unload("agent.image")
+    if not _verify(u, hashlib.sha256(signed).digest(), sig):
+        security(u, "bad signature on a rollback permission for image {}".format(hexstr(target)))
+        raise FwError(RC_AUTH, "bad signature: the rollback permission is not signed by the trusted key")
+    why = None
+    if eui != bytes(u.hub.eui):
+        why = "the rollback permission is for hub {}, not this one".format(hexstr(eui))
+    elif target != digest:
+        why = "the rollback permission is for image {}, not this one".format(hexstr(target))
+    if why is not None:
+        security(u, why, ROLLBACK)
+        raise FwError(RC_ROLLBACK, why)
+
+
+def _verify(u, digest, sig):
     # agent.p256 is loaded for the check only
     try:
         f = u.fs.open(u.key_path, "rb")
@@ -104,13 +139,10 @@ def check_sig(u, digest, sig):
             p256.parse_public_key(key)
         except ValueError:
             raise FwError(RC_AUTH, "the trusted signing key on this device is damaged (flash it again)")
-        ok = p256.verify(key, digest, sig)
+        return p256.verify(key, digest, sig)
     finally:
         p256 = None
         unload("agent.p256")
-    if not ok:
-        security(u, "bad signature for image {}".format(hexstr(digest)))
-        raise FwError(RC_AUTH, "bad signature: the image is not signed by the trusted key")
 
 
 def end(u):
@@ -128,6 +160,7 @@ def end(u):
         raise FwError(RC_AUTH, "tampered image: its content does not hash to the signed FirmwareHash")
     u._session = None  # the parser, if a resume made one, goes with it
     unload("agent.image")
+    u._admit_staging(sess)  # the minimum may have gone up while it was received
     check_sig(u, rec["hash"], rec["sig"])
     slot = u._inactive(u._state())
     act = u.svc._act
@@ -195,6 +228,7 @@ def _unpack(u, rec, slot):
         "size": rec["size"],
         "sha256": hexstr(m["sha256"]),
         "files": m["files"],
+        "sec": counter(m),
     }
     boot.write_json(fs, man_path, man)
     u._drop_staging()

@@ -10,6 +10,8 @@
 #               "size":    int, length in bytes of PAYLOAD
 #               "sha256":  bytes(32), SHA-256 of PAYLOAD
 #               "files":   int, number of file records
+#               "sec":     int, 0-999999999, optional: the security counter (anti-rollback, see
+#                          agent/fwboot.py); without it the counter is derived from "version"
 #               other keys are ignored (room for later fields)
 #   PAYLOAD = RECORD* END
 #   RECORD  = PLEN (1 byte, 1-64) PATH (PLEN bytes) DLEN (4 bytes, big-endian) DATA (DLEN bytes)
@@ -25,6 +27,12 @@
 # byte before the trailer. The signature is ECDSA P-256 with SHA-256 over CONTENT, i.e. over the
 # FirmwareHash digest (agent.p256.verify(key, firmware_hash, sig)). An unsigned image is
 # CONTENT alone.
+#
+# A ROLLBACK PERMISSION lets one hub take one image whose security counter is below its minimum:
+#   PERMIT  = "DBRB" PLEN (2 bytes, big-endian) MAP (PLEN bytes, CBOR map, PLEN <= 128) TRAILER
+#   MAP     = {"eui": bytes(8), the hub's EUI-64; "hash": bytes(32), the image's FirmwareHash}
+# signed like an image (same trailer, same key): ECDSA P-256 / SHA-256 over every byte before
+# the trailer. Its magic differs from an image's, so neither signature stands for the other.
 import hashlib
 from struct import pack, unpack
 
@@ -33,6 +41,8 @@ from hal.compat import const
 
 MAGIC = b"DBFW"
 SIG_MAGIC = b"DBSG"
+PERMIT_MAGIC = b"DBRB"
+MAX_PERMIT = const(128)
 FORMAT = const(1)
 HEAD = const(8)
 MAX_MANIFEST = const(1024)
@@ -103,6 +113,9 @@ def check_manifest(m, board=None):
     h = m.get("sha256")
     if not isinstance(h, bytes) or len(h) != 32:
         raise ImageError("manifest sha256 must be 32 bytes")
+    s = m.get("sec")
+    if s is not None and (not isinstance(s, int) or isinstance(s, bool) or not 0 <= s <= 999999999):
+        raise ImageError("manifest sec (security counter) must be an int from 0 to 999999999, not {!r}".format(s))
     if board is not None and b != board:
         raise ImageError("image is for board {!r}, this is {!r}".format(b, board), RC_BOARD)
     return m
@@ -143,6 +156,36 @@ def trailer(sig):
     if not 8 <= len(sig) <= MAX_SIG:
         raise ImageError("a signature is 8 to {} bytes".format(MAX_SIG))
     return SIG_MAGIC + pack(">H", len(sig)) + bytes(sig)
+
+
+def permit(eui, digest):
+    """The signed part of a rollback permission for hub eui (8 bytes) and FirmwareHash digest."""
+    if len(eui) != 8 or len(digest) != 32:
+        raise ImageError("a rollback permission names an 8-byte EUI-64 and a 32-byte FirmwareHash")
+    body = cbor.dumps({"eui": bytes(eui), "hash": bytes(digest)})
+    return PERMIT_MAGIC + pack(">H", len(body)) + body
+
+
+def parse_permit(data):
+    """(signed part, eui, hash, signature) of a rollback permission; ImageError if malformed."""
+    data = bytes(data)
+    if len(data) < 6 or data[:4] != PERMIT_MAGIC:
+        raise ImageError("not a rollback permission (no DBRB magic)")
+    n = 6 + unpack(">H", data[4:6])[0]
+    if n - 6 > MAX_PERMIT or len(data) < n + 6 or data[n : n + 4] != SIG_MAGIC:
+        raise ImageError("malformed rollback permission")
+    slen = unpack(">H", data[n + 4 : n + 6])[0]
+    if len(data) != n + 6 + slen or not 8 <= slen <= MAX_SIG:
+        raise ImageError("bad signature trailer on the rollback permission")
+    try:
+        m = cbor.loads(data[6:n])
+    except ValueError as e:
+        raise ImageError("rollback permission is not CBOR: {}".format(e))
+    eui = m.get("eui") if isinstance(m, dict) else None
+    digest = m.get("hash") if isinstance(m, dict) else None
+    if not isinstance(eui, bytes) or len(eui) != 8 or not isinstance(digest, bytes) or len(digest) != 32:
+        raise ImageError("a rollback permission names an 8-byte EUI-64 and a 32-byte FirmwareHash")
+    return data[:n], eui, digest, data[n + 6 :]
 
 
 def parse_head(head):

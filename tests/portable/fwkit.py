@@ -1,6 +1,7 @@
 # Shared by the firmware tests: a test signing key (a portable signer built on agent.p256's
-# point arithmetic: test-only, deterministic nonce), images, and a simulated device whose flash
-# outlives reboots and whose boot runs the bootloader's decision before the hub starts.
+# point arithmetic: test-only, deterministic nonce), images and rollback permissions, and a
+# simulated device whose flash outlives reboots and whose boot runs the bootloader's decision
+# before the hub starts.
 import hashlib
 
 from agent import boot, image, p256
@@ -67,15 +68,21 @@ def files(tag="", count=3, size=300):
 
 
 class Image:
-    def __init__(self, version="2.0", board="sim", tag=None, count=3, size=300, d=KEY_D):
+    def __init__(self, version="2.0", board="sim", tag=None, count=3, size=300, d=KEY_D, sec=None):
         self.files = files(tag if tag is not None else version, count, size)
         self.version = version
-        self.content = image.build(version, board, self.files)
+        self.content = image.build(version, board, self.files, None if sec is None else {"sec": sec})
         self.hash = hashlib.sha256(self.content).digest()
         self.sig = sign(self.hash, d)
 
     def signed(self):
         return self.content + image.trailer(self.sig)
+
+
+def permit(eui, digest, d=KEY_D):
+    """A rollback permission for hub eui and FirmwareHash digest, signed with key d."""
+    signed = image.permit(eui, digest)
+    return signed + image.trailer(sign(hashlib.sha256(signed).digest(), d))
 
 
 def install(fs, slot, img, root=ROOT):
@@ -135,9 +142,13 @@ class Device:
     def call(self, op, **args):
         return self.hub.handle({"t": "q", "id": 1, "op": op, "a": args})
 
-    def send(self, img, chunk=256, stop_at=None):
-        """begin + chunks (+ end); (rc, data, err) of the last request."""
-        r = self.call("fw.begin", hash=img.hash, size=len(img.content), sig=img.sig)
+    def send(self, img, chunk=256, stop_at=None, permit=None):
+        """begin (with a rollback permission if given) + chunks (+ end); (rc, data, err) of the
+        last request."""
+        args = {"hash": img.hash, "size": len(img.content), "sig": img.sig}
+        if permit is not None:
+            args["permit"] = permit
+        r = self.call("fw.begin", **args)
         if r[0] != "I0" or r[1]["ready"]:
             return r
         off = r[1]["offset"]

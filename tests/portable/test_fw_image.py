@@ -1,10 +1,10 @@
 # The firmware image format (agent/image.py): build, split, and the streaming parser on whole
-# and cut-up input, valid and broken.
+# and cut-up input, valid and broken; the security counter field and the rollback permission.
 import hashlib
 import unittest
 from struct import pack
 
-from fwkit import Image, files
+from fwkit import Image, files, permit
 
 from agent import cbor, image
 from agent.image import ImageError, Parser
@@ -151,6 +151,17 @@ class TestRefusals(unittest.TestCase):
         self.refused(with_manifest(payload, board=""))
         self.refused(header({"version": "1"})[:-1] + b"\xff" + payload)  # not CBOR
 
+    def test_security_counter_field(self):
+        payload = image.record("a.mpy", b"1") + b"\x00"
+        m, _out = parse(with_manifest(payload, sec=0))
+        self.assertEqual(m["sec"], 0)
+        self.assertEqual(parse(with_manifest(payload, sec=999999999))[0]["sec"], 999999999)
+        for bad in (-1, 1000000000, True, "5", b"\x05"):
+            self.assertIn("sec", self.refused(with_manifest(payload, sec=bad)))
+        self.assertEqual(image.parse_head(Image("1.0", sec=42).content)[0]["sec"], 42)
+        with self.assertRaises(ImageError):
+            image.build("1", "sim", [("a.mpy", b"")], {"sec": -5})
+
     def test_bad_paths(self):
         for p in (b"../x.mpy", b"/x.mpy", b"a//b.mpy", b"a/./b.mpy", b"x.py", b"a b.mpy", b"manifest.json"):
             payload = bytes([len(p)]) + p + pack(">I", 1) + b"1" + b"\x00"
@@ -173,3 +184,37 @@ class TestRefusals(unittest.TestCase):
             image.build("toolongversion", "sim", [("a.mpy", b"")])
         with self.assertRaises(ImageError):
             image.build("1", "sim", [("../a.mpy", b"")])
+
+
+class TestPermit(unittest.TestCase):
+    EUI = b"\x00\xdb\x12\x34\x56\x78\x90\xa2"
+
+    def test_roundtrip(self):
+        h = hashlib.sha256(b"image").digest()
+        p = permit(self.EUI, h)
+        signed, eui, digest, sig = image.parse_permit(p)
+        self.assertEqual((eui, digest), (self.EUI, h))
+        self.assertEqual(signed, image.permit(self.EUI, h))
+        self.assertEqual(p, signed + image.trailer(sig))
+        self.assertTrue(signed.startswith(image.PERMIT_MAGIC))
+
+    def test_malformed(self):
+        h = hashlib.sha256(b"image").digest()
+        p = permit(self.EUI, h)
+        n = len(image.permit(self.EUI, h))
+        for bad in (
+            b"",
+            b"DBRB",
+            image.MAGIC + p[4:],  # an image's magic
+            p[:-1],
+            p + b"\x00",
+            p[:n],  # no signature
+            p[:4] + pack(">H", 500) + p[6:],
+            image.PERMIT_MAGIC + pack(">H", 3) + cbor.dumps([1]) + p[n:],
+            image.PERMIT_MAGIC + pack(">H", 3) + b"\xff\xff\xff" + p[n:],
+        ):
+            with self.assertRaises(ImageError):
+                image.parse_permit(bad)
+        for eui, digest in ((b"\x00" * 7, h), (self.EUI, h[:31])):
+            with self.assertRaises(ImageError):
+                image.permit(eui, digest)
