@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "host_tools.demo",
     "host_tools.pki",
     "host_tools.triage",
+    "host_tools.ipsec",
 )
 
 
