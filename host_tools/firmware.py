@@ -1,12 +1,13 @@
 """`dbch firmware`: build, sign, send and activate agent firmware images; check reported versions
 against the Central Products List.
 
-    dbch firmware build [--board B] [--version V] [--out FILE] [--key KEY]
+    dbch firmware build [--board B] [--version V] [--security-counter N] [--out FILE] [--key KEY]
     dbch firmware sign IMAGE [--key KEY] [--out FILE]
     dbch firmware info IMAGE [--pub PUB]
-    dbch firmware send IMAGE [--port P] [--chunk N]
+    dbch firmware send IMAGE [--port P] [--chunk N] [--permit FILE]
     dbch firmware status [--port P]
-    dbch firmware activate HASH|IMAGE [--at ISO] | --cancel
+    dbch firmware activate HASH|IMAGE [--at ISO] [--permit FILE] | --cancel
+    dbch firmware permit-rollback HASH|IMAGE --eui EUI [--key KEY] [--out FILE]
     dbch firmware cpl-check --cpl FILE --smi FILE [--port P | --reported EUI=VERSION ...]
 
 Image format: agent/image.py. An image is its CONTENT (header with the CBOR manifest, then the
@@ -14,6 +15,13 @@ Image format: agent/image.py. An image is its CONTENT (header with the CBOR mani
 and the signature is ECDSA P-256 / SHA-256 over CONTENT, made with the manufacturer's key
 (--key: a PEM or DER PKCS#8 private key; default: the development PKI's signing key, created by
 `dbch pki signing-key`). The device trusts one public key, provisioned by `dbch flash`.
+
+Anti-rollback: the manifest carries the image's security counter ("sec"; --security-counter,
+default derived from the version: MAJOR.MINOR.PATCH, each 0-999, as MAJOR*10^6 + MINOR*10^3 +
+PATCH, so 0.2.0 is 2000; a version that does not start with digits gives 0). A hub refuses an
+image below its minimum (E5), which goes up to each image it confirms. To go back on purpose,
+`permit-rollback` signs a permission for one hub (its EUI-64) and one image (its FirmwareHash)
+with the same key; give it to `send` and `activate` with --permit.
 """
 
 from __future__ import annotations
@@ -80,16 +88,30 @@ def firmware_hash(content: bytes) -> bytes:
     return hashlib.sha256(content).digest()
 
 
-def build_content(board: str, version: str) -> bytes:
-    """An unsigned image of the agent for board, compiled with mpy-cross as dbch flash does."""
+def security_counter(version: str, sec: int | None = None) -> int:
+    """The security counter an image of version gets: sec if given, else derived from the version
+    (agent.fwboot.version_counter, as the device derives it for an image without one)."""
+    from agent.fwboot import MAX_SEC, version_counter
+
+    if sec is None:
+        return version_counter(version)
+    if not 0 <= sec <= MAX_SEC:
+        raise CommandError(f"--security-counter: 0 to {MAX_SEC}, not {sec}")
+    return sec
+
+
+def build_content(board: str, version: str, sec: int | None = None) -> bytes:
+    """An unsigned image of the agent for board, compiled with mpy-cross as dbch flash does, with
+    its security counter (security_counter)."""
     from host_tools.flash import build_image
 
     try:
         image.check_version(version)
     except image.ImageError as e:
         raise CommandError(f"--version: {e}") from e
+    sec = security_counter(version, sec)
     files = [(c.target, c.data) for c in build_image(board)]
-    return image.build(version, board, files, {"built": int(time.time())})
+    return image.build(version, board, files, {"built": int(time.time()), "sec": sec})
 
 
 def sign_content(content: bytes, key) -> bytes:
@@ -130,6 +152,8 @@ def verify_image(data: bytes, pub: bytes, board: str | None = None) -> dict:
 
 
 def describe(data: bytes) -> dict:
+    from agent.fwboot import counter
+
     content, sig = split(data)
     m, _n = image.parse_head(content)
     return {
@@ -139,7 +163,25 @@ def describe(data: bytes) -> dict:
         "size": len(content),
         "hash": firmware_hash(content).hex(),
         "signed": sig is not None,
+        "sec": counter(m),
     }
+
+
+# -- rollback permissions ------------------------------------------------------------------------
+def make_permit(eui: bytes, digest: bytes, key) -> bytes:
+    """A rollback permission (agent/image.py) for the hub eui and the image digest, signed with
+    key (the firmware signing key the hub trusts)."""
+    signed = image.permit(eui, digest)
+    return signed + image.trailer(sign_content(signed, key))
+
+
+def read_permit(path: str) -> bytes:
+    data = read_image(path)
+    try:
+        image.parse_permit(data)
+    except image.ImageError as e:
+        raise CommandError(f"{path}: {e}") from e
+    return data
 
 
 def read_image(path: str) -> bytes:
@@ -197,9 +239,11 @@ def send(
     progress=None,
     retries: int = 5,
     end_timeout: float = 60.0,
+    permit: bytes | None = None,
 ) -> dict:
-    """Stage a signed image on the agent (resuming where it stopped); the agent's fw.end data
-    plus {"hash", "sent", "seconds"}. FirmwareError if the agent refuses it."""
+    """Stage a signed image on the agent (resuming where it stopped), with a rollback permission
+    if given; the agent's fw.end data plus {"hash", "sent", "seconds"}. FirmwareError if the
+    agent refuses it."""
     content, sig = split(data)
     if sig is None:
         raise CommandError("the image is not signed: dbch firmware sign IMAGE --key KEY")
@@ -208,9 +252,12 @@ def send(
     t0 = time.monotonic()
     sent = 0
     tries = 0
+    begin = {"hash": digest, "size": size, "sig": sig}
+    if permit is not None:
+        begin["permit"] = permit
     while True:
         try:
-            r = client.request("fw.begin", {"hash": digest, "size": size, "sig": sig})
+            r = client.request("fw.begin", begin)
             if not r.ok:
                 raise FirmwareError("fw.begin", r.rc, r.err)
             if r.data.get("ready"):
@@ -283,12 +330,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     fsub = p.add_subparsers(
-        dest="firmware_cmd", metavar="build|sign|info|send|status|activate|cpl-check", required=True
+        dest="firmware_cmd",
+        metavar="build|sign|info|send|status|activate|permit-rollback|cpl-check",
+        required=True,
     )
 
     b = fsub.add_parser("build", help="compile the agent into a firmware image (and sign it with --key)")
     b.add_argument("--board", default="unix", help="board module (default: unix, the virtual board)")
     b.add_argument("--version", help="FirmwareVersion, 1-8 characters (default: the build's)")
+    b.add_argument(
+        "--security-counter",
+        type=int,
+        metavar="N",
+        help="anti-rollback counter, 0-999999999 (default: from the version, 0.2.0 -> 2000)",
+    )
     b.add_argument("--out", help="image file (default: dbch-BOARD-VERSION.img)")
     b.add_argument("--key", help="sign with this private key (PEM/DER); without it the image is unsigned")
     b.add_argument("--sign", action="store_true", help="sign with the development PKI's signing key")
@@ -312,6 +367,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("image")
     s.add_argument("--chunk", type=int, help="bytes per request (default: what the agent takes)")
     s.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    s.add_argument("--permit", metavar="FILE", help="a rollback permission for an image below the hub's minimum")
     add_port_args(s)
     add_json_flag(s)
     s.set_defaults(func=cmd_send)
@@ -325,9 +381,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("hash", nargs="?", help="FirmwareHash (64 hex digits) or the image file")
     a.add_argument("--at", metavar="ISO", help="activate at this UTC time, e.g. 2030-01-31T02:00:00Z")
     a.add_argument("--cancel", action="store_true", help="cancel the scheduled activation")
+    a.add_argument("--permit", metavar="FILE", help="a rollback permission for an image below the hub's minimum")
     add_port_args(a)
     add_json_flag(a)
     a.set_defaults(func=cmd_activate)
+
+    r = fsub.add_parser(
+        "permit-rollback", help="sign a permission for one hub to take one image below its minimum security counter"
+    )
+    r.add_argument("hash", help="the image's FirmwareHash (64 hex digits) or the image file")
+    r.add_argument("--eui", required=True, help="the hub's EUI-64, e.g. 00-DB-12-34-56-78-90-A2")
+    r.add_argument("--key", help="private key, PEM or DER (default: the development PKI's signing key)")
+    r.add_argument("--out", help="permission file (default: rollback-EUI-HASH8.permit)")
+    add_json_flag(r)
+    r.set_defaults(func=cmd_permit_rollback)
 
     from host_tools import cpl
 
@@ -338,7 +405,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from agent import VERSION
 
     version = args.version or VERSION
-    content = build_content(args.board, version)
+    content = build_content(args.board, version, args.security_counter)
     data = content
     if args.key or args.sign:
         data = content + image.trailer(sign_content(content, load_private_key(args.key)))
@@ -350,7 +417,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         args,
         info,
         f"{out}: {args.board} {version}, {info['files']} files, {info['size']} bytes, "
-        f"{'signed' if info['signed'] else 'unsigned'}\nFirmwareHash {info['hash']}",
+        f"{'signed' if info['signed'] else 'unsigned'}, security counter {info['sec']}\nFirmwareHash {info['hash']}",
     )
     return 0
 
@@ -379,7 +446,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         info["signature_valid"] = res["valid"]
     text = (
         f"{args.image}: {info['board']} {info['version']}, {info['files']} files, {info['size']} bytes, "
-        f"{'signed' if info['signed'] else 'unsigned'}\nFirmwareHash {info['hash']}"
+        f"{'signed' if info['signed'] else 'unsigned'}, security counter {info['sec']}\nFirmwareHash {info['hash']}"
     )
     if "signature_valid" in info:
         text += f"\nsignature {'valid' if info['signature_valid'] else 'INVALID'} for that key"
@@ -390,8 +457,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_send(args: argparse.Namespace) -> int:
     data = read_image(args.image)
     client = open_client(args)
+    permit = read_permit(args.permit) if args.permit else None
     bar = Progress(len(split(data)[0]), enabled=not args.quiet)
-    res = send(client, data, chunk=args.chunk, progress=bar)
+    res = send(client, data, chunk=args.chunk, progress=bar, permit=permit)
     res = _hexed(res)
     if res.get("already"):
         where = "running" if res.get("running") else f"staged in slot {res.get('slot')}"
@@ -424,6 +492,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if d.get("last"):
         last = d["last"]
         lines.append(f"last      {last.get('result')} {last.get('version')} {last.get('why') or ''}".rstrip())
+    if "min" in d:
+        lines.append(f"security  counter {d.get('sec')}, minimum {d['min']} (older images need a rollback permission)")
     if not d.get("key"):
         lines.append("no trusted signing key: updates are refused (dbch flash --signing-key PUB)")
     emit(args, d, "\n".join(lines))
@@ -440,6 +510,8 @@ def cmd_activate(args: argparse.Namespace) -> int:
         if not args.hash:
             raise CommandError("give the FirmwareHash (or the image file) to activate, or --cancel")
         a = {"hash": parse_hash(args.hash), "execution": args.at}
+        if args.permit:
+            a["permit"] = read_permit(args.permit)
         r = checked(client, "fw.activate", a)
         op = "fw.activate"
     if not r.ok:
@@ -453,4 +525,25 @@ def cmd_activate(args: argparse.Namespace) -> int:
     else:
         text = f"{r.rc}: activation of {d.get('version')} scheduled at UTC {d.get('at')}"
     emit(args, d, text)
+    return 0
+
+
+def cmd_permit_rollback(args: argparse.Namespace) -> int:
+    from agent.eui import format_eui, parse_eui
+
+    try:
+        eui = parse_eui(args.eui)
+    except ValueError as e:
+        raise CommandError(f"--eui: {e}") from e
+    digest = parse_hash(args.hash)
+    data = make_permit(eui, digest, load_private_key(args.key))
+    out = Path(args.out or f"rollback-{eui.hex().upper()}-{digest.hex()[:8]}.permit")
+    write_file(out, data)
+    info = {"file": str(out), "eui": format_eui(eui), "hash": digest.hex(), "size": len(data)}
+    emit(
+        args,
+        info,
+        f"{out}: hub {info['eui']} may take image {info['hash']} below its minimum\n"
+        f"use: dbch firmware send IMAGE --permit {out}; dbch firmware activate {info['hash']} --permit {out}",
+    )
     return 0

@@ -96,8 +96,8 @@ class HubClient:
         return Response(1, rc, data, err)
 
 
-def device_trusting(key):
-    dev = fwkit.Device(key=False)
+def device_trusting(key, first=None):
+    dev = fwkit.Device(first=first, key=False)
     f = dev.flash.open("/" + boot.KEY, "wb")
     f.write(firmware.public_point(key))
     f.close()
@@ -341,3 +341,53 @@ def test_cpl_check_command(cpl_files, capsys, monkeypatch, duis_schema_dir):
     assert "<sr:DCCAlertCode>N51</sr:DCCAlertCode>" in out
     assert main(args + ["--reported", "00-00-00-00-00-00-00-01=1.0"]) == 1
     assert "not in the SMI" in capsys.readouterr().err
+
+
+# -- anti-rollback ---------------------------------------------------------------------------------
+def test_build_writes_the_security_counter(tmp_path, capsys):
+    img = tmp_path / "fw.img"
+    assert main(["firmware", "build", "--board", "sim", "--version", "0.2.0", "--out", str(img), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["sec"] == 2000 and image.parse_head(img.read_bytes())[0]["sec"] == 2000
+    argv = ["firmware", "build", "--board", "sim", "--version", "0.2.0", "--security-counter", "7", "--out", str(img)]
+    assert main(argv) == 0
+    assert "security counter 7" in capsys.readouterr().out
+    assert main(["firmware", "info", str(img), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["sec"] == 7
+    assert main(argv[:-4] + ["--security-counter", "-1", "--out", str(img)]) == 1
+    assert "--security-counter" in capsys.readouterr().err
+
+
+def test_permit_rollback_command_makes_what_the_device_accepts(tmp_path, key, capsys):
+    from agent import p256
+
+    k = write_key(tmp_path / "key.pem", key)
+    dev = device_trusting(key, fwkit.Image("0.1.0"))
+    old = sim_image("0.0.1")
+    new = sim_image("0.2.0")
+    firmware.send(HubClient(dev), new + image.trailer(firmware.sign_content(new, key)))
+    rc, _d, err = dev.call("fw.activate", hash=hashlib.sha256(new).digest(), execution=None)
+    assert rc == "I0", err
+    dev.boot()
+    dev.run_healthy()
+    signed_old = old + image.trailer(firmware.sign_content(old, key))
+    with pytest.raises(firmware.FirmwareError) as e:
+        firmware.send(HubClient(dev), signed_old)
+    assert e.value.rc == "E5" and "minimum 2000" in e.value.err
+    digest = hashlib.sha256(old).digest()
+    out = tmp_path / "p.permit"
+    eui = "00-DB-12-34-56-78-90-A2"  # the simulated hub's
+    argv = ["firmware", "permit-rollback", digest.hex(), "--eui", eui, "--key", str(k), "--out", str(out), "--json"]
+    assert main(argv) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["eui"] == eui and info["hash"] == digest.hex()
+    signed, e64, target, sig = image.parse_permit(out.read_bytes())
+    assert (e64, target) == (bytes(dev.hub.eui), digest)
+    assert p256.verify(firmware.public_point(key), hashlib.sha256(signed).digest(), sig)
+    res = firmware.send(HubClient(dev), signed_old, permit=firmware.read_permit(str(out)))
+    assert res["version"] == "0.0.1" and res["slot"] == "a"
+    assert dev.call("fw.activate", hash=digest, execution=None)[0] == "E5"
+    rc, _d, err = dev.call("fw.activate", hash=digest, execution=None, permit=out.read_bytes())
+    assert rc == "I0", err
+    assert main(["firmware", "permit-rollback", digest.hex(), "--eui", "nope", "--key", str(k)]) == 1
+    assert "--eui" in capsys.readouterr().err
