@@ -727,3 +727,37 @@ def test_enrol_sends_the_configuration_the_hub_checks(pki):
     assert triage.check_policy(cfg)["peer"] == [TOOL]  # the hub's own policy takes it as it is
     with pytest.raises(ttool.TriageToolError, match="dbch pki device"):
         ttool.enrol_config(pki["dir"], "00-1B-C5-0C-00-00-00-01", TOOL, "192.0.2.10", 4460)
+
+
+# --- the tool refusing the hub: the hub hears it as an authentication failure -------------------
+
+_UPY_ROGUE = """
+import sys
+sys.path.insert(0, {root!r})
+from agent import triage
+from hal import tls
+ep = tls.client({cert!r}, {key!r}, {ca!r}, {tool!r}, 5)
+try:
+    tls.connect(ep, {host!r}, {port})
+    print("CONNECTED")
+except tls.TriageLinkError as e:
+    print("KIND", triage.incident_kind(e), e.detail)
+"""
+
+
+def test_a_hub_whose_certificate_the_tool_refuses_counts_an_auth_failure(facility, pki, tmp_path):
+    # CPython, TLS 1.3: the tool's alert (unknown CA) arrives after the hub's side of the handshake
+    h = CpyHub(tmp_path / "rogue", hub_cfg(pki, facility, who="device_rogue"), sessions=2, retry_ms=50).join(stop=False)
+    assert h.incidents.count(triage.AUTH_FAILED) == 2 and h.incidents.totals == {triage.AUTH_FAILED: 2}
+    assert facility.wait_for("refused")["kind"] == "auth"
+    assert facility.wait_for("refused")["kind"] == "auth"
+    if MICROPYTHON is None:
+        return
+    # MicroPython, TLS 1.2: the tool reads what the hub still sends before closing, so mbedTLS
+    # hears the alert instead of a broken pipe
+    m = pki["device_rogue"]
+    script = _UPY_ROGUE.format(root=str(ROOT), cert=m.cert_der, key=m.key_der, ca=pki["ca_der"], tool=TOOL,
+                               host=facility.host, port=facility.port)  # fmt: skip
+    r = subprocess.run([MICROPYTHON, "-c", script], capture_output=True, text=True, timeout=30)
+    assert r.stdout.startswith("KIND " + triage.AUTH_FAILED), (r.stdout, r.stderr)
+    assert facility.wait_for("refused")["kind"] == "auth"

@@ -236,9 +236,9 @@ def test_idle_connections_held_and_reopened_do_not_keep_a_hub_out(pki, cache, tm
             time.sleep(0.05)
         time.sleep(0.5)  # all of them accepted and waiting for a ClientHello
         assert flood.held == 24
-        for i in range(3):  # three hubs over 4 s, while the 24 are held, dropped at 2 s and reopened
+        for i in range(3):  # three hubs over 3 s, while the 24 are held, dropped at 2 s and reopened
             if i:
-                time.sleep(1.5)
+                time.sleep(1.2)
             hub = Hub(tmp_path / f"hub{i}", pki, i, tool.addr)
             hubs.append(hub)
             at = tool.wait_connected(hub.eui, timeout=5.0)
