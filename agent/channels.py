@@ -17,6 +17,7 @@ __all__ = (
     "ChannelError",
     "channels_of",
     "check",
+    "configured_channels",
     "decode_mask",
     "encode_mask",
     "frequency_hz",
@@ -90,6 +91,31 @@ def decode_mask(mask):
         bits >>= 1
         n += 1
     return page, tuple(chans)
+
+
+def configured_channels(masks):
+    # The (page, channel) pairs of a configuration's four masks (pages 28, 29, 30, 31 in this
+    # order), in plan order. ChannelError unless each mask is its page's and the channel sets obey
+    # the configuration's rules (agent/subghz.py): a used lower-band page has two channels or
+    # more, and one lower-band page at least is used. A stored configuration is checked so, from
+    # its masks alone, without the validator (agent/hub.py).
+    if not isinstance(masks, (list, tuple)) or len(masks) != len(PAGES):
+        raise ChannelError("expected the four masks of pages 28-31, got {!r}".format(masks))
+    out = []
+    lower = 0
+    for i in range(len(PAGES)):
+        page, chans = decode_mask(masks[i])
+        if page != PAGES[i]:
+            raise ChannelError("mask {} is for page {}, not {}".format(mask_hex(masks[i]), page, PAGES[i]))
+        if page != UPPER_BAND_PAGE:
+            if len(chans) == 1:
+                raise ChannelError("page {} is used with one channel".format(page))
+            lower += len(chans)
+        for ch in chans:
+            out.append((page, ch))
+    if not lower:
+        raise ChannelError("no lower-band channel")
+    return out
 
 
 def mask_hex(mask):
