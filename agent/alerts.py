@@ -1,6 +1,6 @@
 # Upward events as the outbox stores them and the host renders them (DUIS DCCAlertMessage).
 # An event is (kind, data); kinds are DCC alert codes ("N54", "N64") or the agent's own
-# ("incident", "overflow"). Field names follow the DUIS 5.4 elements the host writes.
+# ("incident", "overflow", "restore"). Field names follow the DUIS 5.4 elements the host writes.
 from agent import codes
 from agent.eui import format_eui
 
@@ -32,3 +32,15 @@ def n64(eui, version):
         raise ValueError("FirmwareVersion is 1 to 8 characters, got {!r}".format(version))
     # Table 42 allows N64 only I0 (dcc_tables.DCC_ALERTS, not loaded here; tests check they agree)
     return N64, {"DeviceID": format_eui(eui), "FirmwareVersion": version, "rc": codes.SUCCESS}
+
+
+RESTORE = "restore"
+
+
+def restore(eui, why):
+    # The agent's own event "restore": the Sub GHz Configuration stored on the hub could not be
+    # restored at boot, so the hub runs unconfigured (no operating channel) until the DCC sets
+    # one again (SRV 6.28). No GBCS Dual Band CH alert (0x8F20-0x8F2D) says this, and the DCC's
+    # Comms Hub Alert (N62) has no response code this project can cite, so it goes up as an
+    # agent event, like "incident": the host shows it and may raise it with the DCC.
+    return {"DeviceID": format_eui(eui), "item": "SubGHzConfiguration", "why": why}

@@ -3,20 +3,39 @@
 #
 # Agent protocol codes (requests that are not DUIS service requests still get DUIS codes):
 #   I0   done;  E13  unknown operation (the request type is not valid here);
-#   E49  the request's arguments do not have the operation's format;
+#   E49  the request's arguments do not have the operation's format, or the board had no memory
+#        for the request (agent/server.py);
 #   E0628xx  from configuration validation (agent/subghz.py).
 #
-# The validator (agent/subghz.py) is loaded for one configuration and unloaded after it: the hub
-# keeps the validated configuration as plain data (its DUIS mapping, the usable channels, the
-# scaled parameters and the four masks), so no code of the validator stays on a board's heap.
-from agent import VERSION, alerts, codes
-from agent.agility import Agility
-from agent.dutycycle import DutyCycle
-from agent.eui import format_eui, parse_eui
-from agent.outbox import Outbox
-from agent.store import Store
-from hal import phy
-from hal.compat import hexstr, unload
+# The validator (agent/subghz.py, with agent/channels.py) is loaded for one configuration and
+# unloaded after it. The hub keeps the validated configuration in its compact form only: the
+# four channel masks and the scaled parameters (what the duty cycle and frequency agility use);
+# its DUIS mapping (config.get, the 8F2A payload) is made from them when it is asked for.
+import gc
+
+# The heap policy on MicroPython, set as the agent's first module loads (agent.run imports this
+# one before the rest): the GC also runs after every GC_EVERY bytes allocated, not only when an
+# allocation fails. Without it the garbage of loading modules and of booting fills the heap to
+# its top before the first collection, the objects kept meanwhile end up spread over all of it,
+# and a 128 KB heap is left with 30 KB free in holes of a few hundred bytes: then the next module
+# (the firmware service at boot, the validator for config.set) or the next pool of interned
+# names does not fit, whatever is free. Collected early, what the agent keeps stays packed low
+# and the free space above it in one piece. (bench/bench_footprint.py shows both.)
+GC_EVERY = 8192
+if hasattr(gc, "threshold"):
+    gc.threshold(GC_EVERY)
+
+import sys  # noqa: E402
+
+from agent import VERSION, alerts, codes  # noqa: E402
+from agent.agility import Agility  # noqa: E402
+from agent.dutycycle import DutyCycle  # noqa: E402
+from agent.eui import format_eui, parse_eui  # noqa: E402
+from agent.outbox import Outbox  # noqa: E402
+from agent.store import Store  # noqa: E402
+from hal import phy  # noqa: E402
+from hal.compat import hexstr, unload  # noqa: E402
+from hal.contracts import PowerCut  # noqa: E402
 
 RC_OK = codes.SUCCESS
 RC_UNKNOWN_OP = "E13"
@@ -26,15 +45,42 @@ OUTBOX_CAPACITY = 64
 _MAX_ADVANCE_MS = 31 * 24 * 3600 * 1000
 UNSAVED_MAX_US = 1000000  # airtime a power cut may lose from the duty-cycle record
 _FILLER = b"\x55" * 125
+_UPY = sys.implementation.name == "micropython"
+_CFG = "subghz"  # the configuration's record
+_FAILED = "subghz.f"  # the kind of the last restore failure reported upward (see _restore_failed)
+# the parameters the hub and frequency agility compute with: a stored configuration must have them
+_USED = (
+    "NormalLimitedDutyCycleThreshold",
+    "LimitedCriticalDutyCycleThreshold",
+    "MaximumSubGHzChannelChangesPerWeek",
+    "ChannelQuieterThreshold",
+    "ChannelNoisierThreshold",
+    "LocalCHNoiseMeasurementPeriod",
+    "LocalCHFailurePercentage",
+    "LocalCHRetryPercentage",
+)
 
 
 class BadArgs(ValueError):
     pass
 
 
+def _collect():
+    # what a loaded-then-unloaded module or a failed step left is garbage: give its blocks back
+    # before the hub allocates what it keeps (a no-op off MicroPython, where code is not on the heap)
+    if _UPY:
+        gc.collect()
+
+
+def _unload_validator():
+    unload("agent.subghz")
+    unload("agent.channels")
+    _collect()
+
+
 def validate(mapping, region=None):
-    """agent.subghz.validate() with its code unloaded after: (code, as_dict, errors, applied),
-    applied = (DUIS mapping, usable channels, scaled parameters, masks) when the code is I0."""
+    # agent.subghz.validate() with its code unloaded after: (code, as_dict, errors, applied),
+    # applied = (DUIS mapping, usable channels, scaled parameters, masks) when the code is I0.
     from agent import subghz
 
     try:
@@ -44,7 +90,45 @@ def validate(mapping, region=None):
         return r.code, r.as_dict(), r.errors, applied
     finally:
         subghz = r = c = None
-        unload("agent.subghz")
+        _unload_validator()
+
+
+def stored_config(rec):
+    # A stored configuration record -> (usable channels, scaled parameters, masks), checked from
+    # its compact form without the validator: the masks must make a configuration
+    # (channels.configured_channels) and the parameters be the eleven scaled ints, with the ones
+    # the hub computes with present and in the order they need. A record is written only from a
+    # validated configuration and carries its CRC (agent/store.py), so its DUIS ranges are not
+    # checked again. A record of an earlier version ({"cfg": DUIS mapping}) is validated in full.
+    # ValueError (a ChannelError is one) says what is wrong.
+    if not isinstance(rec, dict):
+        raise ValueError("not a configuration record")
+    masks = rec.get("m")
+    if masks is None and "cfg" in rec:
+        code, _data, errors, applied = validate(rec.get("cfg"))
+        if applied is None:
+            raise ValueError("no longer valid: {} {}".format(code, errors[0] if errors else ""))
+        return applied[1], applied[2], applied[3]
+    params = rec.get("p")
+    if not isinstance(params, dict) or len(params) != 11:
+        raise ValueError("expected the eleven parameters")
+    for name in params:
+        v = params[name]
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 65535:
+            raise ValueError("parameter {} is {!r}".format(name, v))
+    for name in _USED:
+        if name not in params:
+            raise ValueError("parameter {} is missing".format(name))
+    if not 0 < params[_USED[0]] < params[_USED[1]] or not params["LocalCHNoiseMeasurementPeriod"]:
+        raise ValueError("parameters out of order")
+    from agent.channels import configured_channels
+
+    try:
+        usable = configured_channels(masks)
+    finally:
+        configured_channels = None
+        unload("agent.channels")
+    return usable, params, list(masks)
 
 
 def _arg(args, name, kind, default=None, required=False):
@@ -72,11 +156,13 @@ class Hub:
         issued = self.outbox.next_seq  # before this boot raises anything (see _restore_config)
         regulated = getattr(board, "REGULATED_DUTY_CYCLE_PERMILLE", 25)
         self.duty = DutyCycle(regulated=regulated)
+        self._default_thresholds = (self.duty.normal_limited, self.duty.limited_critical)
         self._unsaved_us = 0  # airtime recorded since the duty-cycle record was last written
         self._duty_state = None  # the state that record holds
         self.agility = Agility(self.radio, self.clock, self.store.get("agility"))
-        self.config = None  # the applied configuration's DUIS mapping
-        self._masks = None  # its four channel masks
+        self._masks = None  # the configuration in force: its four channel masks
+        self._params = None  # and its scaled parameters (None: not configured)
+        self.config_restore = None  # why the stored configuration was not restored at this boot
         self.epoch = self._epoch()
         self.boot_count = (self.store.get("boots") or 0) + 1
         self.store.put("boots", self.boot_count)
@@ -118,60 +204,149 @@ class Hub:
             self.outbox.append(kind, data)
 
     # -- configuration -----------------------------------------------------------------------
-    # Exactly once across power cuts: the configuration's record {"cfg": mapping, "seq": s} names
-    # the seq its announcement (8F2A) takes, and is written before the announcement is appended
-    # with nothing appended in between, so the announcement has been made if and only if the
-    # outbox has issued seq s (whether the event is still pending, acknowledged since, or
-    # refused and counted by a full outbox). The outbox never reuses a seq and keeps the highest
-    # it issued on the flash, so a boot knows: next_seq > s, announced; otherwise the boot
-    # announces it. One record write and one outbox append, each atomic: a power cut anywhere
-    # leaves the configuration in force announced exactly once, and a configuration whose
-    # record was not written is neither in force nor announced.
-    # {"cfg", "announced": False} (and records of earlier versions, {"cfg", "announced": bool})
-    # means: announce at the next boot.
+    # Exactly once across power cuts: the configuration's record {"m": masks, "p": parameters,
+    # "seq": s} names the seq its announcement (8F2A) takes, and is written before the
+    # announcement is appended with nothing appended in between, so the announcement has been
+    # made if and only if the outbox has issued seq s (whether the event is still pending,
+    # acknowledged since, or refused and counted by a full outbox). The outbox never reuses a seq
+    # and keeps the highest it issued on the flash, so a boot knows: next_seq > s, announced;
+    # otherwise the boot announces it. One record write and one outbox append, each atomic: a
+    # power cut anywhere leaves the configuration in force announced exactly once, and a
+    # configuration whose record was not written is neither in force nor announced.
+    # {"m", "p", "announced": False} (and records of earlier versions, {"cfg": DUIS mapping,
+    # "seq": s} or {"cfg", "announced": bool}) means: announce at the next boot.
+    #
+    # Boot never depends on the configuration: a record that cannot be restored (damaged, not a
+    # configuration, no memory left to check it, anything) leaves the hub serving unconfigured,
+    # in the state it has before any configuration (no operating channel: it transmits nothing),
+    # with the reason in status ("config_restore") and, once for each kind of failure until a
+    # configuration is restored or set again, an agent event "restore" upward (agent/alerts.py).
+    # The record stays as it is: a boot with more memory, or a config.set, replaces it.
     def _restore_config(self, issued):
         # issued: the outbox's next seq when this boot began, before anything was raised
-        rec = self.store.get("subghz")
-        if not rec:
+        store = self.store
+        damaged = store.corrupt
+        try:
+            rec = store.get(_CFG)
+            if rec is None:
+                if store.corrupt != damaged:
+                    raise ValueError("damaged record")
+                return
+            applied = stored_config(rec)
+            seq = rec.get("seq")
+            if isinstance(seq, int) and not isinstance(seq, bool):
+                announce = seq >= issued
+            else:  # seq 0 is never issued: _announce names the seq it takes first
+                seq, announce = 0, not rec.get("announced")
+            legacy = "m" not in rec
+            rec = None
+            moved = self._configure(applied)
+            if legacy and not announce:  # the compact form from now on (the same meaning)
+                store.put(_CFG, self._record(seq))
+        except Exception as e:
+            if isinstance(e, PowerCut):
+                raise
+            self._unconfigure()
+            why = "{}: {}".format("out of memory" if isinstance(e, MemoryError) else "not usable", e)
+            e = rec = None
+            _collect()
+            self._restore_failed(why)
             return
-        applied = validate(rec.get("cfg"))[3]
-        if applied is None:
-            return  # a stored config that no longer validates is ignored (and reported by status)
-        seq = rec.get("seq")
-        if isinstance(seq, int) and not isinstance(seq, bool):
-            announce = seq >= issued
-        else:  # seq 0 is never issued: _announce names the seq it takes first
-            seq, announce = 0, not rec.get("announced")
-        self._apply(applied, seq if announce else None)
-
-    def _apply(self, applied, seq=None):
-        # seq: announce the configuration under this seq (its record names it), None: do not
-        now = self.clock.monotonic_ms()
-        mapping, usable, params, masks = applied
-        self.config = mapping
-        self._masks = masks
-        self.duty.set_thresholds(params["NormalLimitedDutyCycleThreshold"], params["LimitedCriticalDutyCycleThreshold"])
-        moved = self.agility.configure(usable, params, now)  # (alerts raised below, after 8F2A)
-        self._save_agility()
-        if seq is not None:
-            self._announce(mapping, seq)
+        applied = None
+        try:
+            if store.get(_FAILED) is not None:
+                store.delete(_FAILED)  # restored: a later failure is reported again
+            if announce:
+                self._announce(seq)
+        except Exception as e:
+            if isinstance(e, PowerCut):
+                raise
+            # the configuration is in force; its announcement waits for the next boot (_announce)
         self.raise_alerts(moved)
 
-    def _announce(self, mapping, seq):
-        outbox = self.outbox
-        if seq != outbox.next_seq:
-            # at boot: something was raised first, or the record is of the older form; the record
-            # names the seq the announcement really takes, before it is appended
-            seq = outbox.next_seq
-            self.store.put("subghz", {"cfg": mapping, "seq": seq})
+    def _restore_failed(self, why):
+        self.config_restore = why
+        kind = why[: why.find(":")]  # "out of memory" or "not usable"
         try:
+            if self.store.get(_FAILED) != kind:
+                # appended before the kind is noted: a power cut between may report it twice,
+                # never not at all
+                self.outbox.append(alerts.RESTORE, alerts.restore(self.eui, why))
+                self.store.put(_FAILED, kind)
+        except Exception as e:
+            if isinstance(e, PowerCut):
+                raise
+            # status still says why
+
+    def _unconfigure(self):
+        # the state before any configuration: no masks, no operating channel (transmit() sends
+        # nothing), the duty-cycle thresholds the hub starts with
+        self._masks = self._params = None
+        ag = self.agility
+        ag.config = None
+        ag.channels = []
+        ag.operating = None
+        ag.next_check_ms = None
+        self.duty.set_thresholds(*self._default_thresholds)
+
+    def _record(self, seq=None):
+        # the configuration's record: seq None means "announce at the next boot"
+        rec = {"m": self._masks, "p": self._params}
+        if seq is None:
+            rec["announced"] = False
+        else:
+            rec["seq"] = seq
+        return rec
+
+    def _configure(self, applied):
+        # applied = (usable channels, scaled parameters, masks); returns the channel alerts
+        usable, params, masks = applied
+        self._params = params
+        self._masks = masks
+        self.duty.set_thresholds(params["NormalLimitedDutyCycleThreshold"], params["LimitedCriticalDutyCycleThreshold"])
+        moved = self.agility.configure(usable, params, self.clock.monotonic_ms())
+        self._save_agility()
+        return moved
+
+    @property
+    def config(self):
+        # The configuration in force as DUIS items (config.get, the 8F2A payload), or None: made
+        # from its masks and parameters by the validator's code, loaded for the moment.
+        masks = self._masks
+        if masks is None:
+            return None
+        from agent import subghz
+        from agent.channels import decode_mask
+
+        try:
+            chans = {}
+            for m in masks:
+                page, chs = decode_mask(m)
+                chans[page] = chs
+            return subghz.SubGhzConfig(chans, self._params).to_mapping()
+        finally:
+            subghz = decode_mask = chans = None
+            _unload_validator()
+
+    def _announce(self, seq, mapping=None):
+        # mapping: the configuration's DUIS items when the caller has them (config.set)
+        outbox = self.outbox
+        before = outbox.next_seq
+        try:
+            if mapping is None:
+                mapping = self.config
+            if seq != before:
+                # at boot: something was raised first, or the record is of an older form; the
+                # record names the seq the announcement really takes, before it is appended
+                seq = before
+                self.store.put(_CFG, self._record(seq))
             self.raise_alerts([(codes.ALERT_CONFIG_CHANGED, mapping)])
         except Exception:
             # not appended, and the hub goes on (a power cut stops it): the next alert would take
             # the record's seq, so the record says "announce at the next boot" instead
-            if outbox.next_seq == seq:
+            if outbox.next_seq == before:
                 try:
-                    self.store.put("subghz", {"cfg": mapping, "announced": False})
+                    self.store.put(_CFG, self._record())
                 except Exception:
                     pass
             raise
@@ -201,10 +376,10 @@ class Hub:
 
     # -- radio -------------------------------------------------------------------------------
     def transmit(self, frame, essential=False, device=None, request_id=None, cra="Command"):
-        """Send one frame if the duty cycle allows it; returns airtime in us, or 0 if refused."""
+        # Send one frame if the duty cycle allows it; returns airtime in us, or 0 if refused.
         now = self.clock.monotonic_ms()
-        if self.agility.operating is None:
-            return 0
+        if self.agility.operating is None or self._masks is None:
+            return 0  # nothing to transmit on before a configuration is in force
         allowed, raised = self.duty.check(
             now, phy.airtime_us(len(frame)), essential=essential, device=device, request_id=request_id, cra=cra
         )
@@ -225,7 +400,7 @@ class Hub:
             self._save_duty(now)
         if self.firmware is not None:
             self.firmware.tick(now)
-        if self.config is not None:
+        if self._masks is not None:
             before = self.agility.state()
             self.raise_alerts(self.agility.tick(now))
             if self.agility.state() != before:
@@ -233,7 +408,7 @@ class Hub:
 
     # -- requests ----------------------------------------------------------------------------
     def handle(self, req):
-        """A checked request message -> (rc, data, err)."""
+        # A checked request message -> (rc, data, err).
         op = req.get("op")
         fn = _OPS.get(op)
         if fn is None and op not in FW_OPS:
@@ -274,7 +449,7 @@ class Hub:
         return fs.exists(root + "fwboot.json") or fs.exists(root + "slots")
 
     def fw(self):
-        """The firmware service (agent.fwboot), loaded if it is not."""
+        # The firmware service (agent.fwboot), loaded if it is not.
         fw = self.firmware
         if fw is None:
             from agent.fwboot import FirmwareService
@@ -302,21 +477,20 @@ class Hub:
         data.update(
             {
                 "uptime_ms": now - self.started_ms,
-                "configured": self.config is not None,
+                "configured": self._masks is not None,
                 "masks": ["{:08X}".format(m) for m in self._masks] if self._masks else None,
                 "channel": {"page": op[0], "channel": op[1], "hz": phy.frequency_hz(op[0], op[1])} if op else None,
                 "changes_left": self.agility.changes_left(),
                 "duty": {"state": self.duty.state, "permille": self.duty.usage_permille(now)},
                 "outbox": len(self.outbox),
                 "store_corrupt": self.store.corrupt,  # records that failed their check
+                "config_restore": self.config_restore,  # why the stored configuration is not in force
             }
         )
         return RC_OK, data, None
 
     def op_config_get(self, args):
-        if self.config is None:
-            return RC_OK, None, None
-        return RC_OK, dict(self.config), None
+        return RC_OK, self.config, None
 
     def op_config_set(self, args):
         mapping = _arg(args, "config", dict, required=True)
@@ -324,9 +498,18 @@ class Hub:
         code, data, errors, applied = validate(mapping, region=region)
         if applied is None:
             return code, data, "; ".join("{}: {}".format(f, m) for f, m in errors)
+        mapping, usable, params, masks = applied
+        applied = None
         seq = self.outbox.next_seq
-        self.store.put("subghz", {"cfg": applied[0], "seq": seq})  # see _restore_config
-        self._apply(applied, seq)
+        self.store.put(_CFG, {"m": masks, "p": params, "seq": seq})  # see _restore_config
+        self.config_restore = None  # a stored configuration that failed to restore is replaced
+        moved = self._configure((usable, params, masks))
+        usable = None
+        self._announce(seq, mapping)
+        mapping = None
+        self.raise_alerts(moved)
+        if self.store.get(_FAILED) is not None:
+            self.store.delete(_FAILED)
         return RC_OK, data, None
 
     def op_channel(self, args):
