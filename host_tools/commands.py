@@ -74,6 +74,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     lines = [
         f"device    {d['eui']}  board {d.get('board')} ({d.get('band')} MHz)  agent {d['version']}  boot #{d.get('boot')}",
         f"config    {'masks ' + ' '.join(d['masks']) if d.get('masks') else 'not configured (dbch config set)'}",
+        *(
+            [f"          the stored configuration was not restored at boot: {d['config_restore']}"]
+            if d.get("config_restore")
+            else []
+        ),
         f"channel   {'page %d channel %d (%.2f MHz)' % (ch['page'], ch['channel'], ch['hz'] / 1e6) if ch else 'none'}"
         f"  changes left this week: {d.get('changes_left')}",
         f"duty      {duty.get('state')} at {duty.get('permille', 0) / 10:.1f} % of the hour",
@@ -165,6 +170,15 @@ def cmd_config_set(args: argparse.Namespace) -> int:
             print(f"warning: {w['field']}: {w['message']}", file=sys.stderr)
         if r.ok:
             print(f"{r.rc}: configuration applied")
+        elif r.rc == "E49":
+            print(
+                f"E49: the board could not take this request: {r.err or 'no reason given'}\n"
+                "  E49 is the agent's answer to a request whose arguments do not have the operation's format,"
+                " or that the board had no memory for. The configuration itself was not judged: check what"
+                " is in force with dbch status, and if the board ran out of memory, reboot it (a virtual"
+                " board: dbch vboard --reset; or give it a larger --heap) and send the configuration again.",
+                file=sys.stderr,
+            )
         else:
             print(f"{r.rc}: configuration refused", file=sys.stderr)
             for e in (r.data or {}).get("errors", []):
