@@ -97,3 +97,28 @@ class Masks(unittest.TestCase):
         for text in ("E000001", "E00000010", "XYZ00000", "", None):
             with self.assertRaises(ChannelError):
                 channels.parse_mask_hex(text)
+
+
+class Configured(unittest.TestCase):
+    def test_the_pairs_of_four_masks_in_plan_order(self):
+        masks = [0xE0000006, 0xE8000006, 0xF0000006, 0xF8000006]  # DBCH04
+        self.assertEqual(
+            channels.configured_channels(masks),
+            [(28, 1), (28, 2), (29, 28), (29, 29), (30, 36), (30, 37), (31, 1), (31, 2)],
+        )
+        self.assertEqual(
+            channels.configured_channels([0xE0000000, 0xE8000003, 0xF0000000, 0xF8000000]), [(29, 27), (29, 28)]
+        )
+
+    def test_masks_that_make_no_configuration(self):
+        for masks, word in (
+            ([0xE0000002, 0xE8000006, 0xF0000006, 0xF8000000], "one channel"),
+            ([0xE8000006, 0xE0000006, 0xF0000006, 0xF8000000], "page"),
+            ([0xE0000000, 0xE8000000, 0xF0000000, 0xF8000006], "lower-band"),
+            ([0xE0000006, 0xE8000006, 0xF0000006], "four"),
+            ([0xE0000006, 0xE8000100, 0xF0000006, 0xF8000000], "channel 62"),
+            ("E0000006", "four"),
+        ):
+            with self.assertRaises(ChannelError) as cm:
+                channels.configured_channels(masks)
+            self.assertIn(word, str(cm.exception))
