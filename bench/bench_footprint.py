@@ -13,9 +13,9 @@ Everything is measured on the MicroPython unix port against the heap cap of a sm
   the agent and a scheduled activation); see footprint_probe.py for how peaks are sampled and
   what they miss;
 - the smallest heap the hub boots and answers a hello in, the smallest that also takes the
-  configuration, the smallest for the ordinary steps (without and with gc.threshold, which shows
-  what heap fragmentation costs), for the hostile requests and for firmware staging, found by
-  bisecting -X heapsize with the probe;
+  configuration, the smallest for the ordinary steps (with the agent's gc.threshold, agent.hub
+  GC_EVERY, and without it, which shows what heap fragmentation costs), for the hostile requests
+  and for firmware staging, found by bisecting -X heapsize with the probe;
 - the firm figure: the smallest heap the real agent serves a whole session in, the board's
   main.py run as its own process with the host (host_tools.client.AgentClient) on its console's
   pipes: hello, the configuration, status, an alert burst, the signed image staged with
@@ -50,12 +50,12 @@ from host_tools.build import compile_file, compile_tree, mpy_cross_binary, porta
 from host_tools.client import AgentClient, LinkError  # noqa: E402
 
 PROBE = Path("bench/footprint_probe.py")
-# (probe mode, gc.threshold bytes or 0, bisection step) for the smallest-heap search
+# (probe mode, gc.threshold bytes: 0 the agent's own, -1 none; bisection step) for the smallest-heap search
 SMALLEST = (
     ("boot", 0, 1024),
     ("config", 0, 1024),
     ("work", 0, 4096),
-    ("work", 8192, 4096),
+    ("work", -1, 4096),
     ("hostile", 0, 4096),
     ("firmware", 0, 4096),
 )
@@ -63,7 +63,7 @@ LABELS = {
     ("boot", 0): "boot + hello",
     ("config", 0): "boot + configuration + status",
     ("work", 0): "ordinary steps (burst, full outbox, reboot)",
-    ("work", 8192): "  the same with gc.threshold(8192)",
+    ("work", -1): "  the same without the agent's gc.threshold",
     ("hostile", 0): "configured hub + hostile requests",
     ("firmware", 0): "configured hub + firmware staging",
 }

@@ -19,7 +19,8 @@
 #   fwfull  the steps of firmware with figures, as full (a quicker check of those figures)
 #   full    every step below with figures; prints one line "probe " + JSON of the figures
 # THRESHOLD (bytes, default 2048 in full and fwfull, 0 otherwise) sets gc.threshold(): the GC then also
-# runs after that many bytes have been allocated (0: only when an allocation fails).
+# runs after that many bytes have been allocated (0: the agent's own, agent.hub GC_EVERY, which it
+# sets when it is imported; -1: none, the GC runs only when an allocation fails).
 #
 # Figures (bytes, gc.mem_alloc()):
 #   base          the interpreter alone, before any agent import
