@@ -220,9 +220,17 @@ LINK_REFUSED = "link_refused"  # a link refused by policy or protocol (version, 
 BAD_RECORD = "bad_record"  # tampered or garbage data on an established link
 TAMPERED_IMAGE = "tampered_image"  # a firmware image failed its hash or signature check
 POLICY_VIOLATION = "policy_violation"  # a configuration the policy refuses was attempted
+IMAGE_ROLLBACK = "image_rollback"  # a signed image below the minimum security counter (agent.fwboot)
 
 # How many events of a kind, within one open incident window, make a Major Security Incident.
-DEFAULT_THRESHOLDS = {AUTH_FAILED: 5, LINK_REFUSED: 10, BAD_RECORD: 5, TAMPERED_IMAGE: 1, POLICY_VIOLATION: 3}
+DEFAULT_THRESHOLDS = {
+    AUTH_FAILED: 5,
+    LINK_REFUSED: 10,
+    BAD_RECORD: 5,
+    TAMPERED_IMAGE: 1,
+    IMAGE_ROLLBACK: 1,
+    POLICY_VIOLATION: 3,
+}
 
 _LINK_KINDS = {
     "auth": AUTH_FAILED,
