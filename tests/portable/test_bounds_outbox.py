@@ -112,6 +112,22 @@ class TestDamaged(unittest.TestCase):
         self.assertEqual(ob.pending(), [(4, OVERFLOW, {"dropped": 2, "first_seq": 2, "last_seq": 3})])
         self.assertEqual(len(ob), 1)
 
+    def test_two_damaged_records_after_a_listed_overflow_event_list_only_its_newest_version(self):
+        flash = SimFlash()
+        storage = FileStorage(ROOT, flash)
+        ob = Outbox(storage, 2)
+        ob.append("a", "a")
+        ob.append("b", "b")
+        ob.append("c", "c")  # refused: overflow event seq 3
+        ob.ack(1)
+        ob.ack(2)
+        self.assertEqual((ob.append("d", "d"), ob.append("e", "e")), (4, 5))
+        storage.write("ob.4", b"\x00garbage\x00")
+        storage.write("ob.5", b"\x00garbage\x00")
+        ob = Outbox(storage, 2)
+        self.assertEqual(ob.pending(), [(7, OVERFLOW, {"dropped": 3, "first_seq": 3, "last_seq": 5})])
+        self.assertEqual(ob.damaged, 2)
+
 
 class TestAck(unittest.TestCase):
     def test_only_an_int_seq_acknowledges_an_event(self):

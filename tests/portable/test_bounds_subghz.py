@@ -141,6 +141,7 @@ class TestDecimals(unittest.TestCase):
         for value, detail in (
             (True, "True is not a number"),
             (None, "None is not a number"),
+            (["1"], "['1'] is not a number"),
             ("1,5", "'1,5' is not a decimal number"),
             ("1.25", "1.25 has more than 1 decimal place"),
         ):
