@@ -64,3 +64,26 @@ class TestRefusalWords(unittest.TestCase):
                 refusal(channels.parse_mask_hex, text), "{!r} is not an 8-digit hex channel mask".format(text)
             )
         self.assertEqual(channels.parse_mask_hex("E8000006"), 0xE8000006)
+
+
+class TestConfiguredChannels(unittest.TestCase):
+    """A stored configuration's four masks: each refusal names the mask or page at fault."""
+
+    def test_a_list_that_is_not_four_masks_is_shown(self):
+        self.assertEqual(
+            refusal(channels.configured_channels, [1, 2, 3]), "expected the four masks of pages 28-31, got [1, 2, 3]"
+        )
+
+    def test_a_mask_in_the_wrong_place_names_its_page_and_the_one_expected(self):
+        masks = [0xE8000006, 0xE8000006, 0xF0000006, 0xF8000000]
+        self.assertEqual(refusal(channels.configured_channels, masks), "mask E8000006 is for page 29, not 28")
+
+    def test_a_lower_band_page_with_one_channel_is_named(self):
+        masks = [0xE0000006, 0xE8000000, 0xF0000002, 0xF8000000]
+        self.assertEqual(refusal(channels.configured_channels, masks), "page 30 is used with one channel")
+
+    def test_no_lower_band_channel_is_said_so(self):
+        masks = [0xE0000000, 0xE8000000, 0xF0000000, 0xF8000006]
+        self.assertEqual(refusal(channels.configured_channels, masks), "no lower-band channel")
+        masks[1] = 0xE8000006
+        self.assertEqual(channels.configured_channels(masks), [(29, 28), (29, 29), (31, 1), (31, 2)])
