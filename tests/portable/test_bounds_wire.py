@@ -10,9 +10,33 @@ from agent import cbor, wire
 START, END, ESC = b"\x1c", b"\x1d", b"\x1e"
 
 
+class NoRoom(wire.FrameDecoder):
+    """A decoder on a heap with no block for a frame of more than `room` bytes: growing the
+    frame's buffer past it raises MemoryError (the heap is simulated, the decoder is not)."""
+
+    def __init__(self, room, **kw):
+        wire.FrameDecoder.__init__(self, **kw)
+        self.room = room
+
+    def _take(self, data):
+        if self._sk is None and len(self._buf) + len(data) > self.room:
+            raise MemoryError("memory allocation failed")
+        return wire.FrameDecoder._take(self, data)
+
+
 def decoder(**kw):
     text = []
     return wire.FrameDecoder(on_text=text.append, **kw), text
+
+
+def ending_in_an_escape(make):
+    """The first frame make(n), n = 1, 2, ..., whose last byte before END is an escaped one."""
+    n = 1
+    while True:
+        frame = wire.pack(make(n))
+        if frame[-3] == 0x1E:
+            return frame
+        n += 1
 
 
 def body_of_size(size):
@@ -54,6 +78,31 @@ class TestEscapes(unittest.TestCase):
         self.assertEqual((dec.frames, dec.errors), (0, 1))
         self.assertEqual(dec.feed(frame), [wire.pack_body(wire.ack(7))])
 
+    def test_a_bad_escape_spoils_the_frame_whatever_good_bytes_follow_in_later_reads(self):
+        frame = ending_in_an_escape(wire.ack)
+        dec, _ = decoder()
+        for part in (frame[:-2], b"\x7f", frame[-2:]):  # ..ESC | bad | the escaped byte, END
+            self.assertEqual(dec.feed(part), [])
+        self.assertEqual((dec.frames, dec.errors), (0, 1))
+        frame = ending_in_an_escape(lambda n: wire.request(n, "status", {"x": "y" * 300}))
+        dec = NoRoom(50)
+        for part in (frame[:-2], b"\x7f", frame[-2:]):
+            dec.feed(part)
+        self.assertEqual((dec.unheld, dec.errors), ([], 1))
+
+    def test_a_frame_that_ends_right_after_an_escape_in_another_read_is_dropped(self):
+        dec, _ = decoder()
+        self.assertEqual(dec.feed(START + b"ab" + ESC), [])
+        self.assertEqual(dec.feed(END), [])
+        self.assertEqual((dec.frames, dec.errors), (0, 1))
+
+    def test_a_bad_escape_split_across_reads_drops_a_frame_the_heap_cannot_hold(self):
+        frame = wire.pack(wire.request(9, "status", {"x": "y" * 300}))
+        dec = NoRoom(50)
+        dec.feed(frame[:-1] + ESC)
+        dec.feed(b"\x7f" + END)
+        self.assertEqual((dec.unheld, dec.errors), ([], 1))
+
 
 class TestBufferBound(unittest.TestCase):
     """Memory is bounded: the buffer holds at most max_body + 6 unstuffed bytes of one frame."""
@@ -81,6 +130,20 @@ class TestBufferBound(unittest.TestCase):
         dec, text = decoder(max_body=16)
         dec.feed(START + b"A" * 21 + ESC + b"\x3d" + b"\n")
         self.assertEqual(text[0], b"A" * 21 + b"\x1d")
+
+
+class TestUnheld(unittest.TestCase):
+    """A request the heap cannot hold gives its id if it is whole and no longer than max_body."""
+
+    def test_a_request_of_exactly_max_body_bytes_gives_its_id(self):
+        body = cbor.dumps(wire.request(9, "status", {"x": "y" * 300}))
+        dec = NoRoom(50, max_body=len(body))
+        self.assertEqual((dec.feed(wire.encode_frame(body)), dec.unheld, dec.errors), ([], [9], 0))
+
+    def test_one_byte_over_max_body_gives_nothing(self):
+        body = cbor.dumps(wire.request(9, "status", {"x": "y" * 300}))
+        dec = NoRoom(50, max_body=len(body) - 1)
+        self.assertEqual((dec.feed(wire.encode_frame(body)), dec.unheld, dec.errors), ([], [], 1))
 
 
 class TestBreakers(unittest.TestCase):
