@@ -205,14 +205,17 @@ def resume_agent(transport, timeout: float = RESUME_TIMEOUT) -> bool:
     transport.write(b"\x03")
     _read_for(transport, 0.3, until=b">>> ")
     transport.write(b"\x04")
-    probe = AgentClient(transport, timeout=1.0)
+    printed = bytearray()  # what main.py prints: a REPL prompt after it means the agent did not start
+    probe = AgentClient(transport, timeout=1.0, on_text=printed.extend)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             if probe.request("hello").ok:
                 return True
         except LinkError:
-            continue
+            pass
+        if _at_repl(console_lines(bytes(printed))):
+            return False
     return False
 
 
