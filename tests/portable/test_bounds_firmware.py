@@ -1,11 +1,18 @@
 # The firmware staging's boundaries, each pinned by the rule it keeps: fw.begin takes an image
 # of exactly the board's max_image bytes and of exactly 16 bytes (the least an image can be),
-# and an image whose security counter equals the hub's minimum is not a rollback.
+# an image whose security counter equals the hub's minimum is not a rollback, each argument's
+# length range is inclusive at both ends, and a staging received to its last byte outlives a
+# reboot.
 import unittest
 
 from fwkit import ROOT, Device, Image
 
 from agent.fwboot import read_min
+
+
+def rc_err(r):
+    """A reply's response code and error text."""
+    return r[0], r[2]
 
 
 def begin(dev, img, size):
@@ -44,3 +51,55 @@ class TestMinimumCounter(unittest.TestCase):
         self.assertEqual(dev.events("incident"), [])
         st = dev.call("fw.status")[1]
         self.assertEqual(st["slots"]["b"]["version"], "2.0")
+
+
+class TestArgumentRanges(unittest.TestCase):
+    """fw.begin's byte arguments: a length at either end of the range is checked for what it
+    says (E100 for a signature that does not verify), one past it is malformed (E49)."""
+
+    def _begin(self, **kw):
+        img = Image("2.0")
+        args = {"hash": img.hash, "size": len(img.content), "sig": img.sig}
+        args.update(kw)
+        return Device().call("fw.begin", **args)
+
+    def test_a_signature_of_8_or_72_bytes_is_verified_and_7_or_73_are_malformed(self):
+        for n in (8, 72):
+            self.assertEqual(
+                rc_err(self._begin(sig=b"x" * n)), ("E100", "bad signature: the image is not signed by the trusted key")
+            )
+        for n in (7, 73):
+            self.assertEqual(rc_err(self._begin(sig=b"x" * n)), ("E49", "sig must be 8 to 72 bytes"))
+
+    def test_a_hash_is_exactly_32_bytes(self):
+        for n in (31, 33):
+            self.assertEqual(rc_err(self._begin(hash=b"x" * n)), ("E49", "hash must be 32 bytes"))
+
+    def test_a_permission_of_16_or_256_bytes_is_read_and_15_or_257_are_malformed(self):
+        for n in (16, 256):
+            self.assertEqual(rc_err(self._begin(permit=b"x" * n)), ("E49", "not a rollback permission (no DBRB magic)"))
+        for n in (15, 257):
+            self.assertEqual(rc_err(self._begin(permit=b"x" * n)), ("E49", "permit must be 16 to 256 bytes"))
+
+    def test_a_size_that_is_negative_or_a_bool_is_malformed(self):
+        for v in (-1, True):
+            self.assertEqual(rc_err(self._begin(size=v)), ("E49", "size must be a non-negative integer"))
+
+
+class TestResume(unittest.TestCase):
+    def test_a_staging_received_to_its_last_byte_is_kept_across_a_reboot(self):
+        dev = Device()
+        img = Image("2.0")
+        size = len(img.content)
+        r = begin(dev, img, size)
+        off = r[1]["offset"]
+        while off < size:
+            r = dev.call("fw.chunk", offset=off, data=img.content[off : off + 256])
+            self.assertEqual(r[0], "I0", r[2])
+            off = r[1]["offset"]
+        dev.boot()
+        r = begin(dev, img, size)
+        self.assertEqual(r[0], "I0", r[2])
+        self.assertEqual(r[1]["offset"], size)
+        r = dev.call("fw.end")
+        self.assertEqual(r[0], "I0", r[2])
