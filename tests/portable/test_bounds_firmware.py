@@ -2,10 +2,12 @@
 # of exactly the board's max_image bytes and of exactly 16 bytes (the least an image can be),
 # an image whose security counter equals the hub's minimum is not a rollback, each argument's
 # length range is inclusive at both ends, and a staging received to its last byte outlives a
-# reboot.
+# reboot, a staging found longer or other on flash than received starts again from byte 0, a
+# rollback permission may come with a later fw.begin of the same staging, and fw.end does not
+# unpack into a slot whose activation is scheduled.
 import unittest
 
-from fwkit import ROOT, Device, Image
+from fwkit import ROOT, Device, Image, permit
 
 from agent.fwboot import read_min
 
@@ -87,9 +89,8 @@ class TestArgumentRanges(unittest.TestCase):
 
 
 class TestResume(unittest.TestCase):
-    def test_a_staging_received_to_its_last_byte_is_kept_across_a_reboot(self):
-        dev = Device()
-        img = Image("2.0")
+    def _stage_all(self, dev, img):
+        # every byte of the image, and no fw.end
         size = len(img.content)
         r = begin(dev, img, size)
         off = r[1]["offset"]
@@ -97,9 +98,91 @@ class TestResume(unittest.TestCase):
             r = dev.call("fw.chunk", offset=off, data=img.content[off : off + 256])
             self.assertEqual(r[0], "I0", r[2])
             off = r[1]["offset"]
+
+    def test_a_staging_received_to_its_last_byte_is_kept_across_a_reboot(self):
+        dev = Device()
+        img = Image("2.0")
+        size = len(img.content)
+        self._stage_all(dev, img)
         dev.boot()
         r = begin(dev, img, size)
         self.assertEqual(r[0], "I0", r[2])
         self.assertEqual(r[1]["offset"], size)
         r = dev.call("fw.end")
         self.assertEqual(r[0], "I0", r[2])
+
+    def _staged(self, dev):
+        f = dev.flash.open("/slots/stage.img", "rb")
+        data = bytearray(f.read())
+        f.close()
+        return data
+
+    def _restage(self, dev, data):
+        f = dev.flash.open("/slots/stage.img", "wb")
+        f.write(data)
+        f.close()
+
+    def test_a_staging_longer_on_flash_than_announced_starts_again_from_byte_0(self):
+        dev = Device()
+        img = Image("2.0")
+        self._stage_all(dev, img)
+        self._restage(dev, self._staged(dev) + b"extra")
+        dev.boot()
+        r = begin(dev, img, len(img.content))
+        self.assertEqual(rc_err(r), ("I0", None))
+        self.assertEqual(r[1]["offset"], 0)
+        self.assertEqual(dev.send(img)[0], "I0")
+
+    def test_a_staged_prefix_found_other_after_a_reboot_is_received_again_and_installs(self):
+        dev = Device()
+        img = Image("2.0")
+        dev.send(img, stop_at=1000)
+        staged = self._staged(dev)
+        staged[0] ^= 0xFF  # the image's header, changed on flash
+        self._restage(dev, staged)
+        dev.boot()
+        r = begin(dev, img, len(img.content))
+        self.assertEqual(rc_err(r), ("I0", None))
+        self.assertEqual(r[1]["offset"], 0)
+        r = dev.send(img)
+        self.assertEqual(rc_err(r), ("I0", None))
+        self.assertEqual(r[1]["slot"], "b")
+
+
+class TestLaterPermission(unittest.TestCase):
+    """A rollback permission sent with a later fw.begin of the same staging counts."""
+
+    def setUp(self):
+        self.dev = Device(first=Image("2.0"))
+        self.old = Image("1.0", size=1500)
+        self.permit = permit(self.dev.hub.eui, self.old.hash)
+        r = self.dev.send(self.old, chunk=5, stop_at=5)  # begun, its header not in yet
+        self.assertEqual(rc_err(r), ("I0", None))
+
+    def test_the_older_image_gets_in(self):
+        r = self.dev.send(self.old, permit=self.permit)
+        self.assertEqual(rc_err(r), ("I0", None))
+        self.assertEqual(r[1]["slot"], "b")
+
+    def test_the_permission_is_kept_across_a_reboot(self):
+        old = self.old
+        r = self.dev.call("fw.begin", hash=old.hash, size=len(old.content), sig=old.sig, permit=self.permit)
+        self.assertEqual(rc_err(r), ("I0", None))
+        self.dev.boot()
+        r = self.dev.send(old)
+        self.assertEqual(rc_err(r), ("I0", None))
+        self.assertEqual(r[1]["slot"], "b")
+
+
+class TestScheduledSlot(unittest.TestCase):
+    def test_fw_end_does_not_unpack_into_a_slot_whose_activation_is_scheduled(self):
+        dev = Device()
+        img = Image("2.0")
+        self.assertEqual(dev.send(img)[0], "I0")
+        r = dev.call("fw.activate", hash=img.hash, execution=dev.clock.utc() + 3600)
+        self.assertEqual(rc_err(r), ("I0", None))
+        newer = Image("3.0")
+        r = dev.send(newer)
+        self.assertEqual(rc_err(r), ("E5", "an activation of slot b is scheduled: cancel it first"))
+        self.assertEqual(dev.call("fw.cancel", hash=img.hash)[0], "I0")
+        self.assertEqual(dev.send(newer)[0], "I0")
