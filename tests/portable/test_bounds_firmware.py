@@ -186,3 +186,11 @@ class TestScheduledSlot(unittest.TestCase):
         self.assertEqual(rc_err(r), ("E5", "an activation of slot b is scheduled: cancel it first"))
         self.assertEqual(dev.call("fw.cancel", hash=img.hash)[0], "I0")
         self.assertEqual(dev.send(newer)[0], "I0")
+
+
+class TestIncidentOnlyForTampering(unittest.TestCase):
+    def test_an_image_for_another_board_is_refused_without_a_security_incident(self):
+        dev = Device()
+        r = dev.send(Image("2.0", board="pico_rfm69"))
+        self.assertEqual(r[0], "E11")
+        self.assertEqual(dev.events("incident"), [])
