@@ -9,11 +9,17 @@
 import hashlib
 import unittest
 
-from fwkit import OTHER_D, ROOT, Device, Image, install, permit, sign
+from fwkit import OTHER_D, ROOT, Device, Image, install, permit, public_key, sign
 
 from agent import boot, image
+from agent.hub import Hub
 from agent.triage import Incidents
+from boards import sim
 from hal.compat import hexstr
+from hal.fs_storage import FileStorage
+from hal.sim.flash import SimFlash
+from hal.sim.lab import LabMedium
+from hal.sim.vclock import VirtualClock
 
 
 def rc_err(r):
@@ -26,12 +32,16 @@ def incident_details(dev):
 
 
 class Forged:
-    """An image whose header is sound and whose last payload byte is not what its manifest's
-    sha256 says, hashed and signed with the trusted key (only the payload check refuses it)."""
+    """An image whose header is sound and whose payload is not: by default its last data byte
+    is not what its manifest's sha256 says; end=1 puts a file record where the payload's end
+    byte was. Hashed and signed with the trusted key: only the payload check refuses it."""
 
-    def __init__(self, version="2.0"):
+    def __init__(self, version="2.0", end=None):
         content = bytearray(Image(version).content)
-        content[-2] ^= 0xFF  # the last data byte of the last file (the last byte ends the payload)
+        if end is None:
+            content[-2] ^= 0xFF  # the last data byte of the last file (the last byte ends the payload)
+        else:
+            content[-1] = end
         self.content = bytes(content)
         self.hash = hashlib.sha256(self.content).digest()
         self.sig = sign(self.hash)
@@ -225,6 +235,15 @@ class TestAuthenticationWords(unittest.TestCase):
         self.assertEqual(rc_err(r), ("E100", "image refused: " + why))
         self.assertEqual(incident_details(dev), ["image {} refused: {}".format(hexstr(bad.hash), why)])
 
+    def test_a_payload_that_ends_inside_a_file_record_is_a_truncated_image_not_an_incident(self):
+        dev = Device()
+        bad = Forged(end=1)  # a one-byte path announced, and no more bytes
+        r = dev.send(bad, chunk=256)
+        self.assertEqual(
+            rc_err(r), ("E49", "image refused: truncated image: {} bytes, it ends early".format(len(bad.content)))
+        )
+        self.assertEqual(dev.events("incident"), [])
+
 
 class TestOtherBoard(unittest.TestCase):
     """An image for another board is refused by the chunk that completes its header."""
@@ -335,3 +354,41 @@ class TestHubThresholds(unittest.TestCase):
         self._bad_signature(dev)
         self.assertEqual((inc.count("tampered_image"), inc.open), (1, True))
         self.assertEqual(inc.thresholds["tampered_image"], 1)
+
+
+class TestFirmwareRoot(unittest.TestCase):
+    """On a board whose firmware root is not the flash's root (storage /flash/hub: root /flash),
+    the signing key is read, the image staged and the slot written under that root."""
+
+    R = "/flash"
+
+    def setUp(self):
+        fs = self.fs = SimFlash()
+        clock = VirtualClock()
+        install(fs, "a", Image("1.0"), root=self.R)
+        f = fs.open(boot.join(self.R, boot.KEY), "wb")
+        f.write(public_key())
+        f.close()
+        self.assertEqual(boot.choose(fs, self.R), ("a", False))
+        hal = sim.make_hal(flash=fs, clock=clock, medium=LabMedium(clock, seed=1))
+        hal.storage = FileStorage(self.R + "/hub", fs=fs)
+        self.hub = Hub(hal, sim)
+
+    def call(self, op, **args):
+        return self.hub.handle({"t": "q", "id": 1, "op": op, "a": args})
+
+    def test_an_update_stays_under_the_firmware_root(self):
+        img = Image("2.0")
+        size = len(img.content)
+        self.assertEqual(rc_err(self.call("fw.begin", hash=img.hash, size=size, sig=img.sig)), ("I0", None))
+        self.assertEqual(self.call("fw.chunk", offset=0, data=img.content[:256])[:2], ("I0", {"offset": 256}))
+        self.assertEqual(self.fs.size(self.R + "/slots/stage.img"), 256)
+        self.assertEqual(self.call("fw.chunk", offset=256, data=img.content[256:])[:2], ("I0", {"offset": size}))
+        r = self.call("fw.end")
+        self.assertEqual(rc_err(r), ("I0", None))
+        self.assertEqual(r[1]["slot"], "b")
+        self.assertEqual(boot.read_manifest(self.fs, self.R, "b")["hash"], hexstr(img.hash))
+        self.assertEqual([p for p in self.fs.files() if not p.startswith(self.R + "/")], [])
+        r = self.call("fw.begin", hash=img.hash, size=size, sig=img.sig)
+        self.assertEqual((r[0], r[1]["ready"], r[1].get("slot")), ("I0", True, "b"))
+        self.assertEqual(self.call("fw.status")[1]["slots"]["b"]["version"], "2.0")
