@@ -265,6 +265,20 @@ class TestOtherBoard(unittest.TestCase):
         r = dev.call("fw.chunk", offset=5, data=other.content[5:400])
         self.assertEqual(rc_err(r), ("E11", "image refused at byte 5: image is for board 'pico_rfm69', this is 'sim'"))
 
+    def test_refused_at_the_header_chunk_after_a_staging_found_other_on_flash_restarts(self):
+        dev = Device()
+        other = Image("2.0", board="pico_rfm69")
+        r = dev.send(other, chunk=8, stop_at=8)  # its fixed head, not its manifest
+        self.assertEqual(r[:2], ("I0", {"offset": 8}))
+        f = dev.flash.open("/slots/stage.img", "wb")
+        f.write(b"XXXXXXXX")  # not the image's magic: the staging starts again from byte 0
+        f.close()
+        dev.boot()
+        r = dev.call("fw.begin", hash=other.hash, size=len(other.content), sig=other.sig)
+        self.assertEqual(r[1]["offset"], 0)
+        r = dev.call("fw.chunk", offset=0, data=other.content[:400])
+        self.assertEqual(rc_err(r), ("E11", "image refused at byte 0: image is for board 'pico_rfm69', this is 'sim'"))
+
 
 class TestStateWords(unittest.TestCase):
     def test_an_image_whose_flash_copy_changed_before_fw_end_is_asked_again(self):
@@ -369,10 +383,16 @@ class TestFirmwareRoot(unittest.TestCase):
         f = fs.open(boot.join(self.R, boot.KEY), "wb")
         f.write(public_key())
         f.close()
-        self.assertEqual(boot.choose(fs, self.R), ("a", False))
-        hal = sim.make_hal(flash=fs, clock=clock, medium=LabMedium(clock, seed=1))
-        hal.storage = FileStorage(self.R + "/hub", fs=fs)
+        self.clock = clock
+        self.assertEqual(self.boot(), ("a", False))
+
+    def boot(self):
+        # the bootloader's decision, then the hub: (slot, trial)
+        chosen = boot.choose(self.fs, self.R)
+        hal = sim.make_hal(flash=self.fs, clock=self.clock, medium=LabMedium(self.clock, seed=1))
+        hal.storage = FileStorage(self.R + "/hub", fs=self.fs)
         self.hub = Hub(hal, sim)
+        return chosen
 
     def call(self, op, **args):
         return self.hub.handle({"t": "q", "id": 1, "op": op, "a": args})
@@ -392,3 +412,18 @@ class TestFirmwareRoot(unittest.TestCase):
         r = self.call("fw.begin", hash=img.hash, size=size, sig=img.sig)
         self.assertEqual((r[0], r[1]["ready"], r[1].get("slot")), ("I0", True, "b"))
         self.assertEqual(self.call("fw.status")[1]["slots"]["b"]["version"], "2.0")
+
+    def test_fw_end_during_a_trial_reads_the_boot_state_under_the_firmware_root(self):
+        img = Image("2.0")
+        size = len(img.content)
+        self.call("fw.begin", hash=img.hash, size=size, sig=img.sig)
+        self.call("fw.chunk", offset=0, data=img.content)
+        self.assertEqual(rc_err(self.call("fw.end")), ("I0", None))
+        self.assertEqual(rc_err(self.call("fw.activate", hash=img.hash)), ("I0", None))
+        self.assertEqual(self.boot(), ("b", True))
+        newer = Image("3.0")
+        size = len(newer.content)
+        self.assertEqual(rc_err(self.call("fw.begin", hash=newer.hash, size=size, sig=newer.sig)), ("I0", None))
+        self.assertEqual(self.call("fw.chunk", offset=0, data=newer.content)[0], "I0")
+        r = self.call("fw.end")
+        self.assertEqual(rc_err(r), ("E5", "the trial boot of slot b is not confirmed yet"))
