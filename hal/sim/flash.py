@@ -191,7 +191,7 @@ class SimFlash:
         if path not in self._dirs:
             raise OSError(_ENOENT if path not in self._files else _ENOTDIR, path)
 
-    def open(self, path, mode="rb"):
+    def open(self, path, mode):  # the mode is required, as on the boards' file systems (hal.fs_storage)
         self._alive()
         path = _norm(path)
         if mode not in ("rb", "wb", "ab", "r+b"):
