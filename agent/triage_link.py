@@ -271,8 +271,8 @@ def handle(hub, req, dialer, backoff_ms):
         cfg = checked_config(req.get("a") or {})
     except TriageLinkError as e:
         return RC_BAD_ARGS, None, str(e)
-    hub.store.put(CONFIG, cfg)
-    err = start(hub, cfg, dialer, backoff_ms)
+    err = start(hub, cfg, dialer, backoff_ms)  # material that cannot make a TLS endpoint: not kept
     if err is not None:
         return RC_BAD_ARGS, None, err
+    hub.store.put(CONFIG, cfg)
     return RC_OK, {"enrolled": True, "tool": "{}:{}".format(cfg["host"], cfg["port"])}, None

@@ -95,4 +95,6 @@ def test_a_configuration_the_policy_refuses_is_not_stored(dbch_sim_agent, facili
     assert r.rc == "E49" and "key" in r.err
     r = dbch_sim_agent.request("triage.set", dict(_enrolment(facility, dbch_sim_agent.eui), port=0))
     assert r.rc == "E49" and "port" in r.err
+    r = dbch_sim_agent.request("triage.set", dict(_enrolment(facility, dbch_sim_agent.eui), ca=b"not a certificate"))
+    assert r.rc == "E49" and "CA certificate" in r.err
     assert dbch_sim_agent.request("triage.status").data == {"enrolled": False, "up": False}
