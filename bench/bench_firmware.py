@@ -29,7 +29,8 @@ sys.path.insert(0, str(ROOT))
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
 from agent import image  # noqa: E402
-from host_tools import firmware, flash  # noqa: E402
+from host_tools.firmware import flash  # noqa: E402
+from host_tools.firmware import images as firmware  # noqa: E402
 
 NAME = "fwbench"
 
@@ -101,8 +102,8 @@ def padded_content(board: str, version: str, size: int, files: list[tuple[str, b
 def bench_vboard(key, size: int) -> list[tuple[str, float]]:
     from mpremote.transport_serial import SerialTransport as MpSerial
 
-    from host_tools import vboard
-    from host_tools.client import AgentClient, SerialTransport
+    from host_tools.link.client import AgentClient, SerialTransport
+    from host_tools.servers import vboard
 
     info = vboard.ensure_running(NAME)
     try:

@@ -5,7 +5,7 @@
 Both sides get the same files: what dbch flash put on a board (its flash directory, without the
 board's own data/) is staged in a host directory for mpremote. Each run starts two new virtual
 boards with empty flash, then measures (median of the runs):
-- first copy: host_tools.flash.flash on one board (which also compiles, verifies every hash,
+- first copy: host_tools.firmware.flash.flash on one board (which also compiles, verifies every hash,
   reboots the board and waits for the agent's hello), against `mpremote connect PORT fs cp -r
   <every staged file and directory> :` on the other;
 - again with nothing changed (mpremote skips unchanged files by SHA-256; dbch flash compares
@@ -27,7 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from host_tools import flash, vboard  # noqa: E402
+from host_tools.firmware import flash  # noqa: E402
+from host_tools.servers import vboard  # noqa: E402
 
 BOARD = "unix"
 

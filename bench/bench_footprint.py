@@ -17,9 +17,9 @@ Everything is measured on the MicroPython unix port against the heap cap of a sm
   GC_EVERY, and without it, which shows what heap fragmentation costs), for the hostile requests
   and for firmware staging, found by bisecting -X heapsize with the probe;
 - the firm figure: the smallest heap the real agent serves a whole session in, the board's
-  main.py run as its own process with the host (host_tools.client.AgentClient) on its console's
+  main.py run as its own process with the host (host_tools.link.client.AgentClient) on its console's
   pipes: hello, the configuration, status, an alert burst, the signed image staged with
-  host_tools.firmware.send (what dbch firmware send does) and checked with fw.status, every
+  host_tools.firmware.images.send (what dbch firmware send does) and checked with fw.status, every
   event delivered and acknowledged, the console closed (run_session); bisected in 4 KB steps,
   with and without the staging.
 
@@ -46,8 +46,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from host_tools.build import compile_file, compile_tree, mpy_cross_binary, portable_sources  # noqa: E402
-from host_tools.client import AgentClient, LinkError  # noqa: E402
+from host_tools.firmware.build import compile_file, compile_tree, mpy_cross_binary, portable_sources  # noqa: E402
+from host_tools.link.client import AgentClient, LinkError  # noqa: E402
 
 PROBE = Path("bench/footprint_probe.py")
 # (probe mode, gc.threshold bytes: 0 the agent's own, -1 none; bisection step) for the smallest-heap search
@@ -128,18 +128,18 @@ def build_flash(dest: Path) -> dict[str, int]:
 def write_firmware(dest: Path, board: str = BOARD, version: str = IMAGE_VERSION) -> dict:
     """A fresh P-256 signing key, its public point as the device's trusted key (agent.boot.KEY,
     where dbch flash --signing-key puts it) and an image of the agent for board signed with it
-    (host_tools.firmware: what dbch firmware build --key makes), in dest as IMAGE. For the probe,
+    (host_tools.firmware.images: what dbch firmware build --key makes), in dest as IMAGE. For the probe,
     whose host shares the device's heap: IMAGE_INFO, and IMAGE_FRAMES, the fw.chunk requests
-    framed as host_tools.client sends them, in the agent's chunk size (what dbch firmware send
+    framed as host_tools.link.client sends them, in the agent's chunk size (what dbch firmware send
     uses), so that the probe's host only reads each frame from a file. Returns
-    host_tools.firmware.describe of the image."""
+    host_tools.firmware.images.describe of the image."""
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from agent import boot, cbor, image, wire
     from agent.firmware import MAX_CHUNK
     from boards import unix
-    from host_tools import firmware
-    from host_tools.client import encode
+    from host_tools.firmware import images as firmware
+    from host_tools.link.client import encode
 
     key = ec.generate_private_key(ec.SECP256R1())
     (dest / boot.KEY).write_bytes(firmware.public_point(key))
@@ -168,8 +168,8 @@ def write_firmware(dest: Path, board: str = BOARD, version: str = IMAGE_VERSION)
 
 
 def image_facts(flash: Path) -> dict:
-    """host_tools.firmware.describe of the image in flash, with its file's size."""
-    from host_tools import firmware
+    """host_tools.firmware.images.describe of the image in flash, with its file's size."""
+    from host_tools.firmware import images as firmware
 
     data = (flash / IMAGE).read_bytes()
     facts = firmware.describe(data)
@@ -265,7 +265,7 @@ _NOT_ON_BOARD = (IMAGE, IMAGE_INFO, IMAGE_FRAMES, "probe_data", "slots", "fwboot
 
 class PipeTransport:
     """The unix port running main.py from a copy of flash in workdir, its console on pipes
-    (stdin: to the agent). A transport for host_tools.client.AgentClient."""
+    (stdin: to the agent). A transport for host_tools.link.client.AgentClient."""
 
     def __init__(self, flash: Path, heap: int | str, workdir: Path):
         exe = micropython()
@@ -355,11 +355,11 @@ def run_session(
     of flash in workdir: hello, the DBCH04-like configuration, status, an alert burst, then (if
     firmware) the signed image staged as dbch firmware send does and fw.status, then every event
     taken and acknowledged, then the console closed. The facts seen; SessionError, LinkError
-    (the board exited) or host_tools.firmware.FirmwareError when a step fails. With
+    (the board exited) or host_tools.firmware.images.FirmwareError when a step fails. With
     staging_may_fail, a refused staging is recorded as facts["fw_error"] (rc, err) instead and
     the session goes on."""
     from agent.examples import DBCH04_CONFIG
-    from host_tools import firmware as fwtool
+    from host_tools.firmware import images as fwtool
 
     t = PipeTransport(flash, heap, workdir)
     facts: dict = {}

@@ -24,8 +24,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent import wire  # noqa: E402
-from host_tools import flash, selftest, simagent, vboard  # noqa: E402
-from host_tools.client import AgentClient, SerialTransport, decode, encode  # noqa: E402
+from host_tools.firmware import flash  # noqa: E402
+from host_tools.link.client import AgentClient, SerialTransport, decode, encode  # noqa: E402
+from host_tools.selftest import checks as selftest  # noqa: E402
+from host_tools.servers import (
+    simagent,  # noqa: E402
+    vboard,  # noqa: E402
+)
 
 BAUD = 115200
 LINE_RATE = BAUD / 10  # bytes per second: 8 data bits plus start and stop bits

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from hal import tls  # noqa: E402
-from host_tools.pki import Pki  # noqa: E402
+from host_tools.security.pki import Pki  # noqa: E402
 
 EUI = "00-1B-C5-0C-00-00-12-34"
 TOOL = "bench-tool"

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import serial  # noqa: E402
 
-from host_tools import vboard  # noqa: E402
+from host_tools.servers import vboard  # noqa: E402
 
 
 class PlainPty:

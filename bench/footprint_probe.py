@@ -46,7 +46,7 @@
 # figure of the other steps): bench/bench_footprint.py puts in the flash directory a trusted key
 # (fwkey.bin, as dbch flash --signing-key does), an image of the agent signed with it (as dbch
 # firmware build --key makes), what the host knows of that image (footprint_img.cbor: {hash,
-# size, sig, version, chunk, frames, id}) and its fw.chunk requests as host_tools.client frames
+# size, sig, version, chunk, frames, id}) and its fw.chunk requests as host_tools.link.client frames
 # them (footprint_img.frames: each frame after its 2-byte length; request ids id, id+1, ...).
 # "firmware" stages it as dbch firmware send does: fw.begin (which must answer offset 0 and the
 # chunk size the frames were made for), every fw.chunk frame, fw.end (hash and signature

@@ -80,11 +80,11 @@ class Target:
 
     def client(self, timeout: float = 5.0):
         """A new AgentClient on the port (close its transport when done: `client.transport.close()`)."""
-        from host_tools.client import AgentClient, SerialTransport
+        from host_tools.link.client import AgentClient, SerialTransport
 
         port = self.port
         if self.kind == "triage":  # the pty of the link the hub is on now (it may dial again)
-            from host_tools.triage import resolve_port
+            from host_tools.servers.triage import resolve_port
 
             port = resolve_port(self.spec)
         return AgentClient(SerialTransport(port), timeout=timeout, port=self.spec)
@@ -104,8 +104,8 @@ class Target:
 
 
 def _wait_hello(target: Target, wait: float) -> dict:
-    from host_tools.client import LinkError
-    from host_tools.triage import TriageToolError
+    from host_tools.link.client import LinkError
+    from host_tools.servers.triage import TriageToolError
 
     deadline = time.monotonic() + wait
     last: Exception | None = None
@@ -133,7 +133,7 @@ def dbch_hub(request: pytest.FixtureRequest):
 @pytest.fixture(scope="module")
 def dbch_sim_agent(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     """The agent under CPython on a pty, on simulated hardware: a Target with kind "sim"."""
-    from host_tools import simagent
+    from host_tools.servers import simagent
 
     opts = _board(request)
     name = _unique("pytest")
@@ -156,7 +156,8 @@ def dbch_vboard(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     if missing("vboard"):
         pytest.skip(missing("vboard"))
     from agent.eui import parse_eui
-    from host_tools import flash, vboard
+    from host_tools.firmware import flash
+    from host_tools.servers import vboard
 
     opts = _board(request)
     name = _unique("pytest")
@@ -214,8 +215,8 @@ def dbch_triage_link(request: pytest.FixtureRequest, tmp_path_factory: pytest.Te
     """A Triage Tool (`dbch triage serve` on loopback) and a simulated hub (`dbch triage dial`)
     that has dialed it over mutually authenticated TLS: a Target with kind "triage";
     `.info["pki"]` is the development PKI both use."""
-    from host_tools import triage
-    from host_tools.pki import Pki
+    from host_tools.security.pki import Pki
+    from host_tools.servers import triage
 
     opts = _board(request)
     base = tmp_path_factory.mktemp("triage")

@@ -11,7 +11,7 @@ if str(ROOT) not in sys.path:
 
 # -- the DUIS schema and DCC templates -----------------------------------------------------------
 # Read where they are: $DBCH_DUIS_SCHEMA_DIR (and $DBCH_DUIS_TEMPLATES_DIR), else the copies
-# host_tools.duis_assets fetches with npm into the user's cache. A test that needs them fails,
+# host_tools.duis.assets fetches with npm into the user's cache. A test that needs them fails,
 # never skips, when they cannot be had. The cache is the user's as it was when the run began:
 # tests that point XDG_CACHE_HOME elsewhere for their own state do not fetch again.
 import os  # noqa: E402
@@ -33,7 +33,8 @@ def _in_user_cache(fetch):
 @pytest.fixture(scope="session")
 def duis_schema_dir() -> Path:
     """The DUIS schema folder: $DBCH_DUIS_SCHEMA_DIR if set, else the copy fetched from npm."""
-    from host_tools import duis, duis_assets
+    from host_tools.duis import assets as duis_assets
+    from host_tools.duis import messages as duis
 
     env = os.environ.get(duis.ENV_SCHEMA_DIR)
     try:
@@ -48,7 +49,8 @@ def duis_schema_dir() -> Path:
 def duis_templates_dir() -> Path:
     """The DCC Boxed templates folder: $DBCH_DUIS_TEMPLATES_DIR if set, else
     $DBCH_DUIS_SCHEMA_DIR/templates if that exists, else the copy fetched from npm."""
-    from host_tools import duis, duis_assets
+    from host_tools.duis import assets as duis_assets
+    from host_tools.duis import messages as duis
 
     if os.environ.get("DBCH_DUIS_TEMPLATES_DIR"):
         folder = Path(os.environ["DBCH_DUIS_TEMPLATES_DIR"])

@@ -1,5 +1,5 @@
 """What the IPsec tests share: two network namespaces joined by a veth pair, one private charon
-in each (host_tools.ipsec.Charon), and the reason they cannot run here, if any.
+in each (host_tools.security.ipsec.Charon), and the reason they cannot run here, if any.
 
 Each side has an outer address on the veth pair (IKE and ESP-in-UDP) and an inner address of its
 own on `lo` (the traffic selectors), all inside namespaces made and deleted by the tests."""
@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from host_tools import ipsec
+from host_tools.security import ipsec
 
 EUI = "00-1B-C5-0C-00-00-12-34"
 TOOL = "triage-1"

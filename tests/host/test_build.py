@@ -1,4 +1,4 @@
-"""host_tools.build: the portable code compiled with mpy-cross, each module named as it is
+"""host_tools.firmware.build: the portable code compiled with mpy-cross, each module named as it is
 imported (its source name is then a name MicroPython holds anyway)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from host_tools.build import (
+from host_tools.firmware.build import (
     PORTABLE_PACKAGES,
     ROOT,
     BuildError,

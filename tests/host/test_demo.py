@@ -66,7 +66,7 @@ def rows(text):
 
 
 def test_json_result_as_before(first, duis_schema_dir):
-    from host_tools import duis
+    from host_tools.duis import messages as duis
 
     codes = [a["code"] for a in first["alerts"] if a["kind"] == "N54"]
     assert {"8F2A", "8F20", "8F22", "8F24"} <= set(codes), codes
@@ -114,7 +114,7 @@ def test_default_output_is_a_short_table(again, first):
 
 
 def test_out_writes_one_valid_document_per_alert(again, duis_schema_dir):
-    from host_tools import duis
+    from host_tools.duis import messages as duis
 
     text, out = again
     expected = [
@@ -133,7 +133,7 @@ def test_out_writes_one_valid_document_per_alert(again, duis_schema_dir):
 
 
 def test_format_duis_prints_schema_valid_documents(xml_run, duis_schema_dir):
-    from host_tools import duis
+    from host_tools.duis import messages as duis
 
     assert xml_run.startswith("<?xml"), xml_run[:200]
     docs = ["<?xml" + part for part in xml_run.split("<?xml")[1:]]

@@ -1,4 +1,4 @@
-"""host_tools.duis against the DCC's DUIS schema and DCC Boxed templates.
+"""host_tools.duis.messages against the DCC's DUIS schema and DCC Boxed templates.
 
 The schema and templates are read where they are ($DBCH_DUIS_SCHEMA_DIR, e.g. a DCC User's DUIS
 5.4 folder, else the copies fetched from npm packages: the duis_schema_dir and duis_templates_dir
@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from agent import alerts, dcc_tables, subghz
 from agent.channels import PLAN
 from agent.examples import DBCH04_CONFIG
-from host_tools import duis
-from host_tools.duis_assets import HUB_TEMPLATES
+from host_tools.duis import messages as duis
+from host_tools.duis.assets import HUB_TEMPLATES
 
 SR = "{%s}" % duis.SR_NS
 RA = "{%s}" % duis.RA_NS

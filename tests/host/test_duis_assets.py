@@ -1,5 +1,5 @@
-"""host_tools.duis_assets: the DUIS schema and DCC templates fetched from npm packages, and how
-host_tools.duis finds its schema folder (given > $DBCH_DUIS_SCHEMA_DIR > the fetched copy).
+"""host_tools.duis.assets: the DUIS schema and DCC templates fetched from npm packages, and how
+host_tools.duis.messages finds its schema folder (given > $DBCH_DUIS_SCHEMA_DIR > the fetched copy).
 
 The first fixture really runs `npm pack` into a temporary XDG_CACHE_HOME (a few seconds, once).
 """
@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from host_tools import duis, duis_assets
 from host_tools.cli import main
-from host_tools.duis_assets import HUB_TEMPLATES
+from host_tools.duis import assets as duis_assets
+from host_tools.duis import messages as duis
+from host_tools.duis.assets import HUB_TEMPLATES
 
 ROOT = Path(__file__).resolve().parents[2]
 DBCH04 = "DBCH04_6.28_SUCCESS_REQUEST_DUIS.XML"
@@ -277,7 +278,7 @@ def test_schema_show_and_fetch(in_cache, capsys, tmp_path, monkeypatch):
 def test_python_m_duis_assets_runs_the_same_command(in_cache):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     done = subprocess.run(
-        [sys.executable, "-m", "host_tools.duis_assets", "fetch", "--json"],
+        [sys.executable, "-m", "host_tools.duis.assets", "fetch", "--json"],
         cwd=str(ROOT),
         env=env,
         capture_output=True,
@@ -287,6 +288,6 @@ def test_python_m_duis_assets_runs_the_same_command(in_cache):
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == in_cache.to_json()
     done = subprocess.run(
-        [sys.executable, "-m", "host_tools.duis_assets"], cwd=str(ROOT), env=env, capture_output=True, text=True
+        [sys.executable, "-m", "host_tools.duis.assets"], cwd=str(ROOT), env=env, capture_output=True, text=True
     )
     assert done.returncode == 2 and "fetch" in done.stdout and "show" in done.stdout

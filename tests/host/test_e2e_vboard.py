@@ -20,9 +20,15 @@ pytest.importorskip("serial")
 pytest.importorskip("mpremote")
 
 from agent.eui import parse_eui  # noqa: E402
-from host_tools import commands, duis, flash, simagent, vboard  # noqa: E402
 from host_tools.cli import CommandError, main  # noqa: E402
-from host_tools.client import AgentClient, LinkError, SerialTransport  # noqa: E402
+from host_tools.duis import messages as duis  # noqa: E402
+from host_tools.firmware import flash  # noqa: E402
+from host_tools.link import commands  # noqa: E402
+from host_tools.link.client import AgentClient, LinkError, SerialTransport  # noqa: E402
+from host_tools.servers import (
+    simagent,  # noqa: E402
+    vboard,  # noqa: E402
+)
 
 TEMPLATE = "DBCH04_6.28_SUCCESS_REQUEST_DUIS.XML"  # in the duis_templates_dir fixture's folder
 NAME = "e2e"
@@ -319,7 +325,7 @@ def test_a_board_without_the_agent_says_to_flash_it(cache, tmp_path, capsys):
 
 
 def test_port_names_that_cannot_work_are_clear_errors(cache, capsys):
-    from host_tools.connect import resolve
+    from host_tools.link.connect import resolve
 
     rc, out, err = dbch(capsys, "status", "--port", "vboard:..bad")
     assert rc == 1 and "invalid virtual board name" in err and "Traceback" not in err

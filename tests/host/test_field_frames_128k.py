@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from agent import wire
-from host_tools.client import AgentClient
+from host_tools.link.client import AgentClient
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "portable"))

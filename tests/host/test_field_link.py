@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from host_tools import flash
-from host_tools.client import AgentClient, SerialTransport
+from host_tools.firmware import flash
+from host_tools.link.client import AgentClient, SerialTransport
 
 SEED = 19
 WRITES = 30

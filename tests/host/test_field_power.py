@@ -18,10 +18,12 @@ pytest.importorskip("mpremote")
 from agent import image, wire  # noqa: E402
 from agent.eui import parse_eui  # noqa: E402
 from agent.examples import DBCH04_CONFIG  # noqa: E402
-from host_tools import firmware, flash, vboard  # noqa: E402
-from host_tools.client import AgentClient, LinkError, SerialTransport  # noqa: E402
 from host_tools.extras import missing  # noqa: E402
-from host_tools.pki import Pki  # noqa: E402
+from host_tools.firmware import flash  # noqa: E402
+from host_tools.firmware import images as firmware  # noqa: E402
+from host_tools.link.client import AgentClient, LinkError, SerialTransport  # noqa: E402
+from host_tools.security.pki import Pki  # noqa: E402
+from host_tools.servers import vboard  # noqa: E402
 
 SEED = 19
 CONFIG_CUTS = 12

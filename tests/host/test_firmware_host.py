@@ -15,9 +15,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from agent import boot, image
-from host_tools import cpl, duis, firmware, flash
 from host_tools.cli import CommandError, main
-from host_tools.client import AgentTimeout, Response
+from host_tools.duis import messages as duis
+from host_tools.firmware import cpl, flash
+from host_tools.firmware import images as firmware
+from host_tools.link.client import AgentTimeout, Response
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "portable"))

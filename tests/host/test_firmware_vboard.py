@@ -20,10 +20,14 @@ pytest.importorskip("mpremote")
 
 from agent import image  # noqa: E402
 from agent.eui import parse_eui  # noqa: E402
-from host_tools import duis, duis_front, firmware, flash, vboard  # noqa: E402
-from host_tools.build import mpy_cross_binary  # noqa: E402
-from host_tools.client import AgentClient, LinkError, SerialTransport  # noqa: E402
-from host_tools.pki import Pki  # noqa: E402
+from host_tools.duis import front as duis_front  # noqa: E402
+from host_tools.duis import messages as duis  # noqa: E402
+from host_tools.firmware import flash  # noqa: E402
+from host_tools.firmware import images as firmware  # noqa: E402
+from host_tools.firmware.build import mpy_cross_binary  # noqa: E402
+from host_tools.link.client import AgentClient, LinkError, SerialTransport  # noqa: E402
+from host_tools.security.pki import Pki  # noqa: E402
+from host_tools.servers import vboard  # noqa: E402
 
 NAME = "fwtest"
 EUI = "00-DB-12-34-56-78-90-B7"

@@ -1,10 +1,10 @@
 """The agent on a small board's heap: the MicroPython unix port run as the virtual board runs it,
-with `-X heapsize=`, from .mpy files (host_tools.build) laid out as the board's flash.
+with `-X heapsize=`, from .mpy files (host_tools.firmware.build) laid out as the board's flash.
 
 - The whole agent (boards/unix.py: simulated radio, file storage, the console as its link) boots
-  from main.py and serves the wire protocol to host_tools.client.AgentClient over a pipe: hello,
+  from main.py and serves the wire protocol to host_tools.link.client.AgentClient over a pipe: hello,
   the DBCH04-like configuration, status, an alert burst, a signed image of the agent staged with
-  host_tools.firmware.send (what dbch firmware send does) and reported staged and verified by
+  host_tools.firmware.images.send (what dbch firmware send does) and reported staged and verified by
   fw.status, the alerts delivered and acknowledged (bench_footprint.run_session, which the bench
   also bisects for the smallest heap).
 - bench/footprint_probe.py (in-process figures) for the idle heap, and bisected smallest heaps.
@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from footprintkit import bench
 
-from host_tools.client import AgentClient
+from host_tools.link.client import AgentClient
 
 ROOT = Path(__file__).resolve().parents[2]
 CAP = 128 * 1024
@@ -124,7 +124,7 @@ def test_an_image_signed_by_another_key_is_refused_in_the_session(flash, tmp_pat
     # the trusted key matters: with another key on the board, fw.begin is refused (E100)
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from host_tools import firmware
+    from host_tools.firmware import images as firmware
 
     other = tmp_path / "other"
     shutil.copytree(flash, other)
@@ -182,7 +182,7 @@ def test_the_probe_stages_the_signed_image(flash, tmp_path):
     assert "firmware" not in f["errors"] and "fw_activate" not in f["errors"]
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from host_tools import firmware
+    from host_tools.firmware import images as firmware
 
     other = tmp_path / "other"
     shutil.copytree(flash, other)

@@ -24,7 +24,7 @@ from fuzzkit import ITEM_NAMES, MAX_ADVANCE_MS, MAX_SEND, OP_ARGS, Target, deep_
 from hubkit import config  # noqa: E402
 
 from agent import cbor, wire  # noqa: E402
-from host_tools import client  # noqa: E402
+from host_tools.link import client  # noqa: E402
 
 SETTINGS = settings(
     max_examples=300,
@@ -219,7 +219,7 @@ def test_requests_the_decoder_refuses_are_still_answered_by_their_id(case):
         frame = wire.encode_frame(deep_request(31, cbor.MAX_DEPTH + 1))
     elif case == "cbor2-set":
         frame = client.encode(wire.request(31, "send", {"count": {1, 2}}))
-    else:  # what host_tools.client sends for a Decimal argument
+    else:  # what host_tools.link.client sends for a Decimal argument
         frame = client.encode(wire.request(31, "config.set", {"config": config(GSMECurfew=Decimal("7"))}))
     assert t.feed(frame, {31: 1}) == []
     assert t.rcs == {"E49": 1}

@@ -19,10 +19,12 @@ pytest.importorskip("serial")
 pytest.importorskip("mpremote")
 
 from agent.eui import parse_eui  # noqa: E402
-from host_tools import firmware, flash, vboard  # noqa: E402
 from host_tools.cli import main  # noqa: E402
-from host_tools.client import AgentClient, LinkError, SerialTransport  # noqa: E402
-from host_tools.pki import Pki  # noqa: E402
+from host_tools.firmware import flash  # noqa: E402
+from host_tools.firmware import images as firmware  # noqa: E402
+from host_tools.link.client import AgentClient, LinkError, SerialTransport  # noqa: E402
+from host_tools.security.pki import Pki  # noqa: E402
+from host_tools.servers import vboard  # noqa: E402
 
 NAME = "fwdown"
 EUI = "00-DB-12-34-56-78-90-B9"

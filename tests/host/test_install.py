@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from agent import image
-from host_tools.build import missing_modules, module_name, needed_modules
-from host_tools.flash import sources_for
+from host_tools.firmware.build import missing_modules, module_name, needed_modules
+from host_tools.firmware.flash import sources_for
 
 ROOT = Path(__file__).resolve().parents[2]
 

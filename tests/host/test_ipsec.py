@@ -1,4 +1,4 @@
-"""IPsec for the Triage System Interface (host_tools/ipsec.py) with real strongSwan: two network
+"""IPsec for the Triage System Interface (host_tools/security/ipsec.py) with real strongSwan: two network
 namespaces joined by a veth pair, one charon in each (kernel-libipsec, UDP encapsulation), IKEv2
 with certificates both ways and AES-GCM, checked through vici; then TCP through the tunnel.
 
@@ -17,9 +17,9 @@ import pytest
 from ipseckit import EUI, INNER_A, INNER_B, OUTER_A, OUTER_B, TOOL
 
 from agent.triage import PolicyError
-from host_tools.pki import Pki
+from host_tools.security.pki import Pki
 
-ipsec = pytest.importorskip("host_tools.ipsec")
+ipsec = pytest.importorskip("host_tools.security.ipsec")
 
 _REASON = ipseckit.unavailable()
 needs_ipsec = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")

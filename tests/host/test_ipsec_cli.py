@@ -23,8 +23,8 @@ import ipseckit
 import pytest
 from ipseckit import EUI, INNER_A, INNER_B, OUTER_A, OUTER_B, TOOL
 
-from host_tools import ipsec
-from host_tools.pki import Pki
+from host_tools.security import ipsec
+from host_tools.security.pki import Pki
 
 ROOT = Path(__file__).resolve().parents[2]
 _REASON = ipseckit.unavailable()

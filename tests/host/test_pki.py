@@ -1,4 +1,4 @@
-"""host_tools/pki.py and `dbch pki`: the development CA, hub and triage tool certificates, the
+"""host_tools/security/pki.py and `dbch pki`: the development CA, hub and triage tool certificates, the
 firmware signing key; checked with `cryptography` and, where present, `openssl verify`."""
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from host_tools import cli, pki
-from host_tools.pki import Pki, PkiError
+from host_tools import cli
+from host_tools.security import pki
+from host_tools.security.pki import Pki, PkiError
 
 EUI = "00-1B-C5-0C-00-00-12-34"
 OPENSSL = shutil.which("openssl")
@@ -209,7 +210,7 @@ def test_openssl_accepts_the_chain_for_both_purposes(store):
 
 @pytest.fixture
 def dbch(monkeypatch, capsys):
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("host_tools.pki",))
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ("host_tools.security.pki",))
 
     def run(*argv):
         rc = cli.main(list(argv))

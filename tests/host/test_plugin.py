@@ -9,7 +9,7 @@ import json
 import pytest
 
 from agent.examples import DBCH04_CONFIG
-from host_tools import vboard
+from host_tools.servers import vboard
 
 EUI = "00-DB-00-00-00-00-00-42"
 pytestmark = pytest.mark.dbch_board(eui=EUI, heap="256K")

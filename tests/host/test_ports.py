@@ -20,9 +20,14 @@ pytest.importorskip("serial")
 pytest.importorskip("mpremote")
 
 from agent import wire  # noqa: E402
-from host_tools import connect, flash, simagent, vboard  # noqa: E402
 from host_tools.cli import CommandError  # noqa: E402
-from host_tools.client import SerialTransport, port_holders  # noqa: E402
+from host_tools.firmware import flash  # noqa: E402
+from host_tools.link import connect  # noqa: E402
+from host_tools.link.client import SerialTransport, port_holders  # noqa: E402
+from host_tools.servers import (
+    simagent,  # noqa: E402
+    vboard,  # noqa: E402
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 BOARD = "lab1"  # a running virtual board (nothing flashed on it)

@@ -11,10 +11,16 @@ pytest.importorskip("serial")
 pytest.importorskip("mpremote")
 
 from agent.eui import parse_eui  # noqa: E402
-from host_tools import duis_assets, flash, selftest, simagent, vboard  # noqa: E402
 from host_tools.cli import main  # noqa: E402
-from host_tools.client import AgentClient, SerialTransport  # noqa: E402
-from host_tools.selftest import FAIL, PASS, SKIP, Check, Report  # noqa: E402
+from host_tools.duis import assets as duis_assets  # noqa: E402
+from host_tools.firmware import flash  # noqa: E402
+from host_tools.link.client import AgentClient, SerialTransport  # noqa: E402
+from host_tools.selftest import checks as selftest  # noqa: E402
+from host_tools.selftest.checks import FAIL, PASS, SKIP, Check, Report  # noqa: E402
+from host_tools.servers import (
+    simagent,  # noqa: E402
+    vboard,  # noqa: E402
+)
 
 NAME = "selftest"
 VBOARD_EUI = "00-DB-12-34-56-78-90-B5"

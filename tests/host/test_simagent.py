@@ -15,11 +15,11 @@ import pytest
 
 pytest.importorskip("serial")
 
-from host_tools import simagent  # noqa: E402
 from host_tools.cli import CommandError, main  # noqa: E402
-from host_tools.client import AgentClient, LinkError, SerialTransport  # noqa: E402
-from host_tools.connect import resolve  # noqa: E402
-from host_tools.simagent import SimAgent, SimAgentError  # noqa: E402
+from host_tools.link.client import AgentClient, LinkError, SerialTransport  # noqa: E402
+from host_tools.link.connect import resolve  # noqa: E402
+from host_tools.servers import simagent  # noqa: E402
+from host_tools.servers.simagent import SimAgent, SimAgentError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 HUB = "00-DB-12-34-56-78-90-A2"

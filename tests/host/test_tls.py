@@ -22,7 +22,7 @@ import pytest
 
 from agent import triage
 from hal import tls
-from host_tools.pki import Pki
+from host_tools.security.pki import Pki
 
 ROOT = Path(__file__).resolve().parents[2]
 EUI = "00-1B-C5-0C-00-00-12-34"

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from host_tools.pki import Pki
 from host_tools.pytest_plugin import DEFAULT_EUI, Target, _Proc, _unique
+from host_tools.security.pki import Pki
 
 TOOL = "triage.enrol.test"
 

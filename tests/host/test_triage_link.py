@@ -28,10 +28,10 @@ from agent.triage_link import serve_triage
 from boards import sim
 from hal import tls
 from host_tools import cli
-from host_tools import triage as ttool
-from host_tools.client import AgentClient, SerialTransport
-from host_tools.pki import Pki
-from host_tools.simagent import SimAgent
+from host_tools.link.client import AgentClient, SerialTransport
+from host_tools.security.pki import Pki
+from host_tools.servers import triage as ttool
+from host_tools.servers.simagent import SimAgent
 
 ROOT = Path(__file__).resolve().parents[2]
 EUI = "00-1B-C5-0C-00-00-12-34"
@@ -87,7 +87,7 @@ class Facility:
     """`dbch triage serve` in a subprocess; its --json event lines are collected in a queue."""
 
     def __init__(self, pki, cache, name=NAME, extra=()):
-        cmd = [sys.executable, "-m", "host_tools.triage", "serve", "--pki", pki["dir"], "--tool", TOOL]
+        cmd = [sys.executable, "-m", "host_tools.servers.triage", "serve", "--pki", pki["dir"], "--tool", TOOL]
         cmd += ["--expect", EUI, "--listen", "127.0.0.1:0", "--name", name, "--handshake-timeout", "3", "--json"]
         cmd += list(extra)
         self.proc = subprocess.Popen(
@@ -259,7 +259,7 @@ def test_connect_reads_commands_from_stdin(facility, pki, tmp_path, cache):
     hub, _ = connected_hub(facility, tmp_path, pki)
     try:
         r = subprocess.run(
-            [sys.executable, "-m", "host_tools.triage", "connect", "--port", SPEC, "-i", "--json"],
+            [sys.executable, "-m", "host_tools.servers.triage", "connect", "--port", SPEC, "-i", "--json"],
             input="status\n# a comment\nnonsense-command\nconfig get\nquit\nstatus\n",
             capture_output=True,
             text=True,
@@ -307,7 +307,7 @@ def test_no_hub_or_no_tool_is_a_clear_error(facility, capsys):
 
 @pytest.mark.skipif(MICROPYTHON is None, reason="micropython (unix port) not installed")
 def test_micropython_hub_over_tls12(facility, pki, tmp_path, cache, capsys):
-    cmd = [sys.executable, "-m", "host_tools.triage", "dial", "--micropython", "--pki", pki["dir"]]
+    cmd = [sys.executable, "-m", "host_tools.servers.triage", "dial", "--micropython", "--pki", pki["dir"]]
     cmd += ["--eui", EUI, "--tool", TOOL, "--connect", f"{facility.host}:{facility.port}"]
     cmd += ["--fs", str(tmp_path / "upy"), "--sessions", "1", "--retry", "0.2", "--json"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(cache))
@@ -559,14 +559,14 @@ def test_tls_stream_link_reports_a_forged_record(pki):
 def test_serve_defaults_dial_and_stop(pki, tmp_path, cache, capsys):
     rc, _, err = dbch(capsys, "triage", "serve", "--pki", pki["dir"], "--name", "t2", "--listen", "127.0.0.1:0")
     assert rc == 1 and "several tool certificates" in err and "--tool" in err  # triage-1 and triage-2
-    cmd = [sys.executable, "-m", "host_tools.triage", "serve", "--pki", pki["dir"], "--tool", TOOL]
+    cmd = [sys.executable, "-m", "host_tools.servers.triage", "serve", "--pki", pki["dir"], "--tool", TOOL]
     cmd += ["--name", "t2", "--listen", "127.0.0.1:0", "--json"]
     serve = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(cache))
     dial = None
     try:
         ready = json.loads(serve.stdout.readline())
         assert ready["expect"] == sorted([EUI, OTHER_EUI])  # every hub the PKI has a certificate for
-        cmd = [sys.executable, "-m", "host_tools.triage", "dial", "--pki", pki["dir"], "--eui", OTHER_EUI]
+        cmd = [sys.executable, "-m", "host_tools.servers.triage", "dial", "--pki", pki["dir"], "--eui", OTHER_EUI]
         cmd += ["--tool", TOOL, "--connect", ready["listen"], "--fs", str(tmp_path / "h2"), "--sessions", "1"]
         dial = subprocess.Popen(
             cmd + ["--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(cache)
@@ -635,7 +635,7 @@ def test_incidents_survive_a_restart_of_the_tool(pki, cache):
 
     record.write_text("{not json")  # a damaged record: the tool says so rather than start from zero
     r = subprocess.run(
-        [sys.executable, "-m", "host_tools.triage", "serve", "--pki", pki["dir"], "--tool", TOOL, "--expect", EUI,
+        [sys.executable, "-m", "host_tools.servers.triage", "serve", "--pki", pki["dir"], "--tool", TOOL, "--expect", EUI,
          "--listen", "127.0.0.1:0", "--name", name],
         capture_output=True, text=True, env=_env(cache), timeout=30,
     )  # fmt: skip

@@ -26,8 +26,8 @@ import pytest
 
 from agent.triage_link import serve_triage
 from boards import sim
-from host_tools import triage as ttool
-from host_tools.pki import Pki
+from host_tools.security.pki import Pki
+from host_tools.servers import triage as ttool
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOL = "triage-soak"
@@ -68,7 +68,7 @@ class Tool:
     read by a thread and timestamped on arrival."""
 
     def __init__(self, pki, cache, name: str, extra=()):
-        cmd = [sys.executable, "-m", "host_tools.triage", "serve", "--pki", pki["dir"], "--name", name]
+        cmd = [sys.executable, "-m", "host_tools.servers.triage", "serve", "--pki", pki["dir"], "--name", name]
         cmd += ["--listen", "127.0.0.1:0", "--json", *extra]
         env = dict(os.environ, XDG_CACHE_HOME=str(cache), PYTHONPATH=str(ROOT))
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)

@@ -14,8 +14,8 @@ import pytest
 
 serial = pytest.importorskip("serial")
 
-from host_tools import vboard  # noqa: E402
-from host_tools.vboard import ByteRateLimiter, ReplModeTracker, VBoardError  # noqa: E402
+from host_tools.servers import vboard  # noqa: E402
+from host_tools.servers.vboard import ByteRateLimiter, ReplModeTracker, VBoardError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "t"
@@ -406,7 +406,7 @@ def test_ensure_running_reuses_the_live_board(board, tmp_path):
     state = json.loads(vboard.state_path(NAME).read_text())
     assert state["port"] == board.port and state["pid"] == board.pid
     r = subprocess.run(
-        [sys.executable, "-m", "host_tools.vboard", "--status", "--name", NAME, "--json"],
+        [sys.executable, "-m", "host_tools.servers.vboard", "--status", "--name", NAME, "--json"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -416,7 +416,7 @@ def test_ensure_running_reuses_the_live_board(board, tmp_path):
     assert json.loads(r.stdout)["port"] == board.port
     # a second launcher for the same name refuses to start
     r = subprocess.run(
-        [sys.executable, "-m", "host_tools.vboard", "--serve", "--name", NAME],
+        [sys.executable, "-m", "host_tools.servers.vboard", "--serve", "--name", NAME],
         capture_output=True,
         text=True,
         timeout=30,
@@ -441,7 +441,7 @@ def test_default_board_and_stop(cache):
     assert vboard.read_state() is None
     assert vboard.stop() is False
     r = subprocess.run(
-        [sys.executable, "-m", "host_tools.vboard", "--status", "--json"],
+        [sys.executable, "-m", "host_tools.servers.vboard", "--status", "--json"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -453,7 +453,7 @@ def test_default_board_and_stop(cache):
 
 def test_serve_in_the_foreground_cleans_up_on_ctrl_c(cache, tmp_path):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "host_tools.vboard", "--serve", "--name", "fg", "--fs", str(tmp_path)],
+        [sys.executable, "-m", "host_tools.servers.vboard", "--serve", "--name", "fg", "--fs", str(tmp_path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

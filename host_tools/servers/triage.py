@@ -24,8 +24,8 @@ Design
   relay, which copies bytes between it and a local pty, the way `dbch vboard` exposes a board. One hub session at a time: a hub
   that dials again (after a reboot or a dropped route) replaces its older session. The pty path
   is printed and recorded, with the session (hub EUI, TLS version, suite) and the refusals, in
-  <XDG_CACHE_HOME or ~/.cache>/dbch/triage/<NAME>/triage.json (host_tools.services keeps the
-  liveness lock), so `--port triage[:NAME]` (host_tools.connect) reaches the hub from every
+  <XDG_CACHE_HOME or ~/.cache>/dbch/triage/<NAME>/triage.json (host_tools.servers.registry keeps the
+  liveness lock), so `--port triage[:NAME]` (host_tools.link.connect) reaches the hub from every
   command: `dbch status --port triage`, `dbch config set --port triage ...`, `dbch alerts
   --port triage`.
 - Refusals - a certificate from another CA, a wrong EUI, no client certificate, plaintext to the
@@ -79,7 +79,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hal import tls
-from host_tools import services
+from host_tools.errors import DbchError
+from host_tools.servers import registry as services
 
 DEFAULT_NAME = services.DEFAULT_NAME
 DEFAULT_LISTEN = "127.0.0.1:4460"
@@ -101,10 +102,10 @@ _LOOP_S = 0.2  # longest wait of the handshake loop (it checks the stop flag as 
 _PTY_WAIT_S = 0.5  # longest wait for room in the pty before hub output is dropped
 _IDLE_MS = 200
 _READ = 4096
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
-class TriageToolError(Exception):
+class TriageToolError(DbchError):
     """A Triage Tool could not be started, found or used; the message says what to do."""
 
 
@@ -155,7 +156,7 @@ class TriageInfo:
 _REGISTRY = services.ServiceRegistry(
     "triage",
     "triage tool",
-    module="host_tools.triage",
+    module="host_tools.servers.triage",
     state_file=STATE_FILE,
     lock_file=LOCK_FILE,
     log_file=LOG_FILE,
@@ -221,7 +222,7 @@ def parse_hostport(text: str, default_host: str = "127.0.0.1") -> tuple[str, int
 
 
 def _pki(directory):
-    from host_tools.pki import Pki
+    from host_tools.security.pki import Pki
 
     return Pki(directory)
 
@@ -244,7 +245,7 @@ def _only(pki, sub: str, what: str, option: str) -> str:
 
 def tool_material(pki_dir, tool: str | None) -> tuple[str, bytes, bytes, bytes]:
     """(tool name, cert DER, key DER, CA DER) from the PKI."""
-    from host_tools.pki import PkiError
+    from host_tools.security.pki import PkiError
 
     pki = _pki(pki_dir)
     try:
@@ -257,7 +258,7 @@ def tool_material(pki_dir, tool: str | None) -> tuple[str, bytes, bytes, bytes]:
 
 def expected_euis(pki_dir, expect: list[str] | None) -> list[str]:
     """The hub EUIs to accept: --expect, else every hub with a certificate in the PKI."""
-    from host_tools.pki import PkiError, normalize_eui
+    from host_tools.security.pki import PkiError, normalize_eui
 
     try:
         if expect:
@@ -273,7 +274,7 @@ def expected_euis(pki_dir, expect: list[str] | None) -> list[str]:
 
 def hub_material(pki_dir, eui: str | None) -> tuple[str, bytes, bytes, bytes]:
     """(EUI, cert DER, key DER, CA DER) of a hub from the PKI."""
-    from host_tools.pki import PkiError, normalize_eui
+    from host_tools.security.pki import PkiError, normalize_eui
 
     pki = _pki(pki_dir)
     try:
@@ -1049,7 +1050,7 @@ def run_command_line(words: list[str], spec: str, json_out: bool, timeout: float
 
 def cmd_connect(args: argparse.Namespace) -> int:
     from host_tools.cli import CommandError, emit
-    from host_tools.connect import checked, open_client
+    from host_tools.link.connect import checked, open_client
 
     spec = args.port
     try:
@@ -1201,7 +1202,7 @@ def _dial_micropython(args, eui: str, peer: str, host: str, port: int, fs: Path)
     import tempfile
 
     from host_tools.cli import CommandError, emit
-    from host_tools.pki import Pki
+    from host_tools.security.pki import Pki
 
     exe = shutil.which("micropython")
     if exe is None:
@@ -1307,7 +1308,7 @@ def _enrol_answer(r, op: str, port: str) -> None:
 
 def cmd_enrol(args: argparse.Namespace) -> int:
     from host_tools.cli import CommandError, emit
-    from host_tools.connect import checked, open_client
+    from host_tools.link.connect import checked, open_client
 
     if args.clear and (args.tool or args.hub or args.tool_name):
         raise CommandError(
@@ -1319,7 +1320,7 @@ def cmd_enrol(args: argparse.Namespace) -> int:
         address = parse_tool_address(args.tool) if not args.clear else None
         want = None
         if args.hub:
-            from host_tools.pki import PkiError, normalize_eui
+            from host_tools.security.pki import PkiError, normalize_eui
 
             try:
                 want = normalize_eui(args.hub)
@@ -1400,8 +1401,8 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     from host_tools.cli import add_json_flag
-    from host_tools.connect import add_port_args
-    from host_tools.pki import ENV_DIR, default_dir
+    from host_tools.link.connect import add_port_args
+    from host_tools.security.pki import ENV_DIR, default_dir
 
     top = subparsers.add_parser(
         "triage",

@@ -67,6 +67,7 @@ from typing import Any
 
 from agent import triage
 from agent.triage import check_policy
+from host_tools.errors import DbchError
 
 CHARON_CANDIDATES = ("/usr/lib/ipsec/charon", "/usr/libexec/ipsec/charon", "/usr/lib/strongswan/charon")
 # Plugins, in priority order: kernel-libipsec must come before kernel-netlink.
@@ -84,7 +85,7 @@ START_HINT = (
 )
 
 
-class IpsecError(Exception):
+class IpsecError(DbchError):
     """IPsec setup or state failure; the message says what failed."""
 
 
@@ -211,10 +212,10 @@ class IpsecConnection:
         remote_ts: list[str],
         **cfg,
     ) -> IpsecConnection:
-        """A connection from a host_tools.pki store: `local` is this end's EUI-64 (a hub's
+        """A connection from a host_tools.security.pki store: `local` is this end's EUI-64 (a hub's
         gateway) or triage tool name; extra keyword arguments go into the policy config
         (ike_proposals, esp_proposals) or to the constructor (name, child, local_id)."""
-        from host_tools.pki import PkiError, normalize_eui
+        from host_tools.security.pki import PkiError, normalize_eui
 
         try:
             issued = store.device(normalize_eui(local))
@@ -1007,7 +1008,7 @@ def choose_ids(store, responder: bool, local: str | None, remote: str | None) ->
 def cmd_up(args: argparse.Namespace) -> int:
     from agent.triage import PolicyError
     from host_tools.cli import emit
-    from host_tools.pki import Pki, PkiError
+    from host_tools.security.pki import Pki, PkiError
 
     try:
         if not args.responder and not args.remote_addr:
@@ -1238,7 +1239,7 @@ def cmd_charon(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     from host_tools.cli import add_json_flag
-    from host_tools.pki import ENV_DIR, default_dir
+    from host_tools.security.pki import ENV_DIR, default_dir
 
     top = subparsers.add_parser(
         "ipsec",

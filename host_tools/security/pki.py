@@ -37,6 +37,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from host_tools.errors import DbchError
+
 DEFAULT_CA_DAYS = 3650
 DEFAULT_LEAF_DAYS = 825
 DEFAULT_CA_NAME = "dbch development triage CA"
@@ -46,7 +48,7 @@ _EUI_RE = re.compile(r"^[0-9A-Fa-f]{16}$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,62}[A-Za-z0-9])?$")
 
 
-class PkiError(Exception):
+class PkiError(DbchError):
     """A PKI operation that cannot be done; the message says what to do."""
 
 

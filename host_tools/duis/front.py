@@ -13,9 +13,9 @@ import os
 import sys
 from pathlib import Path
 
-from host_tools import duis
 from host_tools.cli import CommandError, add_json_flag
-from host_tools.connect import add_port_args, checked, open_client
+from host_tools.duis import messages as duis
+from host_tools.link.connect import add_port_args, checked, open_client
 
 # SRV -> (agent operation, how the agent's answer is rendered)
 FORWARD = {

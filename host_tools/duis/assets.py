@@ -1,7 +1,7 @@
 """The DCC's DUIS schema and DCC Boxed request templates, fetched once from npm packages.
 
 The project ships neither. When no schema folder is given (--schema DIR, $DBCH_DUIS_SCHEMA_DIR),
-`host_tools.duis` uses a copy fetched with npm into the user's cache:
+`host_tools.duis.messages` uses a copy fetched with npm into the user's cache:
 
     @smartdcc/duis-sign-wrap 0.1.2  dist/tool.jar holds "DUIS Schema V5.1.xsd", "MMC Schema
                                     V5.1.xsd" and xmldsig-core-schema.xsd: the schema folder
@@ -16,7 +16,7 @@ Each package is fetched by name at a pinned version with `npm pack` (no scripts 
 tarball checked against the pinned sha512 integrity, and the files needed extracted into
 <$XDG_CACHE_HOME or ~/.cache>/dbch/duis/<package>-<version>/: first into a temporary folder
 beside it, then renamed into place, so a folder there is always complete. The command
-`dbch schema fetch|show` (also `python -m host_tools.duis_assets fetch|show`) fetches ahead of
+`dbch schema fetch|show` (also `python -m host_tools.duis.assets fetch|show`) fetches ahead of
 time, for a machine that will later be offline, and says where the files are.
 """
 
@@ -36,6 +36,8 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from host_tools.errors import DbchError
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ GIVE = "give the folder holding the DUIS schema with --schema DIR / $DBCH_DUIS_S
 HOW = "install Node.js's npm, or " + GIVE
 
 
-class DuisAssetsError(Exception):
+class DuisAssetsError(DbchError):
     """The DUIS schema or templates cannot be fetched; the message says what to do."""
 
 
@@ -293,7 +295,7 @@ def fetch(quiet: bool = False) -> Assets:
 
 def show(schema: str | None = None) -> dict:
     """Where the schema in use and the registry copies are, without fetching anything."""
-    from host_tools import duis
+    from host_tools.duis import messages as duis
 
     if schema:
         source = "--schema"
@@ -391,10 +393,10 @@ def register(subparsers) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m host_tools.duis_assets fetch|show`: the same as `dbch schema fetch|show`."""
+    """`python -m host_tools.duis.assets fetch|show`: the same as `dbch schema fetch|show`."""
     from host_tools.cli import CommandError
 
-    parser = argparse.ArgumentParser(prog="python -m host_tools.duis_assets", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m host_tools.duis.assets", description=__doc__)
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
     _add_actions(parser.add_subparsers(dest="schema_command", metavar="ACTION"))
     args = parser.parse_args(argv)

@@ -1,5 +1,5 @@
-"""Background servers on this machine: virtual boards (host_tools.vboard), CPython agents
-(host_tools.simagent), each kind in a registry of its own.
+"""Background servers on this machine: virtual boards (host_tools.servers.vboard), CPython agents
+(host_tools.servers.simagent), each kind in a registry of its own.
 
 A server of kind KIND called NAME keeps everything in <XDG_CACHE_HOME or ~/.cache>/dbch/KIND/NAME/.
 While it lives it holds an exclusive flock on its lock file (others probe it with a shared lock:
@@ -236,7 +236,7 @@ class ServiceRegistry:
         argv = [sys.executable, "-m", self.module, "--serve", "--json", "--name", name]
         argv += ["--fs", str(self.fs_path(name, fs))] + list(args)
         env = dict(os.environ)
-        root = str(Path(__file__).resolve().parent.parent)
+        root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         log = d / self.log_file
         with open(log, "ab") as out:

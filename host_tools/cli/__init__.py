@@ -11,28 +11,30 @@ import json
 import sys
 
 from agent import VERSION
+from host_tools.errors import DbchError
 
 # Each module adds its own sub-commands: `register(subparsers)` sets `func` on its parsers.
 # A command's func(args) returns a JSON-able result (printed with --json) and an exit code, or
-# raises CommandError, which becomes "dbch: message" on stderr and exit status 1 (followed by
-# what the board printed, when the error comes from an answer that never came).
+# raises a DbchError (host_tools.errors; CommandError is the kind the commands raise), which
+# becomes "dbch: message" on stderr and exit status 1 (followed by what the board printed, when
+# the error comes from an answer that never came).
 COMMAND_MODULES: tuple[str, ...] = (
-    "host_tools.vboard",
-    "host_tools.flash",
-    "host_tools.commands",
-    "host_tools.duis_front",
-    "host_tools.duis_assets",
-    "host_tools.firmware",
-    "host_tools.simagent",
-    "host_tools.selftest",
-    "host_tools.demo",
-    "host_tools.pki",
-    "host_tools.triage",
-    "host_tools.ipsec",
+    "host_tools.servers.vboard",
+    "host_tools.firmware.flash",
+    "host_tools.link.commands",
+    "host_tools.duis.front",
+    "host_tools.duis.assets",
+    "host_tools.firmware.images",
+    "host_tools.servers.simagent",
+    "host_tools.selftest.checks",
+    "host_tools.selftest.demo",
+    "host_tools.security.pki",
+    "host_tools.servers.triage",
+    "host_tools.security.ipsec",
 )
 
 
-class CommandError(Exception):
+class CommandError(DbchError):
     """A failure the user can act on; the message says what to do."""
 
     def __init__(self, message: str, code: int = 1):
@@ -59,7 +61,7 @@ class _Parser(argparse.ArgumentParser):
         return namespace, extras
 
     def _merge_shared(self, ns: argparse.Namespace) -> None:
-        from host_tools.connect import port_defaults
+        from host_tools.link.connect import port_defaults
 
         values = vars(ns)
         before = {k[len(_TOP) :]: values.pop(k) for k in list(values) if k.startswith(_TOP)}
@@ -76,7 +78,7 @@ class _Parser(argparse.ArgumentParser):
             for name, value in port_defaults().items():
                 values.setdefault(name, value)
             if values.get("start") and isinstance(values.get("port"), str):
-                from host_tools.connect import Port
+                from host_tools.link.connect import Port
 
                 ns.port = Port(values["port"], start=True)
         if takes["json"]:
@@ -84,7 +86,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from host_tools.connect import add_port_args
+    from host_tools.link.connect import add_port_args
 
     parser = _Parser(
         prog="dbch", description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -111,7 +113,9 @@ _POSIX_ONLY = ("fcntl", "termios", "tty", "pty")
 
 
 def _unavailable(sub: argparse._SubParsersAction, module: str, missing: str) -> None:
-    command = {"host_tools.vboard": "vboard", "host_tools.simagent": "agent"}.get(module, module.rpartition(".")[2])
+    command = {"host_tools.servers.vboard": "vboard", "host_tools.servers.simagent": "agent"}.get(
+        module, module.rpartition(".")[2]
+    )
 
     def refuse(_args: argparse.Namespace) -> int:
         raise CommandError(f"`dbch {command}` needs a POSIX system (Linux or macOS): this Python has no {missing}")
@@ -153,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         rc = args.func(args)
-    except CommandError as e:
+    except DbchError as e:
         why = _explanation(e)
         print(f"dbch: {e}" + (f"\n{why}" if why else ""), file=sys.stderr)
         return e.code
@@ -177,11 +181,3 @@ def _explanation(error: BaseException) -> str:
                 return ""
         error = error.__cause__ or error.__context__
     return ""
-
-
-if __name__ == "__main__":
-    # `python -m host_tools.cli`: run the imported module's main, so that the CommandError the
-    # commands raise (host_tools.cli's) is the one caught
-    from host_tools.cli import main as _main
-
-    sys.exit(_main())

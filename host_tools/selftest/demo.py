@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.examples import DBCH04_CONFIG
-from host_tools import firmware
 from host_tools.cli import CommandError, add_json_flag
-from host_tools.client import Event, LinkError
-from host_tools.connect import add_port_args, checked, open_client, resolve
+from host_tools.firmware import images as firmware
+from host_tools.link.client import Event, LinkError
+from host_tools.link.connect import add_port_args, checked, open_client, resolve
 
 DEMO_CONFIG = DBCH04_CONFIG
 DEMO_REGION = "North"
@@ -72,12 +72,12 @@ def _step(msg: str) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from host_tools import duis
+    from host_tools.duis import messages as duis
 
     t0 = time.monotonic()
     port = resolve(args.port, start=True)  # the demo starts its virtual board itself
     if not args.no_flash:
-        from host_tools import flash
+        from host_tools.firmware import flash
 
         _step(f"flash the agent to {args.port} ({port})")
         is_vboard = args.port == "vboard" or args.port.startswith("vboard:")
@@ -346,7 +346,7 @@ def schema_version(folder: Path) -> str:
 
 def check_documents(rendered: list[dict], explicit: str | None) -> tuple[Path | None, list[str]]:
     """The schema folder used (None if none is found) and the errors of the documents."""
-    from host_tools import duis
+    from host_tools.duis import messages as duis
 
     try:
         folder = duis.schema_dir(explicit)
@@ -369,7 +369,7 @@ def check_documents(rendered: list[dict], explicit: str | None) -> tuple[Path | 
 
 def signing_key():
     """The development PKI's firmware signing key, made on first use."""
-    from host_tools.pki import Pki
+    from host_tools.security.pki import Pki
 
     pki = Pki()
     if not (pki.signing_dir / "key.pem").exists():

@@ -25,7 +25,7 @@ What the board does, and how it maps onto the unix port:
 
 Linux only (ptys, /proc, pidfd). A running board writes <cache>/dbch/vboard/<NAME>/vboard.json ({"port", "fs", "pid", ...}) and
 holds an exclusive lock on vboard.lock while it lives; `resolve_port("vboard[:NAME]")` and
-`ensure_running()` use them to find it or start one in the background (host_tools.services):
+`ensure_running()` use them to find it or start one in the background (host_tools.servers.registry):
 `vboard` starts the default board on demand, a named one is started only when asked for.
 """
 
@@ -47,7 +47,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from host_tools import services
+from host_tools.errors import DbchError
+from host_tools.servers import registry as services
 
 DEFAULT_NAME = services.DEFAULT_NAME
 PORT_PREFIX = "vboard"
@@ -83,7 +84,7 @@ _CTRL_C = 0x03
 _CONSOLE_WRITE_S = 0.2  # the console file is rewritten at most this often while output flows
 
 
-class VBoardError(Exception):
+class VBoardError(DbchError):
     """A virtual board could not be started, found or stopped; the message says why."""
 
 
@@ -120,7 +121,7 @@ class VBoardInfo:
 _SERVICES = services.ServiceRegistry(
     "vboard",
     "virtual board",
-    module="host_tools.vboard",
+    module="host_tools.servers.vboard",
     state_file=STATE_FILE,
     lock_file=LOCK_FILE,
     log_file=LOG_FILE,
@@ -743,7 +744,7 @@ class VirtualBoard:
                 self._on_child_exit()
 
 
-# ----------------------------------------------------------------------------- discovery (host_tools.services)
+# ----------------------------------------------------------------------------- discovery (host_tools.servers.registry)
 
 
 def read_state(name: str = DEFAULT_NAME) -> VBoardInfo | None:
@@ -958,9 +959,9 @@ def register(subparsers) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m host_tools.vboard ...`: the same options as `dbch vboard`."""
+    """`python -m host_tools.servers.vboard ...`: the same options as `dbch vboard`."""
     return services.module_main(
-        "python -m host_tools.vboard", __doc__.splitlines()[0], _add_arguments, run_command, argv
+        "python -m host_tools.servers.vboard", __doc__.splitlines()[0], _add_arguments, run_command, argv
     )
 
 

@@ -34,8 +34,8 @@ from pathlib import Path
 
 from agent import image
 from host_tools.cli import CommandError, add_json_flag, emit
-from host_tools.client import AgentClient, AgentTimeout, LinkError
-from host_tools.connect import add_port_args, checked, open_client
+from host_tools.link.client import AgentClient, AgentTimeout, LinkError
+from host_tools.link.connect import add_port_args, checked, open_client
 
 
 class FirmwareError(CommandError):
@@ -53,7 +53,7 @@ def load_private_key(path: str | None):
     from cryptography.hazmat.primitives.asymmetric import ec
 
     if path is None:
-        from host_tools.pki import Pki, PkiError
+        from host_tools.security.pki import Pki, PkiError
 
         try:
             return Pki().signing_key()
@@ -103,7 +103,7 @@ def security_counter(version: str, sec: int | None = None) -> int:
 def build_content(board: str, version: str, sec: int | None = None) -> bytes:
     """An unsigned image of the agent for board, compiled with mpy-cross as dbch flash does, with
     its security counter (security_counter)."""
-    from host_tools.flash import build_image
+    from host_tools.firmware.flash import build_image
 
     try:
         image.check_version(version)
@@ -396,7 +396,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json_flag(r)
     r.set_defaults(func=cmd_permit_rollback)
 
-    from host_tools import cpl
+    from host_tools.firmware import cpl
 
     cpl.register(fsub)
 
@@ -437,7 +437,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     data = read_image(args.image)
     info = describe(data)
     if args.pub:
-        from host_tools.flash import load_signing_public
+        from host_tools.firmware.flash import load_signing_public
 
         try:
             res = verify_image(data, load_signing_public(args.pub))

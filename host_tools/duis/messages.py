@@ -3,7 +3,7 @@ and DCC Alerts (N54, N64). CPython only.
 
 The schema is not part of the project. Functions that need it take a schema folder as a
 parameter, else $DBCH_DUIS_SCHEMA_DIR, else the DUIS 5.1 schema of the npm package
-@smartdcc/duis-sign-wrap, fetched once into the user's cache (`host_tools.duis_assets`; with npm,
+@smartdcc/duis-sign-wrap, fetched once into the user's cache (`host_tools.duis.assets`; with npm,
 and a note on stderr). A folder holds "DUIS Schema V5.4.xsd" - a DCC User's own copy, preferred -
 or "DUIS Schema V5.1.xsd", with the files it imports ("MMC Schema V5.x.xsd",
 xmldsig-core-schema.xsd). DUIS 5.1 declares every element this front reads and writes, and
@@ -74,6 +74,7 @@ from agent import codes, dcc_tables, subghz
 from agent.channels import PLAN
 from agent.dcc_tables import RESPONSE_CODES
 from agent.eui import format_eui, parse_eui
+from host_tools.errors import DbchError
 
 SR_NS = "http://www.dccinterface.co.uk/ServiceUserGateway"
 RA_NS = "http://www.dccinterface.co.uk/ResponseAndAlert"
@@ -99,7 +100,7 @@ CHANNEL = "channel"
 BODY_KINDS = (ACK, CONFIG, CHANNEL)
 
 
-class DuisError(ValueError):
+class DuisError(DbchError, ValueError):
     """Base of this module's errors; the message says what is wrong and what to do."""
 
 
@@ -196,7 +197,7 @@ def _schema_file(where: Path) -> str | None:
 
 def schema_dir(explicit: str | os.PathLike[str] | None = None, *, fetch: bool = True) -> Path:
     """The DUIS schema folder: `explicit`, else $DBCH_DUIS_SCHEMA_DIR, else the copy fetched from
-    the npm package (host_tools.duis_assets), fetched now with a note on stderr if it is not in
+    the npm package (host_tools.duis.assets), fetched now with a note on stderr if it is not in
     the cache and `fetch` is true. The folder must hold "DUIS Schema V5.4.xsd" or "DUIS Schema
     V5.1.xsd"; DuisConfigError, saying what to do, if it does not or none can be had."""
     how = (
@@ -208,7 +209,7 @@ def schema_dir(explicit: str | os.PathLike[str] | None = None, *, fetch: bool = 
     elif os.environ.get(ENV_SCHEMA_DIR):
         where, source = Path(os.environ[ENV_SCHEMA_DIR]), "${}".format(ENV_SCHEMA_DIR)
     else:
-        from host_tools import duis_assets
+        from host_tools.duis import assets as duis_assets
 
         cached = duis_assets.cached_schema_dir()
         if cached is not None:

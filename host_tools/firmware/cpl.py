@@ -39,13 +39,14 @@ from pathlib import Path
 
 from agent.eui import format_eui, parse_eui
 from host_tools.cli import CommandError, add_json_flag, emit
+from host_tools.errors import DbchError
 
 STATUSES = ("Current", "Removed")
 SOURCES = ("read", "activate", "alert")
 DEVICE_TYPES = ("ESME", "GSME", "GPF", "CHF", "HCALCS", "PPMID", "IHD", "CAD")
 
 
-class CplError(ValueError):
+class CplError(DbchError, ValueError):
     pass
 
 
@@ -178,7 +179,7 @@ def render_xml(finding: Finding, when=None) -> bytes:
     import xml.etree.ElementTree as ET
 
     from agent import dcc_tables
-    from host_tools import duis
+    from host_tools.duis import messages as duis
 
     if finding.alert not in ("N49", "N50", "N51", "N52"):
         raise CplError("no alert to render")
@@ -199,7 +200,7 @@ def render_xml(finding: Finding, when=None) -> bytes:
 
 # -- command -------------------------------------------------------------------------------------
 def register(fsub: argparse._SubParsersAction) -> None:
-    from host_tools.connect import add_port_args
+    from host_tools.link.connect import add_port_args
 
     p = fsub.add_parser(
         "cpl-check",
@@ -240,7 +241,7 @@ def cmd_cpl_check(args: argparse.Namespace) -> int:
         except ValueError as e:
             raise CommandError(f"--reported {spec!r}: {e}") from e
     if not reported:
-        from host_tools.connect import checked, open_client
+        from host_tools.link.connect import checked, open_client
 
         r = checked(open_client(args), "hello")
         if not r.ok:
@@ -256,7 +257,7 @@ def cmd_cpl_check(args: argparse.Namespace) -> int:
         except CplError as e:
             raise CommandError(str(e)) from e
     if args.format == "duis":
-        from host_tools import duis
+        from host_tools.duis import messages as duis
 
         docs = []
         for fnd in findings:

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from host_tools.cli import CommandError
-from host_tools.client import (
+from host_tools.link.client import (
     AgentClient,
     AgentTimeout,
     LinkError,
@@ -113,21 +113,21 @@ def resolve(spec: str, *, start: bool | None = None) -> str:
     spec = str(spec).strip()
     try:
         if spec == "vboard" or spec.startswith("vboard:"):
-            from host_tools import vboard
+            from host_tools.servers import vboard
 
             try:
                 path = vboard.resolve_port(spec, start=start)
             except vboard.VBoardError as e:
                 raise CommandError(str(e)) from e
         elif spec == "sim" or spec.startswith("sim:"):
-            from host_tools import simagent
+            from host_tools.servers import simagent
 
             try:
                 path = simagent.resolve_port(spec, start=start)
             except simagent.SimAgentError as e:
                 raise CommandError(str(e)) from e
         elif spec == "triage" or spec.startswith("triage:"):
-            from host_tools import triage
+            from host_tools.servers import triage
 
             try:
                 path = triage.resolve_port(spec)
@@ -280,7 +280,7 @@ def _server_for(spec: str, path: str) -> tuple[str, str] | None:
             return kind, spec.partition(":")[2] or "default"
     if "://" in path:
         return None
-    from host_tools import simagent, vboard
+    from host_tools.servers import simagent, vboard
 
     real = os.path.realpath(path)
     for kind, infos in (("vboard", vboard.list_boards), ("sim", simagent.list_agents)):
@@ -313,7 +313,7 @@ def explain_silence(spec: str, path: str | None = None, *, baud: int = DEFAULT_B
 
 
 def _vboard_console(name: str, spec: str) -> str:
-    from host_tools import vboard
+    from host_tools.servers import vboard
 
     info = vboard.read_state(name)
     if info is not None and not (Path(info.fs) / "main.py").exists():
@@ -329,7 +329,8 @@ def _vboard_console(name: str, spec: str) -> str:
 
 
 def _agent_log(name: str) -> str:
-    from host_tools import services, simagent
+    from host_tools.servers import registry as services
+    from host_tools.servers import simagent
 
     log = simagent.agent_dir(name) / simagent.LOG_FILE
     lines = services.log_tail(log, n=6000).splitlines()

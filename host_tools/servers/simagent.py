@@ -16,8 +16,8 @@ can run against the MicroPython agent (dbch vboard) and the CPython one alike.
   like a UART nobody listens to.
 - Discovery: a running agent writes <cache>/dbch/agent/<NAME>/agent.json ({"port", "pid", "fs",
   "eui", ...}) and holds an exclusive lock on agent.lock while it lives. `--port sim[:NAME]`
-  (host_tools.connect) finds it there; `sim` starts the default agent in the background if it
-  is not running (host_tools.services), a named one is started only with --start.
+  (host_tools.link.connect) finds it there; `sim` starts the default agent in the background if it
+  is not running (host_tools.servers.registry), a named one is started only with --start.
 
 Linux only (ptys, flock).
 """
@@ -38,7 +38,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hal.stream_link import StreamLink
-from host_tools import services
+from host_tools.errors import DbchError
+from host_tools.servers import registry as services
 
 DEFAULT_NAME = services.DEFAULT_NAME
 PORT_PREFIX = "sim"
@@ -52,7 +53,7 @@ _WRITE_WAIT_S = 1.0  # longest wait for room in the pty before output is dropped
 _IDLE_MS = 20
 
 
-class SimAgentError(Exception):
+class SimAgentError(DbchError):
     """A simulated agent could not be started, found or stopped; the message says why."""
 
 
@@ -88,7 +89,7 @@ _SERVICES = services.ServiceRegistry(
     "agent",
     "simulated agent",
     name_label="agent",
-    module="host_tools.simagent",
+    module="host_tools.servers.simagent",
     state_file=STATE_FILE,
     lock_file=LOCK_FILE,
     log_file=LOG_FILE,
@@ -311,7 +312,7 @@ class SimAgent:
         self._master = self._slave = -1
 
 
-# ----------------------------------------------------------------------------- discovery (host_tools.services)
+# ----------------------------------------------------------------------------- discovery (host_tools.servers.registry)
 
 
 def read_state(name: str = DEFAULT_NAME) -> SimAgentInfo | None:
@@ -454,9 +455,9 @@ def register(subparsers) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m host_tools.simagent ...`: the same options as `dbch agent`."""
+    """`python -m host_tools.servers.simagent ...`: the same options as `dbch agent`."""
     return services.module_main(
-        "python -m host_tools.simagent", __doc__.splitlines()[0], _add_arguments, run_command, argv
+        "python -m host_tools.servers.simagent", __doc__.splitlines()[0], _add_arguments, run_command, argv
     )
 
 

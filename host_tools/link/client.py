@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 import cbor2
 
 from agent import wire
+from host_tools.errors import DbchError
 
 
-class LinkError(Exception):
+class LinkError(DbchError):
     """The link could not be used; the message says what to do."""
 
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from host_tools.cli import CommandError, add_json_flag, emit
-from host_tools.connect import add_port_args, checked, open_client
+from host_tools.link.connect import add_port_args, checked, open_client
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -114,7 +114,7 @@ def build_config(args: argparse.Namespace, current: dict | None) -> dict:
     if args.duis and args.file:
         raise CommandError("give --duis or --file, not both")
     if args.duis:
-        from host_tools import duis
+        from host_tools.duis import messages as duis
 
         try:
             req = duis.parse_request(Path(args.duis).read_bytes())
@@ -214,7 +214,7 @@ def save_seen(key: str, seen: set[int]) -> None:
 
 def render(ev, fmt: str, schema: str | None = None) -> str:
     if fmt == "duis":
-        from host_tools import duis
+        from host_tools.duis import messages as duis
 
         if ev.kind not in ("N54", "N64"):
             return f"<!-- agent event {ev.kind}: {json.dumps(ev.data, default=str)} -->"

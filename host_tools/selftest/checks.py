@@ -32,8 +32,8 @@ from dataclasses import asdict, dataclass, field
 
 from agent.examples import DBCH04_CONFIG
 from host_tools.cli import CommandError, add_json_flag
-from host_tools.client import AgentClient, Event, LinkError, Response, SerialTransport
-from host_tools.connect import add_port_args, resolve
+from host_tools.link.client import AgentClient, Event, LinkError, Response, SerialTransport
+from host_tools.link.connect import add_port_args, resolve
 
 PASS = "PASS"
 FAIL = "FAIL"
@@ -267,7 +267,7 @@ class Selftest:
 
     # -- DUIS ----------------------------------------------------------------------------------
     def _duis_requests(self, eui: str) -> list[tuple[str, str, bytes | None, str]]:
-        from host_tools import duis
+        from host_tools.duis import messages as duis
 
         counter = int(time.time() * 1000)
         ok = duis.request_xml("6.30", eui, ORIGINATOR, counter)
@@ -306,7 +306,8 @@ class Selftest:
         ]
 
     def check_duis(self) -> None:
-        from host_tools import duis, duis_front
+        from host_tools.duis import front as duis_front
+        from host_tools.duis import messages as duis
 
         names = [
             ("DUIS 6.30 read configuration", "I0"),

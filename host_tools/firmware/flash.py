@@ -29,10 +29,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from host_tools.build import ROOT, BuildError, Compiled, check_whole, compile_tree
 from host_tools.cli import CommandError, add_json_flag, emit
-from host_tools.client import AgentClient, LinkError, SerialTransport
-from host_tools.connect import add_port_args, resolve
+from host_tools.firmware.build import ROOT, BuildError, Compiled, check_whole, compile_tree
+from host_tools.link.client import AgentClient, LinkError, SerialTransport
+from host_tools.link.connect import add_port_args, resolve
 
 DIRS = ("agent", "hal", "hal/sim", "boards")  # the modules' directories, inside a slot
 SLOT = "slots/a"
@@ -158,7 +158,7 @@ def load_signing_public(spec: str | None) -> bytes | None:
 
     if spec is None:
         try:
-            from host_tools.pki import Pki
+            from host_tools.security.pki import Pki
 
             path = Pki().signing_dir / "pub.bin"
         except Exception:  # the PKI module is optional here
@@ -318,7 +318,7 @@ def hand_over(port: str, *, baud: int = 115200, timeout: float = 1.0) -> bool:
     mpremote's own Ctrl-C is what stops an older agent, which still has Ctrl-C on. A running agent
     that knows the request ignores Ctrl-C (the interrupt character is off while it owns the line),
     so this request is the only way in short of a reset."""
-    from host_tools.client import PortBusy
+    from host_tools.link.client import PortBusy
 
     try:
         transport = SerialTransport(port, baud)
@@ -356,8 +356,8 @@ def wait_for_hello(port: str, *, baud: int = 115200, timeout: float = 20.0) -> d
     """The agent's hello on `port` once it is up (after a flash or a reboot). CommandError if it
     does not come: with what the board printed meanwhile (connect.explain_silence), or at once if
     another program has the port open."""
-    from host_tools.client import PortBusy
-    from host_tools.connect import explain_silence
+    from host_tools.link.client import PortBusy
+    from host_tools.link.connect import explain_silence
 
     deadline = time.monotonic() + timeout
     last: Exception | None = None
