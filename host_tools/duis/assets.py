@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from host_tools.errors import DbchError
+from host_tools.paths import cache_dir
 
 
 @dataclass(frozen=True)
@@ -109,8 +110,8 @@ class Assets:
 
 
 def cache_root() -> Path:
-    """<$XDG_CACHE_HOME or ~/.cache>/dbch/duis"""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dbch" / "duis"
+    """<user cache>/dbch/duis"""
+    return cache_dir("duis")
 
 
 def package_dir(package: Package) -> Path:

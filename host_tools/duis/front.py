@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 from host_tools.cli import CommandError, add_json_flag
 from host_tools.duis import messages as duis
 from host_tools.link.connect import add_port_args, checked, open_client
+from host_tools.paths import cache_dir
 
 # SRV -> (agent operation, how the agent's answer is rendered)
 FORWARD = {
@@ -48,8 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _seen_file(eui: str) -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dbch" / "duis-requests"
-    return base / (eui.replace("-", "") + ".json")
+    return cache_dir("duis-requests") / (eui.replace("-", "") + ".json")
 
 
 def _load_seen(eui: str) -> set[str]:

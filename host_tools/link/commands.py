@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 from host_tools.cli import CommandError, add_json_flag, emit
 from host_tools.link.connect import add_port_args, checked, open_client
+from host_tools.paths import cache_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -193,8 +193,7 @@ def seen_key(hello: dict) -> str:
 
 
 def _seen_path(key: str) -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dbch" / "seen"
-    return base / (key.replace("-", "_") + ".json")
+    return cache_dir("seen") / (key.replace("-", "_") + ".json")
 
 
 def load_seen(key: str) -> set[int]:

@@ -68,6 +68,7 @@ from typing import Any
 from agent import triage
 from agent.triage import check_policy
 from host_tools.errors import DbchError
+from host_tools.paths import cache_dir
 
 CHARON_CANDIDATES = ("/usr/lib/ipsec/charon", "/usr/libexec/ipsec/charon", "/usr/lib/strongswan/charon")
 # Plugins, in priority order: kernel-libipsec must come before kernel-netlink.
@@ -639,10 +640,8 @@ REFUSED_BY_PEER = triage.LINK_REFUSED  # the peer refused this end's
 
 
 def state_root() -> Path:
-    """<XDG_CACHE_HOME or ~/.cache>/dbch/ipsec"""
-    base = os.environ.get("XDG_CACHE_HOME") or ""
-    root = Path(base) if base and os.path.isabs(base) else Path.home() / ".cache"
-    return root / "dbch" / "ipsec"
+    """<user cache>/dbch/ipsec"""
+    return cache_dir("ipsec")
 
 
 def default_socket() -> str:

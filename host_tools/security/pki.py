@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from host_tools.errors import DbchError
+from host_tools.paths import pki_dir
 
 DEFAULT_CA_DAYS = 3650
 DEFAULT_LEAF_DAYS = 825
@@ -54,11 +55,7 @@ class PkiError(DbchError):
 
 def default_dir() -> Path:
     """Where the PKI lives unless told: $DBCH_PKI_DIR, else the XDG data dir + dbch/pki."""
-    env = os.environ.get(ENV_DIR)
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "dbch" / "pki"
+    return pki_dir()
 
 
 def normalize_eui(text: str) -> str:

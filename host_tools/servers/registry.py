@@ -28,6 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from host_tools.paths import cache_dir
+
 DEFAULT_NAME = "default"
 SPAWN_LOCK_FILE = "spawn.lock"
 
@@ -105,9 +107,7 @@ class ServiceRegistry:
     # -- where things live
 
     def cache_root(self) -> Path:
-        base = os.environ.get("XDG_CACHE_HOME") or ""
-        root = Path(base) if base and os.path.isabs(base) else Path.home() / ".cache"
-        return root / "dbch" / self.kind
+        return cache_dir(self.kind)
 
     def check_name(self, name: str) -> str:
         if not isinstance(name, str) or not _NAME_RE.match(name):
