@@ -28,7 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "host_tools.servers.simagent",
     "host_tools.selftest.checks",
     "host_tools.selftest.demo",
-    "host_tools.security.pki",
+    "host_tools.cli.pki",
     "host_tools.servers.triage",
     "host_tools.security.ipsec",
 )

@@ -210,7 +210,7 @@ def test_openssl_accepts_the_chain_for_both_purposes(store):
 
 @pytest.fixture
 def dbch(monkeypatch, capsys):
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("host_tools.security.pki",))
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ("host_tools.cli.pki",))
 
     def run(*argv):
         rc = cli.main(list(argv))
