@@ -74,20 +74,21 @@ def _cmd_init(args) -> int:
     return 0
 
 
-def _cmd_leaf(args, issue, ident: str) -> int:
-    """Issue a leaf certificate with issue(pki, ident, days, not_before, not_after, force) and show it."""
+def _cmd_leaf(args, kind: str, name: str) -> int:
+    """Issue a leaf certificate (a "device" or "tool") and show it."""
     pki = Pki(args.dir)
-    item = issue(pki, ident, args.days, args.not_before, args.not_after, args.force).summary(pki.ca().cert)
+    issued = pki.issue(kind, name, args.days, args.not_before, args.not_after, args.force)
+    item = issued.summary(pki.ca().cert)
     emit(args, item, _text_item(item))
     return 0
 
 
 def _cmd_device(args) -> int:
-    return _cmd_leaf(args, Pki.issue_device, args.eui)
+    return _cmd_leaf(args, "device", args.eui)
 
 
 def _cmd_tool(args) -> int:
-    return _cmd_leaf(args, Pki.issue_tool, args.name)
+    return _cmd_leaf(args, "tool", args.name)
 
 
 def _cmd_signing_key(args) -> int:

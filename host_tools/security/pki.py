@@ -144,6 +144,10 @@ class Issued:
         return self
 
 
+# the kinds of leaf certificate: their directory, and what makes a name their identity
+_LEAVES = {"device": ("devices", normalize_eui), "tool": ("tools", check_tool_name)}
+
+
 class Pki:
     """The PKI in one directory (see the module docstring for the layout)."""
 
@@ -182,36 +186,21 @@ class Pki:
         return Issued("ca", common_name(cert), self.ca_dir, cert)
 
     # --- leaves ------------------------------------------------------------------------------
-    def _issue(self, kind: str, ident: str, directory: Path, days, not_before, not_after, force) -> Issued:
-        ca_cert, ca_key = self.load_ca()
-        if (directory / "cert.pem").exists() and not force:
-            raise PkiError(f"{directory / 'cert.pem'} exists (use --force to issue a new key and certificate)")
-        valid = validity(days, not_before, not_after)
-        key = new_key()
-        return Issued(kind, ident, directory, leaf_certificate(ident, key, ca_cert, ca_key, valid)).write(key)
+    def leaf_dir(self, kind: str, name: str, label: str | None = None) -> Path:
+        """Where the certificate of a "device" (`name` its EUI-64) or "tool" is kept; under
+        `label` instead of its name if given."""
+        sub, ident = _LEAVES[kind]
+        return self.dir / sub / (label or ident(name))
 
     def device_dir(self, eui: str, label: str | None = None) -> Path:
-        return self.dir / "devices" / (label or normalize_eui(eui))
+        return self.leaf_dir("device", eui, label)
 
     def tool_dir(self, name: str, label: str | None = None) -> Path:
-        return self.dir / "tools" / (label or check_tool_name(name))
+        return self.leaf_dir("tool", name, label)
 
-    def issue_device(
+    def issue(
         self,
-        eui: str,
-        days: int = DEFAULT_LEAF_DAYS,
-        not_before=None,
-        not_after=None,
-        force: bool = False,
-        label: str | None = None,
-    ) -> Issued:
-        """A hub certificate for `eui`; `label` stores it under another directory name (tests
-        keep an expired or mismatched certificate beside the good one)."""
-        ident = normalize_eui(eui)
-        return self._issue("device", ident, self.device_dir(ident, label), days, not_before, not_after, force)
-
-    def issue_tool(
-        self,
+        kind: str,
         name: str,
         days: int = DEFAULT_LEAF_DAYS,
         not_before=None,
@@ -219,8 +208,25 @@ class Pki:
         force: bool = False,
         label: str | None = None,
     ) -> Issued:
-        ident = check_tool_name(name)
-        return self._issue("tool", ident, self.tool_dir(ident, label), days, not_before, not_after, force)
+        """A new key and certificate for a "device" (a hub, `name` its EUI-64) or a "tool" (a
+        triage tool); `label` stores it under another directory name (tests keep an expired or
+        mismatched certificate beside the good one)."""
+        ident = _LEAVES[kind][1](name)
+        directory = self.leaf_dir(kind, ident, label)
+        ca_cert, ca_key = self.load_ca()
+        if (directory / "cert.pem").exists() and not force:
+            raise PkiError(f"{directory / 'cert.pem'} exists (use --force to issue a new key and certificate)")
+        valid = validity(days, not_before, not_after)
+        key = new_key()
+        return Issued(kind, ident, directory, leaf_certificate(ident, key, ca_cert, ca_key, valid)).write(key)
+
+    def issue_device(self, eui: str, **options) -> Issued:
+        """A hub certificate for `eui` (options: those of issue())."""
+        return self.issue("device", eui, **options)
+
+    def issue_tool(self, name: str, **options) -> Issued:
+        """A triage tool certificate for `name` (options: those of issue())."""
+        return self.issue("tool", name, **options)
 
     def _load_leaf(self, kind: str, directory: Path) -> Issued:
         path = directory / "cert.pem"
@@ -293,7 +299,7 @@ class Pki:
             ca = self.ca()
             ca_cert = ca.cert
             out["ca"] = ca.summary()
-        for kind, sub in (("device", "devices"), ("tool", "tools")):
+        for kind, (sub, _ident) in _LEAVES.items():
             for label in self.labels(sub):
                 item = self._load_leaf(kind, self.dir / sub / label).summary(ca_cert)
                 item["label"] = label
