@@ -30,7 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "host_tools.selftest.demo",
     "host_tools.cli.pki",
     "host_tools.servers.triage",
-    "host_tools.security.ipsec",
+    "host_tools.cli.ipsec",
 )
 
 

@@ -1,5 +1,5 @@
 """What the IPsec tests share: two network namespaces joined by a veth pair, one private charon
-in each (host_tools.security.ipsec.Charon), and the reason they cannot run here, if any.
+in each (host_tools.security.ipsec.charon.Charon), and the reason they cannot run here, if any.
 
 Each side has an outer address on the veth pair (IKE and ESP-in-UDP) and an inner address of its
 own on `lo` (the traffic selectors), all inside namespaces made and deleted by the tests."""
@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from host_tools.security import ipsec
+from host_tools.security.ipsec.charon import Charon, find_charon
 
 EUI = "00-1B-C5-0C-00-00-12-34"
 TOOL = "triage-1"
@@ -33,7 +33,7 @@ def unavailable() -> str | None:
     for tool in ("ip", "unshare", "mount"):
         if shutil.which(tool) is None:
             return f"{tool} not found"
-    if ipsec.find_charon() is None:
+    if find_charon() is None:
         return "strongSwan charon not installed (scripts/setup-system installs strongswan-charon)"
     if not os.path.exists("/dev/net/tun"):
         return "/dev/net/tun missing: kernel-libipsec needs a TUN device"
@@ -79,12 +79,12 @@ def netpair() -> Iterator[tuple[str, str]]:
 
 
 @contextlib.contextmanager
-def charons(namespaces: tuple[str, str], workdir: Path) -> Iterator[list[ipsec.Charon]]:
+def charons(namespaces: tuple[str, str], workdir: Path) -> Iterator[list[Charon]]:
     """One private charon per namespace; both stopped afterwards, whatever happened."""
-    started: list[ipsec.Charon] = []
+    started: list[Charon] = []
     try:
         for ns, side in zip(namespaces, ("a", "b")):
-            started.append(ipsec.Charon(workdir / f"charon-{side}", ns).start())
+            started.append(Charon(workdir / f"charon-{side}", ns).start())
         yield started
     finally:
         for c in started:

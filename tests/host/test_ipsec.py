@@ -1,4 +1,4 @@
-"""IPsec for the Triage System Interface (host_tools/security/ipsec.py) with real strongSwan: two network
+"""IPsec for the Triage System Interface (host_tools/security/ipsec/) with real strongSwan: two network
 namespaces joined by a veth pair, one charon in each (kernel-libipsec, UDP encapsulation), IKEv2
 with certificates both ways and AES-GCM, checked through vici; then TCP through the tunnel.
 
@@ -17,9 +17,10 @@ import pytest
 from ipseckit import EUI, INNER_A, INNER_B, OUTER_A, OUTER_B, TOOL
 
 from agent.triage import PolicyError
+from host_tools.security.ipsec import IpsecError
+from host_tools.security.ipsec.charon import strongswan_conf
+from host_tools.security.ipsec.connection import IpsecConnection
 from host_tools.security.pki import Pki
-
-ipsec = pytest.importorskip("host_tools.security.ipsec")
 
 _REASON = ipseckit.unavailable()
 needs_ipsec = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
@@ -68,7 +69,7 @@ def hub_conn(pki, **cfg_changes):
         "remote_id": TOOL,
     }
     cfg.update(cfg_changes)
-    return ipsec.IpsecConnection(cfg, [OUTER_A], [OUTER_B], [f"{INNER_A}/32"], [f"{INNER_B}/32"])
+    return IpsecConnection(cfg, [OUTER_A], [OUTER_B], [f"{INNER_A}/32"], [f"{INNER_B}/32"])
 
 
 def tool_conn(pki, who="tool", local_id=None):
@@ -79,7 +80,7 @@ def tool_conn(pki, who="tool", local_id=None):
         "ca": pki["ca"],
         "remote_id": EUI,
     }
-    return ipsec.IpsecConnection(cfg, [OUTER_B], [OUTER_A], [f"{INNER_B}/32"], [f"{INNER_A}/32"], local_id=local_id)
+    return IpsecConnection(cfg, [OUTER_B], [OUTER_A], [f"{INNER_B}/32"], [f"{INNER_A}/32"], local_id=local_id)
 
 
 ECHO_SERVER = """
@@ -195,7 +196,7 @@ def test_bad_peer_gets_no_sa(pki, netpair, charons, who, local_id, hub_log):
     hub = hub_conn(pki)
     sa = charon_a.session()
     hub.load(sa)
-    with pytest.raises(ipsec.IpsecError, match="initiating triage failed"):
+    with pytest.raises(IpsecError, match="initiating triage failed"):
         hub.initiate(sa, timeout=10)
     assert hub.status(sa) is None
     # A responder that authenticated the hub installs its child SA before the hub's verdict on the
@@ -220,7 +221,7 @@ def test_the_responder_refuses_a_hub_from_another_ca(pki, netpair, charons, tmp_
     hub = hub_conn(pki, cert=str(fake.cert_pem), key=str(fake.key_pem))
     sa = charon_a.session()
     hub.load(sa)
-    with pytest.raises(ipsec.IpsecError):
+    with pytest.raises(IpsecError):
         hub.initiate(sa, timeout=10)
     assert tool.status(charon_b.session()) is None
     assert "authentication of '00-1B-C5-0C-00-00-12-34'" in charon_b.log.read_text() or "no trusted" in (
@@ -262,17 +263,17 @@ def test_from_pki_store(tmp_path):
     store.init_ca()
     store.issue_device(EUI)
     store.issue_tool(TOOL)
-    hub = ipsec.IpsecConnection.from_pki(
+    hub = IpsecConnection.from_pki(
         store, "001bc50c00001234", TOOL, [OUTER_A], [OUTER_B], ["10.99.1.1/32"], ["10.99.2.1/32"], name="t1"
     )
     assert hub.local_id == EUI and hub.remote_id == TOOL and hub.name == "t1"
     assert hub.cfg["cert"].endswith(f"devices/{EUI}/cert.pem")
-    tool = ipsec.IpsecConnection.from_pki(
+    tool = IpsecConnection.from_pki(
         store, TOOL, EUI, [OUTER_B], [OUTER_A], ["10.99.2.1/32"], ["10.99.1.1/32"], esp_proposals=["aes128gcm16"]
     )
     assert tool.local_id == TOOL and tool.cfg["esp_proposals"] == ["aes128gcm16"]
     with pytest.raises(PolicyError):
-        ipsec.IpsecConnection.from_pki(store, TOOL, EUI, [], [], [], [], esp_proposals=["aes128-sha1"])
+        IpsecConnection.from_pki(store, TOOL, EUI, [], [], [], [], esp_proposals=["aes128-sha1"])
 
 
 @pytest.mark.parametrize(
@@ -293,12 +294,12 @@ def test_policy_refuses_before_anything_is_written(pki, changes, field):
 
 
 def test_missing_files_are_clear(pki, tmp_path):
-    with pytest.raises(ipsec.IpsecError, match="does not exist"):
+    with pytest.raises(IpsecError, match="does not exist"):
         hub_conn(pki, key=str(tmp_path / "nope.pem"))
 
 
 def test_strongswan_conf_loads_libipsec_before_netlink(tmp_path):
-    text = ipsec.strongswan_conf(tmp_path / "s.vici", tmp_path / "log")
+    text = strongswan_conf(tmp_path / "s.vici", tmp_path / "log")
     load = next(line for line in text.splitlines() if line.strip().startswith("load = random"))
     assert load.index("kernel-libipsec") < load.index("kernel-netlink")
     assert f"socket = unix://{tmp_path / 's.vici'}" in text

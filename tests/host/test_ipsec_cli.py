@@ -23,7 +23,10 @@ import ipseckit
 import pytest
 from ipseckit import EUI, INNER_A, INNER_B, OUTER_A, OUTER_B, TOOL
 
-from host_tools.security import ipsec
+from host_tools.security.ipsec import ENV_SOCKET, IpsecError
+from host_tools.security.ipsec.auth_failures import AuthFailures
+from host_tools.security.ipsec.charon import Charon
+from host_tools.security.ipsec.incidents import KEEP_EVENTS, IncidentStore
 from host_tools.security.pki import Pki
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +36,7 @@ needs_ipsec = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
 
 def _env(cache: Path) -> dict:
     env = dict(os.environ, XDG_CACHE_HOME=str(cache))
-    env.pop(ipsec.ENV_SOCKET, None)
+    env.pop(ENV_SOCKET, None)
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
@@ -146,7 +149,7 @@ def charons(tmp_path):
         yield started
 
 
-def tool_up(cache: Path, charon: ipsec.Charon, pki: Path) -> dict:
+def tool_up(cache: Path, charon: Charon, pki: Path) -> dict:
     """The Triage Tool (side A) waits for hubs."""
     return dbch_json(
         cache,
@@ -163,7 +166,7 @@ def tool_up(cache: Path, charon: ipsec.Charon, pki: Path) -> dict:
     )
 
 
-def hub_up(cache: Path, charon: ipsec.Charon, pki: Path) -> subprocess.CompletedProcess:
+def hub_up(cache: Path, charon: Charon, pki: Path) -> subprocess.CompletedProcess:
     """A hub gateway (side B) dials the Triage Tool."""
     return dbch(
         cache,
@@ -184,7 +187,7 @@ def hub_up(cache: Path, charon: ipsec.Charon, pki: Path) -> subprocess.Completed
     )
 
 
-def sas(cache: Path, charon: ipsec.Charon) -> list[dict]:
+def sas(cache: Path, charon: Charon) -> list[dict]:
     return dbch_json(cache, "status", "--socket", str(charon.socket))["sas"]
 
 
@@ -375,7 +378,7 @@ def test_no_charon_says_how_to_start_one(argv, pkis, tmp_path):
 
 def test_the_default_socket_is_the_environment_s(tmp_path):
     env = _env(tmp_path / "cache")
-    env[ipsec.ENV_SOCKET] = str(tmp_path / "from-env.vici")
+    env[ENV_SOCKET] = str(tmp_path / "from-env.vici")
     r = subprocess.run(
         [sys.executable, "-m", "host_tools.cli", "ipsec", "status"],
         capture_output=True,
@@ -443,7 +446,7 @@ def _updown(uid: str, remote_id: str, remote_host: str) -> dict:
 
 
 def test_one_failure_per_ike_sa_with_the_peer_from_a_later_updown():
-    af = ipsec.AuthFailures(grace=60)
+    af = AuthFailures(grace=60)
     seen = []
     for msg in (
         "initiating IKE_SA triage[1] to 10.99.0.2",
@@ -484,7 +487,7 @@ def test_one_failure_per_ike_sa_with_the_peer_from_a_later_updown():
 
 
 def test_the_state_file_is_replaced_whole_and_counts_add_up(tmp_path):
-    store = ipsec.IncidentStore(tmp_path / "s" / "incidents.json")
+    store = IncidentStore(tmp_path / "s" / "incidents.json")
     threads = [
         threading.Thread(target=lambda: [store.record({"kind": "auth_failed", "reason": "x"}) for _ in range(10)])
         for _ in range(4)
@@ -494,9 +497,9 @@ def test_the_state_file_is_replaced_whole_and_counts_add_up(tmp_path):
     for t in threads:
         t.join()
     assert store.summary()["totals"] == {"auth_failed": 40}
-    assert len(json.loads(store.path.read_text())["events"]) == ipsec.KEEP_EVENTS
+    assert len(json.loads(store.path.read_text())["events"]) == KEEP_EVENTS
     assert sorted(p.name for p in store.path.parent.iterdir()) == ["incidents.json", "incidents.json.lock"]
     store.path.write_text("{not json")
-    with pytest.raises(ipsec.IpsecError, match="move it aside"):
+    with pytest.raises(IpsecError, match="move it aside"):
         store.summary()
     shutil.rmtree(store.path.parent)
