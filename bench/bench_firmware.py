@@ -29,8 +29,7 @@ sys.path.insert(0, str(ROOT))
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
 from agent import image  # noqa: E402
-from host_tools.firmware import flash  # noqa: E402
-from host_tools.firmware import images as firmware  # noqa: E402
+from host_tools.firmware import flash, image_build, sign, stage  # noqa: E402
 
 NAME = "fwbench"
 
@@ -88,7 +87,7 @@ print(time.ticks_diff(time.ticks_us(), t0) / rounds)
 
 def padded_content(board: str, version: str, size: int, files: list[tuple[str, bytes]] | None = None) -> bytes:
     """An image of about size bytes: the board's modules plus random padding modules."""
-    files = list(files if files is not None else [(c.target, c.data) for c in flash.build_image(board)])
+    files = list(files if files is not None else [(c.target, c.data) for c in image_build.build_image(board)])
     have = sum(len(d) for _p, d in files)
     i = 0
     while have < size:
@@ -107,9 +106,9 @@ def bench_vboard(key, size: int) -> list[tuple[str, float]]:
 
     info = vboard.ensure_running(NAME)
     try:
-        flash.flash(info.port, "unix", quiet=True, signing_key=firmware.public_point(key))
+        flash.flash(info.port, "unix", signing_key=sign.public_point(key))
         content = padded_content("unix", "9.9.9", size)
-        data = content + image.trailer(firmware.sign_content(content, key))
+        data = content + image.trailer(sign.sign_content(content, key))
         n = len(content)
         t = SerialTransport(info.port)
         client = AgentClient(t, timeout=10.0, port=info.port)
@@ -121,7 +120,7 @@ def bench_vboard(key, size: int) -> list[tuple[str, float]]:
             assert client.request("hello", {"events": False, "pad": content[off : off + chunk]}).ok
         raw = time.perf_counter() - t0
         t0 = time.perf_counter()
-        res = firmware.send(client, data)
+        res = stage.send(client, data)
         staged = time.perf_counter() - t0
         assert res["version"] == "9.9.9", res
         t.close()
@@ -152,7 +151,7 @@ def bench_heap(key, heap: str) -> list[tuple[str, int, int, int]]:
         print("micropython not found: heap rows skipped", file=sys.stderr)
         return []
     rows = []
-    modules = [(c.target, c.data) for c in flash.build_image("sim")]
+    modules = [(c.target, c.data) for c in image_build.build_image("sim")]
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "stage.py"
         script.write_text(_UPY_STAGE)
@@ -164,10 +163,10 @@ def bench_heap(key, heap: str) -> list[tuple[str, int, int, int]]:
             work = Path(tmp) / f"w{kb}"
             work.mkdir()
             content = padded_content("sim", "9.9.9", kb * 1024, modules[:3])
-            (work / "fwkey.bin").write_bytes(firmware.public_point(key))
+            (work / "fwkey.bin").write_bytes(sign.public_point(key))
             img = Path(tmp) / f"img{kb}.bin"
             img.write_bytes(content)
-            sig = firmware.sign_content(content, key)
+            sig = sign.sign_content(content, key)
             out = subprocess.run(
                 [upy, "-X", "heapsize=" + heap, str(script), str(lib), str(work), str(img), "4000"]
                 + [hashlib.sha256(content).hexdigest(), sig.hex()],
@@ -189,7 +188,7 @@ def bench_verify(rounds: int) -> list[tuple[str, float]]:
     from agent import p256
 
     priv = ec.generate_private_key(ec.SECP256R1())
-    key = firmware.public_point(priv)
+    key = sign.public_point(priv)
     digest = hashlib.sha256(b"image").digest()
     alg = ec.ECDSA(utils.Prehashed(hashes.SHA256()))
     sig = priv.sign(digest, alg)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from host_tools.firmware import flash  # noqa: E402
+from host_tools.firmware import flash, image_build  # noqa: E402
 from host_tools.servers import vboard  # noqa: E402
 
 BOARD = "unix"
@@ -62,7 +62,7 @@ def mpremote_cp(port: str, staged: Path) -> float:
 
 def dbch_flash(port: str) -> float:
     start = time.perf_counter()
-    flash.flash(port, BOARD, quiet=True)
+    flash.flash(port, BOARD)
     return time.perf_counter() - start
 
 
@@ -93,7 +93,7 @@ def main() -> int:
                 vboard.stop("bench-mp")
                 vboard.stop("bench-db")
             start = time.perf_counter()
-            flash.build_image(BOARD)
+            image_build.build_image(BOARD)
             results["compile"].append(time.perf_counter() - start)
 
     med = {k: statistics.median(v) for k, v in results.items()}

@@ -19,7 +19,7 @@ Everything is measured on the MicroPython unix port against the heap cap of a sm
 - the firm figure: the smallest heap the real agent serves a whole session in, the board's
   main.py run as its own process with the host (host_tools.link.client.AgentClient) on its console's
   pipes: hello, the configuration, status, an alert burst, the signed image staged with
-  host_tools.firmware.images.send (what dbch firmware send does) and checked with fw.status, every
+  host_tools.firmware.stage.send (what dbch firmware send does) and checked with fw.status, every
   event delivered and acknowledged, the console closed (run_session); bisected in 4 KB steps,
   with and without the staging.
 
@@ -128,7 +128,7 @@ def build_flash(dest: Path) -> dict[str, int]:
 def write_firmware(dest: Path, board: str = BOARD, version: str = IMAGE_VERSION) -> dict:
     """A fresh P-256 signing key, its public point as the device's trusted key (agent.boot.KEY,
     where dbch flash --signing-key puts it) and an image of the agent for board signed with it
-    (host_tools.firmware.images: what dbch firmware build --key makes), in dest as IMAGE. For the probe,
+    (host_tools.firmware.image_build and .sign: what dbch firmware build --key makes), in dest as IMAGE. For the probe,
     whose host shares the device's heap: IMAGE_INFO, and IMAGE_FRAMES, the fw.chunk requests
     framed as host_tools.link.client sends them, in the agent's chunk size (what dbch firmware send
     uses), so that the probe's host only reads each frame from a file. Returns
@@ -138,13 +138,14 @@ def write_firmware(dest: Path, board: str = BOARD, version: str = IMAGE_VERSION)
     from agent import boot, cbor, image, wire
     from agent.firmware import MAX_CHUNK
     from boards import unix
+    from host_tools.firmware import image_build, sign
     from host_tools.firmware import images as firmware
     from host_tools.link.client import encode
 
     key = ec.generate_private_key(ec.SECP256R1())
-    (dest / boot.KEY).write_bytes(firmware.public_point(key))
-    content = firmware.build_content(board, version)
-    sig = firmware.sign_content(content, key)
+    (dest / boot.KEY).write_bytes(sign.public_point(key))
+    content = image_build.build_content(board, version)
+    sig = sign.sign_content(content, key)
     data = content + image.trailer(sig)
     (dest / IMAGE).write_bytes(data)
     chunk = min(getattr(unix, "FW_MAX_CHUNK", MAX_CHUNK), MAX_CHUNK)  # what fw.begin announces
@@ -355,11 +356,12 @@ def run_session(
     of flash in workdir: hello, the DBCH04-like configuration, status, an alert burst, then (if
     firmware) the signed image staged as dbch firmware send does and fw.status, then every event
     taken and acknowledged, then the console closed. The facts seen; SessionError, LinkError
-    (the board exited) or host_tools.firmware.images.FirmwareError when a step fails. With
+    (the board exited) or host_tools.firmware.stage.FirmwareError when a step fails. With
     staging_may_fail, a refused staging is recorded as facts["fw_error"] (rc, err) instead and
     the session goes on."""
     from agent.examples import DBCH04_CONFIG
     from host_tools.firmware import images as fwtool
+    from host_tools.firmware import stage
 
     t = PipeTransport(flash, heap, workdir)
     facts: dict = {}
@@ -389,8 +391,8 @@ def run_session(
             data = (flash / IMAGE).read_bytes()
             facts["fw_image"] = fwtool.describe(data)
             try:
-                facts["fw_sent"] = fwtool.send(c, data)
-            except fwtool.FirmwareError as e:
+                facts["fw_sent"] = stage.send(c, data)
+            except stage.FirmwareError as e:
                 if not staging_may_fail:
                     raise
                 facts["fw_error"] = (e.rc, e.err)
@@ -447,12 +449,12 @@ def session_problems(facts: dict, firmware: bool = True) -> list[str]:
 
 def session_ok(flash: Path, heap: int, firmware: bool = True, why: list | None = None) -> bool:
     """Whether the real session runs whole in heap; why (if given) gets the reason it does not."""
-    from host_tools.cli import CommandError
+    from host_tools.errors import DbchError
 
     with tempfile.TemporaryDirectory(prefix="dbch-session-") as tmp:
         try:
             facts = run_session(flash, heap, Path(tmp) / "board", firmware=firmware)
-        except (SessionError, LinkError, CommandError) as e:
+        except (SessionError, DbchError) as e:
             if why is not None:
                 why.append(f"{heap}: {type(e).__name__}: {_gist(str(e))}")
             return False

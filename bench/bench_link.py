@@ -119,7 +119,7 @@ def main() -> int:
         board = vboard.ensure_running("bench-link", fs=fs)
         sim = simagent.ensure_running("bench-link", fs=Path(tmp) / "sim")
         try:
-            flash.flash(board.port, "unix", quiet=True)
+            flash.flash(board.port, "unix")
             configure(board.port)
             configure(sim.port)
             mpy_lat = latency(board.port, args.n)

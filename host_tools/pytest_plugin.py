@@ -164,7 +164,7 @@ def dbch_vboard(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     fs = tmp_path_factory.mktemp("vboard-flash")
     try:
         info = vboard.ensure_running(name, fs=fs, heap=opts["heap"])
-        res = flash.flash(info.port, "unix", quiet=True, eui=parse_eui(opts["eui"]))
+        res = flash.flash(info.port, "unix", eui=parse_eui(opts["eui"]))
         target = Target("vboard", f"vboard:{name}", info.port, opts["eui"], name, info.to_json())
         target.info["flash"] = res.__dict__
         target.info["hello"] = res.hello

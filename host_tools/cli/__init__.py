@@ -20,11 +20,11 @@ from host_tools.errors import DbchError
 # the error comes from an answer that never came).
 COMMAND_MODULES: tuple[str, ...] = (
     "host_tools.servers.vboard",
-    "host_tools.firmware.flash",
+    "host_tools.cli.flash",
     "host_tools.link.commands",
     "host_tools.duis.front",
     "host_tools.duis.assets",
-    "host_tools.firmware.images",
+    "host_tools.cli.firmware",
     "host_tools.servers.simagent",
     "host_tools.selftest.checks",
     "host_tools.selftest.demo",

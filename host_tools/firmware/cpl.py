@@ -30,15 +30,13 @@ raised, 0 when none is.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from agent.eui import format_eui, parse_eui
-from host_tools.cli import CommandError, add_json_flag, emit
 from host_tools.errors import DbchError
 
 STATUSES = ("Current", "Removed")
@@ -198,85 +196,18 @@ def render_xml(finding: Finding, when=None) -> bytes:
     return duis._serialise(root)
 
 
-# -- command -------------------------------------------------------------------------------------
-def register(fsub: argparse._SubParsersAction) -> None:
-    from host_tools.link.connect import add_port_args
+def alerts_xml(findings: list[Finding], schema: str | None = None) -> list[str]:
+    """The DCC Alert of each finding that raises one, checked against the DUIS schema (folder
+    schema, else $DBCH_DUIS_SCHEMA_DIR); CplError if one does not validate."""
+    from host_tools.duis import messages as duis
 
-    p = fsub.add_parser(
-        "cpl-check",
-        help="compare reported firmware versions with the SMI and the CPL (DCC Alerts N49-N52)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--cpl", required=True, help="the Central Products List (.csv or .json)")
-    p.add_argument("--smi", required=True, help="the devices' SMI records (.csv or .json)")
-    p.add_argument(
-        "--reported",
-        action="append",
-        default=[],
-        metavar="EUI=VERSION",
-        help="a version a device reported (repeatable); without it, ask the agent on --port",
-    )
-    p.add_argument("--source", choices=SOURCES, default="read", help="what reported it (default: read)")
-    p.add_argument("--format", choices=("json", "duis"), default="json", help="findings as JSON or alerts as DUIS XML")
-    p.add_argument("--schema", help="DUIS schema folder for --format duis (default: $DBCH_DUIS_SCHEMA_DIR)")
-    add_port_args(p)
-    add_json_flag(p)
-    p.set_defaults(func=cmd_cpl_check)
-
-
-def cmd_cpl_check(args: argparse.Namespace) -> int:
-    try:
-        cpl = load_cpl(args.cpl)
-        smi = {d.eui: d for d in load_smi(args.smi)}
-    except CplError as e:
-        raise CommandError(str(e)) from e
-    reported: list[tuple[str, str]] = []
-    for spec in args.reported:
-        eui, eq, version = spec.partition("=")
-        if not eq:
-            raise CommandError(f"--reported {spec!r}: expected EUI=VERSION")
-        try:
-            reported.append((format_eui(parse_eui(eui.strip())), version.strip()))
-        except ValueError as e:
-            raise CommandError(f"--reported {spec!r}: {e}") from e
-    if not reported:
-        from host_tools.link.connect import checked, open_client
-
-        r = checked(open_client(args), "hello")
-        if not r.ok:
-            raise CommandError(f"hello failed: {r.rc} {r.err or ''}")
-        reported.append((r.data["eui"], r.data["version"]))
-    findings = []
-    for eui, version in reported:
-        dev = smi.get(eui)
-        if dev is None:
-            raise CommandError(f"device {eui} is not in the SMI file {args.smi}")
-        try:
-            findings.append(check(dev, version, cpl, args.source))
-        except CplError as e:
-            raise CommandError(str(e)) from e
-    if args.format == "duis":
-        from host_tools.duis import messages as duis
-
-        docs = []
-        for fnd in findings:
-            if fnd.alert is None:
-                continue
-            xml = render_xml(fnd)
-            try:
-                errors = duis.validate(xml, duis.schema_dir(args.schema))
-            except duis.DuisConfigError as e:
-                raise CommandError(str(e)) from e
-            if errors:
-                raise CommandError(f"rendered {fnd.alert} does not validate: {errors[0]}")
-            docs.append(xml.decode())
-        print("".join(docs), end="")
-    else:
-        rows = [asdict(f) for f in findings]
-        text = "\n".join(
-            f"{f.eui} {f.model} SMI {f.smi_version} reported {f.reported}: {f.alert or 'no alert'} ({f.reason})"
-            for f in findings
-        )
-        emit(args, rows, text if not args.json else None)
-    return 1 if any(f.alert for f in findings) else 0
+    docs = []
+    for fnd in findings:
+        if fnd.alert is None:
+            continue
+        xml = render_xml(fnd)
+        errors = duis.validate(xml, duis.schema_dir(schema))
+        if errors:
+            raise CplError(f"rendered {fnd.alert} does not validate: {errors[0]}")
+        docs.append(xml.decode())
+    return docs

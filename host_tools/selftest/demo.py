@@ -20,7 +20,7 @@ from pathlib import Path
 
 from agent.examples import DBCH04_CONFIG
 from host_tools.cli import CommandError, add_json_flag
-from host_tools.firmware import images as firmware
+from host_tools.firmware import image_build, sign, stage
 from host_tools.link.client import Event, LinkError
 from host_tools.link.connect import add_port_args, checked, open_client, resolve
 
@@ -81,9 +81,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         _step(f"flash the agent to {args.port} ({port})")
         is_vboard = args.port == "vboard" or args.port.startswith("vboard:")
-        res = flash.flash(
-            port, "unix", quiet=True, eui=flash_eui(is_vboard), signing_key=firmware.public_point(signing_key())
-        )
+        res = flash.flash(port, "unix", eui=flash_eui(is_vboard), signing_key=sign.public_point(signing_key()))
         print(
             f"   {len(res.written)} file(s) written, {res.unchanged} unchanged; agent {res.hello['version']} on {res.hello['eui']}",
             file=sys.stderr,
@@ -383,8 +381,8 @@ def upgrade(client, running: str) -> tuple[list[Arrival], bytes]:
     FirmwareHash."""
     version = running[:-1] if running.endswith("d") else running[:7] + "d"
     _step(f"stage and activate firmware {version} (signed; activated by its FirmwareHash)")
-    data = firmware.sign_image(firmware.build_content("unix", version), signing_key())
-    staged = firmware.send(client, data)
+    data = sign.sign_image(image_build.build_content("unix", version), signing_key())
+    staged = stage.send(client, data)
     digest = staged["hash"]
     print(f"   staged {len(data)} bytes; FirmwareHash {digest.hex().upper()}", file=sys.stderr)
     r = checked(client, "fw.activate", {"hash": digest, "execution": None})

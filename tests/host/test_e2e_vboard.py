@@ -22,7 +22,7 @@ pytest.importorskip("mpremote")
 from agent.eui import parse_eui  # noqa: E402
 from host_tools.cli import CommandError, main  # noqa: E402
 from host_tools.duis import messages as duis  # noqa: E402
-from host_tools.firmware import flash  # noqa: E402
+from host_tools.firmware import flash, handover  # noqa: E402
 from host_tools.link import commands  # noqa: E402
 from host_tools.link.client import AgentClient, LinkError, SerialTransport  # noqa: E402
 from host_tools.servers import (
@@ -71,7 +71,7 @@ def cache(tmp_path_factory):
 def flashed(cache, tmp_path_factory):
     """The virtual board with the agent flashed (the real mpremote path)."""
     info = vboard.ensure_running(NAME, fs=tmp_path_factory.mktemp("flash"))
-    result = flash.flash(info.port, "unix", quiet=True, eui=parse_eui(VBOARD_EUI))
+    result = flash.flash(info.port, "unix", eui=parse_eui(VBOARD_EUI))
     return info, result
 
 
@@ -129,7 +129,7 @@ def agent_up(port: str) -> None:
     try:
         hello(port, 2.0)
     except AssertionError:
-        flash.flash(port, "unix", quiet=True)
+        flash.flash(port, "unix")
 
 
 def reboot(port: str) -> dict:
@@ -177,7 +177,7 @@ def test_reflash_of_a_running_board_writes_nothing_and_restarts_it(flashed):
     info, first = flashed
     agent_up(info.port)
     boot = hello(info.port)["boot"]
-    res = flash.flash(info.port, "unix", quiet=True)
+    res = flash.flash(info.port, "unix")
     assert res.written == [] and res.removed == [] and res.bytes_written == 0
     assert res.unchanged == len(first.written) + first.unchanged
     assert res.hello["boot"] == boot + 1 and res.hello["eui"] == VBOARD_EUI
@@ -187,7 +187,7 @@ def test_mpremote_works_while_the_agent_runs(flashed):
     info, _ = flashed
     agent_up(info.port)
     assert hello(info.port)["board"] == "unix"
-    assert flash.hand_over(info.port)  # Ctrl-C is data to the agent: it gives the line on request
+    assert handover.hand_over(info.port)  # Ctrl-C is data to the agent: it gives the line on request
     r = subprocess.run(
         [sys.executable, "-m", "mpremote", "connect", info.port, "exec", "print(1+1)"],
         capture_output=True,
@@ -198,7 +198,7 @@ def test_mpremote_works_while_the_agent_runs(flashed):
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "2"
     # the agent left for the REPL; a re-flash (or reset) brings it back
-    res = flash.flash(info.port, "unix", quiet=True)
+    res = flash.flash(info.port, "unix")
     assert res.written == [] and res.hello["eui"] == VBOARD_EUI
     c = client(info.port)
     try:
@@ -251,7 +251,7 @@ def test_config_survives_a_reflash(flashed):
         assert c.request("config.set", {"config": CONFIG}).rc == "I0"
     finally:
         c.transport.close()
-    res = flash.flash(info.port, "unix", quiet=True)
+    res = flash.flash(info.port, "unix")
     c = client(info.port)
     try:
         assert c.request("config.get").data == CONFIG

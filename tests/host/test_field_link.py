@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from host_tools.firmware import flash
+from host_tools.firmware import handover
 from host_tools.link.client import AgentClient, SerialTransport
 
 SEED = 19
@@ -69,14 +69,14 @@ def test_mpremote_against_the_running_agent_leaves_it_serving(dbch_vboard, argv)
 
 def test_repl_request_hands_the_line_over_and_the_agent_comes_back(dbch_vboard):
     boot = dbch_vboard.request("hello").data["boot"]
-    assert flash.hand_over(dbch_vboard.port)
+    assert handover.hand_over(dbch_vboard.port)
     done = _mpremote(dbch_vboard.port, "exec", "print(6 * 7)")
     assert done is not None and done.returncode == 0, done and done.stderr
     assert "42" in done.stdout
     done = _mpremote(dbch_vboard.port, "fs", "ls")
     assert done is not None and done.returncode == 0, done and done.stderr
     assert "main.py" in done.stdout
-    hello = flash.take_back(dbch_vboard.port)
+    hello = handover.take_back(dbch_vboard.port)
     assert hello["boot"] > boot
     status = dbch_vboard.dbch("status")
     assert status.returncode == 0, status.stdout + status.stderr
@@ -104,7 +104,7 @@ def test_dbch_mpremote_hands_over_runs_mpremote_and_takes_back(dbch_vboard):
 def test_a_board_left_at_its_repl_gets_its_agent_back_on_the_next_command(dbch_vboard):
     # a plain mpremote session after a hand-over ends at the friendly REPL (no main.py)
     boot = dbch_vboard.request("hello").data["boot"]
-    assert flash.hand_over(dbch_vboard.port)
+    assert handover.hand_over(dbch_vboard.port)
     done = _mpremote(dbch_vboard.port, "exec", "print(1)")
     assert done is not None and done.returncode == 0, done and done.stderr
     status = dbch_vboard.dbch("status", "--json")
@@ -116,7 +116,7 @@ def test_a_board_left_at_its_repl_gets_its_agent_back_on_the_next_command(dbch_v
 def test_a_board_left_in_the_raw_repl_gets_its_agent_back_on_the_next_command(dbch_vboard):
     # an mpremote session cut short leaves the board in the raw REPL (Ctrl-A, no Ctrl-B after it)
     boot = dbch_vboard.request("hello").data["boot"]
-    assert flash.hand_over(dbch_vboard.port)
+    assert handover.hand_over(dbch_vboard.port)
     transport = SerialTransport(dbch_vboard.port)
     try:
         transport.write(b"\r\x01")

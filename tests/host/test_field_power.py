@@ -19,7 +19,7 @@ from agent import image, wire  # noqa: E402
 from agent.eui import parse_eui  # noqa: E402
 from agent.examples import DBCH04_CONFIG  # noqa: E402
 from host_tools.extras import missing  # noqa: E402
-from host_tools.firmware import flash  # noqa: E402
+from host_tools.firmware import flash, image_build, sign, stage  # noqa: E402
 from host_tools.firmware import images as firmware  # noqa: E402
 from host_tools.link.client import AgentClient, LinkError, SerialTransport  # noqa: E402
 from host_tools.security.pki import Pki  # noqa: E402
@@ -45,9 +45,7 @@ def board(tmp_path_factory):
     name = f"power-{id(root) % 100000}"
     try:
         info = vboard.ensure_running(name, fs=root / "flash")
-        res = flash.flash(
-            info.port, "unix", quiet=True, eui=parse_eui(EUI), signing_key=firmware.public_point(key), version="1.0.0"
-        )
+        res = flash.flash(info.port, "unix", eui=parse_eui(EUI), signing_key=sign.public_point(key), version="1.0.0")
         assert res.hello["version"] == "1.0.0"
         yield name, info.port, key
     finally:
@@ -140,8 +138,8 @@ def _applied(host: Host, cfg: dict) -> dict:
 def test_power_cuts_while_staging_and_activating(board):
     name, port, key = board
     rng = random.Random(SEED + 1)
-    content = image.build("1.0.1", "unix", [(c.target, c.data) for c in flash.build_image("unix")])
-    data = content + image.trailer(firmware.sign_content(content, key))
+    content = image.build("1.0.1", "unix", [(c.target, c.data) for c in image_build.build_image("unix")])
+    data = content + image.trailer(sign.sign_content(content, key))
     digest = firmware.firmware_hash(content)
     host = Host(port)
     try:
@@ -166,7 +164,7 @@ def test_power_cuts_while_staging_and_activating(board):
             host.up()
         r = host.client.request("fw.begin", {"hash": digest, "size": len(content), "sig": image.split(data)[1]})
         assert r.ok and r.data.get("offset", 0) >= max(offsets), "staging resumes where it stopped"
-        out = firmware.send(host.client, data)
+        out = stage.send(host.client, data)
         print(f"staging resumed at {offsets[1:]} after cuts; completed with {out['sent']} bytes sent")
         # activation, with a cut at a random moment of it
         host.transport.write(wire.pack(wire.request(800, "fw.activate", {"hash": digest, "execution": None})))

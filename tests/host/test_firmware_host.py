@@ -15,11 +15,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from agent import boot, image
-from host_tools.cli import CommandError, main
+from host_tools.cli import main
+from host_tools.cli.firmware import Progress
 from host_tools.duis import messages as duis
-from host_tools.firmware import cpl, flash
+from host_tools.firmware import cpl, flash, sign, stage
 from host_tools.firmware import images as firmware
-from host_tools.link.client import AgentTimeout, Response
+from host_tools.firmware.images import FirmwareInputError
+from host_tools.link.client import AgentTimeout, LinkError, Response
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "portable"))
@@ -45,32 +47,32 @@ def sim_image(version="5.0", size=2000) -> bytes:
 # -- signing and verifying ------------------------------------------------------------------------
 def test_cryptography_signature_verifies_with_device_code(key):
     content = sim_image()
-    data = content + image.trailer(firmware.sign_content(content, key))
-    res = firmware.verify_image(data, firmware.public_point(key), board="sim")
+    data = content + image.trailer(sign.sign_content(content, key))
+    res = sign.verify_image(data, sign.public_point(key), board="sim")
     assert res["valid"] and res["signed"]
     assert res["hash"] == hashlib.sha256(content).digest() == firmware.firmware_hash(content)
     other = ec.generate_private_key(ec.SECP256R1())
-    assert not firmware.verify_image(data, firmware.public_point(other))["valid"]
-    assert not firmware.verify_image(content, firmware.public_point(key))["valid"]  # unsigned
+    assert not sign.verify_image(data, sign.public_point(other))["valid"]
+    assert not sign.verify_image(content, sign.public_point(key))["valid"]  # unsigned
 
 
 def test_sign_replaces_the_trailer_and_keeps_the_hash(key):
     content = sim_image()
     other = ec.generate_private_key(ec.SECP256R1())
-    once = firmware.sign_image(content, other)
-    again = firmware.sign_image(once, key)
+    once = sign.sign_image(content, other)
+    again = sign.sign_image(once, key)
     assert again.startswith(content) and image.split(again)[0] == content
-    assert firmware.verify_image(again, firmware.public_point(key))["valid"]
+    assert sign.verify_image(again, sign.public_point(key))["valid"]
     assert firmware.describe(again)["hash"] == hashlib.sha256(content).hexdigest()
 
 
 def test_tampered_image_fails_on_the_host_check_too(key):
     content = bytearray(sim_image())
-    data = bytes(content) + image.trailer(firmware.sign_content(bytes(content), key))
+    data = bytes(content) + image.trailer(sign.sign_content(bytes(content), key))
     content[-5] ^= 1
     bad = bytes(content) + data[len(content) :]
     with pytest.raises(image.ImageError) as e:
-        firmware.verify_image(bad, firmware.public_point(key))
+        sign.verify_image(bad, sign.public_point(key))
     assert e.value.code == "E100"
 
 
@@ -101,7 +103,7 @@ class HubClient:
 def device_trusting(key, first=None):
     dev = fwkit.Device(first=first, key=False)
     f = dev.flash.open("/" + boot.KEY, "wb")
-    f.write(firmware.public_point(key))
+    f.write(sign.public_point(key))
     f.close()
     return dev
 
@@ -109,10 +111,10 @@ def device_trusting(key, first=None):
 def test_send_resumes_after_link_loss_and_the_device_accepts_a_cryptography_signature(key):
     dev = device_trusting(key)
     content = sim_image(size=3000)
-    data = content + image.trailer(firmware.sign_content(content, key))
+    data = content + image.trailer(sign.sign_content(content, key))
     c = HubClient(dev, drop_at=(3,), lose_answer_at=(6,))
     seen = []
-    res = firmware.send(c, data, chunk=1000, progress=lambda n, final=False: seen.append(n))
+    res = stage.send(c, data, chunk=1000, progress=lambda n, final=False: seen.append(n))
     assert res["slot"] == "b" and res["version"] == "5.0"
     assert c.ops.count("fw.begin") == 3  # the first, and one after each loss
     # nothing sent twice: after the lost answer the agent said where to go on
@@ -120,36 +122,36 @@ def test_send_resumes_after_link_loss_and_the_device_accepts_a_cryptography_sign
     assert c.ops.count("fw.chunk") == -(-len(content) // 1000) + 1  # + the lost request
     assert seen[-1] == len(content)
     assert fwkit.slot_files(dev.flash, "b") == dict(fwkit.files("5.0", 4, 3000))
-    again = firmware.send(HubClient(dev), data)
+    again = stage.send(HubClient(dev), data)
     assert again["already"] and again["slot"] == "b"
 
 
 def test_send_refuses_unsigned_and_reports_refusals(key):
     dev = device_trusting(key)
     content = sim_image()
-    with pytest.raises(CommandError, match="not signed"):
-        firmware.send(HubClient(dev), content)
+    with pytest.raises(FirmwareInputError, match="not signed"):
+        stage.send(HubClient(dev), content)
     other = ec.generate_private_key(ec.SECP256R1())
-    with pytest.raises(firmware.FirmwareError) as e:
-        firmware.send(HubClient(dev), content + image.trailer(firmware.sign_content(content, other)))
+    with pytest.raises(stage.FirmwareError) as e:
+        stage.send(HubClient(dev), content + image.trailer(sign.sign_content(content, other)))
     assert e.value.rc == "E100" and "signature" in e.value.err
     wrong = image.build("5.0", "unix", fwkit.files("x", 2, 100))
-    with pytest.raises(firmware.FirmwareError) as e:
-        firmware.send(HubClient(dev), wrong + image.trailer(firmware.sign_content(wrong, key)))
+    with pytest.raises(stage.FirmwareError) as e:
+        stage.send(HubClient(dev), wrong + image.trailer(sign.sign_content(wrong, key)))
     assert e.value.rc == "E11"
 
 
 def test_send_gives_up_after_retries(key):
     dev = device_trusting(key)
     content = sim_image()
-    data = content + image.trailer(firmware.sign_content(content, key))
-    with pytest.raises(CommandError, match="retries"):
-        firmware.send(HubClient(dev, drop_at=range(1, 100)), data, retries=2)
+    data = content + image.trailer(sign.sign_content(content, key))
+    with pytest.raises(LinkError, match="retries"):
+        stage.send(HubClient(dev, drop_at=range(1, 100)), data, retries=2)
 
 
 def test_progress_bar():
     out = io.StringIO()
-    bar = firmware.Progress(1000, out=out)
+    bar = Progress(1000, out=out)
     bar(0)
     bar(1000, final=True)
     text = out.getvalue()
@@ -163,7 +165,7 @@ def test_parse_hash(tmp_path, key):
     p = tmp_path / "x.img"
     p.write_bytes(content)
     assert firmware.parse_hash(str(p)) == hashlib.sha256(content).digest()
-    with pytest.raises(CommandError):
+    with pytest.raises(FirmwareInputError):
         firmware.parse_hash("1234")
 
 
@@ -172,7 +174,7 @@ def test_build_sign_info_commands(tmp_path, key, capsys):
     k = write_key(tmp_path / "key.pem", key)
     other = write_key(tmp_path / "other.der", ec.generate_private_key(ec.SECP256R1()), der=True)
     pub = tmp_path / "pub.bin"
-    pub.write_bytes(firmware.public_point(key))
+    pub.write_bytes(sign.public_point(key))
     img = tmp_path / "fw.img"
     assert main(["firmware", "build", "--board", "sim", "--version", "7.0b", "--out", str(img), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
@@ -216,23 +218,23 @@ def _records(content):
 
 
 def test_flash_signing_key_formats(tmp_path, key):
-    point = firmware.public_point(key)
+    point = sign.public_point(key)
     pub = key.public_key()
     spki = serialization.PublicFormat.SubjectPublicKeyInfo
     (tmp_path / "p.pem").write_bytes(pub.public_bytes(serialization.Encoding.PEM, spki))
     (tmp_path / "p.der").write_bytes(pub.public_bytes(serialization.Encoding.DER, spki))
     (tmp_path / "p.bin").write_bytes(point)
     for name in ("p.pem", "p.der", "p.bin"):
-        assert flash.load_signing_public(str(tmp_path / name)) == point
-    assert flash.load_signing_public(point.hex()) == point
+        assert sign.load_signing_public(str(tmp_path / name)) == point
+    assert sign.load_signing_public(point.hex()) == point
     (tmp_path / "bad.bin").write_bytes(b"\x04" + b"\x01" * 64)
     for bad in (str(tmp_path / "bad.bin"), "zz", "04" + "00" * 64):
-        with pytest.raises(CommandError):
-            flash.load_signing_public(bad)
+        with pytest.raises(FirmwareInputError):
+            sign.load_signing_public(bad)
     rsa_like = tmp_path / "junk.der"
     rsa_like.write_bytes(b"\x30\x03\x02\x01\x01")
-    with pytest.raises(CommandError):
-        flash.load_signing_public(str(rsa_like))
+    with pytest.raises(FirmwareInputError):
+        sign.load_signing_public(str(rsa_like))
 
 
 def test_flash_layout_pieces():
@@ -367,14 +369,14 @@ def test_permit_rollback_command_makes_what_the_device_accepts(tmp_path, key, ca
     dev = device_trusting(key, fwkit.Image("0.1.0"))
     old = sim_image("0.0.1")
     new = sim_image("0.2.0")
-    firmware.send(HubClient(dev), new + image.trailer(firmware.sign_content(new, key)))
+    stage.send(HubClient(dev), new + image.trailer(sign.sign_content(new, key)))
     rc, _d, err = dev.call("fw.activate", hash=hashlib.sha256(new).digest(), execution=None)
     assert rc == "I0", err
     dev.boot()
     dev.run_healthy()
-    signed_old = old + image.trailer(firmware.sign_content(old, key))
-    with pytest.raises(firmware.FirmwareError) as e:
-        firmware.send(HubClient(dev), signed_old)
+    signed_old = old + image.trailer(sign.sign_content(old, key))
+    with pytest.raises(stage.FirmwareError) as e:
+        stage.send(HubClient(dev), signed_old)
     assert e.value.rc == "E5" and "minimum 2000" in e.value.err
     digest = hashlib.sha256(old).digest()
     out = tmp_path / "p.permit"
@@ -385,8 +387,8 @@ def test_permit_rollback_command_makes_what_the_device_accepts(tmp_path, key, ca
     assert info["eui"] == eui and info["hash"] == digest.hex()
     signed, e64, target, sig = image.parse_permit(out.read_bytes())
     assert (e64, target) == (bytes(dev.hub.eui), digest)
-    assert p256.verify(firmware.public_point(key), hashlib.sha256(signed).digest(), sig)
-    res = firmware.send(HubClient(dev), signed_old, permit=firmware.read_permit(str(out)))
+    assert p256.verify(sign.public_point(key), hashlib.sha256(signed).digest(), sig)
+    res = stage.send(HubClient(dev), signed_old, permit=firmware.read_permit(str(out)))
     assert res["version"] == "0.0.1" and res["slot"] == "a"
     assert dev.call("fw.activate", hash=digest, execution=None)[0] == "E5"
     rc, _d, err = dev.call("fw.activate", hash=digest, execution=None, permit=out.read_bytes())

@@ -22,8 +22,7 @@ from agent import image  # noqa: E402
 from agent.eui import parse_eui  # noqa: E402
 from host_tools.duis import front as duis_front  # noqa: E402
 from host_tools.duis import messages as duis  # noqa: E402
-from host_tools.firmware import flash  # noqa: E402
-from host_tools.firmware import images as firmware  # noqa: E402
+from host_tools.firmware import flash, image_build, sign, stage  # noqa: E402
 from host_tools.firmware.build import mpy_cross_binary  # noqa: E402
 from host_tools.link.client import AgentClient, LinkError, SerialTransport  # noqa: E402
 from host_tools.security.pki import Pki  # noqa: E402
@@ -45,9 +44,7 @@ def board(tmp_path_factory, duis_schema_dir):
     key = pki.signing_key()
     try:
         info = vboard.ensure_running(NAME)
-        res = flash.flash(
-            info.port, "unix", quiet=True, eui=parse_eui(EUI), signing_key=firmware.public_point(key), version="1.0.0"
-        )
+        res = flash.flash(info.port, "unix", eui=parse_eui(EUI), signing_key=sign.public_point(key), version="1.0.0")
         assert res.hello["version"] == "1.0.0" and res.signing_key
         transport = SerialTransport(info.port)
         client = AgentClient(transport, timeout=5.0, port=info.port)
@@ -74,7 +71,7 @@ def wait_version(client: AgentClient, version: str, timeout: float = 30.0) -> di
 
 
 def signed(content: bytes, key) -> bytes:
-    return content + image.trailer(firmware.sign_content(content, key))
+    return content + image.trailer(sign.sign_content(content, key))
 
 
 def broken_content(version: str, tmp: Path) -> bytes:
@@ -83,14 +80,14 @@ def broken_content(version: str, tmp: Path) -> bytes:
     src.write_text("raise ImportError('this image is broken on purpose')\n")
     out = tmp / "run.mpy"
     subprocess.run([mpy_cross_binary(), "-o", str(out), "-s", "agent.run", str(src)], check=True)
-    files = [(c.target, c.data) for c in flash.build_image("unix")]
+    files = [(c.target, c.data) for c in image_build.build_image("unix")]
     files = [(p, out.read_bytes() if p == "agent/run.mpy" else d) for p, d in files]
     return image.build(version, "unix", files)
 
 
 def test_update_by_duis_then_a_broken_image_is_reverted(board, tmp_path, duis_schema_dir):
     info, client, key = board
-    new = signed(firmware.build_content("unix", "1.1.0"), key)
+    new = signed(image_build.build_content("unix", "1.1.0"), key)
     digest = hashlib.sha256(image.split(new)[0]).digest()
 
     # staging, in pieces and with a resume: stop half way, send again
@@ -101,7 +98,7 @@ def test_update_by_duis_then_a_broken_image_is_reverted(board, tmp_path, duis_sc
     assert client.request("fw.chunk", {"offset": 0, "data": content[:step]}).ok
     assert client.request("fw.chunk", {"offset": step, "data": content[step : 2 * step + 1]}).rc == "E49"
     assert client.request("fw.chunk", {"offset": 10, "data": content[10:100]}).rc == "E49"
-    sent = firmware.send(client, new)
+    sent = stage.send(client, new)
     assert sent["version"] == "1.1.0" and sent["slot"] == "b" and sent["hash"] == digest
     assert sent["sent"] == len(content) - step  # resumed at the persisted offset
     st = client.request("fw.status").data
@@ -140,7 +137,7 @@ def test_update_by_duis_then_a_broken_image_is_reverted(board, tmp_path, duis_sc
     # a broken image: it goes into slot a, boots on trial, crashes at import three times and
     # the bootloader goes back to 1.1.0, which reports the outcome
     bad = signed(broken_content("1.2.0", tmp_path), key)
-    sent = firmware.send(client, bad)
+    sent = stage.send(client, bad)
     assert sent["slot"] == "a"
     r = client.request("fw.activate", {"hash": sent["hash"], "execution": None})
     assert r.ok and r.data["reboot"]

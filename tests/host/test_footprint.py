@@ -4,7 +4,7 @@ with `-X heapsize=`, from .mpy files (host_tools.firmware.build) laid out as the
 - The whole agent (boards/unix.py: simulated radio, file storage, the console as its link) boots
   from main.py and serves the wire protocol to host_tools.link.client.AgentClient over a pipe: hello,
   the DBCH04-like configuration, status, an alert burst, a signed image of the agent staged with
-  host_tools.firmware.images.send (what dbch firmware send does) and reported staged and verified by
+  host_tools.firmware.stage.send (what dbch firmware send does) and reported staged and verified by
   fw.status, the alerts delivered and acknowledged (bench_footprint.run_session, which the bench
   also bisects for the smallest heap).
 - bench/footprint_probe.py (in-process figures) for the idle heap, and bisected smallest heaps.
@@ -124,12 +124,12 @@ def test_an_image_signed_by_another_key_is_refused_in_the_session(flash, tmp_pat
     # the trusted key matters: with another key on the board, fw.begin is refused (E100)
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from host_tools.firmware import images as firmware
+    from host_tools.firmware import sign, stage
 
     other = tmp_path / "other"
     shutil.copytree(flash, other)
-    (other / "fwkey.bin").write_bytes(firmware.public_point(ec.generate_private_key(ec.SECP256R1())))
-    with pytest.raises(firmware.FirmwareError) as e:
+    (other / "fwkey.bin").write_bytes(sign.public_point(ec.generate_private_key(ec.SECP256R1())))
+    with pytest.raises(stage.FirmwareError) as e:
         bench.run_session(other, "1M", tmp_path / "board")
     assert e.value.rc == "E100"
 
@@ -182,11 +182,11 @@ def test_the_probe_stages_the_signed_image(flash, tmp_path):
     assert "firmware" not in f["errors"] and "fw_activate" not in f["errors"]
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from host_tools.firmware import images as firmware
+    from host_tools.firmware import sign
 
     other = tmp_path / "other"
     shutil.copytree(flash, other)
-    (other / "fwkey.bin").write_bytes(firmware.public_point(ec.generate_private_key(ec.SECP256R1())))
+    (other / "fwkey.bin").write_bytes(sign.public_point(ec.generate_private_key(ec.SECP256R1())))
     r = bench.run_probe(other, "1M", "firmware")
     assert "probe failed" in r.stdout and "E100" in r.stdout, r.stdout
 

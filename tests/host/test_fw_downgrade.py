@@ -20,8 +20,7 @@ pytest.importorskip("mpremote")
 
 from agent.eui import parse_eui  # noqa: E402
 from host_tools.cli import main  # noqa: E402
-from host_tools.firmware import flash  # noqa: E402
-from host_tools.firmware import images as firmware  # noqa: E402
+from host_tools.firmware import flash, sign  # noqa: E402
 from host_tools.link.client import AgentClient, LinkError, SerialTransport  # noqa: E402
 from host_tools.security.pki import Pki  # noqa: E402
 from host_tools.servers import vboard  # noqa: E402
@@ -42,9 +41,7 @@ def board(tmp_path_factory):
     assert key_file.exists()
     try:
         info = vboard.ensure_running(NAME)
-        res = flash.flash(
-            info.port, "unix", quiet=True, eui=parse_eui(EUI), signing_key=firmware.public_point(key), version="0.1.0"
-        )
+        res = flash.flash(info.port, "unix", eui=parse_eui(EUI), signing_key=sign.public_point(key), version="0.1.0")
         assert res.hello["version"] == "0.1.0" and res.signing_key
         yield info.port, key_file, root
     finally:

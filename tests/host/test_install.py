@@ -21,7 +21,7 @@ import pytest
 
 from agent import image
 from host_tools.firmware.build import missing_modules, module_name, needed_modules
-from host_tools.firmware.flash import sources_for
+from host_tools.firmware.image_build import sources_for
 
 ROOT = Path(__file__).resolve().parents[2]
 

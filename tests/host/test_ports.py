@@ -20,10 +20,9 @@ pytest.importorskip("serial")
 pytest.importorskip("mpremote")
 
 from agent import wire  # noqa: E402
-from host_tools.cli import CommandError  # noqa: E402
-from host_tools.firmware import flash  # noqa: E402
+from host_tools.firmware import handover  # noqa: E402
 from host_tools.link import connect  # noqa: E402
-from host_tools.link.client import SerialTransport, port_holders  # noqa: E402
+from host_tools.link.client import LinkError, SerialTransport, port_holders  # noqa: E402
 from host_tools.servers import (
     simagent,  # noqa: E402
     vboard,  # noqa: E402
@@ -239,8 +238,8 @@ def test_a_broken_agent_shows_the_boards_traceback(cache):
 
         # after a flash or a reboot: what the board printed, here a MemoryError at boot
         _break(BROKEN, "raise MemoryError('memory allocation failed, allocating 4096 bytes')")
-        with pytest.raises(CommandError) as e:
-            flash.wait_for_hello(info.port, timeout=3)
+        with pytest.raises(LinkError) as e:
+            handover.wait_for_hello(info.port, timeout=3)
         assert "did not answer" in str(e.value)
         assert "MemoryError: memory allocation failed, allocating 4096 bytes" in str(e.value)
 

@@ -74,7 +74,7 @@ def cache(tmp_path_factory):
 @pytest.fixture(scope="module")
 def vboard_spec(cache, tmp_path_factory):
     info = vboard.ensure_running(NAME, fs=tmp_path_factory.mktemp("flash"))
-    flash.flash(info.port, "unix", quiet=True, eui=parse_eui(VBOARD_EUI))
+    flash.flash(info.port, "unix", eui=parse_eui(VBOARD_EUI))
     return f"vboard:{NAME}"
 
 

@@ -1,0 +1,133 @@
+"""`dbch flash` (compile the agent and flash it to a board) and `dbch mpremote` (run mpremote on a
+board while its agent hands the line over)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from host_tools.cli import CommandError, add_json_flag, emit
+from host_tools.firmware import flash
+from host_tools.firmware.handover import hand_over, take_back
+from host_tools.firmware.sign import load_signing_public
+from host_tools.link.connect import add_port_args, resolve
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "flash",
+        help="compile the agent and flash it to a board (default: the virtual board)",
+        description=flash.__doc__,
+    )
+    add_port_args(p)
+    p.add_argument("--board", help="board module (default: unix for a virtual board, else required)")
+    p.add_argument(
+        "--eui", help="set a virtual board's EUI-64, e.g. 00-DB-12-34-56-78-90-A2 (real boards use their own)"
+    )
+    p.add_argument(
+        "--signing-key",
+        metavar="PUB",
+        help="the firmware signing public key to trust (pub.bin, pub.pem, pub.der or hex; "
+        "default: the development PKI's, if any)",
+    )
+    p.add_argument("--fw-version", metavar="V", help="firmware version slot A reports (default: the build's)")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_flash)
+    register_mpremote(sub)
+
+
+def register_mpremote(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "mpremote",
+        help="run mpremote on a board while its agent hands the line over, then start the agent again",
+        description="Run `mpremote connect PORT ARGS...` on a board whose agent owns the serial line: the "
+        "agent is asked to hand the line over first (noise on the line, Ctrl-C included, cannot do that), "
+        "and it is started again afterwards, whatever mpremote left the board at. Example: "
+        "dbch mpremote -- fs ls :slots/a",
+    )
+    add_port_args(p)
+    p.add_argument("--keep", action="store_true", help="leave the board at its REPL afterwards (no agent)")
+    p.add_argument("argv", nargs=argparse.REMAINDER, metavar="ARGS", help="mpremote's command and arguments")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_mpremote)
+
+
+def cmd_mpremote(args: argparse.Namespace) -> int:
+    import subprocess
+
+    argv = [a for a in args.argv if a != "--"] if args.argv[:1] == ["--"] else list(args.argv)
+    if not argv:
+        raise CommandError("give mpremote's command: dbch mpremote -- exec 'print(1)' (see mpremote --help)")
+    if args.port == "sim" or args.port.startswith(("sim:", "triage")):
+        raise CommandError("mpremote needs a MicroPython board: a real board's port or a virtual board (vboard)")
+    port = resolve(args.port)
+    handed = hand_over(port, baud=args.baud)
+    done = subprocess.run(
+        [sys.executable, "-m", "mpremote", "connect", port, *argv],
+        capture_output=args.json,
+        text=True,
+    )
+    hello = None
+    if not args.keep:
+        hello = take_back(port, baud=args.baud, timeout=max(args.timeout, 20.0))
+    result = {"mpremote": argv, "rc": done.returncode, "handed_over": handed, "agent": hello}
+    if args.json:
+        result["stdout"], result["stderr"] = done.stdout, done.stderr
+        emit(args, result)
+    elif hello:
+        print(f"dbch: agent running again (boot #{hello.get('boot')})", file=sys.stderr)
+    else:
+        print("dbch: the board is left at its REPL (--keep): dbch status starts its agent again", file=sys.stderr)
+    return done.returncode
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def cmd_flash(args: argparse.Namespace) -> int:
+    if args.port == "sim" or args.port.startswith("sim:"):
+        raise CommandError("the CPython agent (--port sim) runs this checkout's code: there is nothing to flash")
+    is_vboard = args.port == "vboard" or args.port.startswith("vboard:")
+    board = args.board or ("unix" if is_vboard else None)
+    if board is None:
+        raise CommandError("--board is required for a real board (e.g. --board heltec_wifi_lora32_v3)")
+    eui = None
+    if args.eui:
+        from agent.eui import parse_eui
+
+        if board != "unix":
+            raise CommandError("--eui is for virtual boards: a real board's EUI-64 comes from its hardware")
+        try:
+            eui = parse_eui(args.eui)
+        except ValueError as e:
+            raise CommandError(f"--eui: {e}") from e
+    key = load_signing_public(args.signing_key)
+    if args.fw_version is not None:
+        from agent.image import ImageError, check_version
+
+        try:
+            check_version(args.fw_version)
+        except ImageError as e:
+            raise CommandError(f"--fw-version: {e}") from e
+    port = resolve(args.port)
+    res = flash.flash(
+        port,
+        board,
+        baud=args.baud,
+        progress=None if args.json else _say,
+        timeout=max(args.timeout, 20.0),
+        eui=eui,
+        signing_key=key,
+        version=args.fw_version,
+    )
+    h = res.hello or {}
+    text = (
+        f"flashed {board} on {args.port}: {len(res.written)} written ({res.bytes_written} bytes), "
+        f"{res.unchanged} unchanged, {len(res.removed)} removed in {res.seconds:.1f} s\n"
+        f"agent {h.get('version')} running: device {h.get('eui')}, board {h.get('board')}, {h.get('band')} MHz, boot #{h.get('boot')}"
+    )
+    if not res.signing_key:
+        text += "\nno firmware signing key on the board: firmware updates are refused (dbch flash --signing-key PUB)"
+    emit(args, res.__dict__, text)
+    return 0
