@@ -49,10 +49,5 @@ def register(subparsers) -> None:
     p.set_defaults(func=run_command)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m host_tools.cli.vboard ...`: `dbch vboard ...` alone (a background one is started so)."""
-    return command_main("vboard", register, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # `dbch vboard` alone: how a background one is started
+    sys.exit(command_main("vboard", register))
