@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import serial  # noqa: E402
 
 from host_tools.servers import vboard  # noqa: E402
+from host_tools.servers.unix_port import interpreter_argv  # noqa: E402
 
 
 class PlainPty:
@@ -33,7 +34,7 @@ class PlainPty:
         self.master, slave = os.openpty()
         tty.setraw(slave)
         self.proc = subprocess.Popen(
-            vboard.interpreter_argv(fs), stdin=slave, stdout=slave, stderr=slave, start_new_session=True
+            interpreter_argv(fs), stdin=slave, stdout=slave, stderr=slave, start_new_session=True
         )
         os.close(slave)
 
@@ -99,7 +100,7 @@ def main() -> int:
                 time.sleep(0.1)
                 vb_raw = raw_round_trips(link, args.n)
                 link.write(b"\r\x02")
-            base_start = timed(vboard.interpreter_argv(fs)[:3] + ["-c", "pass"], args.runs)
+            base_start = timed(interpreter_argv(fs)[:3] + ["-c", "pass"], args.runs)
             mpremote = [sys.executable, "-m", "mpremote", "connect", info.port, "exec", "print(1)"]
             vb_mpremote = timed(mpremote, args.runs)
         finally:

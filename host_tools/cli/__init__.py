@@ -19,13 +19,13 @@ from host_tools.errors import DbchError
 # becomes "dbch: message" on stderr and exit status 1 (followed by what the board printed, when
 # the error comes from an answer that never came).
 COMMAND_MODULES: tuple[str, ...] = (
-    "host_tools.servers.vboard",
+    "host_tools.cli.vboard",
     "host_tools.cli.flash",
     "host_tools.link.commands",
     "host_tools.duis.front",
     "host_tools.duis.assets",
     "host_tools.cli.firmware",
-    "host_tools.servers.simagent",
+    "host_tools.cli.agent",
     "host_tools.selftest.checks",
     "host_tools.selftest.demo",
     "host_tools.cli.pki",
@@ -113,9 +113,7 @@ _POSIX_ONLY = ("fcntl", "termios", "tty", "pty")
 
 
 def _unavailable(sub: argparse._SubParsersAction, module: str, missing: str) -> None:
-    command = {"host_tools.servers.vboard": "vboard", "host_tools.servers.simagent": "agent"}.get(
-        module, module.rpartition(".")[2]
-    )
+    command = module.rpartition(".")[2]
 
     def refuse(_args: argparse.Namespace) -> int:
         raise CommandError(f"`dbch {command}` needs a POSIX system (Linux or macOS): this Python has no {missing}")

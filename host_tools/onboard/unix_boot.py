@@ -1,0 +1,77 @@
+"""The virtual board's boot, run by the MicroPython unix port at each start of its interpreter:
+
+    micropython [-X heapsize=N] -i unix_boot.py FS MODE HARD
+
+FS is the flash directory (mounted at `/`, the cwd), MODE is "raw" after a soft reset in the raw
+REPL (main.py is skipped) or "friendly", HARD is the exit status that machine.reset() ends the
+interpreter with (the launcher, host_tools.servers.vboard_relay, reads it as a hard reset). It runs
+boot.py then main.py in the REPL's globals, as a board does; -i leaves the REPL running after it.
+"""
+
+
+def _print_exc(sys, e):
+    # as a board prints it: without this boot code's own frame
+    import io
+
+    buf = io.StringIO()
+    sys.print_exception(e, buf)
+    lines = buf.getvalue().split("\n")
+    if len(lines) > 2 and "in _vboard_boot" in lines[1]:
+        del lines[1]
+    sys.stdout.write("\n".join(lines))
+
+
+def _vboard_boot(fs, raw, hard):
+    import os
+    import sys
+
+    try:
+        import vfs
+
+        os.umount("/")
+        os.mount(vfs.VfsPosix(fs), "/")
+        os.chdir("/")
+    except Exception as e:
+        print("vboard: flash not mounted at /:", repr(e))
+    sys.path[:] = ["", ".frozen", "/lib"]
+    try:
+        import machine as _m
+
+        class machine:
+            def __getattr__(self, name):
+                return getattr(_m, name)
+
+            def reset(self):
+                raise SystemExit(hard)
+
+        sys.modules["machine"] = machine()
+    except ImportError:
+        pass
+    g = globals()
+    for f in ("boot.py", "main.py"):
+        if raw and f == "main.py":
+            break
+        try:
+            os.stat(f)
+        except OSError:
+            continue
+        try:
+            execfile(f, g)  # noqa: F821 - a MicroPython builtin
+        except SystemExit:
+            raise
+        except BaseException as e:
+            _print_exc(sys, e)
+
+
+def _boot_args():
+    # FS MODE HARD, taken off sys.argv: the board's programs see the unix port's own argv
+    import sys
+
+    fs, mode, hard = sys.argv[1:4]
+    del sys.argv[1:]
+    return fs, mode == "raw", int(hard)
+
+
+if __name__ == "__main__":
+    _vboard_boot(*_boot_args())
+    del _vboard_boot, _print_exc, _boot_args
