@@ -178,7 +178,7 @@ def render_xml(finding: Finding, when=None) -> bytes:
     """The DCC Alert (sr:FirmwareVersionMismatch) for a finding with an alert."""
     import xml.etree.ElementTree as ET
 
-    from agent import dcc_tables
+    from host_tools.duis import dcc_tables
     from host_tools.duis import messages as duis
 
     if finding.alert not in ("N49", "N50", "N51", "N52"):

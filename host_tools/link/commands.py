@@ -222,7 +222,7 @@ def render(ev, fmt: str, schema: str | None = None) -> str:
         return json.dumps({"seq": ev.seq, "kind": ev.kind, "data": ev.data}, sort_keys=True, default=str)
     d = ev.data
     if ev.kind == "N54":
-        from agent import dcc_tables
+        from host_tools.duis import dcc_tables
 
         name = dcc_tables.GBCS_ALERTS.get(int(d["DeviceAlertCode"], 16), ("?",))[0]
         extra = f" {json.dumps(d['payload'], default=str)}" if d.get("payload") is not None else ""

@@ -192,7 +192,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def alert_name(ev: Event) -> str:
     """A row's description: the GBCS alert's name (N54) or the DCC alert's, and what it names."""
-    from agent import dcc_tables
+    from host_tools.duis import dcc_tables
 
     d = ev.data
     if ev.kind == "N54":
@@ -220,7 +220,8 @@ def status_line(status: dict) -> str:
 
 def config_lines(rc: str, masks: list[str]) -> list[str]:
     """The configuration applied, in three lines: its response code, the masks, the limits."""
-    from agent import dcc_tables, subghz
+    from agent import subghz
+    from host_tools.duis import dcc_tables
 
     cfg = DEMO_CONFIG
     pages = "  ".join(

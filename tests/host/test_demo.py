@@ -83,7 +83,7 @@ def test_json_result_as_before(first, duis_schema_dir):
 
 
 def test_default_output_is_a_short_table(again, first):
-    from agent import dcc_tables
+    from host_tools.duis import dcc_tables
 
     text, _out = again
     lines = text.splitlines()

@@ -15,9 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent import alerts, dcc_tables, subghz
+from agent import alerts, subghz
 from agent.channels import PLAN
 from agent.examples import DBCH04_CONFIG
+from host_tools.duis import dcc_tables
 from host_tools.duis import messages as duis
 from host_tools.duis.assets import HUB_TEMPLATES
 

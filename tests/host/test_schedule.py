@@ -1,6 +1,6 @@
 import unittest
 
-from agent.schedule import (
+from host_tools.duis.schedule import (
     DEFAULT_EXECUTION_TIME,
     FREQUENCIES,
     Schedule,
