@@ -72,7 +72,8 @@ def _step(msg: str) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from host_tools.duis import messages as duis
+    from host_tools.duis.alerts import render_alert
+    from host_tools.duis.times import utc_text
 
     t0 = time.monotonic()
     port = resolve(args.port, start=True)  # the demo starts its virtual board itself
@@ -135,7 +136,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     rendered = []
     for a in seen:
         if a.ev.kind in DUIS_KINDS:
-            xml = duis.render_alert(a.ev.kind, a.ev.data, when=a.when).decode()
+            xml = render_alert(a.ev.kind, a.ev.data, when=a.when).decode()
             code = a.ev.data.get("DeviceAlertCode")
             rendered.append(
                 {
@@ -144,7 +145,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     "code": code,
                     "rc": a.ev.data.get("rc"),
                     "name": alert_name(a.ev),
-                    "when": duis.utc_text(a.when),
+                    "when": utc_text(a.when),
                     "during": a.during,
                     "xml": xml,
                 }
@@ -347,17 +348,18 @@ def schema_version(folder: Path) -> str:
 
 def check_documents(rendered: list[dict], explicit: str | None) -> tuple[Path | None, list[str]]:
     """The schema folder used (None if none is found) and the errors of the documents."""
-    from host_tools.duis import messages as duis
+    from host_tools.duis.errors import DuisConfigError
+    from host_tools.duis.schema import schema_dir, validate
 
     try:
-        folder = duis.schema_dir(explicit)
+        folder = schema_dir(explicit)
         invalid = []
         for a in rendered:
-            errors = duis.validate(a["xml"], folder)
+            errors = validate(a["xml"], folder)
             a["valid"] = not errors
             if errors:
                 invalid.append(f"{document_name(a)}: {errors[0]}")
-    except (duis.DuisConfigError, OSError) as e:
+    except (DuisConfigError, OSError) as e:
         if explicit:
             raise CommandError(str(e)) from e
         print(f"   DUIS documents not checked: {e}", file=sys.stderr)
