@@ -1,5 +1,6 @@
-"""Dates and times as DUIS writes them: xs:dateTime in UTC. Every DUIS time is UTC; a time given
-without a zone is read as UTC."""
+"""Dates and times as DUIS writes them: xs:dateTime in UTC, and the plain xs:date and xs:time of
+data items such as a schedule's start date and time. Every DUIS time is UTC; a time given without
+a zone is read as UTC. The calendar is Python's (datetime): no date arithmetic is written here."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import re
 from host_tools.duis.errors import DuisError
 
 _DATETIME = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?")
+_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
+_TIME = re.compile(r"([0-9]{2}):([0-9]{2}):([0-9]{2})Z?")
 
 
 def utc(when: dt.datetime | str | None) -> dt.datetime:
@@ -51,3 +54,26 @@ def has_zone(text: str) -> bool:
     """Whether xs:dateTime text says its zone (Z or +hh:mm)."""
     text = text.strip()
     return text.endswith("Z") or re.search(r"[+-]\d\d:\d\d$", text) is not None
+
+
+def parse_date(text: str) -> dt.date:
+    """ "YYYY-MM-DD" -> date; DuisError unless it is a real date (years 0001-9999)."""
+    m = _DATE.fullmatch(text) if isinstance(text, str) else None
+    if m is None:
+        raise DuisError("not a YYYY-MM-DD date: {!r}".format(text))
+    try:
+        return dt.date(*(int(g) for g in m.groups()))
+    except ValueError as e:
+        raise DuisError("no such date: {}".format(text)) from e
+
+
+def parse_time(text: str) -> dt.time:
+    """ "HH:MM:SS", with an optional "Z" (UTC said explicitly) -> time; DuisError otherwise
+    (24:00:00 included)."""
+    m = _TIME.fullmatch(text) if isinstance(text, str) else None
+    if m is None:
+        raise DuisError("not an HH:MM:SS time: {!r}".format(text))
+    try:
+        return dt.time(*(int(g) for g in m.groups()))
+    except ValueError as e:
+        raise DuisError("no such time: {}".format(text)) from e
