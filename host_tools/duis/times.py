@@ -56,24 +56,22 @@ def has_zone(text: str) -> bool:
     return text.endswith("Z") or re.search(r"[+-]\d\d:\d\d$", text) is not None
 
 
+def _read(pattern: re.Pattern, text: str, shape: str, kind: str, make):
+    m = pattern.fullmatch(text) if isinstance(text, str) else None
+    if m is None:
+        raise DuisError("not {}: {!r}".format(shape, text))
+    try:
+        return make(*(int(g) for g in m.groups()))
+    except ValueError as e:
+        raise DuisError("no such {}: {}".format(kind, text)) from e
+
+
 def parse_date(text: str) -> dt.date:
     """ "YYYY-MM-DD" -> date; DuisError unless it is a real date (years 0001-9999)."""
-    m = _DATE.fullmatch(text) if isinstance(text, str) else None
-    if m is None:
-        raise DuisError("not a YYYY-MM-DD date: {!r}".format(text))
-    try:
-        return dt.date(*(int(g) for g in m.groups()))
-    except ValueError as e:
-        raise DuisError("no such date: {}".format(text)) from e
+    return _read(_DATE, text, "a YYYY-MM-DD date", "date", dt.date)
 
 
 def parse_time(text: str) -> dt.time:
     """ "HH:MM:SS", with an optional "Z" (UTC said explicitly) -> time; DuisError otherwise
     (24:00:00 included)."""
-    m = _TIME.fullmatch(text) if isinstance(text, str) else None
-    if m is None:
-        raise DuisError("not an HH:MM:SS time: {!r}".format(text))
-    try:
-        return dt.time(*(int(g) for g in m.groups()))
-    except ValueError as e:
-        raise DuisError("no such time: {}".format(text)) from e
+    return _read(_TIME, text, "an HH:MM:SS time", "time", dt.time)
