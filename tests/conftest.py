@@ -34,14 +34,15 @@ def _in_user_cache(fetch):
 def duis_schema_dir() -> Path:
     """The DUIS schema folder: $DBCH_DUIS_SCHEMA_DIR if set, else the copy fetched from npm."""
     from host_tools.duis import assets as duis_assets
-    from host_tools.duis import messages as duis
+    from host_tools.duis.errors import DuisError
+    from host_tools.duis.schema import ENV_SCHEMA_DIR, schema_dir
 
-    env = os.environ.get(duis.ENV_SCHEMA_DIR)
+    env = os.environ.get(ENV_SCHEMA_DIR)
     try:
         if env:
-            return duis.schema_dir(env)
+            return schema_dir(env)
         return _in_user_cache(duis_assets.fetch_schema).resolve()
-    except (duis.DuisError, duis_assets.DuisAssetsError) as e:
+    except (DuisError, duis_assets.DuisAssetsError) as e:
         pytest.fail("no DUIS schema for the tests: {}".format(e), pytrace=False)
 
 
@@ -50,12 +51,12 @@ def duis_templates_dir() -> Path:
     """The DCC Boxed templates folder: $DBCH_DUIS_TEMPLATES_DIR if set, else
     $DBCH_DUIS_SCHEMA_DIR/templates if that exists, else the copy fetched from npm."""
     from host_tools.duis import assets as duis_assets
-    from host_tools.duis import messages as duis
+    from host_tools.duis.schema import ENV_SCHEMA_DIR
 
     if os.environ.get("DBCH_DUIS_TEMPLATES_DIR"):
         folder = Path(os.environ["DBCH_DUIS_TEMPLATES_DIR"])
-    elif os.environ.get(duis.ENV_SCHEMA_DIR) and (Path(os.environ[duis.ENV_SCHEMA_DIR]) / "templates").is_dir():
-        folder = Path(os.environ[duis.ENV_SCHEMA_DIR]) / "templates"
+    elif os.environ.get(ENV_SCHEMA_DIR) and (Path(os.environ[ENV_SCHEMA_DIR]) / "templates").is_dir():
+        folder = Path(os.environ[ENV_SCHEMA_DIR]) / "templates"
     else:
         try:
             folder = _in_user_cache(duis_assets.templates_dir)

@@ -1,2 +1,20 @@
 """DUIS 5.4 as the DCC speaks it to this hub: the XML messages, the DCC's schema and templates,
-and the stand-in for the DCC Data Systems (`dbch duis`)."""
+and the stand-in for the DCC Data Systems (`dbch duis`, whose command line is host_tools.cli.duis).
+CPython only. Import the module that does the job; this package imports none of them:
+
+    errors      DuisError and its kinds
+    xml         the DUIS namespaces and the ElementTree helpers
+    times       xs:dateTime as DUIS writes it (UTC)
+    assets      the DCC's schema and DCC Boxed templates, fetched from npm packages
+    schema      which schema folder, loading it, validating against it
+    services    the hub's five services and the requests that are not for a device
+    config      the CHF Sub GHz Configuration and operating channel as XML, and back
+    requests    reading Service Requests (parse_request, read_request)
+    checks      the DCC's checks of a request toward this hub (check_request)
+    compose     writing Service Requests (request_xml)
+    responses   Service Responses (render_response)
+    alerts      DCC Alerts N54 and N64 (render_alert)
+    dcc_tables  the DCC's response codes and alert codes, with their names
+    schedule    DCC schedule frequencies (CreateSchedule)
+    front       answering a request as the DCC Data Systems would (answer)
+"""

@@ -1,7 +1,7 @@
 """The DCC's DUIS schema and DCC Boxed request templates, fetched once from npm packages.
 
 The project ships neither. When no schema folder is given (--schema DIR, $DBCH_DUIS_SCHEMA_DIR),
-`host_tools.duis.messages` uses a copy fetched with npm into the user's cache:
+dbch uses a copy fetched with npm into the user's cache (host_tools.duis.schema):
 
     @smartdcc/duis-sign-wrap 0.1.2  dist/tool.jar holds "DUIS Schema V5.1.xsd", "MMC Schema
                                     V5.1.xsd" and xmldsig-core-schema.xsd: the schema folder
@@ -16,13 +16,12 @@ Each package is fetched by name at a pinned version with `npm pack` (no scripts 
 tarball checked against the pinned sha512 integrity, and the files needed extracted into
 <$XDG_CACHE_HOME or ~/.cache>/dbch/duis/<package>-<version>/: first into a temporary folder
 beside it, then renamed into place, so a folder there is always complete. The command
-`dbch schema fetch|show` (also `python -m host_tools.duis.assets fetch|show`) fetches ahead of
-time, for a machine that will later be offline, and says where the files are.
+`dbch schema fetch|show` fetches ahead of time, for a machine that will later be offline, and
+says where the files are.
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
 import hashlib
 import io
@@ -34,6 +33,7 @@ import sys
 import tarfile
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,12 +138,38 @@ def cached_templates_dir() -> Path | None:
     return folder / TEMPLATES_SUBDIR if _templates_complete(folder) else None
 
 
+def packages() -> dict:
+    """The two packages: which, where their cache folders are, and whether they are fetched."""
+    schema_folder, templates_folder = cached_schema_dir(), cached_templates_dir()
+    return {
+        "schema": {
+            "package": SCHEMA_PACKAGE.name,
+            "version": SCHEMA_PACKAGE.version,
+            "schema_version": SCHEMA_VERSION,
+            "dir": str(package_dir(SCHEMA_PACKAGE)),
+            "fetched": schema_folder is not None,
+        },
+        "templates": {
+            "package": TEMPLATES_PACKAGE.name,
+            "version": TEMPLATES_PACKAGE.version,
+            "dir": str(package_dir(TEMPLATES_PACKAGE) / TEMPLATES_SUBDIR),
+            "fetched": templates_folder is not None,
+            "count": len(list(templates_folder.glob("*.XML"))) if templates_folder else 0,
+        },
+    }
+
+
 # -- fetching ----------------------------------------------------------------------------------
 
 
-def _say(quiet: bool, message: str) -> None:
-    if not quiet:
-        print("dbch: " + message, file=sys.stderr, flush=True)
+# What fetching says as it goes ("fetching ... with npm into ...", "fetched ... into ..."): a
+# callable that takes the message, or None for nothing. note() is the default: stderr.
+Progress = Callable[[str], None]
+
+
+def note(message: str) -> None:
+    """Progress as dbch shows it: "dbch: message" on stderr."""
+    print("dbch: " + message, file=sys.stderr, flush=True)
 
 
 def _npm() -> str:
@@ -234,7 +260,7 @@ def _extract_templates(tar: tarfile.TarFile, out: Path) -> None:
         raise DuisAssetsError("{} has no templates under {}".format(TEMPLATES_PACKAGE.spec, TEMPLATES_PREFIX))
 
 
-def _install(package: Package, extract, complete, quiet: bool) -> Path:
+def _install(package: Package, extract, complete, progress: Progress | None) -> Path:
     """The package's cache folder, fetched and extracted now if it is not complete."""
     final = package_dir(package)
     if complete(final):
@@ -247,7 +273,8 @@ def _install(package: Package, extract, complete, quiet: bool) -> Path:
     except OSError as e:
         raise DuisAssetsError("cannot write the cache folder {}: {}".format(root, e)) from e
     try:
-        _say(quiet, "fetching {} with npm into {}".format(package.spec, final))
+        if progress:
+            progress("fetching {} with npm into {}".format(package.spec, final))
         (work / "npm").mkdir()
         data = _npm_pack(package, work / "npm")
         out = work / package.folder_name
@@ -268,7 +295,8 @@ def _install(package: Package, extract, complete, quiet: bool) -> Path:
         except OSError:
             if not complete(final):  # else another process put it there first
                 raise
-        _say(quiet, "fetched {} into {}".format(package.spec, final))
+        if progress:
+            progress("fetched {} into {}".format(package.spec, final))
         return final
     except OSError as e:
         raise DuisAssetsError("cannot write {}: {}".format(final, e)) from e
@@ -276,137 +304,16 @@ def _install(package: Package, extract, complete, quiet: bool) -> Path:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def fetch_schema(quiet: bool = False) -> Path:
+def fetch_schema(progress: Progress | None = note) -> Path:
     """The registry copy of the DUIS schema folder, fetched now if it is not in the cache."""
-    return _install(SCHEMA_PACKAGE, _extract_schema, _schema_complete, quiet)
+    return _install(SCHEMA_PACKAGE, _extract_schema, _schema_complete, progress)
 
 
-def templates_dir(quiet: bool = False) -> Path:
+def templates_dir(progress: Progress | None = note) -> Path:
     """The registry copy of the DCC Boxed templates folder, fetched now if it is not in the cache."""
-    return _install(TEMPLATES_PACKAGE, _extract_templates, _templates_complete, quiet) / TEMPLATES_SUBDIR
+    return _install(TEMPLATES_PACKAGE, _extract_templates, _templates_complete, progress) / TEMPLATES_SUBDIR
 
 
-def fetch(quiet: bool = False) -> Assets:
+def fetch(progress: Progress | None = note) -> Assets:
     """Both packages in the cache (fetched now where missing): where the schema and templates are."""
-    return Assets(fetch_schema(quiet), SCHEMA_VERSION, templates_dir(quiet))
-
-
-# -- the command -------------------------------------------------------------------------------
-
-
-def show(schema: str | None = None) -> dict:
-    """Where the schema in use and the registry copies are, without fetching anything."""
-    from host_tools.duis import messages as duis
-
-    if schema:
-        source = "--schema"
-    elif os.environ.get(duis.ENV_SCHEMA_DIR):
-        source = "$" + duis.ENV_SCHEMA_DIR
-    else:
-        source = "npm package {}".format(SCHEMA_PACKAGE.spec)
-    try:
-        folder = duis.schema_dir(schema, fetch=False)
-        in_use = {"dir": str(folder), "version": duis.schema_version(folder), "source": source, "error": None}
-    except duis.DuisConfigError as e:
-        in_use = {"dir": None, "version": None, "source": None, "error": str(e)}
-    schema_folder, templates_folder = cached_schema_dir(), cached_templates_dir()
-    return {
-        "schema": in_use,
-        "packages": {
-            "schema": {
-                "package": SCHEMA_PACKAGE.name,
-                "version": SCHEMA_PACKAGE.version,
-                "schema_version": SCHEMA_VERSION,
-                "dir": str(package_dir(SCHEMA_PACKAGE)),
-                "fetched": schema_folder is not None,
-            },
-            "templates": {
-                "package": TEMPLATES_PACKAGE.name,
-                "version": TEMPLATES_PACKAGE.version,
-                "dir": str(package_dir(TEMPLATES_PACKAGE) / TEMPLATES_SUBDIR),
-                "fetched": templates_folder is not None,
-                "count": len(list(templates_folder.glob("*.XML"))) if templates_folder else 0,
-            },
-        },
-    }
-
-
-def _show_text(info: dict) -> str:
-    s, pkgs = info["schema"], info["packages"]
-    lines = [
-        "DUIS schema in use: {} (DUIS {}, from {})".format(s["dir"], s["version"], s["source"])
-        if s["dir"]
-        else "DUIS schema in use: none ({})".format(s["error"])
-    ]
-    for what, p in (("schema", pkgs["schema"]), ("templates", pkgs["templates"])):
-        state = "fetched" if p["fetched"] else "not fetched (dbch schema fetch)"
-        if what == "templates" and p["fetched"]:
-            state += ", {} templates".format(p["count"])
-        lines.append("{} package {} {}: {} - {}".format(what, p["package"], p["version"], p["dir"], state))
-    return "\n".join(lines)
-
-
-def _cmd_fetch(args: argparse.Namespace) -> int:
-    from host_tools.cli import CommandError, emit
-
-    try:
-        assets = fetch(quiet=args.quiet or args.json)
-    except DuisAssetsError as e:
-        raise CommandError(str(e)) from e
-    emit(
-        args,
-        assets.to_json(),
-        "DUIS {} schema: {}\nDCC templates: {}".format(assets.schema_version, assets.schema_dir, assets.templates_dir),
-    )
-    return 0
-
-
-def _cmd_show(args: argparse.Namespace) -> int:
-    from host_tools.cli import emit
-
-    info = show(args.schema)
-    emit(args, info, _show_text(info))
-    return 0
-
-
-def _add_actions(sub) -> None:
-    from host_tools.cli import add_json_flag
-
-    p = sub.add_parser("fetch", help="fetch the DUIS schema and DCC templates with npm into the user cache (once)")
-    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    add_json_flag(p)
-    p.set_defaults(func=_cmd_fetch)
-    p = sub.add_parser("show", help="where the DUIS schema in use and the fetched copies are, and their versions")
-    p.add_argument("--schema", help="a schema folder to check (default: $DBCH_DUIS_SCHEMA_DIR, else the fetched copy)")
-    add_json_flag(p)
-    p.set_defaults(func=_cmd_show)
-
-
-def register(subparsers) -> None:
-    top = subparsers.add_parser(
-        "schema",
-        help="the DUIS schema and DCC templates: fetch them from npm packages, show where they are",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    top.set_defaults(func=lambda args: (top.print_help(), 2)[1])
-    _add_actions(top.add_subparsers(dest="schema_command", metavar="ACTION"))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m host_tools.duis.assets fetch|show`: the same as `dbch schema fetch|show`."""
-    from host_tools.cli import CommandError
-
-    parser = argparse.ArgumentParser(prog="python -m host_tools.duis.assets", description=__doc__)
-    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
-    _add_actions(parser.add_subparsers(dest="schema_command", metavar="ACTION"))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except CommandError as e:
-        print("dbch: {}".format(e), file=sys.stderr)
-        return e.code
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return Assets(fetch_schema(progress), SCHEMA_VERSION, templates_dir(progress))

@@ -174,39 +174,32 @@ def check(device: SmiDevice, reported: str, cpl: list[CplEntry], source: str = "
 
 def render_xml(finding: Finding, when=None) -> bytes:
     """The DCC Alert (sr:FirmwareVersionMismatch) for a finding with an alert."""
-    import xml.etree.ElementTree as ET
-
-    from agent import dcc_tables
-    from host_tools.duis import messages as duis
+    from host_tools.duis import dcc_tables
+    from host_tools.duis.alerts import dcc_alert
+    from host_tools.duis.xml import SR_NS, serialise, sub
 
     if finding.alert not in ("N49", "N50", "N51", "N52"):
         raise CplError("no alert to render")
-    q, sub = duis._q, duis._sub
-    root = ET.Element(q(duis.SR_NS, "Response"), {"schemaVersion": duis.SCHEMA_VERSION})
-    header = sub(root, duis.SR_NS, "Header")
-    sub(header, duis.SR_NS, "ResponseCode", dcc_tables.allowed_response(finding.alert)[0])
-    sub(header, duis.SR_NS, "ResponseDateTime", duis.utc_text(when))
-    msg = sub(sub(root, duis.SR_NS, "Body"), duis.SR_NS, "DCCAlertMessage")
-    sub(msg, duis.SR_NS, "DCCAlertCode", finding.alert)
-    el = sub(sub(msg, duis.SR_NS, "DCCAlert"), duis.SR_NS, "FirmwareVersionMismatch")
-    sub(el, duis.SR_NS, "DeviceID", finding.eui)
-    sub(el, duis.SR_NS, "DeviceType", finding.device_type)
-    sub(el, duis.SR_NS, "FirmwareVersionSMI", finding.smi_version)
-    sub(el, duis.SR_NS, "FirmwareVersionDevice", finding.reported)
-    return duis._serialise(root)
+    root, alert = dcc_alert(finding.alert, dcc_tables.allowed_response(finding.alert)[0], when)
+    el = sub(alert, SR_NS, "FirmwareVersionMismatch")
+    sub(el, SR_NS, "DeviceID", finding.eui)
+    sub(el, SR_NS, "DeviceType", finding.device_type)
+    sub(el, SR_NS, "FirmwareVersionSMI", finding.smi_version)
+    sub(el, SR_NS, "FirmwareVersionDevice", finding.reported)
+    return serialise(root)
 
 
 def alerts_xml(findings: list[Finding], schema: str | None = None) -> list[str]:
     """The DCC Alert of each finding that raises one, checked against the DUIS schema (folder
     schema, else $DBCH_DUIS_SCHEMA_DIR); CplError if one does not validate."""
-    from host_tools.duis import messages as duis
+    from host_tools.duis.schema import schema_dir, validate
 
     docs = []
     for fnd in findings:
         if fnd.alert is None:
             continue
         xml = render_xml(fnd)
-        errors = duis.validate(xml, duis.schema_dir(schema))
+        errors = validate(xml, schema_dir(schema))
         if errors:
             raise CplError(f"rendered {fnd.alert} does not validate: {errors[0]}")
         docs.append(xml.decode())

@@ -114,11 +114,12 @@ def build_config(args: argparse.Namespace, current: dict | None) -> dict:
     if args.duis and args.file:
         raise CommandError("give --duis or --file, not both")
     if args.duis:
-        from host_tools.duis import messages as duis
+        from host_tools.duis.errors import DuisError
+        from host_tools.duis.requests import parse_request
 
         try:
-            req = duis.parse_request(Path(args.duis).read_bytes())
-        except (OSError, duis.DuisError) as e:
+            req = parse_request(Path(args.duis).read_bytes())
+        except (OSError, DuisError) as e:
             raise CommandError(f"cannot read {args.duis}: {e}") from e
         if req.service_reference_variant != "6.28":
             raise CommandError(
@@ -213,16 +214,16 @@ def save_seen(key: str, seen: set[int]) -> None:
 
 def render(ev, fmt: str, schema: str | None = None) -> str:
     if fmt == "duis":
-        from host_tools.duis import messages as duis
+        from host_tools.duis.alerts import render_alert
 
         if ev.kind not in ("N54", "N64"):
             return f"<!-- agent event {ev.kind}: {json.dumps(ev.data, default=str)} -->"
-        return duis.render_alert(ev.kind, ev.data).decode()
+        return render_alert(ev.kind, ev.data).decode()
     if fmt == "json":
         return json.dumps({"seq": ev.seq, "kind": ev.kind, "data": ev.data}, sort_keys=True, default=str)
     d = ev.data
     if ev.kind == "N54":
-        from agent import dcc_tables
+        from host_tools.duis import dcc_tables
 
         name = dcc_tables.GBCS_ALERTS.get(int(d["DeviceAlertCode"], 16), ("?",))[0]
         extra = f" {json.dumps(d['payload'], default=str)}" if d.get("payload") is not None else ""

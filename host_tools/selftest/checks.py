@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 
 from agent.examples import DBCH04_CONFIG
 from host_tools.cli import CommandError, add_json_flag
+from host_tools.errors import DbchError
 from host_tools.link.client import AgentClient, Event, LinkError, Response, SerialTransport
 from host_tools.link.connect import add_port_args, resolve
 
@@ -267,11 +268,11 @@ class Selftest:
 
     # -- DUIS ----------------------------------------------------------------------------------
     def _duis_requests(self, eui: str) -> list[tuple[str, str, bytes | None, str]]:
-        from host_tools.duis import messages as duis
+        from host_tools.duis.compose import request_xml
 
         counter = int(time.time() * 1000)
-        ok = duis.request_xml("6.30", eui, ORIGINATOR, counter)
-        channel = duis.request_xml("6.31", eui, ORIGINATOR, counter + 1)
+        ok = request_xml("6.30", eui, ORIGINATOR, counter)
+        channel = request_xml("6.31", eui, ORIGINATOR, counter + 1)
 
         def edit(xml: bytes, *pairs: tuple[str, str]) -> bytes | None:
             text = xml.decode()
@@ -296,7 +297,7 @@ class Selftest:
         )
         raw = bytes.fromhex(eui.replace("-", ""))
         other = "-".join(f"{b:02X}" for b in raw[:7] + bytes([raw[7] ^ 0xFF]))
-        missing = duis.request_xml("6.31", other, ORIGINATOR, counter + 2)
+        missing = request_xml("6.31", other, ORIGINATOR, counter + 2)
         return [
             ("DUIS 6.30 read configuration", "I0", ok, "a valid request for this hub"),
             ("DUIS E11 service for another device type", "E11", supply, "7.4 ReadSupplyStatus sent to the hub"),
@@ -306,8 +307,9 @@ class Selftest:
         ]
 
     def check_duis(self) -> None:
-        from host_tools.duis import front as duis_front
-        from host_tools.duis import messages as duis
+        from host_tools.duis.errors import DuisConfigError
+        from host_tools.duis.front import answer
+        from host_tools.duis.schema import schema_dir
 
         names = [
             ("DUIS 6.30 read configuration", "I0"),
@@ -317,8 +319,8 @@ class Selftest:
             ("DUIS E55 duplicate request ID", "E55"),
         ]
         try:
-            folder = duis.schema_dir(self.schema)
-        except duis.DuisConfigError as e:
+            folder = schema_dir(self.schema)
+        except DuisConfigError as e:
             for name, rc in names:
                 self.skip(name, rc, str(e))
             return
@@ -327,8 +329,8 @@ class Selftest:
                 self.add(name, rc, "not built", False, "the built request did not have the expected form")
                 continue
             try:
-                got, _out, warnings = duis_front.answer(self.client, xml, str(folder))
-            except CommandError as e:
+                got, _out, warnings = answer(self.client, xml, str(folder))
+            except DbchError as e:
                 self.add(name, rc, "error", False, f"{what}: {e}")
                 continue
             shown = [w for w in warnings if not w.startswith("unsigned request")]

@@ -72,7 +72,8 @@ def _step(msg: str) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from host_tools.duis import messages as duis
+    from host_tools.duis.alerts import render_alert
+    from host_tools.duis.times import utc_text
 
     t0 = time.monotonic()
     port = resolve(args.port, start=True)  # the demo starts its virtual board itself
@@ -133,7 +134,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     rendered = []
     for a in seen:
         if a.ev.kind in DUIS_KINDS:
-            xml = duis.render_alert(a.ev.kind, a.ev.data, when=a.when).decode()
+            xml = render_alert(a.ev.kind, a.ev.data, when=a.when).decode()
             code = a.ev.data.get("DeviceAlertCode")
             rendered.append(
                 {
@@ -142,7 +143,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     "code": code,
                     "rc": a.ev.data.get("rc"),
                     "name": alert_name(a.ev),
-                    "when": duis.utc_text(a.when),
+                    "when": utc_text(a.when),
                     "during": a.during,
                     "xml": xml,
                 }
@@ -190,7 +191,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def alert_name(ev: Event) -> str:
     """A row's description: the GBCS alert's name (N54) or the DCC alert's, and what it names."""
-    from agent import dcc_tables
+    from host_tools.duis import dcc_tables
 
     d = ev.data
     if ev.kind == "N54":
@@ -218,7 +219,8 @@ def status_line(status: dict) -> str:
 
 def config_lines(rc: str, masks: list[str]) -> list[str]:
     """The configuration applied, in three lines: its response code, the masks, the limits."""
-    from agent import dcc_tables, subghz
+    from agent import subghz
+    from host_tools.duis import dcc_tables
 
     cfg = DEMO_CONFIG
     pages = "  ".join(
@@ -344,17 +346,18 @@ def schema_version(folder: Path) -> str:
 
 def check_documents(rendered: list[dict], explicit: str | None) -> tuple[Path | None, list[str]]:
     """The schema folder used (None if none is found) and the errors of the documents."""
-    from host_tools.duis import messages as duis
+    from host_tools.duis.errors import DuisConfigError
+    from host_tools.duis.schema import schema_dir, validate
 
     try:
-        folder = duis.schema_dir(explicit)
+        folder = schema_dir(explicit)
         invalid = []
         for a in rendered:
-            errors = duis.validate(a["xml"], folder)
+            errors = validate(a["xml"], folder)
             a["valid"] = not errors
             if errors:
                 invalid.append(f"{document_name(a)}: {errors[0]}")
-    except (duis.DuisConfigError, OSError) as e:
+    except (DuisConfigError, OSError) as e:
         if explicit:
             raise CommandError(str(e)) from e
         print(f"   DUIS documents not checked: {e}", file=sys.stderr)

@@ -66,7 +66,7 @@ def rows(text):
 
 
 def test_json_result_as_before(first, duis_schema_dir):
-    from host_tools.duis import messages as duis
+    from host_tools.duis.schema import validate
 
     codes = [a["code"] for a in first["alerts"] if a["kind"] == "N54"]
     assert {"8F2A", "8F20", "8F22", "8F24"} <= set(codes), codes
@@ -78,12 +78,12 @@ def test_json_result_as_before(first, duis_schema_dir):
     assert first["firmware"]["from"] == "0.1.0" and first["firmware"]["to"] == "0.1.0d"
     assert first["schema"] == str(duis_schema_dir)
     for a in first["alerts"]:
-        assert duis.validate(a["xml"].encode(), duis_schema_dir) == [], a["seq"]
+        assert validate(a["xml"].encode(), duis_schema_dir) == [], a["seq"]
         assert a["valid"] is True
 
 
 def test_default_output_is_a_short_table(again, first):
-    from agent import dcc_tables
+    from host_tools.duis import dcc_tables
 
     text, _out = again
     lines = text.splitlines()
@@ -114,7 +114,7 @@ def test_default_output_is_a_short_table(again, first):
 
 
 def test_out_writes_one_valid_document_per_alert(again, duis_schema_dir):
-    from host_tools.duis import messages as duis
+    from host_tools.duis.schema import validate
 
     text, out = again
     expected = [
@@ -125,7 +125,7 @@ def test_out_writes_one_valid_document_per_alert(again, duis_schema_dir):
     for name in expected:
         assert name in text  # listed
         xml = (out / name).read_bytes()
-        assert duis.validate(xml, duis_schema_dir) == [], name
+        assert validate(xml, duis_schema_dir) == [], name
         dcc = name[-7:-4]
         assert f"<sr:DCCAlertCode>{dcc}</sr:DCCAlertCode>".encode() in xml
         if dcc == "N54":
@@ -133,11 +133,11 @@ def test_out_writes_one_valid_document_per_alert(again, duis_schema_dir):
 
 
 def test_format_duis_prints_schema_valid_documents(xml_run, duis_schema_dir):
-    from host_tools.duis import messages as duis
+    from host_tools.duis.schema import validate
 
     assert xml_run.startswith("<?xml"), xml_run[:200]
     docs = ["<?xml" + part for part in xml_run.split("<?xml")[1:]]
     kinds = [re.search(r"<sr:DCCAlertCode>(N\d+)</sr:DCCAlertCode>", d).group(1) for d in docs]
     assert kinds.count("N64") == 1 and kinds.count("N54") >= 7, kinds
     for d in docs:
-        assert duis.validate(d.encode(), duis_schema_dir) == []
+        assert validate(d.encode(), duis_schema_dir) == []

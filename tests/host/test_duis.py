@@ -1,4 +1,4 @@
-"""host_tools.duis.messages against the DCC's DUIS schema and DCC Boxed templates.
+"""host_tools.duis (schema, requests, checks, compose, responses, alerts) against the DCC's DUIS schema and DCC Boxed templates.
 
 The schema and templates are read where they are ($DBCH_DUIS_SCHEMA_DIR, e.g. a DCC User's DUIS
 5.4 folder, else the copies fetched from npm packages: the duis_schema_dir and duis_templates_dir
@@ -15,14 +15,30 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent import alerts, dcc_tables, subghz
+from agent import alerts, subghz
 from agent.channels import PLAN
 from agent.examples import DBCH04_CONFIG
-from host_tools.duis import messages as duis
+from host_tools.duis import dcc_tables
+from host_tools.duis.alerts import render_alert
 from host_tools.duis.assets import HUB_TEMPLATES
+from host_tools.duis.checks import check_request
+from host_tools.duis.compose import request_xml
+from host_tools.duis.config import canonical_config, config_from_xml, render_config_xml
+from host_tools.duis.errors import DuisConfigError, DuisError, DuisParseError, DuisRenderError, DuisValidationError
+from host_tools.duis.requests import (
+    SIGNATURE_ABSENT,
+    SIGNATURE_PLACEHOLDER,
+    SIGNATURE_PRESENT,
+    parse_request,
+    read_request,
+)
+from host_tools.duis.responses import ACK, CHANNEL, CONFIG, render_response
+from host_tools.duis.schema import ENV_SCHEMA_DIR, load_schema, schema_dir, schema_load_time, schema_version, validate
+from host_tools.duis.services import HUB_SERVICES
+from host_tools.duis.xml import RA_NS, SR_NS
 
-SR = "{%s}" % duis.SR_NS
-RA = "{%s}" % duis.RA_NS
+SR = "{%s}" % SR_NS
+RA = "{%s}" % RA_NS
 
 HUB = "00-DB-12-34-56-78-90-A2"  # the target of the DCC Boxed DBCH templates
 CS06_HUB = "00-DB-12-34-56-78-90-A0"  # the target of the CS06 templates
@@ -37,7 +53,7 @@ def _portable_template() -> dict:
 
 @pytest.fixture(scope="module")
 def schema_path(duis_schema_dir: Path) -> Path:
-    duis.load_schema(duis_schema_dir)  # once per session: cached per folder afterwards
+    load_schema(duis_schema_dir)  # once per session: cached per folder afterwards
     return duis_schema_dir
 
 
@@ -54,7 +70,7 @@ def templates(templates_path: Path) -> dict[str, bytes]:
 
 
 def valid(xml: bytes, schema_path: Path) -> list[str]:
-    return duis.validate(xml, schema_path)
+    return validate(xml, schema_path)
 
 
 def text_of(xml: bytes, path: str) -> str | None:
@@ -66,32 +82,32 @@ def text_of(xml: bytes, path: str) -> str | None:
 
 
 def test_missing_schema_folder_says_how_to_configure(monkeypatch, tmp_path):
-    monkeypatch.delenv(duis.ENV_SCHEMA_DIR, raising=False)
+    monkeypatch.delenv(ENV_SCHEMA_DIR, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # nothing fetched there
     (tmp_path / "bin").mkdir()
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))  # and no npm to fetch it with
-    with pytest.raises(duis.DuisConfigError) as e:
-        duis.schema_dir(None)
+    with pytest.raises(DuisConfigError) as e:
+        schema_dir(None)
     assert "npm is not on PATH" in str(e.value) and "install Node.js's npm" in str(e.value)
-    assert "--schema DIR" in str(e.value) and duis.ENV_SCHEMA_DIR in str(e.value)
-    with pytest.raises(duis.DuisConfigError, match="no DUIS schema configured or fetched"):
-        duis.schema_dir(None, fetch=False)
-    with pytest.raises(duis.DuisConfigError, match="no DUIS schema: cannot fetch"):
-        duis.validate(b"<x/>")
-    with pytest.raises(duis.DuisConfigError, match="is not a folder"):
-        duis.schema_dir(tmp_path / "nowhere")
-    with pytest.raises(duis.DuisConfigError, match="has no 'DUIS Schema V5.4.xsd' or 'DUIS Schema V5.1.xsd'"):
-        duis.schema_dir(tmp_path)
-    monkeypatch.setenv(duis.ENV_SCHEMA_DIR, str(tmp_path))
-    with pytest.raises(duis.DuisConfigError, match=re.escape("$" + duis.ENV_SCHEMA_DIR)):
-        duis.load_schema()
+    assert "--schema DIR" in str(e.value) and ENV_SCHEMA_DIR in str(e.value)
+    with pytest.raises(DuisConfigError, match="no DUIS schema configured or fetched"):
+        schema_dir(None, fetch=False)
+    with pytest.raises(DuisConfigError, match="no DUIS schema: cannot fetch"):
+        validate(b"<x/>")
+    with pytest.raises(DuisConfigError, match="is not a folder"):
+        schema_dir(tmp_path / "nowhere")
+    with pytest.raises(DuisConfigError, match="has no 'DUIS Schema V5.4.xsd' or 'DUIS Schema V5.1.xsd'"):
+        schema_dir(tmp_path)
+    monkeypatch.setenv(ENV_SCHEMA_DIR, str(tmp_path))
+    with pytest.raises(DuisConfigError, match=re.escape("$" + ENV_SCHEMA_DIR)):
+        load_schema()
 
 
 def test_schema_folder_from_env_and_cache(monkeypatch, schema_path):
-    monkeypatch.setenv(duis.ENV_SCHEMA_DIR, str(schema_path))
-    assert duis.schema_dir(None) == schema_path.resolve()
-    assert duis.load_schema() is duis.load_schema(schema_path)  # loaded once, then cached
-    seconds = duis.schema_load_time(schema_path)
+    monkeypatch.setenv(ENV_SCHEMA_DIR, str(schema_path))
+    assert schema_dir(None) == schema_path.resolve()
+    assert load_schema() is load_schema(schema_path)  # loaded once, then cached
+    seconds = schema_load_time(schema_path)
     assert seconds is not None and seconds > 0
     print("DUIS schema load: {:.2f} s".format(seconds))
 
@@ -116,22 +132,22 @@ def test_every_template_is_found(templates, templates_path):
 def test_template_validates_parses_and_is_accepted(name, schema_path, templates_path):
     xml = (templates_path / name).read_bytes()
     assert valid(xml, schema_path) == []
-    req = duis.parse_request(xml)
+    req = parse_request(xml)
     key = name.split("_")[0] + "_" + name.split("_")[1]
     srv, body, cv, target = EXPECTED[key]
     assert (req.service_reference, req.service_reference_variant, req.body, req.command_variant) == (srv, srv, body, cv)
     assert (req.originator, req.target) == (USER, target)
     assert req.request_id == "{}:{}:{}".format(USER, target, req.counter) and req.counter in (1000, 1001)
     assert req.schema_version == "5.4"
-    assert req.signature == duis.SIGNATURE_PLACEHOLDER
+    assert req.signature == SIGNATURE_PLACEHOLDER
     assert any("placeholder" in w for w in req.warnings)
     seen: set[str] = set()
-    assert duis.check_request(req, target_eui=target, seen_request_ids=seen)[0] is None
+    assert check_request(req, target_eui=target, seen_request_ids=seen)[0] is None
     assert seen == {req.request_id}
 
 
 def test_dbch04_gives_the_template_mapping(templates):
-    req = duis.parse_request(templates["DBCH04_6.28"])
+    req = parse_request(templates["DBCH04_6.28"])
     assert req.args == _portable_template()
     assert req.args["NormalLimitedDutyCycleThreshold"] == "1.3" and req.args["GSMECurfew"] == 7
     result = subghz.validate(req.args)
@@ -139,8 +155,8 @@ def test_dbch04_gives_the_template_mapping(templates):
 
 
 def test_cs06_hash_and_execution(templates_path):
-    immediate = duis.parse_request((templates_path / "CS06_11.3_IMMEDIATE_SUCCESS_REQUEST_DUIS.XML").read_bytes())
-    future = duis.parse_request((templates_path / "CS06_11.3_FUTURE_DATED_SUCCESS_REQUEST_DUIS.XML").read_bytes())
+    immediate = parse_request((templates_path / "CS06_11.3_IMMEDIATE_SUCCESS_REQUEST_DUIS.XML").read_bytes())
+    future = parse_request((templates_path / "CS06_11.3_FUTURE_DATED_SUCCESS_REQUEST_DUIS.XML").read_bytes())
     digest = bytes.fromhex("AA758690730934FF0685AA758690730934FF0685657788990011223344556677")
     assert immediate.args == {"hash": digest, "execution": None}
     assert future.args == {"hash": digest, "execution": "2030-01-15T09:00:00Z"}
@@ -162,17 +178,17 @@ BUILD_CASES = [
 def test_request_xml_round_trips_and_validates(srv, args, schema_path):
     if srv == "6.28":
         args = _portable_template()
-    xml = duis.request_xml(srv, HUB, USER, 2**64 - 1, args)
+    xml = request_xml(srv, HUB, USER, 2**64 - 1, args)
     assert valid(xml, schema_path) == []
-    req = duis.parse_request(xml)
-    svc = duis.HUB_SERVICES[srv]
+    req = parse_request(xml)
+    svc = HUB_SERVICES[srv]
     assert (req.service_reference_variant, req.body, req.command_variant) == (
         srv,
         svc.body,
         (4 if srv == "11.3" else 1),
     )
     assert (req.originator, req.target, req.counter) == (USER, HUB, 2**64 - 1)
-    assert req.signature == duis.SIGNATURE_ABSENT and req.warnings[0].startswith("unsigned request")
+    assert req.signature == SIGNATURE_ABSENT and req.warnings[0].startswith("unsigned request")
     if srv == "6.28":
         assert req.args == _portable_template()
     elif srv == "11.3":
@@ -180,39 +196,39 @@ def test_request_xml_round_trips_and_validates(srv, args, schema_path):
         assert req.args["execution"] == (None if args["execution"] is None else "2031-06-01T09:30:00Z")
     else:
         assert req.args == {}
-    assert duis.check_request(req, target_eui=HUB, seen_request_ids=set())[0] is None
+    assert check_request(req, target_eui=HUB, seen_request_ids=set())[0] is None
 
 
 def test_request_xml_names_and_bad_arguments():
-    by_use_case = duis.request_xml("DBCH03", HUB, USER, 1)
-    assert by_use_case == duis.request_xml("ReadCHFSubGHzConfiguration", HUB, USER, 1)
-    assert duis.parse_request(by_use_case).service_reference_variant == "6.30"
-    with pytest.raises(duis.DuisError, match="unknown service '6.32'"):
-        duis.request_xml("6.32", HUB, USER, 1)
-    with pytest.raises(duis.DuisRenderError, match="32-byte firmware hash"):
-        duis.request_xml("11.3", HUB, USER, 1, {"hash": b"short"})
-    with pytest.raises(duis.DuisRenderError, match="counter"):
-        duis.request_xml("6.29", HUB, USER, -1)
-    with pytest.raises(duis.DuisRenderError, match="target"):
-        duis.request_xml("6.29", "00-DB", USER, 1)
-    with pytest.raises(duis.DuisRenderError, match="lacks GSMECurfew"):
-        duis.request_xml("6.28", HUB, USER, 1, {k: v for k, v in _portable_template().items() if k != "GSMECurfew"})
-    with pytest.raises(duis.DuisRenderError, match="no Channel27 element"):
-        duis.request_xml("6.28", HUB, USER, 1, dict(_portable_template(), LowerBandSubGHzChannels0To26=[1, 27]))
-    with pytest.raises(duis.DuisRenderError, match="takes no arguments"):
-        duis.request_xml("6.29", HUB, USER, 1, {"x": 1})
+    by_use_case = request_xml("DBCH03", HUB, USER, 1)
+    assert by_use_case == request_xml("ReadCHFSubGHzConfiguration", HUB, USER, 1)
+    assert parse_request(by_use_case).service_reference_variant == "6.30"
+    with pytest.raises(DuisError, match="unknown service '6.32'"):
+        request_xml("6.32", HUB, USER, 1)
+    with pytest.raises(DuisRenderError, match="32-byte firmware hash"):
+        request_xml("11.3", HUB, USER, 1, {"hash": b"short"})
+    with pytest.raises(DuisRenderError, match="counter"):
+        request_xml("6.29", HUB, USER, -1)
+    with pytest.raises(DuisRenderError, match="target"):
+        request_xml("6.29", "00-DB", USER, 1)
+    with pytest.raises(DuisRenderError, match="lacks GSMECurfew"):
+        request_xml("6.28", HUB, USER, 1, {k: v for k, v in _portable_template().items() if k != "GSMECurfew"})
+    with pytest.raises(DuisRenderError, match="no Channel27 element"):
+        request_xml("6.28", HUB, USER, 1, dict(_portable_template(), LowerBandSubGHzChannels0To26=[1, 27]))
+    with pytest.raises(DuisRenderError, match="takes no arguments"):
+        request_xml("6.29", HUB, USER, 1, {"x": 1})
 
 
 def test_out_of_range_configuration_builds_but_fails_schema_and_agent(schema_path):
     bad = dict(_portable_template(), NormalLimitedDutyCycleThreshold="3.0")
-    xml = duis.request_xml("6.28", HUB, USER, 7, bad)
+    xml = request_xml("6.28", HUB, USER, 7, bad)
     errors = valid(xml, schema_path)
     assert errors and any("NormalLimitedDutyCycleThreshold" in e for e in errors)
-    with pytest.raises(duis.DuisValidationError) as e:
-        duis.read_request(xml, schema_path)
-    version = duis.schema_version(schema_path)
+    with pytest.raises(DuisValidationError) as e:
+        read_request(xml, schema_path)
+    version = schema_version(schema_path)
     assert e.value.errors == errors and "not valid against the DUIS {} schema".format(version) in str(e.value)
-    req = duis.parse_request(xml)  # still readable: the hub answers it with a service code
+    req = parse_request(xml)  # still readable: the hub answers it with a service code
     assert subghz.validate(req.args).code == "E062803"
 
 
@@ -221,25 +237,25 @@ def test_out_of_range_configuration_builds_but_fails_schema_and_agent(schema_pat
 
 def test_config_round_trip_and_canonical_form():
     m = _portable_template()
-    assert duis.canonical_config(m) == m
-    el = duis.render_config_xml(m)
+    assert canonical_config(m) == m
+    el = render_config_xml(m)
     assert el.tag == SR + "SubGHzConfigurationChanged"
     assert [c.tag[len(SR) :] for c in el] == list(subghz.ITEM_NAMES)
-    assert duis.config_from_xml(el) == m
+    assert config_from_xml(el) == m
     loose = dict(m, LowerBandSubGHzChannels0To26=(2, 1, 2), NormalLimitedDutyCycleThreshold=1.3)
     loose.update(LocalCHRetryPercentage=30, GSMECurfew="7", UpperBandSubGHzChannels0To26=None)
-    assert duis.config_from_xml(duis.render_config_xml(loose)) == dict(m, UpperBandSubGHzChannels0To26=[])
+    assert config_from_xml(render_config_xml(loose)) == dict(m, UpperBandSubGHzChannels0To26=[])
 
 
 def test_config_from_xml_keeps_bad_text_for_the_agent():
-    el = duis.render_config_xml(_portable_template())
+    el = render_config_xml(_portable_template())
     el.find(SR + "GSMECurfew").text = "seven"
-    m = duis.config_from_xml(el)
+    m = config_from_xml(el)
     assert m["GSMECurfew"] == "seven"
     assert subghz.validate(m).code == "E062803"
     ET.SubElement(el.find(SR + "LowerBandSubGHzChannels0To26"), SR + "Chan9")
-    with pytest.raises(duis.DuisParseError, match="unexpected element Chan9"):
-        duis.config_from_xml(el)
+    with pytest.raises(DuisParseError, match="unexpected element Chan9"):
+        config_from_xml(el)
 
 
 def _page_channels(page):
@@ -258,8 +274,8 @@ def _page_channels(page):
     )
 )
 def test_config_round_trip_property(mapping):
-    expected = duis.canonical_config(mapping)
-    assert duis.config_from_xml(duis.render_config_xml(mapping)) == expected
+    expected = canonical_config(mapping)
+    assert config_from_xml(render_config_xml(mapping)) == expected
     for name, _page in subghz.CHANNEL_ITEMS:
         assert expected[name] == sorted(set(mapping[name]))
 
@@ -276,7 +292,7 @@ def _edit(xml: bytes, *pairs: tuple[str, str]) -> bytes:
 
 
 def _check(xml: bytes, seen: set[str] | None = None, hub: str = HUB):
-    return duis.check_request(duis.parse_request(xml), target_eui=hub, seen_request_ids=set() if seen is None else seen)
+    return check_request(parse_request(xml), target_eui=hub, seen_request_ids=set() if seen is None else seen)
 
 
 def test_e11_service_not_for_a_chf(templates, schema_path):
@@ -382,7 +398,7 @@ def test_precedence(templates):
     )
     assert _check(xml)[0] == "E12"
     # E55 before E19, E19 before E11
-    seen = {duis.parse_request(templates["DBCH01_6.31"]).request_id}
+    seen = {parse_request(templates["DBCH01_6.31"]).request_id}
     xml = _edit(
         templates["DBCH01_6.31"],
         ("<sr:ServiceReference>6.31<", "<sr:ServiceReference>7.4<"),
@@ -399,15 +415,15 @@ def test_precedence(templates):
 
 def test_malformed_xml_is_a_clear_error(templates, schema_path):
     broken = templates["DBCH01_6.31"].replace(b"</sr:Header>", b"")
-    with pytest.raises(duis.DuisParseError, match="not well-formed XML"):
-        duis.parse_request(broken)
-    with pytest.raises(duis.DuisParseError, match="not well-formed XML"):
-        duis.read_request(broken, schema_path)
+    with pytest.raises(DuisParseError, match="not well-formed XML"):
+        parse_request(broken)
+    with pytest.raises(DuisParseError, match="not well-formed XML"):
+        read_request(broken, schema_path)
     errors = valid(broken, schema_path)
     assert len(errors) == 1 and errors[0].startswith("not well-formed XML")
     bomb = b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaa">]><r>&a;</r>'
-    with pytest.raises(duis.DuisParseError, match="DOCTYPE"):
-        duis.parse_request(bomb)
+    with pytest.raises(DuisParseError, match="DOCTYPE"):
+        parse_request(bomb)
 
 
 def test_schema_invalid_request_is_a_clear_error(templates, schema_path):
@@ -417,30 +433,30 @@ def test_schema_invalid_request_is_a_clear_error(templates, schema_path):
     missing = _edit(templates["DBCH04_6.28"], ("<sr:CommandVariant>1</sr:CommandVariant>", ""))
     errors = valid(missing, schema_path)
     assert errors and any("CommandVariant" in e for e in errors)
-    with pytest.raises(duis.DuisParseError, match="no sr:CommandVariant"):
-        duis.parse_request(missing)
-    with pytest.raises(duis.DuisValidationError):
-        duis.read_request(missing, schema_path)
+    with pytest.raises(DuisParseError, match="no sr:CommandVariant"):
+        parse_request(missing)
+    with pytest.raises(DuisValidationError):
+        read_request(missing, schema_path)
 
 
 def test_parse_errors_name_the_problem(templates):
-    with pytest.raises(duis.DuisParseError, match="is not originatorEUI:targetEUI:counter"):
-        duis.parse_request(_edit(templates["DBCH01_6.31"], (":1000<", ":x<")))
-    with pytest.raises(duis.DuisParseError, match="is not originatorEUI:targetEUI:counter"):
-        duis.parse_request(_edit(templates["DBCH01_6.31"], (":1000<", ":18446744073709551616<")))
-    with pytest.raises(duis.DuisParseError, match="expected sr:Request"):
-        duis.parse_request(b'<sr:Response xmlns:sr="%s"/>' % duis.SR_NS.encode())
-    with pytest.raises(duis.DuisParseError, match="FirmwareHash"):
-        duis.parse_request(_edit(templates["CS06_11.3"], ("6677<", "66<")))
+    with pytest.raises(DuisParseError, match="is not originatorEUI:targetEUI:counter"):
+        parse_request(_edit(templates["DBCH01_6.31"], (":1000<", ":x<")))
+    with pytest.raises(DuisParseError, match="is not originatorEUI:targetEUI:counter"):
+        parse_request(_edit(templates["DBCH01_6.31"], (":1000<", ":18446744073709551616<")))
+    with pytest.raises(DuisParseError, match="expected sr:Request"):
+        parse_request(b'<sr:Response xmlns:sr="%s"/>' % SR_NS.encode())
+    with pytest.raises(DuisParseError, match="FirmwareHash"):
+        parse_request(_edit(templates["CS06_11.3"], ("6677<", "66<")))
 
 
 def test_signature_states(templates):
     unsigned = re.sub(rb"<ds:Signature.*</ds:Signature>", b"", templates["DBCH01_6.31"], flags=re.S)
-    req = duis.parse_request(unsigned)
-    assert req.signature == duis.SIGNATURE_ABSENT and "unsigned" in req.warnings[0]
+    req = parse_request(unsigned)
+    assert req.signature == SIGNATURE_ABSENT and "unsigned" in req.warnings[0]
     real = templates["DBCH01_6.31"].replace(b"<ds:SignatureValue>ZGVmYXVsdA==", b"<ds:SignatureValue>MEUCIQ==")
-    req = duis.parse_request(real)
-    assert req.signature == duis.SIGNATURE_PRESENT and "not verified" in req.warnings[0]
+    req = parse_request(real)
+    assert req.signature == SIGNATURE_PRESENT and "not verified" in req.warnings[0]
 
 
 # -- responses ---------------------------------------------------------------------------------
@@ -449,8 +465,8 @@ def test_signature_states(templates):
 @pytest.mark.parametrize("key", sorted(EXPECTED))
 @pytest.mark.parametrize("rc", ["I0", "I99", "E11", "E12", "E13", "E19", "E48", "E49", "E55", "E062801"])
 def test_ack_responses_validate(key, rc, templates, schema_path):
-    req = duis.parse_request(templates[key])
-    xml = duis.render_response(req, rc, duis.ACK, when=WHEN)
+    req = parse_request(templates[key])
+    xml = render_response(req, rc, ACK, when=WHEN)
     assert valid(xml, schema_path) == []
     assert text_of(xml, "{0}Header/{0}ResponseCode".format(SR)) == rc
     assert text_of(xml, "{0}Header/{0}RequestID".format(SR)) == req.request_id
@@ -463,9 +479,9 @@ def test_ack_responses_validate(key, rc, templates, schema_path):
 
 
 def test_config_response(templates, schema_path):
-    req = duis.parse_request(templates["DBCH03_6.30"])
+    req = parse_request(templates["DBCH03_6.30"])
     m = _portable_template()
-    xml = duis.render_response(req, "I0", None, m, when=WHEN)
+    xml = render_response(req, "I0", None, m, when=WHEN)
     assert valid(xml, schema_path) == []
     root = ET.fromstring(xml)
     assert root.tag == RA + "GBCSResponse"
@@ -474,21 +490,21 @@ def test_config_response(templates, schema_path):
     assert root.find("{0}Header/{0}OriginatorCounter".format(RA)).text == "1000"
     rsp = root.find("{0}Body/{0}ResponseMessage/{0}SMETSData/{0}ReadCHFSubGHzConfigurationRsp".format(RA))
     assert rsp.get("MessageSuccess") == "true"
-    assert duis.config_from_xml(rsp) == m
+    assert config_from_xml(rsp) == m
     # errors carry no body; data only answers 6.30 with I0
-    assert ET.fromstring(duis.render_response(req, "E19", None, m)).tag == SR + "Response"
-    with pytest.raises(duis.DuisRenderError, match="only an I0 response carries data"):
-        duis.render_response(req, "E19", duis.CONFIG, m)
-    with pytest.raises(duis.DuisRenderError, match="answers SRV 6.30"):
-        duis.render_response(duis.parse_request(templates["DBCH01_6.31"]), "I0", duis.CONFIG, m)
+    assert ET.fromstring(render_response(req, "E19", None, m)).tag == SR + "Response"
+    with pytest.raises(DuisRenderError, match="only an I0 response carries data"):
+        render_response(req, "E19", CONFIG, m)
+    with pytest.raises(DuisRenderError, match="answers SRV 6.30"):
+        render_response(parse_request(templates["DBCH01_6.31"]), "I0", CONFIG, m)
 
 
 @pytest.mark.parametrize(
     ("page", "channel"), [(28, 0), (28, 26), (29, 27), (29, 34), (30, 35), (30, 61), (31, 0), (31, 26)]
 )
 def test_channel_response(page, channel, templates, schema_path):
-    req = duis.parse_request(templates["DBCH01_6.31"])
-    xml = duis.render_response(req, "I0", None, {"page": page, "channel": channel}, when=WHEN)
+    req = parse_request(templates["DBCH01_6.31"])
+    xml = render_response(req, "I0", None, {"page": page, "channel": channel}, when=WHEN)
     assert valid(xml, schema_path) == []
     band = "OperatingUpperBandSubGHzChannel" if page == 31 else "OperatingLowerBandSubGHzChannel"
     path = "{0}Body/{0}ResponseMessage/{0}SMETSData/{0}ReadCHFSubGHzChannelRsp/{0}OperatingSubGHzChannel/{0}{1}/{0}Channel{2}"
@@ -496,16 +512,16 @@ def test_channel_response(page, channel, templates, schema_path):
 
 
 def test_channel_response_edge_cases(templates, schema_path):
-    req = duis.parse_request(templates["DBCH01_6.31"])
-    none = duis.render_response(req, "I0", duis.CHANNEL, None, when=WHEN)
+    req = parse_request(templates["DBCH01_6.31"])
+    none = render_response(req, "I0", CHANNEL, None, when=WHEN)
     assert valid(none, schema_path) == []
     assert ET.fromstring(none).find(".//{}OperatingSubGHzChannel".format(RA)) is None
-    with pytest.raises(duis.DuisRenderError, match="not on page 29"):
-        duis.render_response(req, "I0", duis.CHANNEL, {"page": 29, "channel": 35})
-    with pytest.raises(duis.DuisRenderError, match="body_kind"):
-        duis.render_response(req, "I0", "xml")
-    with pytest.raises(duis.DuisRenderError, match="unknown response code"):
-        duis.render_response(req, "E999")
+    with pytest.raises(DuisRenderError, match="not on page 29"):
+        render_response(req, "I0", CHANNEL, {"page": 29, "channel": 35})
+    with pytest.raises(DuisRenderError, match="body_kind"):
+        render_response(req, "I0", "xml")
+    with pytest.raises(DuisRenderError, match="unknown response code"):
+        render_response(req, "E999")
 
 
 # -- alerts ------------------------------------------------------------------------------------
@@ -536,7 +552,7 @@ def test_n54_alerts_validate(code, schema_path):
     if payload == "config":
         payload = _portable_template()
     kind, data = alerts.n54(HUB_BYTES, code, payload)
-    xml = duis.render_alert(kind, data, when=WHEN)
+    xml = render_alert(kind, data, when=WHEN)
     assert valid(xml, schema_path) == []
     root = ET.fromstring(xml)
     expected_rc = dcc_tables.GBCS_ALERTS[code][1]
@@ -555,7 +571,7 @@ def test_n54_alerts_validate(code, schema_path):
 def test_n54_payload_contents(schema_path):
     def alert_of(code, payload):
         kind, data = alerts.n54(HUB_BYTES, code, payload)
-        xml = duis.render_alert(kind, data, when=WHEN)
+        xml = render_alert(kind, data, when=WHEN)
         assert valid(xml, schema_path) == []
         return ET.fromstring(xml).find("{0}Body/{0}DCCAlertMessage/{0}DCCAlert/{0}DualBandCHAlert".format(SR))
 
@@ -566,7 +582,7 @@ def test_n54_payload_contents(schema_path):
     # ... and written by hand, in either spelling
     for payload in ({"DeviceIDToSuspend": METER.lower()}, {"eui": METER}):
         data = dict(alerts.n54(HUB_BYTES, 0x8F21)[1], DeviceAlertCode="8F20", rc="E59", payload=payload)
-        xml = duis.render_alert("N54", data, when=WHEN)
+        xml = render_alert("N54", data, when=WHEN)
         assert valid(xml, schema_path) == []
         assert ET.fromstring(xml).find(".//{}DeviceIDToSuspend".format(SR)).text == METER
     a = alert_of(0x8F26, {"page": 31, "channel": 3, "trigger": "SMHANFormation"})
@@ -575,7 +591,7 @@ def test_n54_payload_contents(schema_path):
     a = alert_of(0x8F28, {"status": "DutyCycleUsageIsTooHigh", "trigger": "RemotePartyCommand"})
     assert a.find(".//{}StatusCode".format(SR)).text == "DutyCycleUsageIsTooHigh"
     a = alert_of(0x8F2A, _portable_template())
-    assert duis.config_from_xml(a.find(SR + "SubGHzConfigurationChanged")) == _portable_template()
+    assert config_from_xml(a.find(SR + "SubGHzConfigurationChanged")) == _portable_template()
     rid = "{}:{}:42".format(USER, HUB)
     a = alert_of(0x8F2C, {"request_id": rid, "cra": False})  # the agent's bool form
     assert a.find(".//{}RequestID".format(SR)).text == rid and a.find(".//{}CRAFlag".format(SR)).text == "Command"
@@ -585,7 +601,7 @@ def test_n54_payload_contents(schema_path):
 
 def test_n64_alert(schema_path):
     kind, data = alerts.n64(HUB_BYTES, "2.1.0")
-    xml = duis.render_alert(kind, data, response_id="{}:{}:7".format(HUB, USER), when="2025-03-01T13:00:00+01:00")
+    xml = render_alert(kind, data, response_id="{}:{}:7".format(HUB, USER), when="2025-03-01T13:00:00+01:00")
     assert valid(xml, schema_path) == []
     root = ET.fromstring(xml)
     assert root.find("{0}Header/{0}ResponseCode".format(SR)).text == "I0"
@@ -598,23 +614,23 @@ def test_n64_alert(schema_path):
 
 def test_alert_errors():
     good = alerts.n54(HUB_BYTES, 0x8F21)[1]
-    with pytest.raises(duis.DuisRenderError, match="carries I0 .Table 42., not E59"):
-        duis.render_alert("N54", dict(good, rc="E59"))
-    with pytest.raises(duis.DuisRenderError, match="not a Dual Band CH alert"):
-        duis.render_alert("N54", dict(good, DeviceAlertCode="8F30"))
-    with pytest.raises(duis.DuisRenderError, match="N54 and N64"):
-        duis.render_alert("incident", {})
-    with pytest.raises(duis.DuisRenderError, match="carries no payload"):
-        duis.render_alert("N54", dict(good, payload={"x": 1}))
-    with pytest.raises(duis.DuisRenderError, match="originatorEUI:targetEUI:counter"):
-        duis.render_alert(*alerts.n54(HUB_BYTES, 0x8F2C, {"request_id": "r1", "cra": False}))
-    with pytest.raises(duis.DuisRenderError, match="CRAFlag"):
-        duis.render_alert(*alerts.n54(HUB_BYTES, 0x8F2C, {"request_id": "{}:{}:1".format(USER, HUB), "cra": "x"}))
-    with pytest.raises(duis.DuisRenderError, match="not on page 28"):
-        duis.render_alert(*alerts.n54(HUB_BYTES, 0x8F26, {"page": 28, "channel": 27, "trigger": "GSMERequest"}))
-    with pytest.raises(duis.DuisRenderError, match="needs a payload"):
-        duis.render_alert(*alerts.n54(HUB_BYTES, 0x8F26))
-    with pytest.raises(duis.DuisRenderError, match="FirmwareVersion"):
-        duis.render_alert("N64", {"DeviceID": HUB, "FirmwareVersion": "123456789"})
-    with pytest.raises(duis.DuisRenderError, match="not an xs:dateTime"):
-        duis.render_alert("N54", good, when="yesterday")
+    with pytest.raises(DuisRenderError, match="carries I0 .Table 42., not E59"):
+        render_alert("N54", dict(good, rc="E59"))
+    with pytest.raises(DuisRenderError, match="not a Dual Band CH alert"):
+        render_alert("N54", dict(good, DeviceAlertCode="8F30"))
+    with pytest.raises(DuisRenderError, match="N54 and N64"):
+        render_alert("incident", {})
+    with pytest.raises(DuisRenderError, match="carries no payload"):
+        render_alert("N54", dict(good, payload={"x": 1}))
+    with pytest.raises(DuisRenderError, match="originatorEUI:targetEUI:counter"):
+        render_alert(*alerts.n54(HUB_BYTES, 0x8F2C, {"request_id": "r1", "cra": False}))
+    with pytest.raises(DuisRenderError, match="CRAFlag"):
+        render_alert(*alerts.n54(HUB_BYTES, 0x8F2C, {"request_id": "{}:{}:1".format(USER, HUB), "cra": "x"}))
+    with pytest.raises(DuisRenderError, match="not on page 28"):
+        render_alert(*alerts.n54(HUB_BYTES, 0x8F26, {"page": 28, "channel": 27, "trigger": "GSMERequest"}))
+    with pytest.raises(DuisRenderError, match="needs a payload"):
+        render_alert(*alerts.n54(HUB_BYTES, 0x8F26))
+    with pytest.raises(DuisRenderError, match="FirmwareVersion"):
+        render_alert("N64", {"DeviceID": HUB, "FirmwareVersion": "123456789"})
+    with pytest.raises(DuisRenderError, match="not an xs:dateTime"):
+        render_alert("N54", good, when="yesterday")

@@ -21,7 +21,8 @@ pytest.importorskip("mpremote")
 
 from agent.eui import parse_eui  # noqa: E402
 from host_tools.cli import CommandError, main  # noqa: E402
-from host_tools.duis import messages as duis  # noqa: E402
+from host_tools.duis.config import canonical_config  # noqa: E402
+from host_tools.duis.requests import parse_request  # noqa: E402
 from host_tools.firmware import flash, handover  # noqa: E402
 from host_tools.link import commands  # noqa: E402
 from host_tools.link.client import AgentClient, LinkError, SerialTransport  # noqa: E402
@@ -217,7 +218,7 @@ def test_config_over_serial_with_the_cli(target, capsys, duis_templates_dir):
     assert "I0: configuration applied" in out
     rc, out, _ = dbch(capsys, "config", "get", "--port", target.spec, "--json")
     assert rc == 0
-    assert json.loads(out) == duis.canonical_config(duis.parse_request(template.read_bytes()).args)
+    assert json.loads(out) == canonical_config(parse_request(template.read_bytes()).args)
     # a refused change names the code and the field, and changes nothing
     rc, out, err = dbch(capsys, "config", "set", "--port", target.spec, "--page", "28=1")
     assert rc == 1 and "E062802" in err and "LowerBandSubGHzChannels0To26" in err

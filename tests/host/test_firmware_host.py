@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from agent import boot, image
 from host_tools.cli import main
 from host_tools.cli.firmware import Progress
-from host_tools.duis import messages as duis
+from host_tools.duis.schema import ENV_SCHEMA_DIR, validate
 from host_tools.firmware import cpl, flash, sign, stage
 from host_tools.firmware import images as firmware
 from host_tools.firmware.images import FirmwareInputError
@@ -309,7 +309,7 @@ def test_cpl_gpf(cpl_files):
 def test_cpl_alert_xml_is_schema_valid(code, duis_schema_dir):
     f = cpl.Finding(EUI, "unix", "GPF" if code == "N52" else "CHF", "1.0", "2.0", "read", "Current", code, "x")
     xml = cpl.render_xml(f)
-    assert duis.validate(xml, duis_schema_dir) == []
+    assert validate(xml, duis_schema_dir) == []
     assert f"<sr:DCCAlertCode>{code}</sr:DCCAlertCode>".encode() in xml
     assert b"<sr:FirmwareVersionDevice>2.0</sr:FirmwareVersionDevice>" in xml
 
@@ -339,7 +339,7 @@ def test_cpl_check_command(cpl_files, capsys, monkeypatch, duis_schema_dir):
     assert main(args + ["--reported", f"{EUI}=1.5", "--reported", f"{GPF}=7", "--json"]) == 1
     rows = json.loads(capsys.readouterr().out)
     assert [r["alert"] for r in rows] == ["N50", "N52"]
-    monkeypatch.setenv(duis.ENV_SCHEMA_DIR, str(duis_schema_dir))
+    monkeypatch.setenv(ENV_SCHEMA_DIR, str(duis_schema_dir))
     assert main(args + ["--reported", f"{EUI}=9.9", "--format", "duis"]) == 1
     out = capsys.readouterr().out
     assert "<sr:DCCAlertCode>N51</sr:DCCAlertCode>" in out

@@ -20,8 +20,10 @@ pytest.importorskip("mpremote")
 
 from agent import image  # noqa: E402
 from agent.eui import parse_eui  # noqa: E402
-from host_tools.duis import front as duis_front  # noqa: E402
-from host_tools.duis import messages as duis  # noqa: E402
+from host_tools.duis.alerts import render_alert  # noqa: E402
+from host_tools.duis.compose import request_xml  # noqa: E402
+from host_tools.duis.front import answer  # noqa: E402
+from host_tools.duis.schema import ENV_SCHEMA_DIR, validate  # noqa: E402
 from host_tools.firmware import flash, image_build, sign, stage  # noqa: E402
 from host_tools.firmware.build import mpy_cross_binary  # noqa: E402
 from host_tools.link.client import AgentClient, LinkError, SerialTransport  # noqa: E402
@@ -38,7 +40,7 @@ def board(tmp_path_factory, duis_schema_dir):
     root = tmp_path_factory.mktemp("fwcache")
     mp = pytest.MonkeyPatch()
     mp.setenv("XDG_CACHE_HOME", str(root))
-    mp.setenv(duis.ENV_SCHEMA_DIR, str(duis_schema_dir))
+    mp.setenv(ENV_SCHEMA_DIR, str(duis_schema_dir))
     pki = Pki(root / "pki")
     pki.make_signing_key()
     key = pki.signing_key()
@@ -105,16 +107,16 @@ def test_update_by_duis_then_a_broken_image_is_reverted(board, tmp_path, duis_sc
     assert st["slots"]["b"] == {"version": "1.1.0", "hash": digest.hex()} and st["version"] == "1.0.0"
 
     # a hash that matches no staged image: E5 through DUIS, nothing changes
-    xml = duis.request_xml("11.3", target_eui=EUI, originator_eui=ORIGINATOR, counter=7001, args={"hash": b"\x42" * 32})
-    rc, out, warnings = duis_front.answer(client, xml, str(duis_schema_dir), forget=True)
+    xml = request_xml("11.3", target_eui=EUI, originator_eui=ORIGINATOR, counter=7001, args={"hash": b"\x42" * 32})
+    rc, out, warnings = answer(client, xml, str(duis_schema_dir), forget=True)
     assert rc == "E5" and any("no staged and verified image" in w for w in warnings)
-    assert duis.validate(out, duis_schema_dir) == []
+    assert validate(out, duis_schema_dir) == []
 
     # DUIS 11.3 ActivateFirmware, immediate: I0, the board reboots into 1.1.0 on trial
-    xml = duis.request_xml("11.3", target_eui=EUI, originator_eui=ORIGINATOR, counter=7002, args={"hash": digest})
-    rc, out, _w = duis_front.answer(client, xml, str(duis_schema_dir))
+    xml = request_xml("11.3", target_eui=EUI, originator_eui=ORIGINATOR, counter=7002, args={"hash": digest})
+    rc, out, _w = answer(client, xml, str(duis_schema_dir))
     assert rc == "I0"
-    assert duis.validate(out, duis_schema_dir) == []
+    assert validate(out, duis_schema_dir) == []
     hello = wait_version(client, "1.1.0")
     assert hello["eui"] == EUI
 
@@ -128,8 +130,8 @@ def test_update_by_duis_then_a_broken_image_is_reverted(board, tmp_path, duis_sc
             break
     assert n64 is not None, "no N64 arrived"
     assert n64.data["FirmwareVersion"] == "1.1.0" and n64.data["DeviceID"] == EUI
-    xml = duis.render_alert("N64", n64.data)
-    assert duis.validate(xml, duis_schema_dir) == []
+    xml = render_alert("N64", n64.data)
+    assert validate(xml, duis_schema_dir) == []
     assert b"<sr:DCCAlertCode>N64</sr:DCCAlertCode>" in xml
     st = client.request("fw.status").data
     assert (st["slot"], st["trial"], st["last"]["result"]) == ("b", False, "activated")

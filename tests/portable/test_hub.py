@@ -2,7 +2,7 @@ import unittest
 
 from hubkit import Rig, config
 
-from agent import dcc_tables
+from agent import codes
 
 
 class Requests(unittest.TestCase):
@@ -125,7 +125,7 @@ class DutyCycle(unittest.TestCase):
         for _seq, kind, data in rig.hub.outbox.pending():
             self.assertEqual(kind, "N54")
             code = int(data["DeviceAlertCode"], 16)
-            self.assertEqual((data["rc"],), dcc_tables.allowed_response("N54", code))
+            self.assertEqual(data["rc"], codes.gbcs_alert_rc(code))  # the table agrees: tests/host/test_dcc_tables.py
             self.assertEqual(data["CHFDeviceID"], "00-DB-12-34-56-78-90-A2")
 
 

@@ -1,7 +1,8 @@
 # The DCC's tables: DUIS response codes with their names, DCC alert codes with their allowed
 # response codes, and the GBCS Dual Band CHF alerts with their names and payload kinds, with the
-# lookups over them. Kept apart from agent/codes.py so a board does not load them at boot: the
-# agent needs them only to name a code or check an alert, and the host tools use them freely.
+# lookups over them. The DCC side only: a board keeps just what it writes (agent/codes.py: its
+# response codes, the GBCS alert codes and the N54 response code of each; tests/host check that
+# they agree with these tables).
 #
 # Sources: SEC Appendix AD (DUIS) Table 1 "DCC Systems Response Codes" and Table 2 "DCCAlert data
 # items" as amended by MP260 (../shared/seeds/000_*), Table 42 "DCC Alert Codes / Response Codes

@@ -1,0 +1,69 @@
+"""The DCC's checks of a Service Request toward this hub (seed Table 1), before it is forwarded.
+
+Precedence of check_request (first failing check wins): E48, E13, E12, E49, E55, E19, E11. The
+header must agree with itself before anything can be read from it (E48); then the kind of
+request for this endpoint (E13); then the command variant for the service (E12); then the body
+against the header (E49). A duplicate Request ID (E55) is judged only for a well-formed request.
+The device checks come last, in the DCC's order: a device must exist (E19) before its device
+type can be compared with the service (E11). What each code means for this hub is in the notes
+of host_tools.duis.services.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from host_tools.duis import dcc_tables
+from host_tools.duis.requests import DuisRequest
+from host_tools.duis.services import BODY_TO_SRV, HUB_SERVICES, NON_DEVICE_SRS, NON_DEVICE_SRVS
+from host_tools.duis.xml import norm_eui
+
+
+def _reject(code: str, why: str) -> tuple[str, str]:
+    return code, "{} {}: {}".format(code, dcc_tables.response_name(code), why)
+
+
+def check_request(req: DuisRequest, *, target_eui: Any, seen_request_ids: set[str]) -> tuple[str | None, str]:
+    """The DCC-side checks that apply to this hub: (None, message) when the request is accepted -
+    its Request ID is then added to seen_request_ids - else (code, message) with the first
+    failing code in the order E48, E13, E12, E49, E55, E19, E11 (see the module notes)."""
+    sr, srv = req.service_reference, req.service_reference_variant
+    if not (srv == sr or srv.startswith(sr + ".")):
+        return _reject("E48", "ServiceReferenceVariant {} is not a variant of ServiceReference {}".format(srv, sr))
+    if srv in NON_DEVICE_SRVS or sr in NON_DEVICE_SRS:
+        return _reject(
+            "E13", "{} is a non-device request (DCC Only, Command Variant 8); this is a device endpoint".format(srv)
+        )
+    if not req.body:
+        return _reject("E13", "the request has no body: a device Service Request is expected")
+    if req.body.startswith("{"):
+        return _reject("E13", "the body {} is not a DUIS Service Request element".format(req.body))
+    svc = req.service
+    if svc is not None and req.command_variant not in svc.command_variants:
+        return _reject(
+            "E12",
+            "Command Variant {} is not taken for {} {} (this front takes {})".format(
+                req.command_variant, svc.srv, svc.body, " or ".join(str(v) for v in sorted(svc.command_variants))
+            ),
+        )
+    if svc is not None and req.body != svc.body:
+        return _reject("E49", "ServiceReferenceVariant {} needs a {} body, not {}".format(srv, svc.body, req.body))
+    if svc is None and req.body in BODY_TO_SRV:
+        return _reject(
+            "E49",
+            "a {} body belongs to ServiceReferenceVariant {}, not {}".format(req.body, BODY_TO_SRV[req.body], srv),
+        )
+    if req.request_id in seen_request_ids:
+        return _reject("E55", "RequestID {} has been received before".format(req.request_id))
+    hub = norm_eui(target_eui, "target_eui")
+    if req.target != hub:
+        return _reject("E19", "target device {} does not exist here (this hub is {})".format(req.target, hub))
+    if svc is None:
+        return _reject(
+            "E11",
+            "Service Reference {} is not for a Communications Hub Function (this hub takes {})".format(
+                sr, ", ".join(HUB_SERVICES)
+            ),
+        )
+    seen_request_ids.add(req.request_id)
+    return None, "accepted: {} {} for {}".format(svc.srv, svc.body, req.target)
