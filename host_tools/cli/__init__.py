@@ -21,7 +21,7 @@ from host_tools.errors import DbchError
 COMMAND_MODULES: tuple[str, ...] = (
     "host_tools.servers.vboard",
     "host_tools.firmware.flash",
-    "host_tools.link.commands",
+    "host_tools.cli.link",
     "host_tools.duis.front",
     "host_tools.duis.assets",
     "host_tools.firmware.images",
@@ -61,7 +61,7 @@ class _Parser(argparse.ArgumentParser):
         return namespace, extras
 
     def _merge_shared(self, ns: argparse.Namespace) -> None:
-        from host_tools.link.connect import port_defaults
+        from host_tools.cli.options import port_defaults
 
         values = vars(ns)
         before = {k[len(_TOP) :]: values.pop(k) for k in list(values) if k.startswith(_TOP)}
@@ -78,7 +78,7 @@ class _Parser(argparse.ArgumentParser):
             for name, value in port_defaults().items():
                 values.setdefault(name, value)
             if values.get("start") and isinstance(values.get("port"), str):
-                from host_tools.link.connect import Port
+                from host_tools.link.ports import Port
 
                 ns.port = Port(values["port"], start=True)
         if takes["json"]:
@@ -86,7 +86,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from host_tools.link.connect import add_port_args
+    from host_tools.cli.options import add_port_args
 
     parser = _Parser(
         prog="dbch", description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 
 from host_tools.cli import CommandError, add_json_flag
+from host_tools.cli.options import add_port_args, open_client
 from host_tools.duis import messages as duis
-from host_tools.link.connect import add_port_args, checked, open_client
+from host_tools.link.agent import checked
 from host_tools.paths import cache_dir
 
 # SRV -> (agent operation, how the agent's answer is rendered)

@@ -200,7 +200,7 @@ def render_xml(finding: Finding, when=None) -> bytes:
 
 # -- command -------------------------------------------------------------------------------------
 def register(fsub: argparse._SubParsersAction) -> None:
-    from host_tools.link.connect import add_port_args
+    from host_tools.cli.options import add_port_args
 
     p = fsub.add_parser(
         "cpl-check",
@@ -241,7 +241,8 @@ def cmd_cpl_check(args: argparse.Namespace) -> int:
         except ValueError as e:
             raise CommandError(f"--reported {spec!r}: {e}") from e
     if not reported:
-        from host_tools.link.connect import checked, open_client
+        from host_tools.cli.options import open_client
+        from host_tools.link.agent import checked
 
         r = checked(open_client(args), "hello")
         if not r.ok:

@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from host_tools.cli import CommandError, add_json_flag, emit
+from host_tools.cli.options import add_port_args
 from host_tools.firmware.build import ROOT, BuildError, Compiled, check_whole, compile_tree
-from host_tools.link.client import AgentClient, LinkError, SerialTransport
-from host_tools.link.connect import add_port_args, resolve
+from host_tools.link.client import AgentClient, LinkError
+from host_tools.link.ports import SerialTransport, resolve
 
 DIRS = ("agent", "hal", "hal/sim", "boards")  # the modules' directories, inside a slot
 SLOT = "slots/a"
@@ -318,7 +319,7 @@ def hand_over(port: str, *, baud: int = 115200, timeout: float = 1.0) -> bool:
     mpremote's own Ctrl-C is what stops an older agent, which still has Ctrl-C on. A running agent
     that knows the request ignores Ctrl-C (the interrupt character is off while it owns the line),
     so this request is the only way in short of a reset."""
-    from host_tools.link.client import PortBusy
+    from host_tools.link.ports import PortBusy
 
     try:
         transport = SerialTransport(port, baud)
@@ -354,10 +355,10 @@ def take_back(port: str, *, baud: int = 115200, timeout: float = 20.0) -> dict:
 
 def wait_for_hello(port: str, *, baud: int = 115200, timeout: float = 20.0) -> dict:
     """The agent's hello on `port` once it is up (after a flash or a reboot). CommandError if it
-    does not come: with what the board printed meanwhile (connect.explain_silence), or at once if
+    does not come: with what the board printed meanwhile (console.explain_silence), or at once if
     another program has the port open."""
-    from host_tools.link.client import PortBusy
-    from host_tools.link.connect import explain_silence
+    from host_tools.link.console import explain_silence
+    from host_tools.link.ports import PortBusy
 
     deadline = time.monotonic() + timeout
     last: Exception | None = None

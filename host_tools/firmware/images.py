@@ -34,8 +34,9 @@ from pathlib import Path
 
 from agent import image
 from host_tools.cli import CommandError, add_json_flag, emit
-from host_tools.link.client import AgentClient, AgentTimeout, LinkError
-from host_tools.link.connect import add_port_args, checked, open_client
+from host_tools.cli.options import add_port_args, open_client
+from host_tools.link.agent import checked
+from host_tools.link.client import AgentClient, AgentTimeout
 
 
 class FirmwareError(CommandError):
@@ -222,13 +223,6 @@ class Progress:
         if final:
             self.out.write("\n")
         self.out.flush()
-
-
-def _req(client: AgentClient, op: str, args: dict, timeout: float | None = None):
-    try:
-        return client.request(op, args, timeout)
-    except LinkError as e:
-        raise CommandError(str(e)) from e
 
 
 def send(

@@ -32,8 +32,9 @@ from dataclasses import asdict, dataclass, field
 
 from agent.examples import DBCH04_CONFIG
 from host_tools.cli import CommandError, add_json_flag
-from host_tools.link.client import AgentClient, Event, LinkError, Response, SerialTransport
-from host_tools.link.connect import add_port_args, resolve
+from host_tools.cli.options import add_port_args
+from host_tools.link.client import AgentClient, Event, LinkError, Response
+from host_tools.link.ports import SerialTransport, resolve
 
 PASS = "PASS"
 FAIL = "FAIL"

@@ -20,9 +20,11 @@ from pathlib import Path
 
 from agent.examples import DBCH04_CONFIG
 from host_tools.cli import CommandError, add_json_flag
+from host_tools.cli.options import add_port_args, open_client
 from host_tools.firmware import images as firmware
+from host_tools.link.agent import checked
 from host_tools.link.client import Event, LinkError
-from host_tools.link.connect import add_port_args, checked, open_client, resolve
+from host_tools.link.ports import resolve
 
 DEMO_CONFIG = DBCH04_CONFIG
 DEMO_REGION = "North"

@@ -14,7 +14,8 @@ from agent.eui import parse_eui  # noqa: E402
 from host_tools.cli import main  # noqa: E402
 from host_tools.duis import assets as duis_assets  # noqa: E402
 from host_tools.firmware import flash  # noqa: E402
-from host_tools.link.client import AgentClient, SerialTransport  # noqa: E402
+from host_tools.link.client import AgentClient  # noqa: E402
+from host_tools.link.ports import SerialTransport  # noqa: E402
 from host_tools.selftest import checks as selftest  # noqa: E402
 from host_tools.selftest.checks import FAIL, PASS, SKIP, Check, Report  # noqa: E402
 from host_tools.servers import (
