@@ -26,7 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "host_tools.duis.assets",
     "host_tools.firmware.images",
     "host_tools.servers.simagent",
-    "host_tools.selftest.checks",
+    "host_tools.cli.selftest",
     "host_tools.selftest.demo",
     "host_tools.security.pki",
     "host_tools.servers.triage",
