@@ -53,18 +53,10 @@ class Selftest(Harness):
     """The conformance run against the board at `path` (a device path or URL; `spec` is what
     the user gave)."""
 
-    def __init__(
-        self,
-        path: str,
-        *,
-        spec: str | None = None,
-        baud: int = 115200,
-        timeout: float = 5.0,
-        schema: str | None = None,
-        reboot_timeout: float = 30.0,
-        progress: Callable[[Check], None] | None = None,
-    ):
-        super().__init__(path, spec=spec, baud=baud, timeout=timeout, progress=progress)
+    def __init__(self, path: str, *, schema: str | None = None, reboot_timeout: float = 30.0, **options):
+        """schema: the DUIS schema folder (else as `dbch duis` finds one; without one the DUIS
+        checks skip); options: spec, baud, timeout and progress, as for Harness."""
+        super().__init__(path, **options)
         self.schema = schema
         self.reboot_timeout = reboot_timeout
         self.original: dict | None = None
