@@ -27,7 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "host_tools.firmware.images",
     "host_tools.servers.simagent",
     "host_tools.cli.selftest",
-    "host_tools.selftest.demo",
+    "host_tools.cli.demo",
     "host_tools.security.pki",
     "host_tools.servers.triage",
     "host_tools.security.ipsec",
