@@ -15,7 +15,7 @@ from pathlib import Path
 from host_tools.cli import CommandError, add_json_flag
 from host_tools.cli.options import add_port_args, open_client
 from host_tools.duis import messages as duis
-from host_tools.link.agent import checked
+from host_tools.link.agent import SeenStore, checked
 from host_tools.paths import cache_dir
 
 # SRV -> (agent operation, how the agent's answer is rendered)
@@ -48,23 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_duis)
 
 
-def _seen_file(eui: str) -> Path:
-    return cache_dir("duis-requests") / (eui.replace("-", "") + ".json")
-
-
-def _load_seen(eui: str) -> set[str]:
-    try:
-        return set(json.loads(_seen_file(eui).read_text()))
-    except (OSError, ValueError):
-        return set()
-
-
-def _save_seen(eui: str, seen: set[str]) -> None:
-    path = _seen_file(eui)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(sorted(seen)))
-    tmp.replace(path)
+def _request_ids(eui: str) -> SeenStore:
+    """The Request IDs this host has seen for the hub `eui`."""
+    return SeenStore(cache_dir("duis-requests") / (eui.replace("-", "") + ".json"))
 
 
 def answer(client, xml: bytes, schema: str | None, forget: bool = False) -> tuple[str, bytes, list[str]]:
@@ -79,12 +65,14 @@ def answer(client, xml: bytes, schema: str | None, forget: bool = False) -> tupl
     warnings = list(req.warnings)
     hello = checked(client, "hello")
     eui = hello.data["eui"]
-    seen = set() if forget else _load_seen(eui)
-    code, message = duis.check_request(req, target_eui=eui, seen_request_ids=seen)
+    seen = _request_ids(eui)
+    if forget:
+        seen.items = set()
+    code, message = duis.check_request(req, target_eui=eui, seen_request_ids=seen.items)
     if code is not None:
         warnings.append(message)
         return code, duis.render_response(req, code), warnings
-    _save_seen(eui, seen)
+    seen.save()
     op, kind = FORWARD[req.service_reference_variant]
     args = req.args
     if op == "config.set":
