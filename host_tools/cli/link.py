@@ -13,9 +13,8 @@ from host_tools.link.client import Event
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    port_command(
-        sub.add_parser("status", help="the agent's identity, configuration, channel, duty cycle and outbox"), cmd_status
-    )
+    p = sub.add_parser("status", help="the agent's identity, configuration, channel, duty cycle and outbox")
+    port_command(p, cmd_status)
 
     p = sub.add_parser("config", help="read or set the CHF Sub GHz Configuration")
     csub = p.add_subparsers(dest="config_cmd", metavar="get|set", required=True)
