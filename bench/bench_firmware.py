@@ -101,7 +101,8 @@ def padded_content(board: str, version: str, size: int, files: list[tuple[str, b
 def bench_vboard(key, size: int) -> list[tuple[str, float]]:
     from mpremote.transport_serial import SerialTransport as MpSerial
 
-    from host_tools.link.client import AgentClient, SerialTransport
+    from host_tools.link.client import AgentClient
+    from host_tools.link.ports import SerialTransport
     from host_tools.servers import vboard
 
     info = vboard.ensure_running(NAME)

@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent import wire  # noqa: E402
 from host_tools.firmware import flash  # noqa: E402
-from host_tools.link.client import AgentClient, SerialTransport, decode, encode  # noqa: E402
+from host_tools.link.client import AgentClient, decode, encode  # noqa: E402
+from host_tools.link.ports import SerialTransport  # noqa: E402
 from host_tools.selftest import checks as selftest  # noqa: E402
 from host_tools.servers import (
     simagent,  # noqa: E402

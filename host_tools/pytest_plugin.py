@@ -80,7 +80,8 @@ class Target:
 
     def client(self, timeout: float = 5.0):
         """A new AgentClient on the port (close its transport when done: `client.transport.close()`)."""
-        from host_tools.link.client import AgentClient, SerialTransport
+        from host_tools.link.client import AgentClient
+        from host_tools.link.ports import SerialTransport
 
         port = self.port
         if self.kind == "triage":  # the pty of the link the hub is on now (it may dial again)

@@ -21,12 +21,12 @@ from host_tools.errors import DbchError
 COMMAND_MODULES: tuple[str, ...] = (
     "host_tools.cli.vboard",
     "host_tools.cli.flash",
-    "host_tools.link.commands",
+    "host_tools.cli.link",
     "host_tools.cli.duis",
     "host_tools.cli.firmware",
     "host_tools.cli.agent",
-    "host_tools.selftest.checks",
-    "host_tools.selftest.demo",
+    "host_tools.cli.selftest",
+    "host_tools.cli.demo",
     "host_tools.cli.pki",
     "host_tools.servers.triage",
     "host_tools.cli.ipsec",
@@ -60,7 +60,7 @@ class _Parser(argparse.ArgumentParser):
         return namespace, extras
 
     def _merge_shared(self, ns: argparse.Namespace) -> None:
-        from host_tools.link.connect import port_defaults
+        from host_tools.cli.options import port_defaults
 
         values = vars(ns)
         before = {k[len(_TOP) :]: values.pop(k) for k in list(values) if k.startswith(_TOP)}
@@ -77,7 +77,7 @@ class _Parser(argparse.ArgumentParser):
             for name, value in port_defaults().items():
                 values.setdefault(name, value)
             if values.get("start") and isinstance(values.get("port"), str):
-                from host_tools.link.connect import Port
+                from host_tools.link.ports import Port
 
                 ns.port = Port(values["port"], start=True)
         if takes["json"]:
@@ -85,7 +85,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from host_tools.link.connect import add_port_args
+    from host_tools.cli.options import add_port_args
 
     parser = _Parser(
         prog="dbch", description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter

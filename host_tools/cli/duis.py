@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 from host_tools.cli import CommandError, add_json_flag, emit
+from host_tools.cli.options import add_port_args, open_client
 from host_tools.duis import assets
 from host_tools.duis.front import answer
 from host_tools.duis.schema import ENV_SCHEMA_DIR, describe
-from host_tools.link.connect import add_port_args, open_client
 
 DUIS_DESCRIPTION = """\
 `dbch duis REQUEST.xml`: answer a DUIS request as the DCC Data Systems would toward this hub.

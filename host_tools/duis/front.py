@@ -5,15 +5,12 @@ seen are kept per hub in the user's cache, so that a reused one is answered E55.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from host_tools.duis.checks import check_request
 from host_tools.duis.errors import DuisConfigError, DuisError
 from host_tools.duis.requests import read_request
 from host_tools.duis.responses import ACK, CHANNEL, CONFIG, render_response
 from host_tools.duis.schema import schema_dir
-from host_tools.link.connect import checked
+from host_tools.link.agent import SeenStore, checked
 from host_tools.paths import cache_dir
 
 # SRV -> (agent operation, how the agent's answer is rendered)
@@ -26,23 +23,9 @@ FORWARD = {
 }
 
 
-def _seen_file(eui: str) -> Path:
-    return cache_dir("duis-requests") / (eui.replace("-", "") + ".json")
-
-
-def _load_seen(eui: str) -> set[str]:
-    try:
-        return set(json.loads(_seen_file(eui).read_text()))
-    except (OSError, ValueError):
-        return set()
-
-
-def _save_seen(eui: str, seen: set[str]) -> None:
-    path = _seen_file(eui)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(sorted(seen)))
-    tmp.replace(path)
+def _request_ids(eui: str) -> SeenStore:
+    """The Request IDs this host has seen for the hub `eui`."""
+    return SeenStore(cache_dir("duis-requests") / (eui.replace("-", "") + ".json"))
 
 
 def answer(client, xml: bytes, schema: str | None, forget: bool = False) -> tuple[str, bytes, list[str]]:
@@ -58,12 +41,14 @@ def answer(client, xml: bytes, schema: str | None, forget: bool = False) -> tupl
     warnings = list(req.warnings)
     hello = checked(client, "hello")
     eui = hello.data["eui"]
-    seen = set() if forget else _load_seen(eui)
-    code, message = check_request(req, target_eui=eui, seen_request_ids=seen)
+    seen = _request_ids(eui)
+    if forget:
+        seen.items = set()
+    code, message = check_request(req, target_eui=eui, seen_request_ids=seen.items)
     if code is not None:
         warnings.append(message)
         return code, render_response(req, code), warnings
-    _save_seen(eui, seen)
+    seen.save()
     op, kind = FORWARD[req.service_reference_variant]
     args = req.args
     if op == "config.set":

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import time
 
-from host_tools.link.client import AgentClient, LinkError, PortBusy, SerialTransport
+from host_tools.link.client import AgentClient, LinkError
+from host_tools.link.ports import PortBusy, SerialTransport
 
 
 def hand_over(port: str, *, baud: int = 115200, timeout: float = 1.0) -> bool:
@@ -54,9 +55,9 @@ def take_back(port: str, *, baud: int = 115200, timeout: float = 20.0) -> dict:
 
 def wait_for_hello(port: str, *, baud: int = 115200, timeout: float = 20.0) -> dict:
     """The agent's hello on `port` once it is up (after a flash or a reboot). LinkError if it
-    does not come: with what the board printed meanwhile (connect.explain_silence), or at once
+    does not come: with what the board printed meanwhile (console.explain_silence), or at once
     (PortBusy) if another program has the port open."""
-    from host_tools.link.connect import explain_silence
+    from host_tools.link.console import explain_silence
 
     deadline = time.monotonic() + timeout
     last: Exception | None = None

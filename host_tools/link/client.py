@@ -1,4 +1,5 @@
-"""The host's side of the agent's wire protocol, over serial (pyserial), a pty or a socket.
+"""The host's side of the agent's wire protocol, over any byte transport (host_tools.link.ports
+opens one from a --port value: serial, a pty or a socket).
 
 Framing comes from agent.wire (the same code the device runs); message bodies are encoded and
 decoded with cbor2 (canonical), which the interop tests prove byte-identical to the agent's codec.
@@ -6,10 +7,7 @@ decoded with cbor2 (canonical), which the interop tests prove byte-identical to 
 
 from __future__ import annotations
 
-import errno
 import itertools
-import os
-import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -33,93 +31,13 @@ class AgentTimeout(LinkError):
         self.explain = explain
 
 
-class PortBusy(LinkError):
-    """Another program has the port open; the message names it when it can be found."""
+class AgentError(DbchError):
+    """The agent answered a request with an error code: rc and err are its answer."""
 
-    def __init__(self, path: str, holders: list[tuple[int, str]] | None = None):
-        self.path = path
-        self.holders = port_holders(path) if holders is None else holders
-        super().__init__(busy_message(path, self.holders))
-
-
-def port_holders(path: str) -> list[tuple[int, str]]:
-    """The other processes that have the device `path` open, as (pid, command line).
-
-    Found through /proc (processes of other users may not be visible). Not counted: this
-    process, and for a pty the process that holds its master side (the board or agent serving it).
-    """
-    try:
-        real = os.path.realpath(path)
-        if not stat.S_ISCHR(os.stat(real).st_mode):
-            return []
-    except OSError:
-        return []
-    pts = real.rsplit("/", 1)[1] if real.startswith("/dev/pts/") else None
-    me = os.getpid()
-    found = []
-    try:
-        pids = [int(e.name) for e in os.scandir("/proc") if e.name.isdigit()]
-    except OSError:
-        return []
-    for pid in pids:
-        if pid == me:
-            continue
-        holds = serves = False
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if target == real:
-                holds = True
-            elif pts is not None and target.endswith("/ptmx") and _pty_index(pid, fd) == pts:
-                serves = True
-        if holds and not serves:
-            found.append((pid, _cmdline(pid)))
-    return found
-
-
-def _pty_index(pid: int, fd: str) -> str | None:
-    try:
-        with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-            for line in f:
-                if line.startswith("tty-index:"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            words = f.read().rstrip(b"\0").split(b"\0")
-    except OSError:
-        return "?"
-    text = " ".join(w.decode(errors="replace") for w in words if w)
-    return text if len(text) <= 120 else text[:117] + "..."
-
-
-def busy_message(path: str, holders: list[tuple[int, str]], label: str | None = None) -> str:
-    """What to tell a user whose port `path` (called `label`, e.g. the --port value) another
-    program has open."""
-    what = f"{label} ({path})" if label and label != path else path
-    if not holders:
-        return f"{what} is busy: another program has it open and locked; close that program first"
-    who = "; ".join(f"pid {pid} ({cmd})" for pid, cmd in holders[:3])
-    more = f" and {len(holders) - 3} more" if len(holders) > 3 else ""
-    return f"{what} is busy: in use by {who}{more}; end that program or wait for it to finish"
-
-
-def check_not_busy(path: str) -> None:
-    """PortBusy if another process has the device `path` open (a no-op for URLs and files)."""
-    holders = port_holders(path)
-    if holders:
-        raise PortBusy(path, holders)
+    def __init__(self, what: str, rc: str, err: str | None):
+        super().__init__(f"{what} failed: {rc} {err or ''}")
+        self.rc = rc
+        self.err = err
 
 
 @dataclass
@@ -165,12 +83,14 @@ class AgentClient:
         on_text: Callable[[bytes], None] | None = None,
         port: str = "",
         explain: Callable[[], str] | None = None,
+        notice: Callable[[str], None] | None = None,
     ):
         self.transport = transport
         self.timeout = timeout
         self.port = port
         self.explain = explain  # what the board printed instead of answering (see AgentTimeout)
-        self.resumed = False  # connect.checked started the agent again once (resume_agent)
+        self.notice = notice  # told what was done on the user's behalf (agent.checked)
+        self.resumed = False  # agent.checked started the agent again once (console.resume_agent)
         self.decoder = wire.FrameDecoder(on_text=on_text)
         self._ids = itertools.count(int(time.time() * 1000) % 1_000_000)
         self.events: list[Event] = []
@@ -244,39 +164,3 @@ class AgentClient:
             for msg in self._pump():
                 if msg["t"] == "e":
                     self._on_event(msg)
-
-
-class SerialTransport:
-    """pyserial underneath: real ports, ptys, and pyserial URLs (socket://, loop://).
-
-    A device is opened exclusively (pyserial's flock, as mpremote does): PortBusy if another
-    program holds it, or has it open at all (two readers would take each other's answers).
-    """
-
-    def __init__(self, url: str, baud: int = 115200, *, exclusive: bool = True):
-        import serial
-
-        try:
-            self.serial = serial.serial_for_url(url, baudrate=baud, timeout=0.02, exclusive=exclusive or None)
-        except (serial.SerialException, OSError, ValueError) as e:
-            locked = getattr(e, "errno", None) in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EBUSY)
-            if locked or "exclusively lock" in str(e):
-                raise PortBusy(url) from e
-            raise LinkError(
-                f"cannot open {url}: {e}. Check the port, or list the virtual boards and CPython agents: dbch vboard --list, dbch agent --list."
-            ) from e
-        holders = port_holders(url) if exclusive else []
-        if holders:
-            self.serial.close()
-            raise PortBusy(url, holders)
-
-    def read(self, n: int) -> bytes:
-        waiting = self.serial.in_waiting
-        return self.serial.read(max(1, min(n, waiting)) if waiting else 1)
-
-    def write(self, data: bytes) -> None:
-        self.serial.write(data)
-        self.serial.flush()
-
-    def close(self) -> None:
-        self.serial.close()

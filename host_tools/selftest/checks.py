@@ -23,22 +23,15 @@ listed in the output (with --json in full), so none is lost unseen.
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 
+import host_tools.servers  # noqa: F401  (makes the ports vboard, sim and triage known)
 from agent.examples import DBCH04_CONFIG
-from host_tools.cli import CommandError, add_json_flag
 from host_tools.errors import DbchError
-from host_tools.link.client import AgentClient, Event, LinkError, Response, SerialTransport
-from host_tools.link.connect import add_port_args, resolve
-
-PASS = "PASS"
-FAIL = "FAIL"
-SKIP = "SKIP"
+from host_tools.link.client import AgentError, LinkError, Response
+from host_tools.link.ports import resolve
+from host_tools.selftest.harness import FAIL, Check, Harness, Report, event_text
 
 SELFTEST_CONFIG = DBCH04_CONFIG
 ORIGINATOR = "90-B3-D5-1F-30-01-00-00"  # the DCC Boxed templates' requesting party
@@ -47,201 +40,39 @@ HOUR_PLUS_MS = 61 * 60 * 1000  # past the duty-cycle hour
 FRAME_LEN = 125  # the largest MAC payload: fewest frames per second of airtime
 BATCH = 500  # frames per send request while driving the duty cycle
 MAX_BATCHES = 40  # 20000 frames: enough for any threshold item 5/6 allow (2.5 % = 8100 frames)
-ALERT_WAIT_S = 5.0
+DUIS_CHECKS = (  # each with the response code expected
+    ("DUIS 6.30 read configuration", "I0"),
+    ("DUIS E11 service for another device type", "E11"),
+    ("DUIS E13 request type not valid for the URL", "E13"),
+    ("DUIS E19 device doesn't exist", "E19"),
+    ("DUIS E55 duplicate request ID", "E55"),
+)
 
 
-@dataclass
-class Check:
-    name: str
-    expected: str
-    got: str = ""
-    result: str = SKIP
-    detail: str = ""
+class Selftest(Harness):
+    """The conformance run against the board at `path` (a device path or URL; `spec` is what
+    the user gave)."""
 
-
-@dataclass
-class Report:
-    port: str
-    device: dict = field(default_factory=dict)
-    checks: list[Check] = field(default_factory=list)
-    drained: list[dict] = field(default_factory=list)  # alerts waiting before the run
-    seconds: float = 0.0
-
-    def count(self, result: str) -> int:
-        return sum(1 for c in self.checks if c.result == result)
-
-    @property
-    def ok(self) -> bool:
-        return self.count(FAIL) == 0
-
-    def to_json(self) -> dict:
-        return {
-            "port": self.port,
-            "device": self.device,
-            "checks": [asdict(c) for c in self.checks],
-            "passed": self.count(PASS),
-            "failed": self.count(FAIL),
-            "skipped": self.count(SKIP),
-            "drained": self.drained,
-            "seconds": self.seconds,
-        }
-
-
-def _short(value) -> str:
-    text = str(value)
-    return text if len(text) <= 8 else ".." + text[-5:]
-
-
-def _ev_text(ev: Event) -> str:
-    d = ev.data or {}
-    if ev.kind == "N54":
-        return f"N54 {d.get('DeviceAlertCode')} {d.get('rc')}"
-    return f"{ev.kind} {d.get('rc', '')}".strip()
-
-
-class Selftest:
-    """One run against the board at `path` (a device path or URL; `spec` is what the user gave)."""
-
-    def __init__(
-        self,
-        path: str,
-        *,
-        spec: str | None = None,
-        baud: int = 115200,
-        timeout: float = 5.0,
-        schema: str | None = None,
-        reboot_timeout: float = 30.0,
-        progress: Callable[[Check], None] | None = None,
-    ):
-        self.path = path
-        self.spec = spec or path
-        self.baud = baud
-        self.timeout = timeout
+    def __init__(self, path: str, *, schema: str | None = None, reboot_timeout: float = 30.0, **options):
+        """schema: the DUIS schema folder (else as `dbch duis` finds one; without one the DUIS
+        checks skip); options: spec, baud, timeout and progress, as for Harness."""
+        super().__init__(path, **options)
         self.schema = schema
         self.reboot_timeout = reboot_timeout
-        self.progress = progress
-        self.report = Report(port=self.spec)
-        self.client: AgentClient | None = None
-        self.events: list[Event] = []  # every event received during the run, in order
-        self.subscribed = False
         self.original: dict | None = None
         self.applied: dict | None = None
         self.drove_traffic = False
-        self.connected = False
-
-    # -- plumbing ------------------------------------------------------------------------------
-    def _open(self) -> AgentClient:
-        transport = SerialTransport(self.path, self.baud)
-        client = AgentClient(transport, timeout=self.timeout, port=self.spec)
-        if self.client is not None:
-            client.seen = self.client.seen
-        self.connected = True
-        return client
-
-    def _close(self) -> None:
-        if self.client is not None and self.connected:
-            self.connected = False
-            try:
-                self.client.transport.close()
-            except OSError:
-                pass
-
-    def request(self, op: str, args: dict | None = None, timeout: float | None = None) -> Response:
-        return self.client.request(op, args, timeout)
-
-    def add(self, name: str, expected: str, got: str, ok: bool | None, detail: str = "") -> Check:
-        result = SKIP if ok is None else PASS if ok else FAIL
-        check = Check(name, expected, got, result, detail)
-        self.report.checks.append(check)
-        if self.progress:
-            self.progress(check)
-        return check
-
-    def skip(self, name: str, expected: str, why: str) -> Check:
-        return self.add(name, expected, "-", None, why)
-
-    def expect_rc(self, name: str, expected: str, op: str, args: dict | None = None, timeout: float | None = None):
-        try:
-            r = self.request(op, args, timeout)
-        except LinkError as e:
-            self.add(name, expected, "no answer", False, str(e))
-            return None
-        self.add(name, expected, r.rc, r.rc == expected, r.err or "")
-        return r
-
-    def subscribe(self) -> None:
-        r = self.request("hello", {"events": True})
-        if not r.ok:
-            raise LinkError(f"hello answered {r.rc}")
-        self.subscribed = True
-
-    def collect(self, duration: float) -> list[Event]:
-        """Receive (and acknowledge) events for up to `duration` seconds."""
-        got = []
-        for ev in self.client.poll_events(duration):
-            self.client.seen.add(ev.seq)
-            self.client.ack(ev.seq)
-            self.events.append(ev)
-            got.append(ev)
-        return got
-
-    def drain(self, quiet: float = 0.5, longest: float = 20.0) -> None:
-        """Receive the alerts that were waiting before the run (until none comes for `quiet` s)."""
-        deadline = time.monotonic() + longest
-        while time.monotonic() < deadline:
-            got = self.collect(quiet)
-            self.report.drained += [{"seq": ev.seq, "kind": ev.kind, "data": ev.data} for ev in got]
-            if not got:
-                return
-
-    def wait_alert(self, code: str, after_seq: int, timeout: float = ALERT_WAIT_S) -> Event | None:
-        deadline = time.monotonic() + timeout
-        while True:
-            for ev in self.events:
-                if ev.seq > after_seq and ev.kind == "N54" and (ev.data or {}).get("DeviceAlertCode") == code:
-                    return ev
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            self.collect(min(0.2, left))
-
-    def last_seq(self) -> int:
-        return max((ev.seq for ev in self.events), default=0)
-
-    def expect_alert(self, name: str, code: str, rc: str, after: int, payload: dict | None = None) -> Event | None:
-        expected = f"N54 {code} {rc}"
-        if payload:
-            expected += " " + ", ".join(f"{k}={_short(v)}" for k, v in payload.items())
-        ev = self.wait_alert(code, after)
-        if ev is None:
-            seen = ", ".join(_ev_text(e) for e in self.events if e.seq > after) or "nothing"
-            self.add(name, expected, f"none within {ALERT_WAIT_S:g} s", False, f"received: {seen}")
-            return None
-        d = ev.data or {}
-        got = f"N54 {code} {d.get('rc')}"
-        ok = d.get("rc") == rc and d.get("CHFDeviceID") == self.report.device.get("eui")
-        if payload:
-            have = d.get("payload") or {}
-            got += " " + ", ".join(f"{k}={_short(have.get(k))}" for k in payload)
-            ok = ok and all(have.get(k) == v for k, v in payload.items())
-        self.add(name, expected, got, ok, f"seq {ev.seq}")
-        return ev
 
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> Report:
         t0 = time.monotonic()
+        self.agent = self._open()
         try:
-            self.client = self._open()
-        except LinkError as e:
-            raise CommandError(str(e)) from e
+            self.report.device = dict(self.agent.answer("hello"))  # no hello: no run
+        except DbchError:
+            self._close()
+            raise
         try:
-            try:
-                hello = self.request("hello")
-            except LinkError as e:
-                raise CommandError(str(e)) from e
-            if not hello.ok:
-                raise CommandError(f"hello answered {hello.rc} {hello.err or ''}")
-            self.report.device = dict(hello.data)
             self.check_protocol()
             self.check_duis()
             self.subscribe()
@@ -249,7 +80,7 @@ class Selftest:
             self.check_config()
             self.check_duty_alerts()
             self.check_reboot()
-        except (LinkError, OSError) as e:  # pyserial's errors are OSErrors
+        except (LinkError, AgentError, OSError) as e:  # pyserial's errors are OSErrors
             self.add("link", "answers", "lost", False, str(e))
         finally:
             try:
@@ -298,30 +129,24 @@ class Selftest:
         raw = bytes.fromhex(eui.replace("-", ""))
         other = "-".join(f"{b:02X}" for b in raw[:7] + bytes([raw[7] ^ 0xFF]))
         missing = request_xml("6.31", other, ORIGINATOR, counter + 2)
-        return [
-            ("DUIS 6.30 read configuration", "I0", ok, "a valid request for this hub"),
-            ("DUIS E11 service for another device type", "E11", supply, "7.4 ReadSupplyStatus sent to the hub"),
-            ("DUIS E13 request type not valid for the URL", "E13", inventory, "8.2 ReadInventory (DCC Only)"),
-            ("DUIS E19 device doesn't exist", "E19", missing, f"6.31 for {other}"),
-            ("DUIS E55 duplicate request ID", "E55", ok, "the 6.30 request again"),
+        built = [
+            (ok, "a valid request for this hub"),
+            (supply, "7.4 ReadSupplyStatus sent to the hub"),
+            (inventory, "8.2 ReadInventory (DCC Only)"),
+            (missing, f"6.31 for {other}"),
+            (ok, "the 6.30 request again"),
         ]
+        return [(name, rc, xml, what) for (name, rc), (xml, what) in zip(DUIS_CHECKS, built)]
 
     def check_duis(self) -> None:
         from host_tools.duis.errors import DuisConfigError
         from host_tools.duis.front import answer
         from host_tools.duis.schema import schema_dir
 
-        names = [
-            ("DUIS 6.30 read configuration", "I0"),
-            ("DUIS E11 service for another device type", "E11"),
-            ("DUIS E13 request type not valid for the URL", "E13"),
-            ("DUIS E19 device doesn't exist", "E19"),
-            ("DUIS E55 duplicate request ID", "E55"),
-        ]
         try:
             folder = schema_dir(self.schema)
         except DuisConfigError as e:
-            for name, rc in names:
+            for name, rc in DUIS_CHECKS:
                 self.skip(name, rc, str(e))
             return
         for name, rc, xml, what in self._duis_requests(self.report.device["eui"]):
@@ -426,7 +251,7 @@ class Selftest:
         a = self.wait_alert("8F23", after)
         b = self.wait_alert("8F21", after)
         duty = (self.request("status").data or {}).get("duty", {})
-        got = ", ".join(_ev_text(e) for e in (a, b) if e) or "no alert"
+        got = ", ".join(event_text(e) for e in (a, b) if e) or "no alert"
         ok = bool(a and b and a.data.get("rc") == "I0" and b.data.get("rc") == "I0") and duty.get("state") == "normal"
         self.add(names[2][0], names[2][1], got, ok, f"state {duty.get('state')} an hour later")
 
@@ -437,7 +262,7 @@ class Selftest:
         time.sleep(0.2)
         while time.monotonic() < deadline:
             try:
-                self.client = self._open()
+                self.agent = self._open()
             except LinkError:
                 time.sleep(0.3)  # a USB board's port comes back after its reset
                 continue
@@ -503,37 +328,6 @@ class Selftest:
             self.collect(0.3)  # the restore's own alerts
 
 
-def format_table(report: Report) -> str:
-    rows = [("check", "expected", "got", "result")]
-    rows += [(c.name, c.expected, c.got, c.result) for c in report.checks]
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    lines = []
-    for i, r in enumerate(rows):
-        lines.append(f"{r[0]:{widths[0]}}  {r[1]:{widths[1]}}  {r[2]:{widths[2]}}  {r[3]}")
-        if i == 0:
-            lines.append("-" * (sum(widths) + 6 + 6))
-    grouped: dict[str, list[str]] = {}  # one note per reason, naming every check it explains
-    for c in report.checks:
-        if c.result in (FAIL, SKIP) and c.detail:
-            grouped.setdefault(c.detail, []).append(c.name)
-    notes = [f"  {', '.join(names)}: {detail}" for detail, names in grouped.items()]
-    if notes:
-        lines += ["", "notes:", *notes]
-    if report.drained:
-        lines += [
-            "",
-            f"{len(report.drained)} alert(s) were waiting before the run; received and acknowledged:",
-            *(f"  #{e['seq']} {e['kind']} {json.dumps(e['data'], default=str)}" for e in report.drained),
-        ]
-    d = report.device
-    lines += [
-        "",
-        f"device {d.get('eui')} board {d.get('board')} on {report.port}: {report.count(PASS)} passed, "
-        f"{report.count(FAIL)} failed, {report.count(SKIP)} skipped in {report.seconds:.1f} s",
-    ]
-    return "\n".join(lines)
-
-
 def run(
     port: str = "vboard",
     *,
@@ -543,46 +337,9 @@ def run(
     reboot_timeout: float = 30.0,
     progress: Callable[[Check], None] | None = None,
 ) -> Report:
-    """Run every check against the board at --port value `port`; CommandError if it cannot be
+    """Run every check against the board at --port value `port`; a DbchError if it cannot be
     reached at all."""
-    path = resolve(port)  # CommandError when a virtual board or simulated agent cannot start
+    path = resolve(port)  # a DbchError when a virtual board or simulated agent cannot start
     return Selftest(
         path, spec=port, baud=baud, timeout=timeout, schema=schema, reboot_timeout=reboot_timeout, progress=progress
     ).run()
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "selftest",
-        help="conformance checks against a board: response codes, configuration, alerts, reboot",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--schema", help="DUIS schema folder for the DUIS checks (default: $DBCH_DUIS_SCHEMA_DIR)")
-    p.add_argument(
-        "--reboot-timeout",
-        type=float,
-        default=30.0,
-        metavar="S",
-        help="seconds to wait for the agent after its reboot (default 30)",
-    )
-    add_port_args(p)
-    add_json_flag(p)
-    p.set_defaults(func=cmd_selftest)
-
-
-def cmd_selftest(args: argparse.Namespace) -> int:
-    report = run(
-        args.port, baud=args.baud, timeout=args.timeout, schema=args.schema, reboot_timeout=args.reboot_timeout
-    )
-    if args.json:
-        print(json.dumps(report.to_json(), indent=2, default=str))
-    else:
-        print(format_table(report))
-    return 0 if report.ok else 1
-
-
-if __name__ == "__main__":
-    from host_tools.cli import main
-
-    sys.exit(main(["selftest", *sys.argv[1:]]))

@@ -11,18 +11,19 @@ time later, so the previous run's traffic has aged out.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import host_tools.servers  # noqa: F401  (makes the ports vboard, sim and triage known)
 from agent.examples import DBCH04_CONFIG
-from host_tools.cli import CommandError, add_json_flag
+from host_tools.errors import DbchError
 from host_tools.firmware import image_build, sign, stage
+from host_tools.link.agent import Agent
 from host_tools.link.client import Event, LinkError
-from host_tools.link.connect import add_port_args, checked, open_client, resolve
+from host_tools.link.ports import DEFAULT_BAUD, DEFAULT_TIMEOUT, resolve
 
 DEMO_CONFIG = DBCH04_CONFIG
 DEMO_REGION = "North"
@@ -32,30 +33,8 @@ HOUR_MS = 3600 * 1000
 DUIS_KINDS = ("N54", "N64")  # the upward events that are DCC alerts, with a DUIS document each
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "demo",
-        help="flash the virtual board, configure it, drive it into duty-cycle alerts, activate firmware, report",
-        description=__doc__,
-    )
-    add_port_args(p)
-    p.add_argument(
-        "--no-flash", action="store_true", help="use the agent already on the board (and no firmware update)"
-    )
-    p.add_argument(
-        "--format",
-        choices=("table", "duis"),
-        default="table",
-        help="stdout: a short report (table, the default) or the alerts as DUIS XML documents (duis)",
-    )
-    p.add_argument("--out", metavar="DIR", help="also write each alert's DUIS document to DIR, e.g. 003-8F20-N54.xml")
-    p.add_argument(
-        "--schema",
-        metavar="DIR",
-        help="DUIS schema folder to check the documents against (default: as `dbch duis` finds one)",
-    )
-    add_json_flag(p)
-    p.set_defaults(func=cmd_demo)
+class DemoError(DbchError):
+    """The demo cannot go on; the message says why."""
 
 
 @dataclass
@@ -67,126 +46,104 @@ class Arrival:
     during: str
 
 
-def _step(msg: str) -> None:
-    print(f"== {msg}", file=sys.stderr, flush=True)
+@dataclass
+class Demo:
+    """What a run did: the board's status at the end, the configuration's answer, the upward
+    alerts (`seen`, and as DUIS documents in `alerts`), the firmware update and the schema check."""
+
+    port: str
+    status: dict = field(default_factory=dict)
+    config_rc: str = ""
+    seen: list[Arrival] = field(default_factory=list)
+    firmware: dict | None = None  # {"from", "to", "hash"} of the update, None with no flash
+    minutes: int = 0  # virtual minutes of traffic
+    alerts: list[dict] = field(default_factory=list)  # one per DCC alert, with its DUIS "xml"
+    files: list[Path] = field(default_factory=list)  # the documents written (out)
+    schema: Path | None = None  # the schema folder the documents were checked against
+    invalid: list[str] = field(default_factory=list)  # "NAME: first error" of each invalid document
+    seconds: float = 0.0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def run(
+    port: str,
+    *,
+    flash: bool = True,
+    baud: int = DEFAULT_BAUD,
+    timeout: float = DEFAULT_TIMEOUT,
+    out: str | None = None,
+    schema: str | None = None,
+    say: Callable[[str], None] = lambda text: None,
+    notice: Callable[[str], None] | None = None,
+) -> Demo:
+    """The demo on the board at --port value `port` (a virtual board is started if need be).
+    flash: the agent is flashed first and a firmware update is done; out: a folder for the DUIS
+    documents; schema: the DUIS schema folder (else as `dbch duis` finds one, and the documents are
+    not checked if none is found); say: told each step and what it did; notice: as for connect."""
     from host_tools.duis.alerts import render_alert
     from host_tools.duis.times import utc_text
 
     t0 = time.monotonic()
-    port = resolve(args.port, start=True)  # the demo starts its virtual board itself
-    if not args.no_flash:
-        from host_tools.firmware import flash
-
-        _step(f"flash the agent to {args.port} ({port})")
-        is_vboard = args.port == "vboard" or args.port.startswith("vboard:")
-        res = flash.flash(port, "unix", eui=flash_eui(is_vboard), signing_key=sign.public_point(signing_key()))
-        print(
-            f"   {len(res.written)} file(s) written, {res.unchanged} unchanged; agent {res.hello['version']} on {res.hello['eui']}",
-            file=sys.stderr,
-        )
-    client = open_client(args)
-    if not checked(client, "hello", {"events": True}).ok:
-        raise CommandError("the agent did not say hello")
+    path = resolve(port, start=True)  # the demo starts its virtual board itself
+    if flash:
+        flash_agent(port, path, say)
+    agent = Agent.open(port, baud=baud, timeout=timeout, notice=notice)
+    agent.subscribe()
+    demo = Demo(port=str(port))
     # a fresh hour: the previous run's traffic ages out of the duty-cycle window
-    checked(client, "clock.advance", {"ms": HOUR_MS + 120000})
-    seen = take(client, 0.2, "clock +1 h")  # what earlier runs left, and the hour that just passed
+    agent.request("clock.advance", {"ms": HOUR_MS + 120000})
+    demo.seen = take(agent, 0.2, "clock +1 h")  # what earlier runs left, and the hour that just passed
 
-    _step("apply the Sub GHz Configuration (DBCH04 example)")
-    r = checked(client, "config.set", {"config": DEMO_CONFIG, "region": DEMO_REGION})
+    say("== apply the Sub GHz Configuration (DBCH04 example)")
+    r = agent.set_config(DEMO_CONFIG, DEMO_REGION)
     if not r.ok:
-        raise CommandError(f"configuration refused: {r.rc} {r.err}")
-    config_rc = r.rc
-    print(f"   {r.rc}: applied", file=sys.stderr)
-    seen += take(client, 0.2, "configuration")
+        raise DemoError(f"configuration refused: {r.rc} {r.err}")
+    demo.config_rc = r.rc
+    say(f"   {r.rc}: applied")
+    demo.seen += take(agent, 0.2, "configuration")
 
-    _step("push traffic from a meter and the hub until the duty-cycle alerts appear")
-    minute = 0
+    say("== push traffic from a meter and the hub until the duty-cycle alerts appear")
     state = None
-    while minute < 90 and state != "regulated":
+    while demo.minutes < 90 and state != "regulated":
         for device in (METER, None):
             req = {"count": 300, "len": 125, "essential": device is None}
             if device:
                 req["device"] = device
-            state = checked(client, "send", req, timeout=30).data["duty"]
-        checked(client, "clock.advance", {"ms": 60000})
-        minute += 1
-        seen += take(client, 0.02, f"traffic min {minute}")
-    seen += take(client, 1.0, f"traffic min {minute}")
-    status = checked(client, "status").data
-    duty = status["duty"]
-    print(
-        f"   {minute} virtual minutes of traffic; duty cycle now {duty['state']} at {duty['permille'] / 10:.1f} %",
-        file=sys.stderr,
+            state = agent.request("send", req, timeout=30).data["duty"]
+        agent.request("clock.advance", {"ms": 60000})
+        demo.minutes += 1
+        demo.seen += take(agent, 0.02, f"traffic min {demo.minutes}")
+    demo.seen += take(agent, 1.0, f"traffic min {demo.minutes}")
+    demo.status = agent.request("status").data
+    duty = demo.status["duty"]
+    say(
+        f"   {demo.minutes} virtual minutes of traffic; duty cycle now {duty['state']} at {duty['permille'] / 10:.1f} %"
     )
-    fw = None
-    if not args.no_flash:
-        running = status["version"]
-        events, digest = upgrade(client, running)
-        seen += events
-        status = checked(client, "status").data
-        duty = status["duty"]
-        fw = {"from": running, "to": status["version"], "hash": digest.hex().upper()}
+    if flash:
+        running = demo.status["version"]
+        events, digest = upgrade(agent, running, say)
+        demo.seen += events
+        demo.status = agent.request("status").data
+        demo.firmware = {"from": running, "to": demo.status["version"], "hash": digest.hex().upper()}
 
-    _step(f"the upward alerts as DUIS XML ({len(seen)}), checked against the schema")
-    rendered = []
-    for a in seen:
+    say(f"== the upward alerts as DUIS XML ({len(demo.seen)}), checked against the schema")
+    for a in demo.seen:
         if a.ev.kind in DUIS_KINDS:
-            xml = render_alert(a.ev.kind, a.ev.data, when=a.when).decode()
-            code = a.ev.data.get("DeviceAlertCode")
-            rendered.append(
+            demo.alerts.append(
                 {
                     "seq": a.ev.seq,
                     "kind": a.ev.kind,
-                    "code": code,
+                    "code": a.ev.data.get("DeviceAlertCode"),
                     "rc": a.ev.data.get("rc"),
                     "name": alert_name(a.ev),
                     "when": utc_text(a.when),
                     "during": a.during,
-                    "xml": xml,
+                    "xml": render_alert(a.ev.kind, a.ev.data, when=a.when).decode(),
                 }
             )
-    files = write_documents(rendered, Path(args.out)) if args.out else []
-    schema, invalid = check_documents(rendered, args.schema)
-    seconds = time.monotonic() - t0
-
-    if args.json:
-        import json
-
-        print(status_line(status), file=sys.stderr)
-        print(
-            json.dumps(
-                {
-                    "status": status,
-                    "config": {"rc": config_rc, "region": DEMO_REGION, "config": DEMO_CONFIG, "masks": status["masks"]},
-                    "alerts": rendered,
-                    "firmware": fw,
-                    "traffic_minutes": minute,
-                    "schema": str(schema) if schema else None,
-                    "seconds": round(seconds, 1),
-                },
-                indent=2,
-            )
-        )
-    elif args.format == "duis":
-        print(status_line(status), file=sys.stderr)
-        for a in rendered:
-            print(a["xml"])
-    else:
-        print(report(status, config_rc, seen, fw, minute, schema, invalid, args.port, args.out, files, seconds))
-    if files and args.format == "duis":
-        print(files_note(args.out, files), file=sys.stderr)
-    _step(f"done in {seconds:.1f} s")
-    if invalid:
-        raise CommandError(
-            f"{len(invalid)} DUIS document(s) not valid against the schema in {schema}: " + "; ".join(invalid[:5])
-        )
-    return 0
-
-
-# -- what is shown -----------------------------------------------------------------------------
+    demo.files = write_documents(demo.alerts, Path(out)) if out else []
+    demo.schema, demo.invalid = check_documents(demo.alerts, schema, say)
+    demo.seconds = time.monotonic() - t0
+    return demo
 
 
 def alert_name(ev: Event) -> str:
@@ -206,108 +163,6 @@ def alert_name(ev: Event) -> str:
         return f"{dcc_tables.DCC_ALERTS['N64'][0]}: now runs {d.get('FirmwareVersion')}"
     text = str(d)
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def status_line(status: dict) -> str:
-    ch, duty = status["channel"], status["duty"]
-    return (
-        f"device {status['eui']} ({status['board']}, {status['band']} MHz), agent {status['version']}, "
-        f"masks {' '.join(status['masks'])}, channel page {ch['page']} ch {ch['channel']}, "
-        f"duty {duty['state']} {duty['permille'] / 10:.1f} %, outbox {status['outbox']}"
-    )
-
-
-def config_lines(rc: str, masks: list[str]) -> list[str]:
-    """The configuration applied, in three lines: its response code, the masks, the limits."""
-    from agent import subghz
-    from host_tools.duis import dcc_tables
-
-    cfg = DEMO_CONFIG
-    pages = "  ".join(
-        f"{page}:{mask} (ch {','.join(str(c) for c in cfg[name])})"
-        for (name, page), mask in zip(subghz.CHANNEL_ITEMS, masks)
-    )
-    return [
-        f"configuration  {rc} {dcc_tables.response_name(rc) or ''}: the DBCH04 example, region {DEMO_REGION}",
-        f"  page:mask    {pages}",
-        f"  limits       duty cycle limited at {cfg['NormalLimitedDutyCycleThreshold']} %, "
-        f"critical at {cfg['LimitedCriticalDutyCycleThreshold']} % of the hour; "
-        f"at most {cfg['MaximumSubGHzChannelChangesPerWeek']} channel changes a week",
-    ]
-
-
-def columns(rows: list[tuple[str, ...]]) -> list[str]:
-    """Plain text columns, each as wide as its widest cell (the last one not padded)."""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    return ["  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows]
-
-
-def report(
-    status: dict,
-    config_rc: str,
-    seen: list[Arrival],
-    fw: dict | None,
-    minutes: int,
-    schema: Path | None,
-    invalid: list[str],
-    port: str,
-    out: str | None,
-    files: list[Path],
-    seconds: float,
-) -> str:
-    """The default output: what a person reads after the run."""
-    lines = [f"device {status['eui']} ({status['board']}, {status['band']} MHz) on {port}", ""]
-    lines += config_lines(config_rc, status["masks"])
-    lines.append("")
-    rows = [("seq", "GBCS", "DCC", "DUIS", "when (UTC)", "during", "alert")]
-    for a in seen:
-        d = a.ev.data
-        gbcs = f"0x{d['DeviceAlertCode']}" if a.ev.kind == "N54" else "-"
-        rc = d.get("rc", "-") if a.ev.kind in DUIS_KINDS else "-"
-        when = a.when.strftime("%H:%M:%S")
-        rows.append((f"{a.ev.seq:>3}", gbcs, a.ev.kind, rc, when, a.during, alert_name(a.ev)))
-    lines += columns(rows) if seen else ["no upward alerts"]
-    lines.append("")
-    if fw:
-        n64 = [a for a in seen if a.ev.kind == "N64"]
-        lines.append(
-            f"firmware       {fw['from']} -> {fw['to']}, activated by FirmwareHash {fw['hash'][:8]}...{fw['hash'][-8:]}; "
-            + (f"N64 {n64[-1].ev.data.get('rc', 'I0')} (seq {n64[-1].ev.seq})" if n64 else "no N64")
-        )
-    else:
-        lines.append("firmware       not updated (--no-flash)")
-    ch, duty = status["channel"], status["duty"]
-    lines.append(
-        f"status         agent {status['version']}, duty cycle {duty['state']} at {duty['permille'] / 10:.1f} %, "
-        f"channel page {ch['page']} ch {ch['channel']}, outbox {status['outbox']}"
-    )
-    if out:
-        lines.append(files_note(out, files))
-    kinds = [a.ev.kind for a in seen if a.ev.kind in DUIS_KINDS]
-    counts = ", ".join(f"{kinds.count(k)} {k}" for k in DUIS_KINDS if k in kinds)
-    if schema is None:
-        checked_text = "DUIS not checked (no schema)"
-    elif invalid:
-        checked_text = f"{len(invalid)} DUIS document(s) NOT valid"
-    else:
-        checked_text = f"DUIS valid against the DUIS {schema_version(schema)} schema"
-    lines += [
-        "",
-        f"{len(kinds)} alerts ({counts}) in {minutes} virtual minutes of traffic; {checked_text}; took {seconds:.1f} s",
-    ]
-    return "\n".join(lines)
-
-
-def files_note(out: str, files: list[Path]) -> str:
-    names = [f.name for f in files]
-    text = f"DUIS files     {len(names)} in {out}:"
-    lines, line = [], text
-    for n in names:
-        if len(line) + 1 + len(n) > 100:
-            lines.append(line)
-            line = " " * 14
-        line += " " + n
-    return "\n".join([*lines, line])
 
 
 # -- DUIS documents ----------------------------------------------------------------------------
@@ -333,18 +188,13 @@ def write_documents(rendered: list[dict], folder: Path) -> list[Path]:
             a["file"] = str(path)
             files.append(path)
     except OSError as e:
-        raise CommandError(f"cannot write the DUIS documents to {folder}: {e}") from e
+        raise DemoError(f"cannot write the DUIS documents to {folder}: {e}") from e
     return files
 
 
-def schema_version(folder: Path) -> str:
-    """The DUIS version of the schema a folder holds ("DUIS Schema V5.4.xsd" -> "5.4"), the
-    highest if it holds several."""
-    versions = [p.stem.rpartition("V")[2] for p in folder.glob("DUIS Schema V*.xsd")]
-    return max(versions, key=lambda v: [int(n) for n in v.split(".") if n.isdigit()], default="?")
-
-
-def check_documents(rendered: list[dict], explicit: str | None) -> tuple[Path | None, list[str]]:
+def check_documents(
+    rendered: list[dict], explicit: str | None, say: Callable[[str], None] = lambda text: None
+) -> tuple[Path | None, list[str]]:
     """The schema folder used (None if none is found) and the errors of the documents."""
     from host_tools.duis.errors import DuisConfigError
     from host_tools.duis.schema import schema_dir, validate
@@ -359,13 +209,28 @@ def check_documents(rendered: list[dict], explicit: str | None) -> tuple[Path | 
                 invalid.append(f"{document_name(a)}: {errors[0]}")
     except (DuisConfigError, OSError) as e:
         if explicit:
-            raise CommandError(str(e)) from e
-        print(f"   DUIS documents not checked: {e}", file=sys.stderr)
+            raise DemoError(str(e)) from e
+        say(f"   DUIS documents not checked: {e}")
         return None, []
     return folder, invalid
 
 
 # -- the steps ---------------------------------------------------------------------------------
+
+
+def flash_agent(port: str, path: str, say: Callable[[str], None]) -> None:
+    """Flash the agent (what changed) with the development signing key; on a virtual board, as
+    the demo's hub (DEMO_EUI)."""
+    from agent.eui import parse_eui
+    from host_tools.firmware import flash
+
+    say(f"== flash the agent to {port} ({path})")
+    is_vboard = port == "vboard" or port.startswith("vboard:")
+    eui = parse_eui(DEMO_EUI) if is_vboard else None
+    res = flash.flash(path, "unix", eui=eui, signing_key=sign.public_point(signing_key()))
+    say(
+        f"   {len(res.written)} file(s) written, {res.unchanged} unchanged; agent {res.hello['version']} on {res.hello['eui']}"
+    )
 
 
 def signing_key():
@@ -378,45 +243,36 @@ def signing_key():
     return pki.signing_key()
 
 
-def upgrade(client, running: str) -> tuple[list[Arrival], bytes]:
+def upgrade(agent: Agent, running: str, say: Callable[[str], None]) -> tuple[list[Arrival], bytes]:
     """Build, sign and stage the agent as a new version, activate it by its FirmwareHash, and
     wait for the board to come back on it and report N64. The events seen on the way, and the
     FirmwareHash."""
     version = running[:-1] if running.endswith("d") else running[:7] + "d"
-    _step(f"stage and activate firmware {version} (signed; activated by its FirmwareHash)")
+    say(f"== stage and activate firmware {version} (signed; activated by its FirmwareHash)")
     data = sign.sign_image(image_build.build_content("unix", version), signing_key())
-    staged = stage.send(client, data)
+    staged = stage.send(agent.client, data)
     digest = staged["hash"]
-    print(f"   staged {len(data)} bytes; FirmwareHash {digest.hex().upper()}", file=sys.stderr)
-    r = checked(client, "fw.activate", {"hash": digest, "execution": None})
+    say(f"   staged {len(data)} bytes; FirmwareHash {digest.hex().upper()}")
+    r = agent.request("fw.activate", {"hash": digest, "execution": None})
     if not r.ok:
-        raise CommandError(f"activation refused: {r.rc} {r.err}")
+        raise DemoError(f"activation refused: {r.rc} {r.err}")
     events: list[Arrival] = []
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            hello = client.request("hello", {"events": True}, timeout=1.0)
+            hello = agent.client.request("hello", {"events": True}, timeout=1.0)
         except LinkError:
             continue  # still rebooting
-        events += take(client, 0.5, "activation")
+        events += take(agent, 0.5, "activation")
         if any(a.ev.kind == "N64" for a in events):
-            print(f"   the board came back on {hello.data['version']} and reported N64", file=sys.stderr)
+            say(f"   the board came back on {hello.data['version']} and reported N64")
             return events, digest
         time.sleep(0.5)
-    raise CommandError("the board did not report N64 within 30 s of the activation")
+    raise DemoError("the board did not report N64 within 30 s of the activation")
 
 
-def take(client, seconds: float, during: str) -> list[Arrival]:
+def take(agent: Agent, seconds: float, during: str) -> list[Arrival]:
     """Events that arrive within seconds, each acknowledged once kept."""
-    out = []
-    for ev in client.poll_events(seconds):
-        out.append(Arrival(ev, dt.datetime.now(dt.timezone.utc).replace(microsecond=0), during))
-        client.seen.add(ev.seq)
-        client.ack(ev.seq)
-    return out
-
-
-def flash_eui(is_vboard: bool) -> bytes | None:
-    from agent.eui import parse_eui
-
-    return parse_eui(DEMO_EUI) if is_vboard else None
+    return [
+        Arrival(ev, dt.datetime.now(dt.timezone.utc).replace(microsecond=0), during) for ev in agent.receive(seconds)
+    ]

@@ -16,7 +16,7 @@ can run against the MicroPython agent (dbch vboard) and the CPython one alike.
   like a UART nobody listens to.
 - Discovery: a running agent writes <cache>/dbch/agent/<NAME>/agent.json ({"port", "pid", "fs",
   "eui", ...}) and holds an exclusive lock on agent.lock while it lives. `--port sim[:NAME]`
-  (host_tools.link.connect) finds it there; `sim` starts the default agent in the background if it
+  (host_tools.link.ports) finds it there; `sim` starts the default agent in the background if it
   is not running (host_tools.servers.registry), a named one is started only with --start.
 
 Linux only (ptys, flock).

@@ -25,7 +25,7 @@ Design
   that dials again (after a reboot or a dropped route) replaces its older session. The pty path
   is printed and recorded, with the session (hub EUI, TLS version, suite) and the refusals, in
   <XDG_CACHE_HOME or ~/.cache>/dbch/triage/<NAME>/triage.json (host_tools.servers.registry keeps the
-  liveness lock), so `--port triage[:NAME]` (host_tools.link.connect) reaches the hub from every
+  liveness lock), so `--port triage[:NAME]` (host_tools.link.ports) reaches the hub from every
   command: `dbch status --port triage`, `dbch config set --port triage ...`, `dbch alerts
   --port triage`.
 - Refusals - a certificate from another CA, a wrong EUI, no client certificate, plaintext to the
@@ -1050,7 +1050,8 @@ def run_command_line(words: list[str], spec: str, json_out: bool, timeout: float
 
 def cmd_connect(args: argparse.Namespace) -> int:
     from host_tools.cli import CommandError, emit
-    from host_tools.link.connect import checked, open_client
+    from host_tools.cli.options import open_client
+    from host_tools.link.agent import checked
 
     spec = args.port
     try:
@@ -1308,7 +1309,8 @@ def _enrol_answer(r, op: str, port: str) -> None:
 
 def cmd_enrol(args: argparse.Namespace) -> int:
     from host_tools.cli import CommandError, emit
-    from host_tools.link.connect import checked, open_client
+    from host_tools.cli.options import open_client
+    from host_tools.link.agent import checked
 
     if args.clear and (args.tool or args.hub or args.tool_name):
         raise CommandError(
@@ -1401,7 +1403,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     from host_tools.cli import add_json_flag
-    from host_tools.link.connect import add_port_args
+    from host_tools.cli.options import add_port_args
     from host_tools.security.pki import ENV_DIR, default_dir
 
     top = subparsers.add_parser(

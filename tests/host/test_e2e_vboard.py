@@ -20,12 +20,13 @@ pytest.importorskip("serial")
 pytest.importorskip("mpremote")
 
 from agent.eui import parse_eui  # noqa: E402
-from host_tools.cli import CommandError, main  # noqa: E402
+from host_tools.cli import main  # noqa: E402
 from host_tools.duis.config import canonical_config  # noqa: E402
 from host_tools.duis.requests import parse_request  # noqa: E402
 from host_tools.firmware import flash, handover  # noqa: E402
-from host_tools.link import commands  # noqa: E402
-from host_tools.link.client import AgentClient, LinkError, SerialTransport  # noqa: E402
+from host_tools.link.agent import alerts_seen, seen_key  # noqa: E402
+from host_tools.link.client import AgentClient, LinkError  # noqa: E402
+from host_tools.link.ports import SerialTransport  # noqa: E402
 from host_tools.servers import (
     simagent,  # noqa: E402
     vboard,  # noqa: E402
@@ -272,15 +273,16 @@ def test_alerts_arrive_exactly_once_across_a_reboot(target, capsys):
         # a host receives three, records them as seen, and dies after acknowledging two
         hello = c.request("hello", {"events": True})
         assert hello.rc == "I0"
-        key = commands.seen_key(hello.data)
+        key = seen_key(hello.data)
         first = []
         for ev in c.poll_events(5.0):
             first.append(ev)
             if len(first) == 3:
                 break
         assert len(first) == 3
-        seen = commands.load_seen(key) | {ev.seq for ev in first}
-        commands.save_seen(key, seen)
+        store = alerts_seen(key)
+        store.items |= {ev.seq for ev in first}
+        store.save()
         for ev in first[:2]:
             c.ack(ev.seq)
         time.sleep(0.2)  # let the acknowledgements reach the agent
@@ -300,7 +302,7 @@ def test_alerts_arrive_exactly_once_across_a_reboot(target, capsys):
         assert c.request("status").data["outbox"] == 0
     finally:
         c.transport.close()
-    stored = json.loads(commands._seen_path(key).read_text())
+    stored = json.loads(alerts_seen(key).path.read_text())
     assert {ev.seq for ev in first} | set(shown) <= set(stored)
     assert drain_alerts(capsys, target.spec) == []  # and nothing comes a second time
 
@@ -326,12 +328,12 @@ def test_a_board_without_the_agent_says_to_flash_it(cache, tmp_path, capsys):
 
 
 def test_port_names_that_cannot_work_are_clear_errors(cache, capsys):
-    from host_tools.link.connect import resolve
+    from host_tools.link.ports import resolve
 
     rc, out, err = dbch(capsys, "status", "--port", "vboard:..bad")
     assert rc == 1 and "invalid virtual board name" in err and "Traceback" not in err
     rc, out, err = dbch(capsys, "status", "--port", "sim:..bad")
     assert rc == 1 and "invalid agent name" in err
-    with pytest.raises(CommandError, match="is not running"):
+    with pytest.raises(vboard.VBoardError, match="is not running"):
         resolve("vboard:e2e-never", start=False)  # and it is not started by asking
     assert vboard.read_state("e2e-never") is None

@@ -11,7 +11,8 @@ import sys
 import pytest
 
 from host_tools.firmware import handover
-from host_tools.link.client import AgentClient, SerialTransport
+from host_tools.link.client import AgentClient
+from host_tools.link.ports import SerialTransport
 
 SEED = 19
 WRITES = 30

@@ -21,7 +21,8 @@ from agent.examples import DBCH04_CONFIG  # noqa: E402
 from host_tools.extras import missing  # noqa: E402
 from host_tools.firmware import flash, image_build, sign, stage  # noqa: E402
 from host_tools.firmware import images as firmware  # noqa: E402
-from host_tools.link.client import AgentClient, LinkError, SerialTransport  # noqa: E402
+from host_tools.link.client import AgentClient, LinkError  # noqa: E402
+from host_tools.link.ports import SerialTransport  # noqa: E402
 from host_tools.security.pki import Pki  # noqa: E402
 from host_tools.servers import vboard  # noqa: E402
 

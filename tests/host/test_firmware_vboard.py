@@ -26,7 +26,8 @@ from host_tools.duis.front import answer  # noqa: E402
 from host_tools.duis.schema import ENV_SCHEMA_DIR, validate  # noqa: E402
 from host_tools.firmware import flash, image_build, sign, stage  # noqa: E402
 from host_tools.firmware.build import mpy_cross_binary  # noqa: E402
-from host_tools.link.client import AgentClient, LinkError, SerialTransport  # noqa: E402
+from host_tools.link.client import AgentClient, LinkError  # noqa: E402
+from host_tools.link.ports import SerialTransport  # noqa: E402
 from host_tools.security.pki import Pki  # noqa: E402
 from host_tools.servers import vboard  # noqa: E402
 

@@ -21,7 +21,8 @@ pytest.importorskip("mpremote")
 from agent.eui import parse_eui  # noqa: E402
 from host_tools.cli import main  # noqa: E402
 from host_tools.firmware import flash, sign  # noqa: E402
-from host_tools.link.client import AgentClient, LinkError, SerialTransport  # noqa: E402
+from host_tools.link.client import AgentClient, LinkError  # noqa: E402
+from host_tools.link.ports import SerialTransport  # noqa: E402
 from host_tools.security.pki import Pki  # noqa: E402
 from host_tools.servers import vboard  # noqa: E402
 

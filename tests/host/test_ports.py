@@ -20,9 +20,14 @@ pytest.importorskip("serial")
 pytest.importorskip("mpremote")
 
 from agent import wire  # noqa: E402
-from host_tools.firmware import handover  # noqa: E402
-from host_tools.link import connect  # noqa: E402
-from host_tools.link.client import LinkError, SerialTransport, port_holders  # noqa: E402
+from host_tools.firmware import (
+    handover,  # noqa: E402
+)
+from host_tools.link import (
+    console,  # noqa: E402
+)
+from host_tools.link.client import LinkError  # noqa: E402
+from host_tools.link.ports import SerialTransport, port_holders  # noqa: E402
 from host_tools.servers import (
     simagent,  # noqa: E402
     vboard,  # noqa: E402
@@ -244,14 +249,14 @@ def test_a_broken_agent_shows_the_boards_traceback(cache):
         assert "MemoryError: memory allocation failed, allocating 4096 bytes" in str(e.value)
 
         # a real board is asked through its REPL: the virtual board stands in for one here
-        text = connect.probe_repl(info.port)
+        text = console.probe_repl(info.port)
         assert "the agent is not running" in text and "soft reset" in text
         assert "MemoryError: memory allocation failed" in text
 
         # the host's requests are typed into the REPL's line: when their bytes leave a bracket open
         # there, the line end only continues the statement ("... "); the traceback is still shown
         _type_at_repl(info.port, b"x = [1, 2")
-        text = connect.probe_repl(info.port)
+        text = console.probe_repl(info.port)
         assert "the agent is not running" in text and "soft reset" in text
         assert "MemoryError: memory allocation failed" in text
     finally:
@@ -265,12 +270,12 @@ def test_a_cpython_agent_that_fails_shows_its_log(cache):
         '{\n  "port": "/dev/pts/99"\n}\nTraceback (most recent call last):\n  File "agent/run.py", line 9, in serve\n'
         "OSError: [Errno 28] No space left on device\n"
     )
-    text = connect.explain_silence("sim:failing")
+    text = console.explain_silence("sim:failing")
     assert str(log) in text and "OSError: [Errno 28] No space left on device" in text
 
 
 def test_console_lines_leave_out_the_wire_frames():
     raw = b"boot\r\n" + wire.encode_frame(b"\xa1ak\x01") + b"Traceback (most recent call last):\r\n  x\r\nE: y\r\n"
-    lines = connect.console_lines(raw)
+    lines = console.console_lines(raw)
     assert lines == ["boot", "Traceback (most recent call last):", "  x", "E: y"]
-    assert connect.console_lines(b"half a line\nnext\n", cut=True) == ["next"]
+    assert console.console_lines(b"half a line\nnext\n", cut=True) == ["next"]

@@ -12,11 +12,13 @@ pytest.importorskip("mpremote")
 
 from agent.eui import parse_eui  # noqa: E402
 from host_tools.cli import main  # noqa: E402
+from host_tools.cli.selftest import format_table  # noqa: E402
 from host_tools.duis import assets as duis_assets  # noqa: E402
 from host_tools.firmware import flash  # noqa: E402
-from host_tools.link.client import AgentClient, SerialTransport  # noqa: E402
+from host_tools.link.client import AgentClient  # noqa: E402
+from host_tools.link.ports import SerialTransport  # noqa: E402
 from host_tools.selftest import checks as selftest  # noqa: E402
-from host_tools.selftest.checks import FAIL, PASS, SKIP, Check, Report  # noqa: E402
+from host_tools.selftest.harness import FAIL, PASS, SKIP, Check, Report  # noqa: E402
 from host_tools.servers import (
     simagent,  # noqa: E402
     vboard,  # noqa: E402
@@ -215,7 +217,7 @@ def test_the_table_and_the_report():
         Check("four", "N54", "-", SKIP, "no clock"),
     ]
     assert not report.ok and (report.count(PASS), report.count(FAIL), report.count(SKIP)) == (1, 1, 2)
-    text = selftest.format_table(report)
+    text = format_table(report)
     lines = text.splitlines()
     assert lines[0].split() == ["check", "expected", "got", "result"]
     assert lines[2].split() == ["one", "I0", "I0", PASS] and lines[3].split() == ["two", "E13", "E49", FAIL]

@@ -15,9 +15,9 @@ import pytest
 
 pytest.importorskip("serial")
 
-from host_tools.cli import CommandError, main  # noqa: E402
-from host_tools.link.client import AgentClient, LinkError, SerialTransport  # noqa: E402
-from host_tools.link.connect import resolve  # noqa: E402
+from host_tools.cli import main  # noqa: E402
+from host_tools.link.client import AgentClient, LinkError  # noqa: E402
+from host_tools.link.ports import SerialTransport, resolve  # noqa: E402
 from host_tools.servers import simagent  # noqa: E402
 from host_tools.servers.ptys import PtyWriter  # noqa: E402
 from host_tools.servers.simagent import SimAgent, SimAgentError  # noqa: E402
@@ -224,7 +224,7 @@ def test_ensure_running_starts_one_and_port_sim_finds_it(cache, tmp_path, capsys
     assert "stopped bg" in capsys.readouterr().out
     assert simagent.read_state("bg") is None and not simagent.REGISTRY.state_path("bg").exists()
     assert main(["agent", "--status", "--name", "bg"]) == 3
-    with pytest.raises(CommandError, match="not running"):
+    with pytest.raises(SimAgentError, match="not running"):
         resolve("sim:bg", start=False)
 
 

@@ -28,7 +28,8 @@ from agent.triage_link import serve_triage
 from boards import sim
 from hal import tls
 from host_tools import cli
-from host_tools.link.client import AgentClient, SerialTransport
+from host_tools.link.client import AgentClient
+from host_tools.link.ports import SerialTransport
 from host_tools.security.pki import Pki
 from host_tools.servers import triage as ttool
 from host_tools.servers.simagent import SimAgent

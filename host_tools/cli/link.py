@@ -1,4 +1,4 @@
-"""Client commands over the wire: `dbch status`, `dbch config get|set`, `dbch alerts`."""
+"""Commands over the link to an agent: `dbch status`, `dbch config get|set`, `dbch alerts`."""
 
 from __future__ import annotations
 
@@ -7,23 +7,18 @@ import json
 import sys
 from pathlib import Path
 
-from host_tools.cli import CommandError, add_json_flag, emit
-from host_tools.link.connect import add_port_args, checked, open_client
-from host_tools.paths import cache_dir
+from host_tools.cli import CommandError, emit
+from host_tools.cli.options import open_agent, port_command
+from host_tools.link.client import Event
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="the agent's identity, configuration, channel, duty cycle and outbox")
-    add_port_args(p)
-    add_json_flag(p)
-    p.set_defaults(func=cmd_status)
+    port_command(p, cmd_status)
 
     p = sub.add_parser("config", help="read or set the CHF Sub GHz Configuration")
     csub = p.add_subparsers(dest="config_cmd", metavar="get|set", required=True)
-    g = csub.add_parser("get", help="print the configuration the agent holds")
-    add_port_args(g)
-    add_json_flag(g)
-    g.set_defaults(func=cmd_config_get)
+    port_command(csub.add_parser("get", help="print the configuration the agent holds"), cmd_config_get)
     s = csub.add_parser(
         "set",
         help="validate and apply a configuration",
@@ -48,27 +43,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="one data item, e.g. --set NormalLimitedDutyCycleThreshold=1.3",
     )
     s.add_argument("--region", choices=("North", "Central", "South"), help="the hub's region (for the page 31 warning)")
-    add_port_args(s)
-    add_json_flag(s)
-    s.set_defaults(func=cmd_config_set)
+    port_command(s, cmd_config_set)
 
     p = sub.add_parser("alerts", help="receive the agent's upward alerts (acknowledging what is shown)")
     p.add_argument("--follow", "-f", action="store_true", help="keep receiving until interrupted")
     p.add_argument("--wait", type=float, default=2.0, help="seconds to listen without --follow (default 2)")
     p.add_argument("--format", choices=("json", "duis", "text"), default="text", help="how to print each alert")
     p.add_argument("--schema", help="DUIS schema folder, to validate --format duis output (or DBCH_DUIS_SCHEMA_DIR)")
-    add_port_args(p)
-    add_json_flag(p)
-    p.set_defaults(func=cmd_alerts)
+    port_command(p, cmd_alerts)
 
 
 # -- status ------------------------------------------------------------------------------------
 def cmd_status(args: argparse.Namespace) -> int:
-    client = open_client(args)
-    r = checked(client, "status")
-    if not r.ok:
-        raise CommandError(f"status failed: {r.rc} {r.err or ''}")
-    d = r.data
+    d = open_agent(args).status()
     ch = d.get("channel")
     duty = d.get("duty") or {}
     lines = [
@@ -90,14 +77,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 # -- config ------------------------------------------------------------------------------------
 def cmd_config_get(args: argparse.Namespace) -> int:
-    client = open_client(args)
-    r = checked(client, "config.get")
-    if not r.ok:
-        raise CommandError(f"config get failed: {r.rc} {r.err or ''}")
-    if r.data is None:
+    config = open_agent(args).config()
+    if config is None:
         emit(args, None, "not configured (dbch config set)")
         return 0
-    emit(args, r.data, "\n".join(f"{k:38s} {v}" for k, v in r.data.items()))
+    emit(args, config, "\n".join(f"{k:38s} {v}" for k, v in config.items()))
     return 0
 
 
@@ -154,15 +138,11 @@ def build_config(args: argparse.Namespace, current: dict | None) -> dict:
 
 
 def cmd_config_set(args: argparse.Namespace) -> int:
-    client = open_client(args)
+    agent = open_agent(args)
     current = None
     if not (args.duis or args.file):
-        current = checked(client, "config.get").data
-    mapping = build_config(args, current)
-    req = {"config": mapping}
-    if args.region:
-        req["region"] = args.region
-    r = checked(client, "config.set", req)
+        current = agent.request("config.get").data
+    r = agent.set_config(build_config(args, current), args.region)
     result = {"rc": r.rc, **(r.data or {})}
     if args.json:
         emit(args, result)
@@ -188,31 +168,7 @@ def cmd_config_set(args: argparse.Namespace) -> int:
 
 
 # -- alerts ------------------------------------------------------------------------------------
-def seen_key(hello: dict) -> str:
-    """Whose seqs a seen-set holds: the device's EUI and its outbox epoch (new on wiped storage)."""
-    return hello["eui"].replace("-", "") + ("-" + hello["epoch"] if hello.get("epoch") else "")
-
-
-def _seen_path(key: str) -> Path:
-    return cache_dir("seen") / (key.replace("-", "_") + ".json")
-
-
-def load_seen(key: str) -> set[int]:
-    try:
-        return set(json.loads(_seen_path(key).read_text()))
-    except (OSError, ValueError):
-        return set()
-
-
-def save_seen(key: str, seen: set[int]) -> None:
-    path = _seen_path(key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(sorted(seen)[-2000:]))
-    tmp.replace(path)
-
-
-def render(ev, fmt: str, schema: str | None = None) -> str:
+def render(ev: Event, fmt: str, schema: str | None = None) -> str:
     if fmt == "duis":
         from host_tools.duis.alerts import render_alert
 
@@ -234,29 +190,19 @@ def render(ev, fmt: str, schema: str | None = None) -> str:
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
-    client = open_client(args)
-    hello = checked(client, "hello", {"events": True})
-    if not hello.ok:
-        raise CommandError(f"hello failed: {hello.rc} {hello.err or ''}")
-    key = seen_key(hello.data)
-    client.seen = load_seen(key)
+    agent = open_agent(args)
+    agent.subscribe()
     shown = []
     try:
         while True:
-            for ev in client.poll_events(args.wait if not args.follow else 1.0):
-                out = {"seq": ev.seq, "kind": ev.kind, "data": ev.data}
-                shown.append(out)
+            for ev in agent.receive(args.wait if not args.follow else 1.0):
+                shown.append({"seq": ev.seq, "kind": ev.kind, "data": ev.data})
                 if not args.json:
                     print(render(ev, args.format, args.schema), flush=True)
-                client.seen.add(ev.seq)
-                save_seen(key, client.seen)
-                client.ack(ev.seq)
             if not args.follow:
                 break
     except KeyboardInterrupt:
         pass
-    finally:
-        save_seen(key, client.seen)
     if args.json:
         emit(args, shown)
     elif not shown:

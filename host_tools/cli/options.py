@@ -1,0 +1,86 @@
+"""The options of every command that opens a port (--port, --start, --baud, --timeout), and the
+client or Agent they describe."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import host_tools.servers  # noqa: F401  (makes the ports vboard, sim and triage known)
+from host_tools.cli import add_json_flag
+from host_tools.link.agent import Agent, connect
+from host_tools.link.client import AgentClient
+from host_tools.link.ports import DEFAULT_BAUD, DEFAULT_PORT, DEFAULT_TIMEOUT, PORT_ENV, Port, default_port
+
+_PORT_OPTIONS = (
+    (
+        ("--port", "-p"),
+        dict(
+            metavar="PORT",
+            help=f"board port: vboard[:NAME] (a virtual board), sim[:NAME] (the CPython agent), triage[:NAME] "
+            f"(a hub on a triage tool's TLS link), a device path such as /dev/ttyUSB0, or a pyserial URL "
+            f"(default: ${PORT_ENV}, else {DEFAULT_PORT}, the default virtual board). A named virtual board "
+            "or agent must be running, unless --start",
+        ),
+    ),
+    (
+        ("--start",),
+        dict(action="store_true", help="start the named virtual board or CPython agent of --port if it is not running"),
+    ),
+    (("--baud",), dict(metavar="BAUD", type=int, help=f"serial baud rate for real boards (default {DEFAULT_BAUD})")),
+    (
+        ("--timeout",),
+        dict(metavar="SECONDS", type=float, help=f"seconds to wait for each answer (default {DEFAULT_TIMEOUT:g})"),
+    ),
+)
+
+
+def add_port_args(parser: argparse.ArgumentParser, *, before_command: bool = False) -> None:
+    """--port, --start, --baud and --timeout. They are given to each command that opens a port,
+    and (before_command) to the main `dbch` parser, where they may come before the command.
+    Their defaults are filled in after parsing (port_defaults): what is given after the command
+    wins over what is given before it."""
+    for flags, options in _PORT_OPTIONS:
+        name = flags[0][2:]
+        dest = "_top_" + name if before_command else name
+        parser.add_argument(*flags, dest=dest, default=argparse.SUPPRESS, **options)
+    if not before_command:
+        parser.set_defaults(_port_args=True)
+
+
+def port_command(parser: argparse.ArgumentParser, func) -> argparse.ArgumentParser:
+    """A command that opens a port: the port options, --json, and `func` to run it."""
+    add_port_args(parser)
+    add_json_flag(parser)
+    parser.set_defaults(func=func)
+    return parser
+
+
+def port_defaults() -> dict:
+    """The values of the port options not given on the command line."""
+    return {"port": default_port(), "start": False, "baud": DEFAULT_BAUD, "timeout": DEFAULT_TIMEOUT}
+
+
+def _notice(message: str) -> None:
+    print(f"dbch: {message}", file=sys.stderr)
+
+
+def open_client(args: argparse.Namespace, *, echo_text: bool = False) -> AgentClient:
+    """The client on the port the options name; echo_text: what the board prints besides frames
+    goes to stderr."""
+    spec = getattr(args, "port", None) or default_port()
+    if getattr(args, "start", False) and not getattr(spec, "start", False):
+        spec = Port(spec, start=True)
+    on_text = (lambda b: sys.stderr.write(b.decode("utf-8", "replace"))) if echo_text else None
+    return connect(
+        spec,
+        baud=getattr(args, "baud", DEFAULT_BAUD),
+        timeout=getattr(args, "timeout", DEFAULT_TIMEOUT),
+        on_text=on_text,
+        notice=_notice,
+    )
+
+
+def open_agent(args: argparse.Namespace) -> Agent:
+    """The Agent on the port the options name."""
+    return Agent(open_client(args))
