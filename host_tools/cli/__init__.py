@@ -29,7 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "host_tools.selftest.checks",
     "host_tools.selftest.demo",
     "host_tools.cli.pki",
-    "host_tools.servers.triage",
+    "host_tools.cli.triage",
     "host_tools.cli.ipsec",
 )
 
