@@ -1,9 +1,10 @@
 """`dbch triage dial`: a simulated hub (boards.sim parts, storage in a directory) that dials a
-Triage Tool, on CPython or on the MicroPython unix port (mbedTLS): the other end of the link,
-for trying it out and for the tests."""
+Triage Tool, on CPython or on the MicroPython unix port (mbedTLS, the program
+host_tools/onboard/dial.py): the other end of the link, for trying it out and for the tests."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -20,36 +21,7 @@ from host_tools.servers.triage.credentials import hub_files, read_material, tool
 from host_tools.servers.triage.registry import TriageToolError
 
 ROOT = Path(__file__).resolve().parents[3]
-
-_UPY_DIAL = """
-import sys
-sys.path.insert(0, {root!r})
-from agent.triage_link import serve_triage
-from boards import sim
-from hal.mcu import McuClock
-from hal.sim.clock import FastForwardClock
-from hal import tls
-
-
-def rd(p):
-    with open(p, "rb") as f:
-        return f.read()
-
-
-cfg = {{"mode": "tls", "cert": rd({cert!r}), "key": rd({key!r}), "ca": rd({ca!r}), "peer": {peer!r},
-       "host": {host!r}, "port": {port}, "timeout": {timeout}}}
-hal = sim.make_hal(storage_dir={fs!r}, eui={eui!r}, clock=FastForwardClock(McuClock()))
-print("DIAL", tls.runtime())
-try:
-    hub = serve_triage(hal, cfg, board=sim, sessions={sessions}, max_failures={failures}, retry_ms={retry_ms})
-except tls.TriageLinkError as e:
-    print("REFUSED", e.kind, e.detail)
-    sys.exit(1)
-except KeyboardInterrupt:
-    print("STOPPED")
-    sys.exit(0)
-print("RESULT", hub.incidents.count("auth_failed"), hub.incidents.number, len(hub.outbox))
-"""
+PROGRAM = ROOT / "host_tools" / "onboard" / "dial.py"
 
 
 def hub_fs(eui: str) -> Path:
@@ -125,24 +97,24 @@ def dial_micropython(d: Dial) -> dict:
     exe = shutil.which("micropython")
     if exe is None:
         raise TriageToolError(missing("vboard") or "micropython (the unix port) is not on PATH")
-    script = _UPY_DIAL.format(
-        root=str(ROOT),
-        cert=str(d.cert),
-        key=str(d.key),
-        ca=str(d.ca),
-        peer=d.peer,
-        host=d.host,
-        port=d.port,
-        timeout=d.timeout,
-        fs=str(d.fs),
-        eui=d.eui,
-        sessions=d.sessions,
-        failures=d.max_failures,
-        retry_ms=int(d.retry_s * 1000),
-    )
-    with tempfile.NamedTemporaryFile("w", suffix=".py", prefix="dbch-dial-", delete=False) as f:
-        f.write(script)
-    proc = subprocess.Popen([exe, f.name], stdout=subprocess.PIPE, text=True)
+    params = {
+        "root": str(ROOT),
+        "cert": str(d.cert),
+        "key": str(d.key),
+        "ca": str(d.ca),
+        "peer": d.peer,
+        "host": d.host,
+        "port": d.port,
+        "timeout": d.timeout,
+        "fs": str(d.fs),
+        "eui": d.eui,
+        "sessions": d.sessions,
+        "max_failures": d.max_failures,
+        "retry_ms": int(d.retry_s * 1000),
+    }
+    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="dbch-dial-", delete=False) as f:
+        json.dump(params, f)
+    proc = subprocess.Popen([exe, str(PROGRAM), f.name], stdout=subprocess.PIPE, text=True)
     previous = {
         s: signal.signal(s, lambda *_: proc.send_signal(signal.SIGINT)) for s in (signal.SIGTERM, signal.SIGINT)
     }
