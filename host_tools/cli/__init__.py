@@ -28,7 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "host_tools.cli.selftest",
     "host_tools.cli.demo",
     "host_tools.cli.pki",
-    "host_tools.servers.triage",
+    "host_tools.cli.triage",
     "host_tools.cli.ipsec",
 )
 

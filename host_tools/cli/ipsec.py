@@ -4,18 +4,16 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import signal
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 from agent import triage
 from agent.triage import PolicyError
 from host_tools.cli import CommandError, add_json_flag, emit
+from host_tools.cli.events import print_event, stopped_by_signals
 from host_tools.cli.groups import add_group
 from host_tools.cli.pki import add_pki_dir
 from host_tools.security import ipsec as ipsec_package
@@ -33,21 +31,6 @@ from host_tools.security.pki import Pki
 
 def _session(args: argparse.Namespace):
     return vici_session(args.socket or default_socket(), timeout=args.vici_timeout)
-
-
-@contextlib.contextmanager
-def _stopped_by_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM and Ctrl-C set `stop` (rather than interrupting) while inside."""
-
-    def on_signal(_signum, _frame) -> None:
-        stop.set()
-
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
 
 
 def _sa_text(sa: dict) -> list[str]:
@@ -171,29 +154,19 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_event(args: argparse.Namespace, kind: str, data: dict) -> None:
-    if args.json:
-        print(json.dumps({"event": kind, **data}, sort_keys=True, default=str), flush=True)
-        return
+def _event_text(kind: str, data: dict) -> str | None:
     if kind == "ready":
-        text = f"watching charon at {data['socket']}; incidents in {data['state']} (so far: {data['totals'] or 'none'})"
-    elif kind == "failure":
-        text = (
+        return f"watching charon at {data['socket']}; incidents in {data['state']} (so far: {data['totals'] or 'none'})"
+    if kind == "failure":
+        return (
             f"{data['kind']}: {data['what']} {data.get('remote_id') or '?'} at {data.get('remote_host') or '?'}"
             f" ({data.get('ike')}): {data['reason']}; counts {data['totals']}"
         )
-    elif kind == "incident":
-        text = (
-            f"MAJOR SECURITY INCIDENT #{data['incident']}: {data['trigger']} {data['counts']}"
-            " (notify DCC, Panel, SSC: SEC G3.5)"
-        )
-    elif kind == "lost":
-        text = f"charon went away ({data['error']}): waiting for it at {data['socket']}"
-    elif kind == "back":
-        text = f"charon is back at {data['socket']}"
-    else:
-        text = f"{kind} {json.dumps(data, default=str)}"
-    print(f"ipsec: {text}", file=sys.stderr, flush=True)
+    if kind == "lost":
+        return f"charon went away ({data['error']}): waiting for it at {data['socket']}"
+    if kind == "back":
+        return f"charon is back at {data['socket']}"
+    return None
 
 
 def _thresholds(items: list[str] | None) -> dict[str, int]:
@@ -211,11 +184,13 @@ def cmd_watch(args: argparse.Namespace) -> int:
     stop = threading.Event()
     timer = threading.Timer(args.duration, stop.set) if args.duration else None
     try:
-        with _stopped_by_signals(stop):
+        with stopped_by_signals(stop):
             store.set_thresholds(_thresholds(args.threshold))
             if timer:
                 timer.start()
-            recorded = watch(args.socket or default_socket(), store, lambda k, d: _print_event(args, k, d), stop)
+            recorded = watch(
+                args.socket or default_socket(), store, lambda k, d: print_event(args, "ipsec", k, d, _event_text), stop
+            )
     except ValueError as e:  # a threshold agent.triage.Incidents refuses
         raise CommandError(str(e)) from e
     finally:
@@ -245,7 +220,7 @@ def cmd_charon(args: argparse.Namespace) -> int:
         raise IpsecError("a private charon needs root (it installs routes and a TUN device): use sudo")
     workdir = Path(args.dir) if args.dir else state_root() / "charon"
     stop = threading.Event()
-    with _stopped_by_signals(stop), Charon(workdir, args.netns) as daemon:
+    with stopped_by_signals(stop), Charon(workdir, args.netns) as daemon:
         info = {"event": "ready", "socket": str(daemon.socket), "log": str(daemon.log), "netns": args.netns}
         if args.json:
             print(json.dumps(info, sort_keys=True), flush=True)

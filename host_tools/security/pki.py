@@ -249,6 +249,17 @@ class Pki:
             return []
         return sorted(d.name for d in base.iterdir() if (d / "cert.pem").exists())
 
+    def only(self, sub: str, what: str, option: str, issue: str) -> str:
+        """The label of the only certificate under `sub` ("devices" or "tools"); PkiError if
+        there is none (the message says "issue one with " `issue`) or several (choose with
+        `option`). `what` is what the messages call one ("hub", "tool")."""
+        names, where = self.labels(sub), self.dir / sub
+        if len(names) == 1:
+            return names[0]
+        if not names:
+            raise PkiError(f"no {what} certificate in {where}: issue one with {issue}")
+        raise PkiError(f"several {what} certificates in {where} ({', '.join(names)}): choose with {option}")
+
     # --- firmware signing key ----------------------------------------------------------------
     @property
     def signing_dir(self) -> Path:

@@ -30,9 +30,11 @@ from hal import tls
 from host_tools import cli
 from host_tools.link.client import AgentClient
 from host_tools.link.ports import SerialTransport
-from host_tools.security.pki import Pki
-from host_tools.servers import triage as ttool
+from host_tools.security.pki import Pki, PkiError
 from host_tools.servers.simagent import SimAgent
+from host_tools.servers.triage.enrol import enrol_config
+from host_tools.servers.triage.incidents import INCIDENTS_FILE
+from host_tools.servers.triage.registry import REGISTRY, read_state
 
 ROOT = Path(__file__).resolve().parents[2]
 EUI = "00-1B-C5-0C-00-00-12-34"
@@ -88,7 +90,7 @@ class Facility:
     """`dbch triage serve` in a subprocess; its --json event lines are collected in a queue."""
 
     def __init__(self, pki, cache, name=NAME, extra=()):
-        cmd = [sys.executable, "-m", "host_tools.servers.triage", "serve", "--pki", pki["dir"], "--tool", TOOL]
+        cmd = [sys.executable, "-m", "host_tools.cli.triage", "serve", "--pki", pki["dir"], "--tool", TOOL]
         cmd += ["--expect", EUI, "--listen", "127.0.0.1:0", "--name", name, "--handshake-timeout", "3", "--json"]
         cmd += list(extra)
         self.proc = subprocess.Popen(
@@ -138,7 +140,7 @@ def facility(pki, cache):
     f = Facility(pki, cache)
     yield f
     f.close()
-    assert ttool.read_state(NAME) is None  # the state file goes with the tool
+    assert read_state(NAME) is None  # the state file goes with the tool
 
 
 def hub_cfg(pki, facility, who="device", peer=TOOL) -> dict:
@@ -185,7 +187,7 @@ def dbch(capsys, *argv) -> tuple[int, str, str]:
 
 
 def agent_client(timeout=5.0) -> AgentClient:
-    info = ttool.read_state(NAME)
+    info = read_state(NAME)
     assert info is not None and info.hub is not None, info
     return AgentClient(SerialTransport(info.port), timeout=timeout, port=SPEC)
 
@@ -210,7 +212,7 @@ def test_cpython_hub_end_to_end_over_tls13(facility, pki, tmp_path, capsys):
     try:
         assert ev["eui"] == EUI and ev["version"] == "TLSv1.3"
         assert "GCM" in ev["suite"] or "CHACHA20" in ev["suite"]
-        state = ttool.read_state(NAME)
+        state = read_state(NAME)
         assert state.hub["eui"] == EUI and state.sessions >= 1 and state.tool == TOOL
 
         client = agent_client()
@@ -260,7 +262,7 @@ def test_connect_reads_commands_from_stdin(facility, pki, tmp_path, cache):
     hub, _ = connected_hub(facility, tmp_path, pki)
     try:
         r = subprocess.run(
-            [sys.executable, "-m", "host_tools.servers.triage", "connect", "--port", SPEC, "-i", "--json"],
+            [sys.executable, "-m", "host_tools.cli.triage", "connect", "--port", SPEC, "-i", "--json"],
             input="status\n# a comment\nnonsense-command\nconfig get\nquit\nstatus\n",
             capture_output=True,
             text=True,
@@ -308,7 +310,7 @@ def test_no_hub_or_no_tool_is_a_clear_error(facility, capsys):
 
 @pytest.mark.skipif(MICROPYTHON is None, reason="micropython (unix port) not installed")
 def test_micropython_hub_over_tls12(facility, pki, tmp_path, cache, capsys):
-    cmd = [sys.executable, "-m", "host_tools.servers.triage", "dial", "--micropython", "--pki", pki["dir"]]
+    cmd = [sys.executable, "-m", "host_tools.cli.triage", "dial", "--micropython", "--pki", pki["dir"]]
     cmd += ["--eui", EUI, "--tool", TOOL, "--connect", f"{facility.host}:{facility.port}"]
     cmd += ["--fs", str(tmp_path / "upy"), "--sessions", "1", "--retry", "0.2", "--json"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(cache))
@@ -396,14 +398,14 @@ REFUSALS = [
 
 @pytest.mark.parametrize("how,who,maxv,kind", [r[1:] for r in REFUSALS], ids=[r[0] for r in REFUSALS])
 def test_bad_hub_is_refused_and_a_good_one_follows(facility, pki, tmp_path, how, who, maxv, kind):
-    before = ttool.read_state(NAME)
+    before = read_state(NAME)
     result = how(pki, facility, who, maxv)
     assert isinstance(result, Exception), result  # never an answer
     ev = facility.wait_for("refused")
     assert ev["kind"] == kind, ev
     if maxv is not None:
         assert "VERSION" in ev["detail"].upper() or "PROTOCOL" in ev["detail"].upper(), ev
-    after = ttool.read_state(NAME)
+    after = read_state(NAME)
     assert after is not None and after.hub is None  # still serving, no session from it
     assert after.refused == before.refused + 1 and after.refusals[-1]["kind"] == kind
     assert sum(after.incidents["totals"].values()) == sum(before.incidents["totals"].values()) + 1
@@ -430,7 +432,7 @@ def test_garbage_on_an_established_link_ends_only_that_session(facility, pki, tm
     ev = facility.wait_for("disconnected")
     assert ev["reason"].startswith("record"), ev
     link.close()
-    assert ttool.read_state(NAME).incidents["totals"].get(triage.BAD_RECORD, 0) >= 1
+    assert read_state(NAME).incidents["totals"].get(triage.BAD_RECORD, 0) >= 1
     hub, _ = connected_hub(facility, tmp_path, pki)
     end_hub(facility, hub)
 
@@ -560,14 +562,14 @@ def test_tls_stream_link_reports_a_forged_record(pki):
 def test_serve_defaults_dial_and_stop(pki, tmp_path, cache, capsys):
     rc, _, err = dbch(capsys, "triage", "serve", "--pki", pki["dir"], "--name", "t2", "--listen", "127.0.0.1:0")
     assert rc == 1 and "several tool certificates" in err and "--tool" in err  # triage-1 and triage-2
-    cmd = [sys.executable, "-m", "host_tools.servers.triage", "serve", "--pki", pki["dir"], "--tool", TOOL]
+    cmd = [sys.executable, "-m", "host_tools.cli.triage", "serve", "--pki", pki["dir"], "--tool", TOOL]
     cmd += ["--name", "t2", "--listen", "127.0.0.1:0", "--json"]
     serve = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(cache))
     dial = None
     try:
         ready = json.loads(serve.stdout.readline())
         assert ready["expect"] == sorted([EUI, OTHER_EUI])  # every hub the PKI has a certificate for
-        cmd = [sys.executable, "-m", "host_tools.servers.triage", "dial", "--pki", pki["dir"], "--eui", OTHER_EUI]
+        cmd = [sys.executable, "-m", "host_tools.cli.triage", "dial", "--pki", pki["dir"], "--eui", OTHER_EUI]
         cmd += ["--tool", TOOL, "--connect", ready["listen"], "--fs", str(tmp_path / "h2"), "--sessions", "1"]
         dial = subprocess.Popen(
             cmd + ["--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(cache)
@@ -577,7 +579,7 @@ def test_serve_defaults_dial_and_stop(pki, tmp_path, cache, capsys):
         assert rc == 0 and json.loads(out)["hello"]["eui"] == OTHER_EUI
         rc, out, _ = dbch(capsys, "triage", "stop", "--name", "t2", "--json")
         assert rc == 0 and json.loads(out)["stopped"] is True
-        assert ttool.read_state("t2") is None
+        assert read_state("t2") is None
         out, err = dial.communicate(timeout=20)  # the tool went away: the hub's one session ended
         assert dial.returncode == 0, err
         result = json.loads(out)
@@ -595,7 +597,7 @@ def test_serve_defaults_dial_and_stop(pki, tmp_path, cache, capsys):
 
 def test_incidents_survive_a_restart_of_the_tool(pki, cache):
     name = "t-restart"
-    record = ttool._REGISTRY.server_dir(name) / ttool.INCIDENTS_FILE
+    record = REGISTRY.server_dir(name) / INCIDENTS_FILE
     f = Facility(pki, cache, name=name)
     try:
         assert f.ready["incidents"]["totals"] == {} and not record.exists()  # a first start: nothing kept
@@ -626,7 +628,7 @@ def test_incidents_survive_a_restart_of_the_tool(pki, cache):
         assert inc["window"] == {triage.AUTH_FAILED: 6, triage.LINK_REFUSED: 1}
         assert isinstance(tls_client(pki, f, "device_rogue"), Exception)
         f.wait_for("refused")
-        state = ttool.read_state(name)
+        state = read_state(name)
         assert state.incidents["totals"][triage.AUTH_FAILED] == 7 and state.incidents["number"] == 1
         with pytest.raises(AssertionError):  # still the same open incident: not notified again
             f.wait_for("incident", timeout=1.0)
@@ -636,7 +638,7 @@ def test_incidents_survive_a_restart_of_the_tool(pki, cache):
 
     record.write_text("{not json")  # a damaged record: the tool says so rather than start from zero
     r = subprocess.run(
-        [sys.executable, "-m", "host_tools.servers.triage", "serve", "--pki", pki["dir"], "--tool", TOOL, "--expect", EUI,
+        [sys.executable, "-m", "host_tools.cli.triage", "serve", "--pki", pki["dir"], "--tool", TOOL, "--expect", EUI,
          "--listen", "127.0.0.1:0", "--name", name],
         capture_output=True, text=True, env=_env(cache), timeout=30,
     )  # fmt: skip
@@ -720,14 +722,14 @@ def test_enrol_gives_a_hub_its_triage_link_and_clear_takes_it_back(facility, pki
 
 
 def test_enrol_sends_the_configuration_the_hub_checks(pki):
-    cfg = ttool.enrol_config(pki["dir"], EUI, TOOL, "192.0.2.10", 4460)
+    cfg = enrol_config(pki["dir"], EUI, TOOL, "192.0.2.10", 4460)
     assert sorted(cfg) == ["ca", "cert", "host", "key", "mode", "peer", "port"]
     assert cfg["mode"] == "tls" and cfg["peer"] == TOOL and (cfg["host"], cfg["port"]) == ("192.0.2.10", 4460)
     assert cfg["cert"] == pki["device"].cert_der and cfg["key"] == pki["device"].key_der
     assert cfg["ca"] == pki["ca_der"]
     assert triage.check_policy(cfg)["peer"] == [TOOL]  # the hub's own policy takes it as it is
-    with pytest.raises(ttool.TriageToolError, match="dbch pki device"):
-        ttool.enrol_config(pki["dir"], "00-1B-C5-0C-00-00-00-01", TOOL, "192.0.2.10", 4460)
+    with pytest.raises(PkiError, match="dbch pki device"):
+        enrol_config(pki["dir"], "00-1B-C5-0C-00-00-00-01", TOOL, "192.0.2.10", 4460)
 
 
 # --- the tool refusing the hub: the hub hears it as an authentication failure -------------------

@@ -27,7 +27,7 @@ import pytest
 from agent.triage_link import serve_triage
 from boards import sim
 from host_tools.security.pki import Pki
-from host_tools.servers import triage as ttool
+from host_tools.servers.triage.registry import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOL = "triage-soak"
@@ -68,7 +68,7 @@ class Tool:
     read by a thread and timestamped on arrival."""
 
     def __init__(self, pki, cache, name: str, extra=()):
-        cmd = [sys.executable, "-m", "host_tools.servers.triage", "serve", "--pki", pki["dir"], "--name", name]
+        cmd = [sys.executable, "-m", "host_tools.cli.triage", "serve", "--pki", pki["dir"], "--name", name]
         cmd += ["--listen", "127.0.0.1:0", "--json", *extra]
         env = dict(os.environ, XDG_CACHE_HOME=str(cache), PYTHONPATH=str(ROOT))
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -245,7 +245,7 @@ def test_idle_connections_held_and_reopened_do_not_keep_a_hub_out(pki, cache, tm
             assert at is not None, f"hub {hub.eui} did not connect within 5 s: {tool.kinds('dropped')[-5:]}"
             print(f"hub {i} connected after {at - hub.started:.3f} s with {flood.held} idle connections held")
         time.sleep(1.2)  # the state file is written at most once a second
-        state = ttool._REGISTRY.load_state("idle24")
+        state = REGISTRY.load_state("idle24")
         # the idle ones were held, not turned away, until their deadline
         assert state is not None and flood.closed >= 24 and state.dropped.get("timeout", 0) >= 24
         assert state.dropped.get("evicted", 0) == 0  # under the bounds: nobody evicted
@@ -281,7 +281,7 @@ def test_soak_flood_of_idle_and_drip_feeding_connections(pki, cache, tmp_path):
         flood_stats = (flood.opened, flood.closed, flood.held)
         flood.close()
         results = {h.eui: h.join() for h in hubs}
-        state = ttool._REGISTRY.load_state("soak")
+        state = REGISTRY.load_state("soak")
         tool.close()
     took = {h.eui: tool.connected[h.eui] - h.started for h in hubs if h.eui in tool.connected}
     times = sorted(took.values())

@@ -165,12 +165,7 @@ _TOOLS = ("tool", "tools", "dbch pki tool NAME")
 def _only(store: Pki, kind: tuple[str, str, str], option: str) -> str:
     """The label of the only certificate of `kind` in the PKI."""
     what, sub, issue = kind
-    names, where = store.labels(sub), store.dir / sub
-    if len(names) == 1:
-        return names[0]
-    if not names:
-        raise IpsecError(f"no {what} certificate in {where}: issue one with `{issue}`, or give {option}")
-    raise IpsecError(f"several {what} certificates in {where} ({', '.join(names)}): choose with {option}")
+    return store.only(sub, what, option, f"`{issue}`, or give {option}")
 
 
 def choose_ids(store: Pki, responder: bool, local: str | None, remote: str | None) -> tuple[str, str]:
