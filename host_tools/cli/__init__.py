@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 
 from agent import VERSION
+from host_tools.cli.output import TOP as _TOP
+from host_tools.cli.output import CommandError, add_json_flag, emit  # noqa: F401  (for the commands)
 from host_tools.errors import DbchError
 
 # Each module adds its own sub-commands: `register(subparsers)` sets `func` on its parsers.
@@ -32,16 +33,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "host_tools.cli.ipsec",
 )
 
-
-class CommandError(DbchError):
-    """A failure the user can act on; the message says what to do."""
-
-    def __init__(self, message: str, code: int = 1):
-        super().__init__(message)
-        self.code = code
-
-
-_TOP = "_top_"  # the main parser's copies of the shared options: dests with this prefix
 
 EPILOG = """\
 These options go before the command or after it (after it wins): `dbch --port sim status` is
@@ -122,28 +113,6 @@ def _unavailable(sub: argparse._SubParsersAction, module: str, missing: str) -> 
     p = sub.add_parser(command, help=f"(needs Linux or macOS: no {missing} here)", add_help=False, prefix_chars="\0")
     p.add_argument("rest", nargs="*", help=argparse.SUPPRESS)
     p.set_defaults(func=refuse)
-
-
-def add_json_flag(parser: argparse.ArgumentParser, *, before_command: bool = False) -> None:
-    """--json, for a command (or, before_command, for the main parser: see _Parser). A parser of
-    its own outside `dbch` sets its default itself: parser.set_defaults(json=False)."""
-    parser.add_argument(
-        "--json",
-        dest=_TOP + "json" if before_command else "json",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="print machine-readable JSON on stdout",
-    )
-    if not before_command:
-        parser.set_defaults(_json_flag=True)
-
-
-def emit(args: argparse.Namespace, result, text: str | None = None) -> None:
-    """Print a command's result: JSON with --json, else the human text (or the JSON)."""
-    if getattr(args, "json", False) or text is None:
-        print(json.dumps(result, indent=2, sort_keys=True, default=str))
-    else:
-        print(text)
 
 
 def main(argv: list[str] | None = None) -> int:

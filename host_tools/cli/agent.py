@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from host_tools.cli import add_json_flag
+from host_tools.cli.output import add_json_flag
 from host_tools.cli.server_args import add_server_parser, announce, command_main, run_action
 from host_tools.servers import simagent
 from host_tools.servers.simagent import SimAgentInfo

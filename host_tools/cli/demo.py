@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from host_tools.cli import CommandError, add_json_flag
 from host_tools.cli.options import add_port_args
+from host_tools.cli.output import CommandError, add_json_flag
 from host_tools.selftest import demo
 from host_tools.selftest.demo import DEMO_CONFIG, DEMO_REGION, DUIS_KINDS, alert_name
 

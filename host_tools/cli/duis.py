@@ -8,8 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-from host_tools.cli import CommandError, add_json_flag, emit
 from host_tools.cli.options import add_port_args, open_client
+from host_tools.cli.output import CommandError, add_json_flag, emit
 from host_tools.duis import assets
 from host_tools.duis.front import answer
 from host_tools.duis.schema import ENV_SCHEMA_DIR, describe

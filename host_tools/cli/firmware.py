@@ -33,8 +33,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from agent import image
-from host_tools.cli import CommandError, add_json_flag, emit
 from host_tools.cli.options import add_port_args, open_client
+from host_tools.cli.output import CommandError, add_json_flag, emit
 from host_tools.firmware import cpl
 from host_tools.firmware.image_build import build_content
 from host_tools.firmware.images import describe, parse_hash, read_image, read_permit, split, write_file

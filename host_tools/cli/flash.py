@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from host_tools.cli import CommandError, add_json_flag, emit
 from host_tools.cli.options import add_port_args
+from host_tools.cli.output import CommandError, add_json_flag, emit
 from host_tools.firmware import flash
 from host_tools.firmware.handover import hand_over, take_back
 from host_tools.firmware.sign import load_signing_public

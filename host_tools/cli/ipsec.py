@@ -12,9 +12,9 @@ from pathlib import Path
 
 from agent import triage
 from agent.triage import PolicyError
-from host_tools.cli import CommandError, add_json_flag, emit
 from host_tools.cli.events import print_event, stopped_by_signals
 from host_tools.cli.groups import add_group
+from host_tools.cli.output import CommandError, add_json_flag, emit
 from host_tools.cli.pki import add_pki_dir
 from host_tools.security import ipsec as ipsec_package
 from host_tools.security.ipsec import ENV_SOCKET, SYSTEM_SOCKET, IpsecError, default_socket, state_root

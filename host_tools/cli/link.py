@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from host_tools.cli import CommandError, emit
 from host_tools.cli.options import open_agent, port_command
+from host_tools.cli.output import CommandError, emit
 from host_tools.link.client import Event
 
 

@@ -7,7 +7,7 @@ import argparse
 import sys
 
 import host_tools.servers  # noqa: F401  (makes the ports vboard, sim and triage known)
-from host_tools.cli import add_json_flag
+from host_tools.cli.output import add_json_flag
 from host_tools.link.agent import Agent, connect
 from host_tools.link.client import AgentClient
 from host_tools.link.ports import DEFAULT_BAUD, DEFAULT_PORT, DEFAULT_TIMEOUT, PORT_ENV, Port, default_port

@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from host_tools.cli import add_json_flag, emit
 from host_tools.cli.groups import add_group
+from host_tools.cli.output import add_json_flag, emit
 from host_tools.security import pki as pki_module
 from host_tools.security.pki import DEFAULT_CA_DAYS, DEFAULT_CA_NAME, DEFAULT_LEAF_DAYS, ENV_DIR, Pki, default_dir
 

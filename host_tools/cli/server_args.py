@@ -9,7 +9,7 @@ import argparse
 import sys
 from typing import Any, Callable
 
-from host_tools.cli import emit
+from host_tools.cli.output import emit
 from host_tools.errors import DbchError
 from host_tools.servers.registry import DEFAULT_NAME, ServiceRegistry
 

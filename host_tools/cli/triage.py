@@ -8,10 +8,10 @@ import sys
 import threading
 
 from host_tools import cli
-from host_tools.cli import CommandError, add_json_flag, emit
 from host_tools.cli.events import print_event, stopped_by_signals
 from host_tools.cli.groups import add_group
 from host_tools.cli.options import add_port_args, open_client
+from host_tools.cli.output import CommandError, add_json_flag, emit
 from host_tools.cli.pki import add_pki_dir
 from host_tools.link.agent import checked
 from host_tools.security.pki import Pki, normalize_eui

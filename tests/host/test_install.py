@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import venv
@@ -59,11 +60,20 @@ def _run(cmd: list, env: dict, cwd: Path, timeout: float = 300) -> subprocess.Co
     return subprocess.run([str(c) for c in cmd], env=env, cwd=str(cwd), capture_output=True, text=True, timeout=timeout)
 
 
+# What a fresh clone does not have: a build/ left by an earlier build still holds the modules
+# that have moved or gone since, and setuptools would put them in the wheel.
+_NOT_IN_A_CLONE = shutil.ignore_patterns(
+    ".git", "build", "dist", "*.egg-info", ".tox", ".venv*", ".mutation", "mutants", "__pycache__", ".*_cache"
+)
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    source = tmp_path_factory.mktemp("source") / "dbch"
+    shutil.copytree(ROOT, source, ignore=_NOT_IN_A_CLONE)
     r = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(source)],
         capture_output=True,
         text=True,
         timeout=300,

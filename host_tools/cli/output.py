@@ -1,0 +1,42 @@
+"""What every command shares for its output: the --json flag, printing a result, and the error
+a command raises for a usage mistake (CommandError, a DbchError).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from host_tools.errors import DbchError
+
+TOP = "_top_"  # the main parser's copies of the shared options: dests with this prefix
+
+
+class CommandError(DbchError):
+    """A failure the user can act on; the message says what to do."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+def add_json_flag(parser: argparse.ArgumentParser, *, before_command: bool = False) -> None:
+    """--json, for a command (or, before_command, for the main parser: see _Parser). A parser of
+    its own outside `dbch` sets its default itself: parser.set_defaults(json=False)."""
+    parser.add_argument(
+        "--json",
+        dest=TOP + "json" if before_command else "json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print machine-readable JSON on stdout",
+    )
+    if not before_command:
+        parser.set_defaults(_json_flag=True)
+
+
+def emit(args: argparse.Namespace, result, text: str | None = None) -> None:
+    """Print a command's result: JSON with --json, else the human text (or the JSON)."""
+    if getattr(args, "json", False) or text is None:
+        print(json.dumps(result, indent=2, sort_keys=True, default=str))
+    else:
+        print(text)
