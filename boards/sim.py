@@ -37,15 +37,17 @@ class Rig:
     (and the dbch pytest plugin's `dbch_hub`) drive in-process. A power cut is the flash's
     (rig.flash.cut_after(k), cut_now()); boot() powers on and starts the hub again."""
 
-    def __init__(self, seed=1, eui=DEFAULT_EUI):
+    def __init__(self, seed=1, eui=DEFAULT_EUI, clock=None, medium=None):
+        """clock: a VirtualClock (a new one by default); medium: on that clock (by default a new
+        hal.sim.radio.Medium: tests pass one that scripts noise and logs airtime)."""
         from hal.sim.flash import SimFlash
-        from hal.sim.lab import LabMedium
+        from hal.sim.radio import Medium
         from hal.sim.vclock import VirtualClock
 
         self.eui = eui
         self.flash = SimFlash()
-        self.clock = VirtualClock()
-        self.medium = LabMedium(self.clock, seed=seed)
+        self.clock = clock if clock is not None else VirtualClock()
+        self.medium = medium if medium is not None else Medium(self.clock, seed=seed)
         self.hub = None
         self.boot()
 

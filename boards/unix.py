@@ -46,8 +46,8 @@ def make_hal(band=BAND, seed=None):
     clock = FastForwardClock(McuClock())
     storage = FileStorage(DATA_DIR)
     identity = _identity(storage)
-    # the lean medium with a short recent-transmission ring: the logs of hal.sim.lab are for host
-    # tests, not a small heap
+    # the lean medium with a short recent-transmission ring: the airtime logs are the tests', not
+    # a small heap's
     medium = Medium(clock, seed=seed if seed is not None else identity.eui64()[7] + 1, recent_size=8)
     radio = SimRadio(medium, clock, band=band, tx_power_dbm=TX_POWER_CAP_DBM)
     link = StreamLink(sys.stdin.buffer, sys.stdout.buffer)

@@ -32,7 +32,7 @@ DAYS = 28
 # from the end of week 1 to the end of week 4.
 GROWTH_BYTES = 2048
 GROWTH_OBJECTS = 40
-# The simulated air (hal/sim/lab.py's LabMedium, on hal/sim/radio.py and hal/sim/airtime.py) is
+# The simulated air (tests/portable/labmedium.py's LabMedium, on hal/sim/radio.py and airtimewindow.py) is
 # the world, not the device: it keeps one airtime figure per clock hour by design (an int object
 # per hour on CPython); its bounded parts are checked by size below.
 _FILTERS = [tracemalloc.Filter(True, str(ROOT / d / "*")) for d in ("agent", "hal", "boards")]

@@ -1,9 +1,20 @@
 # Shared by the hub and server tests: a simulated hub on a flash that survives "reboots".
+from labmedium import LabMedium
+
 from agent.examples import DBCH04_CONFIG
-from boards.sim import Rig  # noqa: F401  (the tests' simulated hub)
+from boards import sim
 from hal.contracts import Link
+from hal.sim.vclock import VirtualClock
 
 TEMPLATE = DBCH04_CONFIG
+
+
+class Rig(sim.Rig):
+    """boards.sim.Rig on the tests' LabMedium (scripted noise, airtime logs)."""
+
+    def __init__(self, seed=1, eui=sim.DEFAULT_EUI):
+        clock = VirtualClock()
+        sim.Rig.__init__(self, seed, eui, clock=clock, medium=LabMedium(clock, seed=seed))
 
 
 def config(**changes):

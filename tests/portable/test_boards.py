@@ -1,13 +1,12 @@
 # The real-board modules: their data is complete and consistent, importing them needs no
 # `machine` and touches nothing, and make_hal() builds a working Hal when `machine` (and `stm`)
-# are the bus-level fakes of fakes_spi.
+# are the bus-level chip simulations of hal.sim.chips.
 import sys
 import unittest
 
-from fakes_spi import FakeMachine, FakeRfm69, FakeSpiBus, FakeStm, FakeSx126x
-
 from hal import phy
 from hal.contracts import Hal, Radio
+from hal.sim.chips.sx126x import FakeMachine, FakeRfm69, FakeSpiBus, FakeStm, FakeSx126x
 
 BOARD_NAMES = ("heltec_wifi_lora32_v3", "pico_rfm69", "nucleo_wl55jc")
 REQUIRED_PINS = {

@@ -2,10 +2,9 @@
 # plumbing (FakeStm over a FakeSx126x in its stm32wl variant), LP/HP PAs, the Nucleo RF switch.
 import unittest
 
-from fakes_spi import RX, SLEEP, STBY_RC, FakeClock, FakePin, FakeSpiBus, FakeStm, FakeSx126x
-
 from hal import phy
 from hal.contracts import RadioError
+from hal.sim.chips.sx126x import RX, SLEEP, STBY_RC, FakeClock, FakePin, FakeSpiBus, FakeStm, FakeSx126x
 from hal.stm32wl import NucleoFrontEnd, Stm32wlRadio
 
 XTAL = 32000000

@@ -2,11 +2,10 @@
 # gives them, frequency words for every channel, refusals, TX/RX/energy paths and failures.
 import unittest
 
-from fakes_spi import RX, SLEEP, STBY_RC, FakeClock, FakeSpiBus, FakeSx126x
-
 from hal import phy
 from hal.contracts import RadioError
 from hal.mcu import ConfigError
+from hal.sim.chips.sx126x import RX, SLEEP, STBY_RC, FakeClock, FakeSpiBus, FakeSx126x
 from hal.sx126x import Sx1262, rf_frequency_reg
 
 # Expected values, computed here from the datasheet formulas, not taken from the driver.

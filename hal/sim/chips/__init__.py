@@ -1,0 +1,1 @@
+# Simulated radio chips: see the modules.
