@@ -1,156 +1,20 @@
-# Bus-level simulations of the radio chips the hal drivers talk to, for portable tests (CPython
-# and the MicroPython unix port, no hardware):
-#   FakeSpiBus  a machine.SPI stand-in whose NSS is a FakePin (or select(level), the STM32WL's
-#               stm.subghz_cs); it records every transaction (the MOSI bytes from NSS low to
-#               NSS high) and asks the chip model for each MISO byte as it is clocked.
-#   FakeSx126x  the SX1262 / STM32WL sub-GHz command interface: BUSY that rises after every
-#               command and falls after busy_polls reads, chip modes, IRQ flags gated by the IRQ
-#               mask, the 256-byte data buffer, registers, TX that completes after tx_polls
-#               transactions (or times out / hangs, as scripted), RX of scripted frames on the
-#               tuned frequency, RSSI. Protocol misuse (a command while BUSY is high, a wrong
-#               parameter count, a mode rule broken) is recorded in .violations.
-#   FakeRfm69   the SX1231H register map: 0x80 registers, a 66-byte FIFO that TX drains and RX
-#               fills tx_rate / rx_rate bytes per SPI transaction, IRQ flags computed from that
-#               state, DIO0 mapping, RSSI, reset pin.
-#   FakeStm     the `stm` module's subghz_cs / subghz_is_busy / subghz_irq for a FakeSx126x.
-#   FakeMachine a `machine` module stand-in (Pin, SPI, unique_id) wired to the fakes above.
-#   FakeClock   a Clock whose time moves by auto_ms on every reading and by sleep_ms.
-from hal.contracts import Clock
-
-
-class FakeBusError(AssertionError):
-    pass
-
-
-class FakeClock(Clock):
-    def __init__(self, auto_ms=1, utc_start=1767225600):
-        self.now = 0
-        self.auto_ms = auto_ms
-        self.utc_start = utc_start
-        self.slept = 0
-
-    def monotonic_ms(self):
-        self.now += self.auto_ms
-        return self.now
-
-    def utc(self):
-        return self.utc_start + self.now // 1000
-
-    def sleep_ms(self, ms):
-        self.now += ms
-        self.slept += ms
-
-
-class FakePin:
-    IN = 0
-    OUT = 1
-    PULL_UP = 1
-    PULL_DOWN = 2
-    IRQ_RISING = 1
-    IRQ_FALLING = 2
-
-    def __init__(self, name="pin", value=0, on_change=None, reader=None):
-        self.name = name
-        self._value = value
-        self._on_change = on_change
-        self._reader = reader
-        self.writes = []
-        self.reads = 0
-        self.handler = None
-        self.init_args = None
-
-    def value(self, v=None):
-        if v is None:
-            self.reads += 1
-            if self._reader is not None:
-                return 1 if self._reader() else 0
-            return self._value
-        v = 1 if v else 0
-        self.writes.append(v)
-        old = self._value
-        self._value = v
-        if self._on_change is not None and v != old:
-            self._on_change(v)
-        return None
-
-    def __call__(self, v=None):
-        return self.value(v)
-
-    def on(self):
-        self.value(1)
-
-    def off(self):
-        self.value(0)
-
-    def init(self, *args, **kwargs):
-        self.init_args = (args, kwargs)
-
-    def irq(self, handler=None, trigger=None):
-        self.handler = handler
-
-
-class FakeSpiBus:
-    def __init__(self, chip):
-        self.chip = chip
-        chip.bus = self
-        self.transactions = []
-        self._cur = None
-        self.init_args = None
-
-    def select(self, level):
-        """NSS: a falsy level selects the chip, a truthy one ends the transaction."""
-        if not level:
-            if self._cur is not None:
-                raise FakeBusError("NSS pulled low twice")
-            self._cur = bytearray()
-            self.chip.begin()
-        elif self._cur is not None:
-            data = bytes(self._cur)
-            self._cur = None
-            self.transactions.append(data)
-            self.chip.end(data)
-
-    def cs_pin(self):
-        return FakePin("cs", 1, on_change=self.select)
-
-    def _xfer(self, out):
-        if self._cur is None:
-            raise FakeBusError("SPI transfer while NSS is high")
-        res = bytearray(len(out))
-        for i in range(len(out)):
-            self._cur.append(out[i])
-            res[i] = self.chip.exchange(self._cur) & 0xFF
-        return res
-
-    # machine.SPI API
-    def init(self, *args, **kwargs):
-        self.init_args = (args, kwargs)
-
-    def deinit(self):
-        pass
-
-    def write(self, buf):
-        self._xfer(bytes(buf))
-
-    def read(self, n, write=0):
-        return bytes(self._xfer(bytes((write,)) * n))
-
-    def readinto(self, buf, write=0):
-        r = self._xfer(bytes((write,)) * len(buf))
-        for i in range(len(r)):
-            buf[i] = r[i]
-
-    def write_readinto(self, wbuf, rbuf):
-        r = self._xfer(bytes(wbuf))
-        for i in range(len(r)):
-            rbuf[i] = r[i]
-
-    def opcodes(self):
-        return [t[0] for t in self.transactions if t]
-
-
-# ---------------------------------------------------------------------------------------------
-# SX126x
+# A Semtech SX126x at its SPI bus, as the SX1262 and the STM32WL's sub-GHz core present it
+# (hal.sx126x and hal.stm32wl drive it): BUSY that rises after every command and falls after
+# busy_polls reads, chip modes, IRQ flags gated by the IRQ mask, the 256-byte data buffer,
+# registers, GFSK packet parameters, RSSI. Protocol misuse (a command while BUSY is high, a wrong
+# parameter count, a mode rule broken) is recorded in .violations.
+#
+# On a medium (attach(medium), a hal.sim.radio.Medium): SetTx puts the buffer's frame on the
+# channel SetRfFrequency chose, with its airtime, and TxDone rises when the airtime has passed
+# (a driver polling for it waits that long: on a virtual clock the time moves on); in RX the
+# frames others send on that channel arrive in the buffer with RxDone; GetRssiInst reads the
+# medium's energy on the channel. Without a medium (driver tests), TX ends after tx_polls
+# transactions (or times out / hangs, as scripted) and RSSI is what rssi_raw says. Scripted
+# frames (incoming: [payload, crc_ok, freq_reg or None]) arrive before the medium's.
+# record=False (a long simulation) keeps no log of commands and frames (sent, commands: None).
+from hal.compat import const
+from hal.sim.chips.air import OnAir
+from hal.sim.chips.bus import SimPin
 
 SLEEP = 0
 STBY_RC = 2
@@ -189,10 +53,14 @@ _SX_PARAMS = {
 }
 _SX_READS = (0xC0, 0x12, 0x13, 0x14, 0x15, 0x17, 0x11, 0x1D, 0x1E)
 _SX_STANDBY_ONLY = (0x8A, 0x84, 0x96, 0x89, 0x98)
+_XTAL_HZ = const(32000000)
+# (paDutyCycle, hpMax) -> (dBm out, the SetTxParams power byte of that row)
+_HP_ROWS = {(0x02, 0x02): (14, 22), (0x02, 0x03): (17, 22), (0x03, 0x05): (20, 22), (0x04, 0x07): (22, 22)}
+_LP_ROWS = {(0x06, 0x00): (15, 14), (0x04, 0x00): (14, 14), (0x01, 0x00): (10, 13)}
 
 
-class FakeSx126x:
-    def __init__(self, variant="sx1262", busy_polls=1):
+class SimSx126x(OnAir):
+    def __init__(self, variant="sx1262", busy_polls=1, medium=None, record=True):
         if variant not in ("sx1262", "stm32wl"):
             raise ValueError(variant)
         self.variant = variant
@@ -203,24 +71,31 @@ class FakeSx126x:
         self.stuck_busy = False
         self.tx_outcome = "done"  # "done", "timeout" (the chip's Timeout IRQ) or "hang"
         self.tx_polls = 2
-        self.sent = []  # (freq_reg, payload, tx_params, pa_config)
+        self.sent = [] if record else None  # (freq_reg, payload, tx_params, pa_config)
+        self.frames_sent = 0
         self.incoming = []  # [payload, crc_ok, freq_reg or None]
         self.dropped = 0
         self.rssi_raw = 200
         self.rssi_by_freq = {}
         self.packet_rssi_raw = 160
         self.violations = []
-        self.commands = []  # (opcode, params) of every executed command
+        self.commands = [] if record else None  # (opcode, params) of every executed command
         self.resets = 0
         self.clear_errors_params = 2 if variant == "sx1262" else 1
+        self.tx_power_dbm = None  # what the last frame was sent at (others hear it on a medium)
         self._power_on()
+        if medium is not None:
+            self.attach(medium)
+
+    def freq_hz(self):
+        """The frequency SetRfFrequency set, in Hz (DS 13.4.1: reg * 32 MHz / 2^25)."""
+        return (self.freq_reg * _XTAL_HZ + (1 << 24)) >> 25
 
     def _power_on(self):
         self.mode = STBY_RC
         self.cmd_status = 0
         self.regs = bytearray(0x1000)
         self.regs[0x06B8] = 0xA0  # bits 7:1 hold something the driver must preserve
-        self.regs[0x06B9] = 0x00
         self.regs[0x08D8] = 0xC8
         self.buffer = bytearray(256)
         self.irq = 0
@@ -242,21 +117,21 @@ class FakeSx126x:
         self.image_cal = None
         self._busy_left = 0
         self._tx_left = None
+        self._tx_end = None
         self._rx_timeout = None
         self.tx_timeout = None
         self.rx_len = 0
         self.rx_start = 0
         self._waking = False
 
-    # pins
     def busy_pin(self):
-        return FakePin("busy", reader=self.read_busy)
+        return SimPin("busy", reader=self.read_busy)
 
     def dio1_pin(self):
-        return FakePin("dio1", reader=self.read_dio1)
+        return SimPin("dio1", reader=self.read_dio1)
 
     def reset_pin(self):
-        return FakePin("reset", 1, on_change=self._reset_edge)
+        return SimPin("reset", 1, on_change=self._reset_edge)
 
     def _busy_now(self):
         return self.stuck_busy or self.mode == SLEEP or self._busy_left > 0
@@ -287,10 +162,14 @@ class FakeSx126x:
         if self.mode == TX and self._tx_left is not None:
             if self.tx_outcome == "hang":
                 return
+            if self._tx_end is not None:
+                self.air.wait_until(self._tx_end)  # the frame is on the air until then
+                self._tx_left = 1
             self._tx_left -= 1
             if self._tx_left > 0:
                 return
             self._tx_left = None
+            self._tx_end = None
             self.mode = STBY_RC
             if self.tx_outcome == "done":
                 self._raise(IRQ_TX_DONE)
@@ -302,6 +181,11 @@ class FakeSx126x:
                 if freq is None or freq == self.freq_reg:
                     del self.incoming[k]
                     self._deliver(payload, crc_ok)
+                    return
+            if self.air is not None and self.freq_reg is not None:
+                got = self.air.take(self.freq_hz())
+                if got is not None:
+                    self._deliver(got[1], True)
                     return
             if self._rx_timeout not in (None, 0, 0xFFFFFF):
                 self.mode = STBY_RC
@@ -320,7 +204,6 @@ class FakeSx126x:
         if self._rx_timeout != 0xFFFFFF:
             self.mode = STBY_RC
 
-    # bus
     def status_byte(self):
         return ((self.mode & 7) << 4) | ((self.cmd_status & 7) << 1)
 
@@ -342,6 +225,9 @@ class FakeSx126x:
         if op == 0x15:
             if self.mode != RX:
                 self.violations.append("GetRssiInst outside RX")
+            if self.air is not None and self.freq_reg is not None:
+                raw = -2 * self.air.energy_dbm(self.freq_hz())  # DS 13.5.4: -RssiInst/2 dBm
+                return (0 if raw < 0 else 255 if raw > 255 else raw,)
             return (self.rssi_by_freq.get(self.freq_reg, self.rssi_raw),)
         if op == 0x17:
             return (self.errors >> 8, self.errors & 0xFF)
@@ -385,7 +271,8 @@ class FakeSx126x:
             return
         op = data[0]
         p = data[1:]
-        self.commands.append((op, bytes(p)))
+        if self.commands is not None:
+            self.commands.append((op, bytes(p)))
         self.cmd_status = 0
         self._busy_left = self.busy_polls
         if op in _SX_READS:
@@ -417,6 +304,7 @@ class FakeSx126x:
         if op == 0x80:
             self.mode = STBY_XOSC if p[0] else STBY_RC
             self._tx_left = None
+            self._tx_end = None
             self._rx_timeout = None
         elif op == 0x84:
             self.mode = SLEEP
@@ -431,7 +319,12 @@ class FakeSx126x:
             self._tx_left = self.tx_polls
             self.tx_timeout = u24
             if self.tx_outcome == "done":
-                self.sent.append((self.freq_reg, payload, self.tx_params, self.pa_config))
+                self.frames_sent += 1
+                self.tx_power_dbm = self._output_dbm()
+                if self.sent is not None:
+                    self.sent.append((self.freq_reg, payload, self.tx_params, self.pa_config))
+                if self.air is not None and self.freq_reg is not None:
+                    self._tx_end = self.air.send(self.freq_hz(), payload)
         elif op == 0x82:
             self.mode = RX
             self._rx_timeout = u24
@@ -473,6 +366,16 @@ class FakeSx126x:
             self.tx_base = p[0]
             self.rx_base = p[1]
 
+    def _output_dbm(self):
+        # The power the PA puts out: its optimal-settings row (DS table 13-21; RM0453 table 35
+        # on the STM32WL) less what SetTxParams asks below the row's power byte.
+        if self.pa_config is None or self.tx_params is None:
+            return None
+        rows = _LP_ROWS if self.variant == "stm32wl" and self.pa_config[2] == 1 else _HP_ROWS
+        row = rows.get((self.pa_config[0], self.pa_config[1]))
+        power = self.tx_params[0]
+        return power if row is None else row[0] - (row[1] - power)
+
     # helpers for tests
     def last(self, op):
         for o, p in reversed(self.commands):
@@ -482,358 +385,3 @@ class FakeSx126x:
 
     def count(self, op):
         return len([1 for o, _ in self.commands if o == op])
-
-
-class FakeStm:
-    """The stm32 port's `stm` module, as far as the sub-GHz radio goes."""
-
-    def __init__(self, bus):
-        self.bus = bus
-        self.irq_handlers = []
-
-    def subghz_cs(self, level):
-        self.bus.select(level)
-
-    def subghz_is_busy(self):
-        return bool(self.bus.chip.read_busy())
-
-    def subghz_irq(self, handler):
-        self.irq_handlers.append(handler)
-
-
-# ---------------------------------------------------------------------------------------------
-# RFM69 (SX1231H)
-
-_RF_DEFAULTS = {
-    0x01: 0x04,
-    0x02: 0x00,
-    0x03: 0x1A,
-    0x04: 0x0B,
-    0x05: 0x00,
-    0x06: 0x52,
-    0x07: 0xE4,
-    0x08: 0xC0,
-    0x09: 0x00,
-    0x0A: 0x41,
-    0x0B: 0x40,
-    0x10: 0x24,
-    0x11: 0x9F,
-    0x12: 0x09,
-    0x13: 0x1A,
-    0x18: 0x88,
-    0x19: 0x55,
-    0x1A: 0x8B,
-    0x25: 0x00,
-    0x29: 0xE4,
-    0x2C: 0x00,
-    0x2D: 0x03,
-    0x2E: 0x98,
-    0x37: 0x10,
-    0x38: 0x40,
-    0x3C: 0x8F,
-    0x3D: 0x02,
-    0x5A: 0x55,
-    0x5C: 0x70,
-    0x6F: 0x30,
-}
-RF_SLEEP = 0
-RF_STANDBY = 1
-RF_FS = 2
-RF_TX = 3
-RF_RX = 4
-FIFO_SIZE = 66
-
-
-class FakeRfm69:
-    def __init__(self, tx_rate=4, rx_rate=4):
-        self.bus = None
-        self.tx_rate = tx_rate
-        self.rx_rate = rx_rate
-        self.present = True
-        self.tx_outcome = "done"  # or "hang": nothing leaves the FIFO
-        self.sent = []  # (frf, payload, pa_level, test_pa1, test_pa2, ocp)
-        self.incoming = []  # [payload, crc_ok, frf or None]
-        self.rssi_raw = 200
-        self.rssi_by_frf = {}
-        self.violations = []
-        self.resets = 0
-        self.overruns = 0
-        self.filtered = 0
-        self.mode_log = []
-        self._power_on()
-
-    def _power_on(self):
-        self.regs = bytearray(0x80)
-        for k, v in _RF_DEFAULTS.items():
-            self.regs[k] = v
-        self.fifo = []
-        self.packet_sent = False
-        self.payload_ready = False
-        self.crc_ok = False
-        self.overrun = False
-        self.rssi_done = False
-        self._air = bytearray()  # TX: bytes gone on air for the current packet
-        self._rx = None  # RX: bytes of the frame being received
-        self._rx_pos = 0
-        self._rx_crc_ok = True
-
-    @property
-    def mode(self):
-        return (self.regs[0x01] >> 2) & 0x07
-
-    def frf(self):
-        return (self.regs[0x07] << 16) | (self.regs[0x08] << 8) | self.regs[0x09]
-
-    # pins
-    def reset_pin(self):
-        return FakePin("reset", 0, on_change=self._reset_edge)
-
-    def _reset_edge(self, level):
-        if not level:  # RESET released after a high pulse
-            self._power_on()
-            self.resets += 1
-
-    def dio0_pin(self):
-        return FakePin("dio0", reader=self.read_dio0)
-
-    def read_dio0(self):
-        self._advance()
-        mapping = self.regs[0x25] >> 6
-        if self.mode == RF_TX and mapping == 0:
-            return self.packet_sent
-        if self.mode == RF_RX:
-            if mapping == 0:
-                return self.crc_ok
-            if mapping == 1:
-                return self.payload_ready
-        return 0
-
-    # activity
-    def _advance(self):
-        if self.mode == RF_TX and self.tx_outcome == "done" and not self.packet_sent:
-            thresh = self.regs[0x3C] & 0x7F
-            if not self._air and not self.regs[0x3C] & 0x80 and len(self.fifo) <= thresh:
-                return  # TxStartCondition FifoLevel: waits for more than the threshold
-            for _ in range(self.tx_rate):
-                if not self.fifo:
-                    if self._air:
-                        self.violations.append("FIFO underrun during TX")
-                    return
-                self._air.append(self.fifo.pop(0))
-                if len(self._air) == 1 + self._air[0]:
-                    self.sent.append(
-                        (
-                            self.frf(),
-                            bytes(self._air[1:]),
-                            self.regs[0x11],
-                            self.regs[0x5A],
-                            self.regs[0x5C],
-                            self.regs[0x13],
-                        )
-                    )
-                    self._air = bytearray()
-                    self.packet_sent = True
-                    return
-        elif self.mode == RF_RX and not self.payload_ready:
-            if self._rx is None:
-                for k in range(len(self.incoming)):
-                    payload, crc_ok, frf = self.incoming[k]
-                    if frf is None or frf == self.frf():
-                        del self.incoming[k]
-                        if self.regs[0x37] & 0x80 and len(payload) > self.regs[0x38]:
-                            self.filtered += 1  # longer than RegPayloadLength: dropped
-                            return
-                        self._rx = bytes((len(payload),)) + bytes(payload)
-                        self._rx_pos = 0
-                        self._rx_crc_ok = crc_ok
-                        break
-                if self._rx is None:
-                    return
-            for _ in range(self.rx_rate):
-                if self._rx_pos >= len(self._rx):
-                    break
-                if len(self.fifo) >= FIFO_SIZE:
-                    self.overrun = True
-                    self.overruns += 1
-                    self._rx = None
-                    return
-                self.fifo.append(self._rx[self._rx_pos])
-                self._rx_pos += 1
-            if self._rx_pos >= len(self._rx):
-                self._rx = None
-                if self._rx_crc_ok:
-                    self.crc_ok = True
-                    self.payload_ready = True
-                elif self.regs[0x37] & 0x08:  # CrcAutoClearOff: hand the bad frame over
-                    self.payload_ready = True
-                else:
-                    self.fifo = []
-
-    def flags1(self):
-        m = self.mode
-        v = 0x80  # ModeReady: mode switches are immediate here
-        if m == RF_RX:
-            v |= 0x40
-        if m == RF_TX:
-            v |= 0x20
-        if m in (RF_FS, RF_TX, RF_RX):
-            v |= 0x10
-        if self._rx is not None:
-            v |= 0x01
-        return v
-
-    def flags2(self):
-        n = len(self.fifo)
-        v = 0
-        if n >= FIFO_SIZE:
-            v |= 0x80
-        if n:
-            v |= 0x40
-        if n > (self.regs[0x3C] & 0x7F):
-            v |= 0x20
-        if self.overrun:
-            v |= 0x10
-        if self.packet_sent:
-            v |= 0x08
-        if self.payload_ready:
-            v |= 0x04
-        if self.crc_ok:
-            v |= 0x02
-        return v
-
-    def _read(self, reg):
-        if reg == 0x00:
-            if not self.fifo:
-                self.violations.append("FIFO read while empty")
-                return 0
-            b = self.fifo.pop(0)
-            if not self.fifo and self.payload_ready:
-                self.payload_ready = False
-                self.crc_ok = False
-            return b
-        if reg == 0x27:
-            return self.flags1()
-        if reg == 0x28:
-            return self.flags2()
-        if reg == 0x23:
-            return 0x02 if self.rssi_done else 0x00
-        return self.regs[reg & 0x7F]
-
-    def _write(self, reg, v):
-        if reg == 0x00:
-            if len(self.fifo) >= FIFO_SIZE:
-                self.violations.append("FIFO write while full")
-                self.overrun = True
-                return
-            self.fifo.append(v)
-            return
-        if reg == 0x10:
-            self.violations.append("write to read-only RegVersion")
-            return
-        if reg == 0x27:
-            return
-        if reg == 0x28:
-            if v & 0x10:  # FifoOverrun: clears the FIFO
-                self.fifo = []
-                self.overrun = False
-                self.payload_ready = False
-                self.crc_ok = False
-            return
-        if reg == 0x23:
-            if v & 0x01:
-                if self.mode != RF_RX:
-                    self.violations.append("RssiStart outside RX")
-                self.regs[0x24] = self.rssi_by_frf.get(self.frf(), self.rssi_raw)
-                self.rssi_done = True
-            return
-        old_mode = self.mode
-        self.regs[reg & 0x7F] = v
-        if reg == 0x01 and self.mode != old_mode:
-            self.mode_log.append(self.mode)
-            if old_mode == RF_TX:
-                self.packet_sent = False
-                if self._air:
-                    self.violations.append("left TX in the middle of a packet")
-                self._air = bytearray()
-            if old_mode == RF_RX:
-                self.rssi_done = False
-                self._rx = None
-            if self.mode == RF_TX and self.regs[0x5A] == 0x5D and self.regs[0x13] != 0x0F:
-                self.violations.append("+20 dBm settings with OCP on")
-            if self.mode == RF_RX and (self.regs[0x5A] != 0x55 or self.regs[0x5C] != 0x70):
-                self.violations.append("high-power test registers left on in RX")
-
-    def begin(self):
-        self._advance()
-
-    def exchange(self, cur):
-        if not self.present:
-            return 0
-        i = len(cur) - 1
-        if i == 0:
-            return 0
-        addr = cur[0] & 0x7F
-        reg = addr if addr == 0 else addr + i - 1
-        if cur[0] & 0x80:
-            self._write(reg, cur[i])
-            return 0
-        return self._read(reg)
-
-    def end(self, data):
-        pass
-
-
-# ---------------------------------------------------------------------------------------------
-# machine
-
-
-class _PinFactory:
-    IN = 0
-    OUT = 1
-    PULL_UP = 1
-    PULL_DOWN = 2
-    IRQ_RISING = 1
-    IRQ_FALLING = 2
-
-    def __init__(self, machine):
-        self._machine = machine
-
-    def __call__(self, pid, mode=-1, pull=-1, value=None, **kwargs):
-        m = self._machine
-        pin = m.pins.get(pid)
-        if pin is None:
-            pin = m.pins[pid] = FakePin("pin {}".format(pid), 0)
-        m.made_pins[pid] = (mode, pull, value)
-        if value is not None:
-            pin.value(value)
-        return pin
-
-
-class _SpiFactory:
-    def __init__(self, machine):
-        self._machine = machine
-
-    def __call__(self, *args, **kwargs):
-        self._machine.spi_args.append((args, kwargs))
-        return self._machine.bus
-
-
-class FakeMachine:
-    """A `machine` module: Pin(id, ...) hands out the FakePin wired for that id (a new one for
-    any other id), SPI(...) the fake bus, unique_id() the given bytes."""
-
-    def __init__(self, bus=None, pins=None, uid=b"\x01\x02\x03\x04\x05\x06\x07\x08"):
-        self.bus = bus
-        self.pins = pins if pins is not None else {}
-        self.uid = uid
-        self.spi_args = []
-        self.made_pins = {}
-        self.resets = 0
-        self.Pin = _PinFactory(self)
-        self.SPI = _SpiFactory(self)
-
-    def unique_id(self):
-        return self.uid
-
-    def reset(self):
-        self.resets += 1
