@@ -5,8 +5,14 @@
 #              STM32WL's stm.subghz_cs); it asks the chip for each MISO byte as it is clocked
 #              and hands it each transaction (the MOSI bytes from NSS low to NSS high). With
 #              record=True it keeps them all in .transactions (driver tests).
-# A chip on the bus provides begin() (NSS low), exchange(cur) -> the MISO byte for the last
-# byte of cur (the transaction so far) and end(data) (NSS high).
+# A chip on the bus provides begin() (NSS low), transfer(mosi, i, n, miso) (bytes i..i+n-1 of
+# the transaction, mosi[0] its first, have been clocked in: it puts the n bytes clocked out into
+# miso, unless miso is None) and end(mosi, n) (NSS high after n bytes). The bus keeps one buffer
+# for every transaction: a simulated transfer allocates nothing (on MicroPython a driver's every
+# allocation counts towards the next collection of the whole heap).
+from hal.compat import const
+
+_BUF = const(264)  # the longest transaction of the drivers (SX126x WriteBuffer: 2 + 255 bytes)
 
 
 class BusError(AssertionError):
@@ -69,38 +75,38 @@ class SimSpiBus:
         chip.bus = self
         self.transactions = [] if record else None
         self.count = 0  # transactions so far
-        self._cur = None
+        self._buf = bytearray(_BUF)  # MOSI bytes of the transaction
+        self._n = -1  # how many; -1: NSS is high
         self.init_args = None
 
     def select(self, level):
         """NSS: a falsy level selects the chip, a truthy one ends the transaction."""
         if not level:
-            if self._cur is not None:
+            if self._n >= 0:
                 raise BusError("NSS pulled low twice")
-            self._cur = bytearray()
+            self._n = 0
             self.chip.begin()
-        elif self._cur is not None:
-            data = bytes(self._cur)
-            self._cur = None
+        elif self._n >= 0:
+            n = self._n
+            self._n = -1
             self.count += 1
             if self.transactions is not None:
-                self.transactions.append(data)
-            self.chip.end(data)
+                self.transactions.append(bytes(self._buf[:n]))
+            self.chip.end(self._buf, n)
 
     def cs_pin(self):
         return SimPin("cs", 1, on_change=self.select)
 
-    def _xfer(self, out):
-        cur = self._cur
-        if cur is None:
+    def _xfer(self, out, miso):
+        i = self._n
+        if i < 0:
             raise BusError("SPI transfer while NSS is high")
         n = len(out)
-        res = bytearray(n)
-        exchange = self.chip.exchange
-        for i in range(n):
-            cur.append(out[i])
-            res[i] = exchange(cur) & 0xFF
-        return res
+        if i + n > len(self._buf):
+            self._buf += bytearray(i + n - len(self._buf))
+        self._buf[i : i + n] = out
+        self._n = i + n
+        self.chip.transfer(self._buf, i, n, miso)
 
     # machine.SPI API
     def init(self, *args, **kwargs):
@@ -110,20 +116,18 @@ class SimSpiBus:
         pass
 
     def write(self, buf):
-        self._xfer(buf)
+        self._xfer(buf, None)
 
     def read(self, n, write=0):
-        return bytes(self._xfer(bytes((write,)) * n))
+        miso = bytearray(n)
+        self._xfer(bytes((write,)) * n, miso)
+        return bytes(miso)
 
     def readinto(self, buf, write=0):
-        r = self._xfer(bytes((write,)) * len(buf))
-        for i in range(len(r)):
-            buf[i] = r[i]
+        self._xfer(bytes((write,)) * len(buf), buf)
 
     def write_readinto(self, wbuf, rbuf):
-        r = self._xfer(wbuf)
-        for i in range(len(r)):
-            rbuf[i] = r[i]
+        self._xfer(wbuf, rbuf)
 
     def opcodes(self):
         return [t[0] for t in self.transactions if t]

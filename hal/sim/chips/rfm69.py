@@ -80,13 +80,14 @@ class SimRfm69(OnAir):
         self.regs = bytearray(0x80)
         for k, v in _RF_DEFAULTS.items():
             self.regs[k] = v
-        self.fifo = []
+        self.fifo = _Fifo()
         self.packet_sent = False
         self.payload_ready = False
         self.crc_ok = False
         self.overrun = False
         self.rssi_done = False
-        self._out = bytearray()  # TX: bytes gone on air for the current packet
+        self._out = bytearray(256)  # TX: bytes gone on air for the current packet (_out_n)
+        self._out_n = 0
         self._rx = None  # RX: bytes of the frame being received
         self._rx_pos = 0
         self._rx_crc_ok = True
@@ -139,19 +140,23 @@ class SimRfm69(OnAir):
     def _advance(self):
         if self.mode == RF_TX and self.tx_outcome == "done" and not self.packet_sent:
             thresh = self.regs[0x3C] & 0x7F
-            if not self._out and not self.regs[0x3C] & 0x80 and len(self.fifo) <= thresh:
+            fifo = self.fifo
+            on = self._out_n
+            if not on and not self.regs[0x3C] & 0x80 and len(fifo) <= thresh:
                 return  # TxStartCondition FifoLevel: waits for more than the threshold
-            for _ in range(self.tx_rate):
-                if not self.fifo:
-                    if self._out:
-                        self.violations.append("FIFO underrun during TX")
-                    return
-                self._out.append(self.fifo.pop(0))
-                if len(self._out) == 1 + self._out[0]:
-                    self._sent(bytes(self._out[1:]))
-                    self._out = bytearray()
-                    self.packet_sent = True
-                    return
+            out = self._out
+            need = 1 + (out[0] if on else fifo.peek() if len(fifo) else 0) - on
+            k = min(self.tx_rate, len(fifo), need)  # bytes on air this transaction
+            for j in range(k):
+                out[on + j] = fifo.pop()
+            on += k
+            self._out_n = on
+            if on and on == 1 + out[0]:
+                self._sent(bytes(memoryview(out)[1:on]))
+                self._out_n = 0
+                self.packet_sent = True
+            elif k < self.tx_rate and on:
+                self.violations.append("FIFO underrun during TX")
         elif self.mode == RF_RX and not self.payload_ready:
             if self._rx is None:
                 got = self._arriving()
@@ -172,7 +177,7 @@ class SimRfm69(OnAir):
                     self.overruns += 1
                     self._rx = None
                     return
-                self.fifo.append(self._rx[self._rx_pos])
+                self.fifo.push(self._rx[self._rx_pos])
                 self._rx_pos += 1
             if self._rx_pos >= len(self._rx):
                 self._rx = None
@@ -182,7 +187,7 @@ class SimRfm69(OnAir):
                 elif self.regs[0x37] & 0x08:  # CrcAutoClearOff: hand the bad frame over
                     self.payload_ready = True
                 else:
-                    self.fifo = []
+                    self.fifo.clear()
 
     def _sent(self, payload):
         # the packet has left the FIFO: on the medium for its airtime
@@ -241,11 +246,11 @@ class SimRfm69(OnAir):
 
     def _read(self, reg):
         if reg == 0x00:
-            if not self.fifo:
+            if not len(self.fifo):
                 self.violations.append("FIFO read while empty")
                 return 0
-            b = self.fifo.pop(0)
-            if not self.fifo and self.payload_ready:
+            b = self.fifo.pop()
+            if not len(self.fifo) and self.payload_ready:
                 self.payload_ready = False
                 self.crc_ok = False
             return b
@@ -263,7 +268,7 @@ class SimRfm69(OnAir):
                 self.violations.append("FIFO write while full")
                 self.overrun = True
                 return
-            self.fifo.append(v)
+            self.fifo.push(v)
             return
         if reg == 0x10:
             self.violations.append("write to read-only RegVersion")
@@ -272,7 +277,7 @@ class SimRfm69(OnAir):
             return
         if reg == 0x28:
             if v & 0x10:  # FifoOverrun: clears the FIFO
-                self.fifo = []
+                self.fifo.clear()
                 self.overrun = False
                 self.payload_ready = False
                 self.crc_ok = False
@@ -295,9 +300,9 @@ class SimRfm69(OnAir):
                 self.mode_log.append(self.mode)
             if old_mode == RF_TX:
                 self.packet_sent = False
-                if self._out:
+                if self._out_n:
                     self.violations.append("left TX in the middle of a packet")
-                self._out = bytearray()
+                self._out_n = 0
             if old_mode == RF_RX:
                 self.rssi_done = False
                 self._rx = None
@@ -309,18 +314,69 @@ class SimRfm69(OnAir):
     def begin(self):
         self._advance()
 
-    def exchange(self, cur):
+    def transfer(self, mosi, i0, n, miso):
+        # DS 5.2.1: the address byte, then data to or from consecutive registers (RegFifo stays)
         if not self.present:
-            return 0
-        i = len(cur) - 1
-        if i == 0:
-            return 0
-        addr = cur[0] & 0x7F
-        reg = addr if addr == 0 else addr + i - 1
-        if cur[0] & 0x80:
-            self._write(reg, cur[i])
-            return 0
-        return self._read(reg)
+            if miso is not None:
+                for k in range(n):
+                    miso[k] = 0
+            return
+        write = mosi[0] & 0x80
+        addr = mosi[0] & 0x7F
+        for k in range(n):
+            i = i0 + k
+            v = 0
+            if i == 0:
+                pass
+            elif write and addr == 0 and k + 1 < n:  # a burst into the FIFO
+                self._fill(memoryview(mosi)[i : i0 + n])
+                if miso is not None:
+                    for j in range(k, n):
+                        miso[j] = 0
+                return
+            elif write:
+                self._write(addr if addr == 0 else addr + i - 1, mosi[i])
+            else:
+                v = self._read(addr if addr == 0 else addr + i - 1)
+            if miso is not None:
+                miso[k] = v
 
-    def end(self, data):
+    def _fill(self, data):
+        fifo = self.fifo
+        for i in range(len(data)):
+            if len(fifo) >= FIFO_SIZE:
+                self.violations.append("FIFO write while full")
+                self.overrun = True
+                return
+            fifo.push(data[i])
+
+    def end(self, mosi, n):
         pass
+
+
+class _Fifo:
+    """The 66-byte FIFO: a ring, so that moving bytes through it allocates nothing."""
+
+    def __init__(self):
+        self._ring = bytearray(FIFO_SIZE)
+        self._head = 0
+        self._n = 0
+
+    def __len__(self):
+        return self._n
+
+    def clear(self):
+        self._head = self._n = 0
+
+    def push(self, b):
+        self._ring[(self._head + self._n) % FIFO_SIZE] = b
+        self._n += 1
+
+    def peek(self):
+        return self._ring[self._head]
+
+    def pop(self):
+        b = self._ring[self._head]
+        self._head = (self._head + 1) % FIFO_SIZE
+        self._n -= 1
+        return b

@@ -235,42 +235,50 @@ class SimSx126x(OnAir):
             return (self.packet_type or 0,)
         return ()
 
-    def exchange(self, cur):
-        i = len(cur) - 1
-        st = self.status_byte()
+    def transfer(self, mosi, i0, n, miso):
+        # MISO: the status byte, then the data of a read command (its opcode, address or offset
+        # and a status byte come first); zeros from an absent or waking chip
+        if miso is None:
+            return
         if self._waking or not self.present:
-            return 0
-        op = cur[0]
-        if i == 0:
-            return st
-        if op == 0x1D:
-            if i <= 3:
-                return st
-            return self.regs[(((cur[1] << 8) | cur[2]) + i - 4) & 0xFFF]
-        if op == 0x1E:
-            if i <= 2:
-                return st
-            return self.buffer[(cur[1] + i - 3) & 0xFF]
-        if op in _SX_READS:
-            if i == 1:
-                return st
-            data = self._get_data(op)
-            k = i - 2
-            return data[k] if k < len(data) else 0
-        return st
+            for k in range(n):
+                miso[k] = 0
+            return
+        st = self.status_byte()
+        op = mosi[0]
+        end = i0 + n
+        if op == 0x1D:  # ReadRegister: address, status, then registers
+            src, first, mask = self.regs, 4, 0xFFF
+            base = (mosi[1] << 8) | mosi[2] if end > 3 else 0
+        elif op == 0x1E:  # ReadBuffer: offset, status, then the buffer
+            src, first, mask = self.buffer, 3, 0xFF
+            base = mosi[1] if end > 2 else 0
+        elif op in _SX_READS:  # status, then data
+            src = self._get_data(op) if end > 2 else ()
+            first, base, mask = 2, 0, 0
+        else:
+            src, first, base, mask = (), end, 0, 0
+        for k in range(n):
+            i = i0 + k
+            if i < first:
+                miso[k] = st
+            elif mask:
+                miso[k] = src[(base + i - first) & mask]
+            else:
+                miso[k] = src[i - first] if i - first < len(src) else 0
 
-    def end(self, data):
+    def end(self, mosi, n):
         if self._waking:
             self._waking = False
-            if data:
-                self.violations.append("command 0x{:02x} sent to a sleeping chip".format(data[0]))
+            if n:
+                self.violations.append("command 0x{:02x} sent to a sleeping chip".format(mosi[0]))
             self.mode = STBY_RC
             self._busy_left = self.busy_polls
             return
-        if not data:
+        if not n:
             return
-        op = data[0]
-        p = data[1:]
+        op = mosi[0]
+        p = memoryview(mosi)[1:n]  # the parameters, read in place
         if self.commands is not None:
             self.commands.append((op, bytes(p)))
         self.cmd_status = 0
@@ -283,8 +291,12 @@ class SimSx126x(OnAir):
                 self.regs[(addr + k - 2) & 0xFFF] = p[k]
             return
         if op == 0x0E:
-            for k in range(1, len(p)):
-                self.buffer[(p[0] + k - 1) & 0xFF] = p[k]
+            a = p[0]
+            if a + len(p) - 1 <= 256:
+                self.buffer[a : a + len(p) - 1] = p[1:]
+            else:
+                for k in range(1, len(p)):
+                    self.buffer[(a + k - 1) & 0xFF] = p[k]
             return
         want = self.clear_errors_params if op == 0x07 else _SX_PARAMS.get(op)
         if want is None:
@@ -314,7 +326,10 @@ class SimSx126x(OnAir):
             if self.packet_type is None or self.freq_reg is None:
                 self.violations.append("SetTx before packet type and frequency")
             n = self.packet_params[6] if self.packet_params else 0
-            payload = bytes(self.buffer[(self.tx_base + i) & 0xFF] for i in range(n))
+            b = self.tx_base
+            payload = bytes(
+                memoryview(self.buffer)[b : b + n] if b + n <= 256 else (self.buffer + self.buffer)[b : b + n]
+            )
             self.mode = TX
             self._tx_left = self.tx_polls
             self.tx_timeout = u24
