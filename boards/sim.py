@@ -4,6 +4,8 @@
 NAME = "sim"
 MCU = "host"
 RADIO = "sim"
+# SimRadio unless asked: a driver costs ~30x per frame, and the month-long endurance runs, the
+# fuzzing and the host tools' agents are about the agent, not the radio (the hub tests run on all)
 DEFAULT_RADIO = "sim"
 BAND = "868"
 TX_POWER_CAP_DBM = 14
