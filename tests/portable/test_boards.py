@@ -4,13 +4,9 @@
 import sys
 import unittest
 
+from boards import simchips
 from hal import phy
 from hal.contracts import Hal, Radio
-from hal.sim.chips.bus import SimSpiBus
-from hal.sim.chips.machine import SimMachine
-from hal.sim.chips.rfm69 import SimRfm69
-from hal.sim.chips.stm32wl import SimStm
-from hal.sim.chips.sx126x import SimSx126x
 
 BOARD_NAMES = ("heltec_wifi_lora32_v3", "pico_rfm69", "nucleo_wl55jc")
 REQUIRED_PINS = {
@@ -77,27 +73,16 @@ class ModuleSwap:
         self.saved = {}
 
 
+_UIDS = {
+    "heltec_wifi_lora32_v3": b"\x48\x27\xe2\x01\x02\x03",  # an ESP32-S3's EUI-48
+    "pico_rfm69": b"\xe6\x61\x41\x04\x03\x5b\x2c\x21",
+    "nucleo_wl55jc": bytes(range(12)),
+}
+
+
 def wire(name):
-    """(machine, stm or None, chip) fakes wired the way the board's PINS say."""
-    mod = board(name)
-    if mod.RADIO == "SX1262":
-        chip = SimSx126x()
-        bus = SimSpiBus(chip)
-        pins = {
-            mod.PINS["cs"]: bus.cs_pin(),
-            mod.PINS["busy"]: chip.busy_pin(),
-            mod.PINS["reset"]: chip.reset_pin(),
-            mod.PINS["dio1"]: chip.dio1_pin(),
-        }
-        return SimMachine(bus, pins, uid=b"\x48\x27\xe2\x01\x02\x03"), None, chip
-    if mod.RADIO == "RFM69HCW":
-        chip = SimRfm69()
-        bus = SimSpiBus(chip)
-        pins = {mod.PINS["cs"]: bus.cs_pin(), mod.PINS["reset"]: chip.reset_pin(), mod.PINS["dio0"]: chip.dio0_pin()}
-        return SimMachine(bus, pins, uid=b"\xe6\x61\x41\x04\x03\x5b\x2c\x21"), None, chip
-    chip = SimSx126x("stm32wl")
-    bus = SimSpiBus(chip)
-    return SimMachine(bus, {}, uid=bytes(range(12))), SimStm(bus), chip
+    """(machine, stm or None, chip) wired the way the board's PINS say (boards.simchips)."""
+    return simchips.wire(board(name), uid=_UIDS[name])
 
 
 class BoardData(unittest.TestCase):
