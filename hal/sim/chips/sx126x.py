@@ -133,9 +133,6 @@ class SimSx126x(OnAir):
     def reset_pin(self):
         return SimPin("reset", 1, on_change=self._reset_edge)
 
-    def _busy_now(self):
-        return self.stuck_busy or self.mode == SLEEP or self._busy_left > 0
-
     def read_busy(self):
         if self.stuck_busy or self.mode == SLEEP:
             return 1
@@ -211,7 +208,7 @@ class SimSx126x(OnAir):
         if self.mode == SLEEP:
             self._waking = True
             return
-        if self._busy_now():
+        if self.stuck_busy or self._busy_left > 0:  # (asleep: returned above)
             self.violations.append("NSS low while BUSY high")
         self._advance()
 
@@ -326,10 +323,8 @@ class SimSx126x(OnAir):
             if self.packet_type is None or self.freq_reg is None:
                 self.violations.append("SetTx before packet type and frequency")
             n = self.packet_params[6] if self.packet_params else 0
-            b = self.tx_base
-            payload = bytes(
-                memoryview(self.buffer)[b : b + n] if b + n <= 256 else (self.buffer + self.buffer)[b : b + n]
-            )
+            ring = memoryview(self.buffer) if self.tx_base + n <= 256 else self.buffer + self.buffer
+            payload = bytes(ring[self.tx_base : self.tx_base + n])
             self.mode = TX
             self._tx_left = self.tx_polls
             self.tx_timeout = u24
