@@ -104,7 +104,12 @@ class SimSpiBus:
         n = len(out)
         if i + n > len(self._buf):
             self._buf += bytearray(i + n - len(self._buf))
-        self._buf[i : i + n] = out
+        buf = self._buf
+        if n > 16:
+            buf[i : i + n] = out
+        else:  # byte by byte: a slice would be an allocation, for each command
+            for k in range(n):
+                buf[i + k] = out[k]
         self._n = i + n
         self.chip.transfer(self._buf, i, n, miso)
 

@@ -1,16 +1,13 @@
-# A Semtech SX126x at its SPI bus, as the SX1262 and the STM32WL's sub-GHz core present it
-# (hal.sx126x and hal.stm32wl drive it): BUSY that rises after every command and falls after
-# busy_polls reads, chip modes, IRQ flags gated by the IRQ mask, the 256-byte data buffer,
-# registers, GFSK packet parameters, RSSI. Protocol misuse (a command while BUSY is high, a wrong
-# parameter count, a mode rule broken) is recorded in .violations.
-#
-# On a medium (attach(medium), a hal.sim.radio.Medium): SetTx puts the buffer's frame on the
-# channel SetRfFrequency chose, with its airtime, and TxDone rises when the airtime has passed
-# (a driver polling for it waits that long: on a virtual clock the time moves on); in RX the
-# frames others send on that channel arrive in the buffer with RxDone; GetRssiInst reads the
-# medium's energy on the channel. Without a medium (driver tests), TX ends after tx_polls
-# transactions (or times out / hangs, as scripted) and RSSI is what rssi_raw says. Scripted
-# frames (incoming: [payload, crc_ok, freq_reg or None]) arrive before the medium's.
+# A Semtech SX126x at its SPI bus, as the SX1262 and the STM32WL's sub-GHz core present it to
+# hal.sx126x / hal.stm32wl: BUSY rising after every command (falling after busy_polls reads),
+# chip modes, IRQ flags under the IRQ mask, the 256-byte buffer, registers, GFSK packet
+# parameters, RSSI. Misuse (a command while BUSY, a wrong parameter count, a mode rule broken)
+# is recorded in .violations. On a medium (attach(medium)): SetTx puts the buffer's frame on the
+# channel SetRfFrequency chose, with its airtime, and TxDone rises once that has passed (a
+# driver polling for it waits that long: a virtual clock moves on); in RX others' frames on that
+# channel arrive with RxDone; GetRssiInst reads the medium's energy there. Without one (driver
+# tests), TX ends after tx_polls transactions (or times out / hangs, as scripted) and RSSI is
+# rssi_raw. Scripted frames (incoming: [payload, crc_ok, freq_reg or None]) come first.
 # record=False (a long simulation) keeps no log of commands and frames (sent, commands: None).
 from hal.compat import const
 from hal.sim.chips.air import OnAir
@@ -54,6 +51,7 @@ _SX_PARAMS = {
 _SX_READS = (0xC0, 0x12, 0x13, 0x14, 0x15, 0x17, 0x11, 0x1D, 0x1E)
 _SX_STANDBY_ONLY = (0x8A, 0x84, 0x96, 0x89, 0x98)
 _XTAL_HZ = const(32000000)
+_SHORT = const(10)  # the longest fixed-length command (SetPacketParams) with its opcode
 # (paDutyCycle, hpMax) -> (dBm out, the SetTxParams power byte of that row)
 _HP_ROWS = {(0x02, 0x02): (14, 22), (0x02, 0x03): (17, 22), (0x03, 0x05): (20, 22), (0x04, 0x07): (22, 22)}
 _LP_ROWS = {(0x06, 0x00): (15, 14), (0x04, 0x00): (14, 14), (0x01, 0x00): (10, 13)}
@@ -83,6 +81,7 @@ class SimSx126x(OnAir):
         self.resets = 0
         self.clear_errors_params = 2 if variant == "sx1262" else 1
         self.tx_power_dbm = None  # what the last frame was sent at (others hear it on a medium)
+        self._params = [bytearray(k) for k in range(_SHORT)]
         self._power_on()
         if medium is not None:
             self.attach(medium)
@@ -275,7 +274,12 @@ class SimSx126x(OnAir):
         if not n:
             return
         op = mosi[0]
-        p = memoryview(mosi)[1:n]  # the parameters, read in place
+        if n <= _SHORT:  # the parameters, copied into a buffer of their length (no allocation)
+            p = self._params[n - 1]
+            for k in range(n - 1):
+                p[k] = mosi[k + 1]
+        else:
+            p = memoryview(mosi)[1:n]
         if self.commands is not None:
             self.commands.append((op, bytes(p)))
         self.cmd_status = 0
@@ -377,8 +381,7 @@ class SimSx126x(OnAir):
             self.rx_base = p[1]
 
     def _output_dbm(self):
-        # The power the PA puts out: its optimal-settings row (DS table 13-21; RM0453 table 35
-        # on the STM32WL) less what SetTxParams asks below the row's power byte.
+        # the PA's output: its optimal row (DS table 13-21, RM0453 table 35) less what SetTxParams asks below it
         if self.pa_config is None or self.tx_params is None:
             return None
         rows = _LP_ROWS if self.variant == "stm32wl" and self.pa_config[2] == 1 else _HP_ROWS
