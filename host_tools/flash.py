@@ -34,7 +34,7 @@ from host_tools.cli import CommandError, add_json_flag, emit
 from host_tools.client import AgentClient, LinkError, SerialTransport
 from host_tools.connect import add_port_args, resolve
 
-DIRS = ("agent", "hal", "hal/sim", "boards")  # the modules' directories, inside a slot
+DIRS = ("agent", "hal", "hal/sim", "hal/sim/chips", "boards")  # the modules' directories, inside a slot
 SLOT = "slots/a"
 LEGACY_DIRS = DIRS  # where the layout before slots kept them, at the root: cleaned up
 BOOTLOADER = "dbchboot.mpy"
@@ -104,6 +104,10 @@ def sources_for(board: str) -> list[Path]:
     files += [p.relative_to(ROOT) for p in sorted((ROOT / "hal").glob("*.py"))]
     files += [p.relative_to(ROOT) for p in sorted((ROOT / "hal" / "sim").glob("*.py"))]
     files += [Path("boards/__init__.py"), Path(f"boards/{board}.py"), Path("boards/mcu_board.py")]
+    if board in ("sim", "unix"):  # a simulated board may carry a real board's radio on a simulated chip
+        files += [p.relative_to(ROOT) for p in sorted((ROOT / "hal" / "sim" / "chips").glob("*.py"))]
+        files += [Path("boards/simchips.py")]
+        files += [Path(f"boards/{b}.py") for b in ("heltec_wifi_lora32_v3", "pico_rfm69", "nucleo_wl55jc")]
     return files
 
 
