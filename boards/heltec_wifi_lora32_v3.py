@@ -35,10 +35,10 @@ def make_hal(band=BAND, **overrides):
     first use (or radio.init())."""
     from boards.mcu_board import build_hal
 
-    return build_hal(__name__, band, overrides, _radio)
+    return build_hal(__name__, band, overrides, make_radio)
 
 
-def _radio(machine, pins, band, cap, baudrate, clock):
+def make_radio(machine, pins, band, cap, baudrate, clock):
     from boards.mcu_board import spi_bus
     from hal.sx126x import Sx1262
 

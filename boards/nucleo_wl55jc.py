@@ -30,11 +30,13 @@ def make_hal(band=BAND, **overrides):
     first use (or radio.init())."""
     from boards.mcu_board import build_hal
 
-    return build_hal(__name__, band, overrides, _radio)
+    return build_hal(__name__, band, overrides, make_radio)
 
 
-def _radio(machine, pins, band, cap, baudrate, clock):
-    import stm
+def make_radio(machine, pins, band, cap, baudrate, clock, stm=None):
+    """The radio driver on `machine` and `stm` (the port's, unless a stand-in is given)."""
+    if stm is None:
+        import stm
 
     from hal.stm32wl import NucleoFrontEnd, Stm32wlRadio
 

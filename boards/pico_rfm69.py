@@ -32,10 +32,10 @@ def make_hal(band=BAND, **overrides):
     first use (or radio.init())."""
     from boards.mcu_board import build_hal
 
-    return build_hal(__name__, band, overrides, _radio, high_power=HIGH_POWER)
+    return build_hal(__name__, band, overrides, make_radio, high_power=HIGH_POWER)
 
 
-def _radio(machine, pins, band, cap, baudrate, clock, high_power):
+def make_radio(machine, pins, band, cap, baudrate, clock, high_power=HIGH_POWER):
     from boards.mcu_board import spi_bus
     from hal.rfm69 import Rfm69
 

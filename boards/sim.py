@@ -1,8 +1,12 @@
 # A simulated hub for CPython (and the unix port): virtual clock, simulated radio medium,
 # storage in a directory or in a simulated flash. Tests and the CPython agent build on it.
+# Its radio is one of boards.simchips.RADIOS: a real driver on a simulated chip, or SimRadio.
 NAME = "sim"
 MCU = "host"
 RADIO = "sim"
+# SimRadio unless asked: a driver costs ~30x per frame, and the month-long endurance runs, the
+# fuzzing and the host tools' agents are about the agent, not the radio (the hub tests run on all)
+DEFAULT_RADIO = "sim"
 BAND = "868"
 TX_POWER_CAP_DBM = 14
 REGULATED_DUTY_CYCLE_PERMILLE = 25
@@ -10,14 +14,26 @@ DEFAULT_EUI = "00-DB-12-34-56-78-90-A2"  # the DCC Boxed templates' target devic
 DESCRIPTION = "Simulated Dual Band CH: virtual clock, simulated sub-GHz medium"
 
 
-def make_hal(storage_dir=None, flash=None, eui=DEFAULT_EUI, band=BAND, link=None, clock=None, medium=None, seed=1):
+def make_hal(
+    storage_dir=None,
+    flash=None,
+    eui=DEFAULT_EUI,
+    band=BAND,
+    link=None,
+    clock=None,
+    medium=None,
+    seed=1,
+    radio=DEFAULT_RADIO,
+):
     """A Hal of simulated parts. Storage: a directory if storage_dir is given, else a SimFlash
-    (a new one unless flash is passed, so a test can cut power and boot again on the same one)."""
+    (a new one unless flash is passed, so a test can cut power and boot again on the same one).
+    radio: a kind of boards.simchips.RADIOS (a driver on a chip on the medium, or SimRadio), or
+    a Radio already on the medium."""
     from hal.contracts import Hal
     from hal.fs_storage import FileStorage
     from hal.mcu import StaticIdentity
     from hal.sim.flash import SimFlash
-    from hal.sim.radio import Medium, SimRadio
+    from hal.sim.radio import Medium
     from hal.sim.vclock import VirtualClock
 
     clock = clock or VirtualClock()
@@ -26,7 +42,10 @@ def make_hal(storage_dir=None, flash=None, eui=DEFAULT_EUI, band=BAND, link=None
         storage = FileStorage(storage_dir)
     else:
         storage = FileStorage("/hub", fs=flash if flash is not None else SimFlash())
-    radio = SimRadio(medium, clock, band=band, tx_power_dbm=TX_POWER_CAP_DBM)
+    if isinstance(radio, str):
+        from boards.simchips import make_radio
+
+        radio = make_radio(radio, clock, medium, band, TX_POWER_CAP_DBM)[0]
     import sys
 
     return Hal(radio, clock, storage, link=link, identity=StaticIdentity(eui), board=sys.modules[__name__])
@@ -37,20 +56,29 @@ class Rig:
     (and the dbch pytest plugin's `dbch_hub`) drive in-process. A power cut is the flash's
     (rig.flash.cut_after(k), cut_now()); boot() powers on and starts the hub again."""
 
-    def __init__(self, seed=1, eui=DEFAULT_EUI):
+    def __init__(self, seed=1, eui=DEFAULT_EUI, clock=None, medium=None, radio=DEFAULT_RADIO):
+        """clock: a VirtualClock (a new one by default); medium: on that clock (by default a new
+        hal.sim.radio.Medium: tests pass one that scripts noise and logs airtime); radio: the
+        kind each boot builds (boards.simchips.RADIOS). .chip is the current boot's chip (None
+        for SimRadio): a power cut takes it off the medium, the next boot brings a fresh one."""
         from hal.sim.flash import SimFlash
-        from hal.sim.lab import LabMedium
+        from hal.sim.radio import Medium
         from hal.sim.vclock import VirtualClock
 
         self.eui = eui
         self.flash = SimFlash()
-        self.clock = VirtualClock()
-        self.medium = LabMedium(self.clock, seed=seed)
+        self.clock = clock if clock is not None else VirtualClock()
+        self.medium = medium if medium is not None else Medium(self.clock, seed=seed)
+        self.radio = radio
+        self.chip = None
         self.hub = None
         self.boot()
 
     def hal(self, link=None):
-        return make_hal(flash=self.flash, clock=self.clock, medium=self.medium, link=link, eui=self.eui)
+        from boards.simchips import make_radio
+
+        radio, self.chip = make_radio(self.radio, self.clock, self.medium, BAND, TX_POWER_CAP_DBM)
+        return make_hal(flash=self.flash, clock=self.clock, medium=self.medium, link=link, eui=self.eui, radio=radio)
 
     def boot(self, link=None):
         """Power on and start a new Hub on the same flash, clock and medium."""
@@ -58,6 +86,12 @@ class Rig:
 
         from agent.hub import Hub
 
+        if self.hub is not None:  # the board that lost power is off the air
+            old = self.hub.radio
+            if self.chip is not None:
+                self.chip.detach()
+            elif old in self.medium.radios:
+                self.medium.radios.remove(old)
         self.flash.power_on()
         self.hub = Hub(self.hal(link), sys.modules[__name__])
         return self.hub

@@ -1,5 +1,8 @@
 # The virtual board: the MicroPython unix port on a pty (dbch vboard). Real time that the host
 # may fast-forward, a simulated radio medium, the flash directory as storage, the console as link.
+# Its radio: SimRadio, or a real board's driver on a simulated chip (boards.simchips), chosen by
+# make_hal(radio=...) or by the board's "radio" record (the file data/radio in its flash, holding
+# a kind such as "sx1262" or a board name such as "heltec_wifi_lora32_v3").
 NAME = "unix"
 MCU = "unix port"
 RADIO = "sim"
@@ -33,7 +36,7 @@ def _reset():
     machine.reset()
 
 
-def make_hal(band=BAND, seed=None):
+def make_hal(band=BAND, seed=None, radio=None):
     import sys
 
     from hal.contracts import Hal
@@ -46,9 +49,17 @@ def make_hal(band=BAND, seed=None):
     clock = FastForwardClock(McuClock())
     storage = FileStorage(DATA_DIR)
     identity = _identity(storage)
-    # the lean medium with a short recent-transmission ring: the logs of hal.sim.lab are for host
-    # tests, not a small heap
+    # the lean medium with a short recent-transmission ring: the airtime logs are the tests', not
+    # a small heap's
     medium = Medium(clock, seed=seed if seed is not None else identity.eui64()[7] + 1, recent_size=8)
-    radio = SimRadio(medium, clock, band=band, tx_power_dbm=TX_POWER_CAP_DBM)
+    if radio is None:
+        radio = storage.read("radio")
+        radio = radio.decode().strip() if radio else "sim"
+    if radio == "sim":
+        radio = SimRadio(medium, clock, band=band, tx_power_dbm=TX_POWER_CAP_DBM)
+    else:  # a driver and its chip: loaded only when asked for (a small heap)
+        from boards.simchips import make_radio
+
+        radio = make_radio(radio, clock, medium, band, TX_POWER_CAP_DBM)[0]
     link = StreamLink(sys.stdin.buffer, sys.stdout.buffer)
     return Hal(radio, clock, storage, link=link, identity=identity, board=sys.modules[__name__], reset=_reset)

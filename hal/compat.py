@@ -1,4 +1,5 @@
-# The one module that papers over CPython / MicroPython differences.
+# The one module that papers over CPython / MicroPython differences, and with boards.load the
+# only place that looks at the runtime: the rest of hal/ is handed what it needs from here.
 # Feature detection only (try/except ImportError, hasattr), never version checks.
 
 try:
@@ -31,10 +32,68 @@ except ImportError:
 # data), kbd_intr(3) turns Ctrl-C back on. Only MicroPython has it; elsewhere a no-op.
 try:
     from micropython import kbd_intr
+
+    _REPL_ON_STDIN = True
 except ImportError:
+    _REPL_ON_STDIN = False
 
     def kbd_intr(c):
         pass
+
+
+def console_input():
+    """The byte stream the REPL's console reads (MicroPython's sys.stdin, the line kbd_intr
+    guards), or None: CPython has no REPL on its standard input to share it with."""
+    if not _REPL_ON_STDIN:
+        return None
+    import sys
+
+    return sys.stdin.buffer
+
+
+# The port's clock: sleep_ms, and the year its time.time() counts from (2000 on some MicroPython
+# ports, 1970 on the others and on CPython).
+try:
+    from time import sleep_ms
+except ImportError:
+
+    def sleep_ms(ms):
+        import time
+
+        time.sleep(ms / 1000)
+
+
+def epoch_year():
+    import time
+
+    return time.gmtime(0)[0]
+
+
+# A file's bytes on the medium: os.fsync where the port has it (CPython); MicroPython's VFS
+# commits a file's blocks when it is closed.
+def fsync(f):
+    import os
+
+    if hasattr(os, "fsync"):
+        os.fsync(f.fileno())
+
+
+# TLS: CPython's ssl (OpenSSL: SSLContext.minimum_version) or MicroPython's mbedTLS (the C
+# module `tls` behind ssl.py from 1.23, else ssl itself); None on a port built without TLS.
+# Imported on first use only: a board that never opens the triage link never loads it.
+def tls_modules():
+    """(ssl module or None, True if it is OpenSSL's, the mbedTLS module or None)."""
+    try:
+        import ssl
+    except ImportError:
+        return None, False, None
+    if hasattr(ssl, "SSLContext") and hasattr(ssl.SSLContext, "minimum_version"):
+        return ssl, True, None
+    try:
+        import tls
+    except ImportError:
+        tls = ssl
+    return ssl, False, tls
 
 
 try:

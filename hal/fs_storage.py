@@ -14,7 +14,7 @@
 # OsFs is that object over `os` and the builtin open (no os.path: MicroPython has none).
 import os
 
-from hal.compat import const, path_exists, rename_over
+from hal.compat import const, fsync, path_exists, rename_over
 from hal.contracts import Storage
 
 _MAX_NAME = const(64)
@@ -56,8 +56,7 @@ class OsFs:
 
     def sync_file(self, f):
         f.flush()
-        if hasattr(os, "fsync"):  # CPython; MicroPython's VFS commits on close
-            os.fsync(f.fileno())
+        fsync(f)
 
 
 class FileStorage(Storage):

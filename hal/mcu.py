@@ -1,10 +1,12 @@
 # Building blocks for real MicroPython boards: the clock and identity of the MCU (the radio
-# drivers' shared rules are in hal/radio_driver.py). Nothing here touches hardware at import;
-# `machine` is imported only when an identity is first asked for without an injected source.
+# drivers' shared rules are in hal/radio_driver.py). Nothing here touches hardware: the board
+# hands in its unique ID (machine.unique_id), and the port's clock comes from hal.compat.
 # Runs on CPython too (tests drive it with fake tick sources and fake buses).
 import time
 
 from hal.compat import const, ticks_add, ticks_ms
+from hal.compat import epoch_year as _port_epoch_year
+from hal.compat import sleep_ms as _port_sleep_ms
 from hal.contracts import Clock, Identity
 
 _SECONDS_PER_DAY = const(86400)
@@ -38,14 +40,14 @@ class McuClock(Clock):
         self._time = time_fn if time_fn is not None else time.time
         if epoch_year is None:
             # Some ports count time.time() from 2000-01-01, others from 1970: ask the port.
-            epoch_year = time.gmtime(0)[0]
+            epoch_year = _port_epoch_year()
         self.epoch_year = epoch_year
         # seconds from 1970-01-01 to the port's epoch (Gregorian leap rule; epochs >= 1970)
         days = 0
         for y in range(1970, epoch_year):
             days += 366 if (y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)) else 365
         self._epoch_offset = days * _SECONDS_PER_DAY
-        self._sleep = sleep_ms if sleep_ms is not None else getattr(time, "sleep_ms", None)
+        self._sleep = sleep_ms if sleep_ms is not None else _port_sleep_ms
         self._wraps = 0
         self._last = self._ticks()
 
@@ -62,10 +64,7 @@ class McuClock(Clock):
 
     def sleep_ms(self, ms):
         if ms > 0:
-            if self._sleep is None:  # CPython: no time.sleep_ms
-                time.sleep(ms / 1000)
-            else:
-                self._sleep(ms)
+            self._sleep(ms)
 
 
 # EUI-64 derivation (McuIdentity):
@@ -93,18 +92,13 @@ def eui64_from_unique_id(unique_id):
 
 
 class McuIdentity(Identity):
-    def __init__(self, unique_id=None):
-        # unique_id: bytes, or a callable returning them (machine.unique_id); None = ask
-        # machine.unique_id() on first use.
+    def __init__(self, unique_id):
+        # unique_id: bytes, or a callable returning them (the board passes machine.unique_id)
         self._source = unique_id
         self._eui = None
 
     def unique_id(self):
         src = self._source
-        if src is None:
-            import machine
-
-            src = machine.unique_id
         return bytes(src() if callable(src) else src)
 
     def eui64(self):

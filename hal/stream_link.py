@@ -14,7 +14,7 @@
 # Ctrl-C back on (kbd_intr(3)), and the board is at its REPL for mpremote.
 import select
 
-from hal.compat import kbd_intr
+from hal.compat import console_input, kbd_intr
 from hal.contracts import Link
 
 
@@ -28,10 +28,8 @@ class StreamLink(Link):
         self._poll = select.poll()
         self._poll.register(inp, select.POLLIN)
         self.eof = False
-        if console is None:  # the MicroPython console is sys.stdin; a pty on CPython is not
-            import sys
-
-            console = sys.implementation.name == "micropython" and inp is sys.stdin.buffer
+        if console is None:  # the REPL's console (MicroPython's stdin); a pty on CPython is not
+            console = inp is console_input()
         self.console = console
         self.handed_over = False
         if console:

@@ -30,19 +30,12 @@
 
 import socket as _socket
 
-try:
-    import ssl as _ssl
-except ImportError:  # a port built without TLS
-    _ssl = None
+from hal.compat import tls_modules
+from hal.contracts import Link as _Link
 
-# CPython has SSLContext.minimum_version; MicroPython's mbedTLS module does not.
-_OPENSSL = _ssl is not None and hasattr(_ssl, "SSLContext") and hasattr(_ssl.SSLContext, "minimum_version")
-_mtls = None
-if not _OPENSSL:
-    try:
-        import tls as _mtls  # MicroPython >= 1.23: the C module behind ssl.py
-    except ImportError:
-        _mtls = _ssl
+# ssl (None on a port built without TLS), whether it is OpenSSL (CPython), and MicroPython's
+# mbedTLS module (None on CPython)
+_ssl, _OPENSSL, _mtls = tls_modules()
 
 _CERT_REQUIRED = 2  # same value in CPython, MicroPython and mbedTLS
 _PROTOCOL_TLS_CLIENT = 0  # MicroPython's values; CPython uses its own constants below
@@ -588,12 +581,6 @@ def _peer_gone(exc):
                 return True
     args = getattr(exc, "args", ())
     return isinstance(exc, OSError) and len(args) > 0 and args[0] in _GONE
-
-
-try:
-    from hal.contracts import Link as _Link
-except ImportError:  # hal.tls used on its own
-    _Link = object
 
 
 class TlsStreamLink(_Link):

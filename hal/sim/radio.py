@@ -16,7 +16,7 @@
 #     in a ring (the energy of frames still on air comes from it).
 # What host tests and tools script and log - noise that changes over time, other transmitters,
 # exact sliding-window airtime, airtime per hour, the recent transmissions - is in
-# hal.sim.lab.LabMedium, a subclass, so that a board does not carry it.
+# the tests' LabMedium (tests/portable/labmedium.py), a subclass, so that a board does not carry it.
 import math
 
 from hal import phy

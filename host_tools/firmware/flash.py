@@ -31,7 +31,7 @@ from host_tools.errors import DbchError
 from host_tools.firmware.handover import hand_over, wait_for_hello
 from host_tools.firmware.image_build import build_bootloader, build_image
 
-DIRS = ("agent", "hal", "hal/sim", "boards")  # the modules' directories, inside a slot
+DIRS = ("agent", "hal", "hal/sim", "hal/sim/chips", "boards")  # the modules' directories, inside a slot
 SLOT = "slots/a"
 LEGACY_DIRS = DIRS  # where the layout before slots kept them, at the root: cleaned up
 BOOTLOADER = "dbchboot.mpy"

@@ -21,6 +21,10 @@ def sources_for(board: str) -> list[Path]:
     files += [p.relative_to(ROOT) for p in sorted((ROOT / "hal").glob("*.py"))]
     files += [p.relative_to(ROOT) for p in sorted((ROOT / "hal" / "sim").glob("*.py"))]
     files += [Path("boards/__init__.py"), Path(f"boards/{board}.py"), Path("boards/mcu_board.py")]
+    if board in ("sim", "unix"):  # a simulated board may carry a real board's radio on a simulated chip
+        files += [p.relative_to(ROOT) for p in sorted((ROOT / "hal" / "sim" / "chips").glob("*.py"))]
+        files += [Path("boards/simchips.py")]
+        files += [Path(f"boards/{b}.py") for b in ("heltec_wifi_lora32_v3", "pico_rfm69", "nucleo_wl55jc")]
     return files
 
 

@@ -151,6 +151,9 @@ def test_compiled_modules_are_a_fraction_of_the_heap():
 
     with tempfile.TemporaryDirectory() as d:
         sizes = bench.build_flash(Path(d))
+    # the radio chips simulated at their bus load only where a simulated board is asked for a
+    # driver: no board with a heap to keep small carries them
+    sizes = {k: n for k, n in sizes.items() if not k.startswith("hal/sim/chips/") and k != "boards/simchips.mpy"}
     total = sum(sizes.values())
     print(f".mpy: {len(sizes)} modules, {total} bytes ({total / CAP:.0%} of 128 KB)")
     assert len(sizes) > 30

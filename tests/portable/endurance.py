@@ -3,7 +3,7 @@
 # whole month on CPython; DBCH_ENDURANCE_DAYS=28 micropython tests/upy/run.py test_endurance for a
 # month on MicroPython).
 #
-# The world: one virtual clock for the air (hal.sim.lab.LabMedium) and the host. The device's
+# The world: one virtual clock for the air (labmedium.LabMedium) and the host. The device's
 # clock restarts at every boot (BootClock: monotonic from 0, UTC from the world), as a board's
 # does. Time moves a minute per step; in each step the host (this script) talks to the agent
 # through agent.server.Server over an in-memory link, the way a host on serial does:
@@ -26,12 +26,13 @@
 # growth, not that list's.
 import gc
 
+from labmedium import LabMedium
+
 from agent import wire
 from agent.server import Server
 from boards import sim
 from hal.contracts import Clock, Link, PowerCut
 from hal.sim.flash import SimFlash
-from hal.sim.lab import LabMedium
 from hal.sim.vclock import VirtualClock
 
 MINUTE_MS = 60000

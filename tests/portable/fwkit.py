@@ -4,12 +4,13 @@
 # before the hub starts.
 import hashlib
 
+from labmedium import LabMedium
+
 from agent import boot, image, p256
 from agent.firmware import CONFIRM_MS
 from agent.fwinstall import _SlotWriter
 from boards import sim
 from hal.sim.flash import SimFlash
-from hal.sim.lab import LabMedium
 from hal.sim.vclock import VirtualClock
 
 ROOT = "/"  # sim storage is /hub: the firmware root is its parent

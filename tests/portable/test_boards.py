@@ -1,11 +1,10 @@
 # The real-board modules: their data is complete and consistent, importing them needs no
 # `machine` and touches nothing, and make_hal() builds a working Hal when `machine` (and `stm`)
-# are the bus-level fakes of fakes_spi.
+# are the bus-level chip simulations of hal.sim.chips.
 import sys
 import unittest
 
-from fakes_spi import FakeMachine, FakeRfm69, FakeSpiBus, FakeStm, FakeSx126x
-
+from boards import simchips
 from hal import phy
 from hal.contracts import Hal, Radio
 
@@ -74,27 +73,16 @@ class ModuleSwap:
         self.saved = {}
 
 
+_UIDS = {
+    "heltec_wifi_lora32_v3": b"\x48\x27\xe2\x01\x02\x03",  # an ESP32-S3's EUI-48
+    "pico_rfm69": b"\xe6\x61\x41\x04\x03\x5b\x2c\x21",
+    "nucleo_wl55jc": bytes(range(12)),
+}
+
+
 def wire(name):
-    """(machine, stm or None, chip) fakes wired the way the board's PINS say."""
-    mod = board(name)
-    if mod.RADIO == "SX1262":
-        chip = FakeSx126x()
-        bus = FakeSpiBus(chip)
-        pins = {
-            mod.PINS["cs"]: bus.cs_pin(),
-            mod.PINS["busy"]: chip.busy_pin(),
-            mod.PINS["reset"]: chip.reset_pin(),
-            mod.PINS["dio1"]: chip.dio1_pin(),
-        }
-        return FakeMachine(bus, pins, uid=b"\x48\x27\xe2\x01\x02\x03"), None, chip
-    if mod.RADIO == "RFM69HCW":
-        chip = FakeRfm69()
-        bus = FakeSpiBus(chip)
-        pins = {mod.PINS["cs"]: bus.cs_pin(), mod.PINS["reset"]: chip.reset_pin(), mod.PINS["dio0"]: chip.dio0_pin()}
-        return FakeMachine(bus, pins, uid=b"\xe6\x61\x41\x04\x03\x5b\x2c\x21"), None, chip
-    chip = FakeSx126x("stm32wl")
-    bus = FakeSpiBus(chip)
-    return FakeMachine(bus, {}, uid=bytes(range(12))), FakeStm(bus), chip
+    """(machine, stm or None, chip) wired the way the board's PINS say (boards.simchips)."""
+    return simchips.wire(board(name), uid=_UIDS[name])
 
 
 class BoardData(unittest.TestCase):

@@ -10,6 +10,7 @@ import hashlib
 import unittest
 
 from fwkit import OTHER_D, ROOT, Device, Image, install, permit, public_key, sign
+from labmedium import LabMedium
 
 from agent import boot, image
 from agent.hub import Hub
@@ -18,7 +19,6 @@ from boards import sim
 from hal.compat import hexstr
 from hal.fs_storage import FileStorage
 from hal.sim.flash import SimFlash
-from hal.sim.lab import LabMedium
 from hal.sim.vclock import VirtualClock
 
 

@@ -1,13 +1,11 @@
-import unittest
-
-from hubkit import Rig, config
+from hubkit import HubTests, config, over_radios
 
 from agent import codes
 
 
-class Requests(unittest.TestCase):
+class Requests(HubTests):
     def setUp(self):
-        self.rig = Rig()
+        self.rig = self.make_rig()
 
     def test_hello_and_status_before_configuration(self):
         rc, data, err = self.rig.call("hello")
@@ -74,7 +72,7 @@ class Requests(unittest.TestCase):
         self.assertEqual(len(epoch), 8)
         self.rig.boot()
         self.assertEqual(self.rig.call("hello")[1]["epoch"], epoch)
-        self.assertNotEqual(Rig().call("hello")[1]["epoch"], epoch)
+        self.assertNotEqual(self.make_rig().call("hello")[1]["epoch"], epoch)
 
     def test_radio_is_tuned_again_after_reboot(self):
         self.rig.call("config.set", config=config())
@@ -88,9 +86,9 @@ class Requests(unittest.TestCase):
         self.assertEqual(data["warnings"][0]["field"], "UpperBandSubGHzChannels0To26")
 
 
-class DutyCycle(unittest.TestCase):
+class DutyCycle(HubTests):
     def test_overload_raises_the_duty_cycle_alerts_in_order_and_stays_legal(self):
-        rig = Rig()
+        rig = self.make_rig()
         rig.call("config.set", config=config())
         rig.drain()
         # an hour and a half of 10x the allowed traffic (25 % of the time on air), in bursts every
@@ -120,7 +118,7 @@ class DutyCycle(unittest.TestCase):
         self.assertEqual([c for c, _ in rig.alerts()], ["8F25", "8F23", "8F21"])
 
     def test_n54_carries_the_table_42_code(self):
-        rig = Rig()
+        rig = self.make_rig()
         rig.call("config.set", config=config())
         for _seq, kind, data in rig.hub.outbox.pending():
             self.assertEqual(kind, "N54")
@@ -129,9 +127,9 @@ class DutyCycle(unittest.TestCase):
             self.assertEqual(data["CHFDeviceID"], "00-DB-12-34-56-78-90-A2")
 
 
-class Agility(unittest.TestCase):
+class Agility(HubTests):
     def setUp(self):
-        self.rig = Rig()
+        self.rig = self.make_rig()
         self.rig.call("config.set", config=config(MaximumSubGHzChannelChangesPerWeek=2))
         self.rig.drain()
 
@@ -183,9 +181,9 @@ class Agility(unittest.TestCase):
         self.assertEqual(got[1][0], "8F27")
 
 
-class PowerCuts(unittest.TestCase):
+class PowerCuts(HubTests):
     def test_cut_at_every_write_of_a_configuration_apply(self):
-        probe = Rig()
+        probe = self.make_rig()
         probe.call("config.set", config=config())
         start = probe.flash.writes
         probe.call("config.set", config=config(LowerBandSubGHzChannels0To26=[3, 4]))
@@ -194,7 +192,7 @@ class PowerCuts(unittest.TestCase):
         from hal.contracts import PowerCut
 
         for i in range(n):
-            rig = Rig()
+            rig = self.make_rig()
             rig.call("config.set", config=config())
             acked = {seq for seq, _k, _d in rig.hub.outbox.pending()}
             rig.flash.cut_after(i)
@@ -213,9 +211,9 @@ class PowerCuts(unittest.TestCase):
                 )
 
 
-class DutyCycleAcrossReboots(unittest.TestCase):
+class DutyCycleAcrossReboots(HubTests):
     def test_a_reboot_does_not_forget_the_last_hour(self):
-        rig = Rig()
+        rig = self.make_rig()
         rig.call("config.set", config=config())
         for _ in range(30):
             rig.call("send", count=300, len=125, essential=True)
@@ -233,7 +231,7 @@ class DutyCycleAcrossReboots(unittest.TestCase):
     def test_power_cuts_during_heavy_traffic_never_break_the_limit(self):
         from hal.contracts import PowerCut
 
-        rig = Rig(seed=5)
+        rig = self.make_rig(seed=5)
         rig.call("config.set", config=config())
         cuts = 0
         for minute in range(150):
@@ -249,3 +247,6 @@ class DutyCycleAcrossReboots(unittest.TestCase):
                 rig.boot()
         self.assertGreater(cuts, 3)
         self.assertLessEqual(rig.medium.max_window_airtime_us(), 25 * 3600000)
+
+
+over_radios(globals())

@@ -1,12 +1,14 @@
-# The RFM69 driver against the bus-level FakeRfm69 (SX1231H register map, 66-byte FIFO).
+# The RFM69 driver against the bus-level SimRfm69 (SX1231H register map, 66-byte FIFO).
 import unittest
 
-from fakes_spi import RF_SLEEP, RF_STANDBY, FakeClock, FakeRfm69, FakeSpiBus
+from chipkit import FakeClock
 
 from hal import phy
 from hal.contracts import RadioError
 from hal.mcu import ConfigError
 from hal.rfm69 import Rfm69, frf_reg
+from hal.sim.chips.bus import SimSpiBus
+from hal.sim.chips.rfm69 import RF_SLEEP, RF_STANDBY, SimRfm69
 
 FXOSC = 32000000
 
@@ -23,8 +25,8 @@ PAGE_CHANNELS = {28: range(27), 29: range(27, 35), 30: range(35, 62), 31: range(
 
 
 def make(band="868", cap=14, dio0=True, high_power=True, tx_rate=4, rx_rate=4):
-    chip = FakeRfm69(tx_rate=tx_rate, rx_rate=rx_rate)
-    bus = FakeSpiBus(chip)
+    chip = SimRfm69(tx_rate=tx_rate, rx_rate=rx_rate)
+    bus = SimSpiBus(chip)
     radio = Rfm69(
         bus,
         bus.cs_pin(),

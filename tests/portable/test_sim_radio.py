@@ -1,9 +1,10 @@
 import unittest
 
+from airtimewindow import AirtimeWindow
+from labmedium import HOUR_MS, LabMedium
+
 from hal import phy
 from hal.contracts import Radio, RadioError
-from hal.sim.airtime import AirtimeWindow
-from hal.sim.lab import HOUR_MS, LabMedium
 from hal.sim.radio import MAX_PAYLOAD, Medium, SimRadio
 from hal.sim.vclock import VirtualClock
 

@@ -1,11 +1,14 @@
 # The STM32WL55 sub-GHz radio driver: the SX126x command set through the `stm` module's
-# plumbing (FakeStm over a FakeSx126x in its stm32wl variant), LP/HP PAs, the Nucleo RF switch.
+# plumbing (SimStm over a SimSx126x in its stm32wl variant), LP/HP PAs, the Nucleo RF switch.
 import unittest
 
-from fakes_spi import RX, SLEEP, STBY_RC, FakeClock, FakePin, FakeSpiBus, FakeStm, FakeSx126x
+from chipkit import FakeClock
 
 from hal import phy
 from hal.contracts import RadioError
+from hal.sim.chips.bus import SimPin, SimSpiBus
+from hal.sim.chips.stm32wl import SimStm
+from hal.sim.chips.sx126x import RX, SLEEP, STBY_RC, SimSx126x
 from hal.stm32wl import NucleoFrontEnd, Stm32wlRadio
 
 XTAL = 32000000
@@ -23,7 +26,7 @@ class RecordingFrontEnd(NucleoFrontEnd):
     """The Nucleo switch on fake pins, noting each state and how many SetTx had run by then."""
 
     def __init__(self, chip):
-        self.pins = (FakePin("PC4"), FakePin("PC5"), FakePin("PC3"))
+        self.pins = (SimPin("PC4"), SimPin("PC5"), SimPin("PC3"))
         NucleoFrontEnd.__init__(self, *self.pins)
         self.chip = chip
         self.log = []
@@ -34,9 +37,9 @@ class RecordingFrontEnd(NucleoFrontEnd):
 
 
 def make(band="868", cap=14, front_end=True):
-    chip = FakeSx126x("stm32wl")
-    bus = FakeSpiBus(chip)
-    stm = FakeStm(bus)
+    chip = SimSx126x("stm32wl")
+    bus = SimSpiBus(chip)
+    stm = SimStm(bus)
     fe = RecordingFrontEnd(chip) if front_end else None
     radio = Stm32wlRadio(bus, stm, band=band, tx_power_cap_dbm=cap, front_end=fe, clock=FakeClock())
     return radio, chip, bus, stm, fe

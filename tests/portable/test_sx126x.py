@@ -1,12 +1,14 @@
-# The SX1262 driver against the bus-level FakeSx126x: configuration bytes as the datasheet
+# The SX1262 driver against the bus-level SimSx126x: configuration bytes as the datasheet
 # gives them, frequency words for every channel, refusals, TX/RX/energy paths and failures.
 import unittest
 
-from fakes_spi import RX, SLEEP, STBY_RC, FakeClock, FakeSpiBus, FakeSx126x
+from chipkit import FakeClock
 
 from hal import phy
 from hal.contracts import RadioError
 from hal.mcu import ConfigError
+from hal.sim.chips.bus import SimSpiBus
+from hal.sim.chips.sx126x import RX, SLEEP, STBY_RC, SimSx126x
 from hal.sx126x import Sx1262, rf_frequency_reg
 
 # Expected values, computed here from the datasheet formulas, not taken from the driver.
@@ -28,8 +30,8 @@ PAGE_CHANNELS = {28: range(27), 29: range(27, 35), 30: range(35, 62), 31: range(
 
 
 def make(band="868", cap=14, irq=True, reset=True, **kw):
-    chip = FakeSx126x()
-    bus = FakeSpiBus(chip)
+    chip = SimSx126x()
+    bus = SimSpiBus(chip)
     clock = FakeClock()
     radio = Sx1262(
         bus,
@@ -116,8 +118,8 @@ class Configuration(unittest.TestCase):
             make(cap="14")
         with self.assertRaises(ConfigError):
             make(cap=-20)
-        chip = FakeSx126x()
-        bus = FakeSpiBus(chip)
+        chip = SimSx126x()
+        bus = SimSpiBus(chip)
         with self.assertRaises(ConfigError):
             Sx1262(bus, bus.cs_pin(), chip.busy_pin(), "868", 14, tcxo_mv=1900)
 

@@ -1,4 +1,4 @@
-# The medium of host tests and tools: hal.sim.radio.Medium plus what they script and log.
+# The medium of the tests: hal.sim.radio.Medium plus what they script and log.
 #
 # Script:
 #   - background noise per channel, now or at a virtual time: set_noise(page, ch, dbm,
@@ -8,7 +8,7 @@
 #     (dbm is the level they arrive with).
 # Logs (for checking duty-cycle enforcement):
 #   - for each window length in windows_ms, the exact maximum airtime of the frames starting in
-#     any one window of that length (hal.sim.airtime.AirtimeWindow):
+#     any one window of that length (airtimewindow.AirtimeWindow):
 #     max_window_airtime_us(window_ms), max_window_start_ms(window_ms), window_airtime_us(window_ms).
 #   - airtime per clock hour for the last _HOURLY_KEEP hours: hourly_airtime_us(), first_hour().
 #   - the last recent_size transmissions: recent(n).
@@ -16,9 +16,10 @@
 # medium (simulate the others with add_transmitter/inject) to measure its own duty cycle.
 import math
 
+from airtimewindow import AirtimeWindow
+
 from hal import phy
 from hal.compat import const
-from hal.sim.airtime import AirtimeWindow
 from hal.sim.radio import Medium
 
 HOUR_MS = const(3600000)

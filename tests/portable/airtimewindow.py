@@ -1,4 +1,4 @@
-# Exact sliding-window airtime, for checking duty-cycle enforcement (hal.sim.lab.LabMedium keeps
+# Exact sliding-window airtime, for checking duty-cycle enforcement (labmedium.LabMedium keeps
 # one AirtimeWindow per window length it tracks).
 #
 # Every transmission is counted at its start time in ms. An AirtimeWindow keeps the exact maximum,
