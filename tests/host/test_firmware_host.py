@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,11 +17,7 @@ from agent import boot, image
 from host_tools import cpl, duis, firmware, flash
 from host_tools.cli import CommandError, main
 from host_tools.client import AgentTimeout, Response
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "portable"))
-
-import fwkit  # noqa: E402
+from tests.kits import fwkit
 
 
 @pytest.fixture(scope="module")

@@ -1,30 +1,24 @@
 """The agent's frame decoder and dispatcher under a large generated input (hypothesis), on CPython.
 
-Every input goes through agent.server.Server on a configured simulated hub (tests/portable/
-fuzzkit.py: the Target and its checks). After each: poll() did not raise, every decodable message
+Every input goes through agent.server.Server on a configured simulated hub (tests/kits/fuzzkit.py:
+the Target and its checks). After each: poll() did not raise, every decodable message
 that names a request id was answered exactly once (and nothing else was), no answer reports an
 internal error, and a valid hello right after is answered I0.
 """
 
 from __future__ import annotations
 
-import sys
 from decimal import Decimal
-from pathlib import Path
 
 import cbor2
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "portable"))
-
-from fuzzkit import ITEM_NAMES, MAX_ADVANCE_MS, MAX_SEND, OP_ARGS, Target, deep_request  # noqa: E402
-from hubkit import config  # noqa: E402
-
-from agent import cbor, wire  # noqa: E402
-from host_tools import client  # noqa: E402
+from agent import cbor, wire
+from host_tools import client
+from tests.kits.fuzzkit import ITEM_NAMES, MAX_ADVANCE_MS, MAX_SEND, OP_ARGS, Target, deep_request
+from tests.kits.hubkit import config
 
 SETTINGS = settings(
     max_examples=300,

@@ -12,12 +12,12 @@ import sys
 import time
 from pathlib import Path
 
-import ipseckit
 import pytest
-from ipseckit import EUI, INNER_A, INNER_B, OUTER_A, OUTER_B, TOOL
 
 from agent.triage import PolicyError
 from host_tools.pki import Pki
+from tests.kits import ipseckit
+from tests.kits.ipseckit import EUI, INNER_A, INNER_B, OUTER_A, OUTER_B, TOOL
 
 ipsec = pytest.importorskip("host_tools.ipsec")
 

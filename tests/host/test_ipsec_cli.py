@@ -1,6 +1,6 @@
 """`dbch ipsec up | down | status | watch | resolve | charon` run as a user runs them (`python -m
 host_tools.cli` in a subprocess) against real charon daemons in network namespaces
-(tests/host/ipseckit.py): a tunnel goes up, shows in status, goes down; a hub with a certificate
+(tests/kits/ipseckit.py): a tunnel goes up, shows in status, goes down; a hub with a certificate
 from another CA is refused and the Triage Tool's watcher records it from charon's vici events,
 with counts and the Major Security Incident kept across restarts of the watcher.
 
@@ -19,12 +19,12 @@ import threading
 import time
 from pathlib import Path
 
-import ipseckit
 import pytest
-from ipseckit import EUI, INNER_A, INNER_B, OUTER_A, OUTER_B, TOOL
 
 from host_tools import ipsec
 from host_tools.pki import Pki
+from tests.kits import ipseckit
+from tests.kits.ipseckit import EUI, INNER_A, INNER_B, OUTER_A, OUTER_B, TOOL
 
 ROOT = Path(__file__).resolve().parents[2]
 _REASON = ipseckit.unavailable()

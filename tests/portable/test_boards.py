@@ -4,10 +4,9 @@
 import sys
 import unittest
 
-from fakes_spi import FakeMachine, FakeRfm69, FakeSpiBus, FakeStm, FakeSx126x
-
 from hal import phy
 from hal.contracts import Hal, Radio
+from tests.kits.fakes_spi import FakeMachine, FakeRfm69, FakeSpiBus, FakeStm, FakeSx126x
 
 BOARD_NAMES = ("heltec_wifi_lora32_v3", "pico_rfm69", "nucleo_wl55jc")
 REQUIRED_PINS = {

@@ -9,8 +9,6 @@
 import hashlib
 import unittest
 
-from fwkit import OTHER_D, ROOT, Device, Image, install, permit, public_key, sign
-
 from agent import boot, image
 from agent.hub import Hub
 from agent.triage import Incidents
@@ -20,6 +18,7 @@ from hal.fs_storage import FileStorage
 from hal.sim.flash import SimFlash
 from hal.sim.lab import LabMedium
 from hal.sim.vclock import VirtualClock
+from tests.kits.fwkit import OTHER_D, ROOT, Device, Image, install, permit, public_key, sign
 
 
 def rc_err(r):

@@ -5,11 +5,10 @@
 import sys
 import unittest
 
-from fwkit import Device, Image
-
 from agent import VERSION
 from agent.examples import DBCH04_CONFIG
 from hal.compat import unload
+from tests.kits.fwkit import Device, Image
 
 ON_MICROPYTHON = sys.implementation.name == "micropython"
 FW_CODE = (

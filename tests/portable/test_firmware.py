@@ -4,11 +4,10 @@
 import hashlib
 import unittest
 
-from fwkit import OTHER_D, ROOT, Device, Image, sign, slot_files
-
 from agent import boot
 from agent.fwactivate import parse_utc
 from hal.contracts import PowerCut
+from tests.kits.fwkit import OTHER_D, ROOT, Device, Image, sign, slot_files
 
 
 def ok(test, r):

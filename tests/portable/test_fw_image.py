@@ -4,10 +4,9 @@ import hashlib
 import unittest
 from struct import pack
 
-from fwkit import Image, files, permit
-
 from agent import cbor, image
 from agent.image import ImageError, Parser
+from tests.kits.fwkit import Image, files, permit
 
 
 class Sink:

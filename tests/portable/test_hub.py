@@ -1,8 +1,7 @@
 import unittest
 
-from hubkit import Rig, config
-
 from agent import dcc_tables
+from tests.kits.hubkit import Rig, config
 
 
 class Requests(unittest.TestCase):

@@ -1,12 +1,11 @@
 # The RFM69 driver against the bus-level FakeRfm69 (SX1231H register map, 66-byte FIFO).
 import unittest
 
-from fakes_spi import RF_SLEEP, RF_STANDBY, FakeClock, FakeRfm69, FakeSpiBus
-
 from hal import phy
 from hal.contracts import RadioError
 from hal.mcu import ConfigError
 from hal.rfm69 import Rfm69, frf_reg
+from tests.kits.fakes_spi import RF_SLEEP, RF_STANDBY, FakeClock, FakeRfm69, FakeSpiBus
 
 FXOSC = 32000000
 

@@ -2,11 +2,10 @@
 # plumbing (FakeStm over a FakeSx126x in its stm32wl variant), LP/HP PAs, the Nucleo RF switch.
 import unittest
 
-from fakes_spi import RX, SLEEP, STBY_RC, FakeClock, FakePin, FakeSpiBus, FakeStm, FakeSx126x
-
 from hal import phy
 from hal.contracts import RadioError
 from hal.stm32wl import NucleoFrontEnd, Stm32wlRadio
+from tests.kits.fakes_spi import RX, SLEEP, STBY_RC, FakeClock, FakePin, FakeSpiBus, FakeStm, FakeSx126x
 
 XTAL = 32000000
 

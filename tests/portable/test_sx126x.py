@@ -2,12 +2,11 @@
 # gives them, frequency words for every channel, refusals, TX/RX/energy paths and failures.
 import unittest
 
-from fakes_spi import RX, SLEEP, STBY_RC, FakeClock, FakeSpiBus, FakeSx126x
-
 from hal import phy
 from hal.contracts import RadioError
 from hal.mcu import ConfigError
 from hal.sx126x import Sx1262, rf_frequency_reg
+from tests.kits.fakes_spi import RX, SLEEP, STBY_RC, FakeClock, FakeSpiBus, FakeSx126x
 
 # Expected values, computed here from the datasheet formulas, not taken from the driver.
 XTAL = 32000000
