@@ -1,4 +1,4 @@
-"""A simulated month of the hub's life on CPython (tests/portable/endurance.py says what happens
+"""A simulated month of the hub's life on CPython (tests/kits/endurance.py says what happens
 in it): nothing lost or duplicated, airtime within the limit, the channel budget a rolling week,
 and memory that does not grow from week to week.
 
@@ -13,19 +13,16 @@ GC-tracked objects.
 from __future__ import annotations
 
 import gc
-import sys
 import time
 import tracemalloc
 from pathlib import Path
 
 import pytest
 
+from agent.server import WINDOW
+from tests.kits.endurance import CHANGES_PER_WEEK, LIMIT_US, Life
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "portable"))
-
-from endurance import CHANGES_PER_WEEK, LIMIT_US, Life  # noqa: E402
-
-from agent.server import WINDOW  # noqa: E402
 
 DAYS = 28
 # Growth allowed: traced bytes from the end of week 2 to the end of week 4, GC-tracked objects

@@ -11,7 +11,6 @@ out of memory took the rest of its read with it); with it, none of either.
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -21,10 +20,9 @@ from agent import wire
 from host_tools.link.client import AgentClient
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "portable"))
 
-from footprintkit import bench  # noqa: E402
-from fuzzkit import deep_request  # noqa: E402
+from tests.kits.footprintkit import bench  # noqa: E402
+from tests.kits.fuzzkit import deep_request  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which("micropython") is None, reason="needs the MicroPython unix port")
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,9 +23,8 @@ from host_tools.firmware.images import FirmwareInputError
 from host_tools.link.client import AgentTimeout, LinkError, Response
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "portable"))
 
-import fwkit  # noqa: E402
+from tests.kits import fwkit  # noqa: E402
 
 
 @pytest.fixture(scope="module")

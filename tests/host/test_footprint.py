@@ -20,9 +20,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from footprintkit import bench
 
 from host_tools.link.client import AgentClient
+from tests.kits.footprintkit import bench
 
 ROOT = Path(__file__).resolve().parents[2]
 CAP = 128 * 1024

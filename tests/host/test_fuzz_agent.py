@@ -8,7 +8,6 @@ internal error, and a valid hello right after is answered I0.
 
 from __future__ import annotations
 
-import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,13 +17,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "portable"))
-
-from fuzzkit import ITEM_NAMES, MAX_ADVANCE_MS, MAX_SEND, OP_ARGS, Target, deep_request  # noqa: E402
-from hubkit import config  # noqa: E402
 
 from agent import cbor, wire  # noqa: E402
 from host_tools.link import client  # noqa: E402
+from tests.kits.fuzzkit import ITEM_NAMES, MAX_ADVANCE_MS, MAX_SEND, OP_ARGS, Target, deep_request  # noqa: E402
+from tests.kits.hubkit import config  # noqa: E402
 
 SETTINGS = settings(
     max_examples=300,

@@ -4,14 +4,8 @@ says why the incident was not recorded (a line only the console shows, so CPytho
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "portable"))
-
-from fwkit import Device, Image  # noqa: E402
-
-from agent.triage import Incidents  # noqa: E402
+from agent.triage import Incidents
+from tests.kits.fwkit import Device, Image
 
 
 def test_a_recorder_that_cannot_take_the_event_leaves_the_refusal_answered_and_says_why(capsys):

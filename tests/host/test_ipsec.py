@@ -12,15 +12,15 @@ import sys
 import time
 from pathlib import Path
 
-import ipseckit
 import pytest
-from ipseckit import EUI, INNER_A, INNER_B, OUTER_A, OUTER_B, TOOL
 
 from agent.triage import PolicyError
 from host_tools.security.ipsec import IpsecError
 from host_tools.security.ipsec.charon import strongswan_conf
 from host_tools.security.ipsec.connection import IpsecConnection
 from host_tools.security.pki import Pki
+from tests.kits import ipseckit
+from tests.kits.ipseckit import EUI, INNER_A, INNER_B, OUTER_A, OUTER_B, TOOL
 
 _REASON = ipseckit.unavailable()
 needs_ipsec = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")

@@ -19,15 +19,15 @@ import threading
 import time
 from pathlib import Path
 
-import ipseckit
 import pytest
-from ipseckit import EUI, INNER_A, INNER_B, OUTER_A, OUTER_B, TOOL
 
 from host_tools.security.ipsec import ENV_SOCKET, IpsecError
 from host_tools.security.ipsec.auth_failures import AuthFailures
 from host_tools.security.ipsec.charon import Charon
 from host_tools.security.ipsec.incidents import KEEP_EVENTS, IncidentStore
 from host_tools.security.pki import Pki
+from tests.kits import ipseckit
+from tests.kits.ipseckit import EUI, INNER_A, INNER_B, OUTER_A, OUTER_B, TOOL
 
 ROOT = Path(__file__).resolve().parents[2]
 _REASON = ipseckit.unavailable()

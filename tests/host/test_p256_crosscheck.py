@@ -4,7 +4,6 @@ on the MicroPython unix port (subprocess)."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import random
 import shutil
 import subprocess
@@ -17,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from agent import p256
+from tests.kits import vectorkit
 
 ROOT = Path(__file__).resolve().parents[2]
 N = p256.N
@@ -237,24 +237,21 @@ def test_every_kind_is_generated_and_the_valid_kinds_verify():
             assert p256.verify(key, digest, sig), kind
 
 
-def _load_portable_tests():
-    spec = importlib.util.spec_from_file_location("portable_test_p256", ROOT / "tests/portable/test_p256.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_the_portable_fixed_vectors_match_cryptography():
-    portable = _load_portable_tests()
-    for name, key, digest, sig, expected in portable.VECTORS:
-        assert reference(bytes.fromhex(key), bytes.fromhex(digest), bytes.fromhex(sig)) is expected, name
-    for msg, qx, qy, r, s, expected in portable.CAVP_SIGVER:
-        digest = hashlib.sha256(bytes.fromhex(msg)).digest()
-        key = bytes.fromhex("04" + qx + qy)
-        assert reference(key, digest, bytes.fromhex(r + s)) is expected, qx
-    for msg, r, s in portable.RFC6979_SIGS:
-        assert reference(bytes.fromhex(portable.RFC6979_KEY), hashlib.sha256(msg).digest(), bytes.fromhex(r + s))
-    for a, b, qx, qy, rx, ry in portable.MUL_ADD:
+def test_the_fixed_vectors_match_cryptography():
+    # the data files tests/portable/test_p256.py reads on both runtimes
+    for v in vectorkit.load("p256_fixed")["vectors"]:
+        key, digest, sig = (bytes.fromhex(v[k]) for k in ("key", "digest", "sig"))
+        assert reference(key, digest, sig) is v["valid"], v["name"]
+    for v in vectorkit.load("p256_cavp_sigver")["vectors"]:
+        digest = hashlib.sha256(bytes.fromhex(v["msg"])).digest()
+        key = bytes.fromhex("04" + v["qx"] + v["qy"])
+        assert reference(key, digest, bytes.fromhex(v["r"] + v["s"])) is v["valid"], v["qx"]
+    rfc6979 = vectorkit.load("p256_rfc6979")
+    for v in rfc6979["vectors"]:
+        digest = hashlib.sha256(v["msg"].encode()).digest()
+        assert reference(bytes.fromhex(rfc6979["key"]), digest, bytes.fromhex(v["r"] + v["s"]))
+    for v in vectorkit.load("p256_mul_add")["vectors"]:
+        a, b, qx, qy, rx, ry = (int(v[k], 16) for k in ("a", "b", "qx", "qy", "rx", "ry"))
         # a*G + b*Q for Q = d*G: check against a key derived from a + b*d, where d is known
         # only when Q is G or -G (the table's other key comes from its own private key).
         if (qx, qy) == (p256.GX, p256.GY):

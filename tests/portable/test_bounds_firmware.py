@@ -7,9 +7,8 @@
 # unpack into a slot whose activation is scheduled.
 import unittest
 
-from fwkit import ROOT, Device, Image, permit
-
 from agent.fwboot import read_min
+from tests.kits.fwkit import ROOT, Device, Image, permit
 
 
 def rc_err(r):

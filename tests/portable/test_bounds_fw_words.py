@@ -9,9 +9,6 @@
 import hashlib
 import unittest
 
-from fwkit import OTHER_D, ROOT, Device, Image, install, permit, public_key, sign
-from labmedium import LabMedium
-
 from agent import boot, image
 from agent.hub import Hub
 from agent.triage import Incidents
@@ -20,6 +17,8 @@ from hal.compat import hexstr
 from hal.fs_storage import FileStorage
 from hal.sim.flash import SimFlash
 from hal.sim.vclock import VirtualClock
+from tests.kits.fwkit import OTHER_D, ROOT, Device, Image, install, permit, public_key, sign
+from tests.kits.labmedium import LabMedium
 
 
 def rc_err(r):

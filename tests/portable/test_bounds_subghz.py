@@ -5,9 +5,8 @@
 # warnings survive a refusal.
 import unittest
 
-from hubkit import TEMPLATE
-
 from agent import subghz
+from tests.kits.hubkit import TEMPLATE
 
 E1, E2, E3 = "E062801", "E062802", "E062803"
 SOUTH_WARNING = (

@@ -1,17 +1,14 @@
 # Which of the agent's modules a hub holds. On MicroPython a module's code lives on the heap, so
 # the hub loads the configuration validator and the parts of the firmware service only while
-# they are needed (hal.compat.unload). Which modules are loaded is checked where unloading does
-# something (MicroPython); the hub's own state and answers are checked on both.
+# they are needed (hal.compat.unload, which forgets a module on CPython too): checked on both.
 import sys
 import unittest
-
-from fwkit import Device, Image
 
 from agent import VERSION
 from agent.examples import DBCH04_CONFIG
 from hal.compat import unload
+from tests.kits.fwkit import Device, Image
 
-ON_MICROPYTHON = sys.implementation.name == "micropython"
 FW_CODE = (
     "agent.fwboot",
     "agent.boot",
@@ -41,8 +38,7 @@ class TestCodeOnHeap(unittest.TestCase):
         return r[1]
 
     def assertLoaded(self, names):
-        if ON_MICROPYTHON:
-            self.assertEqual(loaded(), list(names))
+        self.assertEqual(loaded(), list(names))
 
     def test_a_board_without_firmware_files_boots_without_the_firmware_service(self):
         # no slots, no boot state, no activation record: the hub boots with agent.fwboot
@@ -108,12 +104,10 @@ class TestCodeOnHeap(unittest.TestCase):
         dev = Device(slots=False)
         self.ok(dev.call("config.set", config=dict(DBCH04_CONFIG)))
         self.assertTrue(self.ok(dev.call("status"))["configured"])
-        if ON_MICROPYTHON:
-            self.assertNotIn("agent.subghz", sys.modules)
+        self.assertNotIn("agent.subghz", sys.modules)
         r = dev.call("config.set", config={"bogus": 1})  # refused: loaded and let go again
         self.assertNotEqual(r[0], "I0")
-        if ON_MICROPYTHON:
-            self.assertNotIn("agent.subghz", sys.modules)
+        self.assertNotIn("agent.subghz", sys.modules)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 # Endurance: the hub lives through simulated days of traffic, duty-cycle storms, channel noise,
-# link outages, a requested reboot and a power cut (tests/portable/endurance.py says how), and
+# link outages, a requested reboot and a power cut (tests/kits/endurance.py says how), and
 # nothing is lost, duplicated, over-transmitted or left growing.
 #
 # Two days by default (a few seconds on either runtime); DBCH_ENDURANCE_DAYS=28 runs a month:
@@ -8,9 +8,8 @@
 import os
 import unittest
 
-from endurance import LIMIT_US, STORM_MINUTES, Life, heap_used
-
 from agent.server import WINDOW
+from tests.kits.endurance import LIMIT_US, STORM_MINUTES, Life, heap_used
 
 try:
     DAYS = int(os.getenv("DBCH_ENDURANCE_DAYS") or 2)

@@ -14,10 +14,9 @@
 import sys
 import unittest
 
-from hubkit import Rig, config
-
 from agent.hub import Hub
 from hal.contracts import PowerCut
+from tests.kits.hubkit import Rig, config
 
 OLD = config()
 NEW = config(LowerBandSubGHzChannels0To26=[3, 4])

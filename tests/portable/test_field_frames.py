@@ -9,11 +9,10 @@
 # tests/host/test_field_frames.py does the same on the real 128 KB heap of the unix port.
 import unittest
 
-from fuzzkit import Rng, deep_request
-from hubkit import PipeLink, Rig
-
 from agent import cbor, wire
 from agent.server import Server
+from tests.kits.fuzzkit import Rng, deep_request
+from tests.kits.hubkit import PipeLink, Rig
 
 DEEP = 2000  # one-item arrays in the deep frame: far past cbor.MAX_DEPTH, about 2 KB
 

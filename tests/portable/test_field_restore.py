@@ -4,9 +4,8 @@
 # upward, not one per boot. A configuration set afterwards is restored again at the next boot.
 import unittest
 
-from hubkit import Rig, config
-
 from agent.store import encode
+from tests.kits.hubkit import Rig, config
 
 
 def restore_events(rig):

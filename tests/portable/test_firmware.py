@@ -4,11 +4,10 @@
 import hashlib
 import unittest
 
-from fwkit import OTHER_D, ROOT, Device, Image, sign, slot_files
-
 from agent import boot
 from agent.fwactivate import parse_utc
 from hal.contracts import PowerCut
+from tests.kits.fwkit import OTHER_D, ROOT, Device, Image, sign, slot_files
 
 
 def ok(test, r):
@@ -408,9 +407,18 @@ class TestUtc(unittest.TestCase):
         self.assertEqual(parse_utc("2024-02-29T12:30:15.25Z"), 1709209815)
         self.assertEqual(parse_utc("2026-01-01T01:00:00+01:00"), 1767225600)
         self.assertEqual(parse_utc("2026-01-01T00:00:00"), 1767225600)
-        for bad in ("2026-01-01", "2026-13-01T00:00:00Z", "2026-01-01T00:00:00+0100", "x" * 20, "1969-12-31T23:59:59Z"):
-            with self.assertRaises(ValueError):
+        not_iso = "{!r} is not an ISO 8601 UTC time (YYYY-MM-DDThh:mm:ssZ)"
+        for bad, why in (
+            ("2026-01-01", not_iso),
+            ("2026-01-01T00:00:00+0100", not_iso),
+            ("2026-01-01T00:00:00.Z", not_iso),
+            ("x" * 20, not_iso),
+            ("2026-13-01T00:00:00Z", "{!r} is out of range"),
+            ("1969-12-31T23:59:59Z", "{!r} is out of range"),
+        ):
+            with self.assertRaises(ValueError) as cm:
                 parse_utc(bad)
+            self.assertEqual(str(cm.exception), why.format(bad))
 
 
 class TestPowerCuts(unittest.TestCase):

@@ -1,13 +1,12 @@
 # The agent's link under hostile input, at a size both runtimes run in a few seconds: seeded
-# random inputs (tests/portable/fuzzkit.py: raw bytes, frames of random bytes, truncated frames,
+# random inputs (tests/kits/fuzzkit.py: raw bytes, frames of random bytes, truncated frames,
 # messages of every shape, wrong types and keys, huge ints, deep nesting, unknown operations,
 # random arguments aimed at every operation, text between frames), each followed by a valid
 # hello that must be answered. tests/host/test_fuzz_agent.py runs a larger search on CPython.
 import unittest
 
-from fuzzkit import LIVENESS_ID, Rng, Target, deep_request, run
-
 from agent import cbor, wire
+from tests.kits.fuzzkit import LIVENESS_ID, Rng, Target, deep_request, run
 
 SEEDS = (11, 12, 13, 14)
 INPUTS = 300
@@ -54,7 +53,7 @@ class Cases(unittest.TestCase):
     def test_decimal_items_take_ascii_digits_only(self):
         # '\u00b2' (superscript two) and '\u0661' (Arabic-Indic one) are str.isdigit() on
         # CPython; DUIS decimals are ASCII. Refused with E062803 on both runtimes, never a crash.
-        from hubkit import config
+        from tests.kits.hubkit import config
 
         for text in ("\u00b2", "1.\u00b2", "\u0661.3", "\u0661\u0663"):
             m = self.answer(wire.request(1, "config.set", {"config": config(NormalLimitedDutyCycleThreshold=text)}))
@@ -109,7 +108,7 @@ class Cases(unittest.TestCase):
         self.assertEqual(self.answer(wire.request(9, "status", {"x": 2**64 - 1}))["rc"], "I0")
 
     def test_a_request_split_byte_by_byte_among_text_and_broken_frames(self):
-        from hubkit import config
+        from tests.kits.hubkit import config
 
         frame = wire.pack(wire.request(5, "config.set", {"config": config(GSMECurfew=9)}))
         junk = b"log line\r\n\x1cbroken frame\r\nmore text \x1d\x1c\x1d"

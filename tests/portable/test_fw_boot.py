@@ -181,10 +181,10 @@ class TestMain(unittest.TestCase):
 
     def test_confirmed_crash_and_interrupt_propagate(self):
         fs = flash_with(("a", "b"))
-        with self.assertRaises(ValueError):
-            self.run_main(fs, [ValueError("bug")])
-        with self.assertRaises(KeyboardInterrupt):
-            self.run_main(fs, [KeyboardInterrupt()])
+        for what in (ValueError("bug"), KeyboardInterrupt()):
+            with self.assertRaises(type(what)) as cm:
+                self.run_main(fs, [what])
+            self.assertIs(cm.exception, what)  # the agent's own exception, not one of the boot's
 
     def test_no_slots_runs_from_the_root(self):
         fs = SimFlash()

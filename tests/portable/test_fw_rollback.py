@@ -6,11 +6,10 @@
 # hub, and a tampered one is refused.
 import unittest
 
-from fwkit import OTHER_D, ROOT, Device, Image, install, permit
-
 from agent import boot
 from agent.fwboot import BELOW_MIN, MIN_FILE, counter, read_min, version_counter
 from hal.contracts import PowerCut
+from tests.kits.fwkit import OTHER_D, ROOT, Device, Image, install, permit
 
 
 def ok(test, r):

@@ -1,6 +1,5 @@
-from hubkit import HubTests, config, over_radios
-
 from agent import codes
+from tests.kits.hubkit import HubTests, config, over_radios
 
 
 class Requests(HubTests):

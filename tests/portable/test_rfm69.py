@@ -1,14 +1,13 @@
 # The RFM69 driver against the bus-level SimRfm69 (SX1231H register map, 66-byte FIFO).
 import unittest
 
-from chipkit import FakeClock
-
 from hal import phy
 from hal.contracts import RadioError
 from hal.mcu import ConfigError
 from hal.rfm69 import Rfm69, frf_reg
 from hal.sim.chips.bus import SimSpiBus
 from hal.sim.chips.rfm69 import RF_SLEEP, RF_STANDBY, SimRfm69
+from tests.kits.chipkit import FakeClock
 
 FXOSC = 32000000
 

@@ -1,9 +1,8 @@
 import unittest
 
-from hubkit import PipeLink, Rig, config
-
 from agent import cbor, wire
 from agent.server import RESEND_MS, Server
+from tests.kits.hubkit import PipeLink, Rig, config
 
 
 def wire_msgs(data):

@@ -1,12 +1,11 @@
 import unittest
 
-from airtimewindow import AirtimeWindow
-from labmedium import HOUR_MS, LabMedium
-
 from hal import phy
 from hal.contracts import Radio, RadioError
 from hal.sim.radio import MAX_PAYLOAD, Medium, SimRadio
 from hal.sim.vclock import VirtualClock
+from tests.kits.airtimewindow import AirtimeWindow
+from tests.kits.labmedium import HOUR_MS, LabMedium
 
 
 def _setup(band="868", **kw):

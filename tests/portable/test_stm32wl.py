@@ -2,14 +2,13 @@
 # plumbing (SimStm over a SimSx126x in its stm32wl variant), LP/HP PAs, the Nucleo RF switch.
 import unittest
 
-from chipkit import FakeClock
-
 from hal import phy
 from hal.contracts import RadioError
 from hal.sim.chips.bus import SimPin, SimSpiBus
 from hal.sim.chips.stm32wl import SimStm
 from hal.sim.chips.sx126x import RX, SLEEP, STBY_RC, SimSx126x
 from hal.stm32wl import NucleoFrontEnd, Stm32wlRadio
+from tests.kits.chipkit import FakeClock
 
 XTAL = 32000000
 

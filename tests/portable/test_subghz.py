@@ -1,8 +1,7 @@
 import unittest
 
-from hubkit import TEMPLATE
-
 from agent import subghz
+from tests.kits.hubkit import TEMPLATE
 
 
 def template():

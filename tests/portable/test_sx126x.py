@@ -2,14 +2,13 @@
 # gives them, frequency words for every channel, refusals, TX/RX/energy paths and failures.
 import unittest
 
-from chipkit import FakeClock
-
 from hal import phy
 from hal.contracts import RadioError
 from hal.mcu import ConfigError
 from hal.sim.chips.bus import SimSpiBus
 from hal.sim.chips.sx126x import RX, SLEEP, STBY_RC, SimSx126x
 from hal.sx126x import Sx1262, rf_frequency_reg
+from tests.kits.chipkit import FakeClock
 
 # Expected values, computed here from the datasheet formulas, not taken from the driver.
 XTAL = 32000000

@@ -83,8 +83,9 @@ class Encoding(unittest.TestCase):
 
     def test_body_too_large_refused(self):
         wire.encode_frame(b"x" * wire.MAX_BODY)
-        with self.assertRaises(wire.WireError):
+        with self.assertRaises(wire.WireError) as cm:
             wire.encode_frame(b"x" * (wire.MAX_BODY + 1))
+        self.assertEqual(str(cm.exception), "body of 4097 bytes exceeds MAX_BODY 4096")
 
 
 class Decoding(unittest.TestCase):
@@ -282,46 +283,47 @@ class Messages(unittest.TestCase):
 
     def test_invalid_messages_rejected(self):
         cases = (
-            None,
-            [],
-            "q",
-            {},
-            {"id": 1, "op": "x", "a": {}},
-            {"t": "x", "id": 1},
-            {"t": ["q"], "id": 1},
-            {"t": 1, "id": 1},
-            {"t": "q", "id": 1, "op": "x"},  # no args
-            {"t": "q", "op": "x", "a": {}},  # no id
-            {"t": "q", "id": -1, "op": "x", "a": {}},
-            {"t": "q", "id": True, "op": "x", "a": {}},
-            {"t": "q", "id": 2**32, "op": "x", "a": {}},
-            {"t": "q", "id": "1", "op": "x", "a": {}},
-            {"t": "q", "id": 1.0, "op": "x", "a": {}},
-            {"t": "q", "id": 1, "op": "", "a": {}},
-            {"t": "q", "id": 1, "op": 5, "a": {}},
-            {"t": "q", "id": 1, "op": "x", "a": []},
-            {"t": "q", "id": 1, "op": "x", "a": {1: 2}},
-            {"t": "q", "id": 1, "op": "x", "a": {}, "z": 0},
-            {"t": "q", "id": 1, "op": "x", "a": {}, 7: 0},
-            {"t": "r", "id": 1},
-            {"t": "r", "id": 1, "rc": ""},
-            {"t": "r", "id": 1, "rc": None},
-            {"t": "r", "rc": "I0"},
-            {"t": "r", "id": 1, "rc": "I0", "e": 5},
-            {"t": "r", "id": 1, "rc": "I0", "op": "x"},
-            {"t": "e", "seq": 1, "k": "x"},
-            {"t": "e", "seq": 1, "k": "x", "d": [1]},
-            {"t": "e", "seq": 1, "k": "", "d": {}},
-            {"t": "e", "seq": -1, "k": "x", "d": {}},
-            {"t": "e", "id": 1, "k": "x", "d": {}},
-            {"t": "a"},
-            {"t": "a", "seq": False},
-            {"t": "a", "seq": 1, "d": {}},
+            (None, "message is not a map"),
+            ([], "message is not a map"),
+            ("q", "message is not a map"),
+            ({}, "bad message type t=None"),
+            ({"id": 1, "op": "x", "a": {}}, "bad message type t=None"),
+            ({"t": "x", "id": 1}, "bad message type t='x'"),
+            ({"t": ["q"], "id": 1}, "bad message type t=['q']"),
+            ({"t": 1, "id": 1}, "bad message type t=1"),
+            ({"t": "q", "id": 1, "op": "x"}, "q message lacks 'a'"),  # no args
+            ({"t": "q", "op": "x", "a": {}}, "q message lacks 'id'"),  # no id
+            ({"t": "q", "id": -1, "op": "x", "a": {}}, "q message: 'id' must be a uint < 2**32"),
+            ({"t": "q", "id": True, "op": "x", "a": {}}, "q message: 'id' must be a uint < 2**32"),
+            ({"t": "q", "id": 2**32, "op": "x", "a": {}}, "q message: 'id' must be a uint < 2**32"),
+            ({"t": "q", "id": "1", "op": "x", "a": {}}, "q message: 'id' must be a uint < 2**32"),
+            ({"t": "q", "id": 1.0, "op": "x", "a": {}}, "q message: 'id' must be a uint < 2**32"),
+            ({"t": "q", "id": 1, "op": "", "a": {}}, "q message: 'op' must be a non-empty str"),
+            ({"t": "q", "id": 1, "op": 5, "a": {}}, "q message: 'op' must be a non-empty str"),
+            ({"t": "q", "id": 1, "op": "x", "a": []}, "q message: 'a' must be a map with str keys"),
+            ({"t": "q", "id": 1, "op": "x", "a": {1: 2}}, "q message: 'a' must be a map with str keys"),
+            ({"t": "q", "id": 1, "op": "x", "a": {}, "z": 0}, "q message: unknown key 'z'"),
+            ({"t": "q", "id": 1, "op": "x", "a": {}, 7: 0}, "q message: unknown key 7"),
+            ({"t": "r", "id": 1}, "r message lacks 'rc'"),
+            ({"t": "r", "id": 1, "rc": ""}, "r message: 'rc' must be a non-empty str"),
+            ({"t": "r", "id": 1, "rc": None}, "r message: 'rc' must be a non-empty str"),
+            ({"t": "r", "rc": "I0"}, "r message lacks 'id'"),
+            ({"t": "r", "id": 1, "rc": "I0", "e": 5}, "r message: 'e' must be a str"),
+            ({"t": "r", "id": 1, "rc": "I0", "op": "x"}, "r message: unknown key 'op'"),
+            ({"t": "e", "seq": 1, "k": "x"}, "e message lacks 'd'"),
+            ({"t": "e", "seq": 1, "k": "x", "d": [1]}, "e message: 'd' must be a map"),
+            ({"t": "e", "seq": 1, "k": "", "d": {}}, "e message: 'k' must be a non-empty str"),
+            ({"t": "e", "seq": -1, "k": "x", "d": {}}, "e message: 'seq' must be a uint < 2**32"),
+            ({"t": "e", "id": 1, "k": "x", "d": {}}, "e message lacks 'seq'"),
+            ({"t": "a"}, "a message lacks 'seq'"),
+            ({"t": "a", "seq": False}, "a message: 'seq' must be a uint < 2**32"),
+            ({"t": "a", "seq": 1, "d": {}}, "a message: unknown key 'd'"),
         )
-        for m in cases:
+        for m, why in cases:
             with self.subTest(m=m):
-                with self.assertRaises(wire.WireError):
+                with self.assertRaises(wire.WireError) as cm:
                     wire.check_message(m)
+                self.assertEqual(str(cm.exception), why)
 
     def test_wire_error_is_a_value_error_and_says_what_is_wrong(self):
         self.assertTrue(issubclass(wire.WireError, ValueError))
@@ -347,29 +349,38 @@ class Messages(unittest.TestCase):
             self.assertEqual(wire.unpack(bodies[0]), m)
 
     def test_pack_rejects_invalid_and_unencodable(self):
-        for m in ({"t": "q"}, wire.request(1, "x", {"s": set()}), wire.request(1, "x", {"n": 2**64})):
-            with self.assertRaises(wire.WireError):
+        big = wire.request(1, "x", {"b": b"x" * wire.MAX_BODY})
+        for m, why in (
+            ({"t": "q"}, "q message lacks 'id'"),
+            (wire.request(1, "x", {"s": set()}), "cannot encode message: cannot encode set"),
+            (wire.request(1, "x", {"n": 2**64}), "cannot encode message: integer out of 64-bit range"),
+            (big, "message of {} bytes exceeds MAX_BODY 4096".format(len(cbor.dumps(big)))),
+        ):
+            with self.assertRaises(wire.WireError) as cm:
                 wire.pack(m)
-        with self.assertRaises(wire.WireError):
-            wire.pack(wire.request(1, "x", {"b": b"x" * wire.MAX_BODY}))
+            self.assertEqual(str(cm.exception), why)
 
     def test_unpack_bad_cbor_is_a_wire_error(self):
         for body in (b"", b"\xff", b"\xa1", b"\x00\x00", b"\x1bABC"):
             with self.assertRaises(wire.WireError) as cm:
                 wire.unpack(body)
+            self.assertTrue(str(cm.exception).startswith("bad CBOR: "), str(cm.exception))
             self.assertIsNone(cm.exception.id)
 
     def test_invalid_request_still_has_an_addressable_id(self):
         body = cbor.dumps({"t": "q", "id": 42, "op": 7})
         with self.assertRaises(wire.WireError) as cm:
             wire.unpack(body)
+        self.assertEqual(str(cm.exception), "q message: 'op' must be a non-empty str")
         self.assertEqual(cm.exception.id, 42)
         body = cbor.dumps({"t": "zz", "id": 43})
         with self.assertRaises(wire.WireError) as cm:
             wire.unpack(body)
+        self.assertEqual(str(cm.exception), "bad message type t='zz'")
         self.assertEqual(cm.exception.id, 43)
         with self.assertRaises(wire.WireError) as cm:
             wire.unpack(cbor.dumps([1, 2]))
+        self.assertEqual(str(cm.exception), "message is not a map")
         self.assertIsNone(cm.exception.id)
 
     def test_request_id_of(self):

@@ -5,6 +5,9 @@ import gc
 import os
 import sys
 
+# sys.path: this folder first (its unittest), then the checkout root, where the tests import
+# everything from (agent, hal, boards and the kits as tests.kits.NAME), then tests/portable, from
+# where each test file is imported by its name, as pytest imports it.
 _HERE = sys.path[0] if sys.path and sys.path[0] else "."
 _ROOT = _HERE + "/../.."
 _PORTABLE = _ROOT + "/tests/portable"

@@ -79,6 +79,10 @@ class TestCase:
         if a is not b:
             raise AssertionError(msg or "{!r} is not {!r}".format(a, b))
 
+    def assertIsNot(self, a, b, msg=None):
+        if a is b:
+            raise AssertionError(msg or "unexpectedly identical: {!r}".format(a))
+
     def assertIsNone(self, x, msg=None):
         self.assertIs(x, None, msg)
 
@@ -89,6 +93,10 @@ class TestCase:
     def assertIsInstance(self, x, cls, msg=None):
         if not isinstance(x, cls):
             raise AssertionError(msg or "{!r} is not a {}".format(x, cls))
+
+    def assertNotIsInstance(self, x, cls, msg=None):
+        if isinstance(x, cls):
+            raise AssertionError(msg or "{!r} is a {}".format(x, cls))
 
     def assertIn(self, a, b, msg=None):
         if a not in b:

@@ -16,11 +16,10 @@
 # medium (simulate the others with add_transmitter/inject) to measure its own duty cycle.
 import math
 
-from airtimewindow import AirtimeWindow
-
 from hal import phy
 from hal.compat import const
 from hal.sim.radio import Medium
+from tests.kits.airtimewindow import AirtimeWindow
 
 HOUR_MS = const(3600000)
 _HOURLY_KEEP = const(24 * 31)  # hours of per-hour airtime kept (a month)

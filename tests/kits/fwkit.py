@@ -4,14 +4,13 @@
 # before the hub starts.
 import hashlib
 
-from labmedium import LabMedium
-
 from agent import boot, image, p256
 from agent.firmware import CONFIRM_MS
 from agent.fwinstall import _SlotWriter
 from boards import sim
 from hal.sim.flash import SimFlash
 from hal.sim.vclock import VirtualClock
+from tests.kits.labmedium import LabMedium
 
 ROOT = "/"  # sim storage is /hub: the firmware root is its parent
 KEY_D = 0x3C4F6A0E9B1D2C5E7F8091A2B3C4D5E6F708192A3B4C5D6E7F8091A2B3C4D5E7

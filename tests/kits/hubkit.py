@@ -4,13 +4,12 @@
 # runtimes (the MicroPython runner and pytest collect the classes over_radios() adds).
 import unittest
 
-from labmedium import LabMedium
-
 from agent.examples import DBCH04_CONFIG
 from boards import sim
 from boards.simchips import RADIOS
 from hal.contracts import Link
 from hal.sim.vclock import VirtualClock
+from tests.kits.labmedium import LabMedium
 
 TEMPLATE = DBCH04_CONFIG
 

@@ -26,14 +26,13 @@
 # growth, not that list's.
 import gc
 
-from labmedium import LabMedium
-
 from agent import wire
 from agent.server import Server
 from boards import sim
 from hal.contracts import Clock, Link, PowerCut
 from hal.sim.flash import SimFlash
 from hal.sim.vclock import VirtualClock
+from tests.kits.labmedium import LabMedium
 
 MINUTE_MS = 60000
 HOUR_MS = 3600000

@@ -85,12 +85,12 @@ class Target:
     """A configured simulated hub behind a Server, and the checks above."""
 
     def __init__(self, configure=True):
-        from hubkit import Rig, config
+        from tests.kits.hubkit import Rig, config
 
         self.rig = Rig()
         if configure:
             self.rig.call("config.set", config=config())
-        from hubkit import PipeLink
+        from tests.kits.hubkit import PipeLink
 
         self.line = PipeLink()
         self.server = Server(self.rig.hub, self.line)
@@ -254,7 +254,7 @@ class Rng:
 
     def config(self):
         # A DBCH04-like mapping with some items dropped, added or given other values.
-        from hubkit import config
+        from tests.kits.hubkit import config
 
         m = config()
         for _ in range(self.below(4)):
