@@ -11,24 +11,18 @@ Linux only (ptys, flock).
 from __future__ import annotations
 
 import contextlib
-import errno
-import os
 import queue
 import select
-import termios
-import time
-import tty
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 
 from hal import tls
 from host_tools.errors import DbchError
 from host_tools.servers import registry as services
+from host_tools.servers.ptys import PtyWriter, WakePipe, close_fds, open_pty, read_some
+from host_tools.servers.records import ServerInfo
 
 DEFAULT_NAME = services.DEFAULT_NAME
 PORT_PREFIX = "triage"
-STATE_FILE = "triage.json"
-LOCK_FILE = "triage.lock"
-LOG_FILE = "triage.log"
 
 _PTY_WAIT_S = 0.5  # longest wait for room in the pty before hub output is dropped
 _IDLE_MS = 200
@@ -40,7 +34,7 @@ class TriageToolError(DbchError):
 
 
 @dataclass
-class TriageInfo:
+class TriageInfo(ServerInfo):
     """A running Triage Tool, as recorded in its state file."""
 
     name: str
@@ -59,24 +53,14 @@ class TriageInfo:
     incidents: dict = field(default_factory=dict)  # the tool's Incidents snapshot
     started: float = 0.0
 
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict) -> TriageInfo:
-        """The record by field name: a null or missing field takes its default (TypeError if one
-        without a default is missing)."""
-        return cls(**{f.name: data[f.name] for f in fields(cls) if data.get(f.name) is not None})
-
 
 REGISTRY = services.ServiceRegistry(
     "triage",
     "triage tool",
+    info=TriageInfo,
+    command="triage",
+    port_prefix=PORT_PREFIX,
     module="host_tools.cli.triage",
-    state_file=STATE_FILE,
-    lock_file=LOCK_FILE,
-    log_file=LOG_FILE,
-    from_json=TriageInfo.from_json,
     error=TriageToolError,
 )
 
@@ -96,9 +80,10 @@ def stop(name: str = DEFAULT_NAME, timeout: float = 5.0) -> bool:
 
 def port_name(spec: str) -> str:
     """The tool name in a --port value triage[:NAME] (checked)."""
-    if spec != PORT_PREFIX and not spec.startswith(PORT_PREFIX + ":"):
+    given = REGISTRY.port_name(spec)
+    if given is None:
         raise TriageToolError(f"not a triage port: {spec!r} (use triage or triage:NAME)")
-    return REGISTRY.check_name(spec.partition(":")[2] or DEFAULT_NAME)
+    return REGISTRY.check_name(given or DEFAULT_NAME)
 
 
 def port_spec(name: str) -> str:
@@ -111,9 +96,8 @@ def resolve_port(spec: str) -> str:
     name = port_name(spec)
     info = read_state(name)
     if info is None:
-        running = ", ".join(t.name for t in list_tools()) or "none"
         raise TriageToolError(
-            f"no triage tool {name!r} is running; running: {running} (start it with "
+            f"no triage tool {name!r} is running; running: {REGISTRY.running_names()} (start it with "
             f"`dbch triage serve --name {name}` and let the hub dial in)"
         )
     if info.hub is None:
@@ -125,32 +109,6 @@ def resolve_port(spec: str) -> str:
 
 
 # ----------------------------------------------------------------------------- the pty relay
-
-
-class PtyOut:
-    """Writes to the pty master (non-blocking): waits a little for room, then drops the rest."""
-
-    def __init__(self, fd: int, wait_s: float = _PTY_WAIT_S):
-        self.fd = fd
-        self.wait_s = wait_s
-        self.dropped = 0
-        self._poll = select.poll()
-        self._poll.register(fd, select.POLLOUT)
-
-    def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        deadline = time.monotonic() + self.wait_s
-        while view:
-            try:
-                view = view[os.write(self.fd, view) :]
-                continue
-            except BlockingIOError:
-                pass
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self.dropped += len(view)
-                return
-            self._poll.poll(max(1, int(left * 1000)))
 
 
 class PtyRelay:
@@ -171,19 +129,13 @@ class PtyRelay:
         self._link_fd = -1
         self._incoming: queue.Queue = queue.Queue()
         self._master = self._slave = -1
-        self._wake_r = self._wake_w = -1
-        self._out: PtyOut | None = None
+        self._waker: WakePipe | None = None
+        self._out: PtyWriter | None = None
 
     def open(self) -> str:
-        master, slave = os.openpty()
-        tty.setraw(slave, termios.TCSANOW)
-        os.set_blocking(master, False)
-        self._master, self._slave = master, slave
-        self.port = os.ttyname(slave)
-        self._out = PtyOut(master)
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        self._master, self._slave, self.port = open_pty()
+        self._out = PtyWriter(self._master, wait_s=_PTY_WAIT_S)
+        self._waker = WakePipe()
         return self.port
 
     def offer(self, link, addr) -> None:
@@ -191,8 +143,8 @@ class PtyRelay:
         self.wake()
 
     def wake(self) -> None:
-        with contextlib.suppress(OSError):
-            os.write(self._wake_w, b"x")
+        if self._waker is not None:
+            self._waker.wake()
 
     def close(self) -> None:
         if self._link is not None:
@@ -204,16 +156,15 @@ class PtyRelay:
             except queue.Empty:
                 break
             link.close()
-        for fd in (self._master, self._slave, self._wake_r, self._wake_w):
-            if fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self._master = self._slave = self._wake_r = self._wake_w = -1
+        close_fds(self._master, self._slave)
+        self._master = self._slave = -1
+        if self._waker is not None:
+            self._waker.close()
 
     def run(self, stopped) -> None:
         poll = select.poll()
         poll.register(self._master, select.POLLIN)
-        poll.register(self._wake_r, select.POLLIN)
+        poll.register(self._waker.fd, select.POLLIN)
         while not stopped():
             self._take_new(poll)
             if self._link is not None:
@@ -224,8 +175,7 @@ class PtyRelay:
             if self._link is not None and self._link.wait(0) and not self._link.eof:
                 continue  # decrypted bytes wait: no poll
             poll.poll(_IDLE_MS)
-            with contextlib.suppress(OSError):
-                os.read(self._wake_r, 64)
+            self._waker.drain()
 
     def _take_new(self, poll) -> None:
         while True:
@@ -258,14 +208,7 @@ class PtyRelay:
 
     def _pty_to_hub(self) -> None:
         while True:
-            try:
-                data = os.read(self._master, _READ)
-            except BlockingIOError:
-                return
-            except OSError as e:  # EIO: nobody holds the device side (we always do)
-                if e.errno == errno.EIO:
-                    return
-                raise
+            data = read_some(self._master, _READ)  # b"" (EIO): nobody holds the device side (we always do)
             if not data:
                 return
             if self._link is not None and not self._link.eof:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from agent import triage
 from hal import tls
+from host_tools.servers.ptys import PtyServer
 from host_tools.servers.triage.handshakes import DropLog, Handshake, Handshakes, addr_text
 from host_tools.servers.triage.incidents import INCIDENTS_FILE, IncidentRecord
 from host_tools.servers.triage.registry import REGISTRY, PtyRelay, TriageInfo, TriageToolError
@@ -37,7 +38,7 @@ _LOOP_S = 0.2  # longest wait of the handshake loop (it checks the stop flag as 
 _READ = 4096
 
 
-class TriageTool:
+class TriageTool(PtyServer):
     """The facility's end: open() makes the pty and starts listening, run() relays until
     request_stop(), close() ends everything. on_event(kind, data) hears of connected, refused,
     dropped, disconnected, replaced, incident and error. state_dir: where the incident
