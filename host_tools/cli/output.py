@@ -21,8 +21,8 @@ class CommandError(DbchError):
 
 
 def add_json_flag(parser: argparse.ArgumentParser, *, before_command: bool = False) -> None:
-    """--json, for a command (or, before_command, for the main parser: see _Parser). A parser of
-    its own outside `dbch` sets its default itself: parser.set_defaults(json=False)."""
+    """--json, for a command (or, before_command, for the main parser: see DbchParser, which
+    fills in its default)."""
     parser.add_argument(
         "--json",
         dest=TOP + "json" if before_command else "json",

@@ -9,8 +9,8 @@ import argparse
 import sys
 from typing import Any, Callable
 
+from host_tools.cli import DbchParser, main
 from host_tools.cli.output import emit
-from host_tools.errors import DbchError
 from host_tools.servers.registry import DEFAULT_NAME, ServiceRegistry
 
 
@@ -78,15 +78,6 @@ def run_action(
 def command_main(command: str, register: Callable, argv: list[str] | None = None) -> int:
     """`python -m host_tools.cli.COMMAND ...`: `dbch COMMAND ...` with that command alone, which
     starts quicker than dbch with all of them (what ServiceRegistry starts a server with)."""
-    subparsers = argparse.ArgumentParser(prog="dbch").add_subparsers()
-    register(subparsers)
-    parser = subparsers.choices[command]
-    parser.set_defaults(json=False)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except DbchError as e:
-        print(f"dbch: {e}", file=sys.stderr)
-        return e.code
-    except KeyboardInterrupt:
-        return 130
+    parser = DbchParser(prog="dbch")
+    register(parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=argparse.ArgumentParser))
+    return main([command, *(sys.argv[1:] if argv is None else argv)], parser)

@@ -13,6 +13,7 @@ from host_tools.cli.groups import add_group
 from host_tools.cli.options import add_port_args, open_client
 from host_tools.cli.output import CommandError, add_json_flag, emit
 from host_tools.cli.pki import add_pki_dir
+from host_tools.cli.server_args import command_main
 from host_tools.link.agent import checked
 from host_tools.security.pki import Pki, normalize_eui
 from host_tools.servers import triage as triage_package
@@ -348,4 +349,4 @@ def register(subparsers) -> None:
 
 
 if __name__ == "__main__":  # `dbch triage` alone: `python -m host_tools.cli.triage serve ...`
-    sys.exit(cli.main(["triage", *sys.argv[1:]]))
+    sys.exit(command_main("triage", register))
