@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from host_tools.files import write_json
 from host_tools.paths import cache_dir
 
 DEFAULT_NAME = "default"
@@ -215,10 +216,7 @@ class ServiceRegistry:
         )
 
     def write_state(self, info) -> None:
-        path = self.state_path(info.name)
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(info.to_json(), indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
+        write_json(self.state_path(info.name), info.to_json())
 
     def remove_state(self, name: str, pid: int) -> None:
         """Remove the state file of `name` if it is the one process `pid` wrote."""
