@@ -150,11 +150,7 @@ class PtyRelay:
         if self._link is not None:
             self._link.close()
             self._link = None
-        while True:
-            try:
-                link, _ = self._incoming.get_nowait()
-            except queue.Empty:
-                break
+        for link, _ in self._offered():
             link.close()
         close_fds(self._master, self._slave)
         self._master = self._slave = -1
@@ -177,12 +173,16 @@ class PtyRelay:
             poll.poll(_IDLE_MS)
             self._waker.drain()
 
-    def _take_new(self, poll) -> None:
+    def _offered(self):
+        """The (link, addr) offered and not taken yet, oldest first."""
         while True:
             try:
-                link, addr = self._incoming.get_nowait()
+                yield self._incoming.get_nowait()
             except queue.Empty:
                 return
+
+    def _take_new(self, poll) -> None:
+        for link, addr in self._offered():
             if self._link is not None:
                 self._end_session(poll, "replaced", link.peer)
             self._link = tls.TlsStreamLink(link)
