@@ -56,17 +56,9 @@ REGISTRY = services.ServiceRegistry(
 )
 
 
-def read_state(name: str = DEFAULT_NAME) -> TriageInfo | None:
-    """The running Triage Tool called `name`, or None."""
-    return REGISTRY.read_state(name)
-
-
-def list_tools() -> list[TriageInfo]:
-    return REGISTRY.list_running()
-
-
-def stop(name: str = DEFAULT_NAME, timeout: float = 5.0) -> bool:
-    return REGISTRY.stop(name, timeout)
+read_state = REGISTRY.read_state  # the running Triage Tool called NAME, or None
+list_tools = REGISTRY.list_running
+stop = REGISTRY.stop  # end tool NAME; True if one was running
 
 
 def port_name(spec: str) -> str:
