@@ -83,18 +83,9 @@ class ServerCommand:
         (started if it was not), whose port is printed."""
         registry, describe = self.registry, self.describe
         if args.stop:
-            was = registry.stop(args.name)
-            emit(
-                args,
-                {"name": args.name, "stopped": was},
-                f"stopped {args.name}" if was else f"{args.name} was not running",
-            )
-            return 0
+            return stop_server(args, registry)
         if args.list:
-            found = registry.list_running()
-            text = "\n".join(describe(i) for i in found) or f"no {registry.label} runs"
-            emit(args, [i.to_json() for i in found], text)
-            return 0
+            return list_servers(args, registry, describe)
         if args.status:
             info = registry.read_state(args.name)
             if info is None:
@@ -105,6 +96,21 @@ class ServerCommand:
         info = self.ensure_running(args.name, fs=args.fs, **options)
         emit(args, info.to_json(), info.port)
         return 0
+
+
+def stop_server(args: argparse.Namespace, registry: ServiceRegistry) -> int:
+    """Stop the server `args.name`, saying whether it was running."""
+    was = registry.stop(args.name)
+    emit(args, {"name": args.name, "stopped": was}, f"stopped {args.name}" if was else f"{args.name} was not running")
+    return 0
+
+
+def list_servers(args: argparse.Namespace, registry: ServiceRegistry, describe: Callable[[Any], str]) -> int:
+    """The running servers, a line each (describe(info)) or their records with --json."""
+    found = registry.list_running()
+    text = "\n".join(describe(i) for i in found) or f"no {registry.label} runs"
+    emit(args, [i.to_json() for i in found], text)
+    return 0
 
 
 def _dest(flag: str) -> str:

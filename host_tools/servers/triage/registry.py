@@ -57,8 +57,6 @@ REGISTRY = services.ServiceRegistry(
 
 
 read_state = REGISTRY.read_state  # the running Triage Tool called NAME, or None
-list_tools = REGISTRY.list_running
-stop = REGISTRY.stop  # end tool NAME; True if one was running
 
 
 def port_name(spec: str) -> str:
