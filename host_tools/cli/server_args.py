@@ -1,7 +1,9 @@
-"""What the commands of the background servers (`dbch vboard`, `dbch agent`) share, for a
-host_tools.servers.registry.ServiceRegistry: their parser with its actions and options (--serve,
---stop, --status, --list, --name, --fs), what --serve prints once the server is up, the answers to
-the other actions (ServerCommand); and `python -m host_tools.cli.COMMAND` (command_main)."""
+"""What the commands of the background servers share, for a
+host_tools.servers.registry.ServiceRegistry: `dbch vboard` and `dbch agent` are each a
+ServerCommand (the actions --serve, --stop, --status, --list and the options --name, --fs, what
+--serve prints once the server is up, the answers to the other actions); `dbch triage` lists and
+stops its tools the same way (list_servers, stop_server); each runs alone as `python -m
+host_tools.cli.COMMAND` (command_main)."""
 
 from __future__ import annotations
 
