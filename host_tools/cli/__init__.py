@@ -41,7 +41,7 @@ board, started on demand. A named virtual board or CPython agent (vboard:NAME, s
 running, unless --start is given. See `dbch COMMAND --help` for the options of each command."""
 
 
-class _Parser(argparse.ArgumentParser):
+class DbchParser(argparse.ArgumentParser):
     """The `dbch` parser: after parsing, the shared options given before the command are merged
     into the command's, and the defaults of those not given at all are filled in."""
 
@@ -78,7 +78,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from host_tools.cli.options import add_port_args
 
-    parser = _Parser(
+    parser = DbchParser(
         prog="dbch", description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"dbch {VERSION}")
@@ -115,8 +115,10 @@ def _unavailable(sub: argparse._SubParsersAction, module: str, missing: str) -> 
     p.set_defaults(func=refuse)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    """`dbch ARGV`: its exit status. parser: the one to parse with (default: build_parser(), every
+    command)."""
+    parser = parser or build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

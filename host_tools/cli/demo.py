@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from host_tools.cli.options import add_port_args
-from host_tools.cli.output import CommandError, add_json_flag
+from host_tools.cli.output import CommandError, add_json_flag, notice, say
 from host_tools.selftest import demo
 from host_tools.selftest.demo import DEMO_CONFIG, DEMO_REGION, DUIS_KINDS, alert_name
 
@@ -39,10 +39,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_demo)
 
 
-def _say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     run = demo.run(
         args.port,
@@ -51,8 +47,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         out=args.out,
         schema=args.schema,
-        say=_say,
-        notice=lambda message: _say(f"dbch: {message}"),
+        say=say,
+        notice=notice,
     )
     if args.json:
         print(status_line(run.status), file=sys.stderr)
@@ -83,7 +79,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(report(run, args.out))
     if run.files and args.format == "duis":
         print(files_note(args.out, run.files), file=sys.stderr)
-    _say(f"== done in {run.seconds:.1f} s")
+    say(f"== done in {run.seconds:.1f} s")
     if run.invalid:
         raise CommandError(
             f"{len(run.invalid)} DUIS document(s) not valid against the schema in {run.schema}: "

@@ -35,9 +35,10 @@ from pathlib import Path
 from agent import image
 from host_tools.cli.options import add_port_args, open_client
 from host_tools.cli.output import CommandError, add_json_flag, emit
+from host_tools.files import write_file
 from host_tools.firmware import cpl
 from host_tools.firmware.image_build import build_content
-from host_tools.firmware.images import describe, parse_hash, read_image, read_permit, split, write_file
+from host_tools.firmware.images import describe, parse_hash, read_image, read_permit, split
 from host_tools.firmware.sign import load_private_key, load_signing_public, make_permit, sign_image, verify_image
 from host_tools.firmware.stage import FirmwareError, send
 from host_tools.link.agent import checked

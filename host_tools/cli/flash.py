@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from host_tools.cli.options import add_port_args
-from host_tools.cli.output import CommandError, add_json_flag, emit
+from host_tools.cli.output import CommandError, add_json_flag, emit, say
 from host_tools.firmware import flash
 from host_tools.firmware.handover import hand_over, take_back
 from host_tools.firmware.sign import load_signing_public
@@ -82,10 +82,6 @@ def cmd_mpremote(args: argparse.Namespace) -> int:
     return done.returncode
 
 
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def cmd_flash(args: argparse.Namespace) -> int:
     if args.port == "sim" or args.port.startswith("sim:"):
         raise CommandError("the CPython agent (--port sim) runs this checkout's code: there is nothing to flash")
@@ -116,7 +112,7 @@ def cmd_flash(args: argparse.Namespace) -> int:
         port,
         board,
         baud=args.baud,
-        progress=None if args.json else _say,
+        progress=None if args.json else say,
         timeout=max(args.timeout, 20.0),
         eui=eui,
         signing_key=key,

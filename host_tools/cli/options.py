@@ -7,7 +7,7 @@ import argparse
 import sys
 
 import host_tools.servers  # noqa: F401  (makes the ports vboard, sim and triage known)
-from host_tools.cli.output import add_json_flag
+from host_tools.cli.output import add_json_flag, notice
 from host_tools.link.agent import Agent, connect
 from host_tools.link.client import AgentClient
 from host_tools.link.ports import DEFAULT_BAUD, DEFAULT_PORT, DEFAULT_TIMEOUT, PORT_ENV, Port, default_port
@@ -61,10 +61,6 @@ def port_defaults() -> dict:
     return {"port": default_port(), "start": False, "baud": DEFAULT_BAUD, "timeout": DEFAULT_TIMEOUT}
 
 
-def _notice(message: str) -> None:
-    print(f"dbch: {message}", file=sys.stderr)
-
-
 def open_client(args: argparse.Namespace, *, echo_text: bool = False) -> AgentClient:
     """The client on the port the options name; echo_text: what the board prints besides frames
     goes to stderr."""
@@ -77,7 +73,7 @@ def open_client(args: argparse.Namespace, *, echo_text: bool = False) -> AgentCl
         baud=getattr(args, "baud", DEFAULT_BAUD),
         timeout=getattr(args, "timeout", DEFAULT_TIMEOUT),
         on_text=on_text,
-        notice=_notice,
+        notice=notice,
     )
 
 

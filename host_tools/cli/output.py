@@ -1,11 +1,12 @@
-"""What every command shares for its output: the --json flag, printing a result, and the error
-a command raises for a usage mistake (CommandError, a DbchError).
+"""What every command shares for its output: the --json flag, printing a result, progress and
+notes on stderr, and the error a command raises for a usage mistake (CommandError, a DbchError).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from host_tools.errors import DbchError
 
@@ -21,8 +22,8 @@ class CommandError(DbchError):
 
 
 def add_json_flag(parser: argparse.ArgumentParser, *, before_command: bool = False) -> None:
-    """--json, for a command (or, before_command, for the main parser: see _Parser). A parser of
-    its own outside `dbch` sets its default itself: parser.set_defaults(json=False)."""
+    """--json, for a command (or, before_command, for the main parser: see DbchParser, which
+    fills in its default)."""
     parser.add_argument(
         "--json",
         dest=TOP + "json" if before_command else "json",
@@ -40,3 +41,13 @@ def emit(args: argparse.Namespace, result, text: str | None = None) -> None:
         print(json.dumps(result, indent=2, sort_keys=True, default=str))
     else:
         print(text)
+
+
+def say(text: str) -> None:
+    """Progress, or a note for whoever watches: on stderr, at once (stdout holds the result)."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def notice(message: str) -> None:
+    """A note from dbch itself on stderr: "dbch: MESSAGE"."""
+    say(f"dbch: {message}")

@@ -13,6 +13,7 @@ from host_tools.cli.groups import add_group
 from host_tools.cli.options import add_port_args, open_client
 from host_tools.cli.output import CommandError, add_json_flag, emit
 from host_tools.cli.pki import add_pki_dir
+from host_tools.cli.server_args import command_main, list_servers, stop_server
 from host_tools.link.agent import checked
 from host_tools.security.pki import Pki, normalize_eui
 from host_tools.servers import triage as triage_package
@@ -23,11 +24,10 @@ from host_tools.servers.triage.registry import (
     DEFAULT_NAME,
     PORT_PREFIX,
     REGISTRY,
-    list_tools,
+    TriageInfo,
     port_name,
     port_spec,
     read_state,
-    stop,
 )
 
 # ----------------------------------------------------------------------------- dbch triage serve
@@ -222,20 +222,16 @@ def cmd_enrol(args: argparse.Namespace) -> int:
     return 0
 
 
+def _describe(i: TriageInfo) -> str:
+    return f"{i.name}: {i.listen} as {i.tool}, pty {i.port}, hub {i.hub['eui'] if i.hub else '(none)'}, refused {i.refused}"
+
+
 def cmd_list(args: argparse.Namespace) -> int:
-    found = list_tools()
-    lines = [
-        f"{i.name}: {i.listen} as {i.tool}, pty {i.port}, hub {i.hub['eui'] if i.hub else '(none)'}, refused {i.refused}"
-        for i in found
-    ]
-    emit(args, [i.to_json() for i in found], "\n".join(lines) or "no triage tool runs")
-    return 0
+    return list_servers(args, REGISTRY, _describe)
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    was = stop(args.name)
-    emit(args, {"name": args.name, "stopped": was}, f"stopped {args.name}" if was else f"{args.name} was not running")
-    return 0
+    return stop_server(args, REGISTRY)
 
 
 # ----------------------------------------------------------------------------- the parsers
@@ -348,4 +344,4 @@ def register(subparsers) -> None:
 
 
 if __name__ == "__main__":  # `dbch triage` alone: `python -m host_tools.cli.triage serve ...`
-    sys.exit(cli.main(["triage", *sys.argv[1:]]))
+    sys.exit(command_main("triage", register))

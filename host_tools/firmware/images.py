@@ -1,5 +1,5 @@
-"""Firmware image files on the host: read and write them, split off their signature trailer, name
-them by their FirmwareHash and describe them; read rollback permissions.
+"""Firmware image files on the host: read them (host_tools.files writes them), split off their
+signature trailer, name them by their FirmwareHash and describe them; read rollback permissions.
 
 Image format: agent/image.py. An image is its CONTENT (header with the CBOR manifest, then the
 .mpy files) followed by a signature trailer. The FirmwareHash of DUIS 11.3 is SHA-256(CONTENT).
@@ -77,9 +77,3 @@ def read_permit(path: str) -> bytes:
     except image.ImageError as e:
         raise FirmwareInputError(f"{path}: {e}") from e
     return data
-
-
-def write_file(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)

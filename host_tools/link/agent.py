@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from host_tools.files import write_json
 from host_tools.link.client import AgentClient, AgentError, AgentTimeout, Event, Response
 from host_tools.link.console import explain_silence, resume_agent
 from host_tools.link.ports import DEFAULT_BAUD, DEFAULT_TIMEOUT, default_port, open_transport
@@ -72,10 +73,7 @@ class SeenStore:
 
     def save(self) -> None:
         items = sorted(self.items)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(items[-self.keep :] if self.keep else items))
-        tmp.replace(self.path)
+        write_json(self.path, items[-self.keep :] if self.keep else items, indent=None)
 
 
 def seen_key(hello: dict) -> str:

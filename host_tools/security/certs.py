@@ -1,11 +1,10 @@
 """X.509 certificates and EC P-256 keys for the development PKI: how long they are valid, how they
-are built, what a certificate names, and how they are read and written as files (PEM and DER;
-private keys PKCS#8, written with mode 0600)."""
+are built, what a certificate names, and how they are read from files and made into their bytes
+(PEM and DER; private keys PKCS#8, which the PKI writes with mode 0600: host_tools.files)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
 from cryptography import x509
@@ -153,16 +152,6 @@ def signed_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
 
 
 # --- files -------------------------------------------------------------------------------------
-
-
-def write_file(path: Path, data: bytes, secret: bool = False) -> None:
-    """Write `data` to `path` whole (a temporary file renamed over it); mode 0600 if secret."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if secret else 0o644)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def key_bytes(key: ec.EllipticCurvePrivateKey) -> tuple[bytes, bytes]:

@@ -34,6 +34,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from host_tools.files import write_file
 from host_tools.paths import pki_dir
 from host_tools.security.certs import (
     PkiError,
@@ -49,7 +50,6 @@ from host_tools.security.certs import (
     read_ec_key,
     signed_by,
     validity,
-    write_file,
 )
 
 DEFAULT_CA_DAYS = 3650

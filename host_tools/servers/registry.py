@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from host_tools.files import write_json
 from host_tools.paths import cache_dir
 
 DEFAULT_NAME = "default"
@@ -75,15 +76,13 @@ def log_tail(path: Path, since: int = 0, n: int = 1500) -> str:
 class ServiceRegistry:
     """The servers of one kind: where they live, which ones run, starting and stopping them.
 
-    kind: the cache subfolder, also the stem of its state (KIND.json), lock and log files unless
-    given; label: what messages call one ("virtual board"); name_label: what the name check calls
-    one (default: label); command: the `dbch` command of one ("vboard"); module: what
-    `python -m` runs to serve one in the background (that command alone, e.g.
-    "host_tools.cli.vboard", which starts quicker than all of dbch); port_prefix: the --port value
-    that names one ("vboard" for vboard[:NAME]); info: the record class (a
-    host_tools.servers.records.ServerInfo with .name, .port, .pid); error: the DbchError kind
-    raised. from_json: what a registry built before records were read by field name still passes
-    (its record's own constructor).
+    kind: the cache subfolder, also the stem of its state (KIND.json), lock and log files;
+    label: what messages call one ("virtual board"); name_label: what the name check calls one
+    (default: label); command: the `dbch` command of one ("vboard"); module: what `python -m`
+    runs to serve one in the background (that command alone, e.g. "host_tools.cli.vboard",
+    which starts quicker than all of dbch); port_prefix: the --port value that names one
+    ("vboard" for vboard[:NAME]); info: the record class (a host_tools.servers.records.ServerInfo
+    with .name, .port, .pid); error: the DbchError kind raised.
     """
 
     def __init__(
@@ -92,15 +91,11 @@ class ServiceRegistry:
         label: str,
         *,
         error: type[Exception],
-        info: type | None = None,
+        info: type,
         command: str | None = None,
         port_prefix: str | None = None,
         name_label: str | None = None,
-        state_file: str | None = None,
-        lock_file: str | None = None,
-        log_file: str | None = None,
         module: str | None = None,
-        from_json: Callable[[dict], Any] | None = None,
     ):
         self.kind = kind
         self.label = label
@@ -108,10 +103,10 @@ class ServiceRegistry:
         self.command = command
         self.module = module
         self.port_prefix = port_prefix
-        self.state_file = state_file or kind + ".json"
-        self.lock_file = lock_file or kind + ".lock"
-        self.log_file = log_file or kind + ".log"
-        self.from_json = from_json or info.from_json
+        self.state_file = kind + ".json"
+        self.lock_file = kind + ".lock"
+        self.log_file = kind + ".log"
+        self.info = info
         self.error = error
 
     # -- where things live
@@ -158,7 +153,7 @@ class ServiceRegistry:
     def load_state(self, name: str) -> Any | None:
         """What the state file of `name` says, alive or not (None if missing or unreadable)."""
         try:
-            return self.from_json(json.loads(self.state_path(name).read_text()))
+            return self.info.from_json(json.loads(self.state_path(name).read_text()))
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
@@ -221,10 +216,7 @@ class ServiceRegistry:
         )
 
     def write_state(self, info) -> None:
-        path = self.state_path(info.name)
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(info.to_json(), indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
+        write_json(self.state_path(info.name), info.to_json())
 
     def remove_state(self, name: str, pid: int) -> None:
         """Remove the state file of `name` if it is the one process `pid` wrote."""

@@ -6,11 +6,12 @@ the tail of that output kept in a file (ConsoleTail).
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import time
 from pathlib import Path
 from typing import Callable
+
+from host_tools.files import write_file
 
 CONSOLE_KEEP = 8 * 1024  # bytes of the board's most recent output kept in the console file
 
@@ -123,7 +124,5 @@ class ConsoleTail:
         self._since = None
         if self.path is None:
             return
-        tmp = self.path.with_name(self.path.name + ".tmp")
         with contextlib.suppress(OSError):
-            tmp.write_bytes(bytes(self._tail))
-            os.replace(tmp, self.path)
+            write_file(self.path, bytes(self._tail))

@@ -258,56 +258,55 @@ class VirtualBoard(PtyServer):
         self._connected = connected
 
     def _pump_out(self, now: float) -> None:
-        while self._outq:
-            n = len(self._outq)
-            if self._out_lim:
-                n = min(n, self._out_lim.available(now))
-                if n <= 0:
-                    return
-            if self._connected:
-                try:
-                    k = os.write(self._m1, self._outq[:n])
-                except (BlockingIOError, InterruptedError):
-                    k = 0
-                except OSError as e:
-                    if e.errno != errno.EIO:
-                        raise
-                    self._set_connected(False)
-                    k = n
-            else:
-                k = n  # nobody listens: the bytes go nowhere, at line speed
-            if self._out_lim:
-                self._out_lim.consume(k, now)
-            del self._outq[:k]
-            if k < n:
-                return
+        self._pump(self._outq, self._out_lim, now, self._to_client)
 
     def _pump_in(self, now: float) -> None:
-        while self._inq:
-            n = len(self._inq)
-            if self._in_lim:
-                n = min(n, self._in_lim.available(now))
+        self._pump(self._inq, self._in_lim, now, self._to_board)
+
+    @staticmethod
+    def _pump(queue: bytearray, limiter: ByteRateLimiter | None, now: float, send) -> None:
+        """Pass on what `queue` holds, as fast as `limiter` (the baud rate, if any) lets it:
+        send(data) returns how much of `data` it took and how much it tried to (both may be
+        less than all of it); the bytes taken leave the queue, and it stops at a short write."""
+        while queue:
+            n = len(queue)
+            if limiter:
+                n = min(n, limiter.available(now))
                 if n <= 0:
                     return
-            chunk = bytes(self._inq[:n])
-            cut = chunk.find(_CTRL_C)
-            if cut == 0:
-                child = self._child
-                if child is not None and child.poll() is None and sigint_caught(child.pid):
-                    os.kill(child.pid, signal.SIGINT)  # KeyboardInterrupt, and the byte is consumed
-                    k = 1
-                else:
-                    k = self._write_board(chunk[:1])
-                chunk = chunk[:1]
-            else:
-                if cut > 0:
-                    chunk = chunk[:cut]
-                k = self._write_board(chunk)
-            if self._in_lim:
-                self._in_lim.consume(k, now)
-            del self._inq[:k]
-            if k < len(chunk):
+            taken, tried = send(bytes(queue[:n]))
+            if limiter:
+                limiter.consume(taken, now)
+            del queue[:taken]
+            if taken < tried:
                 return
+
+    def _to_client(self, data: bytes) -> tuple[int, int]:
+        if not self._connected:
+            return len(data), len(data)  # nobody listens: the bytes go nowhere, at line speed
+        try:
+            return os.write(self._m1, data), len(data)
+        except (BlockingIOError, InterruptedError):
+            return 0, len(data)
+        except OSError as e:
+            if e.errno != errno.EIO:
+                raise
+            self._set_connected(False)
+            return len(data), len(data)
+
+    def _to_board(self, data: bytes) -> tuple[int, int]:
+        """Bytes up to a Ctrl-C, or the Ctrl-C alone: a KeyboardInterrupt when the interpreter
+        catches SIGINT, else a byte on its stdin."""
+        cut = data.find(_CTRL_C)
+        if cut == 0:
+            child = self._child
+            if child is not None and child.poll() is None and sigint_caught(child.pid):
+                os.kill(child.pid, signal.SIGINT)  # KeyboardInterrupt, and the byte is consumed
+                return 1, 1
+            return self._write_board(data[:1]), 1
+        if cut > 0:
+            data = data[:cut]
+        return self._write_board(data), len(data)
 
     def _write_board(self, data: bytes) -> int:
         try:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.triage import check_policy
-from host_tools.security.certs import common_name, dns_names, read_certificate, write_file
+from host_tools.files import write_file
+from host_tools.security.certs import common_name, dns_names, read_certificate
 from host_tools.security.ipsec import IpsecError
 from host_tools.security.pki import Pki, PkiError, normalize_eui
 

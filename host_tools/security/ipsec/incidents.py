@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import triage
+from host_tools.files import write_json
 from host_tools.security.ipsec import IpsecError, state_root
 
 STATE_FILE = "incidents.json"
@@ -54,12 +55,7 @@ class IncidentStore:
             os.close(fd)
 
     def _write(self, data: dict) -> None:
-        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-        with open(tmp, "w") as f:
-            f.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        write_json(self.path, data, sync=True)
 
     @staticmethod
     def recorder(data: dict, notify: Callable[[dict], Any] | None = None) -> triage.Incidents:

@@ -54,12 +54,12 @@ Design
 Linux only (ptys, flock), like the virtual boards.
 """
 
-# The parts, one module each: registry (the tools running here, TriageInfo, and the pty relay),
-# addresses, credentials (from the PKI), handshakes and incidents (what the tool holds and
-# keeps), tool (TriageTool: listening, handshakes, sessions), shell (a technician's session),
-# enrol, dial (the simulated hub; the program it runs on the MicroPython unix port is
-# host_tools/onboard/dial.py). The command, `dbch triage`, is cli/triage.py; this docstring is
-# its --help.
+# The parts, one module each: registry (the tools running here, TriageInfo), relay (the pty in
+# front of the hub), addresses, credentials (from the PKI), handshakes and incidents (what the
+# tool holds and keeps), tool (TriageTool: listening, handshakes, sessions), shell (a
+# technician's session), enrol, dial (the simulated hub; the program it runs on the MicroPython
+# unix port is host_tools/onboard/dial.py). The command, `dbch triage`, is cli/triage.py; this
+# docstring is its --help.
 
 # what other packages use: `--port triage[:NAME]` (host_tools.servers.ports) resolves to the pty
 from host_tools.servers.triage.registry import TriageToolError, resolve_port

@@ -16,6 +16,7 @@ from pathlib import Path
 from hal import tls
 from host_tools.extras import missing
 from host_tools.paths import cache_dir
+from host_tools.servers.simhub import make_hal
 from host_tools.servers.triage.addresses import parse_hostport
 from host_tools.servers.triage.credentials import hub_files, read_material, tool_name
 from host_tools.servers.triage.registry import TriageToolError
@@ -63,14 +64,12 @@ def dial(d: Dial, stop) -> dict:
     """Run the hub under CPython until it ends (sessions, max_failures) or stop() is true."""
     from agent.triage_link import serve_triage
     from boards import sim
-    from hal.mcu import McuClock
-    from hal.sim.clock import FastForwardClock
 
     _, cert, key, ca = read_material((d.eui, d.cert, d.key, d.ca))
     cfg = {"mode": "tls", "cert": cert, "key": key, "ca": ca, "peer": d.peer, "host": d.host, "port": d.port}
     cfg["timeout"] = d.timeout
     try:
-        hal = sim.make_hal(storage_dir=str(d.fs), eui=d.eui, clock=FastForwardClock(McuClock()))
+        hal = make_hal(d.fs, d.eui)
         hub = serve_triage(
             hal,
             cfg,

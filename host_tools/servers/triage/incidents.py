@@ -3,11 +3,10 @@ state file, so that an open Major Security Incident and its counts survive a res
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 from pathlib import Path
 
+from host_tools.files import write_json
 from host_tools.servers.triage.registry import TriageToolError
 
 INCIDENTS_FILE = "incidents.json"
@@ -39,24 +38,5 @@ class IncidentRecord:
     def keep(self, incidents) -> None:
         """Write the recorder atomically (a new file, synced, renamed over the old); OSError if
         it cannot be written."""
-        path = self.path
-        if path is None:
-            return
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "w") as f:
-                json.dump(incidents.snapshot(), f, indent=2, sort_keys=True)
-                f.write("\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-            fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
+        if self.path is not None:
+            write_json(self.path, incidents.snapshot(), sync=True)

@@ -1,38 +1,23 @@
-"""The Triage Tools running on this machine, and the pty each one puts in front of its hub.
+"""The Triage Tools running on this machine: each one's record (TriageInfo), where it lives and
+which --port value names it.
 
 A tool called NAME keeps its state file (TriageInfo), lock and log in <XDG_CACHE_HOME or
 ~/.cache>/dbch/triage/NAME/ (host_tools.servers.registry keeps the liveness lock), so that
-`--port triage[:NAME]` finds the pty of the hub on its link. PtyRelay copies bytes between that
-pty and the hub's TLS link, one hub session at a time, the way `dbch vboard` exposes a board.
+`--port triage[:NAME]` finds the pty of the hub on its link (relay.PtyRelay).
 
 Linux only (ptys, flock).
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import os
-import queue
-import select
-import termios
-import time
-import tty
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 
-from hal import tls
 from host_tools.errors import DbchError
 from host_tools.servers import registry as services
+from host_tools.servers.records import ServerInfo
 
 DEFAULT_NAME = services.DEFAULT_NAME
 PORT_PREFIX = "triage"
-STATE_FILE = "triage.json"
-LOCK_FILE = "triage.lock"
-LOG_FILE = "triage.log"
-
-_PTY_WAIT_S = 0.5  # longest wait for room in the pty before hub output is dropped
-_IDLE_MS = 200
-_READ = 4096
 
 
 class TriageToolError(DbchError):
@@ -40,7 +25,7 @@ class TriageToolError(DbchError):
 
 
 @dataclass
-class TriageInfo:
+class TriageInfo(ServerInfo):
     """A running Triage Tool, as recorded in its state file."""
 
     name: str
@@ -59,46 +44,27 @@ class TriageInfo:
     incidents: dict = field(default_factory=dict)  # the tool's Incidents snapshot
     started: float = 0.0
 
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict) -> TriageInfo:
-        """The record by field name: a null or missing field takes its default (TypeError if one
-        without a default is missing)."""
-        return cls(**{f.name: data[f.name] for f in fields(cls) if data.get(f.name) is not None})
-
 
 REGISTRY = services.ServiceRegistry(
     "triage",
     "triage tool",
+    info=TriageInfo,
+    command="triage",
+    port_prefix=PORT_PREFIX,
     module="host_tools.cli.triage",
-    state_file=STATE_FILE,
-    lock_file=LOCK_FILE,
-    log_file=LOG_FILE,
-    from_json=TriageInfo.from_json,
     error=TriageToolError,
 )
 
 
-def read_state(name: str = DEFAULT_NAME) -> TriageInfo | None:
-    """The running Triage Tool called `name`, or None."""
-    return REGISTRY.read_state(name)
-
-
-def list_tools() -> list[TriageInfo]:
-    return REGISTRY.list_running()
-
-
-def stop(name: str = DEFAULT_NAME, timeout: float = 5.0) -> bool:
-    return REGISTRY.stop(name, timeout)
+read_state = REGISTRY.read_state  # the running Triage Tool called NAME, or None
 
 
 def port_name(spec: str) -> str:
     """The tool name in a --port value triage[:NAME] (checked)."""
-    if spec != PORT_PREFIX and not spec.startswith(PORT_PREFIX + ":"):
+    given = REGISTRY.port_name(spec)
+    if given is None:
         raise TriageToolError(f"not a triage port: {spec!r} (use triage or triage:NAME)")
-    return REGISTRY.check_name(spec.partition(":")[2] or DEFAULT_NAME)
+    return REGISTRY.check_name(given or DEFAULT_NAME)
 
 
 def port_spec(name: str) -> str:
@@ -111,9 +77,8 @@ def resolve_port(spec: str) -> str:
     name = port_name(spec)
     info = read_state(name)
     if info is None:
-        running = ", ".join(t.name for t in list_tools()) or "none"
         raise TriageToolError(
-            f"no triage tool {name!r} is running; running: {running} (start it with "
+            f"no triage tool {name!r} is running; running: {REGISTRY.running_names()} (start it with "
             f"`dbch triage serve --name {name}` and let the hub dial in)"
         )
     if info.hub is None:
@@ -122,152 +87,3 @@ def resolve_port(spec: str) -> str:
             f"(expected: {', '.join(info.expect)}); `dbch triage connect --port {spec}` shows the refusals"
         )
     return info.port
-
-
-# ----------------------------------------------------------------------------- the pty relay
-
-
-class PtyOut:
-    """Writes to the pty master (non-blocking): waits a little for room, then drops the rest."""
-
-    def __init__(self, fd: int, wait_s: float = _PTY_WAIT_S):
-        self.fd = fd
-        self.wait_s = wait_s
-        self.dropped = 0
-        self._poll = select.poll()
-        self._poll.register(fd, select.POLLOUT)
-
-    def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        deadline = time.monotonic() + self.wait_s
-        while view:
-            try:
-                view = view[os.write(self.fd, view) :]
-                continue
-            except BlockingIOError:
-                pass
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self.dropped += len(view)
-                return
-            self._poll.poll(max(1, int(left * 1000)))
-
-
-class PtyRelay:
-    """The pty technicians open and the hub's link behind it.
-
-    open() makes the pty and returns its path; offer(link, addr) hands over a hub's link that has
-    just authenticated (a hal.tls TlsLink, from any thread); run(stopped) copies bytes both ways
-    until stopped() is true, woken early by wake(); close() ends everything. One hub session at
-    a time: a new link replaces the one on the line. on_start(link, addr) hears of each session
-    that starts, on_end(link, why, by) of each that ends (link: a hal.tls.TlsStreamLink, whose
-    .error is what failed, if anything; why: "closed" or "replaced"; by: the peer replacing it)."""
-
-    def __init__(self, on_start, on_end):
-        self.on_start = on_start
-        self.on_end = on_end
-        self.port = ""
-        self._link: tls.TlsStreamLink | None = None
-        self._link_fd = -1
-        self._incoming: queue.Queue = queue.Queue()
-        self._master = self._slave = -1
-        self._wake_r = self._wake_w = -1
-        self._out: PtyOut | None = None
-
-    def open(self) -> str:
-        master, slave = os.openpty()
-        tty.setraw(slave, termios.TCSANOW)
-        os.set_blocking(master, False)
-        self._master, self._slave = master, slave
-        self.port = os.ttyname(slave)
-        self._out = PtyOut(master)
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-        return self.port
-
-    def offer(self, link, addr) -> None:
-        self._incoming.put((link, addr))
-        self.wake()
-
-    def wake(self) -> None:
-        with contextlib.suppress(OSError):
-            os.write(self._wake_w, b"x")
-
-    def close(self) -> None:
-        if self._link is not None:
-            self._link.close()
-            self._link = None
-        while True:
-            try:
-                link, _ = self._incoming.get_nowait()
-            except queue.Empty:
-                break
-            link.close()
-        for fd in (self._master, self._slave, self._wake_r, self._wake_w):
-            if fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self._master = self._slave = self._wake_r = self._wake_w = -1
-
-    def run(self, stopped) -> None:
-        poll = select.poll()
-        poll.register(self._master, select.POLLIN)
-        poll.register(self._wake_r, select.POLLIN)
-        while not stopped():
-            self._take_new(poll)
-            if self._link is not None:
-                self._hub_to_pty()
-            self._pty_to_hub()
-            if self._link is not None and self._link.eof:
-                self._end_session(poll, "closed")
-            if self._link is not None and self._link.wait(0) and not self._link.eof:
-                continue  # decrypted bytes wait: no poll
-            poll.poll(_IDLE_MS)
-            with contextlib.suppress(OSError):
-                os.read(self._wake_r, 64)
-
-    def _take_new(self, poll) -> None:
-        while True:
-            try:
-                link, addr = self._incoming.get_nowait()
-            except queue.Empty:
-                return
-            if self._link is not None:
-                self._end_session(poll, "replaced", link.peer)
-            self._link = tls.TlsStreamLink(link)
-            self._link_fd = self._link.fileno()
-            poll.register(self._link_fd, select.POLLIN)
-            self.on_start(self._link, addr)
-
-    def _end_session(self, poll, why: str, by: str | None = None) -> None:
-        link = self._link
-        with contextlib.suppress(KeyError, ValueError):
-            poll.unregister(self._link_fd)
-        self._link = None
-        self._link_fd = -1
-        link.close()
-        self.on_end(link, why, by)
-
-    def _hub_to_pty(self) -> None:
-        while True:
-            data = self._link.read(_READ)
-            if not data:
-                return
-            self._out.write(data)
-
-    def _pty_to_hub(self) -> None:
-        while True:
-            try:
-                data = os.read(self._master, _READ)
-            except BlockingIOError:
-                return
-            except OSError as e:  # EIO: nobody holds the device side (we always do)
-                if e.errno == errno.EIO:
-                    return
-                raise
-            if not data:
-                return
-            if self._link is not None and not self._link.eof:
-                self._link.write(data)
-            # else: no hub on the line, the bytes go nowhere (as on an unplugged cable)

@@ -1,5 +1,5 @@
 """The Triage Tool (`dbch triage serve`): it listens for hubs, authenticates each over TLS in one
-non-blocking handshake loop, and puts the hub that got through on its pty (registry.PtyRelay).
+non-blocking handshake loop, and puts the hub that got through on its pty (relay.PtyRelay).
 
 One thread accepts TCP connections and runs every handshake at once (selectors), each with a
 deadline; unauthenticated connections are bounded per source and in all (handshakes.Handshakes).
@@ -23,9 +23,11 @@ from pathlib import Path
 
 from agent import triage
 from hal import tls
+from host_tools.servers.ptys import PtyServer
 from host_tools.servers.triage.handshakes import DropLog, Handshake, Handshakes, addr_text
 from host_tools.servers.triage.incidents import INCIDENTS_FILE, IncidentRecord
-from host_tools.servers.triage.registry import REGISTRY, PtyRelay, TriageInfo, TriageToolError
+from host_tools.servers.triage.registry import REGISTRY, TriageInfo, TriageToolError
+from host_tools.servers.triage.relay import PtyRelay
 
 HANDSHAKE_TIMEOUT_S = 10.0
 MAX_HANDSHAKES = 128  # unauthenticated connections held at once, in all
@@ -37,7 +39,7 @@ _LOOP_S = 0.2  # longest wait of the handshake loop (it checks the stop flag as 
 _READ = 4096
 
 
-class TriageTool:
+class TriageTool(PtyServer):
     """The facility's end: open() makes the pty and starts listening, run() relays until
     request_stop(), close() ends everything. on_event(kind, data) hears of connected, refused,
     dropped, disconnected, replaced, incident and error. state_dir: where the incident
@@ -79,12 +81,12 @@ class TriageTool:
         self.refused = 0
         self.refusals: list[dict] = []
         self.dropped: dict[str, int] = {}
-        self.incidents = triage.Incidents(lambda report: self._event("incident", report))
+        self.incidents = triage.Incidents(lambda report: self.on_event("incident", report))
         self.record = IncidentRecord(Path(state_dir) / INCIDENTS_FILE if state_dir is not None else None)
         self.restored = self.record.restore(self.incidents)
         self.started = time.time()
         self._pending = Handshakes(max_handshakes, max_handshakes_per_source)
-        self._drops = DropLog(self._event, lambda: len(self._pending))
+        self._drops = DropLog(self.on_event, lambda: len(self._pending))
         self._relay = PtyRelay(self._connected, self._disconnected)
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -173,10 +175,7 @@ class TriageTool:
         try:
             self.record.keep(self.incidents)
         except OSError as e:
-            self._event("error", {"detail": f"cannot keep the incident record in {self.record.path}: {e}"})
-
-    def _event(self, kind: str, data: dict) -> None:
-        self.on_event(kind, data)
+            self.on_event("error", {"detail": f"cannot keep the incident record in {self.record.path}: {e}"})
 
     # -- hub sessions (the relay's thread)
 
@@ -192,7 +191,7 @@ class TriageTool:
             self.hub = hub
             self.sessions += 1
             self._save()
-        self._event("connected", hub)
+        self.on_event("connected", hub)
 
     def _disconnected(self, link: tls.TlsStreamLink, why: str, by: str | None) -> None:
         old = self.hub
@@ -203,9 +202,9 @@ class TriageTool:
                 self._record(link.error)
             self.hub = None
             self._save()
-        self._event("disconnected", data)
+        self.on_event("disconnected", data)
         if by is not None:
-            self._event("replaced", {"old": old, "by": by})
+            self.on_event("replaced", {"old": old, "by": by})
 
     # -- listening and handshakes (one thread, non-blocking)
 
@@ -379,7 +378,7 @@ class TriageTool:
             self.refusals = (self.refusals + [item])[-KEEP_REFUSALS:]
             self._record(err)
             self._save()
-        self._event("refused", item)
+        self.on_event("refused", item)
 
 
 def serve(name: str, on_ready, **options) -> None:
