@@ -1,4 +1,6 @@
 # Wire format between the host and the agent: framed CBOR messages over serial or TCP/TLS.
+# Over 400 lines: the format's description (these 45 lines), the frame decoder and the message
+# checks are one contract, and the host frames with this same module (host_tools.link.client).
 #
 # Frame (on the line):
 #
