@@ -134,7 +134,8 @@ class Dialer:
             return "closed"
         if ticks_diff(ticks_ms(), self._next) < 0:
             return None
-        from hal.tls import TlsStreamLink, TriageLinkError
+        from hal.tls import TriageLinkError
+        from hal.tls_stream import TlsStreamLink
 
         try:
             link = _dial(self.endpoint, self.cfg["host"], self.cfg["port"], self.timeout)

@@ -31,11 +31,17 @@
 import socket as _socket
 
 from hal.compat import tls_modules
-from hal.contracts import Link as _Link
+from hal.x509 import cert_identity, identity_matches, tlv
 
 # ssl (None on a port built without TLS), whether it is OpenSSL (CPython), and MicroPython's
 # mbedTLS module (None on CPython)
 _ssl, _OPENSSL, _mtls = tls_modules()
+
+
+def ssl_module():
+    """The runtime's ssl module (None on a port built without TLS)."""
+    return _ssl
+
 
 _CERT_REQUIRED = 2  # same value in CPython, MicroPython and mbedTLS
 _PROTOCOL_TLS_CLIENT = 0  # MicroPython's values; CPython uses its own constants below
@@ -83,112 +89,13 @@ def runtime():
 
 # --- a small DER reader: the names in a certificate ------------------------------------------
 
-_OID_CN = b"\x55\x04\x03"  # 2.5.4.3
-_OID_SAN = b"\x55\x1d\x11"  # 2.5.29.17
-_STRING_TAGS = (0x0C, 0x13, 0x14, 0x16, 0x1E)  # UTF8, Printable, T61, IA5, BMP(ASCII only)
-
-
-def _tlv(buf, i, end):
-    # -> (tag, content start, content end); ValueError on anything malformed
-    if i + 2 > end:
-        raise ValueError("truncated DER")
-    tag = buf[i]
-    n = buf[i + 1]
-    i += 2
-    if n & 0x80:
-        k = n & 0x7F
-        if k == 0 or k > 3 or i + k > end:
-            raise ValueError("bad DER length")
-        n = int.from_bytes(bytes(buf[i : i + k]), "big")
-        i += k
-    if i + n > end:
-        raise ValueError("DER overrun")
-    return tag, i, i + n
-
-
-def _children(buf, start, end):
-    i = start
-    while i < end:
-        tag, s, e = _tlv(buf, i, end)
-        yield tag, s, e
-        i = e
-
-
-def _text(buf, tag, s, e):
-    raw = bytes(buf[s:e])
-    if tag == 0x1E:  # BMPString: keep the low bytes (ASCII names)
-        raw = bytes([raw[i] for i in range(1, len(raw), 2)])
-    return raw.decode()
-
-
-def cert_names(der):
-    """(common name or None, [SAN dNSNames]) of a DER certificate; ValueError if malformed."""
-    buf = bytes(der)
-    tag, s, e = _tlv(buf, 0, len(buf))
-    if tag != 0x30:
-        raise ValueError("not a certificate")
-    tag, s, e = _tlv(buf, s, e)  # tbsCertificate
-    if tag != 0x30:
-        raise ValueError("not a certificate")
-    fields = list(_children(buf, s, e))
-    if fields and fields[0][0] == 0xA0:  # explicit version
-        fields = fields[1:]
-    # serial, signature, issuer, validity, subject, spki, then [1] [2] [3]
-    if len(fields) < 6:
-        raise ValueError("short tbsCertificate")
-    cn = None
-    _, ss, se = fields[4]
-    for _, rs, re in _children(buf, ss, se):  # RDN SETs
-        for _, as_, ae in _children(buf, rs, re):  # AttributeTypeAndValue
-            parts = list(_children(buf, as_, ae))
-            if len(parts) == 2 and parts[0][0] == 0x06 and buf[parts[0][1] : parts[0][2]] == _OID_CN:
-                vt, vs, ve = parts[1]
-                if vt in _STRING_TAGS:
-                    cn = _text(buf, vt, vs, ve)
-    dns = []
-    for tag, xs, xe in fields[6:]:
-        if tag != 0xA3:
-            continue
-        _, ls, le = _tlv(buf, xs, xe)  # Extensions SEQUENCE
-        for _, es, ee in _children(buf, ls, le):
-            parts = list(_children(buf, es, ee))
-            if not parts or parts[0][0] != 0x06 or buf[parts[0][1] : parts[0][2]] != _OID_SAN:
-                continue
-            _, os_, oe = parts[-1]  # extnValue OCTET STRING
-            _, gs, ge = _tlv(buf, os_, oe)  # GeneralNames SEQUENCE
-            for gt, ns, ne in _children(buf, gs, ge):
-                if gt == 0x82:  # [2] dNSName
-                    dns.append(_text(buf, 0x16, ns, ne))
-    return cn, dns
-
-
-def cert_identity(der):
-    """The identity a certificate asserts: its first SAN dNSName, else its CN (RFC 6125)."""
-    cn, dns = cert_names(der)
-    return dns[0] if dns else cn
-
-
-def identity_matches(der, expected):
-    """True if the certificate names one of `expected` (case-insensitive; SAN wins over CN)."""
-    try:
-        cn, dns = cert_names(der)
-    except (ValueError, IndexError, UnicodeError):
-        return False
-    names = dns if dns else ([cn] if cn else [])
-    want = [x.lower() for x in expected]
-    for n in names:
-        if n.lower() in want:
-            return True
-    return False
-
-
 # --- errors ---------------------------------------------------------------------------------
 
 
 _ETIMEDOUT = 110  # MicroPython raises OSError(ETIMEDOUT) when a socket timeout expires
 
 
-def _is_timeout(exc):
+def is_timeout(exc):
     t = getattr(_socket, "timeout", None)  # CPython: TimeoutError / socket.timeout
     if t is not None and isinstance(exc, t):
         return True
@@ -196,10 +103,10 @@ def _is_timeout(exc):
     return isinstance(exc, OSError) and len(args) > 0 and args[0] == _ETIMEDOUT
 
 
-def _classify(exc):
+def classify(exc):
     # A peer certificate problem is an authentication failure; a silent peer is a timeout;
     # the rest is protocol.
-    if _is_timeout(exc):
+    if is_timeout(exc):
         return "timeout"
     text = " ".join(str(a) for a in getattr(exc, "args", ())) + " " + str(getattr(exc, "reason", ""))
     up = text.upper()
@@ -208,7 +115,7 @@ def _classify(exc):
     return "protocol"
 
 
-def _describe(exc):
+def describe(exc):
     args = getattr(exc, "args", ())
     parts = []
     for a in args:
@@ -268,8 +175,8 @@ def _key_pem(key_der):
 
     label = "PRIVATE KEY"
     try:
-        _, s, e = _tlv(key_der, 0, len(key_der))
-        _, vs, ve = _tlv(key_der, s, e)
+        _, s, e = tlv(key_der, 0, len(key_der))
+        _, vs, ve = tlv(key_der, s, e)
         if key_der[ve] == 0x04:
             label = "EC PRIVATE KEY"
     except (ValueError, IndexError):
@@ -310,9 +217,9 @@ class TlsEndpoint:
         self._leaf = None
         self._refused = None
         if _OPENSSL:
-            self._ctx = self._openssl_context(cert, key, ca)
+            self.context = self._openssl_context(cert, key, ca)
         elif _mtls is not None:
-            self._ctx = self._mbedtls_context(cert, key, ca)
+            self.context = self._mbedtls_context(cert, key, ca)
         else:
             raise TriageLinkError("config", "this runtime has no TLS")
 
@@ -330,13 +237,13 @@ class TlsEndpoint:
             try:
                 ctx.set_ciphers(":".join(tls12))
             except ssl.SSLError as e:
-                raise TriageLinkError("config", "cipher suites: " + _describe(e))
+                raise TriageLinkError("config", "cipher suites: " + describe(e))
         if hasattr(ssl, "OP_NO_RENEGOTIATION"):
             ctx.options |= ssl.OP_NO_RENEGOTIATION
         try:
             ctx.load_verify_locations(cadata=ca)
         except (ssl.SSLError, ValueError) as e:
-            raise TriageLinkError("config", "CA certificate: " + _describe(e))
+            raise TriageLinkError("config", "CA certificate: " + describe(e))
         import os
         import tempfile
 
@@ -347,7 +254,7 @@ class TlsEndpoint:
             fd = None
             ctx.load_cert_chain(path)
         except (ssl.SSLError, ValueError) as e:
-            raise TriageLinkError("config", "certificate/key: " + _describe(e))
+            raise TriageLinkError("config", "certificate/key: " + describe(e))
         finally:
             if fd is not None:
                 os.close(fd)
@@ -367,11 +274,11 @@ class TlsEndpoint:
         try:
             ctx.load_verify_locations(ca)
         except (OSError, ValueError) as e:
-            raise TriageLinkError("config", "CA certificate: " + _describe(e))
+            raise TriageLinkError("config", "CA certificate: " + describe(e))
         try:
             ctx.load_cert_chain(cert, key)
         except (OSError, ValueError) as e:
-            raise TriageLinkError("config", "certificate/key: " + _describe(e))
+            raise TriageLinkError("config", "certificate/key: " + describe(e))
         if not hasattr(ctx, "set_ciphers"):
             raise TriageLinkError("config", "this TLS stack cannot restrict cipher suites to AEAD")
         want = self.ciphers or MBEDTLS_CIPHERS
@@ -386,7 +293,7 @@ class TlsEndpoint:
         try:
             ctx.set_ciphers(suites)
         except (OSError, ValueError) as e:
-            raise TriageLinkError("config", "cipher suites: " + _describe(e))
+            raise TriageLinkError("config", "cipher suites: " + describe(e))
         self.suites = suites
         if hasattr(ctx, "verify_callback"):
             ctx.verify_callback = self._verify
@@ -416,17 +323,17 @@ class TlsEndpoint:
         self._refused = None
         try:
             if _OPENSSL:
-                s = self._ctx.wrap_socket(
+                s = self.context.wrap_socket(
                     sock,
                     server_side=self.server_side,
                     server_hostname=None if self.server_side else self.peer_names[0],
                 )
             elif self.server_side:
-                s = self._ctx.wrap_socket(sock, server_side=True)
+                s = self.context.wrap_socket(sock, server_side=True)
             else:
-                s = self._ctx.wrap_socket(sock, server_side=False, server_hostname=self.peer_names[0])
+                s = self.context.wrap_socket(sock, server_side=False, server_hostname=self.peer_names[0])
         except Exception as e:  # every stack raises its own types
-            _close(sock)
+            close_quietly(sock)
             if self._refused is not None:
                 raise TriageLinkError(
                     "identity", "peer is {!r}, expected {}".format(self._refused, " or ".join(self.peer_names))
@@ -434,15 +341,15 @@ class TlsEndpoint:
             if isinstance(e, TriageLinkError):
                 raise
             if getattr(e, "verify_code", None) == _X509_V_ERR_HOSTNAME_MISMATCH:
-                raise TriageLinkError("identity", _describe(e))
-            raise TriageLinkError(_classify(e), _describe(e))
+                raise TriageLinkError("identity", describe(e))
+            raise TriageLinkError(classify(e), describe(e))
         try:
-            return self._checked(s)
+            return self.checked(s)
         except TriageLinkError:
-            _close(s)
+            close_quietly(s)
             raise
 
-    def _checked(self, s):
+    def checked(self, s):
         if _OPENSSL:
             leaf = s.getpeercert(binary_form=True)
             version = s.version()
@@ -456,7 +363,7 @@ class TlsEndpoint:
                 if c:
                     suite = c[0]
                     version = c[1] if len(c) > 1 else None
-        if not leaf and not self.server_side and not _OPENSSL and not hasattr(self._ctx, "verify_callback"):
+        if not leaf and not self.server_side and not _OPENSSL and not hasattr(self.context, "verify_callback"):
             # no callback to read the leaf: mbedTLS itself matched server_hostname
             return TlsLink(s, self.peer_names[0], version, suite, None)
         if not leaf:
@@ -471,7 +378,7 @@ class TlsEndpoint:
         return TlsLink(s, cert_identity(leaf), version, suite, leaf)
 
 
-def _close(s):
+def close_quietly(s):
     try:
         s.close()
     except Exception:
@@ -496,7 +403,7 @@ class TlsLink:
                 self.sock.write(data)
         except Exception as e:
             self.close()
-            raise TriageLinkError("timeout" if _is_timeout(e) else "record", _describe(e))
+            raise TriageLinkError("timeout" if is_timeout(e) else "record", describe(e))
 
     def recv(self, n=1024):
         """Up to n bytes; b"" when the peer closed the link cleanly."""
@@ -506,8 +413,8 @@ class TlsLink:
             return self.sock.read(n)
         except Exception as e:
             self.close()
-            kind = _classify(e)
-            raise TriageLinkError(kind if kind != "protocol" else "record", _describe(e))
+            kind = classify(e)
+            raise TriageLinkError(kind if kind != "protocol" else "record", describe(e))
 
     def settimeout(self, t):
         """Seconds a send/recv may block (None: forever); the handshake timeout until set."""
@@ -525,7 +432,7 @@ class TlsLink:
 
     def close(self):
         if self.sock is not None:
-            _close(self.sock)
+            close_quietly(self.sock)
             self.sock = None
 
 
@@ -549,137 +456,6 @@ def connect(endpoint, host, port, timeout=None):
     try:
         s.connect(addr)
     except OSError as e:
-        _close(s)
-        raise TriageLinkError("protocol", "connect to {}:{}: {}".format(host, port, _describe(e)))
+        close_quietly(s)
+        raise TriageLinkError("protocol", "connect to {}:{}: {}".format(host, port, describe(e)))
     return endpoint.wrap(s, timeout)
-
-
-# --- the agent's Link over an established triage link ---------------------------------------
-
-_EAGAIN = (11, 35, 115)  # EAGAIN (Linux), EAGAIN (BSD), EINPROGRESS
-_GONE = (32, 54, 104)  # EPIPE, ECONNRESET (BSD), ECONNRESET (Linux): the peer went away
-
-
-def _would_block(exc):
-    # CPython: ssl.SSLWantReadError / SSLWantWriteError / BlockingIOError;
-    # MicroPython: OSError(EAGAIN) (its non-blocking read/write mostly return None instead)
-    if _ssl is not None:
-        for name in ("SSLWantReadError", "SSLWantWriteError"):
-            t = getattr(_ssl, name, None)
-            if t is not None and isinstance(exc, t):
-                return True
-    args = getattr(exc, "args", ())
-    return isinstance(exc, OSError) and len(args) > 0 and args[0] in _EAGAIN
-
-
-def _peer_gone(exc):
-    # An unclean close (no close_notify, a reset) ends the link without being an attack.
-    if _ssl is not None:
-        for name in ("SSLEOFError", "SSLZeroReturnError"):
-            t = getattr(_ssl, name, None)
-            if t is not None and isinstance(exc, t):
-                return True
-    args = getattr(exc, "args", ())
-    return isinstance(exc, OSError) and len(args) > 0 and args[0] in _GONE
-
-
-class TlsStreamLink(_Link):
-    """hal.contracts.Link over an established TlsLink: the agent's wire protocol runs on it.
-
-    The socket is made non-blocking: read(n) returns what has arrived (b"" if nothing),
-    wait(ms) polls the socket (and, on CPython, the bytes OpenSSL has already decrypted, which
-    poll cannot see). When the peer closes, or a record fails, .eof becomes True; a failure
-    is kept in .error (a TriageLinkError: "record" for tampered/garbage data, "timeout" when a
-    write could not go out within write_timeout_ms) for the caller to record as an incident.
-    Writes never raise: on a dead link they are dropped (the server loop ends on .eof)."""
-
-    def __init__(self, tls_link, write_timeout_ms=10000):
-        import select
-
-        self.tls = tls_link
-        self.peer = tls_link.peer
-        self.version = tls_link.version
-        self.suite = tls_link.suite
-        self.sock = tls_link.sock
-        self.write_timeout_ms = write_timeout_ms
-        self.eof = False
-        self.error = None
-        self.sock.setblocking(False)
-        self._pending = getattr(self.sock, "pending", None)  # CPython: decrypted, not yet read
-        self._poll = select.poll()
-        self._poll.register(self.sock, select.POLLIN)
-        self._wpoll = select.poll()
-        self._wpoll.register(self.sock, select.POLLOUT)
-
-    def fileno(self):
-        return self.sock.fileno()
-
-    def _fail(self, exc):
-        if not _peer_gone(exc) and self.error is None:
-            kind = "timeout" if _is_timeout(exc) else "record"
-            self.error = exc if isinstance(exc, TriageLinkError) else TriageLinkError(kind, _describe(exc))
-        self.close()
-
-    def read(self, n):
-        if self.eof:
-            return b""
-        try:
-            if hasattr(self.sock, "recv"):
-                data = self.sock.recv(n)
-            else:
-                data = self.sock.read(n)
-        except Exception as e:
-            if _would_block(e):
-                return b""
-            self._fail(e)
-            return b""
-        if data is None:  # MicroPython, non-blocking: nothing yet
-            return b""
-        if not data:
-            self.close()
-            return b""
-        return data
-
-    def wait(self, timeout_ms):
-        if self.eof:
-            return True
-        if self._pending is not None and self._pending():
-            return True
-        return bool(self._poll.poll(timeout_ms))
-
-    def write(self, data):
-        if self.eof:
-            return
-        from hal.compat import ticks_diff, ticks_ms
-
-        view = memoryview(bytes(data))
-        start = ticks_ms()
-        while view:
-            try:
-                if hasattr(self.sock, "send"):
-                    sent = self.sock.send(view)
-                else:
-                    sent = self.sock.write(view)
-            except Exception as e:
-                if not _would_block(e):
-                    self._fail(e)
-                    return
-                sent = None
-            if sent:
-                view = view[sent:]
-                continue
-            left = self.write_timeout_ms - ticks_diff(ticks_ms(), start)
-            if left <= 0:
-                self._fail(TriageLinkError("timeout", "write stalled for {} ms".format(self.write_timeout_ms)))
-                return
-            self._wpoll.poll(min(left, 100))
-
-    def close(self):
-        self.eof = True
-        if self.tls.sock is not None:
-            for p in (self._poll, self._wpoll):
-                try:
-                    p.unregister(self.sock)
-                except Exception:
-                    pass
-            self.tls.close()

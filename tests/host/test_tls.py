@@ -355,7 +355,7 @@ def test_narrowed_cipher_list_is_used(pki):
     try:
         d = pki["device"]
         ep = tls.client(d.cert_der, d.key_der, pki["ca_der"], TOOL)
-        ep._ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ep.context.maximum_version = ssl.TLSVersion.TLSv1_2
         link = tls.connect(ep, "127.0.0.1", srv.port)
         assert (link.version, link.suite) == ("TLSv1.2", suite)
         link.send(b"hello")
@@ -439,9 +439,9 @@ def test_openssl_context_policy(pki):
         tls.client(d.cert_der, d.key_der, pki["ca_der"], TOOL),
         tls.server(d.cert_der, d.key_der, pki["ca_der"], TOOL),
     ):
-        assert ep._ctx.verify_mode == ssl.CERT_REQUIRED
-        assert ep._ctx.minimum_version == ssl.TLSVersion.TLSv1_2
-        names = {c["name"] for c in ep._ctx.get_ciphers() if c["protocol"] == "TLSv1.2"}
+        assert ep.context.verify_mode == ssl.CERT_REQUIRED
+        assert ep.context.minimum_version == ssl.TLSVersion.TLSv1_2
+        names = {c["name"] for c in ep.context.get_ciphers() if c["protocol"] == "TLSv1.2"}
         assert names and all(("GCM" in n or "CHACHA20" in n) and "ECDHE" in n for n in names), names
 
 
@@ -524,7 +524,7 @@ def rd(p):
 args = (rd({d!r} + "/cert.der"), rd({d!r} + "/key.der"), rd({ca!r}), "triage-1")
 for side in (False, True):
     ep = tls.TlsEndpoint(side, *args)
-    print("verify", ep._ctx.verify_mode == m.CERT_REQUIRED, "suites", ",".join(ep.suites))
+    print("verify", ep.context.verify_mode == m.CERT_REQUIRED, "suites", ",".join(ep.suites))
 have13 = [c for c in m.SSLContext(m.PROTOCOL_TLS_CLIENT).get_ciphers() if c.startswith("TLS1-3")]
 try:
     tls.client(*args, min_version="1.3")

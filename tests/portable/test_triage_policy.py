@@ -2,7 +2,7 @@ import unittest
 from binascii import unhexlify
 
 from agent import triage
-from hal import tls
+from hal import tls, x509
 
 # A hub certificate made by host_tools.security.pki (CN and SAN dNSName "00-1B-C5-0C-00-00-12-34").
 DEVICE_CERT = unhexlify(
@@ -168,31 +168,31 @@ class IpsecPolicy(unittest.TestCase):
 
 class CertNames(unittest.TestCase):
     def test_device_certificate_names(self):
-        cn, dns = tls.cert_names(DEVICE_CERT)
+        cn, dns = x509.cert_names(DEVICE_CERT)
         self.assertEqual(cn, EUI)
         self.assertEqual(dns, [EUI])
-        self.assertEqual(tls.cert_identity(DEVICE_CERT), EUI)
+        self.assertEqual(x509.cert_identity(DEVICE_CERT), EUI)
 
     def test_cn_only_certificate(self):
-        self.assertEqual(tls.cert_names(CN_ONLY_CERT), ("cn-only-tool", []))
-        self.assertTrue(tls.identity_matches(CN_ONLY_CERT, ["cn-only-tool"]))
-        self.assertFalse(tls.identity_matches(CN_ONLY_CERT, ["dbch"]))  # O= is not an identity
+        self.assertEqual(x509.cert_names(CN_ONLY_CERT), ("cn-only-tool", []))
+        self.assertTrue(x509.identity_matches(CN_ONLY_CERT, ["cn-only-tool"]))
+        self.assertFalse(x509.identity_matches(CN_ONLY_CERT, ["dbch"]))  # O= is not an identity
 
     def test_matching(self):
-        self.assertTrue(tls.identity_matches(DEVICE_CERT, [EUI]))
-        self.assertTrue(tls.identity_matches(DEVICE_CERT, ["x", EUI.lower()]))
-        self.assertFalse(tls.identity_matches(DEVICE_CERT, ["00-1B-C5-0C-00-00-12-35"]))
-        self.assertFalse(tls.identity_matches(DEVICE_CERT, []))
+        self.assertTrue(x509.identity_matches(DEVICE_CERT, [EUI]))
+        self.assertTrue(x509.identity_matches(DEVICE_CERT, ["x", EUI.lower()]))
+        self.assertFalse(x509.identity_matches(DEVICE_CERT, ["00-1B-C5-0C-00-00-12-35"]))
+        self.assertFalse(x509.identity_matches(DEVICE_CERT, []))
 
     def test_bmp_string_names(self):
-        self.assertEqual(tls._text(b"\x00t\x00o\x00o\x00l", 0x1E, 0, 8), "tool")
+        self.assertEqual(x509.text(b"\x00t\x00o\x00o\x00l", 0x1E, 0, 8), "tool")
 
     def test_malformed_certificates_are_refused(self):
         for bad in (b"", b"\x30", b"\x30\x05\x30\x03", DEVICE_CERT[:100], b"\x02\x01\x00", b"\x30\x84\xff\xff\xff\xff"):
             with self.subTest(n=len(bad)):
                 with self.assertRaises(ValueError):
-                    tls.cert_names(bad)
-                self.assertFalse(tls.identity_matches(bad, [EUI]))
+                    x509.cert_names(bad)
+                self.assertFalse(x509.identity_matches(bad, [EUI]))
 
     def test_negotiated_parameters(self):
         tls.check_negotiated("TLSv1.2", "ECDHE-ECDSA-AES256-GCM-SHA384")

@@ -11,7 +11,7 @@ Design
   TLS 1.2 minimum (1.3 where both ends have it: CPython hubs), ECDHE with AEAD suites only
   (MicroPython/mbedTLS hubs: TLS 1.2 ECDHE-ECDSA-AES-GCM). The hub side is
   agent.triage_link.serve_triage (portable: CPython ssl and MicroPython mbedTLS) running the agent's
-  Server over hal.tls.TlsStreamLink, so the agent's wire protocol runs over TLS unchanged.
+  Server over hal.tls_stream.TlsStreamLink, so the agent's wire protocol runs over TLS unchanged.
 - `dbch triage serve` is the Triage Tool. One thread accepts TCP connections and runs every
   handshake at once, non-blocking, in an event loop (selectors): a connection that is silent,
   drip-feeds its bytes or stalls holds nothing but its own socket. Each handshake has a deadline

@@ -10,7 +10,7 @@ import contextlib
 import queue
 import select
 
-from hal import tls
+from hal.tls_stream import TlsStreamLink
 from host_tools.servers.ptys import PtyWriter, WakePipe, close_fds, open_pty, read_some
 
 _PTY_WAIT_S = 0.5  # longest wait for room in the pty before hub output is dropped
@@ -25,14 +25,14 @@ class PtyRelay:
     just authenticated (a hal.tls TlsLink, from any thread); run(stopped) copies bytes both ways
     until stopped() is true, woken early by wake(); close() ends everything. One hub session at
     a time: a new link replaces the one on the line. on_start(link, addr) hears of each session
-    that starts, on_end(link, why, by) of each that ends (link: a hal.tls.TlsStreamLink, whose
+    that starts, on_end(link, why, by) of each that ends (link: a hal.tls_stream.TlsStreamLink, whose
     .error is what failed, if anything; why: "closed" or "replaced"; by: the peer replacing it)."""
 
     def __init__(self, on_start, on_end):
         self.on_start = on_start
         self.on_end = on_end
         self.port = ""
-        self._link: tls.TlsStreamLink | None = None
+        self._link: TlsStreamLink | None = None
         self._link_fd = -1
         self._incoming: queue.Queue = queue.Queue()
         self._master = self._slave = -1
@@ -92,7 +92,7 @@ class PtyRelay:
         for link, addr in self._offered():
             if self._link is not None:
                 self._end_session(poll, "replaced", link.peer)
-            self._link = tls.TlsStreamLink(link)
+            self._link = TlsStreamLink(link)
             self._link_fd = self._link.fileno()
             poll.register(self._link_fd, select.POLLIN)
             self.on_start(self._link, addr)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from agent import triage
 from hal import tls
+from hal.tls_stream import TlsStreamLink
 from host_tools.servers.ptys import PtyServer
 from host_tools.servers.triage.handshakes import DropLog, Handshake, Handshakes, addr_text
 from host_tools.servers.triage.incidents import INCIDENTS_FILE, IncidentRecord
@@ -118,7 +119,7 @@ class TriageTool(PtyServer):
         bound = s.getsockname()
         self.listen = f"{bound[0]}:{bound[1]}"
         # the ClientHello has arrived: OpenSSL calls this for every one, with or without a name
-        self._endpoint._ctx.sni_callback = self._hello
+        self._endpoint.context.sni_callback = self._hello
         t = threading.Thread(target=self._handshake_loop, name="triage-handshakes", daemon=True)
         t.start()
         self._threads.append(t)
@@ -179,7 +180,7 @@ class TriageTool(PtyServer):
 
     # -- hub sessions (the relay's thread)
 
-    def _connected(self, link: tls.TlsStreamLink, addr) -> None:
+    def _connected(self, link: TlsStreamLink, addr) -> None:
         hub = {
             "eui": link.peer,
             "addr": addr_text(addr),
@@ -193,7 +194,7 @@ class TriageTool(PtyServer):
             self._save()
         self.on_event("connected", hub)
 
-    def _disconnected(self, link: tls.TlsStreamLink, why: str, by: str | None) -> None:
+    def _disconnected(self, link: TlsStreamLink, why: str, by: str | None) -> None:
         old = self.hub
         data = dict(old or {}, reason=why)
         with self._lock:
@@ -231,7 +232,7 @@ class TriageTool(PtyServer):
         finally:
             for h in self._pending:
                 self._pending.remove(h)
-                tls._close(h.sock)
+                tls.close_quietly(h.sock)
             sel.close()
 
     def _accept(self, sel) -> None:
@@ -246,10 +247,10 @@ class TriageTool(PtyServer):
                 return
             conn.setblocking(False)
             try:
-                s = self._endpoint._ctx.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+                s = self._endpoint.context.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
             except (OSError, ValueError) as e:
                 conn.close()
-                self._drop(addr, "closed", tls._describe(e))
+                self._drop(addr, "closed", tls.describe(e))
                 continue
             h = Handshake(s, addr, time.monotonic() + self.handshake_timeout)
             victim = self._pending.add(h)
@@ -284,14 +285,14 @@ class TriageTool(PtyServer):
             self._want(sel, h, selectors.EVENT_WRITE)
             return
         except Exception as e:  # a refusal, or the peer went away
-            self._failed(sel, h, tls.TriageLinkError(tls._classify(e), tls._describe(e)))
+            self._failed(sel, h, tls.TriageLinkError(tls.classify(e), tls.describe(e)))
             return
         self._pending.remove(h)
         self._unregister(sel, h)
         try:
-            link = self._endpoint._checked(h.sock)  # the client's name; the version and suite
+            link = self._endpoint.checked(h.sock)  # the client's name; the version and suite
         except tls.TriageLinkError as e:
-            tls._close(h.sock)
+            tls.close_quietly(h.sock)
             self._refuse(e, h.addr)
             return
         self._relay.offer(link, h.addr)
@@ -362,7 +363,7 @@ class TriageTool(PtyServer):
             return
         with contextlib.suppress(OSError):  # reset rather than linger: nothing is owed to it
             h.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        tls._close(h.sock)
+        tls.close_quietly(h.sock)
         self._drop(h.addr, reason, detail)
 
     def _drop(self, addr, reason: str, detail: str) -> None:
