@@ -4,14 +4,14 @@
 #     import dbchboot
 #     dbchboot.main("<board>")
 # so it never imports anything from a slot before it has chosen one, and a new image cannot
-# replace it. agent.firmware (inside a slot) uses the same functions to start and confirm a trial.
+# replace it. agent.fw_staging (inside a slot) uses the same functions to start and confirm a trial.
 #
 # On-board layout, relative to the firmware root (the directory holding main.py, which is the
 # parent of the agent's storage directory):
 #   main.py            the two lines above          dbchboot.mpy   this module
 #   fwboot.json        the boot state (below)       fwkey.bin      trusted signing key (65 bytes)
 #   slots/a/, slots/b/ one image each: agent/ hal/ boards/ ... (.mpy) and manifest.json
-#   slots/stage.img    an image being received (agent.firmware)
+#   slots/stage.img    an image being received (agent.fw_staging)
 # A slot is bootable when its manifest.json exists: it is written last, atomically, once every
 # file of the slot is in place.
 #

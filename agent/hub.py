@@ -168,7 +168,7 @@ class Hub:
         self.store.put("boots", self.boot_count)
         self.started_ms = self.clock.monotonic_ms()
         self.reboot_requested = False
-        # The firmware service's boot-time part (agent.fwboot) finishes what a reboot interrupted
+        # The firmware service's boot-time part (agent.fw_service) finishes what a reboot interrupted
         # and confirms a trial boot; when nothing is pending it is not kept (loaded again by the
         # first fw.* request). A board with no boot state, no slots and no activation record
         # runs the built-in version and has nothing to finish: it is not loaded at all.
@@ -427,11 +427,11 @@ class Hub:
             return RC_BAD_ARGS, None, str(e)
 
     def _settle_fw(self):
-        # once nothing is pending (agent.fwboot's idle()), the firmware service's code is unloaded
+        # once nothing is pending (agent.fw_service's idle()), the firmware service's code is unloaded
         fw = self.firmware
         if fw is not None and fw.idle():
             self.firmware = None
-            from agent.fwboot import unload_all
+            from agent.fw_service import unload_all
 
             unload_all()
 
@@ -449,10 +449,10 @@ class Hub:
         return fs.exists(root + "fwboot.json") or fs.exists(root + "slots")
 
     def fw(self):
-        # The firmware service (agent.fwboot), loaded if it is not.
+        # The firmware service (agent.fw_service), loaded if it is not.
         fw = self.firmware
         if fw is None:
-            from agent.fwboot import FirmwareService
+            from agent.fw_service import FirmwareService
 
             fw = self.firmware = FirmwareService(self)
         return fw
@@ -569,7 +569,7 @@ class Hub:
         return RC_OK, None, None
 
 
-# The operations: op -> Hub method; FW_OPS go to the firmware service (agent.firmware).
+# The operations: op -> Hub method; FW_OPS go to the firmware service (agent.fw_staging).
 _OPS = {
     "hello": Hub.op_hello,
     "status": Hub.op_status,

@@ -220,7 +220,7 @@ LINK_REFUSED = "link_refused"  # a link refused by policy or protocol (version, 
 BAD_RECORD = "bad_record"  # tampered or garbage data on an established link
 TAMPERED_IMAGE = "tampered_image"  # a firmware image failed its hash or signature check
 POLICY_VIOLATION = "policy_violation"  # a configuration the policy refuses was attempted
-IMAGE_ROLLBACK = "image_rollback"  # a signed image below the minimum security counter (agent.fwboot)
+IMAGE_ROLLBACK = "image_rollback"  # a signed image below the minimum security counter (agent.fw_service)
 
 # How many events of a kind, within one open incident window, make a Major Security Incident.
 DEFAULT_THRESHOLDS = {

@@ -135,8 +135,9 @@ def write_firmware(dest: Path, board: str = BOARD, version: str = IMAGE_VERSION)
     host_tools.firmware.describe of the image."""
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from agent import boot, cbor, image, wire
-    from agent.firmware import MAX_CHUNK
+    from agent import boot, cbor, wire
+    from agent import fw_image as image
+    from agent.fw_staging import MAX_CHUNK
     from boards import unix
     from host_tools import firmware
     from host_tools.client import encode

@@ -41,8 +41,8 @@
 # highest; the smallest heap a step runs in (bisecting -X heapsize, bench) is the firm figure.
 # A step that fails with MemoryError is listed in "errors" and the rest go on.
 #
-# Firmware (steps "firmware" and "fw_activate", last before "after", so that the agent.firmware,
-# agent.image and agent.p256 modules they load, which then stay loaded as on a board, are in no
+# Firmware (steps "firmware" and "fw_activate", last before "after", so that the agent.fw_staging,
+# agent.fw_image and agent.p256 modules they load, which then stay loaded as on a board, are in no
 # figure of the other steps): bench/bench_footprint.py puts in the flash directory a trusted key
 # (fwkey.bin, as dbch flash --signing-key does), an image of the agent signed with it (as dbch
 # firmware build --key makes), what the host knows of that image (footprint_img.cbor: {hash,

@@ -10,7 +10,7 @@ against the Central Products List.
     dbch firmware permit-rollback HASH|IMAGE --eui EUI [--key KEY] [--out FILE]
     dbch firmware cpl-check --cpl FILE --smi FILE [--port P | --reported EUI=VERSION ...]
 
-Image format: agent/image.py. An image is its CONTENT (header with the CBOR manifest, then the
+Image format: agent/fw_image.py. An image is its CONTENT (header with the CBOR manifest, then the
 .mpy files) followed by a signature trailer. The FirmwareHash of DUIS 11.3 is SHA-256(CONTENT),
 and the signature is ECDSA P-256 / SHA-256 over CONTENT, made with the manufacturer's key
 (--key: a PEM or DER PKCS#8 private key; default: the development PKI's signing key, created by
@@ -32,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from agent import image
+from agent import fw_image as image
 from host_tools.cli import CommandError, add_json_flag, emit
 from host_tools.client import AgentClient, AgentTimeout, LinkError
 from host_tools.connect import add_port_args, checked, open_client
@@ -90,8 +90,8 @@ def firmware_hash(content: bytes) -> bytes:
 
 def security_counter(version: str, sec: int | None = None) -> int:
     """The security counter an image of version gets: sec if given, else derived from the version
-    (agent.fwboot.version_counter, as the device derives it for an image without one)."""
-    from agent.fwboot import MAX_SEC, version_counter
+    (agent.fw_service.version_counter, as the device derives it for an image without one)."""
+    from agent.fw_service import MAX_SEC, version_counter
 
     if sec is None:
         return version_counter(version)
@@ -135,7 +135,7 @@ def split(data: bytes) -> tuple[bytes, bytes | None]:
 
 
 def verify_image(data: bytes, pub: bytes, board: str | None = None) -> dict:
-    """Check an image as the device does (agent.image parser, agent.p256), on the host."""
+    """Check an image as the device does (agent.fw_image parser, agent.p256), on the host."""
     from agent import p256
 
     content, sig = split(data)
@@ -152,7 +152,7 @@ def verify_image(data: bytes, pub: bytes, board: str | None = None) -> dict:
 
 
 def describe(data: bytes) -> dict:
-    from agent.fwboot import counter
+    from agent.fw_service import counter
 
     content, sig = split(data)
     m, _n = image.parse_head(content)
@@ -169,7 +169,7 @@ def describe(data: bytes) -> dict:
 
 # -- rollback permissions ------------------------------------------------------------------------
 def make_permit(eui: bytes, digest: bytes, key) -> bytes:
-    """A rollback permission (agent/image.py) for the hub eui and the image digest, signed with
+    """A rollback permission (agent/fw_image.py) for the hub eui and the image digest, signed with
     key (the firmware signing key the hub trusts)."""
     signed = image.permit(eui, digest)
     return signed + image.trailer(sign_content(signed, key))

@@ -132,7 +132,7 @@ def build_bootloader() -> bytes:
 
 def slot_manifest(version: str, board: str, content: bytes) -> dict:
     """The manifest.json a slot holds for an image CONTENT (the same keys the agent writes)."""
-    from agent import image
+    from agent import fw_image as image
 
     m, _n = image.parse_head(content)
     return {
@@ -199,7 +199,7 @@ def load_signing_public(spec: str | None) -> bytes | None:
 
 def slot_files(board: str, version: str) -> dict[str, bytes]:
     """{path on the board: bytes} of slot A for board, with its manifest."""
-    from agent import image
+    from agent import fw_image as image
 
     compiled = build_image(board)
     files = [(c.target, c.data) for c in compiled]
@@ -471,7 +471,7 @@ def cmd_flash(args: argparse.Namespace) -> int:
             raise CommandError(f"--eui: {e}") from e
     key = load_signing_public(args.signing_key)
     if args.fw_version is not None:
-        from agent.image import ImageError, check_version
+        from agent.fw_image import ImageError, check_version
 
         try:
             check_version(args.fw_version)

@@ -14,7 +14,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from agent import boot, image
+from agent import boot
+from agent import fw_image as image
 from host_tools import cpl, duis, firmware, flash
 from host_tools.cli import CommandError, main
 from host_tools.client import AgentTimeout, Response
@@ -178,7 +179,7 @@ def test_build_sign_info_commands(tmp_path, key, capsys):
     content = img.read_bytes()
     assert info["hash"] == hashlib.sha256(content).hexdigest()
     names = [p for p, _n, _d in _records(content)]
-    assert "agent/firmware.mpy" in names and "boards/sim.mpy" in names and "boards/unix.mpy" not in names
+    assert "agent/fw_staging.mpy" in names and "boards/sim.mpy" in names and "boards/unix.mpy" not in names
     assert main(["firmware", "sign", str(img), "--key", str(other)]) == 0
     out = capsys.readouterr().out
     assert info["hash"] in out  # the hash does not change with the signature

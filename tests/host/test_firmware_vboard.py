@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("serial")
 pytest.importorskip("mpremote")
 
-from agent import image  # noqa: E402
+from agent import fw_image as image  # noqa: E402
 from agent.eui import parse_eui  # noqa: E402
 from host_tools import duis, duis_front, firmware, flash, vboard  # noqa: E402
 from host_tools.build import mpy_cross_binary  # noqa: E402

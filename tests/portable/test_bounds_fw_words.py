@@ -11,7 +11,8 @@ import unittest
 
 from fwkit import OTHER_D, ROOT, Device, Image, install, permit, public_key, sign
 
-from agent import boot, image
+from agent import boot
+from agent import fw_image as image
 from agent.hub import Hub
 from agent.triage import Incidents
 from boards import sim

@@ -13,12 +13,12 @@ from hal.compat import unload
 
 ON_MICROPYTHON = sys.implementation.name == "micropython"
 FW_CODE = (
-    "agent.fwboot",
+    "agent.fw_service",
     "agent.boot",
-    "agent.firmware",
-    "agent.fwactivate",
-    "agent.fwinstall",
-    "agent.image",
+    "agent.fw_staging",
+    "agent.fw_activate",
+    "agent.fw_install",
+    "agent.fw_image",
     "agent.p256",
 )
 
@@ -45,13 +45,13 @@ class TestCodeOnHeap(unittest.TestCase):
             self.assertEqual(loaded(), list(names))
 
     def test_a_board_without_firmware_files_boots_without_the_firmware_service(self):
-        # no slots, no boot state, no activation record: the hub boots with agent.fwboot
+        # no slots, no boot state, no activation record: the hub boots with agent.fw_service
         # unavailable (a stand-in without its names takes its place), so it never loads it
-        sys.modules["agent.fwboot"] = _Absent()
+        sys.modules["agent.fw_service"] = _Absent()
         try:
             dev = Device(slots=False)
         finally:
-            del sys.modules["agent.fwboot"]
+            del sys.modules["agent.fw_service"]
         self.assertIsNone(dev.hub.firmware)
         self.assertEqual(self.ok(dev.call("hello"))["version"], VERSION)
         self.assertLoaded([])
@@ -67,14 +67,14 @@ class TestCodeOnHeap(unittest.TestCase):
         img = Image("2.0", size=2000)
         r = self.ok(dev.send(img, chunk=5, stop_at=5))  # fw.begin, and a chunk inside the header
         self.assertEqual(r["offset"], 5)
-        self.assertLoaded(["agent.fwboot", "agent.firmware", "agent.image"])
+        self.assertLoaded(["agent.fw_service", "agent.fw_staging", "agent.fw_image"])
         r = self.ok(dev.send(img, chunk=500, stop_at=1000))  # the header is in: parser let go
         self.assertEqual(r["offset"], 1005)
         self.assertIsNotNone(dev.hub.firmware)
-        self.assertLoaded(["agent.fwboot", "agent.firmware"])
-        st = self.ok(dev.call("fw.status"))  # agent.fwactivate, for this one operation
+        self.assertLoaded(["agent.fw_service", "agent.fw_staging"])
+        st = self.ok(dev.call("fw.status"))  # agent.fw_activate, for this one operation
         self.assertEqual(st["staging"]["staged"], 1005)
-        self.assertLoaded(["agent.fwboot", "agent.firmware"])
+        self.assertLoaded(["agent.fw_service", "agent.fw_staging"])
         data = self.ok(dev.send(img, chunk=500))  # the rest, and fw.end: checked and unpacked
         self.assertEqual((data["slot"], data["version"]), ("b", "2.0"))
         self.assertIsNone(dev.hub.firmware)  # nothing pending: the service is let go
@@ -91,7 +91,7 @@ class TestCodeOnHeap(unittest.TestCase):
         # the service stays, holding the count of refused images (agent.triage's Incidents, when
         # the hub has no recorder of its own), but not the checking code
         self.assertEqual(dev.hub.firmware.updater()._incidents.count("tampered_image"), 1)
-        self.assertLoaded(["agent.fwboot", "agent.firmware"])
+        self.assertLoaded(["agent.fw_service", "agent.fw_staging"])
 
     def test_a_scheduled_activation_keeps_the_service_but_not_the_activation_code(self):
         dev = Device()
@@ -99,7 +99,7 @@ class TestCodeOnHeap(unittest.TestCase):
         self.ok(dev.send(img))
         self.ok(dev.call("fw.activate", hash=img.hash, execution="2099-01-01T00:00:00Z"))
         self.assertIsNotNone(dev.hub.firmware)  # it watches the time
-        self.assertLoaded(["agent.fwboot", "agent.firmware"])
+        self.assertLoaded(["agent.fw_service", "agent.fw_staging"])
         self.ok(dev.call("fw.cancel"))
         self.assertIsNone(dev.hub.firmware)
         self.assertLoaded([])

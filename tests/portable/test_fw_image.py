@@ -1,4 +1,4 @@
-# The firmware image format (agent/image.py): build, split, and the streaming parser on whole
+# The firmware image format (agent/fw_image.py): build, split, and the streaming parser on whole
 # and cut-up input, valid and broken; the security counter field and the rollback permission.
 import hashlib
 import unittest
@@ -6,8 +6,9 @@ from struct import pack
 
 from fwkit import Image, files, permit
 
-from agent import cbor, image
-from agent.image import ImageError, Parser
+from agent import cbor
+from agent import fw_image as image
+from agent.fw_image import ImageError, Parser
 
 
 class Sink:

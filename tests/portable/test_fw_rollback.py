@@ -1,4 +1,4 @@
-# Anti-rollback (agent/fwboot.py, agent/firmware.py): an image's security counter against the
+# Anti-rollback (agent/fw_service.py, agent/fw_staging.py): an image's security counter against the
 # hub's minimum. An older image is refused as soon as its header is in, at fw.begin when the
 # header is already known, at fw.end and at fw.activate, with E5, and each refusal is a
 # security incident; the minimum goes up when a trial is confirmed and survives a power cut at
@@ -9,7 +9,7 @@ import unittest
 from fwkit import OTHER_D, ROOT, Device, Image, install, permit
 
 from agent import boot
-from agent.fwboot import BELOW_MIN, MIN_FILE, counter, read_min, version_counter
+from agent.fw_service import BELOW_MIN, MIN_FILE, counter, read_min, version_counter
 from hal.contracts import PowerCut
 
 

@@ -1,7 +1,7 @@
 # Firmware update on the device: receive a signed image in chunks (resumable), verify it
 # (SHA-256 streamed, ECDSA P-256 with agent.p256), unpack it into the inactive slot, activate it
 # by its FirmwareHash (now, at a UTC time, or cancel), confirm the trial boot once healthy and
-# report DCC Alert N64 through the outbox. Image format: agent/image.py. Slots, boot state and
+# report DCC Alert N64 through the outbox. Image format: agent/fw_image.py. Slots, boot state and
 # the bootloader: agent/boot.py. Files live under the firmware root: the directory holding the
 # agent's storage directory (the board's flash root, where main.py is).
 #
@@ -27,11 +27,11 @@
 #   fw.status {} -> running slot/version/hash, slots, staging, schedule, last result, boot state,
 #             sec (the running image's security counter), min (the hub's minimum).
 #
-# Anti-rollback (the counter and the minimum: agent/fwboot.py). An image whose security counter
+# Anti-rollback (the counter and the minimum: agent/fw_service.py). An image whose security counter
 # is below the hub's minimum (or below the running image's, once that is confirmed) is refused
 # at fw.begin / fw.chunk as soon as its header is known, again at fw.end and at fw.activate, and
 # when a scheduled activation comes due. Equal or higher is accepted. permit is a rollback
-# permission (agent/image.py: the hub's EUI-64 and the image's FirmwareHash, signed with the
+# permission (agent/fw_image.py: the hub's EUI-64 and the image's FirmwareHash, signed with the
 # firmware key): with it the image named is accepted below the minimum. It is checked whenever
 # it is given; fw.begin remembers it for that staging, fw.activate for that activation, so a
 # rollback gives it to both (staging an image already in a slot needs it at fw.activate only).
@@ -60,7 +60,7 @@
 # state: "scheduled"|"started", attempt, from} for a scheduled or started activation;
 # "fw.last" {result, hash, version, utc, why?} the last outcome. fw.stage and fw.act carry
 # "permit": true when a rollback permission was checked for them. The minimum security counter
-# is fwmin.json at the firmware root (agent/fwboot.py).
+# is fwmin.json at the firmware root (agent/fw_service.py).
 #
 # Activation: fw.act "started" is written, then the boot state gets the trial (one atomic
 # write), then the board reboots. After CONFIRM_MS of healthy running on the trial slot the
@@ -72,21 +72,21 @@
 # trial was set: it was never answered I0). A scheduled activation cut at that point is started
 # again.
 #
-# This module is the part of the service that only an update needs: agent.fwboot (loaded at
+# This module is the part of the service that only an update needs: agent.fw_service (loaded at
 # every boot) keeps the running version, the trial confirmation, the watch on a scheduled
 # activation and the outcome reports, and imports this module at the first fw.* request (or
-# when a scheduled activation is due). Activation, cancel and status are in agent.fwactivate,
-# loaded for one operation at a time; so is agent.fwinstall (the signature checks, and fw.end's
-# checks and unpacking). agent.image is held until the image's header is in, and agent.p256
+# when a scheduled activation is due). Activation, cancel and status are in agent.fw_activate,
+# loaded for one operation at a time; so is agent.fw_install (the signature checks, and fw.end's
+# checks and unpacking). agent.fw_image is held until the image's header is in, and agent.p256
 # only while a signature is checked: a hub that is not being updated holds none of them in its
-# heap, and one receiving an image holds this module, agent.fwboot and the running hash.
+# heap, and one receiving an image holds this module, agent.fw_service and the running hash.
 import hashlib
 
-from agent.fwboot import CONFIRM_MS, MAX_CHUNK, ROLLBACK, boot_code, counter, drop_boot_code, parent_dir  # noqa: F401 (the tests take CONFIRM_MS and MAX_CHUNK from here)
+from agent.fw_service import CONFIRM_MS, MAX_CHUNK, ROLLBACK, boot_code, counter, drop_boot_code, parent_dir  # noqa: F401 (the tests take CONFIRM_MS and MAX_CHUNK from here)
 from hal.compat import const, hexstr, unload
 
 RC_OK = "I0"
-RC_BAD = "E49"  # = agent.image.RC_FORMAT
+RC_BAD = "E49"  # = agent.fw_image.RC_FORMAT
 RC_AUTH = "E100"
 RC_STATE = "E5"
 RC_ROLLBACK = "E5"  # an image below the minimum security counter: the device's state refuses it
@@ -115,12 +115,12 @@ def mkdirs(fs, path, known=None):
 
 class _Session:
     # An image being received, in RAM: the running hash of what is staged, and the parser until
-    # the image's header has been checked (agent.image is then let go: the payload is checked as
+    # the image's header has been checked (agent.fw_image is then let go: the payload is checked as
     # fw.end unpacks it).
     def __init__(self, rec, board):
         self.rec = rec
         self.sha = hashlib.sha256()
-        from agent.image import Parser
+        from agent.fw_image import Parser
 
         self.parser = Parser(board=board, total=rec["size"])
         self.staged = 0
@@ -137,7 +137,7 @@ class _Session:
                 self.sec = counter(m)
                 self.version = m["version"]
                 self.parser = None
-                unload("agent.image")
+                unload("agent.fw_image")
 
 
 def arg_bytes(args, name, lo, hi):
@@ -157,7 +157,7 @@ def arg_int(args, name):
 
 
 class Updater:
-    # The update operations of a FirmwareService (agent.fwboot): svc holds the running slot and
+    # The update operations of a FirmwareService (agent.fw_service): svc holds the running slot and
     # version, the trial flag and the activation record (svc._act), shared with the boot part.
     def __init__(self, svc):
         self.svc = svc
@@ -175,7 +175,7 @@ class Updater:
 
     def handle(self, name, args):
         # one fw.* operation -> (rc, data, err); FwError becomes its code and message. Staging
-        # is here; activation, cancel and status are agent.fwactivate's, loaded for the one
+        # is here; activation, cancel and status are agent.fw_activate's, loaded for the one
         # operation.
         try:
             if name == "fw.begin":
@@ -184,63 +184,63 @@ class Updater:
                 return self.op_chunk(args)
             if name == "fw.end":
                 return self.op_end(args)
-            from agent import fwactivate
+            from agent import fw_activate
 
             if name == "fw.activate":
-                return fwactivate.activate(self, args)
+                return fw_activate.activate(self, args)
             if name == "fw.cancel":
-                return fwactivate.cancel(self, args)
-            return fwactivate.status(self, args)
+                return fw_activate.cancel(self, args)
+            return fw_activate.status(self, args)
         except FwError as e:
             return e.code, e.data, str(e)
         except OSError as e:  # e.g. the flash is full: nothing half-done is kept as valid
             return RC_STATE, None, "flash error: {}".format(e)
         finally:
-            unload("agent.fwactivate")
-            unload("agent.fwinstall")
+            unload("agent.fw_activate")
+            unload("agent.fw_install")
             drop_boot_code()
 
     def start_due(self, act):
-        # a scheduled activation whose time has come (agent.fwboot's tick)
-        from agent import fwactivate
+        # a scheduled activation whose time has come (agent.fw_service's tick)
+        from agent import fw_activate
 
         try:
-            fwactivate.start_due(self, act)
+            fw_activate.start_due(self, act)
         finally:
-            unload("agent.fwactivate")
+            unload("agent.fw_activate")
             drop_boot_code()
 
-    # -- what agent.fwinstall does, loaded for the moment ---------------------------------------
+    # -- what agent.fw_install does, loaded for the moment ---------------------------------------
     def _check_sig(self, digest, sig):
-        from agent import fwinstall
+        from agent import fw_install
 
         try:
-            fwinstall.check_sig(self, digest, sig)
+            fw_install.check_sig(self, digest, sig)
         finally:
-            fwinstall = None
-            unload("agent.fwinstall")
+            fw_install = None
+            unload("agent.fw_install")
 
     def _security(self, detail, kind=None):
-        from agent import fwinstall
+        from agent import fw_install
 
         try:
-            fwinstall.security(self, detail, kind)
+            fw_install.security(self, detail, kind)
         finally:
-            fwinstall = None
-            unload("agent.fwinstall")
+            fw_install = None
+            unload("agent.fw_install")
 
     def _check_permit(self, args, digest):
         # args' rollback permission, if any, checked (FwError): True if there is one
         if args.get("permit") is None:
             return False
         permit = arg_bytes(args, "permit", 16, 256)
-        from agent import fwinstall
+        from agent import fw_install
 
         try:
-            fwinstall.check_permit(self, permit, digest)
+            fw_install.check_permit(self, permit, digest)
         finally:
-            fwinstall = None
-            unload("agent.fwinstall")
+            fw_install = None
+            unload("agent.fw_install")
         return True
 
     # -- anti-rollback -------------------------------------------------------------------------
@@ -310,7 +310,7 @@ class Updater:
 
     def _resume(self, rec):
         # Rebuild the RAM state of a staging from flash: re-hash the staged prefix, streamed.
-        from agent.image import ImageError
+        from agent.fw_image import ImageError
 
         sess = _Session(rec, self.board_name)
         n = self._blob_size()
@@ -402,7 +402,7 @@ class Updater:
         if offset + len(data) > size:
             raise FwError(RC_BAD, "chunk runs past the announced size of {} bytes".format(size), {"offset": offset})
         if sess.parser is not None:
-            from agent.image import ImageError
+            from agent.fw_image import ImageError
 
             try:
                 sess.check(data)
@@ -425,7 +425,7 @@ class Updater:
         return RC_OK, {"offset": sess.staged}, None
 
     def op_end(self, args):
-        # agent.fwinstall checks what was received and unpacks it (unloaded in handle)
-        from agent import fwinstall
+        # agent.fw_install checks what was received and unpacks it (unloaded in handle)
+        from agent import fw_install
 
-        return fwinstall.end(self)
+        return fw_install.end(self)

@@ -1,9 +1,9 @@
 # Firmware activation, its cancel and the status report: fw.activate, fw.cancel and fw.status
-# of the Updater (agent.firmware), and the start of a scheduled activation that has come due
-# (agent.fwboot's tick). Loaded for those only, so a board receiving an image does not hold
-# them; the operations, records and codes are described in agent/firmware.py.
-from agent.firmware import RC_BAD, RC_NO_CANCEL, RC_OK, RC_ROLLBACK, RC_STATE, FwError, arg_bytes
-from agent.fwboot import boot_code, counter, read_min
+# of the Updater (agent.fw_staging), and the start of a scheduled activation that has come due
+# (agent.fw_service's tick). Loaded for those only, so a board receiving an image does not hold
+# them; the operations, records and codes are described in agent/fw_staging.py.
+from agent.fw_service import boot_code, counter, read_min
+from agent.fw_staging import RC_BAD, RC_NO_CANCEL, RC_OK, RC_ROLLBACK, RC_STATE, FwError, arg_bytes
 from hal.compat import hexstr
 
 _CUM_DAYS = (0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334)
@@ -83,7 +83,7 @@ def activate(u, args):
         "from": u.svc.version,
     }
     if permit:
-        act["permit"] = True  # for the trial's check at start (agent.fwboot); used once
+        act["permit"] = True  # for the trial's check at start (agent.fw_service); used once
     now = u.clock.utc()
     if at is not None and at > now:
         u.store.put("fw.act", act)
@@ -124,7 +124,7 @@ def cancel(u, args):
 
 
 def start_due(u, act):
-    # a scheduled activation whose time has come (agent.fwboot's tick)
+    # a scheduled activation whose time has come (agent.fw_service's tick)
     try:
         start(u, act)
     except FwError as e:

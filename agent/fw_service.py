@@ -2,11 +2,11 @@
 # the running slot's manifest), finishing what a reboot or power cut interrupted, confirming a
 # trial boot after FW_CONFIRM_MS of healthy running (N64), noticing a scheduled activation that
 # is due, and reporting the outcome after a revert. When none of that is pending (idle()) the hub
-# does not keep it. The first fw.* operation loads it again and imports agent.firmware (staging;
-# the checks and the unpacking are agent.fwinstall's, activation and status agent.fwactivate's,
+# does not keep it. The first fw.* operation loads it again and imports agent.fw_staging (staging;
+# the checks and the unpacking are agent.fw_install's, activation and status agent.fw_activate's,
 # each loaded for one operation), which then stays loaded.
 # So does a due activation, or an interrupted one whose outcome needs a staged slot checked. The
-# operations, the records and the whole protocol are described in agent/firmware.py.
+# operations, the records and the whole protocol are described in agent/fw_staging.py.
 #
 # A scheduled activation costs nothing to watch: its record ("fw.act", with its UTC due time
 # "at") is read from the store once at boot and compared with Clock.utc() at each tick.
@@ -17,7 +17,7 @@
 # image's counter when a trial is confirmed (confirm(): after the boot state says so, so a trial
 # that is reverted never raised it), and at every start on a confirmed slot (which finishes a
 # raise that a power cut interrupted). The update operations refuse an image below the minimum
-# (agent/firmware.py). At start, a trial below the minimum (the boot state pointing at an old
+# (agent/fw_staging.py). At start, a trial below the minimum (the boot state pointing at an old
 # slot) is not run on: it is reverted at once, unless its activation carried a rollback
 # permission. A confirmed slot below the minimum (flashed by dbch flash, or the bootloader's
 # fallback when the active slot is not bootable) runs, as nothing newer can: the minimum stays.
@@ -107,13 +107,13 @@ def drop_boot_code():
 def unload_all():
     # the firmware service's code: the update part, what it loads, and this module
     for name in (
-        "agent.fwactivate",
-        "agent.fwinstall",
-        "agent.firmware",
-        "agent.image",
+        "agent.fw_activate",
+        "agent.fw_install",
+        "agent.fw_staging",
+        "agent.fw_image",
         "agent.p256",
         "agent.boot",
-        "agent.fwboot",
+        "agent.fw_service",
     ):
         unload(name)
 
@@ -152,7 +152,7 @@ class FirmwareService:
         self.max_chunk = min(getattr(board, "FW_MAX_CHUNK", MAX_CHUNK), MAX_CHUNK)
         self.confirm_ms = getattr(board, "FW_CONFIRM_MS", CONFIRM_MS)
         self.started_ms = self.clock.monotonic_ms()
-        self._updater = None  # agent.firmware's Updater, once needed
+        self._updater = None  # agent.fw_staging's Updater, once needed
         boot = boot_code()
         st = boot.read_state(self.fs, self.root)
         self.slot = boot.running(st)
@@ -173,10 +173,10 @@ class FirmwareService:
         drop_boot_code()
 
     def updater(self):
-        # The rest of the service (agent.firmware), imported the first time it is needed.
+        # The rest of the service (agent.fw_staging), imported the first time it is needed.
         u = self._updater
         if u is None:
-            from agent.firmware import Updater
+            from agent.fw_staging import Updater
 
             u = self._updater = Updater(self)
         return u

@@ -1,4 +1,4 @@
-# The firmware service (agent/firmware.py) on a simulated hub: staging and resume, refusals,
+# The firmware service (agent/fw_staging.py) on a simulated hub: staging and resume, refusals,
 # activation now / later / cancelled, trial confirm and N64, revert, and a power cut at every
 # write of a whole update.
 import hashlib
@@ -7,7 +7,7 @@ import unittest
 from fwkit import OTHER_D, ROOT, Device, Image, sign, slot_files
 
 from agent import boot
-from agent.fwactivate import parse_utc
+from agent.fw_activate import parse_utc
 from hal.contracts import PowerCut
 
 
