@@ -1,9 +1,9 @@
 # Firmware activation, its cancel and the status report: fw.activate, fw.cancel and fw.status
 # of the Updater (agent.fw_staging), and the start of a scheduled activation that has come due
 # (agent.fw_service's tick). Loaded for those only, so a board receiving an image does not hold
-# them; the operations, records and codes are described in agent/fw_staging.py.
-from agent.fw_service import boot_code, counter, read_min
-from agent.fw_staging import RC_BAD, RC_NO_CANCEL, RC_OK, RC_ROLLBACK, RC_STATE, FwError, arg_bytes
+# them; the operations and records are described in agent/fw_service.py, the codes in
+# agent/fw_common.py.
+from agent.fw_common import RC_BAD, RC_NO_CANCEL, RC_OK, RC_ROLLBACK, RC_STATE, FwError, arg_bytes, boot_code
 from hal.compat import hexstr
 
 _CUM_DAYS = (0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334)
@@ -72,7 +72,7 @@ def activate(u, args):
         raise FwError(RC_STATE, "no staged and verified image has hash {}".format(hexstr(digest)))
     m = u.ready(slot, digest)
     permit = u._check_permit(args, digest)
-    u.admit(counter(m), m.get("version"), permit)
+    u.admit(boot_code().counter(m), m.get("version"), permit)
     act = {
         "hash": digest,
         "slot": slot,
@@ -100,7 +100,7 @@ def start(u, act):
     m = u.ready(act["slot"], act["hash"])
     if m is None:
         raise FwError(RC_STATE, "the image to activate is no longer staged")
-    if not act.get("permit") and counter(m) < u.svc.min_sec():
+    if not act.get("permit") and boot_code().counter(m) < u.svc.min_sec():
         raise FwError(RC_ROLLBACK, "the image is now below this hub's minimum security counter")
     act = dict(act)
     act["state"] = "started"
@@ -176,7 +176,7 @@ def status(u, args):
                 "reverted": st["reverted"],
             },
             "sec": u.svc.sec,
-            "min": read_min(u.fs, u.root),
+            "min": u.svc.read_min(),
             "chunk": u.svc.max_chunk,
             "max_size": u.svc.max_image,
             "utc": u.clock.utc(),

@@ -2,16 +2,28 @@
 # hash, the signature is checked again (agent.p256), and the image is parsed from flash into the
 # inactive slot (agent.fw_image), whose manifest is written last: until then the slot is not
 # bootable. Also the signature check of fw.begin, the check of a rollback permission (its
-# format: agent/fw_image.py) and the record of a refused image as a security incident. The Updater (agent.fw_staging) loads this module for one operation, so a board
-# receiving an image holds none of it; the protocol, records and codes are in agent/fw_staging.py.
+# format: agent/fw_image.py) and the record of a refused image as a security incident. The
+# Updater (agent.fw_staging) loads this module for one operation, so a board receiving an image
+# holds none of it; the protocol and records are in agent/fw_service.py, the codes in
+# agent/fw_common.py.
 #
 # The steps of fw.end are one after the other, each letting its code go before the next loads
 # its own: the hash of the received bytes (no code), the signature (agent.p256), the slot
 # (agent.fw_image and agent.boot).
 import hashlib
 
-from agent.fw_service import ROLLBACK, boot_code, counter, parent_dir
-from agent.fw_staging import RC_AUTH, RC_BAD, RC_OK, RC_ROLLBACK, RC_STATE, FwError, mkdirs
+from agent.fw_common import (
+    RC_AUTH,
+    RC_BAD,
+    RC_OK,
+    RC_ROLLBACK,
+    RC_STATE,
+    ROLLBACK,
+    FwError,
+    boot_code,
+    mkdirs,
+    parent_dir,
+)
 from hal.compat import const, hexstr, unload
 
 _READ = const(1024)
@@ -228,7 +240,7 @@ def _unpack(u, rec, slot):
         "size": rec["size"],
         "sha256": hexstr(m["sha256"]),
         "files": m["files"],
-        "sec": counter(m),
+        "sec": boot.counter(m),
     }
     boot.write_json(fs, man_path, man)
     u._drop_staging()

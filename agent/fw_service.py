@@ -1,107 +1,83 @@
-# The part of the firmware service that a board loads at every boot: the running version (from
-# the running slot's manifest), finishing what a reboot or power cut interrupted, confirming a
-# trial boot after FW_CONFIRM_MS of healthy running (N64), noticing a scheduled activation that
-# is due, and reporting the outcome after a revert. When none of that is pending (idle()) the hub
-# does not keep it. The first fw.* operation loads it again and imports agent.fw_staging (staging;
-# the checks and the unpacking are agent.fw_install's, activation and status agent.fw_activate's,
-# each loaded for one operation), which then stays loaded.
-# So does a due activation, or an interrupted one whose outcome needs a staged slot checked. The
-# operations, the records and the whole protocol are described in agent/fw_staging.py.
+# The firmware service the hub calls (Hub.fw()): receive a signed image in chunks (resumable),
+# verify it (SHA-256 streamed, ECDSA P-256 with agent.p256), unpack it into the inactive slot,
+# activate it by its FirmwareHash (now, at a UTC time, or cancel), confirm the trial boot once
+# healthy and report DCC Alert N64 through the outbox. Image format: agent/fw_image.py. Slots,
+# boot state, security counters and the bootloader: agent/boot.py. Files live under the firmware
+# root: the directory holding the agent's storage directory (the board's flash root, where
+# main.py is). Response codes: agent/fw_common.py.
 #
-# A scheduled activation costs nothing to watch: its record ("fw.act", with its UTC due time
-# "at") is read from the store once at boot and compared with Clock.utc() at each tick.
+# Operations (args -> data), all answered with a response code:
+#   fw.begin  {hash: 32 bytes, size: CONTENT bytes, sig: DER, permit?}  -> {offset, chunk, ready}
+#             Starts or resumes staging. The signature is checked over hash first. Resuming the
+#             same hash continues at the persisted offset (the staged prefix is re-hashed from
+#             flash); another hash discards the old staging. ready: already staged (or running).
+#             An image whose header is already known here (staged in a slot, or a resumed
+#             staging's prefix) and is below the minimum security counter is refused here.
+#   fw.chunk  {offset, data: 1..chunk bytes} -> {offset}  offset must be the staged length. The
+#             image's header (magic, format, manifest: board, announced size, security counter)
+#             is checked as soon as it is in: an image that is not one, is for another board or
+#             is below the minimum security counter is refused there.
+#   fw.end    {} -> {hash, version, slot}  all bytes staged: hash and signature checked, then the
+#             image parsed from flash into the inactive slot (which is then "staged and
+#             verified"); a payload the parser refuses is answered here.
+#   fw.activate {hash, execution: null | ISO 8601 UTC text | UTC seconds, permit?}
+#             -> {slot, version, at}
+#             execution null or past: the board reboots into the image on trial after answering;
+#             future: scheduled (the hub's tick checks Clock.utc()). Replaces a scheduled one.
+#   fw.cancel {hash?} -> {hash}  cancels the scheduled activation.
+#   fw.status {} -> running slot/version/hash, slots, staging, schedule, last result, boot state,
+#             sec (the running image's security counter), min (the hub's minimum).
 #
-# Anti-rollback. Every image has a security counter (counter(): its manifest's "sec", else one
-# derived from its version). The hub keeps a minimum, fwmin.json {"sec": n} beside the boot
-# state (outside the slots, replaced atomically like it), which only goes up: to the running
-# image's counter when a trial is confirmed (confirm(): after the boot state says so, so a trial
-# that is reverted never raised it), and at every start on a confirmed slot (which finishes a
-# raise that a power cut interrupted). The update operations refuse an image below the minimum
-# (agent/fw_staging.py). At start, a trial below the minimum (the boot state pointing at an old
-# slot) is not run on: it is reverted at once, unless its activation carried a rollback
-# permission. A confirmed slot below the minimum (flashed by dbch flash, or the bootloader's
-# fallback when the active slot is not bootable) runs, as nothing newer can: the minimum stays.
-import json
-import sys
-
+# Records (agent.store): "fw.stage" {hash, size, sig} while an image is received (its bytes are
+# in slots/stage.img, whose length is the staged offset); "fw.act" {hash, slot, version, at,
+# state: "scheduled"|"started", attempt, from} for a scheduled or started activation;
+# "fw.last" {result, hash, version, utc, why?} the last outcome. fw.stage and fw.act carry
+# "permit": true when a rollback permission was checked for them.
+#
+# Activation: fw.act "started" is written, then the boot state gets the trial (one atomic
+# write), then the board reboots. After CONFIRM_MS of healthy running on the trial slot the
+# service confirms (boot state: trial becomes active), raises the minimum security counter to
+# the image's, appends N64, writes fw.last and drops fw.act. A power cut between any two of
+# those steps is finished at the next start (N64 is at least once). If the bootloader reverted
+# the trial, the old image reports a "firmware" event {result: "reverted", hash, version,
+# running, why, utc} instead (result "failed" when an immediate activation was cut before its
+# trial was set: it was never answered I0). A scheduled activation cut at that point is started
+# again. A scheduled activation costs nothing to watch: its record (with its UTC due time "at")
+# is read from the store once at boot and compared with Clock.utc() at each tick.
+#
+# Anti-rollback. Every image has a security counter (agent.boot.counter: its manifest's "sec",
+# else one derived from its version). The hub keeps a minimum, fwmin.json {"sec": n} beside the
+# boot state (outside the slots, replaced atomically like it), which only goes up: to the
+# running image's counter when a trial is confirmed (confirm(): after the boot state says so, so
+# a trial that is reverted never raised it), and at every start on a confirmed slot (which
+# finishes a raise that a power cut interrupted). An image below the minimum (or below the
+# running image's counter, once that is confirmed) is refused at fw.begin / fw.chunk as soon as
+# its header is known, again at fw.end and at fw.activate, and when a scheduled activation comes
+# due; equal or higher is accepted. permit is a rollback permission (agent/fw_image.py: the hub's
+# EUI-64 and the image's FirmwareHash, signed with the firmware key): with it the image named is
+# accepted below the minimum. It is checked whenever it is given; fw.begin remembers it for that
+# staging, fw.activate for that activation, so a rollback gives it to both (staging an image
+# already in a slot needs it at fw.activate only). The minimum is not lowered by a permitted
+# rollback: the next image must again reach it. At start, a trial below the minimum (the boot
+# state pointing at an old slot) is not run on: it is reverted at once, unless its activation
+# carried a rollback permission. A confirmed slot below the minimum (flashed by dbch flash, or
+# the bootloader's fallback when the active slot is not bootable) runs, as nothing newer can:
+# the minimum stays.
+#
+# The code is loaded only while it is needed (hal.compat.unload, so a small board's heap holds
+# none of it otherwise). This module is what a boot needs: the running version (from the running
+# slot's manifest), finishing what a reboot or power cut interrupted, confirming a trial boot,
+# noticing a scheduled activation that is due, and reporting the outcome after a revert; when
+# none of that is pending (idle()) the hub does not keep it. The first fw.* operation loads it
+# again with agent.fw_staging (receiving an image), which then stays loaded, as it does for a
+# due activation or an interrupted one whose outcome needs a staged slot checked. The staging
+# loads agent.fw_install (the signature checks, fw.end's checks and unpacking) and
+# agent.fw_activate (activation, cancel, status) for one operation at a time, agent.fw_image
+# until the image's header is in, and agent.p256 only while a signature is checked. Imports
+# point one way: fw_service -> fw_staging -> fw_install, fw_activate -> fw_common, agent.boot.
 from agent import VERSION, alerts
-from hal.compat import const, hexstr, unload
-
-MAX_IMAGE = const(2097152)  # default largest CONTENT; a board may set FW_MAX_IMAGE
-MAX_CHUNK = const(4000)  # default data bytes of one fw.chunk (its frame stays under wire.MAX_BODY);
-# a board with a small heap may set FW_MAX_CHUNK lower (the host sends what fw.begin announces)
-CONFIRM_MS = const(2000)  # default healthy running time before a trial is confirmed
-EVENT = "firmware"
-MIN_FILE = "fwmin.json"  # the minimum security counter, at the firmware root
-MAX_SEC = const(999999999)  # the largest security counter (a small int on every port)
-BELOW_MIN = "below the minimum security counter"
-ROLLBACK = "image_rollback"  # the incident kind of an image refused for being below the minimum
-
-
-def version_counter(v):
-    # The security counter a version stands for: MAJOR[.MINOR[.PATCH]] at its start, each part
-    # 0-999, as MAJOR * 10**6 + MINOR * 10**3 + PATCH ("0.2.0" 2000, "1.2.3rc" 1002003, "0.1.0d"
-    # 1000: what follows the digits is ignored). 0 for a version that does not start so.
-    n = 0
-    parts = 0
-    cur = -1
-    for c in v.encode():  # bytes: MicroPython interns each character a str yields
-        if 48 <= c <= 57:
-            cur = (cur if cur >= 0 else 0) * 10 + c - 48
-            if cur > 999:
-                return 0
-        elif c == 46 and cur >= 0 and parts < 2:
-            n = n * 1000 + cur
-            parts += 1
-            cur = -1
-        else:
-            break
-    if cur >= 0:
-        n = n * 1000 + cur
-        parts += 1
-    while 0 < parts < 3:
-        n *= 1000
-        parts += 1
-    return n
-
-
-def counter(m):
-    # An image's security counter from its manifest (the image's, or a slot's manifest.json).
-    s = m.get("sec")
-    if isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEC:
-        return s
-    v = m.get("version")
-    return version_counter(v) if isinstance(v, str) else 0
-
-
-def read_min(fs, root):
-    # The hub's minimum security counter (0 when it has none yet)
-    try:
-        f = fs.open(boot_code().join(root, MIN_FILE), "rb")
-    except OSError:
-        return 0
-    try:
-        v = json.loads(bytes(f.read()).decode()).get("sec")
-    except (ValueError, UnicodeError, AttributeError):
-        v = 0
-    finally:
-        f.close()
-    return v if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_SEC else 0
-
-
-def boot_code():
-    # The bootloader's code. On a board it is already loaded (agent/boot.py, flashed as dbchboot):
-    # use it rather than load the same code again from the slot; it also wrote the state this part
-    # reads. Otherwise agent.boot is loaded for the moment it is needed (see drop_boot_code).
-    b = sys.modules.get("dbchboot")
-    if b is None:
-        from agent import boot as b
-    return b
-
-
-def drop_boot_code():
-    # agent.boot unloaded again (after a boot-time reading or a fw.* operation: nothing keeps it)
-    unload("agent.boot")
+from agent.fw_common import CONFIRM_MS, EVENT, MAX_CHUNK, MAX_IMAGE, ROLLBACK, boot_code, drop_boot_code, parent_dir
+from hal.compat import hexstr, unload
 
 
 def unload_all():
@@ -113,18 +89,10 @@ def unload_all():
         "agent.fw_image",
         "agent.p256",
         "agent.boot",
+        "agent.fw_common",
         "agent.fw_service",
     ):
         unload(name)
-
-
-def parent_dir(path):
-    i = path.rfind("/")
-    if i < 0:
-        return ""
-    if i == 0:
-        return "/"
-    return path[:i]
 
 
 class _NoFs:
@@ -158,17 +126,17 @@ class FirmwareService:
         self.slot = boot.running(st)
         self.trial = st["trial"] is not None and st["tries"] > 0
         self.manifest = boot.read_manifest(self.fs, self.root, self.slot)
-        boot = None
         v = self.manifest.get("version") if self.manifest else None
         self.version = v if isinstance(v, str) and 1 <= len(v) <= 8 else VERSION
-        self.sec = counter(self.manifest or {"version": self.version})  # the running image's
+        self.sec = boot.counter(self.manifest or {"version": self.version})  # the running image's
+        boot = None
         self._act = self.store.get("fw.act")
         if not isinstance(self._act, dict):
             self._act = None
         self._reconcile(st)
         if not self.trial:
             self._raise_min()
-        elif self.sec < read_min(self.fs, self.root) and not self.permitted(self._act, self.running_hash()):
+        elif self.sec < self.read_min() and not self.permitted(self._act, self.running_hash()):
             self._refuse_trial(st)
         drop_boot_code()
 
@@ -220,8 +188,12 @@ class FirmwareService:
     def min_sec(self):
         # The lowest security counter an image may have to be staged or activated here: the
         # minimum, and the running image's counter once it is confirmed.
-        m = read_min(self.fs, self.root)
+        m = self.read_min()
         return m if self.trial or self.sec < m else self.sec
+
+    def read_min(self):
+        # the hub's minimum security counter (agent.boot.read_min)
+        return boot_code().read_min(self.fs, self.root)
 
     @staticmethod
     def permitted(act, digest):
@@ -230,23 +202,26 @@ class FirmwareService:
 
     def _raise_min(self):
         # The running image is confirmed: the minimum goes up to its counter (never down).
-        if self.sec > read_min(self.fs, self.root) and not isinstance(self.fs, _NoFs):
+        if self.sec > self.read_min() and not isinstance(self.fs, _NoFs):
             b = boot_code()
             try:
-                b.write_json(self.fs, b.join(self.root, MIN_FILE), {"sec": self.sec})
+                b.write_json(self.fs, b.join(self.root, b.MIN_FILE), {"sec": self.sec})
             except OSError as e:  # no file system, or flash trouble: again at the next start
                 print("firmware: minimum not raised:", e)
 
     def _refuse_trial(self, st):
         # A trial below the minimum, without a permission: reverted before it is confirmed; the
         # board reboots into the active slot, which reports the outcome (_reconcile).
-        st["reverted"] = {"slot": st["trial"], "attempt": st["attempt"], "tries": st["tries"], "why": BELOW_MIN}
+        b = boot_code()
+        why = b.BELOW_MIN
+        st["reverted"] = {"slot": st["trial"], "attempt": st["attempt"], "tries": st["tries"], "why": why}
         st["trial"] = None
         st["tries"] = 0
-        boot_code().write_state(self.fs, self.root, st)
+        b.write_state(self.fs, self.root, st)
+        b = None
         self.trial = False
         self.hub.reboot_requested = True
-        self.updater()._security("trial boot of {} refused: {}".format(self.version, BELOW_MIN), ROLLBACK)
+        self.updater()._security("trial boot of {} refused: {}".format(self.version, why), ROLLBACK)
 
     def _finish(self, act, result, why=None):
         last = {"result": result, "hash": act.get("hash"), "version": act.get("version"), "utc": self.clock.utc()}

@@ -1,116 +1,34 @@
-# Firmware update on the device: receive a signed image in chunks (resumable), verify it
-# (SHA-256 streamed, ECDSA P-256 with agent.p256), unpack it into the inactive slot, activate it
-# by its FirmwareHash (now, at a UTC time, or cancel), confirm the trial boot once healthy and
-# report DCC Alert N64 through the outbox. Image format: agent/fw_image.py. Slots, boot state and
-# the bootloader: agent/boot.py. Files live under the firmware root: the directory holding the
-# agent's storage directory (the board's flash root, where main.py is).
-#
-# Operations (args -> data), all answered with a response code:
-#   fw.begin  {hash: 32 bytes, size: CONTENT bytes, sig: DER, permit?}  -> {offset, chunk, ready}
-#             Starts or resumes staging. The signature is checked over hash first. Resuming the
-#             same hash continues at the persisted offset (the staged prefix is re-hashed from
-#             flash); another hash discards the old staging. ready: already staged (or running).
-#             An image whose header is already known here (staged in a slot, or a resumed
-#             staging's prefix) and is below the minimum security counter is refused here.
-#   fw.chunk  {offset, data: 1..chunk bytes} -> {offset}  offset must be the staged length. The
-#             image's header (magic, format, manifest: board, announced size, security counter)
-#             is checked as soon as it is in: an image that is not one, is for another board or
-#             is below the minimum security counter is refused there.
-#   fw.end    {} -> {hash, version, slot}  all bytes staged: hash and signature checked, then the
-#             image parsed from flash into the inactive slot (which is then "staged and
-#             verified"); a payload the parser refuses is answered here.
-#   fw.activate {hash, execution: null | ISO 8601 UTC text | UTC seconds, permit?}
-#             -> {slot, version, at}
-#             execution null or past: the board reboots into the image on trial after answering;
-#             future: scheduled (the hub's tick checks Clock.utc()). Replaces a scheduled one.
-#   fw.cancel {hash?} -> {hash}  cancels the scheduled activation.
-#   fw.status {} -> running slot/version/hash, slots, staging, schedule, last result, boot state,
-#             sec (the running image's security counter), min (the hub's minimum).
-#
-# Anti-rollback (the counter and the minimum: agent/fw_service.py). An image whose security counter
-# is below the hub's minimum (or below the running image's, once that is confirmed) is refused
-# at fw.begin / fw.chunk as soon as its header is known, again at fw.end and at fw.activate, and
-# when a scheduled activation comes due. Equal or higher is accepted. permit is a rollback
-# permission (agent/fw_image.py: the hub's EUI-64 and the image's FirmwareHash, signed with the
-# firmware key): with it the image named is accepted below the minimum. It is checked whenever
-# it is given; fw.begin remembers it for that staging, fw.activate for that activation, so a
-# rollback gives it to both (staging an image already in a slot needs it at fw.activate only).
-# The minimum is not lowered by a permitted rollback: the next image must again reach it.
-#
-# Response codes (agent.codes):
-#   I0    done
-#   E49   malformed arguments, a chunk at the wrong offset, too large, truncated or malformed
-#         image (the err text says which)
-#   E11   the image is for another board (device type)
-#   E100  authentication failed: bad signature, content that does not hash to the signed hash
-#         (or a payload that does not match its manifest's sha256), or no trusted signing key
-#         on the device; a failed check is recorded as a security incident (agent.triage)
-#   E5    the device's state does not allow it: no staged and verified image has this hash,
-#         a trial boot is not yet confirmed, an activation is scheduled, nothing staged, or the
-#         flash failed (full); and (RC_ROLLBACK) an image below the minimum security counter
-#         without a rollback permission, or a permission for another hub or image: the err
-#         text says "minimum" or "rollback permission", data {sec, min}; recorded as a security
-#         incident ("image_rollback", major at the first)
-#   E52   fw.cancel with no scheduled activation (Unable to cancel Future Dated Request)
-#   A rollback permission that is malformed is E49, one with a bad signature E100 (and a
-#   "tampered_image" incident, as for an image).
-#
-# Records (agent.store): "fw.stage" {hash, size, sig} while an image is received (its bytes are
-# in slots/stage.img, whose length is the staged offset); "fw.act" {hash, slot, version, at,
-# state: "scheduled"|"started", attempt, from} for a scheduled or started activation;
-# "fw.last" {result, hash, version, utc, why?} the last outcome. fw.stage and fw.act carry
-# "permit": true when a rollback permission was checked for them. The minimum security counter
-# is fwmin.json at the firmware root (agent/fw_service.py).
-#
-# Activation: fw.act "started" is written, then the boot state gets the trial (one atomic
-# write), then the board reboots. After CONFIRM_MS of healthy running on the trial slot the
-# service confirms (boot state: trial becomes active), raises the minimum security counter to
-# the image's, appends N64, writes fw.last and drops fw.act. A power cut between any two of
-# those steps is finished at the next start (N64 is at least once). If the bootloader reverted
-# the trial, the old image reports a "firmware" event {result: "reverted", hash, version,
-# running, why, utc} instead (result "failed" when an immediate activation was cut before its
-# trial was set: it was never answered I0). A scheduled activation cut at that point is started
-# again.
-#
-# This module is the part of the service that only an update needs: agent.fw_service (loaded at
-# every boot) keeps the running version, the trial confirmation, the watch on a scheduled
-# activation and the outcome reports, and imports this module at the first fw.* request (or
-# when a scheduled activation is due). Activation, cancel and status are in agent.fw_activate,
-# loaded for one operation at a time; so is agent.fw_install (the signature checks, and fw.end's
-# checks and unpacking). agent.fw_image is held until the image's header is in, and agent.p256
-# only while a signature is checked: a hub that is not being updated holds none of them in its
-# heap, and one receiving an image holds this module, agent.fw_service and the running hash.
+# Receiving an image (fw.begin, fw.chunk, fw.end) for the firmware service (agent.fw_service,
+# where the operations, records and anti-rollback rules are described): the staging record and
+# the staged bytes on flash, resumed after a reboot, the image's header checked as soon as it is
+# in, and an image below the minimum security counter refused. The service loads this module at
+# the first fw.* request (or when a scheduled activation is due) and keeps it while an update is
+# under way. What an operation needs beyond staging is loaded for that operation only and let go
+# after it: agent.fw_install (the signature checks, and fw.end's checks and unpacking) and
+# agent.fw_activate (activation, cancel and status); agent.fw_image is held until the image's
+# header is in. A hub receiving an image holds this module, agent.fw_service, agent.fw_common
+# and the running hash.
 import hashlib
 
-from agent.fw_service import CONFIRM_MS, MAX_CHUNK, ROLLBACK, boot_code, counter, drop_boot_code, parent_dir  # noqa: F401 (the tests take CONFIRM_MS and MAX_CHUNK from here)
+from agent.fw_common import (
+    RC_AUTH,
+    RC_BAD,
+    RC_OK,
+    RC_ROLLBACK,
+    RC_STATE,
+    ROLLBACK,
+    STAGE,
+    FwError,
+    arg_bytes,
+    arg_int,
+    boot_code,
+    drop_boot_code,
+    mkdirs,
+    parent_dir,
+)
 from hal.compat import const, hexstr, unload
 
-RC_OK = "I0"
-RC_BAD = "E49"  # = agent.fw_image.RC_FORMAT
-RC_AUTH = "E100"
-RC_STATE = "E5"
-RC_ROLLBACK = "E5"  # an image below the minimum security counter: the device's state refuses it
-RC_NO_CANCEL = "E52"
-
 _READ = const(1024)
-STAGE = "slots/stage.img"
-
-
-class FwError(Exception):
-    def __init__(self, code, msg, data=None):
-        super().__init__(msg)
-        self.code = code
-        self.data = data
-
-
-def mkdirs(fs, path, known=None):
-    if not path or path == "/" or (known is not None and path in known):
-        return
-    if not fs.exists(path):
-        mkdirs(fs, parent_dir(path), known)
-        fs.mkdir(path)
-    if known is not None:
-        known.append(path)
 
 
 class _Session:
@@ -134,26 +52,10 @@ class _Session:
             p.feed(data)
             m = p.manifest
             if m is not None:
-                self.sec = counter(m)
+                self.sec = boot_code().counter(m)
                 self.version = m["version"]
                 self.parser = None
                 unload("agent.fw_image")
-
-
-def arg_bytes(args, name, lo, hi):
-    v = args.get(name)
-    if not isinstance(v, (bytes, bytearray)) or not lo <= len(v) <= hi:
-        if lo == hi:
-            raise FwError(RC_BAD, "{} must be {} bytes".format(name, lo))
-        raise FwError(RC_BAD, "{} must be {} to {} bytes".format(name, lo, hi))
-    return bytes(v)
-
-
-def arg_int(args, name):
-    v = args.get(name)
-    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-        raise FwError(RC_BAD, "{} must be a non-negative integer".format(name))
-    return v
 
 
 class Updater:
@@ -367,7 +269,7 @@ class Updater:
         same = isinstance(rec, dict) and rec.get("hash") == digest and rec.get("size") == size
         if slot is not None:
             m = self.ready(slot)
-            self.admit(counter(m), m.get("version"), permit)
+            self.admit(boot_code().counter(m), m.get("version"), permit)
             if same:
                 self._drop_staging()
             return RC_OK, {"offset": size, "chunk": self.svc.max_chunk, "ready": True, "slot": slot}, None

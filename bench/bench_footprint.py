@@ -137,7 +137,7 @@ def write_firmware(dest: Path, board: str = BOARD, version: str = IMAGE_VERSION)
 
     from agent import boot, cbor, wire
     from agent import fw_image as image
-    from agent.fw_staging import MAX_CHUNK
+    from agent.fw_common import MAX_CHUNK
     from boards import unix
     from host_tools import firmware
     from host_tools.client import encode

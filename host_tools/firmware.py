@@ -90,8 +90,8 @@ def firmware_hash(content: bytes) -> bytes:
 
 def security_counter(version: str, sec: int | None = None) -> int:
     """The security counter an image of version gets: sec if given, else derived from the version
-    (agent.fw_service.version_counter, as the device derives it for an image without one)."""
-    from agent.fw_service import MAX_SEC, version_counter
+    (agent.boot.version_counter, as the device derives it for an image without one)."""
+    from agent.boot import MAX_SEC, version_counter
 
     if sec is None:
         return version_counter(version)
@@ -152,7 +152,7 @@ def verify_image(data: bytes, pub: bytes, board: str | None = None) -> dict:
 
 
 def describe(data: bytes) -> dict:
-    from agent.fw_service import counter
+    from agent.boot import counter
 
     content, sig = split(data)
     m, _n = image.parse_head(content)

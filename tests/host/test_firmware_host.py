@@ -236,7 +236,9 @@ def test_flash_signing_key_formats(tmp_path, key):
 
 def test_flash_layout_pieces():
     assert flash.MAIN_PY.format(board="unix").startswith("# Written by dbch flash")
-    assert "dbchboot.main('unix')" in flash.MAIN_PY.format(board="unix")
+    main_py = flash.MAIN_PY.format(board="unix")
+    assert "boards.load('unix')" in main_py and "dbchboot.main(start, reset=machine.reset" in main_py
+    compile(main_py, "main.py", "exec")  # the bootloader's entry, with the board chosen here
     files = flash.slot_files("unix", "3.3")
     man = json.loads(files["slots/a/manifest.json"])
     assert man["version"] == "3.3" and man["board"] == "unix"

@@ -6,8 +6,8 @@ import hashlib
 
 from agent import boot, p256
 from agent import fw_image as image
+from agent.fw_common import CONFIRM_MS
 from agent.fw_install import _SlotWriter
-from agent.fw_staging import CONFIRM_MS
 from boards import sim
 from hal.sim.flash import SimFlash
 from hal.sim.lab import LabMedium

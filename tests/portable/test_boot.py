@@ -137,21 +137,33 @@ class TestOnFlash(unittest.TestCase):
         self.assertGreater(n, 5)
 
 
+def _start():
+    return False  # main.py's start(): never called by the fake run below
+
+
 class TestMain(unittest.TestCase):
-    def run_main(self, fs, outcomes):
+    def run_main(self, fs, outcomes, reset=True, printed=None):
         # outcomes: what each boot's agent does, by slot path: an exception to raise, True (it
         # asked for a reboot) or False (it stopped)
         calls = []
         resets = []
 
-        def run(board, path):
+        def run(start, path):
+            self.assertIs(start, _start)  # main.py's start, handed on as it is
             calls.append(path)
             what = outcomes.pop(0)
             if isinstance(what, BaseException):
                 raise what
             return what
 
-        slot = boot.main("sim", "/", fs, run=run, reset=lambda: resets.append(1))
+        slot = boot.main(
+            _start,
+            "/",
+            fs,
+            run=run,
+            reset=(lambda: resets.append(1)) if reset else None,
+            print_exception=printed.append if printed is not None else None,
+        )
         return slot, calls, resets
 
     def test_plain_boot(self):
@@ -172,6 +184,35 @@ class TestMain(unittest.TestCase):
         self.assertEqual(calls, ["/slots/b"] * boot.MAX_TRIES + ["/slots/a"])
         self.assertEqual(len(resets), boot.MAX_TRIES)
         self.assertEqual(boot.read_state(fs, "/")["reverted"]["slot"], "b")
+
+    def test_a_crashing_trial_is_printed_and_booted_again_without_a_reset(self):
+        # a board that hands no reset: the next try starts here, as after a reset that returns
+        fs = flash_with(("a", "b"))
+        boot.start_trial(fs, "/", "b", 3)
+        crash = ImportError("broken image")
+        printed = []
+        slot, calls, resets = self.run_main(fs, [crash] * boot.MAX_TRIES + [False], reset=False, printed=printed)
+        self.assertEqual((slot, resets), ("a", []))
+        self.assertEqual(calls, ["/slots/b"] * boot.MAX_TRIES + ["/slots/a"])
+        self.assertEqual(printed, [crash] * boot.MAX_TRIES)
+
+    def test_a_reset_that_comes_back_as_system_exit_boots_again(self):
+        # the virtual board's machine.reset ends in SystemExit: the bootloader boots again
+        fs = flash_with(("a", "b"))
+        boot.start_trial(fs, "/", "b", 3)
+        calls = []
+
+        def run(start, path):
+            calls.append(path)
+            if path == "/slots/b":
+                raise ValueError("trial crashed")
+            return False
+
+        def reset():
+            raise SystemExit(0xB7)
+
+        self.assertEqual(boot.main(_start, "/", fs, run=run, reset=reset), "a")
+        self.assertEqual(calls, ["/slots/b"] * boot.MAX_TRIES + ["/slots/a"])
 
     def test_a_trial_that_reboots_before_confirming_is_reverted(self):
         fs = flash_with(("a", "b"))

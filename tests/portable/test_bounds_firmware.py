@@ -9,7 +9,7 @@ import unittest
 
 from fwkit import ROOT, Device, Image, permit
 
-from agent.fw_service import read_min
+from agent.boot import read_min
 
 
 def rc_err(r):

@@ -14,6 +14,7 @@ from hal.compat import unload
 ON_MICROPYTHON = sys.implementation.name == "micropython"
 FW_CODE = (
     "agent.fw_service",
+    "agent.fw_common",
     "agent.boot",
     "agent.fw_staging",
     "agent.fw_activate",
@@ -67,14 +68,14 @@ class TestCodeOnHeap(unittest.TestCase):
         img = Image("2.0", size=2000)
         r = self.ok(dev.send(img, chunk=5, stop_at=5))  # fw.begin, and a chunk inside the header
         self.assertEqual(r["offset"], 5)
-        self.assertLoaded(["agent.fw_service", "agent.fw_staging", "agent.fw_image"])
+        self.assertLoaded(["agent.fw_service", "agent.fw_common", "agent.fw_staging", "agent.fw_image"])
         r = self.ok(dev.send(img, chunk=500, stop_at=1000))  # the header is in: parser let go
         self.assertEqual(r["offset"], 1005)
         self.assertIsNotNone(dev.hub.firmware)
-        self.assertLoaded(["agent.fw_service", "agent.fw_staging"])
+        self.assertLoaded(["agent.fw_service", "agent.fw_common", "agent.fw_staging"])
         st = self.ok(dev.call("fw.status"))  # agent.fw_activate, for this one operation
         self.assertEqual(st["staging"]["staged"], 1005)
-        self.assertLoaded(["agent.fw_service", "agent.fw_staging"])
+        self.assertLoaded(["agent.fw_service", "agent.fw_common", "agent.fw_staging"])
         data = self.ok(dev.send(img, chunk=500))  # the rest, and fw.end: checked and unpacked
         self.assertEqual((data["slot"], data["version"]), ("b", "2.0"))
         self.assertIsNone(dev.hub.firmware)  # nothing pending: the service is let go
@@ -91,7 +92,7 @@ class TestCodeOnHeap(unittest.TestCase):
         # the service stays, holding the count of refused images (agent.triage's Incidents, when
         # the hub has no recorder of its own), but not the checking code
         self.assertEqual(dev.hub.firmware.updater()._incidents.count("tampered_image"), 1)
-        self.assertLoaded(["agent.fw_service", "agent.fw_staging"])
+        self.assertLoaded(["agent.fw_service", "agent.fw_common", "agent.fw_staging"])
 
     def test_a_scheduled_activation_keeps_the_service_but_not_the_activation_code(self):
         dev = Device()
@@ -99,7 +100,7 @@ class TestCodeOnHeap(unittest.TestCase):
         self.ok(dev.send(img))
         self.ok(dev.call("fw.activate", hash=img.hash, execution="2099-01-01T00:00:00Z"))
         self.assertIsNotNone(dev.hub.firmware)  # it watches the time
-        self.assertLoaded(["agent.fw_service", "agent.fw_staging"])
+        self.assertLoaded(["agent.fw_service", "agent.fw_common", "agent.fw_staging"])
         self.ok(dev.call("fw.cancel"))
         self.assertIsNone(dev.hub.firmware)
         self.assertLoaded([])

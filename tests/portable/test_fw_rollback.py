@@ -9,7 +9,7 @@ import unittest
 from fwkit import OTHER_D, ROOT, Device, Image, install, permit
 
 from agent import boot
-from agent.fw_service import BELOW_MIN, MIN_FILE, counter, read_min, version_counter
+from agent.boot import BELOW_MIN, MIN_FILE, counter, read_min, version_counter
 from hal.contracts import PowerCut
 
 
