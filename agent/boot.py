@@ -20,13 +20,17 @@
 #
 # Boot state, fwboot.json (JSON, replaced atomically: write .tmp, rename):
 #   {"v": 1, "active": "a"|"b", "trial": null|"a"|"b", "tries": n, "attempt": n,
-#    "reverted": null | {"slot", "attempt", "tries", "why"}}
+#    "reverted": null | {"slot", "attempt", "tries", "why", "noted"?}, "permit"?: true}
 # "active" is the confirmed slot. "trial" is a slot activated but not yet confirmed; "tries"
 # counts the boots started on it. Each trial boot is counted in fwboot.json BEFORE the slot runs,
 # so a crash, a hang ended by a reset or watchdog, or a power cut all count as a failed try.
 # The agent confirms a trial once it runs healthy (confirm(): trial becomes active). A trial that
-# has used MAX_TRIES boots without being confirmed, or whose slot is not bootable, is dropped:
-# the board boots "active" again and "reverted" says why, for the agent to report.
+# has used MAX_TRIES boots without being confirmed, whose slot is not bootable, or whose image's
+# security counter (counter(): its manifest's) is below the minimum in fwmin.json without a
+# rollback permission ("permit": true, set with the trial by start_trial when the agent checked
+# one) is dropped: the board boots "active" again and "reverted" says why, for the agent to
+# report ("noted": the agent has recorded a refusal below the minimum as a security incident).
+# A confirmed slot below the minimum still boots: nothing newer can.
 # A missing or unreadable state means {"active": "a"}; if the active slot is not bootable and the
 # other one is, the other one becomes active; with no bootable slot at all the board runs the
 # code at the root (the layout before slots).
@@ -103,6 +107,8 @@ def _clean(st):
             out[k] = v
     if isinstance(st.get("reverted"), dict):
         out["reverted"] = st["reverted"]
+    if out["trial"] is not None and st.get("permit") is True:
+        out["permit"] = True
     return out
 
 
@@ -218,20 +224,27 @@ def running(st):
     return st["active"]
 
 
-def decide(st, is_bootable, max_tries=MAX_TRIES):
-    """(slot or None, trial?, new state or None) for one boot. Pure: no I/O."""
+def decide(st, is_bootable, max_tries=MAX_TRIES, below_min=None):
+    """(slot or None, trial?, new state or None) for one boot. Pure: no I/O. below_min(slot):
+    whether the slot's image is below the minimum security counter (a trial without a rollback
+    permission is not booted then)."""
     st = _clean(st)
     changed = False
     trial = st["trial"]
     if trial is not None:
         ok = is_bootable(trial)
-        if ok and st["tries"] < max_tries:
+        low = ok and below_min is not None and not st.get("permit") and below_min(trial)
+        if ok and not low and st["tries"] < max_tries:
             st["tries"] += 1
             return trial, True, st
-        why = "not confirmed after {} boots".format(st["tries"]) if ok else "slot not bootable"
+        if low:
+            why = BELOW_MIN
+        else:
+            why = "not confirmed after {} boots".format(st["tries"]) if ok else "slot not bootable"
         st["reverted"] = {"slot": trial, "attempt": st["attempt"], "tries": st["tries"], "why": why}
         st["trial"] = None
         st["tries"] = 0
+        st.pop("permit", None)
         changed = True
     active = st["active"]
     if not is_bootable(active):
@@ -243,21 +256,33 @@ def decide(st, is_bootable, max_tries=MAX_TRIES):
     return st["active"], False, st if changed else None
 
 
+def _below_min(fs, root, slot):
+    low = read_min(fs, root)
+    return low > 0 and counter(read_manifest(fs, root, slot) or {}) < low
+
+
 def choose(fs, root, max_tries=MAX_TRIES):
     """Read the state, decide, persist the decision; (slot or None, trial?)."""
-    slot, trial, new = decide(read_state(fs, root), lambda s: bootable(fs, root, s), max_tries)
+    slot, trial, new = decide(
+        read_state(fs, root), lambda s: bootable(fs, root, s), max_tries, lambda s: _below_min(fs, root, s)
+    )
     if new is not None:
         write_state(fs, root, new)
     return slot, trial
 
 
-def start_trial(fs, root, slot, attempt):
-    """Make slot the trial for the next boot (the caller reboots)."""
+def start_trial(fs, root, slot, attempt, permit=False):
+    """Make slot the trial for the next boot (the caller reboots). permit: its activation carries
+    a rollback permission (checked by the agent), so the trial boots below the minimum."""
     st = read_state(fs, root)
     st["active"] = running(st)
     st["trial"] = slot
     st["tries"] = 0
     st["attempt"] = attempt
+    if permit:
+        st["permit"] = True
+    else:
+        st.pop("permit", None)
     write_state(fs, root, st)
     return st
 
@@ -269,6 +294,7 @@ def confirm(fs, root):
         st["active"] = st["trial"]
         st["trial"] = None
         st["tries"] = 0
+        st.pop("permit", None)
         st["reverted"] = None
         write_state(fs, root, st)
     return st

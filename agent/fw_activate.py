@@ -107,7 +107,7 @@ def start(u, act):
     act["attempt"] = st["attempt"] + 1
     u.store.put("fw.act", act)
     u.svc._act = act
-    boot_code().start_trial(u.fs, u.root, act["slot"], act["attempt"])
+    boot_code().start_trial(u.fs, u.root, act["slot"], act["attempt"], act.get("permit") is True)
     u.hub.reboot_requested = True
 
 

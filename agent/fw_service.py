@@ -135,6 +135,7 @@ class FirmwareService:
             self._act = None
         self._reconcile(st)
         if not self.trial:
+            self._note_refusal(st)
             self._raise_min()
         elif self.sec < self.read_min() and not self.permitted(self._act, self.running_hash()):
             self._refuse_trial(st)
@@ -214,7 +215,13 @@ class FirmwareService:
         # board reboots into the active slot, which reports the outcome (_reconcile).
         b = boot_code()
         why = b.BELOW_MIN
-        st["reverted"] = {"slot": st["trial"], "attempt": st["attempt"], "tries": st["tries"], "why": why}
+        st["reverted"] = {
+            "slot": st["trial"],
+            "attempt": st["attempt"],
+            "tries": st["tries"],
+            "why": why,
+            "noted": True,
+        }
         st["trial"] = None
         st["tries"] = 0
         b.write_state(self.fs, self.root, st)
@@ -222,6 +229,25 @@ class FirmwareService:
         self.trial = False
         self.hub.reboot_requested = True
         self.updater()._security("trial boot of {} refused: {}".format(self.version, why), ROLLBACK)
+
+    def _note_refusal(self, st):
+        # The bootloader refused a trial below the minimum (agent/boot.py): a security incident,
+        # recorded once (the boot state notes it) as for a trial refused here (_refuse_trial).
+        rev = st["reverted"]
+        b = boot_code()
+        if not isinstance(rev, dict) or rev.get("why") != b.BELOW_MIN or rev.get("noted"):
+            return
+        slot = rev.get("slot")
+        m = b.read_manifest(self.fs, self.root, slot) if slot in b.SLOTS else None
+        v = m.get("version") if m else None
+        m = None
+        what = v if isinstance(v, str) else "slot {}".format(slot)
+        self.updater()._security("trial boot of {} refused: {}".format(what, b.BELOW_MIN), ROLLBACK)
+        rev["noted"] = True
+        try:
+            b.write_state(self.fs, self.root, st)
+        except OSError as e:  # flash trouble: noted again at the next start
+            print("firmware: refusal not noted:", e)
 
     def _finish(self, act, result, why=None):
         last = {"result": result, "hash": act.get("hash"), "version": act.get("version"), "utc": self.clock.utc()}
