@@ -38,7 +38,8 @@ import json
 import os
 import sys
 
-VERSION = 1
+VERSION = 1  # of the boot state
+API = 2  # of what the agent uses here: 2 added the security counters, the minimum and permits
 SLOTS = ("a", "b")
 MAX_TRIES = 3
 STATE = "fwboot.json"

@@ -84,12 +84,17 @@ def mkdirs(fs, path, known=None):
         known.append(path)
 
 
+BOOT_API = const(2)  # what this code uses of agent.boot (its API)
+
+
 def boot_code():
     # The bootloader's code. On a board it is already loaded (agent/boot.py, flashed as dbchboot):
     # use it rather than load the same code again from the slot; it also wrote the state the
-    # service reads. Otherwise agent.boot is loaded for the moment it is needed (drop_boot_code).
+    # service reads. A bootloader flashed before this slot's code (an update does not replace it)
+    # may lack what the service uses: then, as where there is none, agent.boot is loaded for the
+    # moment it is needed (drop_boot_code). Both read and write the same files.
     b = sys.modules.get("dbchboot")
-    if b is None:
+    if b is None or getattr(b, "API", 1) < BOOT_API:
         from agent import boot as b
     return b
 
