@@ -78,24 +78,21 @@ def _clear(fs, path):
 
 
 def security(u, detail, kind=None):
-    # A refused image that failed authentication (kind None: agent.triage's TAMPERED_IMAGE), or
-    # one below the minimum security counter (ROLLBACK), is a security event (SEC G3.5):
-    # recorded with the hub's Incidents recorder (agent.triage) if it has one, else with the
-    # Updater's own, which notifies an "incident" event through the outbox. Either kind makes a
-    # Major Security Incident at its first event.
+    # A refused image that failed authentication (kind None: TAMPERED_IMAGE), or one below the
+    # minimum security counter (ROLLBACK), is a security event (SEC G3.5): recorded with the
+    # hub's Incidents recorder (agent.incidents) if it has one, else with the Updater's own,
+    # which notifies an "incident" event through the outbox. Either kind makes a Major Security
+    # Incident at its first event. Whatever goes wrong here (no room for the recorder, a damaged
+    # one) is said on the console: the refusal is answered all the same.
     inc = getattr(u.hub, "incidents", None) or u._incidents
-    if inc is None:
-        try:
-            from agent.triage import Incidents
+    try:
+        if inc is None:
+            from agent.incidents import Incidents
 
             outbox = u.hub.outbox
-            inc = Incidents(notify=lambda report: outbox.append("incident", report) is not None)
-        except (ImportError, MemoryError):  # no recorder on this board, or no room for it
-            return
-        u._incidents = inc
-    try:
+            inc = u._incidents = Incidents(notify=lambda report: outbox.append("incident", report) is not None)
         if kind is None:
-            from agent.triage import TAMPERED_IMAGE as kind
+            from agent.incidents import TAMPERED_IMAGE as kind
         if kind not in inc.thresholds:
             inc.thresholds[kind] = 1
         inc.record(kind, detail)

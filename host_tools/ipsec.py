@@ -30,7 +30,7 @@ The command, `dbch ipsec up | down | status | watch | resolve | charon`
 - `down` terminates the connection's SAs and unloads it; `status` lists IKE and CHILD_SAs (peer
   identities, algorithms, bytes and packets) and the security incidents recorded so far.
 - `watch` listens to charon's vici events and records failed IKE authentications as security
-  incidents (agent.triage.Incidents). vici has no event of its own for them: the evidence is the
+  incidents (agent.incidents.Incidents). vici has no event of its own for them: the evidence is the
   "log" event stream (charon sends every message up to level 1, whatever its log settings). An
   IKE_SA whose peer this end refuses logs `generating ... [ N(AUTH_FAILED) ]` (the reason just
   before it: "no trusted ECDSA public key found for ...", "subject certificate invalid ...", "no
@@ -65,7 +65,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent import triage
+from agent.incidents import AUTH_FAILED, DEFAULT_THRESHOLDS, LINK_REFUSED, Incidents
 from agent.triage import check_policy
 
 CHARON_CANDIDATES = ("/usr/lib/ipsec/charon", "/usr/libexec/ipsec/charon", "/usr/lib/strongswan/charon")
@@ -633,8 +633,8 @@ def _sa_text(sa: dict) -> list[str]:
 STATE_FILE = "incidents.json"
 KEEP_EVENTS = 20
 # the incident kinds a failed IKE authentication is counted under
-REFUSED_PEER = triage.AUTH_FAILED  # this end refused the peer's authentication
-REFUSED_BY_PEER = triage.LINK_REFUSED  # the peer refused this end's
+REFUSED_PEER = AUTH_FAILED  # this end refused the peer's authentication
+REFUSED_BY_PEER = LINK_REFUSED  # the peer refused this end's
 
 
 def state_root() -> Path:
@@ -660,7 +660,7 @@ def _now() -> str:
 
 
 class IncidentStore:
-    """The IPsec incident recorder's state file: an agent.triage.Incidents snapshot, its
+    """The IPsec incident recorder's state file: an agent.incidents.Incidents snapshot, its
     thresholds and the last few failed authentications. Every change is a read-modify-write
     under an exclusive flock on `<file>.lock`, written to a temporary file and renamed over
     the old one, so readers never see half a file and two writers never lose a count."""
@@ -704,13 +704,13 @@ class IncidentStore:
         os.replace(tmp, self.path)
 
     @staticmethod
-    def recorder(data: dict, notify: Callable[[dict], Any] | None = None) -> triage.Incidents:
-        inc = triage.Incidents(notify, data.get("thresholds") or None)
+    def recorder(data: dict, notify: Callable[[dict], Any] | None = None) -> Incidents:
+        inc = Incidents(notify, data.get("thresholds") or None)
         inc.restore(data.get("incidents") or {})
         return inc
 
     @contextlib.contextmanager
-    def _change(self, notify: Callable[[dict], Any] | None) -> Iterator[tuple[dict, triage.Incidents]]:
+    def _change(self, notify: Callable[[dict], Any] | None) -> Iterator[tuple[dict, Incidents]]:
         with self._locked():
             data = self.read()
             inc = self.recorder(data, notify)
@@ -738,7 +738,7 @@ class IncidentStore:
     def set_thresholds(self, thresholds: dict[str, int]) -> None:
         if not thresholds:
             return
-        triage.Incidents(thresholds=thresholds)  # ValueError if one is not an int >= 1
+        Incidents(thresholds=thresholds)  # ValueError if one is not an int >= 1
         with self._change(None) as (data, _inc):
             data["thresholds"] = {**data["thresholds"], **thresholds}
 
@@ -1148,7 +1148,7 @@ def _thresholds(items: list[str] | None) -> dict[str, int]:
     for item in items or []:
         kind, sep, n = item.partition("=")
         if not sep or not kind or not n.isdigit() or int(n) < 1:
-            raise IpsecError(f"--threshold {item!r}: give KIND=N, e.g. {triage.AUTH_FAILED}=5 (N >= 1)")
+            raise IpsecError(f"--threshold {item!r}: give KIND=N, e.g. {AUTH_FAILED}=5 (N >= 1)")
         out[kind] = int(n)
     return out
 
@@ -1317,9 +1317,9 @@ def register(subparsers) -> None:
         "--threshold",
         action="append",
         metavar="KIND=N",
-        help=f"events of KIND that declare a Major Security Incident (default {triage.AUTH_FAILED}="
-        f"{triage.DEFAULT_THRESHOLDS[triage.AUTH_FAILED]}, {triage.LINK_REFUSED}="
-        f"{triage.DEFAULT_THRESHOLDS[triage.LINK_REFUSED]}; kept in the state file)",
+        help=f"events of KIND that declare a Major Security Incident (default {AUTH_FAILED}="
+        f"{DEFAULT_THRESHOLDS[AUTH_FAILED]}, {LINK_REFUSED}="
+        f"{DEFAULT_THRESHOLDS[LINK_REFUSED]}; kept in the state file)",
     )
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.set_defaults(func=cmd_watch)

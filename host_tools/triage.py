@@ -30,7 +30,7 @@ Design
   --port triage`.
 - Refusals - a certificate from another CA, a wrong EUI, no client certificate, plaintext to the
   TLS port, TLS 1.1 or older - are logged, counted in the state file and in the tool's own
-  incident recorder (agent.triage.Incidents, whose Major Security Incidents are reported as
+  incident recorder (agent.incidents.Incidents, whose Major Security Incidents are reported as
   "incident" events), and the tool goes on listening. After refusing a handshake the tool reads
   and drops what the peer still sends for a moment before closing, so the peer hears the alert
   rather than a reset. Connections that time out, close or reset before authenticating, or are
@@ -419,7 +419,7 @@ class TriageTool:
         state_dir: Path | None = None,
         on_event=None,
     ):
-        from agent import triage
+        from agent import incidents
 
         if not handshake_timeout > 0:
             raise TriageToolError("the handshake timeout must be more than 0 s")
@@ -438,7 +438,7 @@ class TriageTool:
         self.refused = 0
         self.refusals: list[dict] = []
         self.dropped: dict[str, int] = {}
-        self.incidents = triage.Incidents(lambda report: self._event("incident", report))
+        self.incidents = incidents.Incidents(lambda report: self._event("incident", report))
         self.incidents_path = Path(state_dir) / INCIDENTS_FILE if state_dir is not None else None
         self.restored = self._restore_incidents()
         self.started = time.time()
@@ -697,9 +697,9 @@ class TriageTool:
             sel.modify(h.sock, events, h)
 
     def _failed(self, sel, h: _Handshake, err: tls.TriageLinkError) -> None:
-        from agent import triage
+        from agent import incidents
 
-        if triage.link_gone(err):
+        if incidents.link_gone(err):
             self._pending.remove(h)
             self._unregister(sel, h)
             self._finish(h, "closed", err.detail)

@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "portable
 
 from fwkit import Device, Image  # noqa: E402
 
-from agent.triage import Incidents  # noqa: E402
+from agent.incidents import Incidents  # noqa: E402
 
 
 def test_a_recorder_that_cannot_take_the_event_leaves_the_refusal_answered_and_says_why(capsys):

@@ -14,7 +14,7 @@ from fwkit import OTHER_D, ROOT, Device, Image, install, permit, public_key, sig
 from agent import boot
 from agent import fw_image as image
 from agent.hub import Hub
-from agent.triage import Incidents
+from agent.incidents import Incidents
 from boards import sim
 from hal.compat import hexstr
 from hal.fs_storage import FileStorage

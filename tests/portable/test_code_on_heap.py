@@ -89,7 +89,7 @@ class TestCodeOnHeap(unittest.TestCase):
         img = Image("2.0")
         r = dev.call("fw.begin", hash=img.hash, size=len(img.content), sig=Image("2.1").sig)
         self.assertEqual(r[0], "E100")
-        # the service stays, holding the count of refused images (agent.triage's Incidents, when
+        # the service stays, holding the count of refused images (agent.incidents' Incidents, when
         # the hub has no recorder of its own), but not the checking code
         self.assertEqual(dev.hub.firmware.updater()._incidents.count("tampered_image"), 1)
         self.assertLoaded(["agent.fw_service", "agent.fw_common", "agent.fw_staging"])
