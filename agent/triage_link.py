@@ -12,7 +12,7 @@
 #   a row back off, so an unreachable tool costs the console little.
 from agent.hub import RC_BAD_ARGS, RC_OK, Hub
 from agent.server import Server
-from hal.compat import ticks_add, ticks_diff, ticks_ms
+from hal.compat import sleep_ms, ticks_add, ticks_diff, ticks_ms
 
 CONFIG = "triage"  # Store record: the triage configuration (agent.triage TLS form + host, port)
 _INCIDENTS = "incidents"  # Store record: the Incidents state, kept across reboots
@@ -179,15 +179,9 @@ class Dialer:
 
 
 def _pause(hub, ms, stop):
-    import time
-
-    sleep_ms = getattr(time, "sleep_ms", None)
     while ms > 0 and not hub.reboot_requested and not (stop and stop()):
         step = 100 if ms > 100 else ms
-        if sleep_ms:
-            sleep_ms(step)
-        else:
-            time.sleep(step / 1000)
+        sleep_ms(step)
         ms -= step
         hub.tick()
 

@@ -1,5 +1,12 @@
-# The one module that papers over CPython / MicroPython differences.
+# The one module that papers over CPython / MicroPython differences (with boards.load, the only
+# code that looks at the runtime: the rest of agent/ and hal/ is handed what it needs).
 # Feature detection only (try/except ImportError, hasattr), never version checks.
+import gc as _gc
+import sys as _sys
+
+# Whether a module's code lives on the heap (MicroPython: loading one costs heap, unloading it
+# and collecting gives that back). CPython keeps code elsewhere.
+CODE_ON_HEAP = _sys.implementation.name == "micropython"
 
 try:
     from micropython import const
@@ -112,13 +119,46 @@ def unload(name):
     on MicroPython a module's bytecode lives on the heap. Whoever still holds the module, one of
     its functions or an instance of its classes keeps all of it. A no-op on CPython, where code
     is not on the heap and re-importing would only make new classes."""
-    import sys
-
-    if sys.implementation.name != "micropython":
+    if not CODE_ON_HEAP:
         return
-    sys.modules.pop(name, None)
+    _sys.modules.pop(name, None)
     i = name.rfind(".")
     if i > 0:
-        parent = sys.modules.get(name[:i])
+        parent = _sys.modules.get(name[:i])
         if parent is not None and name[i + 1 :] in parent.__dict__:
             delattr(parent, name[i + 1 :])
+
+
+def collect():
+    """Give the blocks of what is garbage back now, where code lives on the heap (an unloaded
+    module, a failed step's leftovers): before what is kept is allocated. A no-op on CPython."""
+    if CODE_ON_HEAP:
+        _gc.collect()
+
+
+def collect_every(nbytes):
+    """Run the GC also after every nbytes allocated, not only when an allocation fails, where the
+    runtime can (MicroPython's gc.threshold); a no-op elsewhere (CPython's GC counts objects)."""
+    threshold = getattr(_gc, "threshold", None)
+    if threshold is not None:
+        threshold(nbytes)
+
+
+try:
+    from os import urandom
+except ImportError:  # a port without a hardware random source in os
+
+    def urandom(n):
+        import random
+
+        return bytes(random.getrandbits(8) for _ in range(n))
+
+
+try:
+    from time import sleep_ms
+except ImportError:
+
+    def sleep_ms(ms):
+        import time
+
+        time.sleep(ms / 1000)
