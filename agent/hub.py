@@ -1,5 +1,6 @@
 # The hub: wires the domain services to a HAL and answers requests. One request in, exactly one
 # response out, always with a response code; bad input never raises out of handle().
+# (Over 400 lines: the request handlers and the restores at boot share the state they keep.)
 #
 # Agent protocol codes (requests that are not DUIS service requests still get DUIS codes):
 #   I0   done;  E13  unknown operation (the request type is not valid here);
