@@ -257,15 +257,13 @@ def decide(st, is_bootable, max_tries=MAX_TRIES, below_min=None):
     return st["active"], False, st if changed else None
 
 
-def _below_min(fs, root, slot):
-    low = read_min(fs, root)
-    return low > 0 and counter(read_manifest(fs, root, slot) or {}) < low
-
-
 def choose(fs, root, max_tries=MAX_TRIES):
     """Read the state, decide, persist the decision; (slot or None, trial?)."""
     slot, trial, new = decide(
-        read_state(fs, root), lambda s: bootable(fs, root, s), max_tries, lambda s: _below_min(fs, root, s)
+        read_state(fs, root),
+        lambda s: bootable(fs, root, s),
+        max_tries,
+        lambda s: counter(read_manifest(fs, root, s) or {}) < read_min(fs, root),
     )
     if new is not None:
         write_state(fs, root, new)

@@ -58,11 +58,13 @@
 # accepted below the minimum. It is checked whenever it is given; fw.begin remembers it for that
 # staging, fw.activate for that activation, so a rollback gives it to both (staging an image
 # already in a slot needs it at fw.activate only). The minimum is not lowered by a permitted
-# rollback: the next image must again reach it. At start, a trial below the minimum (the boot
-# state pointing at an old slot) is not run on: it is reverted at once, unless its activation
-# carried a rollback permission. A confirmed slot below the minimum (flashed by dbch flash, or
-# the bootloader's fallback when the active slot is not bootable) runs, as nothing newer can:
-# the minimum stays.
+# rollback: the next image must again reach it. A trial below the minimum (the boot state
+# pointing at an old slot) is not booted, unless its activation carried a rollback permission
+# (the boot state's "permit"): the bootloader reverts it before it runs, and the service on the
+# active slot records that as an incident (once: the revert is "noted"); under a bootloader
+# flashed before it read the minimum, the service reverts such a trial itself at start. A
+# confirmed slot below the minimum (flashed by dbch flash, or the bootloader's fallback when the
+# active slot is not bootable) runs, as nothing newer can: the minimum stays.
 #
 # The code is loaded only while it is needed (hal.compat.unload, so a small board's heap holds
 # none of it otherwise). This module is what a boot needs: the running version (from the running
@@ -235,19 +237,13 @@ class FirmwareService:
         # recorded once (the boot state notes it) as for a trial refused here (_refuse_trial).
         rev = st["reverted"]
         b = boot_code()
-        if not isinstance(rev, dict) or rev.get("why") != b.BELOW_MIN or rev.get("noted"):
-            return
-        slot = rev.get("slot")
-        m = b.read_manifest(self.fs, self.root, slot) if slot in b.SLOTS else None
-        v = m.get("version") if m else None
-        m = None
-        what = v if isinstance(v, str) else "slot {}".format(slot)
-        self.updater()._security("trial boot of {} refused: {}".format(what, b.BELOW_MIN), ROLLBACK)
-        rev["noted"] = True
-        try:
-            b.write_state(self.fs, self.root, st)
-        except OSError as e:  # flash trouble: noted again at the next start
-            print("firmware: refusal not noted:", e)
+        if isinstance(rev, dict) and rev.get("why") == b.BELOW_MIN and not rev.get("noted"):
+            rev["noted"] = True
+            self.updater()._security("trial boot of slot {} refused: {}".format(rev.get("slot"), b.BELOW_MIN), ROLLBACK)
+            try:
+                b.write_state(self.fs, self.root, st)
+            except OSError as e:  # flash trouble: noted again at the next start
+                print("firmware: refusal not noted:", e)
 
     def _finish(self, act, result, why=None):
         last = {"result": result, "hash": act.get("hash"), "version": act.get("version"), "utc": self.clock.utc()}

@@ -239,7 +239,7 @@ class TestMinimum(unittest.TestCase):
         self.assertTrue(st["reverted"]["noted"])
         incidents = rollback_incidents(dev)
         self.assertEqual(len(incidents), 1)
-        self.assertIn("1.0", incidents[0]["detail"])
+        self.assertIn("slot a", incidents[0]["detail"])
         dev.boot()
         self.assertEqual((dev.slot, dev.trial), ("b", False))
         self.assertEqual(len(rollback_incidents(dev)), 1)  # noted: not recorded again
