@@ -78,7 +78,7 @@
 # until the image's header is in, and agent.p256 only while a signature is checked. Imports
 # point one way: fw_service -> fw_staging -> fw_install, fw_activate -> fw_common, agent.boot.
 from agent import VERSION, alerts
-from agent.fw_common import CONFIRM_MS, EVENT, MAX_CHUNK, MAX_IMAGE, ROLLBACK, boot_code, drop_boot_code, parent_dir
+from agent.fw_common import CONFIRM_MS, EVENT, MAX_CHUNK, MAX_IMAGE, boot_code, drop_boot_code, parent_dir
 from hal.compat import hexstr, unload
 
 
@@ -131,16 +131,19 @@ class FirmwareService:
         v = self.manifest.get("version") if self.manifest else None
         self.version = v if isinstance(v, str) and 1 <= len(v) <= 8 else VERSION
         self.sec = boot.counter(self.manifest or {"version": self.version})  # the running image's
-        boot = None
+        rev = st["reverted"]
+        refused = isinstance(rev, dict) and rev.get("why") == boot.BELOW_MIN and not rev.get("noted")
+        boot = rev = None
         self._act = self.store.get("fw.act")
         if not isinstance(self._act, dict):
             self._act = None
         self._reconcile(st)
         if not self.trial:
-            self._note_refusal(st)
+            if refused:  # by the bootloader, below the minimum: an incident, recorded once
+                self.updater().install("note_refusal", st)
             self._raise_min()
         elif self.sec < self.read_min() and not self.permitted(self._act, self.running_hash()):
-            self._refuse_trial(st)
+            self.updater().install("refuse_trial", st)  # reverted before it is confirmed
         drop_boot_code()
 
     def updater(self):
@@ -211,39 +214,6 @@ class FirmwareService:
                 b.write_json(self.fs, b.join(self.root, b.MIN_FILE), {"sec": self.sec})
             except OSError as e:  # no file system, or flash trouble: again at the next start
                 print("firmware: minimum not raised:", e)
-
-    def _refuse_trial(self, st):
-        # A trial below the minimum, without a permission: reverted before it is confirmed; the
-        # board reboots into the active slot, which reports the outcome (_reconcile).
-        b = boot_code()
-        why = b.BELOW_MIN
-        st["reverted"] = {
-            "slot": st["trial"],
-            "attempt": st["attempt"],
-            "tries": st["tries"],
-            "why": why,
-            "noted": True,
-        }
-        st["trial"] = None
-        st["tries"] = 0
-        b.write_state(self.fs, self.root, st)
-        b = None
-        self.trial = False
-        self.hub.reboot_requested = True
-        self.updater()._security("trial boot of {} refused: {}".format(self.version, why), ROLLBACK)
-
-    def _note_refusal(self, st):
-        # The bootloader refused a trial below the minimum (agent/boot.py): a security incident,
-        # recorded once (the boot state notes it) as for a trial refused here (_refuse_trial).
-        rev = st["reverted"]
-        b = boot_code()
-        if isinstance(rev, dict) and rev.get("why") == b.BELOW_MIN and not rev.get("noted"):
-            rev["noted"] = True
-            self.updater()._security("trial boot of slot {} refused: {}".format(rev.get("slot"), b.BELOW_MIN), ROLLBACK)
-            try:
-                b.write_state(self.fs, self.root, st)
-            except OSError as e:  # flash trouble: noted again at the next start
-                print("firmware: refusal not noted:", e)
 
     def _finish(self, act, result, why=None):
         last = {"result": result, "hash": act.get("hash"), "version": act.get("version"), "utc": self.clock.utc()}

@@ -113,20 +113,12 @@ class Updater:
             drop_boot_code()
 
     # -- what agent.fw_install does, loaded for the moment ---------------------------------------
-    def _check_sig(self, digest, sig):
+    def install(self, fn, *args):
+        # agent.fw_install's fn(self, *args), with its module loaded for the call only
         from agent import fw_install
 
         try:
-            fw_install.check_sig(self, digest, sig)
-        finally:
-            fw_install = None
-            unload("agent.fw_install")
-
-    def _security(self, detail, kind=None):
-        from agent import fw_install
-
-        try:
-            fw_install.security(self, detail, kind)
+            return getattr(fw_install, fn)(self, *args)
         finally:
             fw_install = None
             unload("agent.fw_install")
@@ -135,14 +127,7 @@ class Updater:
         # args' rollback permission, if any, checked (FwError): True if there is one
         if args.get("permit") is None:
             return False
-        permit = arg_bytes(args, "permit", 16, 256)
-        from agent import fw_install
-
-        try:
-            fw_install.check_permit(self, permit, digest)
-        finally:
-            fw_install = None
-            unload("agent.fw_install")
+        self.install("check_permit", arg_bytes(args, "permit", 16, 256), digest)
         return True
 
     # -- anti-rollback -------------------------------------------------------------------------
@@ -152,8 +137,10 @@ class Updater:
         low = self.svc.min_sec()
         if permit or sec >= low:
             return
-        self._security(
-            "{} {} refused: security counter {} below the minimum {}".format(what, version, sec, low), ROLLBACK
+        self.install(
+            "security",
+            "{} {} refused: security counter {} below the minimum {}".format(what, version, sec, low),
+            ROLLBACK,
         )
         raise FwError(
             RC_ROLLBACK,
@@ -260,7 +247,7 @@ class Updater:
             )
         if size < 16:
             raise FwError(RC_BAD, "image of {} bytes is too small to be one".format(size))
-        self._check_sig(digest, sig)
+        self.install("check_sig", digest, sig)
         permit = self._check_permit(args, digest)
         if self.svc.running_hash() == digest:
             return RC_OK, {"offset": size, "chunk": self.svc.max_chunk, "ready": True, "running": True}, None
@@ -311,7 +298,7 @@ class Updater:
             except ImageError as e:
                 self._drop_staging()
                 if e.code == RC_AUTH:
-                    self._security("image {} refused: {}".format(hexstr(sess.rec["hash"]), e))
+                    self.install("security", "image {} refused: {}".format(hexstr(sess.rec["hash"]), e))
                 raise FwError(e.code, "image refused at byte {}: {}".format(offset, e))
             self._admit_staging(sess)  # refused as soon as its header says it is too old
         self._session = None  # until the bytes are on flash
