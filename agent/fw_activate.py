@@ -1,9 +1,10 @@
 # Firmware activation, its cancel and the status report: fw.activate, fw.cancel and fw.status
-# of the Updater (agent.fw_staging), and the start of a scheduled activation that has come due
-# (agent.fw_service's tick). Loaded for those only, so a board receiving an image does not hold
-# them; the operations and records are described in agent/fw_service.py, the codes in
+# of the Updater (agent.fw_staging), the start of a scheduled activation that has come due
+# (agent.fw_service's tick), and a trial refused at start for being below the minimum security
+# counter. Loaded for those only (Updater.activation), so a board receiving an image does not
+# hold them; the operations and records are described in agent/fw_service.py, the codes in
 # agent/fw_common.py.
-from agent.fw_common import RC_BAD, RC_NO_CANCEL, RC_OK, RC_ROLLBACK, RC_STATE, FwError, arg_bytes, boot_code
+from agent.fw_common import RC_BAD, RC_NO_CANCEL, RC_OK, RC_ROLLBACK, RC_STATE, ROLLBACK, FwError, arg_bytes, boot_code
 from hal.compat import hexstr
 
 _CUM_DAYS = (0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334)
@@ -129,6 +130,34 @@ def start_due(u, act):
         start(u, act)
     except FwError as e:
         u.svc._finish(act, "failed", str(e))
+
+
+def refuse_trial(u, st):
+    # At start, a trial below the minimum without a rollback permission (under a bootloader that
+    # does not read the minimum): reverted before it is confirmed, and recorded; the board
+    # reboots into the active slot, which reports the outcome.
+    b = boot_code()
+    why = b.BELOW_MIN
+    st["reverted"] = {"slot": st["trial"], "attempt": st["attempt"], "tries": st["tries"], "why": why, "noted": True}
+    st["trial"] = None
+    st["tries"] = 0
+    b.write_state(u.fs, u.root, st)
+    b = None
+    u.svc.trial = False
+    u.hub.reboot_requested = True
+    u.install("security", "trial boot of {} refused: {}".format(u.svc.version, why), ROLLBACK)
+
+
+def note_refusal(u, st):
+    # A trial the bootloader refused below the minimum: recorded, once (the boot state notes it).
+    b = boot_code()
+    rev = st["reverted"]
+    rev["noted"] = True
+    u.install("security", "trial boot of slot {} refused: {}".format(rev.get("slot"), b.BELOW_MIN), ROLLBACK)
+    try:
+        b.write_state(u.fs, u.root, st)
+    except OSError as e:  # flash trouble: noted again at the next start
+        print("firmware: refusal not noted:", e)
 
 
 def status(u, args):

@@ -2,10 +2,10 @@
 # hash, the signature is checked again (agent.p256), and the image is parsed from flash into the
 # inactive slot (agent.fw_image), whose manifest is written last: until then the slot is not
 # bootable. Also the signature check of fw.begin, the check of a rollback permission (its
-# format: agent/fw_image.py), the refusal of a trial below the minimum security counter at start,
-# and the record of each refusal as a security incident. The Updater (agent.fw_staging) loads
-# this module for one operation (Updater.install), so a board receiving an image holds none of
-# it; the protocol and records are in agent/fw_service.py, the codes in agent/fw_common.py.
+# format: agent/fw_image.py) and the record of a refusal as a security incident. The Updater
+# (agent.fw_staging) loads this module for one operation (Updater.install), so a board receiving
+# an image holds none of it; the protocol and records are in agent/fw_service.py, the codes in
+# agent/fw_common.py.
 #
 # The steps of fw.end are one after the other, each letting its code go before the next loads
 # its own: the hash of the received bytes (no code), the signature (agent.p256), the slot
@@ -21,6 +21,7 @@ from agent.fw_common import (
     ROLLBACK,
     FwError,
     boot_code,
+    drop_boot_code,
     mkdirs,
     parent_dir,
 )
@@ -100,34 +101,6 @@ def security(u, detail, kind=None):
         print("firmware: incident not recorded:", e)
 
 
-def refuse_trial(u, st):
-    # At start, a trial below the minimum without a rollback permission (under a bootloader that
-    # does not read the minimum): reverted before it is confirmed, and recorded; the board
-    # reboots into the active slot, which reports the outcome.
-    b = boot_code()
-    why = b.BELOW_MIN
-    st["reverted"] = {"slot": st["trial"], "attempt": st["attempt"], "tries": st["tries"], "why": why, "noted": True}
-    st["trial"] = None
-    st["tries"] = 0
-    b.write_state(u.fs, u.root, st)
-    b = None
-    u.svc.trial = False
-    u.hub.reboot_requested = True
-    security(u, "trial boot of {} refused: {}".format(u.svc.version, why), ROLLBACK)
-
-
-def note_refusal(u, st):
-    # A trial the bootloader refused below the minimum: recorded, once (the boot state notes it).
-    b = boot_code()
-    rev = st["reverted"]
-    rev["noted"] = True
-    security(u, "trial boot of slot {} refused: {}".format(rev.get("slot"), b.BELOW_MIN), ROLLBACK)
-    try:
-        b.write_state(u.fs, u.root, st)
-    except OSError as e:  # flash trouble: noted again at the next start
-        print("firmware: refusal not noted:", e)
-
-
 def check_sig(u, digest, sig):
     if not _verify(u, digest, sig):
         security(u, "bad signature for image {}".format(hexstr(digest)))
@@ -169,6 +142,7 @@ def _verify(u, digest, sig):
         key = bytes(f.read())
     finally:
         f.close()
+    drop_boot_code()  # not needed for the check: its room goes to agent.p256's
     from agent import p256
 
     try:

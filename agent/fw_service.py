@@ -140,10 +140,10 @@ class FirmwareService:
         self._reconcile(st)
         if not self.trial:
             if refused:  # by the bootloader, below the minimum: an incident, recorded once
-                self.updater().install("note_refusal", st)
+                self.updater().activation("note_refusal", st)
             self._raise_min()
         elif self.sec < self.read_min() and not self.permitted(self._act, self.running_hash()):
-            self.updater().install("refuse_trial", st)  # reverted before it is confirmed
+            self.updater().activation("refuse_trial", st)  # reverted before it is confirmed
         drop_boot_code()
 
     def updater(self):
@@ -252,7 +252,7 @@ class FirmwareService:
                 self.confirm()
             act = self._act
             if act is not None and act.get("state") == "scheduled" and self.clock.utc() >= act.get("at", 0):
-                self.updater().start_due(act)
+                self.updater().activation("start_due", act)
         except (OSError, MemoryError) as e:  # flash trouble, or no room to load: again next tick
             print("firmware: tick failed:", e)
 

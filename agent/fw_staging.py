@@ -102,13 +102,15 @@ class Updater:
             unload("agent.fw_install")
             drop_boot_code()
 
-    def start_due(self, act):
-        # a scheduled activation whose time has come (agent.fw_service's tick)
+    def activation(self, fn, *args):
+        # agent.fw_activate's fn(self, *args), with its module loaded for the call only: a
+        # scheduled activation whose time has come (start_due), a trial refused at start
         from agent import fw_activate
 
         try:
-            fw_activate.start_due(self, act)
+            return getattr(fw_activate, fn)(self, *args)
         finally:
+            fw_activate = None
             unload("agent.fw_activate")
             drop_boot_code()
 
