@@ -1,29 +1,36 @@
 # The bootloader: picks the firmware slot to run, counts trial boots and reverts a trial that is
 # not confirmed. Self-contained (sys, os, json only) and small: `dbch flash` installs it outside
-# the slots as /dbchboot.mpy, and main.py is just
-#     import dbchboot
-#     dbchboot.main("<board>")
+# the slots as /dbchboot.mpy, and the main.py it writes hands it what is the board's:
+#     def start():  # boards.load("<board>"), then agent.run.serve on its HAL
+#         ...
+#     dbchboot.main(start, reset=machine.reset, print_exception=sys.print_exception)
 # so it never imports anything from a slot before it has chosen one, and a new image cannot
-# replace it. agent.firmware (inside a slot) uses the same functions to start and confirm a trial.
+# replace it. The firmware service (agent.fw_service, inside a slot) uses the same functions to
+# read the boot state and the security counters, and to start and confirm a trial.
 #
 # On-board layout, relative to the firmware root (the directory holding main.py, which is the
 # parent of the agent's storage directory):
-#   main.py            the two lines above          dbchboot.mpy   this module
+#   main.py            start() and main(), above    dbchboot.mpy   this module
 #   fwboot.json        the boot state (below)       fwkey.bin      trusted signing key (65 bytes)
+#   fwmin.json         the minimum security counter {"sec": n} (agent/fw_service.py)
 #   slots/a/, slots/b/ one image each: agent/ hal/ boards/ ... (.mpy) and manifest.json
-#   slots/stage.img    an image being received (agent.firmware)
+#   slots/stage.img    an image being received (agent.fw_staging)
 # A slot is bootable when its manifest.json exists: it is written last, atomically, once every
 # file of the slot is in place.
 #
 # Boot state, fwboot.json (JSON, replaced atomically: write .tmp, rename):
 #   {"v": 1, "active": "a"|"b", "trial": null|"a"|"b", "tries": n, "attempt": n,
-#    "reverted": null | {"slot", "attempt", "tries", "why"}}
+#    "reverted": null | {"slot", "attempt", "tries", "why", "noted"?}, "permit"?: true}
 # "active" is the confirmed slot. "trial" is a slot activated but not yet confirmed; "tries"
 # counts the boots started on it. Each trial boot is counted in fwboot.json BEFORE the slot runs,
 # so a crash, a hang ended by a reset or watchdog, or a power cut all count as a failed try.
 # The agent confirms a trial once it runs healthy (confirm(): trial becomes active). A trial that
-# has used MAX_TRIES boots without being confirmed, or whose slot is not bootable, is dropped:
-# the board boots "active" again and "reverted" says why, for the agent to report.
+# has used MAX_TRIES boots without being confirmed, whose slot is not bootable, or whose image's
+# security counter (counter(): its manifest's) is below the minimum in fwmin.json without a
+# rollback permission ("permit": true, set with the trial by start_trial when the agent checked
+# one) is dropped: the board boots "active" again and "reverted" says why, for the agent to
+# report ("noted": the agent has recorded a refusal below the minimum as a security incident).
+# A confirmed slot below the minimum still boots: nothing newer can.
 # A missing or unreadable state means {"active": "a"}; if the active slot is not bootable and the
 # other one is, the other one becomes active; with no bootable slot at all the board runs the
 # code at the root (the layout before slots).
@@ -31,13 +38,17 @@ import json
 import os
 import sys
 
-VERSION = 1
+VERSION = 1  # of the boot state
+API = 2  # of what the agent uses here: 2 added the security counters, the minimum and permits
 SLOTS = ("a", "b")
 MAX_TRIES = 3
 STATE = "fwboot.json"
 KEY = "fwkey.bin"
+MIN_FILE = "fwmin.json"  # the minimum security counter
 MANIFEST = "manifest.json"
 SLOTS_DIR = "slots"
+MAX_SEC = 999999999  # the largest security counter (a small int on every port)
+BELOW_MIN = "below the minimum security counter"
 
 
 def join(root, name):
@@ -62,10 +73,7 @@ class OsFs:
         return open(path, mode)
 
     def rename(self, src, dst):
-        try:
-            os.replace(src, dst)  # CPython; MicroPython's rename replaces
-        except AttributeError:
-            os.rename(src, dst)
+        os.rename(src, dst)  # on a board (MicroPython's VFS), rename replaces dst
 
     def remove(self, path):
         os.remove(path)
@@ -100,6 +108,8 @@ def _clean(st):
             out[k] = v
     if isinstance(st.get("reverted"), dict):
         out["reverted"] = st["reverted"]
+    if out["trial"] is not None and st.get("permit") is True:
+        out["permit"] = True
     return out
 
 
@@ -154,6 +164,60 @@ def read_manifest(fs, root, slot):
     return m if isinstance(m, dict) else None
 
 
+# -- security counters (anti-rollback; the agent's side: agent/fw_service.py) ------------------
+
+
+def version_counter(v):
+    # The security counter a version stands for: MAJOR[.MINOR[.PATCH]] at its start, each part
+    # 0-999, as MAJOR * 10**6 + MINOR * 10**3 + PATCH ("0.2.0" 2000, "1.2.3rc" 1002003, "0.1.0d"
+    # 1000: what follows the digits is ignored). 0 for a version that does not start so.
+    n = 0
+    parts = 0
+    cur = -1
+    for c in v.encode():  # bytes: MicroPython interns each character a str yields
+        if 48 <= c <= 57:
+            cur = (cur if cur >= 0 else 0) * 10 + c - 48
+            if cur > 999:
+                return 0
+        elif c == 46 and cur >= 0 and parts < 2:
+            n = n * 1000 + cur
+            parts += 1
+            cur = -1
+        else:
+            break
+    if cur >= 0:
+        n = n * 1000 + cur
+        parts += 1
+    while 0 < parts < 3:
+        n *= 1000
+        parts += 1
+    return n
+
+
+def counter(m):
+    # An image's security counter from its manifest (the image's, or a slot's manifest.json).
+    s = m.get("sec")
+    if isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEC:
+        return s
+    v = m.get("version")
+    return version_counter(v) if isinstance(v, str) else 0
+
+
+def read_min(fs, root):
+    """The hub's minimum security counter, fwmin.json {"sec": n} (0 when it has none yet)."""
+    try:
+        f = fs.open(join(root, MIN_FILE), "rb")
+    except OSError:
+        return 0
+    try:
+        v = json.loads(bytes(f.read()).decode()).get("sec")
+    except (ValueError, UnicodeError, AttributeError):
+        v = 0
+    finally:
+        f.close()
+    return v if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_SEC else 0
+
+
 def running(st):
     """The slot the bootloader started this boot from, by the state it left."""
     if st["trial"] is not None and st["tries"] > 0:
@@ -161,20 +225,27 @@ def running(st):
     return st["active"]
 
 
-def decide(st, is_bootable, max_tries=MAX_TRIES):
-    """(slot or None, trial?, new state or None) for one boot. Pure: no I/O."""
+def decide(st, is_bootable, max_tries=MAX_TRIES, below_min=None):
+    """(slot or None, trial?, new state or None) for one boot. Pure: no I/O. below_min(slot):
+    whether the slot's image is below the minimum security counter (a trial without a rollback
+    permission is not booted then)."""
     st = _clean(st)
     changed = False
     trial = st["trial"]
     if trial is not None:
         ok = is_bootable(trial)
-        if ok and st["tries"] < max_tries:
+        low = ok and below_min is not None and not st.get("permit") and below_min(trial)
+        if ok and not low and st["tries"] < max_tries:
             st["tries"] += 1
             return trial, True, st
-        why = "not confirmed after {} boots".format(st["tries"]) if ok else "slot not bootable"
+        if low:
+            why = BELOW_MIN
+        else:
+            why = "not confirmed after {} boots".format(st["tries"]) if ok else "slot not bootable"
         st["reverted"] = {"slot": trial, "attempt": st["attempt"], "tries": st["tries"], "why": why}
         st["trial"] = None
         st["tries"] = 0
+        st.pop("permit", None)
         changed = True
     active = st["active"]
     if not is_bootable(active):
@@ -188,19 +259,29 @@ def decide(st, is_bootable, max_tries=MAX_TRIES):
 
 def choose(fs, root, max_tries=MAX_TRIES):
     """Read the state, decide, persist the decision; (slot or None, trial?)."""
-    slot, trial, new = decide(read_state(fs, root), lambda s: bootable(fs, root, s), max_tries)
+    slot, trial, new = decide(
+        read_state(fs, root),
+        lambda s: bootable(fs, root, s),
+        max_tries,
+        lambda s: counter(read_manifest(fs, root, s) or {}) < read_min(fs, root),
+    )
     if new is not None:
         write_state(fs, root, new)
     return slot, trial
 
 
-def start_trial(fs, root, slot, attempt):
-    """Make slot the trial for the next boot (the caller reboots)."""
+def start_trial(fs, root, slot, attempt, permit=False):
+    """Make slot the trial for the next boot (the caller reboots). permit: its activation carries
+    a rollback permission (checked by the agent), so the trial boots below the minimum."""
     st = read_state(fs, root)
     st["active"] = running(st)
     st["trial"] = slot
     st["tries"] = 0
     st["attempt"] = attempt
+    if permit:
+        st["permit"] = True
+    else:
+        st.pop("permit", None)
     write_state(fs, root, st)
     return st
 
@@ -212,6 +293,7 @@ def confirm(fs, root):
         st["active"] = st["trial"]
         st["trial"] = None
         st["tries"] = 0
+        st.pop("permit", None)
         st["reverted"] = None
         write_state(fs, root, st)
     return st
@@ -220,9 +302,9 @@ def confirm(fs, root):
 _PACKAGES = ("agent", "hal", "boards")
 
 
-def _run_agent(board, path):
-    # Start the agent from the slot at path (None: from the root). True if it asked for a reboot
-    # and the port's reset did not end the interpreter (no reset callable).
+def _run_agent(start, path):
+    # Make the slot at path (None: the root) the one modules are imported from, then start():
+    # True if the agent asked for a reboot and the board's reset did not end the interpreter.
     for p in [p for p in sys.path if p.startswith(SLOTS_DIR + "/") or ("/" + SLOTS_DIR + "/") in p]:
         sys.path.remove(p)
     for name in list(sys.modules):
@@ -230,39 +312,26 @@ def _run_agent(board, path):
             del sys.modules[name]  # an earlier boot in this interpreter loaded another slot
     if path is not None:
         sys.path.insert(0, path)
-    import boards
-
-    b = boards.load(board)
-    from agent.run import serve
-
-    hub = serve(b.make_hal(), b)
-    return bool(getattr(hub, "reboot_requested", False))
+    return bool(start())
 
 
-def _reset():
-    try:
-        import machine
-
-        machine.reset()  # never returns on a board
-    except (ImportError, AttributeError, SystemExit):
-        pass  # no reset here, or one that came back as an exception: boot again in-process
-
-
-def main(board, root="", fs=None, run=None, reset=None):
-    """Boot: choose a slot, run the agent from it (run(board, slot path)). A reset that comes
-    back as SystemExit (the unix port's machine.reset on the virtual board) or a reboot the
-    agent asked for boots again here. An exception out of a trial boot resets the board (the
-    next boot counts another try); one out of a confirmed slot propagates (to the REPL, as
-    without a bootloader), and so does KeyboardInterrupt: Ctrl-C before the agent owns the line
-    (while it does, 0x03 is data, hal/stream_link.py; mpremote gets in by the "repl" request,
-    after which the agent returns here and main.py ends at the REPL)."""
+def main(start, root="", fs=None, run=None, reset=None, print_exception=None):
+    """Boot: choose a slot and run start() from it (run(start, slot path)). start is main.py's:
+    it loads the board and the agent from the chosen slot and returns True when the agent asked
+    for a reboot; reset is the board's (machine.reset), print_exception how it prints a
+    traceback. A reset that comes back as SystemExit (the unix port's machine.reset on the
+    virtual board) or a reboot the agent asked for boots again here. An exception out of a trial
+    boot resets the board (the next boot counts another try; without a reset it boots again
+    here); one out of a confirmed slot propagates (to the REPL, as without a bootloader), and so
+    does KeyboardInterrupt: Ctrl-C before the agent owns the line (while it does, 0x03 is data,
+    hal/stream_link.py; mpremote gets in by the "repl" request, after which the agent returns
+    here and main.py ends at the REPL)."""
     fs = fs or OsFs()
     run = run or _run_agent
-    reset = reset or _reset
     while True:
         slot, trial = choose(fs, root)
         try:
-            if not run(board, slot_dir(root, slot) if slot is not None else None):
+            if not run(start, slot_dir(root, slot) if slot is not None else None):
                 return slot
         except KeyboardInterrupt:
             raise
@@ -271,9 +340,11 @@ def main(board, root="", fs=None, run=None, reset=None):
         except Exception as e:
             if not trial:
                 raise
-            try:
-                sys.print_exception(e)
-            except AttributeError:
-                pass
+            if print_exception is not None:
+                print_exception(e)
             print("dbchboot: trial slot {} failed; resetting".format(slot))
-            reset()
+            if reset is not None:
+                try:
+                    reset()  # never returns on a board
+                except SystemExit:
+                    pass  # the virtual board's reset: boot again in-process

@@ -1,5 +1,6 @@
 # The hub: wires the domain services to a HAL and answers requests. One request in, exactly one
 # response out, always with a response code; bad input never raises out of handle().
+# (Over 400 lines: the request handlers and the restores at boot share the state they keep.)
 #
 # Agent protocol codes (requests that are not DUIS service requests still get DUIS codes):
 #   I0   done;  E13  unknown operation (the request type is not valid here);
@@ -11,31 +12,15 @@
 # unloaded after it. The hub keeps the validated configuration in its compact form only: the
 # four channel masks and the scaled parameters (what the duty cycle and frequency agility use);
 # its DUIS mapping (config.get, the 8F2A payload) is made from them when it is asked for.
-import gc
-
-# The heap policy on MicroPython, set as the agent's first module loads (agent.run imports this
-# one before the rest): the GC also runs after every GC_EVERY bytes allocated, not only when an
-# allocation fails. Without it the garbage of loading modules and of booting fills the heap to
-# its top before the first collection, the objects kept meanwhile end up spread over all of it,
-# and a 128 KB heap is left with 30 KB free in holes of a few hundred bytes: then the next module
-# (the firmware service at boot, the validator for config.set) or the next pool of interned
-# names does not fit, whatever is free. Collected early, what the agent keeps stays packed low
-# and the free space above it in one piece. (bench/bench_footprint.py shows both.)
-GC_EVERY = 8192
-if hasattr(gc, "threshold"):
-    gc.threshold(GC_EVERY)
-
-import sys  # noqa: E402
-
-from agent import VERSION, alerts, codes  # noqa: E402
-from agent.agility import Agility  # noqa: E402
-from agent.dutycycle import DutyCycle  # noqa: E402
-from agent.eui import format_eui, parse_eui  # noqa: E402
-from agent.outbox import Outbox  # noqa: E402
-from agent.store import Store  # noqa: E402
-from hal import phy  # noqa: E402
-from hal.compat import hexstr, unload  # noqa: E402
-from hal.contracts import PowerCut  # noqa: E402
+from agent import VERSION, alerts, codes
+from agent.agility import Agility
+from agent.dutycycle import DutyCycle
+from agent.eui import format_eui, parse_eui
+from agent.outbox import Outbox
+from agent.store import Store
+from hal import phy
+from hal.compat import collect, hexstr, unload, urandom
+from hal.contracts import PowerCut
 
 RC_OK = codes.SUCCESS
 RC_UNKNOWN_OP = "E13"
@@ -45,7 +30,6 @@ OUTBOX_CAPACITY = 64
 _MAX_ADVANCE_MS = 31 * 24 * 3600 * 1000
 UNSAVED_MAX_US = 1000000  # airtime a power cut may lose from the duty-cycle record
 _FILLER = b"\x55" * 125
-_UPY = sys.implementation.name == "micropython"
 _CFG = "subghz"  # the configuration's record
 _FAILED = "subghz.f"  # the kind of the last restore failure reported upward (see _restore_failed)
 # the parameters the hub and frequency agility compute with: a stored configuration must have them
@@ -65,17 +49,10 @@ class BadArgs(ValueError):
     pass
 
 
-def _collect():
-    # what a loaded-then-unloaded module or a failed step left is garbage: give its blocks back
-    # before the hub allocates what it keeps (a no-op off MicroPython, where code is not on the heap)
-    if _UPY:
-        gc.collect()
-
-
 def _unload_validator():
     unload("agent.subghz")
     unload("agent.channels")
-    _collect()
+    collect()  # its code is garbage: given back before the hub allocates what it keeps
 
 
 def validate(mapping, region=None):
@@ -168,7 +145,7 @@ class Hub:
         self.store.put("boots", self.boot_count)
         self.started_ms = self.clock.monotonic_ms()
         self.reboot_requested = False
-        # The firmware service's boot-time part (agent.fwboot) finishes what a reboot interrupted
+        # The firmware service's boot-time part (agent.fw_service) finishes what a reboot interrupted
         # and confirms a trial boot; when nothing is pending it is not kept (loaded again by the
         # first fw.* request). A board with no boot state, no slots and no activation record
         # runs the built-in version and has nothing to finish: it is not loaded at all.
@@ -185,15 +162,7 @@ class Hub:
         # space, so a host never mistakes a wiped or re-provisioned device's seqs for old ones.
         epoch = self.store.get("epoch")
         if not epoch:
-            try:
-                from os import urandom
-
-                raw = urandom(4)
-            except ImportError:
-                import random
-
-                raw = random.getrandbits(32).to_bytes(4, "big")
-            epoch = hexstr(raw)
+            epoch = hexstr(urandom(4))
             self.store.put("epoch", epoch)
         return epoch
 
@@ -249,7 +218,7 @@ class Hub:
             self._unconfigure()
             why = "{}: {}".format("out of memory" if isinstance(e, MemoryError) else "not usable", e)
             e = rec = None
-            _collect()
+            collect()  # what the failed restore left: given back before the hub goes on
             self._restore_failed(why)
             return
         applied = None
@@ -427,11 +396,11 @@ class Hub:
             return RC_BAD_ARGS, None, str(e)
 
     def _settle_fw(self):
-        # once nothing is pending (agent.fwboot's idle()), the firmware service's code is unloaded
+        # once nothing is pending (agent.fw_service's idle()), the firmware service's code is unloaded
         fw = self.firmware
         if fw is not None and fw.idle():
             self.firmware = None
-            from agent.fwboot import unload_all
+            from agent.fw_service import unload_all
 
             unload_all()
 
@@ -449,10 +418,10 @@ class Hub:
         return fs.exists(root + "fwboot.json") or fs.exists(root + "slots")
 
     def fw(self):
-        # The firmware service (agent.fwboot), loaded if it is not.
+        # The firmware service (agent.fw_service), loaded if it is not.
         fw = self.firmware
         if fw is None:
-            from agent.fwboot import FirmwareService
+            from agent.fw_service import FirmwareService
 
             fw = self.firmware = FirmwareService(self)
         return fw
@@ -569,7 +538,7 @@ class Hub:
         return RC_OK, None, None
 
 
-# The operations: op -> Hub method; FW_OPS go to the firmware service (agent.firmware).
+# The operations: op -> Hub method; FW_OPS go to the firmware service (agent.fw_staging).
 _OPS = {
     "hello": Hub.op_hello,
     "status": Hub.op_status,

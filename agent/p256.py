@@ -35,7 +35,7 @@ GY = 0x4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5
 N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 # wNAF window widths: 4 for G and for the key (tables of 1P, 3P, 5P, 7P: 4 affine points each).
-# A board loads this module for each check (agent.fwinstall), so the table for G is built on
+# A board loads this module for each check (agent.fw_install), so the table for G is built on
 # every verify, not once: wider windows would cost memory at the update's tightest moment and
 # save no time. Measured on the unix port (bench/bench_p256.py, first call of a loaded module):
 # 4.7 ms with 4/4 as with 6/5; a verify with both tables kept warm is 7% slower than with 6/5.

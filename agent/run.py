@@ -13,9 +13,22 @@
 # its Triage Tool (agent.triage_link.Dialer), polled in the same loop as the console's server; the
 # triage.* requests that set, clear and show it are offered on the local link only, and load
 # agent.triage_link when first used, so a hub that is not enrolled never loads it.
+#
+# The heap policy on MicroPython, set as the agent starts (main.py imports this module before the
+# agent's others): the GC also runs after every GC_EVERY bytes allocated, not only when an
+# allocation fails. Without it the garbage of loading modules and of booting fills the heap to
+# its top before the first collection, the objects kept meanwhile end up spread over all of it,
+# and a 128 KB heap is left with 30 KB free in holes of a few hundred bytes: then the next module
+# (the firmware service at boot, the validator for config.set) or the next pool of interned
+# names does not fit, whatever is free. Collected early, what the agent keeps stays packed low
+# and the free space above it in one piece. (bench/bench_footprint.py shows both.)
+from hal.compat import collect_every
 
-from agent.hub import RC_OK, Hub
-from agent.server import Server
+GC_EVERY = 8192
+collect_every(GC_EVERY)
+
+from agent.hub import RC_OK, Hub  # noqa: E402  (after the heap policy: loading them is garbage)
+from agent.server import Server  # noqa: E402
 
 _TRIAGE_OPS = ("triage.set", "triage.clear", "triage.status")
 _DIAL_BACKOFF_MS = 60000  # at most this long between two dials of an unreachable Triage Tool

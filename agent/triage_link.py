@@ -12,7 +12,7 @@
 #   a row back off, so an unreachable tool costs the console little.
 from agent.hub import RC_BAD_ARGS, RC_OK, Hub
 from agent.server import Server
-from hal.compat import ticks_add, ticks_diff, ticks_ms
+from hal.compat import sleep_ms, ticks_add, ticks_diff, ticks_ms
 
 CONFIG = "triage"  # Store record: the triage configuration (agent.triage TLS form + host, port)
 _INCIDENTS = "incidents"  # Store record: the Incidents state, kept across reboots
@@ -62,7 +62,7 @@ def checked_config(cfg):
 def record(hub, err):
     """Record a TriageLinkError in hub.incidents when it is a security incident (kept in the
     Store); returns its text as kept."""
-    from agent.triage import incident_kind
+    from agent.incidents import incident_kind
 
     detail = str(err)[:_DETAIL]
     kind = incident_kind(err)
@@ -78,7 +78,7 @@ def incidents_of(hub, thresholds=None):
     Incidents become outbox events of kind "incident"."""
     inc = getattr(hub, "incidents", None)
     if inc is None:
-        from agent.triage import Incidents
+        from agent.incidents import Incidents
 
         inc = Incidents(lambda report: hub.outbox.append("incident", report) is not None, thresholds)
         saved = hub.store.get(_INCIDENTS)
@@ -92,7 +92,7 @@ class Dialer:
     """Keeps a hub on its Triage Tool, one poll() at a time: dials (TCP, then the TLS handshake,
     bounded by the configuration's timeout), serves the link while it lasts, and dials again
     retry_ms after a failure, or a second after a link that closed. Refused handshakes and
-    broken links are recorded in hub.incidents (agent.triage.incident_kind decides which count)."""
+    broken links are recorded in hub.incidents (agent.incidents.incident_kind decides which count)."""
 
     def __init__(self, hub, cfg, retry_ms=5000, thresholds=None, backoff_max_ms=None):
         from agent.triage import tls_endpoint
@@ -180,15 +180,9 @@ class Dialer:
 
 
 def _pause(hub, ms, stop):
-    import time
-
-    sleep_ms = getattr(time, "sleep_ms", None)
     while ms > 0 and not hub.reboot_requested and not (stop and stop()):
         step = 100 if ms > 100 else ms
-        if sleep_ms:
-            sleep_ms(step)
-        else:
-            time.sleep(step / 1000)
+        sleep_ms(step)
         ms -= step
         hub.tick()
 

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
-from agent import image  # noqa: E402
+from agent import fw_image as image  # noqa: E402
 from host_tools.firmware import flash, image_build, sign, stage  # noqa: E402
 
 NAME = "fwbench"

@@ -13,7 +13,7 @@ Everything is measured on the MicroPython unix port against the heap cap of a sm
   the agent and a scheduled activation); see footprint_probe.py for how peaks are sampled and
   what they miss;
 - the smallest heap the hub boots and answers a hello in, the smallest that also takes the
-  configuration, the smallest for the ordinary steps (with the agent's gc.threshold, agent.hub
+  configuration, the smallest for the ordinary steps (with the agent's gc.threshold, agent.run
   GC_EVERY, and without it, which shows what heap fragmentation costs), for the hostile requests
   and for firmware staging, found by bisecting -X heapsize with the probe;
 - the firm figure: the smallest heap the real agent serves a whole session in, the board's
@@ -135,8 +135,9 @@ def write_firmware(dest: Path, board: str = BOARD, version: str = IMAGE_VERSION)
     host_tools.firmware.images.describe of the image."""
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from agent import boot, cbor, image, wire
-    from agent.firmware import MAX_CHUNK
+    from agent import boot, cbor, wire
+    from agent import fw_image as image
+    from agent.fw_common import MAX_CHUNK
     from boards import unix
     from host_tools.firmware import image_build, sign
     from host_tools.firmware import images as firmware

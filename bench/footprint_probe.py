@@ -19,8 +19,9 @@
 #   fwfull  the steps of firmware with figures, as full (a quicker check of those figures)
 #   full    every step below with figures; prints one line "probe " + JSON of the figures
 # THRESHOLD (bytes, default 2048 in full and fwfull, 0 otherwise) sets gc.threshold(): the GC then also
-# runs after that many bytes have been allocated (0: the agent's own, agent.hub GC_EVERY, which it
-# sets when it is imported; -1: none, the GC runs only when an allocation fails).
+# runs after that many bytes have been allocated (0: the agent's own, agent.run GC_EVERY, which it
+# sets as the agent starts, before the hub's modules load: the probe sets it there too; -1: none,
+# the GC runs only when an allocation fails).
 #
 # Figures (bytes, gc.mem_alloc()):
 #   base          the interpreter alone, before any agent import
@@ -41,8 +42,8 @@
 # highest; the smallest heap a step runs in (bisecting -X heapsize, bench) is the firm figure.
 # A step that fails with MemoryError is listed in "errors" and the rest go on.
 #
-# Firmware (steps "firmware" and "fw_activate", last before "after", so that the agent.firmware,
-# agent.image and agent.p256 modules they load, which then stay loaded as on a board, are in no
+# Firmware (steps "firmware" and "fw_activate", last before "after", so that the agent.fw_staging,
+# agent.fw_image and agent.p256 modules they load, which then stay loaded as on a board, are in no
 # figure of the other steps): bench/bench_footprint.py puts in the flash directory a trusted key
 # (fwkey.bin, as dbch flash --signing-key does), an image of the agent signed with it (as dbch
 # firmware build --key makes), what the host knows of that image (footprint_img.cbor: {hash,
@@ -67,6 +68,11 @@ _BASE = gc.mem_alloc()
 from agent import cbor, subghz, wire  # noqa: E402
 from agent.agility import Agility  # noqa: E402
 from agent.dutycycle import AirtimeLedger, DutyCycle  # noqa: E402
+from hal.compat import collect_every  # noqa: E402
+
+GC_EVERY = 8192  # the agent's heap policy (agent.run GC_EVERY), set here where the agent sets it
+collect_every(GC_EVERY)  # as it starts: before the hub's modules load (agent.run is not measured)
+
 from agent.hub import Hub  # noqa: E402
 from agent.outbox import Outbox  # noqa: E402
 from agent.server import Server  # noqa: E402

@@ -1,6 +1,12 @@
 # The one module that papers over CPython / MicroPython differences, and with boards.load the
-# only place that looks at the runtime: the rest of hal/ is handed what it needs from here.
+# only place that looks at the runtime: the rest of agent/ and hal/ is handed what it needs here.
 # Feature detection only (try/except ImportError, hasattr), never version checks.
+import gc as _gc
+import sys as _sys
+
+# Whether a module's code lives on the heap (MicroPython: loading one costs heap, unloading it
+# and collecting gives that back). CPython keeps code elsewhere.
+CODE_ON_HEAP = _sys.implementation.name == "micropython"
 
 try:
     from micropython import const
@@ -173,11 +179,44 @@ def unload(name):
     again: a new module object, its state and classes new (an exception class held from before is
     not the one the new module raises). The same on CPython, so that code that unloads runs there
     as it runs on a board."""
-    import sys
-
-    sys.modules.pop(name, None)
+    _sys.modules.pop(name, None)
     i = name.rfind(".")
     if i > 0:
-        parent = sys.modules.get(name[:i])
+        parent = _sys.modules.get(name[:i])
         if parent is not None and name[i + 1 :] in parent.__dict__:
             delattr(parent, name[i + 1 :])
+
+
+def collect():
+    """Give the blocks of what is garbage back now, where code lives on the heap (an unloaded
+    module, a failed step's leftovers): before what is kept is allocated. A no-op on CPython."""
+    if CODE_ON_HEAP:
+        _gc.collect()
+
+
+def collect_every(nbytes):
+    """Run the GC also after every nbytes allocated, not only when an allocation fails, where the
+    runtime can (MicroPython's gc.threshold); a no-op elsewhere (CPython's GC counts objects)."""
+    threshold = getattr(_gc, "threshold", None)
+    if threshold is not None:
+        threshold(nbytes)
+
+
+try:
+    from os import urandom
+except ImportError:  # a port without a hardware random source in os
+
+    def urandom(n):
+        import random
+
+        return bytes(random.getrandbits(8) for _ in range(n))
+
+
+try:
+    from time import sleep_ms
+except ImportError:
+
+    def sleep_ms(ms):
+        import time
+
+        time.sleep(ms / 1000)

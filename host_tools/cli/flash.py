@@ -101,7 +101,7 @@ def cmd_flash(args: argparse.Namespace) -> int:
             raise CommandError(f"--eui: {e}") from e
     key = load_signing_public(args.signing_key)
     if args.fw_version is not None:
-        from agent.image import ImageError, check_version
+        from agent.fw_image import ImageError, check_version
 
         try:
             check_version(args.fw_version)

@@ -10,7 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
-from agent import triage
+from agent import incidents
 from agent.triage import PolicyError
 from host_tools.cli.events import print_event, stopped_by_signals
 from host_tools.cli.groups import add_group
@@ -174,7 +174,7 @@ def _thresholds(items: list[str] | None) -> dict[str, int]:
     for item in items or []:
         kind, sep, n = item.partition("=")
         if not sep or not kind or not n.isdigit() or int(n) < 1:
-            raise IpsecError(f"--threshold {item!r}: give KIND=N, e.g. {triage.AUTH_FAILED}=5 (N >= 1)")
+            raise IpsecError(f"--threshold {item!r}: give KIND=N, e.g. {incidents.AUTH_FAILED}=5 (N >= 1)")
         out[kind] = int(n)
     return out
 
@@ -191,7 +191,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
             recorded = watch(
                 args.socket or default_socket(), store, lambda k, d: print_event(args, "ipsec", k, d, _event_text), stop
             )
-    except ValueError as e:  # a threshold agent.triage.Incidents refuses
+    except ValueError as e:  # a threshold agent.incidents.Incidents refuses
         raise CommandError(str(e)) from e
     finally:
         if timer:
@@ -313,9 +313,9 @@ def register(subparsers) -> None:
         "--threshold",
         action="append",
         metavar="KIND=N",
-        help=f"events of KIND that declare a Major Security Incident (default {triage.AUTH_FAILED}="
-        f"{triage.DEFAULT_THRESHOLDS[triage.AUTH_FAILED]}, {triage.LINK_REFUSED}="
-        f"{triage.DEFAULT_THRESHOLDS[triage.LINK_REFUSED]}; kept in the state file)",
+        help=f"events of KIND that declare a Major Security Incident (default {incidents.AUTH_FAILED}="
+        f"{incidents.DEFAULT_THRESHOLDS[incidents.AUTH_FAILED]}, {incidents.LINK_REFUSED}="
+        f"{incidents.DEFAULT_THRESHOLDS[incidents.LINK_REFUSED]}; kept in the state file)",
     )
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.set_defaults(func=cmd_watch)

@@ -6,7 +6,7 @@ transport; removes stale ones, verifies every hash, reboots the board and waits 
 hello on the wire protocol.
 
 On-board layout (agent/boot.py has the details):
-    main.py            import dbchboot; dbchboot.main("<board>")  (the bootloader's entry)
+    main.py            start(): boards.load("<board>"), agent.run.serve; dbchboot.main(start, ...)
     dbchboot.mpy       the bootloader (agent/boot.py): picks the slot, counts trial boots
     fwboot.json        boot state: flash makes slot A active (no trial)
     fwkey.bin          the trusted firmware signing key, 65-byte uncompressed P-256 point
@@ -36,10 +36,24 @@ SLOT = "slots/a"
 LEGACY_DIRS = DIRS  # where the layout before slots kept them, at the root: cleaned up
 BOOTLOADER = "dbchboot.mpy"
 ROOT_FILES = ("main.py", BOOTLOADER, "fwboot.json", "fwkey.bin", SLOT + "/manifest.json")
-MAIN_PY = """# Written by dbch flash: the bootloader picks a firmware slot and starts the hub agent from it.
-import dbchboot
+MAIN_PY = """# Written by dbch flash: the bootloader picks a firmware slot, then start() runs the hub agent
+# from it on this board.
+import sys
 
-dbchboot.main({board!r})
+import dbchboot
+import machine
+
+
+def start():
+    # the slot's modules are importable now: the board, and the agent on its HAL
+    import boards
+    from agent.run import serve
+
+    board = boards.load({board!r})
+    return serve(board.make_hal(), board).reboot_requested
+
+
+dbchboot.main(start, reset=machine.reset, print_exception=sys.print_exception)
 """
 
 # One round trip: every file in the directories given, and the single files given, with its
@@ -102,7 +116,7 @@ class FlashResult:
 
 def slot_manifest(version: str, board: str, content: bytes) -> dict:
     """The manifest.json a slot holds for an image CONTENT (the same keys the agent writes)."""
-    from agent import image
+    from agent import fw_image as image
 
     m, _n = image.parse_head(content)
     return {
@@ -123,7 +137,7 @@ def boot_state_json() -> bytes:
 
 def slot_files(board: str, version: str) -> dict[str, bytes]:
     """{path on the board: bytes} of slot A for board, with its manifest."""
-    from agent import image
+    from agent import fw_image as image
 
     compiled = build_image(board)
     files = [(c.target, c.data) for c in compiled]

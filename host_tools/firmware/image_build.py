@@ -2,7 +2,7 @@
 checked whole, and built into a firmware image (agent/image.py) with its security counter.
 
 Anti-rollback: the manifest carries the image's security counter ("sec"), by default derived from
-the version (agent.fwboot.version_counter): MAJOR.MINOR.PATCH, each 0-999, as MAJOR*10^6 +
+the version (agent.boot.version_counter): MAJOR.MINOR.PATCH, each 0-999, as MAJOR*10^6 +
 MINOR*10^3 + PATCH, so 0.2.0 is 2000; a version that does not start with digits gives 0.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from agent import image
+from agent import fw_image as image
 from host_tools.firmware.build import ROOT, BuildError, Compiled, check_whole, compile_tree
 from host_tools.firmware.images import FirmwareInputError
 
@@ -53,8 +53,8 @@ def build_bootloader() -> bytes:
 
 def security_counter(version: str, sec: int | None = None) -> int:
     """The security counter an image of version gets: sec if given, else derived from the version
-    (agent.fwboot.version_counter, as the device derives it for an image without one)."""
-    from agent.fwboot import MAX_SEC, version_counter
+    (agent.boot.version_counter, as the device derives it for an image without one)."""
+    from agent.boot import MAX_SEC, version_counter
 
     if sec is None:
         return version_counter(version)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from agent import image
+from agent import fw_image as image
 from host_tools.errors import DbchError
 
 
@@ -32,7 +32,7 @@ def split(data: bytes) -> tuple[bytes, bytes | None]:
 
 
 def describe(data: bytes) -> dict:
-    from agent.fwboot import counter
+    from agent.boot import counter
 
     content, sig = split(data)
     m, _n = image.parse_head(content)

@@ -3,14 +3,14 @@ rollback permissions) and the public key a hub trusts (provisioned by `dbch flas
 
 The signature is ECDSA P-256 / SHA-256 over an image's CONTENT (agent/image.py), made with the
 manufacturer's key: a PEM or DER PKCS#8 private key, by default the development PKI's signing key
-(`dbch pki signing-key`). It is checked here as the device checks it (agent.image, agent.p256).
+(`dbch pki signing-key`). It is checked here as the device checks it (agent.fw_image, agent.p256).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from agent import image
+from agent import fw_image as image
 from host_tools.firmware.images import FirmwareInputError, firmware_hash, split
 
 
@@ -110,7 +110,7 @@ def sign_image(data: bytes, key) -> bytes:
 
 
 def verify_image(data: bytes, pub: bytes, board: str | None = None) -> dict:
-    """Check an image as the device does (agent.image parser, agent.p256), on the host."""
+    """Check an image as the device does (agent.fw_image parser, agent.p256), on the host."""
     from agent import p256
 
     content, sig = split(data)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from agent import image
+from agent import fw_image as image
 from host_tools.errors import DbchError
 from host_tools.firmware.images import FirmwareInputError, firmware_hash, split
 from host_tools.link.client import AgentClient, AgentTimeout, LinkError

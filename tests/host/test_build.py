@@ -89,7 +89,7 @@ def test_an_installation_without_hal_sim_builds_no_image_for_the_virtual_board(t
     check_whole("heltec_wifi_lora32_v3", _targets(root), root)
 
 
-@pytest.mark.parametrize("gone", ["agent/outbox.py", "hal/compat.py", "agent/fwinstall.py"])
+@pytest.mark.parametrize("gone", ["agent/outbox.py", "hal/compat.py", "agent/fw_install.py"])
 def test_any_missing_module_of_the_closure_is_named(tmp_path, gone):
     root = _tree(tmp_path, gone)
     module = gone[:-3].replace("/", ".")

@@ -15,7 +15,8 @@ import pytest
 
 pytest.importorskip("mpremote")
 
-from agent import image, wire  # noqa: E402
+from agent import fw_image as image  # noqa: E402
+from agent import wire
 from agent.eui import parse_eui  # noqa: E402
 from agent.examples import DBCH04_CONFIG  # noqa: E402
 from host_tools.extras import missing  # noqa: E402

@@ -13,7 +13,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from agent import boot, image
+from agent import boot
+from agent import fw_image as image
 from host_tools.cli import main
 from host_tools.cli.firmware import Progress
 from host_tools.duis.schema import ENV_SCHEMA_DIR, validate
@@ -180,7 +181,7 @@ def test_build_sign_info_commands(tmp_path, key, capsys):
     content = img.read_bytes()
     assert info["hash"] == hashlib.sha256(content).hexdigest()
     names = [p for p, _n, _d in _records(content)]
-    assert "agent/firmware.mpy" in names and "boards/sim.mpy" in names and "boards/unix.mpy" not in names
+    assert "agent/fw_staging.mpy" in names and "boards/sim.mpy" in names and "boards/unix.mpy" not in names
     assert main(["firmware", "sign", str(img), "--key", str(other)]) == 0
     out = capsys.readouterr().out
     assert info["hash"] in out  # the hash does not change with the signature
@@ -237,7 +238,9 @@ def test_flash_signing_key_formats(tmp_path, key):
 
 def test_flash_layout_pieces():
     assert flash.MAIN_PY.format(board="unix").startswith("# Written by dbch flash")
-    assert "dbchboot.main('unix')" in flash.MAIN_PY.format(board="unix")
+    main_py = flash.MAIN_PY.format(board="unix")
+    assert "boards.load('unix')" in main_py and "dbchboot.main(start, reset=machine.reset" in main_py
+    compile(main_py, "main.py", "exec")  # the bootloader's entry, with the board chosen here
     files = flash.slot_files("unix", "3.3")
     man = json.loads(files["slots/a/manifest.json"])
     assert man["version"] == "3.3" and man["board"] == "unix"

@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("serial")
 pytest.importorskip("mpremote")
 
-from agent import image  # noqa: E402
+from agent import fw_image as image  # noqa: E402
 from agent.eui import parse_eui  # noqa: E402
 from host_tools.duis.alerts import render_alert  # noqa: E402
 from host_tools.duis.compose import request_xml  # noqa: E402

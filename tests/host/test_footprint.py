@@ -145,6 +145,21 @@ def test_the_agent_returns_when_its_console_closes(flash, tmp_path):
 # -- figures from the probe ----------------------------------------------------------------------
 
 
+def test_the_probe_sets_the_agents_heap_policy():
+    # the probe measures the hub without agent.run, so it sets the agent's GC_EVERY itself
+    import ast
+
+    from agent.run import GC_EVERY
+
+    tree = ast.parse((ROOT / "bench" / "footprint_probe.py").read_text(encoding="utf-8"))
+    set_there = [
+        n.value.value
+        for n in tree.body
+        if isinstance(n, ast.Assign) and [getattr(t, "id", None) for t in n.targets] == ["GC_EVERY"]
+    ]
+    assert set_there == [GC_EVERY]
+
+
 def test_compiled_modules_are_a_fraction_of_the_heap():
     sizes = {}
     import tempfile

@@ -4,14 +4,14 @@ says why the incident was not recorded (a line only the console shows, so CPytho
 
 from __future__ import annotations
 
-from agent.triage import Incidents
+from agent.incidents import Incidents
 from tests.kits.fwkit import Device, Image
 
 
 def test_a_recorder_that_cannot_take_the_event_leaves_the_refusal_answered_and_says_why(capsys):
     dev = Device()
     # a recorder whose thresholds cannot be read or written (damaged): recording the tampered
-    # image fails inside agent.fwinstall.security
+    # image fails inside agent.fw_install.security
     inc = Incidents(notify=lambda report: True)
     inc.thresholds = ()
     dev.hub.incidents = inc

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import image
+from agent import fw_image as image
 from host_tools.firmware.build import missing_modules, module_name, needed_modules
 from host_tools.firmware.image_build import sources_for
 

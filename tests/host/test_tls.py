@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import triage
+from agent import incidents, triage
 from hal import tls
 from host_tools.security.pki import Pki
 
@@ -383,13 +383,13 @@ def test_link_from_a_policy_checked_config(pki, tool_server):
 
 def test_incidents_count_refused_links(pki, tool_server):
     sent = []
-    incidents = triage.Incidents(sent.append, thresholds={triage.AUTH_FAILED: 2})
+    inc = incidents.Incidents(sent.append, thresholds={incidents.AUTH_FAILED: 2})
     for who in ("device_rogue", "device_other", "device_expired"):
         raw_client(pki, tool_server.port, who, TOOL)
         out = tool_server.next()
-        incidents.record_link_error(tls.TriageLinkError(out[1], out[2]))
-    assert incidents.count(triage.AUTH_FAILED) == 3
-    assert len(sent) == 1 and sent[0]["trigger"] == triage.AUTH_FAILED
+        inc.record_link_error(tls.TriageLinkError(out[1], out[2]))
+    assert inc.count(incidents.AUTH_FAILED) == 3
+    assert len(sent) == 1 and sent[0]["trigger"] == incidents.AUTH_FAILED
 
 
 BAD_SERVERS = [

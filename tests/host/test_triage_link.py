@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import triage
+from agent import incidents, triage
 from agent.examples import DBCH04_CONFIG
 from agent.triage_link import serve_triage
 from boards import sim
@@ -255,7 +255,7 @@ def test_cpython_hub_end_to_end_over_tls13(facility, pki, tmp_path, capsys):
         assert rc == 0 and f"hub {EUI} connected" in out and "TLSv1.3" in out
     finally:
         h = end_hub(facility, hub)
-    assert h.incidents.count(triage.AUTH_FAILED) == 0 and len(h.outbox) == 0
+    assert h.incidents.count(incidents.AUTH_FAILED) == 0 and len(h.outbox) == 0
 
 
 def test_connect_reads_commands_from_stdin(facility, pki, tmp_path, cache):
@@ -432,7 +432,7 @@ def test_garbage_on_an_established_link_ends_only_that_session(facility, pki, tm
     ev = facility.wait_for("disconnected")
     assert ev["reason"].startswith("record"), ev
     link.close()
-    assert read_state(NAME).incidents["totals"].get(triage.BAD_RECORD, 0) >= 1
+    assert read_state(NAME).incidents["totals"].get(incidents.BAD_RECORD, 0) >= 1
     hub, _ = connected_hub(facility, tmp_path, pki)
     end_hub(facility, hub)
 
@@ -443,10 +443,10 @@ def test_garbage_on_an_established_link_ends_only_that_session(facility, pki, tm
 def test_hub_refuses_the_wrong_tool_and_reports_the_incident(facility, pki, tmp_path, capsys):
     storage = tmp_path / "hub"
     bad = hub_cfg(pki, facility, peer="triage-2")  # the facility is triage-1
-    hub = CpyHub(storage, bad, max_failures=2, retry_ms=50, thresholds={triage.AUTH_FAILED: 2}).join(stop=False)
-    assert hub.incidents.count(triage.AUTH_FAILED) == 2 and hub.incidents.number == 1
+    hub = CpyHub(storage, bad, max_failures=2, retry_ms=50, thresholds={incidents.AUTH_FAILED: 2}).join(stop=False)
+    assert hub.incidents.count(incidents.AUTH_FAILED) == 2 and hub.incidents.number == 1
     pending = list(hub.outbox.pending())
-    assert [(k, d["trigger"]) for _, k, d in pending] == [("incident", triage.AUTH_FAILED)]
+    assert [(k, d["trigger"]) for _, k, d in pending] == [("incident", incidents.AUTH_FAILED)]
     assert "identity" in pending[0][2]["detail"] or "auth" in pending[0][2]["detail"]
     facility.wait_for("refused")  # the tool saw the hub hang up on it, and goes on
 
@@ -456,8 +456,8 @@ def test_hub_refuses_the_wrong_tool_and_reports_the_incident(facility, pki, tmp_
     try:
         rc, out, _ = dbch(capsys, "alerts", "--port", SPEC, "--json", "--wait", "2")
         got = [a for a in json.loads(out) if a["kind"] == "incident"]
-        assert rc == 0 and len(got) == 1 and got[0]["data"]["trigger"] == triage.AUTH_FAILED, out
-        assert got[0]["data"]["counts"] == {triage.AUTH_FAILED: 2}
+        assert rc == 0 and len(got) == 1 and got[0]["data"]["trigger"] == incidents.AUTH_FAILED, out
+        assert got[0]["data"]["counts"] == {incidents.AUTH_FAILED: 2}
     finally:
         h = end_hub(facility, good)
     assert h.incidents.number == 1 and h.incidents.notified  # restored from storage, not notified twice
@@ -488,7 +488,7 @@ def test_hub_refuses_a_link_that_is_not_mutually_authenticated(pki, tmp_path):
     assert ei.value.kind == "config"
     # each refusal was counted (kept in the hub's storage); the third opened an incident
     hub = serve_triage(sim.make_hal(storage_dir=str(storage), eui=EUI), base, board=sim, max_failures=1, retry_ms=0)
-    assert hub.incidents.count(triage.POLICY_VIOLATION) == len(bad)
+    assert hub.incidents.count(incidents.POLICY_VIOLATION) == len(bad)
     assert [k for _, k, _ in hub.outbox.pending()] == ["incident"]
 
 
@@ -550,7 +550,7 @@ def test_tls_stream_link_reports_a_forged_record(pki):
             s.read(100)
             s.wait(100)
         assert isinstance(s.error, tls.TriageLinkError) and s.error.kind == "record"
-        assert triage.incident_kind(s.error) == triage.BAD_RECORD
+        assert incidents.incident_kind(s.error) == incidents.BAD_RECORD
     finally:
         s.close()
         c.close()
@@ -609,32 +609,32 @@ def test_incidents_survive_a_restart_of_the_tool(pki, cache):
                 seen.append(f.events.get(timeout=10))
         assert [e["event"] for e in seen] == ["refused"] * 4 + ["incident", "refused", "refused"], seen
         assert all(e["kind"] == "auth" for e in seen if e["event"] == "refused")
-        assert seen[4]["incident"] == 1 and seen[4]["trigger"] == triage.AUTH_FAILED
+        assert seen[4]["incident"] == 1 and seen[4]["trigger"] == incidents.AUTH_FAILED
         plaintext(pki, f)  # and one link refused by protocol
         f.wait_for("refused")
     finally:
         f.close()
     assert f.proc.returncode == 0
     kept = json.loads(record.read_text())
-    assert kept["open"] is True and kept["number"] == 1 and kept["window"][triage.AUTH_FAILED] == 6
+    assert kept["open"] is True and kept["number"] == 1 and kept["window"][incidents.AUTH_FAILED] == 6
     assert not list(record.parent.glob("*.tmp"))  # written whole, then renamed
 
     f = Facility(pki, cache, name=name)  # the tool starts again
     try:
         inc = f.ready["incidents"]
         assert inc["open"] is True and inc["notified"] is True and inc["number"] == 1
-        assert inc["trigger"] == triage.AUTH_FAILED
-        assert inc["totals"] == {triage.AUTH_FAILED: 6, triage.LINK_REFUSED: 1}
-        assert inc["window"] == {triage.AUTH_FAILED: 6, triage.LINK_REFUSED: 1}
+        assert inc["trigger"] == incidents.AUTH_FAILED
+        assert inc["totals"] == {incidents.AUTH_FAILED: 6, incidents.LINK_REFUSED: 1}
+        assert inc["window"] == {incidents.AUTH_FAILED: 6, incidents.LINK_REFUSED: 1}
         assert isinstance(tls_client(pki, f, "device_rogue"), Exception)
         f.wait_for("refused")
         state = read_state(name)
-        assert state.incidents["totals"][triage.AUTH_FAILED] == 7 and state.incidents["number"] == 1
+        assert state.incidents["totals"][incidents.AUTH_FAILED] == 7 and state.incidents["number"] == 1
         with pytest.raises(AssertionError):  # still the same open incident: not notified again
             f.wait_for("incident", timeout=1.0)
     finally:
         f.close()
-    assert json.loads(record.read_text())["totals"][triage.AUTH_FAILED] == 7
+    assert json.loads(record.read_text())["totals"][incidents.AUTH_FAILED] == 7
 
     record.write_text("{not json")  # a damaged record: the tool says so rather than start from zero
     r = subprocess.run(
@@ -737,21 +737,21 @@ def test_enrol_sends_the_configuration_the_hub_checks(pki):
 _UPY_ROGUE = """
 import sys
 sys.path.insert(0, {root!r})
-from agent import triage
+from agent import incidents
 from hal import tls
 ep = tls.client({cert!r}, {key!r}, {ca!r}, {tool!r}, 5)
 try:
     tls.connect(ep, {host!r}, {port})
     print("CONNECTED")
 except tls.TriageLinkError as e:
-    print("KIND", triage.incident_kind(e), e.detail)
+    print("KIND", incidents.incident_kind(e), e.detail)
 """
 
 
 def test_a_hub_whose_certificate_the_tool_refuses_counts_an_auth_failure(facility, pki, tmp_path):
     # CPython, TLS 1.3: the tool's alert (unknown CA) arrives after the hub's side of the handshake
     h = CpyHub(tmp_path / "rogue", hub_cfg(pki, facility, who="device_rogue"), sessions=2, retry_ms=50).join(stop=False)
-    assert h.incidents.count(triage.AUTH_FAILED) == 2 and h.incidents.totals == {triage.AUTH_FAILED: 2}
+    assert h.incidents.count(incidents.AUTH_FAILED) == 2 and h.incidents.totals == {incidents.AUTH_FAILED: 2}
     assert facility.wait_for("refused")["kind"] == "auth"
     assert facility.wait_for("refused")["kind"] == "auth"
     if MICROPYTHON is None:
@@ -762,5 +762,5 @@ def test_a_hub_whose_certificate_the_tool_refuses_counts_an_auth_failure(facilit
     script = _UPY_ROGUE.format(root=str(ROOT), cert=m.cert_der, key=m.key_der, ca=pki["ca_der"], tool=TOOL,
                                host=facility.host, port=facility.port)  # fmt: skip
     r = subprocess.run([MICROPYTHON, "-c", script], capture_output=True, text=True, timeout=30)
-    assert r.stdout.startswith("KIND " + triage.AUTH_FAILED), (r.stdout, r.stderr)
+    assert r.stdout.startswith("KIND " + incidents.AUTH_FAILED), (r.stdout, r.stderr)
     assert facility.wait_for("refused")["kind"] == "auth"

@@ -7,7 +7,7 @@
 # unpack into a slot whose activation is scheduled.
 import unittest
 
-from agent.fwboot import read_min
+from agent.boot import read_min
 from tests.kits.fwkit import ROOT, Device, Image, permit
 
 

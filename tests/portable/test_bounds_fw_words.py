@@ -9,9 +9,10 @@
 import hashlib
 import unittest
 
-from agent import boot, image
+from agent import boot
+from agent import fw_image as image
 from agent.hub import Hub
-from agent.triage import Incidents
+from agent.incidents import Incidents
 from boards import sim
 from hal.compat import hexstr
 from hal.fs_storage import FileStorage

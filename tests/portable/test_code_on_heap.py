@@ -10,12 +10,13 @@ from hal.compat import unload
 from tests.kits.fwkit import Device, Image
 
 FW_CODE = (
-    "agent.fwboot",
+    "agent.fw_service",
+    "agent.fw_common",
     "agent.boot",
-    "agent.firmware",
-    "agent.fwactivate",
-    "agent.fwinstall",
-    "agent.image",
+    "agent.fw_staging",
+    "agent.fw_activate",
+    "agent.fw_install",
+    "agent.fw_image",
     "agent.p256",
 )
 
@@ -41,13 +42,13 @@ class TestCodeOnHeap(unittest.TestCase):
         self.assertEqual(loaded(), list(names))
 
     def test_a_board_without_firmware_files_boots_without_the_firmware_service(self):
-        # no slots, no boot state, no activation record: the hub boots with agent.fwboot
+        # no slots, no boot state, no activation record: the hub boots with agent.fw_service
         # unavailable (a stand-in without its names takes its place), so it never loads it
-        sys.modules["agent.fwboot"] = _Absent()
+        sys.modules["agent.fw_service"] = _Absent()
         try:
             dev = Device(slots=False)
         finally:
-            del sys.modules["agent.fwboot"]
+            del sys.modules["agent.fw_service"]
         self.assertIsNone(dev.hub.firmware)
         self.assertEqual(self.ok(dev.call("hello"))["version"], VERSION)
         self.assertLoaded([])
@@ -63,14 +64,14 @@ class TestCodeOnHeap(unittest.TestCase):
         img = Image("2.0", size=2000)
         r = self.ok(dev.send(img, chunk=5, stop_at=5))  # fw.begin, and a chunk inside the header
         self.assertEqual(r["offset"], 5)
-        self.assertLoaded(["agent.fwboot", "agent.firmware", "agent.image"])
+        self.assertLoaded(["agent.fw_service", "agent.fw_common", "agent.fw_staging", "agent.fw_image"])
         r = self.ok(dev.send(img, chunk=500, stop_at=1000))  # the header is in: parser let go
         self.assertEqual(r["offset"], 1005)
         self.assertIsNotNone(dev.hub.firmware)
-        self.assertLoaded(["agent.fwboot", "agent.firmware"])
-        st = self.ok(dev.call("fw.status"))  # agent.fwactivate, for this one operation
+        self.assertLoaded(["agent.fw_service", "agent.fw_common", "agent.fw_staging"])
+        st = self.ok(dev.call("fw.status"))  # agent.fw_activate, for this one operation
         self.assertEqual(st["staging"]["staged"], 1005)
-        self.assertLoaded(["agent.fwboot", "agent.firmware"])
+        self.assertLoaded(["agent.fw_service", "agent.fw_common", "agent.fw_staging"])
         data = self.ok(dev.send(img, chunk=500))  # the rest, and fw.end: checked and unpacked
         self.assertEqual((data["slot"], data["version"]), ("b", "2.0"))
         self.assertIsNone(dev.hub.firmware)  # nothing pending: the service is let go
@@ -84,10 +85,10 @@ class TestCodeOnHeap(unittest.TestCase):
         img = Image("2.0")
         r = dev.call("fw.begin", hash=img.hash, size=len(img.content), sig=Image("2.1").sig)
         self.assertEqual(r[0], "E100")
-        # the service stays, holding the count of refused images (agent.triage's Incidents, when
+        # the service stays, holding the count of refused images (agent.incidents' Incidents, when
         # the hub has no recorder of its own), but not the checking code
         self.assertEqual(dev.hub.firmware.updater()._incidents.count("tampered_image"), 1)
-        self.assertLoaded(["agent.fwboot", "agent.firmware"])
+        self.assertLoaded(["agent.fw_service", "agent.fw_common", "agent.fw_staging"])
 
     def test_a_scheduled_activation_keeps_the_service_but_not_the_activation_code(self):
         dev = Device()
@@ -95,7 +96,7 @@ class TestCodeOnHeap(unittest.TestCase):
         self.ok(dev.send(img))
         self.ok(dev.call("fw.activate", hash=img.hash, execution="2099-01-01T00:00:00Z"))
         self.assertIsNotNone(dev.hub.firmware)  # it watches the time
-        self.assertLoaded(["agent.fwboot", "agent.firmware"])
+        self.assertLoaded(["agent.fw_service", "agent.fw_common", "agent.fw_staging"])
         self.ok(dev.call("fw.cancel"))
         self.assertIsNone(dev.hub.firmware)
         self.assertLoaded([])

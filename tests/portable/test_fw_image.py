@@ -1,11 +1,12 @@
-# The firmware image format (agent/image.py): build, split, and the streaming parser on whole
+# The firmware image format (agent/fw_image.py): build, split, and the streaming parser on whole
 # and cut-up input, valid and broken; the security counter field and the rollback permission.
 import hashlib
 import unittest
 from struct import pack
 
-from agent import cbor, image
-from agent.image import RC_AUTH, RC_BOARD, RC_FORMAT, ImageError, Parser
+from agent import cbor
+from agent import fw_image as image
+from agent.fw_image import RC_AUTH, RC_BOARD, RC_FORMAT, ImageError, Parser
 from tests.kits.fwkit import Image, files, permit
 
 

@@ -1,4 +1,4 @@
-# Anti-rollback (agent/fwboot.py, agent/firmware.py): an image's security counter against the
+# Anti-rollback (agent/fw_service.py, agent/fw_staging.py): an image's security counter against the
 # hub's minimum. An older image is refused as soon as its header is in, at fw.begin when the
 # header is already known, at fw.end and at fw.activate, with E5, and each refusal is a
 # security incident; the minimum goes up when a trial is confirmed and survives a power cut at
@@ -7,7 +7,7 @@
 import unittest
 
 from agent import boot
-from agent.fwboot import BELOW_MIN, MIN_FILE, counter, read_min, version_counter
+from agent.boot import BELOW_MIN, MIN_FILE, counter, read_min, version_counter
 from hal.contracts import PowerCut
 from tests.kits.fwkit import OTHER_D, ROOT, Device, Image, install, permit
 
@@ -222,13 +222,35 @@ class TestMinimum(unittest.TestCase):
         dev.boot()
         self.assertEqual(read_min(dev.flash, ROOT), 2000000)
 
-    def test_a_trial_below_the_minimum_is_not_run_on(self):
-        # the boot state pointing at the old slot (not through fw.activate): reverted at start
+    def test_a_trial_below_the_minimum_is_not_booted(self):
+        # the boot state pointing at the old slot (not through fw.activate): the bootloader
+        # reverts it before it runs, and the agent on the active slot records the refusal once
         first = Image("1.0")
         dev = updated(first, Image("2.0"))
         st = dev.state()
         boot.start_trial(dev.flash, ROOT, "a", st["attempt"] + 1)
         dev.boot()
+        self.assertEqual((dev.slot, dev.trial), ("b", False))
+        self.assertFalse(dev.hub.reboot_requested)
+        st = dev.state()
+        self.assertEqual((st["active"], st["trial"], st["tries"]), ("b", None, 0))
+        self.assertEqual((st["reverted"]["slot"], st["reverted"]["why"]), ("a", BELOW_MIN))
+        self.assertTrue(st["reverted"]["noted"])
+        incidents = rollback_incidents(dev)
+        self.assertEqual(len(incidents), 1)
+        self.assertIn("slot a", incidents[0]["detail"])
+        dev.boot()
+        self.assertEqual((dev.slot, dev.trial), ("b", False))
+        self.assertEqual(len(rollback_incidents(dev)), 1)  # noted: not recorded again
+        self.assertEqual(read_min(dev.flash, ROOT), 2000000)
+
+    def test_a_trial_below_the_minimum_is_not_run_on(self):
+        # the same under a bootloader that does not read the minimum: reverted at start
+        first = Image("1.0")
+        dev = updated(first, Image("2.0"))
+        st = dev.state()
+        boot.start_trial(dev.flash, ROOT, "a", st["attempt"] + 1)
+        dev.boot(reads_min=False)
         self.assertEqual((dev.slot, dev.trial), ("a", True))
         self.assertTrue(dev.hub.reboot_requested)
         st = dev.state()
@@ -239,6 +261,7 @@ class TestMinimum(unittest.TestCase):
         self.assertEqual(dev.state()["active"], "b")
         dev.boot()
         self.assertEqual((dev.slot, dev.trial), ("b", False))
+        self.assertEqual(len(rollback_incidents(dev)), 1)  # the agent's own refusal is noted too
         self.assertEqual(read_min(dev.flash, ROOT), 2000000)
 
 
@@ -258,12 +281,14 @@ class TestPermission(unittest.TestCase):
         p = permit(dev.hub.eui, self.first.hash)
         r = ok(self, self.activate(p))
         self.assertEqual((r["slot"], r["version"]), ("a", "1.0"))
+        self.assertTrue(dev.state()["permit"])  # for the bootloader: the trial may be below
         dev.boot()
         self.assertEqual((dev.slot, dev.trial), ("a", True))
         self.assertFalse(dev.hub.reboot_requested)  # the trial runs: it was permitted
         dev.run_healthy()
         st = ok(self, dev.call("fw.status"))
         self.assertEqual((st["version"], st["boot"]["active"], st["trial"]), ("1.0", "a", False))
+        self.assertNotIn("permit", dev.state())  # used once: confirmed
         # the minimum never goes down: what is below it still needs a permission of its own
         self.assertEqual((st["sec"], st["min"]), (1000000, 2000000))
         self.assertEqual(rollback_incidents(dev), [])  # a permitted rollback is no incident

@@ -1,7 +1,7 @@
 import unittest
 from binascii import unhexlify
 
-from agent import triage
+from agent import incidents, triage
 from hal import tls, x509
 
 # A hub certificate made by host_tools.security.pki (CN and SAN dNSName "00-1B-C5-0C-00-00-12-34").
@@ -228,46 +228,46 @@ class CertNames(unittest.TestCase):
 class IncidentRecorder(unittest.TestCase):
     def setUp(self):
         self.sent = []
-        self.inc = triage.Incidents(self.sent.append, thresholds={triage.AUTH_FAILED: 3})
+        self.inc = incidents.Incidents(self.sent.append, thresholds={incidents.AUTH_FAILED: 3})
 
     def test_counts_by_kind(self):
-        self.inc.record(triage.AUTH_FAILED)
-        self.inc.record(triage.BAD_RECORD)
-        self.inc.record(triage.AUTH_FAILED)
-        self.assertEqual(self.inc.count(triage.AUTH_FAILED), 2)
-        self.assertEqual(self.inc.count(triage.BAD_RECORD), 1)
-        self.assertEqual(self.inc.count(triage.TAMPERED_IMAGE), 0)
+        self.inc.record(incidents.AUTH_FAILED)
+        self.inc.record(incidents.BAD_RECORD)
+        self.inc.record(incidents.AUTH_FAILED)
+        self.assertEqual(self.inc.count(incidents.AUTH_FAILED), 2)
+        self.assertEqual(self.inc.count(incidents.BAD_RECORD), 1)
+        self.assertEqual(self.inc.count(incidents.TAMPERED_IMAGE), 0)
         self.assertFalse(self.inc.open)
         self.assertEqual(self.sent, [])
 
     def test_major_incident_is_notified_once_while_recipients_know(self):
         for _ in range(2):
-            self.assertFalse(self.inc.record(triage.AUTH_FAILED, "bad cert"))
-        self.assertTrue(self.inc.record(triage.AUTH_FAILED, "bad cert"))
+            self.assertFalse(self.inc.record(incidents.AUTH_FAILED, "bad cert"))
+        self.assertTrue(self.inc.record(incidents.AUTH_FAILED, "bad cert"))
         self.assertEqual(len(self.sent), 1)
         report = self.sent[0]
         self.assertEqual(report["incident"], 1)
-        self.assertEqual(report["trigger"], triage.AUTH_FAILED)
-        self.assertEqual(report["counts"][triage.AUTH_FAILED], 3)
+        self.assertEqual(report["trigger"], incidents.AUTH_FAILED)
+        self.assertEqual(report["counts"][incidents.AUTH_FAILED], 3)
         for _ in range(20):
-            self.inc.record(triage.AUTH_FAILED)
-        self.inc.record(triage.TAMPERED_IMAGE)
+            self.inc.record(incidents.AUTH_FAILED)
+        self.inc.record(incidents.TAMPERED_IMAGE)
         self.assertEqual(len(self.sent), 1)  # G3.5AA: they already know
-        self.assertEqual(self.inc.count(triage.AUTH_FAILED), 23)
+        self.assertEqual(self.inc.count(incidents.AUTH_FAILED), 23)
 
     def test_close_clears_the_flag_and_a_new_incident_is_notified(self):
-        self.inc.record(triage.TAMPERED_IMAGE)  # threshold 1
+        self.inc.record(incidents.TAMPERED_IMAGE)  # threshold 1
         self.assertEqual(len(self.sent), 1)
         self.inc.close()
         self.assertFalse(self.inc.open)
         self.assertFalse(self.inc.notified)
-        self.inc.record(triage.AUTH_FAILED)
-        self.inc.record(triage.AUTH_FAILED)
+        self.inc.record(incidents.AUTH_FAILED)
+        self.inc.record(incidents.AUTH_FAILED)
         self.assertEqual(len(self.sent), 1)  # window restarted at close
-        self.inc.record(triage.AUTH_FAILED)
+        self.inc.record(incidents.AUTH_FAILED)
         self.assertEqual(len(self.sent), 2)
         self.assertEqual(self.sent[1]["incident"], 2)
-        self.assertEqual(self.sent[1]["trigger"], triage.AUTH_FAILED)
+        self.assertEqual(self.sent[1]["trigger"], incidents.AUTH_FAILED)
 
     def test_failed_notification_stays_pending_and_is_retried(self):
         calls = []
@@ -278,49 +278,49 @@ class IncidentRecorder(unittest.TestCase):
                 raise OSError("outbox full")
             return True
 
-        inc = triage.Incidents(flaky)
-        inc.record(triage.TAMPERED_IMAGE)
+        inc = incidents.Incidents(flaky)
+        inc.record(incidents.TAMPERED_IMAGE)
         self.assertTrue(inc.open)
         self.assertFalse(inc.notified)
         self.assertTrue(inc.flush())
         self.assertTrue(inc.notified)
-        inc.record(triage.TAMPERED_IMAGE)
+        inc.record(incidents.TAMPERED_IMAGE)
         self.assertEqual(len(calls), 2)
 
     def test_notify_returning_false_is_pending(self):
         answers = [False, None]
-        inc = triage.Incidents(lambda r: answers.pop(0))
-        inc.record(triage.TAMPERED_IMAGE)
+        inc = incidents.Incidents(lambda r: answers.pop(0))
+        inc.record(incidents.TAMPERED_IMAGE)
         self.assertFalse(inc.notified)
-        inc.record(triage.TAMPERED_IMAGE)  # retried on the next event
+        inc.record(incidents.TAMPERED_IMAGE)  # retried on the next event
         self.assertTrue(inc.notified)
         self.assertEqual(answers, [])
 
     def test_without_a_callback_nothing_is_notified(self):
-        inc = triage.Incidents()
-        inc.record(triage.TAMPERED_IMAGE)
+        inc = incidents.Incidents()
+        inc.record(incidents.TAMPERED_IMAGE)
         self.assertTrue(inc.open)
         self.assertFalse(inc.flush())
 
     def test_snapshot_restore_keeps_the_flag_across_reboot(self):
-        self.inc.record(triage.TAMPERED_IMAGE)
+        self.inc.record(incidents.TAMPERED_IMAGE)
         state = self.inc.snapshot()
         again = []
-        inc2 = triage.Incidents(again.append)
+        inc2 = incidents.Incidents(again.append)
         inc2.restore(state)
-        inc2.record(triage.TAMPERED_IMAGE)
+        inc2.record(incidents.TAMPERED_IMAGE)
         self.assertEqual(again, [])
-        self.assertEqual(inc2.count(triage.TAMPERED_IMAGE), 2)
+        self.assertEqual(inc2.count(incidents.TAMPERED_IMAGE), 2)
         self.assertEqual(inc2.number, 1)
 
     def test_link_errors_map_to_kinds(self):
-        self.assertEqual(self.inc.record_link_error(tls.TriageLinkError("identity", "x")), triage.AUTH_FAILED)
-        self.assertEqual(self.inc.record_link_error(tls.TriageLinkError("auth", "x")), triage.AUTH_FAILED)
-        self.assertEqual(self.inc.record_link_error(tls.TriageLinkError("record", "x")), triage.BAD_RECORD)
-        self.assertEqual(self.inc.record_link_error(tls.TriageLinkError("protocol", "x")), triage.LINK_REFUSED)
+        self.assertEqual(self.inc.record_link_error(tls.TriageLinkError("identity", "x")), incidents.AUTH_FAILED)
+        self.assertEqual(self.inc.record_link_error(tls.TriageLinkError("auth", "x")), incidents.AUTH_FAILED)
+        self.assertEqual(self.inc.record_link_error(tls.TriageLinkError("record", "x")), incidents.BAD_RECORD)
+        self.assertEqual(self.inc.record_link_error(tls.TriageLinkError("protocol", "x")), incidents.LINK_REFUSED)
         self.assertIsNone(self.inc.record_link_error(tls.TriageLinkError("config", "x")))
         self.assertIsNone(self.inc.record_link_error(tls.TriageLinkError("timeout", "x")))
-        self.assertEqual(self.inc.count(triage.AUTH_FAILED), 2)
+        self.assertEqual(self.inc.count(incidents.AUTH_FAILED), 2)
 
     def test_a_connection_that_went_away_is_no_incident(self):
         # What hubs and the Triage Tool saw (CPython/OpenSSL and MicroPython/mbedTLS) when the
@@ -342,12 +342,12 @@ class IncidentRecorder(unittest.TestCase):
             ("timeout", "TimeoutError(timed out)"),
             ("timeout", "OSError(110)"),
         ]
-        inc = triage.Incidents(self.sent.append, thresholds={triage.LINK_REFUSED: 1, triage.BAD_RECORD: 1})
+        inc = incidents.Incidents(self.sent.append, thresholds={incidents.LINK_REFUSED: 1, incidents.BAD_RECORD: 1})
         for kind, detail in gone:
             with self.subTest(kind=kind, detail=detail):
                 err = tls.TriageLinkError(kind, detail)
-                self.assertTrue(triage.link_gone(err))
-                self.assertIsNone(triage.incident_kind(err))
+                self.assertTrue(incidents.link_gone(err))
+                self.assertIsNone(incidents.incident_kind(err))
                 self.assertIsNone(inc.record_link_error(err))
         self.assertEqual(inc.totals, {})
         self.assertFalse(inc.open)
@@ -367,32 +367,32 @@ class IncidentRecorder(unittest.TestCase):
         for kind, detail in auth:
             with self.subTest(kind=kind, detail=detail):
                 err = tls.TriageLinkError(kind, detail)
-                self.assertFalse(triage.link_gone(err))
-                self.assertEqual(triage.incident_kind(err), triage.AUTH_FAILED)
+                self.assertFalse(incidents.link_gone(err))
+                self.assertEqual(incidents.incident_kind(err), incidents.AUTH_FAILED)
         for _ in range(3):
             self.inc.record_link_error(tls.TriageLinkError(*auth[2]))
         self.assertTrue(self.inc.open)
-        self.assertEqual(self.sent[0]["trigger"], triage.AUTH_FAILED)
+        self.assertEqual(self.sent[0]["trigger"], incidents.AUTH_FAILED)
 
     def test_a_peer_that_speaks_but_breaks_the_policy_is_still_counted(self):
         cases = [
-            ("protocol", "SSLError(1, [SSL: WRONG_VERSION_NUMBER] wrong version number)", triage.LINK_REFUSED),
-            ("protocol", "SSLError(1, [SSL: UNSUPPORTED_PROTOCOL] unsupported protocol)", triage.LINK_REFUSED),
-            ("protocol", "SSLError(1, [SSL: HTTP_REQUEST] http request)", triage.LINK_REFUSED),
-            ("weak", "protocol version TLSv1.1 (need TLSv1.2 or TLSv1.3)", triage.LINK_REFUSED),
-            ("record", "SSLError(1, [SSL: DECRYPTION_FAILED_OR_BAD_RECORD_MAC] bad record mac)", triage.BAD_RECORD),
-            ("record", "OSError(-29184, MBEDTLS_ERR_SSL_INVALID_MAC)", triage.BAD_RECORD),
-            ("record", "OSError(-30592, MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE)", triage.BAD_RECORD),
-            ("policy", "verify: must be 'required'", triage.POLICY_VIOLATION),
+            ("protocol", "SSLError(1, [SSL: WRONG_VERSION_NUMBER] wrong version number)", incidents.LINK_REFUSED),
+            ("protocol", "SSLError(1, [SSL: UNSUPPORTED_PROTOCOL] unsupported protocol)", incidents.LINK_REFUSED),
+            ("protocol", "SSLError(1, [SSL: HTTP_REQUEST] http request)", incidents.LINK_REFUSED),
+            ("weak", "protocol version TLSv1.1 (need TLSv1.2 or TLSv1.3)", incidents.LINK_REFUSED),
+            ("record", "SSLError(1, [SSL: DECRYPTION_FAILED_OR_BAD_RECORD_MAC] bad record mac)", incidents.BAD_RECORD),
+            ("record", "OSError(-29184, MBEDTLS_ERR_SSL_INVALID_MAC)", incidents.BAD_RECORD),
+            ("record", "OSError(-30592, MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE)", incidents.BAD_RECORD),
+            ("policy", "verify: must be 'required'", incidents.POLICY_VIOLATION),
         ]
         for kind, detail, want in cases:
             with self.subTest(kind=kind, detail=detail):
                 err = tls.TriageLinkError(kind, detail)
-                self.assertFalse(triage.link_gone(err))
-                self.assertEqual(triage.incident_kind(err), want)
-        self.assertIsNone(triage.incident_kind(tls.TriageLinkError("config", "cert must be DER")))
-        self.assertFalse(triage.link_gone(tls.TriageLinkError("config", "OSError(104)")))
-        self.assertIsNone(triage.incident_kind(ValueError("not a link error")))
+                self.assertFalse(incidents.link_gone(err))
+                self.assertEqual(incidents.incident_kind(err), want)
+        self.assertIsNone(incidents.incident_kind(tls.TriageLinkError("config", "cert must be DER")))
+        self.assertFalse(incidents.link_gone(tls.TriageLinkError("config", "OSError(104)")))
+        self.assertIsNone(incidents.incident_kind(ValueError("not a link error")))
 
     def test_bad_input(self):
         with self.assertRaises(ValueError):
@@ -400,4 +400,4 @@ class IncidentRecorder(unittest.TestCase):
         with self.assertRaises(ValueError):
             self.inc.record(None)
         with self.assertRaises(ValueError):
-            triage.Incidents(thresholds={triage.AUTH_FAILED: 0})
+            incidents.Incidents(thresholds={incidents.AUTH_FAILED: 0})

@@ -30,7 +30,7 @@ The command, `dbch ipsec up | down | status | watch | resolve | charon`
 - `down` terminates the connection's SAs and unloads it; `status` lists IKE and CHILD_SAs (peer
   identities, algorithms, bytes and packets) and the security incidents recorded so far.
 - `watch` listens to charon's vici events and records failed IKE authentications as security
-  incidents (agent.triage.Incidents). vici has no event of its own for them: the evidence is the
+  incidents (agent.incidents.Incidents). vici has no event of its own for them: the evidence is the
   "log" event stream (charon sends every message up to level 1, whatever its log settings). An
   IKE_SA whose peer this end refuses logs `generating ... [ N(AUTH_FAILED) ]` (the reason just
   before it: "no trusted ECDSA public key found for ...", "subject certificate invalid ...", "no

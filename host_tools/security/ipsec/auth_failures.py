@@ -7,12 +7,12 @@ import re
 import time
 from collections import OrderedDict
 
-from agent import triage
+from agent import incidents
 from host_tools.security.ipsec.vici_session import as_text
 
 # the incident kinds a failed IKE authentication is counted under
-REFUSED_PEER = triage.AUTH_FAILED  # this end refused the peer's authentication
-REFUSED_BY_PEER = triage.LINK_REFUSED  # the peer refused this end's
+REFUSED_PEER = incidents.AUTH_FAILED  # this end refused the peer's authentication
+REFUSED_BY_PEER = incidents.LINK_REFUSED  # the peer refused this end's
 
 
 def _now() -> str:

@@ -1,5 +1,5 @@
 """The IPsec incident recorder's state file: counts of failed IKE authentications and the Major
-Security Incident they declare (agent.triage.Incidents), kept across restarts."""
+Security Incident they declare (agent.incidents.Incidents), kept across restarts."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from agent import triage
+from agent import incidents
 from host_tools.files import write_json
 from host_tools.security.ipsec import IpsecError, state_root
 
@@ -19,7 +19,7 @@ KEEP_EVENTS = 20
 
 
 class IncidentStore:
-    """The IPsec incident recorder's state file: an agent.triage.Incidents snapshot, its
+    """The IPsec incident recorder's state file: an agent.incidents.Incidents snapshot, its
     thresholds and the last few failed authentications. Every change is a read-modify-write
     under an exclusive flock on `<file>.lock`, written to a temporary file and renamed over
     the old one, so readers never see half a file and two writers never lose a count."""
@@ -58,13 +58,13 @@ class IncidentStore:
         write_json(self.path, data, sync=True)
 
     @staticmethod
-    def recorder(data: dict, notify: Callable[[dict], Any] | None = None) -> triage.Incidents:
-        inc = triage.Incidents(notify, data.get("thresholds") or None)
+    def recorder(data: dict, notify: Callable[[dict], Any] | None = None) -> incidents.Incidents:
+        inc = incidents.Incidents(notify, data.get("thresholds") or None)
         inc.restore(data.get("incidents") or {})
         return inc
 
     @contextlib.contextmanager
-    def _change(self, notify: Callable[[dict], Any] | None) -> Iterator[tuple[dict, triage.Incidents]]:
+    def _change(self, notify: Callable[[dict], Any] | None) -> Iterator[tuple[dict, incidents.Incidents]]:
         with self._locked():
             data = self.read()
             inc = self.recorder(data, notify)
@@ -92,7 +92,7 @@ class IncidentStore:
     def set_thresholds(self, thresholds: dict[str, int]) -> None:
         if not thresholds:
             return
-        triage.Incidents(thresholds=thresholds)  # ValueError if one is not an int >= 1
+        incidents.Incidents(thresholds=thresholds)  # ValueError if one is not an int >= 1
         with self._change(None) as (data, _inc):
             data["thresholds"] = {**data["thresholds"], **thresholds}
 

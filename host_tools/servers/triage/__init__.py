@@ -30,7 +30,7 @@ Design
   --port triage`.
 - Refusals - a certificate from another CA, a wrong EUI, no client certificate, plaintext to the
   TLS port, TLS 1.1 or older - are logged, counted in the state file and in the tool's own
-  incident recorder (agent.triage.Incidents, whose Major Security Incidents are reported as
+  incident recorder (agent.incidents.Incidents, whose Major Security Incidents are reported as
   "incident" events), and the tool goes on listening. After refusing a handshake the tool reads
   and drops what the peer still sends for a moment before closing, so the peer hears the alert
   rather than a reset. Connections that time out, close or reset before authenticating, or are

@@ -1,4 +1,4 @@
-"""The Triage Tool's incident recorder (agent.triage.Incidents) kept in incidents.json beside its
+"""The Triage Tool's incident recorder (agent.incidents.Incidents) kept in incidents.json beside its
 state file, so that an open Major Security Incident and its counts survive a restart."""
 
 from __future__ import annotations

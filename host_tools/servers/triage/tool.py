@@ -21,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from agent import triage
+from agent import incidents
 from hal import tls
 from hal.tls_stream import TlsStreamLink
 from host_tools.servers.ptys import PtyServer
@@ -82,7 +82,7 @@ class TriageTool(PtyServer):
         self.refused = 0
         self.refusals: list[dict] = []
         self.dropped: dict[str, int] = {}
-        self.incidents = triage.Incidents(lambda report: self.on_event("incident", report))
+        self.incidents = incidents.Incidents(lambda report: self.on_event("incident", report))
         self.record = IncidentRecord(Path(state_dir) / INCIDENTS_FILE if state_dir is not None else None)
         self.restored = self.record.restore(self.incidents)
         self.started = time.time()
@@ -303,7 +303,7 @@ class TriageTool(PtyServer):
             sel.modify(h.sock, events, h)
 
     def _failed(self, sel, h: Handshake, err: tls.TriageLinkError) -> None:
-        if triage.link_gone(err):
+        if incidents.link_gone(err):
             self._pending.remove(h)
             self._unregister(sel, h)
             self._finish(h, "closed", err.detail)

@@ -1,11 +1,12 @@
-# The firmware service (agent/firmware.py) on a simulated hub: staging and resume, refusals,
-# activation now / later / cancelled, trial confirm and N64, revert, and a power cut at every
-# write of a whole update.
+# The firmware service (agent/fw_service.py) on a simulated hub: staging and resume, refusals,
+# activation now / later / cancelled, trial confirm and N64, revert, the bootloader's code it
+# uses, and a power cut at every write of a whole update.
 import hashlib
+import sys
 import unittest
 
-from agent import boot
-from agent.fwactivate import parse_utc
+from agent import boot, fw_common
+from agent.fw_activate import parse_utc
 from hal.contracts import PowerCut
 from tests.kits.fwkit import OTHER_D, ROOT, Device, Image, sign, slot_files
 
@@ -397,6 +398,41 @@ class TestActivation(unittest.TestCase):
         dev.boot()
         self.assertEqual((dev.slot, dev.trial), ("a", False))
         self.assertIn("not bootable", dev.events("firmware")[0][1]["why"])
+
+
+class _OlderBootloader:
+    # dbchboot as flashed before the security counters: an update does not replace it
+    def __init__(self):
+        for name in ("SLOTS", "KEY", "MANIFEST", "join", "slot_dir", "other", "read_state", "write_json"):
+            setattr(self, name, getattr(boot, name))
+        for name in ("write_state", "read_manifest", "running", "start_trial", "confirm"):
+            setattr(self, name, getattr(boot, name))
+
+
+class TestBootCode(unittest.TestCase):
+    # The bootloader's code the service uses: the board's own (dbchboot) when it has what the
+    # service needs, else the slot's agent.boot.
+    def tearDown(self):
+        sys.modules.pop("dbchboot", None)
+
+    def test_the_running_bootloader_is_used_when_it_is_as_new(self):
+        running = _OlderBootloader()
+        running.API = fw_common.BOOT_API
+        sys.modules["dbchboot"] = running
+        self.assertIs(fw_common.boot_code(), running)
+
+    def test_an_update_under_an_older_bootloader(self):
+        sys.modules["dbchboot"] = _OlderBootloader()
+        self.assertEqual(fw_common.boot_code().__name__, "agent.boot")
+        dev = Device()
+        img = Image("2.0")
+        ok(self, dev.send(img))
+        ok(self, dev.call("fw.activate", hash=img.hash, execution=None))
+        dev.boot(reads_min=False)
+        dev.run_healthy()
+        st = ok(self, dev.call("fw.status"))
+        self.assertEqual((st["version"], st["boot"]["active"], st["trial"]), ("2.0", "b", False))
+        self.assertEqual((st["sec"], st["min"]), (2000000, 2000000))
 
 
 class TestUtc(unittest.TestCase):

@@ -11,7 +11,7 @@
 #               "sha256":  bytes(32), SHA-256 of PAYLOAD
 #               "files":   int, number of file records
 #               "sec":     int, 0-999999999, optional: the security counter (anti-rollback, see
-#                          agent/fwboot.py); without it the counter is derived from "version"
+#                          agent/fw_service.py); without it the counter is derived from "version"
 #               other keys are ignored (room for later fields)
 #   PAYLOAD = RECORD* END
 #   RECORD  = PLEN (1 byte, 1-64) PATH (PLEN bytes) DLEN (4 bytes, big-endian) DATA (DLEN bytes)
@@ -50,7 +50,7 @@ MAX_PATH = const(64)
 MAX_FILES = const(512)
 MAX_SIG = const(72)
 
-# Response codes of refusals (agent.codes): see agent/firmware.py for the whole table.
+# Response codes of refusals (agent.codes): see agent/fw_staging.py for the whole table.
 RC_FORMAT = "E49"
 RC_BOARD = "E11"
 RC_AUTH = "E100"  # integrity: the payload does not hash to what its manifest says

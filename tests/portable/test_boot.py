@@ -137,21 +137,101 @@ class TestOnFlash(unittest.TestCase):
         self.assertGreater(n, 5)
 
 
+def _write(fs, path, data):
+    f = fs.open(path, "wb")
+    f.write(data)
+    f.close()
+
+
+class TestMinimum(unittest.TestCase):
+    # The minimum security counter (fwmin.json): a trial below it is not booted, unless its
+    # activation carried a rollback permission; a confirmed slot below it still boots.
+    def setUp(self):
+        fs = self.fs = flash_with(("a", "b"))
+        _write(fs, "/slots/a/" + boot.MANIFEST, b'{"version": "2.0", "hash": "00"}')
+        _write(fs, "/slots/b/" + boot.MANIFEST, b'{"version": "9.0", "sec": 1000000, "hash": "00"}')
+        self.floor(2000000)
+
+    def floor(self, n):
+        _write(self.fs, "/" + boot.MIN_FILE, '{{"sec": {}}}'.format(n).encode())
+
+    def test_a_trial_below_the_minimum_is_reverted_before_it_boots(self):
+        boot.start_trial(self.fs, "/", "b", 4)
+        self.assertEqual(boot.choose(self.fs, "/"), ("a", False))
+        st = boot.read_state(self.fs, "/")
+        self.assertEqual((st["active"], st["trial"], st["tries"]), ("a", None, 0))
+        self.assertEqual(st["reverted"], {"slot": "b", "attempt": 4, "tries": 0, "why": boot.BELOW_MIN})
+
+    def test_a_trial_at_the_minimum_boots(self):
+        self.floor(1000000)  # the manifest's "sec" decides, not its version
+        boot.start_trial(self.fs, "/", "b", 4)
+        self.assertEqual(boot.choose(self.fs, "/"), ("b", True))
+
+    def test_a_permitted_trial_boots_below_the_minimum_once(self):
+        boot.start_trial(self.fs, "/", "b", 4, permit=True)
+        self.assertEqual(boot.choose(self.fs, "/"), ("b", True))
+        self.assertTrue(boot.read_state(self.fs, "/")["permit"])
+        st = boot.confirm(self.fs, "/")
+        self.assertEqual((st["active"], "permit" in st), ("b", False))
+        self.assertEqual(boot.choose(self.fs, "/"), ("b", False))  # confirmed: it boots
+        boot.start_trial(self.fs, "/", "a", 5, permit=True)
+        boot.start_trial(self.fs, "/", "b", 6)  # a new trial does not inherit the permission
+        self.assertNotIn("permit", boot.read_state(self.fs, "/"))
+
+    def test_a_confirmed_slot_below_the_minimum_boots(self):
+        self.floor(5000000)
+        self.assertEqual(boot.choose(self.fs, "/"), ("a", False))
+        self.assertIsNone(boot.read_state(self.fs, "/")["reverted"])
+
+    def test_a_damaged_minimum_is_no_minimum(self):
+        _write(self.fs, "/" + boot.MIN_FILE, b"{not json")
+        self.assertEqual(boot.read_min(self.fs, "/"), 0)
+        boot.start_trial(self.fs, "/", "b", 4)
+        self.assertEqual(boot.choose(self.fs, "/"), ("b", True))
+
+    def test_decide_asks_only_for_a_trial_without_a_permission(self):
+        asked = []
+
+        def below(slot):
+            asked.append(slot)
+            return True
+
+        slot, trial, st = boot.decide(state(trial="b"), both, below_min=below)
+        self.assertEqual((slot, trial, st["reverted"]["why"], asked), ("a", False, boot.BELOW_MIN, ["b"]))
+        self.assertEqual(boot.decide(state(trial="b", permit=True), both, below_min=below)[:2], ("b", True))
+        self.assertEqual(boot.decide(state(), both, below_min=below), ("a", False, None))
+        self.assertEqual(asked, ["b"])
+        # a permission without a trial is dropped as damage
+        self.assertNotIn("permit", boot._clean(state(permit=True)))
+
+
+def _start():
+    return False  # main.py's start(): never called by the fake run below
+
+
 class TestMain(unittest.TestCase):
-    def run_main(self, fs, outcomes):
+    def run_main(self, fs, outcomes, reset=True, printed=None):
         # outcomes: what each boot's agent does, by slot path: an exception to raise, True (it
         # asked for a reboot) or False (it stopped)
         calls = []
         resets = []
 
-        def run(board, path):
+        def run(start, path):
+            self.assertIs(start, _start)  # main.py's start, handed on as it is
             calls.append(path)
             what = outcomes.pop(0)
             if isinstance(what, BaseException):
                 raise what
             return what
 
-        slot = boot.main("sim", "/", fs, run=run, reset=lambda: resets.append(1))
+        slot = boot.main(
+            _start,
+            "/",
+            fs,
+            run=run,
+            reset=(lambda: resets.append(1)) if reset else None,
+            print_exception=printed.append if printed is not None else None,
+        )
         return slot, calls, resets
 
     def test_plain_boot(self):
@@ -172,6 +252,35 @@ class TestMain(unittest.TestCase):
         self.assertEqual(calls, ["/slots/b"] * boot.MAX_TRIES + ["/slots/a"])
         self.assertEqual(len(resets), boot.MAX_TRIES)
         self.assertEqual(boot.read_state(fs, "/")["reverted"]["slot"], "b")
+
+    def test_a_crashing_trial_is_printed_and_booted_again_without_a_reset(self):
+        # a board that hands no reset: the next try starts here, as after a reset that returns
+        fs = flash_with(("a", "b"))
+        boot.start_trial(fs, "/", "b", 3)
+        crash = ImportError("broken image")
+        printed = []
+        slot, calls, resets = self.run_main(fs, [crash] * boot.MAX_TRIES + [False], reset=False, printed=printed)
+        self.assertEqual((slot, resets), ("a", []))
+        self.assertEqual(calls, ["/slots/b"] * boot.MAX_TRIES + ["/slots/a"])
+        self.assertEqual(printed, [crash] * boot.MAX_TRIES)
+
+    def test_a_reset_that_comes_back_as_system_exit_boots_again(self):
+        # the virtual board's machine.reset ends in SystemExit: the bootloader boots again
+        fs = flash_with(("a", "b"))
+        boot.start_trial(fs, "/", "b", 3)
+        calls = []
+
+        def run(start, path):
+            calls.append(path)
+            if path == "/slots/b":
+                raise ValueError("trial crashed")
+            return False
+
+        def reset():
+            raise SystemExit(0xB7)
+
+        self.assertEqual(boot.main(_start, "/", fs, run=run, reset=reset), "a")
+        self.assertEqual(calls, ["/slots/b"] * boot.MAX_TRIES + ["/slots/a"])
 
     def test_a_trial_that_reboots_before_confirming_is_reverted(self):
         fs = flash_with(("a", "b"))

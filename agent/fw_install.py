@@ -1,17 +1,30 @@
 # The end of an update's staging, fw.end: what was received is checked against its signed
 # hash, the signature is checked again (agent.p256), and the image is parsed from flash into the
-# inactive slot (agent.image), whose manifest is written last: until then the slot is not
+# inactive slot (agent.fw_image), whose manifest is written last: until then the slot is not
 # bootable. Also the signature check of fw.begin, the check of a rollback permission (its
-# format: agent/image.py) and the record of a refused image as a security incident. The Updater (agent.firmware) loads this module for one operation, so a board
-# receiving an image holds none of it; the protocol, records and codes are in agent/firmware.py.
+# format: agent/fw_image.py) and the record of a refusal as a security incident. The Updater
+# (agent.fw_staging) loads this module for one operation (Updater.install), so a board receiving
+# an image holds none of it; the protocol and records are in agent/fw_service.py, the codes in
+# agent/fw_common.py.
 #
 # The steps of fw.end are one after the other, each letting its code go before the next loads
 # its own: the hash of the received bytes (no code), the signature (agent.p256), the slot
-# (agent.image and agent.boot).
+# (agent.fw_image and agent.boot).
 import hashlib
 
-from agent.firmware import RC_AUTH, RC_BAD, RC_OK, RC_ROLLBACK, RC_STATE, FwError, mkdirs
-from agent.fwboot import ROLLBACK, boot_code, counter, parent_dir
+from agent.fw_common import (
+    RC_AUTH,
+    RC_BAD,
+    RC_OK,
+    RC_ROLLBACK,
+    RC_STATE,
+    ROLLBACK,
+    FwError,
+    boot_code,
+    drop_boot_code,
+    mkdirs,
+    parent_dir,
+)
 from hal.compat import const, hexstr, unload
 
 _READ = const(1024)
@@ -66,24 +79,21 @@ def _clear(fs, path):
 
 
 def security(u, detail, kind=None):
-    # A refused image that failed authentication (kind None: agent.triage's TAMPERED_IMAGE), or
-    # one below the minimum security counter (ROLLBACK), is a security event (SEC G3.5):
-    # recorded with the hub's Incidents recorder (agent.triage) if it has one, else with the
-    # Updater's own, which notifies an "incident" event through the outbox. Either kind makes a
-    # Major Security Incident at its first event.
+    # A refused image that failed authentication (kind None: TAMPERED_IMAGE), or one below the
+    # minimum security counter (ROLLBACK), is a security event (SEC G3.5): recorded with the
+    # hub's Incidents recorder (agent.incidents) if it has one, else with the Updater's own,
+    # which notifies an "incident" event through the outbox. Either kind makes a Major Security
+    # Incident at its first event. Whatever goes wrong here (no room for the recorder, a damaged
+    # one) is said on the console: the refusal is answered all the same.
     inc = getattr(u.hub, "incidents", None) or u._incidents
-    if inc is None:
-        try:
-            from agent.triage import Incidents
+    try:
+        if inc is None:
+            from agent.incidents import Incidents
 
             outbox = u.hub.outbox
-            inc = Incidents(notify=lambda report: outbox.append("incident", report) is not None)
-        except (ImportError, MemoryError):  # no recorder on this board, or no room for it
-            return
-        u._incidents = inc
-    try:
+            inc = u._incidents = Incidents(notify=lambda report: outbox.append("incident", report) is not None)
         if kind is None:
-            from agent.triage import TAMPERED_IMAGE as kind
+            from agent.incidents import TAMPERED_IMAGE as kind
         if kind not in inc.thresholds:
             inc.thresholds[kind] = 1
         inc.record(kind, detail)
@@ -98,17 +108,17 @@ def check_sig(u, digest, sig):
 
 
 def check_permit(u, permit, digest):
-    # A rollback permission (agent/image.py) for this hub and the image digest, signed with the
+    # A rollback permission (agent/fw_image.py) for this hub and the image digest, signed with the
     # trusted key; FwError otherwise: E49 malformed, E100 a bad signature (a security incident,
     # as for an image), RC_ROLLBACK one for another hub or image (recorded as a refused rollback).
-    from agent.image import ImageError, parse_permit
+    from agent.fw_image import ImageError, parse_permit
 
     try:
         signed, eui, target, sig = parse_permit(permit)
     except ImageError as e:
         raise FwError(RC_BAD, str(e))
     finally:
-        unload("agent.image")
+        unload("agent.fw_image")
     if not _verify(u, hashlib.sha256(signed).digest(), sig):
         security(u, "bad signature on a rollback permission for image {}".format(hexstr(target)))
         raise FwError(RC_AUTH, "bad signature: the rollback permission is not signed by the trusted key")
@@ -132,6 +142,7 @@ def _verify(u, digest, sig):
         key = bytes(f.read())
     finally:
         f.close()
+    drop_boot_code()  # not needed for the check: its room goes to agent.p256's
     from agent import p256
 
     try:
@@ -159,7 +170,7 @@ def end(u):
         security(u, "image content does not hash to its signed hash {}".format(hexstr(rec["hash"])))
         raise FwError(RC_AUTH, "tampered image: its content does not hash to the signed FirmwareHash")
     u._session = None  # the parser, if a resume made one, goes with it
-    unload("agent.image")
+    unload("agent.fw_image")
     u._admit_staging(sess)  # the minimum may have gone up while it was received
     check_sig(u, rec["hash"], rec["sig"])
     slot = u._inactive(u._state())
@@ -169,13 +180,13 @@ def end(u):
     try:
         version = _unpack(u, rec, slot)
     finally:
-        unload("agent.image")
+        unload("agent.fw_image")
     return RC_OK, {"hash": rec["hash"], "version": version, "slot": slot}, None
 
 
 def _unpack(u, rec, slot):
     # Parse the staged image from flash into the slot; its manifest last. The image's version.
-    from agent.image import ImageError, Parser
+    from agent.fw_image import ImageError, Parser
 
     fs = u.fs
     boot = boot_code()
@@ -228,7 +239,7 @@ def _unpack(u, rec, slot):
         "size": rec["size"],
         "sha256": hexstr(m["sha256"]),
         "files": m["files"],
-        "sec": counter(m),
+        "sec": boot.counter(m),
     }
     boot.write_json(fs, man_path, man)
     u._drop_staging()

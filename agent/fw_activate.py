@@ -1,9 +1,10 @@
 # Firmware activation, its cancel and the status report: fw.activate, fw.cancel and fw.status
-# of the Updater (agent.firmware), and the start of a scheduled activation that has come due
-# (agent.fwboot's tick). Loaded for those only, so a board receiving an image does not hold
-# them; the operations, records and codes are described in agent/firmware.py.
-from agent.firmware import RC_BAD, RC_NO_CANCEL, RC_OK, RC_ROLLBACK, RC_STATE, FwError, arg_bytes
-from agent.fwboot import boot_code, counter, read_min
+# of the Updater (agent.fw_staging), the start of a scheduled activation that has come due
+# (agent.fw_service's tick), and a trial refused at start for being below the minimum security
+# counter. Loaded for those only (Updater.activation), so a board receiving an image does not
+# hold them; the operations and records are described in agent/fw_service.py, the codes in
+# agent/fw_common.py.
+from agent.fw_common import RC_BAD, RC_NO_CANCEL, RC_OK, RC_ROLLBACK, RC_STATE, ROLLBACK, FwError, arg_bytes, boot_code
 from hal.compat import hexstr
 
 _CUM_DAYS = (0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334)
@@ -72,7 +73,7 @@ def activate(u, args):
         raise FwError(RC_STATE, "no staged and verified image has hash {}".format(hexstr(digest)))
     m = u.ready(slot, digest)
     permit = u._check_permit(args, digest)
-    u.admit(counter(m), m.get("version"), permit)
+    u.admit(boot_code().counter(m), m.get("version"), permit)
     act = {
         "hash": digest,
         "slot": slot,
@@ -83,7 +84,7 @@ def activate(u, args):
         "from": u.svc.version,
     }
     if permit:
-        act["permit"] = True  # for the trial's check at start (agent.fwboot); used once
+        act["permit"] = True  # for the trial's check at start (agent.fw_service); used once
     now = u.clock.utc()
     if at is not None and at > now:
         u.store.put("fw.act", act)
@@ -100,14 +101,14 @@ def start(u, act):
     m = u.ready(act["slot"], act["hash"])
     if m is None:
         raise FwError(RC_STATE, "the image to activate is no longer staged")
-    if not act.get("permit") and counter(m) < u.svc.min_sec():
+    if not act.get("permit") and boot_code().counter(m) < u.svc.min_sec():
         raise FwError(RC_ROLLBACK, "the image is now below this hub's minimum security counter")
     act = dict(act)
     act["state"] = "started"
     act["attempt"] = st["attempt"] + 1
     u.store.put("fw.act", act)
     u.svc._act = act
-    boot_code().start_trial(u.fs, u.root, act["slot"], act["attempt"])
+    boot_code().start_trial(u.fs, u.root, act["slot"], act["attempt"], act.get("permit") is True)
     u.hub.reboot_requested = True
 
 
@@ -124,11 +125,39 @@ def cancel(u, args):
 
 
 def start_due(u, act):
-    # a scheduled activation whose time has come (agent.fwboot's tick)
+    # a scheduled activation whose time has come (agent.fw_service's tick)
     try:
         start(u, act)
     except FwError as e:
         u.svc._finish(act, "failed", str(e))
+
+
+def refuse_trial(u, st):
+    # At start, a trial below the minimum without a rollback permission (under a bootloader that
+    # does not read the minimum): reverted before it is confirmed, and recorded; the board
+    # reboots into the active slot, which reports the outcome.
+    b = boot_code()
+    why = b.BELOW_MIN
+    st["reverted"] = {"slot": st["trial"], "attempt": st["attempt"], "tries": st["tries"], "why": why, "noted": True}
+    st["trial"] = None
+    st["tries"] = 0
+    b.write_state(u.fs, u.root, st)
+    b = None
+    u.svc.trial = False
+    u.hub.reboot_requested = True
+    u.install("security", "trial boot of {} refused: {}".format(u.svc.version, why), ROLLBACK)
+
+
+def note_refusal(u, st):
+    # A trial the bootloader refused below the minimum: recorded, once (the boot state notes it).
+    b = boot_code()
+    rev = st["reverted"]
+    rev["noted"] = True
+    u.install("security", "trial boot of slot {} refused: {}".format(rev.get("slot"), b.BELOW_MIN), ROLLBACK)
+    try:
+        b.write_state(u.fs, u.root, st)
+    except OSError as e:  # flash trouble: noted again at the next start
+        print("firmware: refusal not noted:", e)
 
 
 def status(u, args):
@@ -176,7 +205,7 @@ def status(u, args):
                 "reverted": st["reverted"],
             },
             "sec": u.svc.sec,
-            "min": read_min(u.fs, u.root),
+            "min": u.svc.read_min(),
             "chunk": u.svc.max_chunk,
             "max_size": u.svc.max_image,
             "utc": u.clock.utc(),

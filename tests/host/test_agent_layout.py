@@ -1,0 +1,155 @@
+"""How agent/ is put together, read from its source: imports point one way (function-level ones
+included, so no module loads one that loads it back), the bootloader imports nothing from a slot,
+the incident recorder needs no TLS, and only hal/compat.py and boards.load look at the runtime."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+AGENT = ROOT / "agent"
+
+
+def _module(path: Path) -> str:
+    return "agent" if path.name == "__init__.py" else "agent." + path.stem
+
+
+def _tree(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"))
+
+
+def imported(tree: ast.Module) -> set[str]:
+    """Every module an import statement names, wherever it is (top level or in a function)."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out.add(node.module)
+            out |= {node.module + "." + a.name for a in node.names}
+    return out
+
+
+def agent_graph() -> dict[str, set[str]]:
+    paths = {_module(p): p for p in AGENT.glob("*.py")}
+    return {m: {t for t in imported(_tree(p)) if t in paths and t != m} - {"agent"} for m, p in paths.items()}
+
+
+def cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of graph, or None."""
+    state: dict[str, int] = {}  # 1: on the path, 2: done
+    path: list[str] = []
+
+    def visit(m: str) -> list[str] | None:
+        state[m] = 1
+        path.append(m)
+        for t in sorted(graph[m]):
+            if state.get(t) == 1:
+                return path[path.index(t) :] + [t]
+            if t not in state:
+                found = visit(t)
+                if found:
+                    return found
+        path.pop()
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state:
+            found = visit(m)
+            if found:
+                return found
+    return None
+
+
+def test_the_agent_imports_point_one_way():
+    graph = agent_graph()
+    assert cycle(graph) is None, " -> ".join(cycle(graph))
+    # the firmware update's parts, each loaded only while needed, in their order
+    assert graph["agent.fw_common"] <= {"agent.boot"}
+    assert graph["agent.boot"] == set()
+    for name in ("agent.fw_install", "agent.fw_activate"):
+        assert "agent.fw_staging" not in graph[name] and "agent.fw_service" not in graph[name]
+    assert "agent.fw_service" not in graph["agent.fw_staging"]
+    assert not {"agent.hub", "agent.run", "agent.server"} & set().union(
+        *(graph[m] for m in graph if m.startswith("agent.fw_"))
+    )
+
+
+def test_a_cycle_is_found():
+    assert cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_the_bootloader_imports_nothing_from_a_slot():
+    assert imported(_tree(AGENT / "boot.py")) == {"json", "os", "sys"}
+
+
+def test_the_incident_recorder_needs_no_tls():
+    assert imported(_tree(AGENT / "incidents.py")) == set()
+    for name in ("fw_install.py", "fw_staging.py", "fw_service.py", "fw_common.py"):
+        names = imported(_tree(AGENT / name))
+        assert not {n for n in names if n.startswith(("hal.tls", "agent.triage", "socket", "ssl"))}, name
+
+
+RUNTIME = ("sys", "os", "gc", "time", "machine", "micropython")
+
+
+def _uses_runtime(nodes: list[ast.stmt]) -> bool:
+    return any(
+        isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id in RUNTIME
+        for stmt in nodes
+        for n in ast.walk(stmt)
+    )
+
+
+def _runtime_checks(tree: ast.Module) -> list[str]:
+    """Where code looks at the runtime: sys.implementation / sys.platform, a feature tried and its
+    ImportError caught (or its AttributeError, on a module of the runtime), hasattr / getattr on
+    one, or an import of the MicroPython-only modules."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            if node.value.id == "sys" and node.attr in ("implementation", "platform", "print_exception"):
+                found.append(f"line {node.lineno}: sys.{node.attr}")
+        elif isinstance(node, ast.Try):
+            for h in node.handlers:
+                caught = h.type.elts if isinstance(h.type, ast.Tuple) else [h.type]
+                names = {c.id for c in caught if isinstance(c, ast.Name)}
+                if "ImportError" in names or ("AttributeError" in names and _uses_runtime(node.body)):
+                    found.append(f"line {h.lineno}: except {', '.join(sorted(names))}")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("hasattr", "getattr"):
+            first = node.args[0] if node.args else None
+            if isinstance(first, ast.Name) and first.id in RUNTIME:
+                found.append(f"line {node.lineno}: {node.func.id}({first.id}, ...)")
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            for n in names:
+                if n in ("machine", "micropython", "gc"):
+                    found.append(f"line {node.lineno}: import {n}")
+    return found
+
+
+def test_only_compat_looks_at_the_runtime():
+    checks = {p.name: _runtime_checks(_tree(p)) for p in sorted(AGENT.glob("*.py"))}
+    assert {name: found for name, found in checks.items() if found} == {}
+    # the checker sees what it is for: the checks agent/ had before they went to hal/compat.py
+    before = """
+import sys
+import gc
+if hasattr(gc, "threshold"):
+    gc.threshold(8192)
+_UPY = sys.implementation.name == "micropython"
+try:
+    from os import urandom
+except ImportError:
+    import random
+def rename(src, dst):
+    try:
+        os.replace(src, dst)
+    except AttributeError:
+        os.rename(src, dst)
+"""
+    assert len(_runtime_checks(ast.parse(before))) == 5
+    assert _runtime_checks(_tree(ROOT / "hal" / "compat.py"))
