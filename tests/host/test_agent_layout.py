@@ -1,66 +1,22 @@
-"""How agent/ is put together, read from its source: imports point one way (function-level ones
-included, so no module loads one that loads it back), the bootloader imports nothing from a slot,
-the incident recorder needs no TLS, and only hal/compat.py and boards.load look at the runtime."""
+"""agent/'s shape: the firmware update's parts import one way in the order they load, the bootloader
+imports nothing from a slot, the incident recorder needs no TLS, and no module of agent/ looks at
+the runtime (hal/compat.py does). The rules of the whole house: test_house.py."""
 
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.kits.codeshape import ROOT, cycle, graph, imported, runtime_checks
+
 AGENT = ROOT / "agent"
 
 
-def _module(path: Path) -> str:
-    return "agent" if path.name == "__init__.py" else "agent." + path.stem
-
-
-def _tree(path: Path) -> ast.Module:
-    return ast.parse(path.read_text(encoding="utf-8"))
-
-
-def imported(tree: ast.Module) -> set[str]:
-    """Every module an import statement names, wherever it is (top level or in a function)."""
-    out = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            out |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            out.add(node.module)
-            out |= {node.module + "." + a.name for a in node.names}
-    return out
+def _tree(path):
+    return ast.parse(path.read_text(), str(path))
 
 
 def agent_graph() -> dict[str, set[str]]:
-    paths = {_module(p): p for p in AGENT.glob("*.py")}
-    return {m: {t for t in imported(_tree(p)) if t in paths and t != m} - {"agent"} for m, p in paths.items()}
-
-
-def cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    """One import cycle of graph, or None."""
-    state: dict[str, int] = {}  # 1: on the path, 2: done
-    path: list[str] = []
-
-    def visit(m: str) -> list[str] | None:
-        state[m] = 1
-        path.append(m)
-        for t in sorted(graph[m]):
-            if state.get(t) == 1:
-                return path[path.index(t) :] + [t]
-            if t not in state:
-                found = visit(t)
-                if found:
-                    return found
-        path.pop()
-        state[m] = 2
-        return None
-
-    for m in sorted(graph):
-        if m not in state:
-            found = visit(m)
-            if found:
-                return found
-    return None
+    return {m: {t for t in ts if t.startswith("agent")} for m, ts in graph("agent").items()}
 
 
 def test_the_agent_imports_point_one_way():
@@ -75,11 +31,6 @@ def test_the_agent_imports_point_one_way():
     assert not {"agent.hub", "agent.run", "agent.server"} & set().union(
         *(graph[m] for m in graph if m.startswith("agent.fw_"))
     )
-
-
-def test_a_cycle_is_found():
-    assert cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
-    assert cycle({"a": {"b"}, "b": set()}) is None
 
 
 def test_the_bootloader_imports_nothing_from_a_slot():
@@ -132,7 +83,7 @@ def _runtime_checks(tree: ast.Module) -> list[str]:
 
 
 def test_only_compat_looks_at_the_runtime():
-    checks = {p.name: _runtime_checks(_tree(p)) for p in sorted(AGENT.glob("*.py"))}
+    checks = {p.name: runtime_checks(_tree(p)) for p in sorted(AGENT.glob("*.py"))}
     assert {name: found for name, found in checks.items() if found} == {}
     # the checker sees what it is for: the checks agent/ had before they went to hal/compat.py
     before = """
@@ -151,5 +102,5 @@ def rename(src, dst):
     except AttributeError:
         os.rename(src, dst)
 """
-    assert len(_runtime_checks(ast.parse(before))) == 5
-    assert _runtime_checks(_tree(ROOT / "hal" / "compat.py"))
+    assert len(runtime_checks(ast.parse(before))) == 5
+    assert runtime_checks(_tree(ROOT / "hal" / "compat.py"))
