@@ -1,5 +1,7 @@
 # Semtech SX126x (SX1262) register-level driver for the GB868 PHY, and the SX126x command set
 # that the STM32WL sub-GHz radio shares (hal.stm32wl).
+# Over 400 lines: the command set is shared by two chips (this one and the STM32WL's core), and
+# each command carries the datasheet section it follows.
 #
 # "DS" = Semtech SX1261/2 datasheet (Rev 2.1). Every command is an SPI transaction framed by
 # NSS, sent only while BUSY is low; data comes back as: opcode, [parameters], status, data...
