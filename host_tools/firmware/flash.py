@@ -20,12 +20,12 @@ at the root) are removed.
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from host_tools.errors import DbchError
 from host_tools.firmware.handover import hand_over, wait_for_hello
@@ -58,42 +58,19 @@ dbchboot.main(start, reset=machine.reset, print_exception=sys.print_exception)
 
 # One round trip: every file in the directories given, and the single files given, with its
 # SHA-256, as {path: hex}.
-_LIST_HASHES = """
-def _dbch_hashes(dirs, files):
-    import os, hashlib, binascii
-    out = {}
-    buf = bytearray(512)
-    def one(p):
-        h = hashlib.sha256()
-        with open(p, "rb") as f:
-            while True:
-                k = f.readinto(buf)
-                if not k:
-                    break
-                h.update(buf[:k])
-        out[p] = binascii.hexlify(h.digest()).decode()
-    for d in dirs:
-        try:
-            names = os.listdir(d)
-        except OSError:
-            continue
-        for n in names:
-            p = d + "/" + n
-            if not os.stat(p)[0] & 0x4000:
-                one(p)
-    for p in files:
-        try:
-            one(p)
-        except OSError:
-            pass
-    return out
-print(repr(_dbch_hashes(%r, %r)))
-"""
+_FILE_HASHES = Path(__file__).resolve().parents[1] / "onboard" / "file_hashes.py"
 
 
 def _scan(t) -> dict:
+    """path -> SHA-256 hex of what the board holds where an image goes (onboard/file_hashes.py)."""
     dirs = list(LEGACY_DIRS) + [f"{SLOT}/{d}" for d in DIRS]
-    return ast.literal_eval(t.exec(_LIST_HASHES % (dirs, list(ROOT_FILES))).decode().strip())
+    program = _FILE_HASHES.read_text() + f"\nhashes({dirs!r}, {list(ROOT_FILES)!r})\ndel hashes\n"
+    found = {}
+    for line in t.exec(program).decode().splitlines():
+        digest, _, path = line.strip().partition(" ")
+        if path:
+            found[path] = digest
+    return found
 
 
 class FlashError(DbchError):

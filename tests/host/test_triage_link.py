@@ -27,6 +27,7 @@ from agent.examples import DBCH04_CONFIG
 from agent.triage_link import serve_triage
 from boards import sim
 from hal import tls
+from hal.tls_stream import TlsStreamLink
 from host_tools import cli
 from host_tools.link.client import AgentClient
 from host_tools.link.ports import SerialTransport
@@ -505,7 +506,7 @@ def _pair(pki):
     th.start()
     c = cli_ep.wrap(b)
     th.join(10)
-    return tls.TlsStreamLink(box["s"]), tls.TlsStreamLink(c)
+    return TlsStreamLink(box["s"]), TlsStreamLink(c)
 
 
 def test_tls_stream_link_is_a_non_blocking_link(pki):
