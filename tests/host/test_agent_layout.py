@@ -44,44 +44,6 @@ def test_the_incident_recorder_needs_no_tls():
         assert not {n for n in names if n.startswith(("hal.tls", "agent.triage", "socket", "ssl"))}, name
 
 
-RUNTIME = ("sys", "os", "gc", "time", "machine", "micropython")
-
-
-def _uses_runtime(nodes: list[ast.stmt]) -> bool:
-    return any(
-        isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id in RUNTIME
-        for stmt in nodes
-        for n in ast.walk(stmt)
-    )
-
-
-def _runtime_checks(tree: ast.Module) -> list[str]:
-    """Where code looks at the runtime: sys.implementation / sys.platform, a feature tried and its
-    ImportError caught (or its AttributeError, on a module of the runtime), hasattr / getattr on
-    one, or an import of the MicroPython-only modules."""
-    found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-            if node.value.id == "sys" and node.attr in ("implementation", "platform", "print_exception"):
-                found.append(f"line {node.lineno}: sys.{node.attr}")
-        elif isinstance(node, ast.Try):
-            for h in node.handlers:
-                caught = h.type.elts if isinstance(h.type, ast.Tuple) else [h.type]
-                names = {c.id for c in caught if isinstance(c, ast.Name)}
-                if "ImportError" in names or ("AttributeError" in names and _uses_runtime(node.body)):
-                    found.append(f"line {h.lineno}: except {', '.join(sorted(names))}")
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("hasattr", "getattr"):
-            first = node.args[0] if node.args else None
-            if isinstance(first, ast.Name) and first.id in RUNTIME:
-                found.append(f"line {node.lineno}: {node.func.id}({first.id}, ...)")
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
-            for n in names:
-                if n in ("machine", "micropython", "gc"):
-                    found.append(f"line {node.lineno}: import {n}")
-    return found
-
-
 def test_only_compat_looks_at_the_runtime():
     checks = {p.name: runtime_checks(_tree(p)) for p in sorted(AGENT.glob("*.py"))}
     assert {name: found for name, found in checks.items() if found} == {}
