@@ -27,6 +27,7 @@
 import gc
 
 from agent import wire
+from agent.examples import DBCH04_CONFIG
 from agent.server import Server
 from boards import sim
 from hal.contracts import Clock, Link, PowerCut
@@ -50,23 +51,9 @@ HUB_EUI = "00-DB-12-34-56-78-90-A2"
 CHANGES_PER_WEEK = 5
 
 # The DBCH04 template's configuration, noise measured every 15 minutes.
-CONFIG = {
-    "LowerBandSubGHzChannels0To26": [1, 2],
-    "LowerBandSubGHzChannels27To34": [28, 29],
-    "LowerBandSubGHzChannels35To61": [36, 37],
-    "UpperBandSubGHzChannels0To26": [1, 2],
-    "NormalLimitedDutyCycleThreshold": "1.3",
-    "LimitedCriticalDutyCycleThreshold": "2.2",
-    "MaximumSubGHzChannelChangesPerWeek": CHANGES_PER_WEEK,
-    "GSMECurfew": 7,
-    "ChannelQuieterThreshold": 7,
-    "ChannelNoisierThreshold": 12,
-    "NonGSMEPoorCommsPercentageThreshold": "60.00",
-    "NonGSMEPoorCommsMeasurementPeriods": 130,
-    "LocalCHNoiseMeasurementPeriod": 900,
-    "LocalCHFailurePercentage": "40.00",
-    "LocalCHRetryPercentage": "30.00",
-}
+CONFIG = dict(DBCH04_CONFIG)
+CONFIG["MaximumSubGHzChannelChangesPerWeek"] = CHANGES_PER_WEEK
+CONFIG["LocalCHNoiseMeasurementPeriod"] = 900
 
 
 def heap_used():
