@@ -446,6 +446,7 @@ class Hub:
         data.update(
             {
                 "uptime_ms": now - self.started_ms,
+                "radio": type(self.radio).__name__,  # what the hub transmits through: its driver's class
                 "configured": self._masks is not None,
                 "masks": ["{:08X}".format(m) for m in self._masks] if self._masks else None,
                 "channel": {"page": op[0], "channel": op[1], "hz": phy.frequency_hz(op[0], op[1])} if op else None,

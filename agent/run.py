@@ -12,7 +12,9 @@
 # A hub that holds a triage configuration (Store record "triage": `dbch triage enrol`) also dials
 # its Triage Tool (agent.triage_link.Dialer), polled in the same loop as the console's server; the
 # triage.* requests that set, clear and show it are offered on the local link only, and load
-# agent.triage_link when first used, so a hub that is not enrolled never loads it.
+# agent.triage_link when first used, so a hub that is not enrolled never loads it. A board without
+# a network (its module's TRIAGE_LINK is False) has no triage link in its image: it neither offers
+# those requests nor dials.
 #
 # The heap policy on MicroPython, set as the agent starts (main.py imports this module before the
 # agent's others): the GC also runs after every GC_EVERY bytes allocated, not only when an
@@ -39,25 +41,26 @@ def _local_handle(hub, link, dialer):
     # are the hub's. dialer: a one-item list holding the Dialer in use, or None.
     handle = hub.handle
     console = getattr(link, "console", False)
+    triage = _TRIAGE_OPS if getattr(hub.board, "TRIAGE_LINK", True) else ()
 
     def handle_local(req):
         op = req.get("op")
         if op == "repl" and console:
             link.hand_over()
             return RC_OK, None, None
-        if op in _TRIAGE_OPS:
+        if op in triage:
             from agent import triage_link
 
             return triage_link.handle(hub, req, dialer, _DIAL_BACKOFF_MS)
         return handle(req)
 
-    hub.ops = hub.ops + _TRIAGE_OPS + (("repl",) if console else ())
+    hub.ops = hub.ops + triage + (("repl",) if console else ())
     return handle_local
 
 
 def _start_dialer(hub, dialer):
     cfg = hub.store.get("triage")
-    if cfg is None:
+    if cfg is None or not getattr(hub.board, "TRIAGE_LINK", True):
         return
     from agent import triage_link
 

@@ -1,6 +1,8 @@
 # Heltec WiFi LoRa 32 (V3): ESP32-S3 with a Semtech SX1262 (TCXO fed from DIO3 at 1.8 V, RF
 # switch driven by DIO2), MicroPython's esp32 port. Data, plus make_hal(); `machine` and the
 # drivers are imported inside make_hal only, so importing this module touches nothing.
+from hal.compat import const
+
 NAME = "heltec_wifi_lora32_v3"
 MCU = "ESP32-S3"
 RADIO = "SX1262"
@@ -27,6 +29,27 @@ DESCRIPTION = (
     "Heltec WiFi LoRa 32 V3: ESP32-S3 + SX1262 (TCXO 1.8 V on DIO3, DIO2 RF switch), "
     "SPI1 on GPIO 9/10/11, NSS 8, RESET 12, BUSY 13, DIO1 14; 863-928 MHz hardware, "
     "868 or 915 MHz module variant chosen by BAND."
+)
+
+# The ESP32-S3's WiFi carries the Triage link (agent.triage_link: TLS to the Triage Tool).
+TRIAGE_LINK = True
+# What this board's image carries beyond the agent's core (host_tools.firmware.build reads it from
+# this source; a private const(), so the board never holds it): its MCU parts, the SX1262 driver,
+# the Triage link.
+_MANIFEST = const(
+    (
+        "boards.mcu_board",
+        "hal.fs_storage",
+        "hal.mcu",
+        "hal.stream_link",
+        "hal.radio_driver",
+        "hal.sx126x",
+        "agent.triage_link",
+        "agent.triage",
+        "hal.tls",
+        "hal.tls_stream",
+        "hal.x509",
+    )
 )
 
 

@@ -1,6 +1,8 @@
 # ST NUCLEO-WL55JC1 (high-band variant, 868/915 MHz): STM32WL55JC with its internal sub-GHz
 # radio, MicroPython's stm32 port (board NUCLEO_WL55). Data, plus make_hal(); `machine` and
 # `stm` are imported inside make_hal only, so importing this module touches nothing.
+from hal.compat import const
+
 NAME = "nucleo_wl55jc"
 MCU = "STM32WL55JC"
 RADIO = "STM32WL SUBGHZ"
@@ -22,6 +24,24 @@ STORAGE_ROOT = "/flash/dbch"
 DESCRIPTION = (
     "NUCLEO-WL55JC1: STM32WL55JC sub-GHz radio (SX126x-class core on SUBGHZSPI, LP and HP "
     "PAs, TCXO 1.7 V), RF switch FE_CTRL1/2/3 on PC4/PC5/PC3; 868 or 915 MHz by BAND."
+)
+
+# No network on the NUCLEO-WL55JC1 (the stm32 port's build for it has no socket, no ssl): no
+# Triage link, and the agent does not offer its requests.
+TRIAGE_LINK = False
+# What this board's image carries beyond the agent's core (host_tools.firmware.build reads it from
+# this source; a private const(), so the board never holds it): its MCU parts, the STM32WL driver
+# (on the SX126x-class core's).
+_MANIFEST = const(
+    (
+        "boards.mcu_board",
+        "hal.fs_storage",
+        "hal.mcu",
+        "hal.stream_link",
+        "hal.radio_driver",
+        "hal.stm32wl",
+        "hal.sx126x",
+    )
 )
 
 

@@ -2,6 +2,8 @@
 # Data, plus make_hal(); `machine` and the drivers are imported inside make_hal only, so
 # importing this module touches nothing. The wiring is this project's (the Pico has no fixed
 # radio pins): SPI0 SCK GP18, MOSI GP19, MISO GP16, NSS GP17, RESET GP20, DIO0 GP21.
+from hal.compat import const
+
 NAME = "pico_rfm69"
 MCU = "RP2040"
 RADIO = "RFM69HCW"
@@ -24,6 +26,22 @@ STORAGE_ROOT = "/dbch"
 DESCRIPTION = (
     "Raspberry Pi Pico + RFM69HCW: SPI0 on GP18/19/16, NSS GP17, RESET GP20, DIO0 GP21; "
     "868 or 915 MHz module variant chosen by BAND."
+)
+
+# No network on a Pico (the rp2 port's build for it has no WiFi, no socket, no ssl): no Triage
+# link, and the agent does not offer its requests.
+TRIAGE_LINK = False
+# What this board's image carries beyond the agent's core (host_tools.firmware.build reads it from
+# this source; a private const(), so the board never holds it): its MCU parts, the RFM69 driver.
+_MANIFEST = const(
+    (
+        "boards.mcu_board",
+        "hal.fs_storage",
+        "hal.mcu",
+        "hal.stream_link",
+        "hal.radio_driver",
+        "hal.rfm69",
+    )
 )
 
 

@@ -1,6 +1,8 @@
 # A simulated hub for CPython (and the unix port): virtual clock, simulated radio medium,
 # storage in a directory or in a simulated flash. Tests and the CPython agent build on it.
 # Its radio is one of boards.simchips.RADIOS: a real driver on a simulated chip, or SimRadio.
+from hal.compat import const
+
 NAME = "sim"
 MCU = "host"
 RADIO = "sim"
@@ -12,6 +14,42 @@ TX_POWER_CAP_DBM = 14
 REGULATED_DUTY_CYCLE_PERMILLE = 25
 DEFAULT_EUI = "00-DB-12-34-56-78-90-A2"  # the DCC Boxed templates' target device
 DESCRIPTION = "Simulated Dual Band CH: virtual clock, simulated sub-GHz medium"
+TRIAGE_LINK = True  # CPython and the unix port have socket and ssl: the Triage link runs
+# What this board's image carries beyond the agent's core (host_tools.firmware.build reads it from
+# this source; a private const(), so the board never holds it): the simulated clock, radio medium
+# and flash, and every real board's module, its driver and its chip simulated (boards.simchips).
+_MANIFEST = const(
+    (
+        "hal.fs_storage",
+        "hal.mcu",
+        "hal.stream_link",
+        "hal.sim",
+        "hal.sim.vclock",
+        "hal.sim.radio",
+        "hal.sim.flash",
+        "boards.simchips",
+        "hal.sim.chips",
+        "hal.sim.chips.air",
+        "hal.sim.chips.bus",
+        "hal.sim.chips.machine",
+        "hal.sim.chips.rfm69",
+        "hal.sim.chips.stm32wl",
+        "hal.sim.chips.sx126x",
+        "boards.heltec_wifi_lora32_v3",
+        "boards.pico_rfm69",
+        "boards.nucleo_wl55jc",
+        "boards.mcu_board",
+        "hal.radio_driver",
+        "hal.sx126x",
+        "hal.rfm69",
+        "hal.stm32wl",
+        "agent.triage_link",
+        "agent.triage",
+        "hal.tls",
+        "hal.tls_stream",
+        "hal.x509",
+    )
+)
 
 
 def make_hal(

@@ -3,6 +3,8 @@
 # Its radio: SimRadio, or a real board's driver on a simulated chip (boards.simchips), chosen by
 # make_hal(radio=...) or by the board's "radio" record (the file data/radio in its flash, holding
 # a kind such as "sx1262" or a board name such as "heltec_wifi_lora32_v3").
+from hal.compat import const
+
 NAME = "unix"
 MCU = "unix port"
 RADIO = "sim"
@@ -12,6 +14,41 @@ REGULATED_DUTY_CYCLE_PERMILLE = 25
 DESCRIPTION = "Virtual board: MicroPython unix port on a pty, simulated sub-GHz medium"
 DATA_DIR = "data"
 FW_MAX_CHUNK = 1024  # firmware bytes a fw.chunk carries: small frames for a small heap
+TRIAGE_LINK = True  # the unix port has socket and ssl: the Triage link runs as on a board with WiFi
+# What this board's image carries beyond the agent's core (host_tools.firmware.build reads it from
+# this source; a private const(), so the board never holds it): the simulated clock and radio
+# medium, and for the radio record every real board's module, its driver and its chip simulated.
+_MANIFEST = const(
+    (
+        "hal.fs_storage",
+        "hal.mcu",
+        "hal.stream_link",
+        "hal.sim",
+        "hal.sim.clock",
+        "hal.sim.radio",
+        "boards.simchips",
+        "hal.sim.chips",
+        "hal.sim.chips.air",
+        "hal.sim.chips.bus",
+        "hal.sim.chips.machine",
+        "hal.sim.chips.rfm69",
+        "hal.sim.chips.stm32wl",
+        "hal.sim.chips.sx126x",
+        "boards.heltec_wifi_lora32_v3",
+        "boards.pico_rfm69",
+        "boards.nucleo_wl55jc",
+        "boards.mcu_board",
+        "hal.radio_driver",
+        "hal.sx126x",
+        "hal.rfm69",
+        "hal.stm32wl",
+        "agent.triage_link",
+        "agent.triage",
+        "hal.tls",
+        "hal.tls_stream",
+        "hal.x509",
+    )
+)
 
 
 def _identity(storage):

@@ -58,8 +58,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     d = open_agent(args).status()
     ch = d.get("channel")
     duty = d.get("duty") or {}
+    radio = f", radio {d['radio']}" if d.get("radio") else ""  # the driver it transmits through
     lines = [
-        f"device    {d['eui']}  board {d.get('board')} ({d.get('band')} MHz)  agent {d['version']}  boot #{d.get('boot')}",
+        f"device    {d['eui']}  board {d.get('board')} ({d.get('band')} MHz{radio})  agent {d['version']}  boot #{d.get('boot')}",
         f"config    {'masks ' + ' '.join(d['masks']) if d.get('masks') else 'not configured (dbch config set)'}",
         *(
             [f"          the stored configuration was not restored at boot: {d['config_restore']}"]

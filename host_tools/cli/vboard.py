@@ -12,7 +12,7 @@ from host_tools.servers.vboard import VBoardInfo
 
 
 def _describe(info: VBoardInfo) -> str:
-    extra = "".join(f", {k} {v}" for k, v in (("baud", info.baud), ("heap", info.heap)) if v)
+    extra = "".join(f", {k} {v}" for k, v in (("baud", info.baud), ("heap", info.heap), ("board", info.board)) if v)
     return f"{info.name}: {info.port} (fs {info.fs}, pid {info.pid}{extra})"
 
 
@@ -35,6 +35,15 @@ COMMAND = ServerCommand(
     options=(
         ("--baud", {"type": int, "metavar": "N", "help": "pace the link at N/10 bytes per second each way"}),
         ("--heap", {"metavar": "SIZE", "help": "MicroPython heap size, e.g. 128K, to emulate a small board"}),
+        (
+            "--board",
+            {
+                "metavar": "NAME",
+                "help": "run that board's own module and radio driver on simulated chips, from now on "
+                f"({', '.join(vboard.boards_carried()[1:])}; {vboard.PLAIN_BOARD}: the virtual board's own "
+                "simulated radio); kept in its flash (data/radio)",
+            },
+        ),
     ),
     actions=(("--reset", "hard-reset the running board (main.py runs)", _reset),),
 )

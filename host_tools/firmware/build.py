@@ -84,10 +84,20 @@ def compile_tree(sources: list[Path]) -> list[Compiled]:
     return [compile_file(s, binary) for s in sources]
 
 
-# -- what a board needs -------------------------------------------------------------------------
-# The image a board gets is every module of its packages; what it *needs* is the closure of the
-# imports of its entry points (the bootloader, the agent's loop and the board's module), read from
-# the sources. A module in that closure with no source is a broken installation, never an image.
+# -- what a board gets, and what it needs ------------------------------------------------------
+# A board's image is the agent's core, the board's module and what the board's manifest names:
+# the tuple _MANIFEST in its module, read here from the source (a private const(), which
+# MicroPython compiles away: the board never holds it). The agent's core is what the agent's
+# entry points import (the bootloader, the agent's loop, the boards package), less the parts it
+# loads only when used that a board may go without (OPTIONAL): a board has one of those only if
+# its manifest names it. What a board *needs* is the closure of the imports of its entry points
+# and of its manifest, read from the sources; a module in it with no source is a broken
+# installation, never an image.
+
+AGENT_ENTRIES = ("agent.boot", "agent.run", "boards")
+# the Triage link (TLS over the board's network: agent.run loads it for the triage.* requests,
+# and only where the board module's TRIAGE_LINK says the board has it)
+OPTIONAL = ("agent.triage_link",)
 
 
 def _source_of(module: str, root: Path) -> Path | None:
@@ -96,6 +106,12 @@ def _source_of(module: str, root: Path) -> Path | None:
         if p.is_file():
             return p
     return None
+
+
+def source_path(module: str, root: Path = ROOT) -> Path | None:
+    """The source file of `module`, relative to root (None if there is none)."""
+    src = _source_of(module, root)
+    return src.relative_to(root) if src is not None else None
 
 
 def _top_level_names(body: list[ast.stmt]) -> set[str]:
@@ -116,15 +132,16 @@ def _top_level_names(body: list[ast.stmt]) -> set[str]:
     return names
 
 
-def needed_modules(entries: list[str], root: Path = ROOT, packages=PORTABLE_PACKAGES) -> dict[str, str]:
+def needed_modules(entries: list[str], root: Path = ROOT, packages=PORTABLE_PACKAGES, leave_out=()) -> dict[str, str]:
     """{module: the module that imports it} for every module of `packages` that `entries` import,
     directly or not, wherever the import stands (in a function, under try). A name imported
-    from a package (`from hal.sim import clock`) is a module unless the package defines it."""
+    from a package (`from hal.sim import clock`) is a module unless the package defines it. The
+    modules in `leave_out` are neither listed nor followed."""
     needed: dict[str, str] = {}
     todo = [(m, "") for m in entries]
     while todo:
         module, by = todo.pop()
-        if module in needed or module.split(".")[0] not in packages:
+        if module in needed or module in leave_out or module.split(".")[0] not in packages:
             continue
         needed[module] = by
         parts = module.split(".")
@@ -151,28 +168,76 @@ def needed_modules(entries: list[str], root: Path = ROOT, packages=PORTABLE_PACK
     return needed
 
 
-def board_entries(board: str) -> list[str]:
-    """The modules a board starts from: the bootloader, the agent's loop, the board's module."""
-    return ["agent.boot", "agent.run", "boards", "boards." + board]
+def board_manifest(board: str, root: Path = ROOT) -> tuple[str, ...]:
+    """The modules the manifest of `board` names (its module's _MANIFEST), read from the source
+    without importing it; BuildError if the module has none."""
+    src = root / "boards" / f"{board}.py"
+    try:
+        tree = ast.parse(src.read_text(encoding="utf-8"), str(src))
+    except OSError as e:
+        raise BuildError(f"no module for board {board!r}: {e}") from e
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["_MANIFEST"]:
+            value = node.value
+            if isinstance(value, ast.Call) and getattr(value.func, "id", None) == "const" and len(value.args) == 1:
+                value = value.args[0]
+            try:
+                names = ast.literal_eval(value)
+            except ValueError:
+                break
+            if isinstance(names, tuple) and all(isinstance(n, str) for n in names):
+                return names
+            break
+    raise BuildError(f"boards/{board}.py has no manifest: _MANIFEST = const((module names, ...))")
+
+
+def core_modules(root: Path = ROOT) -> set[str]:
+    """The agent's core: what every board gets (the modules its entry points import, OPTIONAL's
+    left out)."""
+    return set(needed_modules(list(AGENT_ENTRIES), root, leave_out=OPTIONAL))
+
+
+def board_modules(board: str, root: Path = ROOT) -> list[str]:
+    """The modules of the image for `board`: the agent's core, the board's module, its manifest."""
+    return sorted(core_modules(root) | {"boards." + board} | set(board_manifest(board, root)))
+
+
+def board_entries(board: str, root: Path = ROOT) -> list[str]:
+    """The modules a board starts from: the bootloader, the agent's loop, the board's module, and
+    what its manifest names (loaded by name, such as the real boards a simulated one can carry)."""
+    return [*AGENT_ENTRIES, "boards." + board, *board_manifest(board, root)]
+
+
+def board_needs(board: str, root: Path = ROOT) -> dict[str, str]:
+    """{module: importer} of everything `board` needs: the closure of its entries, less the
+    OPTIONAL parts its manifest does not name."""
+    manifest = board_manifest(board, root)
+    leave_out = [m for m in OPTIONAL if m not in manifest]
+    return needed_modules(board_entries(board, root), root, leave_out=leave_out)
 
 
 def missing_modules(board: str, targets: list[str], root: Path = ROOT) -> dict[str, str]:
     """{module: importer} of what `board` needs that the file list `targets` ("agent/wire.mpy",
     ...) lacks; empty when the image is whole."""
     have = {module_name(Path(t)) for t in targets}
-    return {m: by for m, by in needed_modules(board_entries(board), root).items() if m not in have}
+    return {m: by for m, by in board_needs(board, root).items() if m not in have}
 
 
 def check_whole(board: str, targets: list[str], root: Path = ROOT) -> None:
-    """BuildError naming the first missing module, if the image for `board` lacks one."""
+    """BuildError naming the first missing module, if the image for `board` lacks one: one the
+    board's manifest should name, or one this installation has no source for."""
     missing = missing_modules(board, targets, root)
     if missing:
         first = [m for m in sorted(missing) if missing[m] not in missing] or sorted(missing)
         m = first[0]
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        why = (
+            f"add it to the manifest in boards/{board}.py"
+            if _source_of(m, root) is not None
+            else "this dbch installation is incomplete (reinstall it: pip install --force-reinstall dbch)"
+        )
         raise BuildError(
-            f"the image for board {board!r} would lack {m}, which {missing[m] or 'the board'} imports{more}: "
-            f"this dbch installation is incomplete (reinstall it: pip install --force-reinstall dbch)"
+            f"the image for board {board!r} would lack {m}, which {missing[m] or 'the board'} imports{more}: {why}"
         )
 
 

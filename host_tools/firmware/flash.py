@@ -1,16 +1,18 @@
 """`dbch flash`: put the agent on a board (real, or the virtual board) and start it.
 
-Compiles agent/, hal/ and the board's module to .mpy with mpy-cross and installs them as firmware
-slot A under the bootloader, copying only the files whose SHA-256 differs through mpremote's
-transport; removes stale ones, verifies every hash, reboots the board and waits for the agent's
-hello on the wire protocol.
+Compiles the agent for the board (the agent's core, the board's module and what its manifest
+names: host_tools.firmware.image_build) to .mpy with mpy-cross and installs it as firmware slot A
+under the bootloader, copying only the files whose SHA-256 differs through mpremote's transport;
+removes the modules (and directories) the board no longer gets, verifies every hash, reboots the
+board and waits for the agent's hello on the wire protocol.
 
 On-board layout (agent/boot.py has the details):
     main.py            start(): boards.load("<board>"), agent.run.serve; dbchboot.main(start, ...)
     dbchboot.mpy       the bootloader (agent/boot.py): picks the slot, counts trial boots
     fwboot.json        boot state: flash makes slot A active (no trial)
     fwkey.bin          the trusted firmware signing key, 65-byte uncompressed P-256 point
-    slots/a/...        the agent's modules (agent/ hal/ hal/sim/ boards/) + manifest.json
+    slots/a/...        the agent's modules for the board (agent/ hal/ boards/; hal/sim/ on a
+                       simulated board) + manifest.json
     slots/b/           the other slot, filled by `dbch firmware send` (left as it is)
 The signing key comes from --signing-key (pub.bin, pub.pem or pub.der, or 130 hex digits), else
 from the development PKI (`dbch pki signing-key`: <pki dir>/signing/pub.bin) when there is one;
@@ -31,7 +33,8 @@ from host_tools.errors import DbchError
 from host_tools.firmware.handover import hand_over, wait_for_hello
 from host_tools.firmware.image_build import build_bootloader, build_image
 
-DIRS = ("agent", "hal", "hal/sim", "hal/sim/chips", "boards")  # the modules' directories, inside a slot
+# the directories a slot's modules may be in (a board's image has some of them: those it needs)
+DIRS = ("agent", "hal", "hal/sim", "hal/sim/chips", "boards")
 SLOT = "slots/a"
 LEGACY_DIRS = DIRS  # where the layout before slots kept them, at the root: cleaned up
 BOOTLOADER = "dbchboot.mpy"
@@ -172,7 +175,8 @@ def flash(
         except TransportError as e:
             raise FlashError(f"no MicroPython REPL on {port}: {e}. Is it a MicroPython board?") from e
         have = _scan(t)
-        for d in ["slots", SLOT] + [f"{SLOT}/{d}" for d in DIRS]:
+        dirs = [f"{SLOT}/{d}" for d in DIRS if any(p.startswith(f"{SLOT}/{d}/") for p in wanted)]
+        for d in ["slots", SLOT] + dirs:
             if not any(p.startswith(d + "/") for p in have) and not t.fs_exists(d):
                 t.fs_mkdir(d)
         man = f"{SLOT}/manifest.json"
@@ -197,7 +201,9 @@ def flash(
                 say(f"  remove {path}")
                 t.fs_rmfile(path)
                 result.removed.append(path)
-        for d in sorted(LEGACY_DIRS, reverse=True):  # hal/sim before hal
+        # the old layout's directories, and the slot's that this board's image no longer has
+        stale = list(LEGACY_DIRS) + [f"{SLOT}/{d}" for d in DIRS if f"{SLOT}/{d}" not in dirs]
+        for d in sorted(stale, reverse=True):  # hal/sim before hal
             if any(p.startswith(d + "/") for p in result.removed) or (t.fs_exists(d) and not t.fs_listdir(d)):
                 try:
                     t.fs_rmdir(d)

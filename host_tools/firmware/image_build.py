@@ -1,5 +1,6 @@
-"""The agent compiled for a board: its modules as .mpy (mpy-cross, host_tools.firmware.build),
-checked whole, and built into a firmware image (agent/image.py) with its security counter.
+"""The agent compiled for a board: its modules (the agent's core, the board's module and what its
+manifest names) as .mpy (mpy-cross, host_tools.firmware.build), checked whole, and built into a
+firmware image (agent/fw_image.py) with its security counter.
 
 Anti-rollback: the manifest carries the image's security counter ("sec"), by default derived from
 the version (agent.boot.version_counter): MAJOR.MINOR.PATCH, each 0-999, as MAJOR*10^6 +
@@ -12,20 +13,16 @@ import time
 from pathlib import Path
 
 from agent import fw_image as image
-from host_tools.firmware.build import ROOT, BuildError, Compiled, check_whole, compile_tree
+from host_tools.firmware.build import BuildError, Compiled, board_modules, check_whole, compile_tree, source_path
 from host_tools.firmware.images import FirmwareInputError
 
 
 def sources_for(board: str) -> list[Path]:
-    files = [p.relative_to(ROOT) for p in sorted((ROOT / "agent").glob("*.py"))]
-    files += [p.relative_to(ROOT) for p in sorted((ROOT / "hal").glob("*.py"))]
-    files += [p.relative_to(ROOT) for p in sorted((ROOT / "hal" / "sim").glob("*.py"))]
-    files += [Path("boards/__init__.py"), Path(f"boards/{board}.py"), Path("boards/mcu_board.py")]
-    if board in ("sim", "unix"):  # a simulated board may carry a real board's radio on a simulated chip
-        files += [p.relative_to(ROOT) for p in sorted((ROOT / "hal" / "sim" / "chips").glob("*.py"))]
-        files += [Path("boards/simchips.py")]
-        files += [Path(f"boards/{b}.py") for b in ("heltec_wifi_lora32_v3", "pico_rfm69", "nucleo_wl55jc")]
-    return files
+    """The sources of the image for board (relative to ROOT): the agent's core, the board's module
+    and what its manifest names (host_tools.firmware.build.board_modules); a module without a
+    source is left for check_whole to name."""
+    paths = (source_path(m) for m in board_modules(board))
+    return sorted(p for p in paths if p is not None)
 
 
 def _compiled(sources: list[Path]) -> list[Compiled]:

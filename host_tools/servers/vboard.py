@@ -18,6 +18,11 @@ What the board does, and how it maps onto the unix port:
   SIGINT while the interpreter has its handler installed); with `micropython.kbd_intr(-1)` the
   byte reaches sys.stdin as data, as on a board.
 - `--baud N` paces both directions at N/10 bytes per second, as a UART would.
+- `--board NAME` makes it a real board on simulated chips: boards/unix.py then runs that board's
+  own module and radio driver (heltec_wifi_lora32_v3, pico_rfm69, nucleo_wl55jc) on a simulated
+  chip (boards/simchips.py), as the radio record in its flash (data/radio) says; the board writes
+  that record as it starts, and keeps it: `--board unix` is the virtual board's own simulated
+  radio again. The record's board is in the state ("board"; null if the flash names none).
 - Output while no client has the port open is dropped, like a UART nobody listens to; pyserial
   flushes input on open anyway, so clients must not wait for a banner printed before they came.
   The last CONSOLE_KEEP bytes the board printed are kept in console.log beside vboard.json
@@ -39,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from host_tools.files import write_file
 from host_tools.servers import registry as services
 from host_tools.servers.records import ServerInfo
 from host_tools.servers.serial_line import CONSOLE_KEEP  # noqa: F401 - how much console_tail() holds
@@ -61,6 +67,7 @@ class VBoardInfo(ServerInfo):
     baud: int | None = None
     heap: str | None = None
     started: float = 0.0  # time.time() when the board came up
+    board: str | None = None  # the board its flash's radio record names (read_board)
 
 
 # ----------------------------------------------------------------------------- where things live
@@ -96,15 +103,63 @@ def console_tail(name: str = DEFAULT_NAME) -> bytes:
         return b""
 
 
+# ----------------------------------------------------------------------------- which board it is
+# boards/unix.py reads the radio record (the file data/radio in the flash): a radio kind of
+# boards.simchips, or the name of a board module with a radio chip; "sim" (or none) is its own
+# simulated radio.
+
+PLAIN_BOARD = "unix"  # --board unix: the virtual board with its own simulated radio
+RADIO_RECORD = "radio"
+
+
+def boards_carried() -> tuple[str, ...]:
+    """The --board values: the plain virtual board, and the real boards with a simulated chip."""
+    from boards.simchips import BOARD_OF
+
+    return (PLAIN_BOARD, *BOARD_OF.values())
+
+
+def check_board(board: str | None) -> str | None:
+    if board is not None and board not in boards_carried():
+        raise VBoardError(f"unknown board {board!r} for a virtual board; boards: {', '.join(boards_carried())}")
+    return board
+
+
+def radio_record(fs: str | Path) -> Path:
+    """Where the radio record of the virtual board whose flash is `fs` is."""
+    from boards.unix import DATA_DIR
+
+    return Path(fs) / DATA_DIR / RADIO_RECORD
+
+
+def write_board(fs: str | Path, board: str) -> None:
+    """Make the virtual board on `fs` run `board` (boards_carried()) from its next boot."""
+    write_file(radio_record(fs), ("sim" if check_board(board) == PLAIN_BOARD else board).encode())
+
+
+def read_board(fs: str | Path) -> str | None:
+    """The board the radio record on `fs` names (a radio kind is named by the board that carries
+    it; "sim" is PLAIN_BOARD), or None if there is no record."""
+    from boards.simchips import BOARD_OF
+
+    try:
+        text = radio_record(fs).read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return PLAIN_BOARD if text == "sim" else BOARD_OF.get(text, text)
+
+
 # ----------------------------------------------------------------------------- starting and finding
 
 
-def _check_matches(info: VBoardInfo, fs, baud, heap) -> None:
+def _check_matches(info: VBoardInfo, fs, baud, heap, board) -> None:
     REGISTRY.check_fs(info, fs)
     if baud is not None and int(baud) != info.baud:
         raise REGISTRY.differs(info, f"at baud {info.baud}, not {baud}", hint=False)
     if heap is not None and parse_heap(heap) != info.heap:
         raise REGISTRY.differs(info, f"with heap {info.heap}, not {heap}", hint=False)
+    if board is not None and board != (info.board or PLAIN_BOARD):
+        raise REGISTRY.differs(info, f"as board {info.board or PLAIN_BOARD}, not {board}")
 
 
 def ensure_running(
@@ -112,19 +167,22 @@ def ensure_running(
     fs: str | Path | None = None,
     baud: int | None = None,
     heap: str | None = None,
+    board: str | None = None,
     timeout: float = 15.0,
 ) -> VBoardInfo:
     """The live board `name`, started in the background (detached) if none runs.
 
-    A live board is reused as it is; VBoardError if it runs with a different fs, baud or heap
-    than the ones asked for (None means "whatever it has").
+    A live board is reused as it is; VBoardError if it runs with a different fs, baud, heap or
+    board than the ones asked for (None means "whatever it has").
     """
     require_unix_port()
     REGISTRY.check_name(name)
     baud = check_baud(baud)
     heap = parse_heap(heap)
+    board = check_board(board)
     args = (["--baud", str(baud)] if baud else []) + (["--heap", heap] if heap else [])
-    return REGISTRY.ensure_running(name, fs, args, lambda info: _check_matches(info, fs, baud, heap), timeout)
+    args += ["--board", board] if board else []
+    return REGISTRY.ensure_running(name, fs, args, lambda info: _check_matches(info, fs, baud, heap, board), timeout)
 
 
 def resolve_port(spec: str, *, start: bool | None = None) -> str:
@@ -178,23 +236,35 @@ def serve(
     fs: str | Path | None = None,
     baud: int | None = None,
     heap: str | None = None,
+    board: str | None = None,
     on_ready: Callable[[VBoardInfo], None] | None = None,
 ) -> int:
-    """Run board `name` in this process until SIGTERM/SIGINT/SIGHUP; SIGUSR1 hard-resets it."""
+    """Run board `name` in this process until SIGTERM/SIGINT/SIGHUP; SIGUSR1 hard-resets it.
+    board: write its radio record first (write_board); None leaves the flash as it is."""
     require_unix_port()
     REGISTRY.check_name(name)
     heap = parse_heap(heap)
     baud = check_baud(baud)
+    check_board(board)
     fs_path = REGISTRY.fs_path(name, fs)
 
     def make_board() -> VirtualBoard:
         if heap:
             check_heap_runs(heap)
+        if board is not None:
+            write_board(fs_path, board)
         return VirtualBoard(fs_path, baud=baud, heap=heap, name=name, console=console_path(name))
 
-    def make_info(board: VirtualBoard) -> VBoardInfo:
+    def make_info(vb: VirtualBoard) -> VBoardInfo:
         return VBoardInfo(
-            name=name, port=board.port, fs=str(board.fs), pid=os.getpid(), baud=baud, heap=heap, started=time.time()
+            name=name,
+            port=vb.port,
+            fs=str(vb.fs),
+            pid=os.getpid(),
+            baud=baud,
+            heap=heap,
+            started=time.time(),
+            board=read_board(vb.fs),
         )
 
     REGISTRY.serve(name, make_board, make_info, on_ready, signals={signal.SIGUSR1: VirtualBoard.request_reset})

@@ -10,16 +10,23 @@ from pathlib import Path
 import pytest
 
 from host_tools.firmware.build import (
+    OPTIONAL,
     PORTABLE_PACKAGES,
     ROOT,
     BuildError,
     board_entries,
+    board_manifest,
+    board_needs,
     check_whole,
+    compile_file,
     compile_tree,
+    core_modules,
     missing_modules,
     module_name,
     needed_modules,
 )
+from host_tools.firmware.flash import DIRS
+from host_tools.firmware.image_build import sources_for
 
 
 def test_module_names():
@@ -105,3 +112,79 @@ def test_names_a_package_defines_are_not_modules(tmp_path):
     assert "agent.VERSION" not in needed
     assert {"agent.wire", "agent.cbor", "hal.compat", "hal"} <= set(needed)
     assert needed["agent.cbor"] == "agent.run"
+
+
+# -- each board gets what its manifest names ----------------------------------------------------
+
+REAL_BOARDS = {"heltec_wifi_lora32_v3": "hal.sx126x", "pico_rfm69": "hal.rfm69", "nucleo_wl55jc": "hal.stm32wl"}
+DRIVERS = {"hal.sx126x", "hal.rfm69", "hal.stm32wl"}
+TRIAGE = {"agent.triage_link", "agent.triage", "hal.tls", "hal.tls_stream", "hal.x509"}
+
+
+def _image(board: str) -> set[str]:
+    return {module_name(p) for p in sources_for(board)}
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_the_image_a_board_gets_holds_all_it_needs_and_no_more(board):
+    image = _image(board)
+    # the closure of the board's entries (its manifest's included), imports in functions too
+    assert set(board_needs(board)) <= image
+    assert image <= set(board_needs(board)) | {"boards." + board}
+    check_whole(board, [p.with_suffix(".mpy").as_posix() for p in sources_for(board)])
+    assert core_modules() <= image and "agent.examples" not in image
+    assert {p.parent.as_posix() for p in sources_for(board)} <= set(DIRS)  # dbch flash makes them
+
+
+@pytest.mark.parametrize("board", sorted(REAL_BOARDS))
+def test_a_real_board_gets_no_simulation_and_no_other_radios_driver(board):
+    image = _image(board)
+    assert not {m for m in image if m.startswith("hal.sim") or m in ("boards.sim", "boards.unix", "boards.simchips")}
+    assert {m for m in image if m.startswith("boards.")} == {"boards." + board, "boards.mcu_board"}
+    assert image & DRIVERS == {REAL_BOARDS[board]} | ({"hal.sx126x"} if board == "nucleo_wl55jc" else set())
+
+
+def test_a_simulated_board_carries_every_real_boards_radio():
+    for board in ("unix", "sim"):
+        image = _image(board)
+        assert {"boards.simchips", "hal.sim.chips.sx126x", "hal.sim.chips.rfm69", "hal.sim.chips.stm32wl"} <= image
+        assert {"boards." + b for b in REAL_BOARDS} | DRIVERS <= image
+
+
+def test_the_triage_link_is_where_the_board_has_a_network():
+    from boards import load
+
+    assert OPTIONAL == ("agent.triage_link",)
+    for board in BOARDS:
+        has = load(board).TRIAGE_LINK  # what the agent offers (agent.run)
+        assert ("agent.triage_link" in board_manifest(board)) is has, board
+        assert (TRIAGE <= _image(board)) is has and (not TRIAGE & _image(board)) is not has, board
+    assert {b for b in BOARDS if not load(b).TRIAGE_LINK} == {"pico_rfm69", "nucleo_wl55jc"}
+
+
+def test_the_manifest_costs_a_board_nothing():
+    # a private const(): the host reads it from the source, MicroPython compiles it away
+    for board in BOARDS:
+        data = compile_file(Path(f"boards/{board}.py")).data
+        assert b"_MANIFEST" not in data and b"hal.sim.chips.air" not in data, board
+
+
+def test_a_module_the_manifest_forgets_is_named_with_where_to_add_it(tmp_path):
+    root = _tree(tmp_path)
+    src = root / "boards" / "pico_rfm69.py"
+    src.write_text(src.read_text().replace('        "hal.rfm69",\n', ""))
+    assert "hal.rfm69" not in board_manifest("pico_rfm69", root)
+    targets = [f"{m.replace('.', '/')}.mpy" for m in board_manifest("pico_rfm69", root)]
+    targets += [f"{m.replace('.', '/')}.mpy" for m in core_modules(root) | {"boards.pico_rfm69"}]
+    with pytest.raises(BuildError) as e:
+        check_whole("pico_rfm69", targets, root)
+    assert "would lack hal.rfm69, which boards.pico_rfm69 imports" in str(e.value)
+    assert "add it to the manifest in boards/pico_rfm69.py" in str(e.value)
+
+
+def test_a_board_module_without_a_manifest_builds_no_image(tmp_path):
+    root = _tree(tmp_path)
+    src = root / "boards" / "heltec_wifi_lora32_v3.py"
+    src.write_text(src.read_text().replace("_MANIFEST = const(", "_OTHER = const("))
+    with pytest.raises(BuildError, match="has no manifest"):
+        board_manifest("heltec_wifi_lora32_v3", root)

@@ -13,6 +13,9 @@ class Requests(HubTests):
         self.assertEqual(data["board"], "sim")
         rc, data, _ = self.rig.call("status")
         self.assertEqual((rc, data["configured"], data["channel"]), ("I0", False, None))
+        # what the hub transmits through: the real driver's class, for a driver on a simulated chip
+        drivers = {"sim": "SimRadio", "sx1262": "Sx1262", "rfm69": "Rfm69", "stm32wl": "Stm32wlRadio"}
+        self.assertEqual(data["radio"], drivers[self.radio])
         self.assertEqual(self.rig.call("config.get")[:2], ("I0", None))
 
     def test_unknown_operation_and_bad_arguments_get_codes(self):

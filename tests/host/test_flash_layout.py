@@ -1,0 +1,117 @@
+"""What `dbch flash` leaves in a board's flash: the image of the board it flashes and nothing of an
+earlier one. The board here is a directory behind a stand-in for mpremote's transport, which runs
+the code flash sends to the board (CPython runs it as MicroPython would) in that directory."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("mpremote")
+
+from host_tools.firmware import flash  # noqa: E402
+from host_tools.firmware.image_build import sources_for  # noqa: E402
+
+
+class DirBoard:
+    """mpremote's SerialTransport over the directory `root` (set on the class by the fixture)."""
+
+    root: Path
+
+    def __init__(self, port, baudrate=115200):
+        self.serial = self
+
+    # -- the serial port and the REPL
+
+    timeout = None
+
+    def write(self, data):
+        pass
+
+    def close(self):
+        pass
+
+    def enter_raw_repl(self, **_kw):
+        pass
+
+    def exit_raw_repl(self):
+        pass
+
+    def exec(self, code):
+        out = io.StringIO()
+        cwd = os.getcwd()
+        os.chdir(self.root)
+        try:
+            with contextlib.redirect_stdout(out):
+                exec(code, {})
+        finally:
+            os.chdir(cwd)
+        return out.getvalue().encode()
+
+    # -- its file system
+
+    def _p(self, path):
+        return self.root / path
+
+    def fs_exists(self, path):
+        return self._p(path).exists()
+
+    def fs_mkdir(self, path):
+        self._p(path).mkdir()
+
+    def fs_listdir(self, path):
+        return list(self._p(path).iterdir())
+
+    def fs_rmdir(self, path):
+        self._p(path).rmdir()
+
+    def fs_rmfile(self, path):
+        self._p(path).unlink()
+
+    def fs_writefile(self, path, data, chunk_size=256):
+        self._p(path).write_bytes(data)
+
+
+@pytest.fixture
+def board(tmp_path, monkeypatch):
+    import mpremote.transport_serial
+
+    DirBoard.root = tmp_path
+    monkeypatch.setattr(mpremote.transport_serial, "SerialTransport", DirBoard)
+    monkeypatch.setattr(flash, "hand_over", lambda *a, **k: False)
+    monkeypatch.setattr(flash, "wait_for_hello", lambda *a, **k: {"board": "up"})
+    return tmp_path
+
+
+def _modules(root: Path) -> set[str]:
+    slot = root / flash.SLOT
+    return {p.relative_to(slot).with_suffix(".py").as_posix() for p in slot.rglob("*.mpy")}
+
+
+def _image(board: str) -> set[str]:
+    return {p.as_posix() for p in sources_for(board)}
+
+
+def test_a_board_flashed_with_another_boards_image_keeps_only_its_own(board):
+    first = flash.flash("dir", "unix")
+    assert _modules(board) == _image("unix") and (board / flash.SLOT / "hal/sim/chips").is_dir()
+    # what an older dbch sent to every board, and the layout before slots
+    (board / flash.SLOT / "agent/examples.mpy").write_bytes(b"M")
+    (board / "hal/sim").mkdir(parents=True)
+    (board / "hal/sim/radio.mpy").write_bytes(b"M")
+
+    res = flash.flash("dir", "heltec_wifi_lora32_v3")
+    assert _modules(board) == _image("heltec_wifi_lora32_v3")
+    assert not (board / flash.SLOT / "hal/sim").exists() and not (board / "hal").exists()
+    assert f"{flash.SLOT}/hal/sim/chips/sx126x.mpy" in res.removed and f"{flash.SLOT}/hal/rfm69.mpy" in res.removed
+    assert f"{flash.SLOT}/agent/examples.mpy" in res.removed and "hal/sim/radio.mpy" in res.removed
+    assert f"{flash.SLOT}/agent/hub.mpy" not in res.written  # the same module is not copied again
+    assert res.unchanged >= len(_image("unix") & _image("heltec_wifi_lora32_v3"))
+
+    again = flash.flash("dir", "unix")
+    assert _modules(board) == _image("unix") and not again.removed
+    assert len(again.written) < len(first.written)
