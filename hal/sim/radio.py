@@ -24,6 +24,8 @@ from hal.compat import const
 from hal.contracts import Radio, RadioError
 
 MAX_PAYLOAD = phy.MAX_PSDU - phy.FCS_BYTES  # 125 bytes of MAC payload
+_BYTES = (bytes, bytearray)  # built once (a tuple of names in a check is built at each call)
+_FRAME_TYPES = (bytes, bytearray, memoryview)
 _RECENT = const(256)
 _RX_CAPACITY = const(64)
 
@@ -53,6 +55,7 @@ class Medium:
         self.airtime_us_total = 0
         self.radios = []  # the SimRadios on this medium (they add and remove themselves)
         self._rx = {}  # (page, ch) -> [[at_ms, frame, sender], ...] sorted by at_ms
+        self._queued = 0  # frames in all of them: none, and take() need not look (a chip asks often)
         self._recent_size = recent_size
         self._recent = []  # the last transmissions: (start_ms, airtime_us, page, ch, length, radio)
         self._recent_i = 0
@@ -97,7 +100,7 @@ class Medium:
     def inject(self, page, ch, frame, at_ms=None, sender=None):
         """Queue frame for a radio listening on (page, ch) from virtual time at_ms (now)."""
         phy.check(page, ch)
-        if not isinstance(frame, (bytes, bytearray)):
+        if not isinstance(frame, _BYTES):
             raise TypeError("a frame is bytes")
         if len(frame) > MAX_PAYLOAD:
             raise ValueError("a frame of {} bytes does not fit ({} max)".format(len(frame), MAX_PAYLOAD))
@@ -109,6 +112,8 @@ class Medium:
         if len(q) >= self.rx_capacity:
             q.pop(0)
             self.rx_dropped += 1
+        else:
+            self._queued += 1
         i = len(q)
         while i and q[i - 1][0] > at_ms:
             i -= 1
@@ -116,6 +121,8 @@ class Medium:
 
     def take(self, radio, page, ch, until_ms):
         """The first frame on (page, ch) not sent by radio, arriving by until_ms: (at_ms, frame)."""
+        if not self._queued:
+            return None
         q = self._rx.get((page, ch))
         if not q:
             return None
@@ -125,6 +132,7 @@ class Medium:
                 return None
             if e[2] is not radio:
                 q.pop(i)
+                self._queued -= 1
                 return e[0], e[1]
         return None
 
@@ -186,7 +194,7 @@ class SimRadio(Radio):
     def transmit(self, frame):
         if self.page is None:
             raise RadioError("radio is not tuned")
-        if not isinstance(frame, (bytes, bytearray, memoryview)):
+        if not isinstance(frame, _FRAME_TYPES):
             raise RadioError("a frame is bytes, not {}".format(type(frame).__name__))
         n = len(frame)
         if not 0 < n <= MAX_PAYLOAD:

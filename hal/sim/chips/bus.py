@@ -97,21 +97,24 @@ class SimSpiBus:
     def cs_pin(self):
         return SimPin("cs", 1, on_change=self.select)
 
-    def _xfer(self, out, miso):
+    def _xfer(self, out, fill, n, miso):
+        # n MOSI bytes: those of out, or n times the byte fill when out is None
         i = self._n
         if i < 0:
             raise BusError("SPI transfer while NSS is high")
-        n = len(out)
         if i + n > len(self._buf):
             self._buf += bytearray(i + n - len(self._buf))
         buf = self._buf
-        if n > 16:
+        if out is None:
+            for k in range(i, i + n):
+                buf[k] = fill
+        elif n > 16:
             buf[i : i + n] = out
-        else:  # byte by byte: a slice would be an allocation, for each command
+        else:  # byte by byte: cheaper than a slice for a short command
             for k in range(n):
                 buf[i + k] = out[k]
         self._n = i + n
-        self.chip.transfer(self._buf, i, n, miso)
+        self.chip.transfer(buf, i, n, miso)
 
     # machine.SPI API
     def init(self, *args, **kwargs):
@@ -121,18 +124,18 @@ class SimSpiBus:
         pass
 
     def write(self, buf):
-        self._xfer(buf, None)
+        self._xfer(buf, 0, len(buf), None)
 
     def read(self, n, write=0):
         miso = bytearray(n)
-        self._xfer(bytes((write,)) * n, miso)
+        self._xfer(None, write, n, miso)
         return bytes(miso)
 
     def readinto(self, buf, write=0):
-        self._xfer(bytes((write,)) * len(buf), buf)
+        self._xfer(None, write, len(buf), buf)
 
     def write_readinto(self, wbuf, rbuf):
-        self._xfer(wbuf, rbuf)
+        self._xfer(wbuf, 0, len(wbuf), rbuf)
 
     def opcodes(self):
         return [t[0] for t in self.transactions if t]

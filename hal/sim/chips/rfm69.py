@@ -87,8 +87,9 @@ class SimRfm69(OnAir):
         self.overrun = False
         self.rssi_done = False
         self._out = bytearray(256)  # TX: bytes gone on air for the current packet (_out_n)
+        self._out_view = memoryview(self._out)
         self._out_n = 0
-        self._rx = None  # RX: bytes of the frame being received
+        self._rx = None  # RX: the payload being received, after its length byte (_rx_pos: sent so far)
         self._rx_pos = 0
         self._rx_crc_ok = True
 
@@ -152,34 +153,35 @@ class SimRfm69(OnAir):
             on += k
             self._out_n = on
             if on and on == 1 + out[0]:
-                self._sent(bytes(memoryview(out)[1:on]))
+                self._sent(bytes(self._out_view[1:on]))
                 self._out_n = 0
                 self.packet_sent = True
             elif k < self.tx_rate and on:
                 self.violations.append("FIFO underrun during TX")
         elif self.mode == RF_RX and not self.payload_ready:
-            if self._rx is None:
-                got = self._arriving()
-                if got is None:
+            rx = self._rx
+            if rx is None:
+                if not self._arriving():
                     return
-                payload, crc_ok = got
-                if self.regs[0x37] & 0x80 and len(payload) > self.regs[0x38]:
+                rx = self._rx
+                if self.regs[0x37] & 0x80 and len(rx) > self.regs[0x38]:
                     self.filtered += 1  # longer than RegPayloadLength: dropped
+                    self._rx = None
                     return
-                self._rx = bytes((len(payload),)) + bytes(payload)
                 self._rx_pos = 0
-                self._rx_crc_ok = crc_ok
+            total = 1 + len(rx)  # the length byte first
             for _ in range(self.rx_rate):
-                if self._rx_pos >= len(self._rx):
+                pos = self._rx_pos
+                if pos >= total:
                     break
                 if len(self.fifo) >= FIFO_SIZE:
                     self.overrun = True
                     self.overruns += 1
                     self._rx = None
                     return
-                self.fifo.push(self._rx[self._rx_pos])
-                self._rx_pos += 1
-            if self._rx_pos >= len(self._rx):
+                self.fifo.push(rx[pos - 1] if pos else total - 1)
+                self._rx_pos = pos + 1
+            if self._rx_pos >= total:
                 self._rx = None
                 if self._rx_crc_ok:
                     self.crc_ok = True
@@ -200,17 +202,21 @@ class SimRfm69(OnAir):
             self.air.wait_until(self.air.send(self.freq_hz(), payload))
 
     def _arriving(self):
-        # the next frame for the tuned frequency: (payload, crc_ok), or None
+        # the next frame for the tuned frequency into _rx and _rx_crc_ok: False if none
         for k in range(len(self.incoming)):
             payload, crc_ok, frf = self.incoming[k]
             if frf is None or frf == self.frf():
                 del self.incoming[k]
-                return payload, crc_ok
+                self._rx = payload
+                self._rx_crc_ok = crc_ok
+                return True
         if self.air is not None:
             got = self.air.take(self.freq_hz())
             if got is not None:
-                return got[1], True
-        return None
+                self._rx = got[1]
+                self._rx_crc_ok = True
+                return True
+        return False
 
     def flags1(self):
         m = self.mode
@@ -219,7 +225,7 @@ class SimRfm69(OnAir):
             v |= 0x40
         if m == RF_TX:
             v |= 0x20
-        if m in (RF_FS, RF_TX, RF_RX):
+        if m == RF_FS or m == RF_TX or m == RF_RX:  # (a tuple of names would be built per read)
             v |= 0x10
         if self._rx is not None:
             v |= 0x01
@@ -329,7 +335,7 @@ class SimRfm69(OnAir):
             if i == 0:
                 pass
             elif write and addr == 0 and k + 1 < n:  # a burst into the FIFO
-                self._fill(memoryview(mosi)[i : i0 + n])
+                self._fill(mosi, i, i0 + n)
                 if miso is not None:
                     for j in range(k, n):
                         miso[j] = 0
@@ -341,14 +347,14 @@ class SimRfm69(OnAir):
             if miso is not None:
                 miso[k] = v
 
-    def _fill(self, data):
+    def _fill(self, mosi, start, end):
         fifo = self.fifo
-        for i in range(len(data)):
+        for i in range(start, end):
             if len(fifo) >= FIFO_SIZE:
                 self.violations.append("FIFO write while full")
                 self.overrun = True
                 return
-            fifo.push(data[i])
+            fifo.push(mosi[i])
 
     def end(self, mosi, n):
         pass

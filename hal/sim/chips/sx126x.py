@@ -81,7 +81,11 @@ class SimSx126x(OnAir):
         self.resets = 0
         self.clear_errors_params = 2 if variant == "sx1262" else 1
         self.tx_power_dbm = None  # what the last frame was sent at (others hear it on a medium)
+        # made once, so that a transaction allocates nothing: the parameters of a short command
+        # (by their count), the answer of a read command, the packet parameters in force
         self._params = [bytearray(k) for k in range(_SHORT)]
+        self._data = bytearray(3)
+        self._packet_params = bytearray(9)
         self._power_on()
         if medium is not None:
             self.attach(medium)
@@ -97,6 +101,7 @@ class SimSx126x(OnAir):
         self.regs[0x06B8] = 0xA0  # bits 7:1 hold something the driver must preserve
         self.regs[0x08D8] = 0xC8
         self.buffer = bytearray(256)
+        self._buffer_view = memoryview(self.buffer)
         self.irq = 0
         self.irq_mask = 0
         self.dio1_mask = 0
@@ -107,6 +112,7 @@ class SimSx126x(OnAir):
         self.freq_reg = None
         self.pa_config = None
         self.tx_params = None
+        self._out_dbm = None  # what they make of the PA's output
         self.tx_base = 0
         self.rx_base = 0
         self.tcxo = None
@@ -212,24 +218,37 @@ class SimSx126x(OnAir):
         self._advance()
 
     def _get_data(self, op):
+        # the data of read command op (after its status byte) into self._data; returns their count
+        d = self._data
         if op == 0x12:
-            return (self.irq >> 8, self.irq & 0xFF)
+            d[0] = self.irq >> 8
+            d[1] = self.irq & 0xFF
+            return 2
         if op == 0x13:
-            return (self.rx_len, self.rx_start)
+            d[0] = self.rx_len
+            d[1] = self.rx_start
+            return 2
         if op == 0x14:
-            return (0, self.packet_rssi_raw, self.packet_rssi_raw)
+            d[0] = 0
+            d[1] = d[2] = self.packet_rssi_raw
+            return 3
         if op == 0x15:
             if self.mode != RX:
                 self.violations.append("GetRssiInst outside RX")
             if self.air is not None and self.freq_reg is not None:
                 raw = -2 * self.air.energy_dbm(self.freq_hz())  # DS 13.5.4: -RssiInst/2 dBm
-                return (0 if raw < 0 else 255 if raw > 255 else raw,)
-            return (self.rssi_by_freq.get(self.freq_reg, self.rssi_raw),)
+                d[0] = 0 if raw < 0 else 255 if raw > 255 else raw
+            else:
+                d[0] = self.rssi_by_freq.get(self.freq_reg, self.rssi_raw)
+            return 1
         if op == 0x17:
-            return (self.errors >> 8, self.errors & 0xFF)
+            d[0] = self.errors >> 8
+            d[1] = self.errors & 0xFF
+            return 2
         if op == 0x11:
-            return (self.packet_type or 0,)
-        return ()
+            d[0] = self.packet_type or 0
+            return 1
+        return 0
 
     def transfer(self, mosi, i0, n, miso):
         # MISO: the status byte, then the data of a read command (its opcode, address or offset
@@ -243,17 +262,26 @@ class SimSx126x(OnAir):
         st = self.status_byte()
         op = mosi[0]
         end = i0 + n
+        base = mask = count = 0
         if op == 0x1D:  # ReadRegister: address, status, then registers
-            src, first, mask = self.regs, 4, 0xFFF
-            base = (mosi[1] << 8) | mosi[2] if end > 3 else 0
+            src = self.regs
+            first = 4
+            mask = 0xFFF
+            if end > 3:
+                base = (mosi[1] << 8) | mosi[2]
         elif op == 0x1E:  # ReadBuffer: offset, status, then the buffer
-            src, first, mask = self.buffer, 3, 0xFF
-            base = mosi[1] if end > 2 else 0
-        elif op in _SX_READS:  # status, then data
-            src = self._get_data(op) if end > 2 else ()
-            first, base, mask = 2, 0, 0
-        else:
-            src, first, base, mask = (), end, 0, 0
+            src = self.buffer
+            first = 3
+            mask = 0xFF
+            if end > 2:
+                base = mosi[1]
+        else:  # status, then the data of a read command
+            src = self._data
+            first = 2
+            if op in _SX_READS and end > 2:
+                count = self._get_data(op)
+            elif op not in _SX_READS:
+                first = end
         for k in range(n):
             i = i0 + k
             if i < first:
@@ -261,7 +289,7 @@ class SimSx126x(OnAir):
             elif mask:
                 miso[k] = src[(base + i - first) & mask]
             else:
-                miso[k] = src[i - first] if i - first < len(src) else 0
+                miso[k] = src[i - first] if i - first < count else 0
 
     def end(self, mosi, n):
         if self._waking:
@@ -274,31 +302,29 @@ class SimSx126x(OnAir):
         if not n:
             return
         op = mosi[0]
-        if n <= _SHORT:  # the parameters, copied into a buffer of their length (no allocation)
-            p = self._params[n - 1]
-            for k in range(n - 1):
-                p[k] = mosi[k + 1]
-        else:
-            p = memoryview(mosi)[1:n]
         if self.commands is not None:
-            self.commands.append((op, bytes(p)))
+            self.commands.append((op, bytes(mosi[1:n])))
         self.cmd_status = 0
         self._busy_left = self.busy_polls
         if op in _SX_READS:
             return
-        if op == 0x0D:
-            addr = (p[0] << 8) | p[1]
-            for k in range(2, len(p)):
-                self.regs[(addr + k - 2) & 0xFFF] = p[k]
+        if op == 0x0D:  # WriteRegister: address, then the registers
+            addr = (mosi[1] << 8) | mosi[2]
+            for k in range(3, n):
+                self.regs[(addr + k - 3) & 0xFFF] = mosi[k]
             return
-        if op == 0x0E:
-            a = p[0]
-            if a + len(p) - 1 <= 256:
-                self.buffer[a : a + len(p) - 1] = p[1:]
-            else:
-                for k in range(1, len(p)):
-                    self.buffer[(a + k - 1) & 0xFF] = p[k]
+        if op == 0x0E:  # WriteBuffer: offset, then the data
+            a = mosi[1] - 2
+            buf = self.buffer
+            for k in range(2, n):
+                buf[(a + k) & 0xFF] = mosi[k]
             return
+        if n > _SHORT:
+            p = memoryview(mosi)[1:n]  # too long for any fixed-length command: refused below
+        else:  # the parameters, copied into a buffer of their length
+            p = self._params[n - 1]
+            for k in range(n - 1):
+                p[k] = mosi[k + 1]
         want = self.clear_errors_params if op == 0x07 else _SX_PARAMS.get(op)
         if want is None:
             self.violations.append("unknown opcode 0x{:02x}".format(op))
@@ -308,7 +334,7 @@ class SimSx126x(OnAir):
             self.violations.append("opcode 0x{:02x} with {} parameter bytes, not {}".format(op, len(p), want))
             self.cmd_status = 4
             return
-        if op in _SX_STANDBY_ONLY and self.mode not in (STBY_RC, STBY_XOSC):
+        if op in _SX_STANDBY_ONLY and self.mode != STBY_RC and self.mode != STBY_XOSC:
             self.violations.append("opcode 0x{:02x} outside standby (mode {})".format(op, self.mode))
         self._execute(op, p)
 
@@ -327,14 +353,17 @@ class SimSx126x(OnAir):
             if self.packet_type is None or self.freq_reg is None:
                 self.violations.append("SetTx before packet type and frequency")
             n = self.packet_params[6] if self.packet_params else 0
-            ring = memoryview(self.buffer) if self.tx_base + n <= 256 else self.buffer + self.buffer
-            payload = bytes(ring[self.tx_base : self.tx_base + n])
+            a = self.tx_base
+            if a + n <= 256:
+                payload = bytes(self._buffer_view[a : a + n])
+            else:
+                payload = bytes((self.buffer + self.buffer)[a : a + n])
             self.mode = TX
             self._tx_left = self.tx_polls
             self.tx_timeout = u24
             if self.tx_outcome == "done":
                 self.frames_sent += 1
-                self.tx_power_dbm = self._output_dbm()
+                self.tx_power_dbm = self._out_dbm
                 if self.sent is not None:
                     self.sent.append((self.freq_reg, payload, self.tx_params, self.pa_config))
                 if self.air is not None and self.freq_reg is not None:
@@ -352,6 +381,7 @@ class SimSx126x(OnAir):
             self._busy_left = self.calibrate_polls
         elif op == 0x95:
             self.pa_config = tuple(p)
+            self._out_dbm = self._output_dbm()
             if self.variant == "sx1262" and p[2] != 0x00:
                 self.violations.append("SX1262 SetPaConfig deviceSel must be 0")
         elif op == 0x08:
@@ -372,10 +402,14 @@ class SimSx126x(OnAir):
             self.packet_type = p[0]
         elif op == 0x8E:
             self.tx_params = (p[0] - 256 if p[0] > 127 else p[0], p[1])
+            self._out_dbm = self._output_dbm()
         elif op == 0x8B:
             self.mod_params = bytes(p)
         elif op == 0x8C:
-            self.packet_params = bytes(p)
+            pp = self._packet_params  # kept in place: one per chip, however many frames
+            for k in range(9):
+                pp[k] = p[k]
+            self.packet_params = pp
         elif op == 0x8F:
             self.tx_base = p[0]
             self.rx_base = p[1]
