@@ -5,6 +5,7 @@ from hal.contracts import Radio, RadioError
 from hal.mcu import ConfigError, McuClock
 
 MAX_PAYLOAD = phy.MAX_PSDU - phy.FCS_BYTES  # 125: the radio appends the 2-byte FCS (its CRC)
+_FRAME_TYPES = (bytes, bytearray, memoryview)  # built once: a tuple in the check would be built per frame
 
 
 class RadioDriver(Radio):
@@ -85,7 +86,7 @@ class RadioDriver(Radio):
     # -- frames and time
 
     def _check_frame(self, frame):
-        if not isinstance(frame, (bytes, bytearray, memoryview)):
+        if not isinstance(frame, _FRAME_TYPES):
             raise RadioError("a frame is bytes, not {}".format(type(frame).__name__))
         n = len(frame)
         if not 0 < n <= MAX_PAYLOAD:
