@@ -137,45 +137,62 @@ class Rfm69(RadioDriver):
         self._boost_wanted = False
         self.crc_errors = 0
         self.overruns = 0
-        self._out = bytearray(2)  # a register access: address, value
+        self._open = False  # NSS low: a transaction under way
+        self._rd = bytearray(2)  # reading a register: its address, a NOP; the answer in _in
         self._in = bytearray(2)
+        self._wr = bytearray(2)  # writing one: address | 0x80, value
         self._tx_head = bytearray((_REG_FIFO | 0x80, 0))  # a frame's first burst: its length byte
+        self._tx_view = None  # a frame being sent: its view (if longer than the FIFO), length,
+        self._tx_n = 0  # how much of it is in the FIFO, when it must be out
+        self._tx_pos = 0
+        self._tx_deadline = 0
         self._frf = bytearray((_REG_FRF_MSB | 0x80, 0, 0, 0))
 
     # -- bus
 
-    def _burst(self, head, data=None, into=None):
-        # one transaction: head out (address byte first), then data out or into filled
-        self._cs(0)
-        try:
-            self._spi.write(head)
-            if data is not None:
-                self._spi.write(data)
-            if into is not None:
-                self._spi.readinto(into, 0)
-        finally:
+    # One method per kind of transaction, none with a try block: on MicroPython a call whose
+    # frame needs more than 11 words (arguments, locals, value stack, 3 for a try block and 3
+    # more for its handler) takes the frame from the heap, and these run many times a frame.
+    # A transaction that an exception broke off (NSS left low) is ended by the next one.
+
+    def _begin(self):
+        if self._open:
             self._cs(1)
+        self._cs(0)
+        self._open = True
+
+    def _end(self):
+        self._cs(1)
+        self._open = False
+
+    def _send(self, data):
+        """One transaction: data, its address byte first."""
+        self._begin()
+        self._spi.write(data)
+        self._end()
+
+    def _send_burst(self, head, data):
+        """One transaction: head (the address byte first), then data."""
+        self._begin()
+        self._spi.write(head)
+        self._spi.write(data)
+        self._end()
 
     def _write(self, addr, data):
-        self._burst(bytes((addr | 0x80,)), data)
+        self._send_burst(bytes((addr | 0x80,)), data)
 
     def _reg(self, addr):
-        out = self._out
-        out[0] = addr & 0x7F
-        out[1] = 0
-        got = self._in
-        self._cs(0)
-        try:
-            self._spi.write_readinto(out, got)
-        finally:
-            self._cs(1)
-        return got[1]
+        self._rd[0] = addr & 0x7F
+        self._begin()
+        self._spi.write_readinto(self._rd, self._in)
+        self._end()
+        return self._in[1]
 
     def _set(self, addr, value):
-        out = self._out
-        out[0] = addr | 0x80
-        out[1] = value
-        self._burst(out)
+        wr = self._wr
+        wr[0] = addr | 0x80
+        wr[1] = value
+        self._send(wr)
 
     def _mode(self, mode):
         self._set(_REG_OPMODE, mode)
@@ -244,7 +261,7 @@ class Rfm69(RadioDriver):
         cmd[1] = (reg >> 16) & 0xFF
         cmd[2] = (reg >> 8) & 0xFF
         cmd[3] = reg & 0xFF
-        self._burst(cmd)
+        self._send(cmd)
 
     def _pa_level(self, dbm):
         # DS 3.3.6 / table 10: PA0 -18..+13 (Pout = -18 + OutputPower); PA1 -2..+13 (-18 + OP);
@@ -272,40 +289,58 @@ class Rfm69(RadioDriver):
         self._standby()
         self._clear_fifo()
         self._set(_REG_DIO_MAPPING1, _DIO0_TX_PACKET_SENT)
-        # the FIFO takes the length byte and the frame: as much as fits now, the rest as it drains
-        head = self._tx_head
-        head[1] = n
-        view = frame if n < _FIFO_SIZE else memoryview(frame)
-        pos = n if n < _FIFO_SIZE else _FIFO_SIZE - 1
-        self._burst(head, frame if pos == n else view[:pos])
+        self._load(frame, n)
         if self._boost_wanted:
             self._high_power_regs(True)
             self._boost = True
-        deadline = self._deadline(airtime // 1000 + _TX_MARGIN_MS)
+        self._tx_deadline = self._deadline(airtime // 1000 + _TX_MARGIN_MS)
+        self._on_air()
+        return airtime
+
+    def _load(self, frame, n):
+        # the FIFO takes the length byte and the frame: as much as fits now, the rest as it drains
+        self._tx_head[1] = n
+        self._tx_n = n
+        if n < _FIFO_SIZE:
+            self._tx_pos = n
+            self._send_burst(self._tx_head, frame)
+        else:
+            self._tx_pos = _FIFO_SIZE - 1
+            self._tx_view = memoryview(frame)
+            self._send_burst(self._tx_head, self._tx_view[: _FIFO_SIZE - 1])
+
+    def _on_air(self):
         try:
             self._mode(_MODE_TX)
-            while pos < n:
-                if not self._reg(_REG_IRQ_FLAGS2) & _IRQ2_FIFO_LEVEL:
-                    # at most _FIFO_THRESH bytes queued: room for the rest of the FIFO
-                    end = pos + _FIFO_SIZE - _FIFO_THRESH
-                    if end > n:
-                        end = n
-                    self._burst(_FIFO_WRITE, view[pos:end])
-                    pos = end
-                elif self._expired(deadline):
-                    raise RadioError("transmit failed: the FIFO did not drain")
-            while True:
-                if self._dio0 is not None:
-                    sent = self._dio0()
-                else:
-                    sent = self._reg(_REG_IRQ_FLAGS2) & _IRQ2_PACKET_SENT
-                if sent:
-                    break
-                if self._expired(deadline):
-                    raise RadioError("transmit failed: no PacketSent")
+            while self._tx_pos < self._tx_n:
+                self._refill()
+            self._wait_sent()
         finally:
+            self._tx_view = None
             self._standby()
-        return airtime
+
+    def _refill(self):
+        if not self._reg(_REG_IRQ_FLAGS2) & _IRQ2_FIFO_LEVEL:
+            # at most _FIFO_THRESH bytes queued: room for the rest of the FIFO
+            pos = self._tx_pos
+            end = pos + _FIFO_SIZE - _FIFO_THRESH
+            if end > self._tx_n:
+                end = self._tx_n
+            self._send_burst(_FIFO_WRITE, self._tx_view[pos:end])
+            self._tx_pos = end
+        elif self._expired(self._tx_deadline):
+            raise RadioError("transmit failed: the FIFO did not drain")
+
+    def _wait_sent(self):
+        while True:
+            if self._dio0 is not None:
+                sent = self._dio0()
+            else:
+                sent = self._reg(_REG_IRQ_FLAGS2) & _IRQ2_PACKET_SENT
+            if sent:
+                return
+            if self._expired(self._tx_deadline):
+                raise RadioError("transmit failed: no PacketSent")
 
     def _start_rx(self):
         self._standby()
@@ -323,7 +358,10 @@ class Rfm69(RadioDriver):
     def _read_fifo(self, k):
         # the next k bytes of the frame from the FIFO
         n = self._rx_n
-        self._burst(_FIFO_READ, None, self._rx_view[n : n + k])
+        self._begin()
+        self._spi.write(_FIFO_READ)
+        self._spi.readinto(self._rx_view[n : n + k], 0)
+        self._end()
         self._rx_n = n + k
 
     def _poll_rx(self):

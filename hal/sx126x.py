@@ -152,8 +152,9 @@ class Sx126x(RadioDriver):
     What a frame takes (transmit, receive, energy, tune) goes through buffers made here once:
     the commands whose parameters change are filled in place, the others are constants, the
     answers come back into a buffer of their length and a received frame into a buffer of 255
-    bytes. In steady state a frame allocates nothing but the bytes receive() returns (on
-    MicroPython every allocation brings the next collection of the whole heap nearer).
+    bytes. In steady state a frame allocates nothing but the bytes receive() returns and the
+    view of the buffer they are read through (on MicroPython every allocation brings the next
+    collection of the whole heap nearer).
     """
 
     MIN_DBM = -9
@@ -186,6 +187,7 @@ class Sx126x(RadioDriver):
         self._dcdc = dcdc
         self._rx_on = False
         self._asleep = False
+        self._open = False  # NSS low: a transaction under way
         self.last_rssi_dbm = None
         self.crc_errors = 0
         # DS 13.4.6 (GFSK) SetPacketParams: preamble length in bits (2 bytes), detector, sync
@@ -220,8 +222,16 @@ class Sx126x(RadioDriver):
             if self._expired(deadline):
                 raise RadioError("radio BUSY stayed high for {} ms".format(timeout_ms))
 
-    def _select(self, busy_ms):
+    # One method per kind of transaction, none with a try block: on MicroPython a call whose
+    # frame needs more than 11 words (arguments, locals, value stack, 3 for a try block and 3
+    # more for its handler) takes the frame from the heap, and these run several times a frame.
+    # A transaction that an exception broke off (NSS left low) is ended by the next one.
+
+    def _select(self):
         # NSS low once the chip can take a command (waking it first if it sleeps)
+        if self._open:
+            self._cs(1)
+        busy_ms = _BUSY_TIMEOUT_MS
         if self._asleep:
             # DS 9.3: a falling edge of NSS wakes the chip from sleep; BUSY drops when it is up.
             self._cs(0)
@@ -230,37 +240,47 @@ class Sx126x(RadioDriver):
             busy_ms = _CALIBRATE_TIMEOUT_MS
         self._wait_ready(busy_ms)
         self._cs(0)
+        self._open = True
 
-    def _send(self, cmd, data=None, busy_ms=_BUSY_TIMEOUT_MS):
-        """One write command: cmd (opcode and parameters), then data if given, in one transaction."""
-        self._select(busy_ms)
-        try:
-            self._spi.write(cmd)
-            if data is not None:
-                self._spi.write(data)
-        finally:
-            self._cs(1)
+    def _deselect(self):
+        self._cs(1)
+        self._open = False
 
-    def _ask(self, cmd, into=None):
+    def _send(self, cmd):
+        """One write command: cmd, its bytes (opcode and parameters)."""
+        self._select()
+        self._spi.write(cmd)
+        self._deselect()
+
+    def _send_data(self, cmd, data):
+        """One write command: cmd (opcode and its first parameters), then data."""
+        self._select()
+        self._spi.write(cmd)
+        self._spi.write(data)
+        self._deselect()
+
+    def _ask(self, cmd):
         """One read command: cmd (opcode, parameters, NOPs) out; returns what came back meanwhile
-        (a buffer of cmd's length, overwritten by the next command of that length). into, if
-        given, is then filled with the bytes that follow, in the same transaction."""
+        (a buffer of cmd's length, overwritten by the next command of that length)."""
         answer = self._answers[len(cmd)]
-        self._select(_BUSY_TIMEOUT_MS)
-        try:
-            self._spi.write_readinto(cmd, answer)
-            if into is not None:
-                self._spi.readinto(into, 0)
-        finally:
-            self._cs(1)
+        self._select()
+        self._spi.write_readinto(cmd, answer)
+        self._deselect()
         return answer
 
+    def _read_into(self, cmd, into):
+        """One read command: cmd (opcode, parameters, the status byte's NOP), then into filled."""
+        self._select()
+        self._spi.write(cmd)
+        self._spi.readinto(into, 0)
+        self._deselect()
+
     def _write_reg(self, addr, data):
-        self._send(bytes((_CMD_WRITE_REGISTER, (addr >> 8) & 0xFF, addr & 0xFF)), data)
+        self._send_data(bytes((_CMD_WRITE_REGISTER, (addr >> 8) & 0xFF, addr & 0xFF)), data)
 
     def _read_reg(self, addr, n=1):
         data = bytearray(n)
-        self._ask(bytes((_CMD_READ_REGISTER, (addr >> 8) & 0xFF, addr & 0xFF, 0)), data)
+        self._read_into(bytes((_CMD_READ_REGISTER, (addr >> 8) & 0xFF, addr & 0xFF, 0)), data)
         return data
 
     def status(self):
@@ -324,7 +344,9 @@ class Sx126x(RadioDriver):
             # no reset line (STM32WL, or NRESET not wired): the chip may be asleep from an
             # earlier run (BUSY stays high in sleep); an NSS edge wakes it
             self._asleep = True
-        self._send(_STANDBY_RC, busy_ms=_CALIBRATE_TIMEOUT_MS)
+        if not self._asleep:
+            self._wait_ready(_CALIBRATE_TIMEOUT_MS)  # a chip just reset is busy while it boots
+        self._send(_STANDBY_RC)
         mode = self.status()[0]
         if mode not in (_MODE_STBY_RC, _MODE_STBY_XOSC):
             raise RadioError("no SX126x answering (chip mode {} after SetStandby)".format(mode))
@@ -409,26 +431,31 @@ class Sx126x(RadioDriver):
         n = self._check_frame(frame)
         self._ensure_ready()
         self._tuned()
-        airtime = phy.airtime_us(n)
         self._standby()
         self._clear_irq()
         self._packet_params(n)
-        self._send(_WRITE_TX_BASE, frame)
+        self._send_data(_WRITE_TX_BASE, frame)
         self._rf_tx()
+        return self._tx(phy.airtime_us(n))
+
+    def _tx(self, airtime):
         # SetTx timeout (DS 13.1.4, 15.625 us steps): the chip's own guard, then ours.
         guard_ms = airtime // 1000 + _TX_MARGIN_MS
-        cmd = self._set_tx
-        _put_u24(cmd, 1, guard_ms * 64)
-        self._send(cmd)
-        flags = self._irq_wait(_IRQ_TX_DONE | _IRQ_TIMEOUT, self._deadline(guard_ms + _TX_MARGIN_MS), False)
+        _put_u24(self._set_tx, 1, guard_ms * 64)
+        self._send(self._set_tx)
+        deadline = self._deadline(guard_ms + _TX_MARGIN_MS)
+        flags = self._irq_wait(_IRQ_TX_DONE | _IRQ_TIMEOUT, deadline, False)
         self._rf_off()
         if not flags & _IRQ_TX_DONE:
-            self._standby()
-            self._clear_irq()
-            why = "the chip's TX timeout fired" if flags & _IRQ_TIMEOUT else "no TxDone IRQ"
-            raise RadioError("transmit failed: {}".format(why))
+            self._tx_failed(flags)
         self._clear_irq()
         return airtime
+
+    def _tx_failed(self, flags):
+        self._standby()
+        self._clear_irq()
+        why = "the chip's TX timeout fired" if flags & _IRQ_TIMEOUT else "no TxDone IRQ"
+        raise RadioError("transmit failed: {}".format(why))
 
     def _start_rx(self):
         self._standby()
@@ -454,14 +481,15 @@ class Sx126x(RadioDriver):
             if flags & _IRQ_CRC_ERR:
                 self.crc_errors += 1
                 continue
-            r = self._ask(_GET_RX_BUFFER_STATUS)
-            length = r[2]
-            cmd = self._read_rx
-            cmd[1] = r[3]  # where the frame starts in the buffer
-            data = self._frame[:length]
-            self._ask(cmd, data)
-            self.last_rssi_dbm = -(self._ask(_GET_PACKET_STATUS)[3] >> 1)  # DS 13.5.3: RssiSync, -value/2 dBm
-            return bytes(data)
+            return self._read_frame()
+
+    def _read_frame(self):
+        r = self._ask(_GET_RX_BUFFER_STATUS)
+        self._read_rx[1] = r[3]  # where the frame starts in the buffer
+        data = self._frame[: r[2]]
+        self._read_into(self._read_rx, data)
+        self.last_rssi_dbm = -(self._ask(_GET_PACKET_STATUS)[3] >> 1)  # DS 13.5.3: RssiSync, -value/2 dBm
+        return bytes(data)
 
     def energy(self, page, channel):
         """RSSI on (page, channel) in dBm (GetRssiInst -value/2, the half-dB truncated toward
