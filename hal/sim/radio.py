@@ -24,8 +24,7 @@ from hal.compat import const
 from hal.contracts import Radio, RadioError
 
 MAX_PAYLOAD = phy.MAX_PSDU - phy.FCS_BYTES  # 125 bytes of MAC payload
-_BYTES = (bytes, bytearray)  # built once (a tuple of names in a check is built at each call)
-_FRAME_TYPES = (bytes, bytearray, memoryview)
+_FRAME_TYPES = (bytes, bytearray, memoryview)  # built once (a tuple of names in a check is built per call)
 _RECENT = const(256)
 _RX_CAPACITY = const(64)
 
@@ -57,7 +56,9 @@ class Medium:
         self._rx = {}  # (page, ch) -> [[at_ms, frame, sender], ...] sorted by at_ms
         self._queued = 0  # frames in all of them: none, and take() need not look (a chip asks often)
         self._recent_size = recent_size
-        self._recent = []  # the last transmissions: (start_ms, airtime_us, page, ch, length, radio)
+        # the last transmissions: [start_ms, airtime_us, page, ch, length, radio], a ring whose
+        # entries are filled in place once it is full
+        self._recent = []
         self._recent_i = 0
         x = (seed * 2654435761 + 0x9E3779B9) & 0xFFFFFFFF
         self._rng = x or 1
@@ -98,9 +99,9 @@ class Medium:
     # ------------------------------------------------------------ frames in
 
     def inject(self, page, ch, frame, at_ms=None, sender=None):
-        """Queue frame for a radio listening on (page, ch) from virtual time at_ms (now)."""
+        """Queue (a copy of) frame for a radio listening on (page, ch) from virtual time at_ms (now)."""
         phy.check(page, ch)
-        if not isinstance(frame, _BYTES):
+        if not isinstance(frame, _FRAME_TYPES):
             raise TypeError("a frame is bytes")
         if len(frame) > MAX_PAYLOAD:
             raise ValueError("a frame of {} bytes does not fit ({} max)".format(len(frame), MAX_PAYLOAD))
@@ -139,17 +140,24 @@ class Medium:
     # ------------------------------------------------------------ frames out
 
     def on_air(self, radio, page, ch, frame, airtime_us):
-        """Log one transmission starting now; called by SimRadio.transmit."""
+        """Log one transmission starting now; called by SimRadio.transmit and the chip models.
+        frame (bytes-like) is copied if it is kept."""
         now = self.clock.monotonic_ms()
         self.frames += 1
         self.airtime_us_total += airtime_us
-        entry = (now, airtime_us, page, ch, len(frame), radio)
         size = self._recent_size
-        if len(self._recent) < size:
-            self._recent.append(entry)
-            self._recent_i = len(self._recent) % size
+        rec = self._recent
+        if len(rec) < size:
+            rec.append([now, airtime_us, page, ch, len(frame), radio])
+            self._recent_i = len(rec) % size
         else:
-            self._recent[self._recent_i] = entry
+            e = rec[self._recent_i]
+            e[0] = now
+            e[1] = airtime_us
+            e[2] = page
+            e[3] = ch
+            e[4] = len(frame)
+            e[5] = radio
             self._recent_i = (self._recent_i + 1) % size
         if len(self.radios) > 1:
             self.inject(page, ch, frame, now + _ceil_ms(airtime_us), radio)

@@ -141,7 +141,7 @@ class LabMedium(Medium):
         out = []
         for k in range(size - n, size):
             e = rec[(self._recent_i + k) % size] if size == self._recent_size else rec[k]
-            out.append(e[:5])
+            out.append(tuple(e[:5]))
         return out
 
     def hourly_airtime_us(self):

@@ -2,7 +2,8 @@
 # sends goes on the air with its airtime, what others send reaches it.
 #   Air(chip, medium)   joins chip to medium (chip.tx_power_dbm is what others hear of it)
 #   channel_of(hz)      the (page, ch) of the plan whose centre hz is, or None off the plan
-#   .send(hz, frame)    one frame on the air from now: the ms when its last bit is out
+#   .send(hz, frame)    one frame (bytes-like: the medium copies what it keeps) on the air from
+#                       now: the ms when its last bit is out
 #   .take(hz)           (at_ms, frame) of the next frame for it on hz by now, or None
 #   .energy_dbm(hz)     the level on hz now, as the chip's RSSI would read it
 #   .wait_until(ms)     the time the chip needs (a driver busy-polling it sees it pass)
@@ -59,7 +60,7 @@ class Air:
         airtime = phy.airtime_us(len(frame))
         pc = channel_of(hz)
         if pc is not None:
-            self.medium.on_air(self.chip, pc[0], pc[1], bytes(frame), airtime)
+            self.medium.on_air(self.chip, pc[0], pc[1], frame, airtime)
         return at + (airtime + 999) // 1000
 
     def take(self, hz):
