@@ -26,16 +26,21 @@ def channel_of(hz):
     """(page, ch) whose centre frequency is within _TOLERANCE_HZ of hz, or None."""
     pc = _KNOWN.get(hz, False)
     if pc is False:
-        pc = None
-        for page in phy.PLAN:
-            first, last, base = phy.PLAN[page]
-            ch = (hz - base + _SPACING_HZ // 2) // _SPACING_HZ
-            if first <= ch <= last and abs(hz - base - ch * _SPACING_HZ) <= _TOLERANCE_HZ:
-                pc = (page, ch)
-                break
-        if len(_KNOWN) >= _KNOWN_MAX:
-            _KNOWN.clear()
-        _KNOWN[hz] = pc
+        pc = _find(hz)
+    return pc
+
+
+def _find(hz):
+    pc = None
+    for page in phy.PLAN:
+        first, last, base = phy.PLAN[page]
+        ch = (hz - base + _SPACING_HZ // 2) // _SPACING_HZ
+        if first <= ch <= last and abs(hz - base - ch * _SPACING_HZ) <= _TOLERANCE_HZ:
+            pc = (page, ch)
+            break
+    if len(_KNOWN) >= _KNOWN_MAX:
+        _KNOWN.clear()
+    _KNOWN[hz] = pc
     return pc
 
 
@@ -54,14 +59,17 @@ class Air:
         return self.clock.monotonic_ms()
 
     def send(self, hz, frame):
-        at = self.now()
         if not 0 < len(frame) <= _MAX_PAYLOAD:
-            return at  # not a frame of the plan's PHY: nobody on the medium hears it
+            return self.now()  # not a frame of the plan's PHY: nobody on the medium hears it
+        at = self.now()
         airtime = phy.airtime_us(len(frame))
-        pc = channel_of(hz)
+        self._on_air(channel_of(hz), frame, airtime)
+        return at + (airtime + 999) // 1000
+
+    def _on_air(self, pc, frame, airtime):
+        # (apart from send: a MicroPython frame within 11 words is not taken from the heap)
         if pc is not None:
             self.medium.on_air(self.chip, pc[0], pc[1], frame, airtime)
-        return at + (airtime + 999) // 1000
 
     def take(self, hz):
         pc = channel_of(hz)
