@@ -9,9 +9,13 @@
 # receives, frames of 20, 64 and 125 bytes in turn. Rows:
 #   frames/s      frames sent and received (one transmit + one receive) per second
 #   x sim         how many times slower than the direct simulation
-#   B/frame       MicroPython: bytes allocated per frame in steady state, gc.mem_alloc() before
-#                 and after a burst with the collector off (what counts towards the next
-#                 collection on a board)
+#   B/frame       MicroPython: bytes allocated per frame in steady state, over a burst with the
+#                 collector off: micropython.mem_total() (every allocation, also the call frames
+#                 MicroPython takes from the heap for a function whose locals and value stack
+#                 need more than 11 words and frees on return: each counts towards the next
+#                 collection all the same); gc.mem_alloc() where the port has no mem_total
+#   kept          MicroPython: gc.mem_alloc() over the same burst: what is left for the collector,
+#                 in whole heap blocks (32 bytes on a 64-bit port, 16 on a board)
 #   peak B        CPython, which frees most objects as soon as they are dropped: the tracemalloc
 #                 peak above the start of a frame, the most over a burst (what a frame holds at once)
 #   scans/s, B/scan   the same for a scan: energy(page, channel) on each of the 27 channels of
@@ -93,13 +97,17 @@ def scans(a, b, n):
 
 
 class _Alloc:
-    """Bytes allocated while fn(a, b, n) runs, per unit (see the module comment)."""
+    """Bytes allocated while fn(a, b, n) runs, per unit: (all, kept) on MicroPython, (peak,
+    None) on CPython (see the module comment)."""
 
     def __init__(self):
         if _IS_MPY:
             import gc
 
+            import micropython
+
             self._gc = gc
+            self._total = getattr(micropython, "mem_total", None)
         else:
             import tracemalloc
 
@@ -108,15 +116,18 @@ class _Alloc:
     def per(self, fn, a, b, n):
         if _IS_MPY:
             gc = self._gc
+            total = self._total
             gc.collect()
             gc.disable()
             try:
+                t0 = total() if total else 0
                 m0 = gc.mem_alloc()
                 fn(a, b, n)
                 m1 = gc.mem_alloc()
+                t1 = total() if total else m1 - m0
             finally:
                 gc.enable()
-            return (m1 - m0) / n
+            return (t1 - t0) / n, (m1 - m0) / n
         tm = self._tm
         tm.start()
         try:
@@ -128,7 +139,7 @@ class _Alloc:
                 most = max(most, tm.get_traced_memory()[1] - m0)
         finally:
             tm.stop()
-        return most
+        return most, None
 
 
 def rate(fn, a, b, seconds):
@@ -157,36 +168,44 @@ def measure(seconds, alloc=True):
         frames(a, b, _WARMUP)
         scans(a, b, 2)
         fps = rate(frames, a, b, seconds)
-        bpf = alloc.per(frames, a, b, _BURST) if alloc else None
+        bpf = alloc.per(frames, a, b, _BURST) if alloc else (None, None)
         sps = rate(scans, a, b, seconds / 2)
-        bps = alloc.per(scans, a, b, 4) if alloc else None
+        bps = alloc.per(scans, a, b, 4) if alloc else (None, None)
         rows.append((kind, fps, bpf, sps, bps))
     return rows
 
 
 def report(runtime, rows):
     base = rows[0]
-    per = ("B/frame", "B/scan") if _IS_MPY else ("peak B", "peak B")
+    per = ("B/frame", "kept", "B/scan", "kept") if _IS_MPY else ("peak B", "", "peak B", "")
     print(
         "{} ({} bytes per frame in turn; x sim: times slower than radio sim)".format(
             runtime, "/".join(str(len(f)) for f in _FRAMES)
         )
     )
     print(
-        "  {:<8} {:>9} {:>6} {:>8}   {:>8} {:>6} {:>8}".format(
-            "radio", "frames/s", "x sim", per[0], "scans/s", "x sim", per[1]
+        "  {:<8} {:>9} {:>6} {:>8} {:>6}   {:>8} {:>6} {:>8} {:>6}".format(
+            "radio", "frames/s", "x sim", per[0], per[1], "scans/s", "x sim", per[2], per[3]
         )
     )
     for kind, fps, bpf, sps, bps in rows:
         print(
-            "  {:<8} {:>9.0f} {:>6.1f} {:>8}   {:>8.1f} {:>6.1f} {:>8}".format(
-                kind, fps, base[1] / fps, _bytes(bpf), sps, base[3] / sps, _bytes(bps)
+            "  {:<8} {:>9.0f} {:>6.1f} {:>8} {:>6}   {:>8.1f} {:>6.1f} {:>8} {:>6}".format(
+                kind,
+                fps,
+                base[1] / fps,
+                _bytes(bpf[0]),
+                _bytes(bpf[1]),
+                sps,
+                base[3] / sps,
+                _bytes(bps[0]),
+                _bytes(bps[1]),
             )
         )
 
 
 def _bytes(v):
-    return "-" if v is None else "{:.0f}".format(v)
+    return "" if v is None else "{:.0f}".format(v)
 
 
 def main():
@@ -216,7 +235,7 @@ def main():
     small = ["--threshold", str(_AGENT_GC_THRESHOLD)]
     for label, heap, extra in (
         ("default heap", [], []),
-        ("192 KB heap, gc.threshold({})".format(_AGENT_GC_THRESHOLD), ["-X", "heapsize=192k"], small),
+        ("256 KB heap, gc.threshold({})".format(_AGENT_GC_THRESHOLD), ["-X", "heapsize=256k"], small),
     ):
         out = subprocess.run(
             [exe] + heap + [os.path.abspath(__file__), "--inner", label, "--seconds", str(seconds)] + extra,
