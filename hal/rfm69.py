@@ -114,9 +114,10 @@ class Rfm69(RadioDriver):
     RFIO (RFM69CW/W, -18..+13 dBm).
 
     A register goes in and out through two-byte buffers made here once, a received frame is
-    gathered in a buffer of 256 bytes: in steady state a frame allocates only the views of the
-    FIFO bursts that move part of a frame (one per burst) and the bytes receive() returns (on
-    MicroPython every allocation brings the next collection of the whole heap nearer).
+    gathered in a buffer of 256 bytes: in steady state a frame allocates only views (of a frame
+    longer than the FIFO and of each burst that moves part of it, of each burst received into the
+    buffer and of the bytes receive() returns) and those bytes (on MicroPython every allocation
+    brings the next collection of the whole heap nearer).
     """
 
     def __init__(self, spi, cs, band, tx_power_cap_dbm, reset=None, dio0=None, clock=None, high_power=True):
