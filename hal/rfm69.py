@@ -1,3 +1,4 @@
+# Over 400 lines: one chip's driver with its datasheet notes, in methods small enough that a frame needs no heap.
 # HopeRF RFM69HCW / RFM69HW (Semtech SX1231H core) register-level driver for the GB868 PHY.
 #
 # "DS" = HopeRF RFM69HCW datasheet v1.1. SPI: first byte is the register address, bit 7 set for

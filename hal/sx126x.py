@@ -1,3 +1,4 @@
+# Over 400 lines: one chip's driver with its datasheet notes, in methods small enough that a frame needs no heap.
 # Semtech SX126x (SX1262) register-level driver for the GB868 PHY, and the SX126x command set
 # that the STM32WL sub-GHz radio shares (hal.stm32wl).
 #

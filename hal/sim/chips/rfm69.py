@@ -1,3 +1,4 @@
+# Over 400 lines: one chip's model, register by register, in methods small enough that a transfer needs no heap.
 # A HopeRF RFM69 (SX1231H core) at its SPI bus, as hal.rfm69 drives it: the 0x80 registers, a
 # 66-byte FIFO that TX drains and RX fills tx_rate / rx_rate bytes per SPI transaction, IRQ
 # flags computed from that state, DIO0 mapping, RSSI, the reset pin. Misuse (FIFO underrun or

@@ -1,3 +1,4 @@
+# Over 400 lines: one chip's model, command by command, in methods small enough that a transfer needs no heap.
 # A Semtech SX126x at its SPI bus, as the SX1262 and the STM32WL's sub-GHz core present it to
 # hal.sx126x / hal.stm32wl: BUSY rising after every command (falling after busy_polls reads),
 # chip modes, IRQ flags under the IRQ mask, the 256-byte buffer, registers, GFSK packet
