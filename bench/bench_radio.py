@@ -27,38 +27,14 @@
 # where what a driver allocates turns into collections of the whole heap (rates only there).
 import sys
 
-_IS_MPY = sys.implementation.name == "micropython"
+from runtimes import IS_MPY as _IS_MPY  # first: it puts the checkout on sys.path
+from runtimes import elapsed_us as _elapsed_us
+from runtimes import now_us as _now_us
 
-if _IS_MPY:
-    _ROOT = (sys.path[0] or ".") + "/.."
-else:
-    import os
-
-    _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, _ROOT)
-
-from boards.simchips import RADIOS, make_radio  # noqa: E402
-from hal.sim.radio import Medium  # noqa: E402
-from hal.sim.vclock import VirtualClock  # noqa: E402
-
-try:
-    from time import ticks_diff, ticks_us
-
-    def _now_us():
-        return ticks_us()
-
-    def _elapsed_us(t0):
-        return ticks_diff(ticks_us(), t0)
-
-except ImportError:
-    from time import perf_counter_ns
-
-    def _now_us():
-        return perf_counter_ns() // 1000
-
-    def _elapsed_us(t0):
-        return perf_counter_ns() // 1000 - t0
-
+# isort: split
+from boards.simchips import RADIOS, make_radio
+from hal.sim.radio import Medium
+from hal.sim.vclock import VirtualClock
 
 _PAGE = 28
 _CHANNEL = 1
@@ -225,6 +201,7 @@ def main():
             report("MicroPython, " + label, measure(seconds))
         return
     report("CPython " + sys.version.split()[0], measure(seconds))
+    import os
     import shutil
     import subprocess
 

@@ -139,7 +139,6 @@ class Rfm69(RadioDriver):
         self._boost_wanted = False
         self.crc_errors = 0
         self.overruns = 0
-        self._open = False  # NSS low: a transaction under way
         self._rd = bytearray(2)  # reading a register: its address, a NOP; the answer in _in
         self._in = bytearray(2)
         self._wr = bytearray(2)  # writing one: address | 0x80, value
@@ -152,42 +151,14 @@ class Rfm69(RadioDriver):
 
     # -- bus
 
-    # One method per kind of transaction, none with a try block: on MicroPython a call whose
-    # frame needs more than 11 words (arguments, locals, value stack, 3 for a try block and 3
-    # more for its handler) takes the frame from the heap, and these run many times a frame.
-    # A transaction that an exception broke off (NSS left low) is ended by the next one.
-
-    def _begin(self):
-        if self._open:
-            self._cs(1)
-        self._cs(0)
-        self._open = True
-
-    def _end(self):
-        self._cs(1)
-        self._open = False
-
-    def _send(self, data):
-        """One transaction: data, its address byte first."""
-        self._begin()
-        self._spi.write(data)
-        self._end()
-
-    def _send_burst(self, head, data):
-        """One transaction: head (the address byte first), then data."""
-        self._begin()
-        self._spi.write(head)
-        self._spi.write(data)
-        self._end()
-
     def _write(self, addr, data):
-        self._send_burst(bytes((addr | 0x80,)), data)
+        self._send_data(bytes((addr | 0x80,)), data)
 
     def _reg(self, addr):
         self._rd[0] = addr & 0x7F
-        self._begin()
+        self._select()
         self._spi.write_readinto(self._rd, self._in)
-        self._end()
+        self._deselect()
         return self._in[1]
 
     def _set(self, addr, value):
@@ -305,11 +276,11 @@ class Rfm69(RadioDriver):
         self._tx_n = n
         if n < _FIFO_SIZE:
             self._tx_pos = n
-            self._send_burst(self._tx_head, frame)
+            self._send_data(self._tx_head, frame)
         else:
             self._tx_pos = _FIFO_SIZE - 1
             self._tx_view = memoryview(frame)
-            self._send_burst(self._tx_head, self._tx_view[: _FIFO_SIZE - 1])
+            self._send_data(self._tx_head, self._tx_view[: _FIFO_SIZE - 1])
 
     def _on_air(self):
         try:
@@ -328,7 +299,7 @@ class Rfm69(RadioDriver):
             end = pos + _FIFO_SIZE - _FIFO_THRESH
             if end > self._tx_n:
                 end = self._tx_n
-            self._send_burst(_FIFO_WRITE, self._tx_view[pos:end])
+            self._send_data(_FIFO_WRITE, self._tx_view[pos:end])
             self._tx_pos = end
         elif self._expired(self._tx_deadline):
             raise RadioError("transmit failed: the FIFO did not drain")
@@ -360,10 +331,10 @@ class Rfm69(RadioDriver):
     def _read_fifo(self, k):
         # the next k bytes of the frame from the FIFO
         n = self._rx_n
-        self._begin()
+        self._select()
         self._spi.write(_FIFO_READ)
         self._spi.readinto(self._rx_view[n : n + k], 0)
-        self._end()
+        self._deselect()
         self._rx_n = n + k
 
     def _poll_rx(self):

@@ -188,7 +188,6 @@ class Sx126x(RadioDriver):
         self._dcdc = dcdc
         self._rx_on = False
         self._asleep = False
-        self._open = False  # NSS low: a transaction under way
         self.last_rssi_dbm = None
         self.crc_errors = 0
         # DS 13.4.6 (GFSK) SetPacketParams: preamble length in bits (2 bytes), detector, sync
@@ -223,11 +222,6 @@ class Sx126x(RadioDriver):
             if self._expired(deadline):
                 raise RadioError("radio BUSY stayed high for {} ms".format(timeout_ms))
 
-    # One method per kind of transaction, none with a try block: on MicroPython a call whose
-    # frame needs more than 11 words (arguments, locals, value stack, 3 for a try block and 3
-    # more for its handler) takes the frame from the heap, and these run several times a frame.
-    # A transaction that an exception broke off (NSS left low) is ended by the next one.
-
     def _select(self):
         # NSS low once the chip can take a command (waking it first if it sleeps)
         if self._open:
@@ -242,23 +236,6 @@ class Sx126x(RadioDriver):
         self._wait_ready(busy_ms)
         self._cs(0)
         self._open = True
-
-    def _deselect(self):
-        self._cs(1)
-        self._open = False
-
-    def _send(self, cmd):
-        """One write command: cmd, its bytes (opcode and parameters)."""
-        self._select()
-        self._spi.write(cmd)
-        self._deselect()
-
-    def _send_data(self, cmd, data):
-        """One write command: cmd (opcode and its first parameters), then data."""
-        self._select()
-        self._spi.write(cmd)
-        self._spi.write(data)
-        self._deselect()
 
     def _ask(self, cmd):
         """One read command: cmd (opcode, parameters, NOPs) out; returns what came back meanwhile
