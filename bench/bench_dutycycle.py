@@ -6,38 +6,12 @@
 #
 # Plain script, no assertions. The MicroPython figure comes from running this same file under
 # `micropython` with --inner.
-import sys
+from runtimes import IS_MPY as _IS_MPY  # first: it puts the checkout on sys.path
+from runtimes import elapsed_us as _elapsed_us
+from runtimes import now_us as _now_us
 
-_IS_MPY = sys.implementation.name == "micropython"
-
-if _IS_MPY:
-    _ROOT = (sys.path[0] or ".") + "/.."
-else:
-    import os
-
-    _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, _ROOT)
-
-from agent.dutycycle import DutyCycle  # noqa: E402
-
-try:
-    from time import ticks_diff, ticks_us
-
-    def _now_us():
-        return ticks_us()
-
-    def _elapsed_us(t0):
-        return ticks_diff(ticks_us(), t0)
-
-except ImportError:
-    from time import perf_counter_ns
-
-    def _now_us():
-        return perf_counter_ns() / 1000
-
-    def _elapsed_us(t0):
-        return perf_counter_ns() / 1000 - t0
-
+# isort: split
+from agent.dutycycle import DutyCycle
 
 _STEP_MS = 37  # one record every 37 ms: minutes roll over, buckets expire
 _AIRTIME_US = 300  # 0.8 % of the time: the state stays normal in both runs
@@ -83,6 +57,7 @@ def main():
         print(line("micropython", small, large))
         return
     print(line("cpython", small, large))
+    import os
     import subprocess
 
     try:

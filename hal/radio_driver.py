@@ -1,16 +1,19 @@
-# RadioDriver: the band / channel / power / frame / timeout rules that the register-level radio
-# drivers (hal.sx126x, hal.rfm69, hal.stm32wl) share. Nothing here touches hardware at import.
+# RadioDriver: the band / channel / power / frame / timeout rules and the SPI transactions that
+# the register-level radio drivers (hal.sx126x, hal.rfm69, hal.stm32wl) share. Nothing here
+# touches hardware at import.
 from hal import phy
 from hal.contracts import Radio, RadioError
 from hal.mcu import ConfigError, McuClock
 
 MAX_PAYLOAD = phy.MAX_PSDU - phy.FCS_BYTES  # 125: the radio appends the 2-byte FCS (its CRC)
+_FRAME_TYPES = (bytes, bytearray, memoryview)  # built once: a tuple in the check would be built per frame
 
 
 class RadioDriver(Radio):
     """What every register-level driver shares: band, channel checks, power cap, frame size,
-    timeouts on an injected clock. Subclasses provide MIN_DBM/MAX_DBM and the chip hooks
-    init(), _set_frequency(hz), _apply_power(dbm)."""
+    timeouts on an injected clock, SPI transactions. Subclasses provide MIN_DBM/MAX_DBM, the
+    bus (_spi: machine.SPI-like, _cs: NSS as a callable) and the chip hooks init(),
+    _set_frequency(hz), _apply_power(dbm)."""
 
     MIN_DBM = 0
     MAX_DBM = 0
@@ -30,6 +33,7 @@ class RadioDriver(Radio):
         self.channel = None
         self.frequency_hz = None
         self.ready = False
+        self._open = False  # NSS low: a transaction under way
 
     # -- channel plan
 
@@ -85,7 +89,7 @@ class RadioDriver(Radio):
     # -- frames and time
 
     def _check_frame(self, frame):
-        if not isinstance(frame, (bytes, bytearray, memoryview)):
+        if not isinstance(frame, _FRAME_TYPES):
             raise RadioError("a frame is bytes, not {}".format(type(frame).__name__))
         n = len(frame)
         if not 0 < n <= MAX_PAYLOAD:
@@ -101,6 +105,35 @@ class RadioDriver(Radio):
     def _ensure_ready(self):
         if not self.ready:
             self.init()
+
+    # -- SPI transactions: one method per kind, none with a try block. On MicroPython a call
+    # whose frame needs more than 11 words (arguments, locals, value stack, 3 for a try block
+    # and 3 more for its handler) takes the frame from the heap, and these run many times a
+    # frame. A transaction that an exception broke off (NSS left low) is ended by the next one.
+
+    def _select(self):
+        # NSS low (a chip with a BUSY line waits for it first: overridden)
+        if self._open:
+            self._cs(1)
+        self._cs(0)
+        self._open = True
+
+    def _deselect(self):
+        self._cs(1)
+        self._open = False
+
+    def _send(self, data):
+        """One transaction: data (an opcode or address byte first)."""
+        self._select()
+        self._spi.write(data)
+        self._deselect()
+
+    def _send_data(self, head, data):
+        """One transaction: head (an opcode or address byte first), then data."""
+        self._select()
+        self._spi.write(head)
+        self._spi.write(data)
+        self._deselect()
 
     # -- chip hooks
 

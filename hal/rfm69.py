@@ -1,3 +1,4 @@
+# Over 400 lines: one chip's driver with its datasheet notes, in methods small enough that a frame needs no heap.
 # HopeRF RFM69HCW / RFM69HW (Semtech SX1231H core) register-level driver for the GB868 PHY.
 #
 # "DS" = HopeRF RFM69HCW datasheet v1.1. SPI: first byte is the register address, bit 7 set for
@@ -95,8 +96,16 @@ _RX_FRAME_MS = phy.airtime_us(MAX_PAYLOAD) // 1000 + _TX_MARGIN_MS  # a started 
 
 
 def frf_reg(hz):
-    """RegFrf value: round(hz * 2^19 / 32 MHz), integer arithmetic, nearest step."""
-    return ((hz << _FSTEP_SHIFT) + _FXOSC // 2) // _FXOSC
+    """RegFrf value: round(hz * 2^19 / 32 MHz), to the nearest step.
+
+    2^19 / 32 MHz = 256 / 15625: whole multiples of 15625 Hz and the rest apart, so that no
+    intermediate value leaves a 32-bit port's small ints (hz << 19 would be a long int)."""
+    q = hz // 15625
+    return q * 256 + ((hz - q * 15625) * 256 + 7812) // 15625
+
+
+_FIFO_READ = bytes((_REG_FIFO,))  # the address byte of a FIFO burst; then the data
+_FIFO_WRITE = bytes((_REG_FIFO | 0x80,))
 
 
 class Rfm69(RadioDriver):
@@ -104,6 +113,12 @@ class Rfm69(RadioDriver):
 
     high_power: an H module (RFM69HCW/HW, PA1/PA2 on PA_BOOST, -2..+20 dBm); otherwise PA0 on
     RFIO (RFM69CW/W, -18..+13 dBm).
+
+    A register goes in and out through two-byte buffers made here once, a received frame is
+    gathered in a buffer of 256 bytes: in steady state a frame allocates only views (of a frame
+    longer than the FIFO and of each burst that moves part of it, of each burst received into the
+    buffer and of the bytes receive() returns) and those bytes (on MicroPython every allocation
+    brings the next collection of the whole heap nearer).
     """
 
     def __init__(self, spi, cs, band, tx_power_cap_dbm, reset=None, dio0=None, clock=None, high_power=True):
@@ -116,41 +131,41 @@ class Rfm69(RadioDriver):
         self._reset = reset
         self._dio0 = dio0
         self._rx_on = False
-        self._rx_buf = bytearray()
+        self._rx = bytearray(256)  # the frame being received: length byte, payload (_rx_n so far)
+        self._rx_view = memoryview(self._rx)
+        self._rx_n = 0
         self._rx_active = False  # part of a frame is in the FIFO or already read
         self._boost = False  # +18..+20 dBm test-register settings in use
         self._boost_wanted = False
         self.crc_errors = 0
         self.overruns = 0
+        self._rd = bytearray(2)  # reading a register: its address, a NOP; the answer in _in
+        self._in = bytearray(2)
+        self._wr = bytearray(2)  # writing one: address | 0x80, value
+        self._tx_head = bytearray((_REG_FIFO | 0x80, 0))  # a frame's first burst: its length byte
+        self._tx_view = None  # a frame being sent: its view (if longer than the FIFO), length,
+        self._tx_n = 0  # how much of it is in the FIFO, when it must be out
+        self._tx_pos = 0
+        self._tx_deadline = 0
+        self._frf = bytearray((_REG_FRF_MSB | 0x80, 0, 0, 0))
 
     # -- bus
 
     def _write(self, addr, data):
-        buf = bytearray(1 + len(data))
-        buf[0] = addr | 0x80
-        buf[1:] = data
-        self._cs(0)
-        try:
-            self._spi.write(buf)
-        finally:
-            self._cs(1)
-
-    def _read(self, addr, n=1):
-        out = bytearray(1 + n)
-        out[0] = addr & 0x7F
-        got = bytearray(1 + n)
-        self._cs(0)
-        try:
-            self._spi.write_readinto(out, got)
-        finally:
-            self._cs(1)
-        return bytes(got[1:])
+        self._send_data(bytes((addr | 0x80,)), data)
 
     def _reg(self, addr):
-        return self._read(addr)[0]
+        self._rd[0] = addr & 0x7F
+        self._select()
+        self._spi.write_readinto(self._rd, self._in)
+        self._deselect()
+        return self._in[1]
 
     def _set(self, addr, value):
-        self._write(addr, bytes((value,)))
+        wr = self._wr
+        wr[0] = addr | 0x80
+        wr[1] = value
+        self._send(wr)
 
     def _mode(self, mode):
         self._set(_REG_OPMODE, mode)
@@ -162,7 +177,7 @@ class Rfm69(RadioDriver):
     def _standby(self):
         self._mode(_MODE_STANDBY)
         self._rx_on = False
-        self._rx_buf = bytearray()
+        self._rx_n = 0
         if self._boost:
             self._high_power_regs(False)
             self._boost = False
@@ -215,7 +230,11 @@ class Rfm69(RadioDriver):
         if self._rx_on:
             self._standby()
         reg = frf_reg(hz)
-        self._write(_REG_FRF_MSB, bytes(((reg >> 16) & 0xFF, (reg >> 8) & 0xFF, reg & 0xFF)))
+        cmd = self._frf
+        cmd[1] = (reg >> 16) & 0xFF
+        cmd[2] = (reg >> 8) & 0xFF
+        cmd[3] = reg & 0xFF
+        self._send(cmd)
 
     def _pa_level(self, dbm):
         # DS 3.3.6 / table 10: PA0 -18..+13 (Pout = -18 + OutputPower); PA1 -2..+13 (-18 + OP);
@@ -243,36 +262,58 @@ class Rfm69(RadioDriver):
         self._standby()
         self._clear_fifo()
         self._set(_REG_DIO_MAPPING1, _DIO0_TX_PACKET_SENT)
-        data = bytes((n,)) + bytes(frame)
-        first = data[:_FIFO_SIZE]
-        self._write(_REG_FIFO, first)
-        pos = len(first)
+        self._load(frame, n)
         if self._boost_wanted:
             self._high_power_regs(True)
             self._boost = True
-        deadline = self._deadline(airtime // 1000 + _TX_MARGIN_MS)
+        self._tx_deadline = self._deadline(airtime // 1000 + _TX_MARGIN_MS)
+        self._on_air()
+        return airtime
+
+    def _load(self, frame, n):
+        # the FIFO takes the length byte and the frame: as much as fits now, the rest as it drains
+        self._tx_head[1] = n
+        self._tx_n = n
+        if n < _FIFO_SIZE:
+            self._tx_pos = n
+            self._send_data(self._tx_head, frame)
+        else:
+            self._tx_pos = _FIFO_SIZE - 1
+            self._tx_view = memoryview(frame)
+            self._send_data(self._tx_head, self._tx_view[: _FIFO_SIZE - 1])
+
+    def _on_air(self):
         try:
             self._mode(_MODE_TX)
-            while pos < len(data):
-                if not self._reg(_REG_IRQ_FLAGS2) & _IRQ2_FIFO_LEVEL:
-                    # at most _FIFO_THRESH bytes queued: room for the rest of the FIFO
-                    chunk = data[pos : pos + _FIFO_SIZE - _FIFO_THRESH]
-                    self._write(_REG_FIFO, chunk)
-                    pos += len(chunk)
-                elif self._expired(deadline):
-                    raise RadioError("transmit failed: the FIFO did not drain")
-            while True:
-                if self._dio0 is not None:
-                    sent = self._dio0()
-                else:
-                    sent = self._reg(_REG_IRQ_FLAGS2) & _IRQ2_PACKET_SENT
-                if sent:
-                    break
-                if self._expired(deadline):
-                    raise RadioError("transmit failed: no PacketSent")
+            while self._tx_pos < self._tx_n:
+                self._refill()
+            self._wait_sent()
         finally:
+            self._tx_view = None
             self._standby()
-        return airtime
+
+    def _refill(self):
+        if not self._reg(_REG_IRQ_FLAGS2) & _IRQ2_FIFO_LEVEL:
+            # at most _FIFO_THRESH bytes queued: room for the rest of the FIFO
+            pos = self._tx_pos
+            end = pos + _FIFO_SIZE - _FIFO_THRESH
+            if end > self._tx_n:
+                end = self._tx_n
+            self._send_data(_FIFO_WRITE, self._tx_view[pos:end])
+            self._tx_pos = end
+        elif self._expired(self._tx_deadline):
+            raise RadioError("transmit failed: the FIFO did not drain")
+
+    def _wait_sent(self):
+        while True:
+            if self._dio0 is not None:
+                sent = self._dio0()
+            else:
+                sent = self._reg(_REG_IRQ_FLAGS2) & _IRQ2_PACKET_SENT
+            if sent:
+                return
+            if self._expired(self._tx_deadline):
+                raise RadioError("transmit failed: no PacketSent")
 
     def _start_rx(self):
         self._standby()
@@ -280,12 +321,21 @@ class Rfm69(RadioDriver):
         self._set(_REG_DIO_MAPPING1, _DIO0_RX_PAYLOAD_READY)
         self._mode(_MODE_RX)
         self._rx_on = True
-        self._rx_buf = bytearray()
+        self._rx_n = 0
         self._rx_active = False
 
     def _restart_rx(self):
         self.overruns += 1
         self._start_rx()
+
+    def _read_fifo(self, k):
+        # the next k bytes of the frame from the FIFO
+        n = self._rx_n
+        self._select()
+        self._spi.write(_FIFO_READ)
+        self._spi.readinto(self._rx_view[n : n + k], 0)
+        self._deselect()
+        self._rx_n = n + k
 
     def _poll_rx(self):
         """A finished frame (bytes), False for a dropped one, or None when nothing finished;
@@ -295,22 +345,25 @@ class Rfm69(RadioDriver):
         if flags & _IRQ2_FIFO_OVERRUN:
             self._restart_rx()
             return False
-        buf = self._rx_buf
         if flags & _IRQ2_PAYLOAD_READY:
-            if not buf:
-                buf += self._read(_REG_FIFO, 1)
-            rest = 1 + buf[0] - len(buf)
+            if not self._rx_n:
+                self._read_fifo(1)
+            rest = 1 + self._rx[0] - self._rx_n
             if rest > 0:
-                buf += self._read(_REG_FIFO, rest)
-            self._rx_buf = bytearray()
+                self._read_fifo(rest)
+            n = self._rx_n
+            self._rx_n = 0
             if not flags & _IRQ2_CRC_OK:
                 self.crc_errors += 1
                 return False
-            return bytes(buf[1:])
+            return bytes(self._rx_view[1:n])
         if flags & _IRQ2_FIFO_LEVEL:
             # more than _FIFO_THRESH bytes of this frame are waiting: take that many
-            buf += self._read(_REG_FIFO, _FIFO_THRESH)
-        self._rx_active = bool(buf) or bool(flags & _IRQ2_FIFO_NOT_EMPTY)
+            if self._rx_n + _FIFO_THRESH > len(self._rx):
+                self._restart_rx()  # longer than any frame: not one to keep
+                return False
+            self._read_fifo(_FIFO_THRESH)
+        self._rx_active = bool(self._rx_n) or bool(flags & _IRQ2_FIFO_NOT_EMPTY)
         return None
 
     def receive(self, timeout_ms=0):

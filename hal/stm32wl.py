@@ -16,6 +16,7 @@ from hal.compat import const
 from hal.sx126x import Sx126x
 
 _CMD_CLR_ERROR = const(0x07)  # RM 5.8.7 Clr_Error(): ONE parameter byte here (SX1262: two)
+_CLEAR_ERRORS = bytes((_CMD_CLR_ERROR, 0x00))
 _REG_OCP = const(0x08E7)  # RM SUBGHZ_PAOCPR: current limit in 2.5 mA steps
 
 # RM 5.8.3 Set_PaConfig() and table 35 (PA optimal settings): (PaDutyCycle, HpMax, PaSel, 0x01)
@@ -44,8 +45,10 @@ class NucleoFrontEnd:
         self.state = None
 
     def _set(self, levels, state):
-        for pin, level in zip(self._pins, levels):
-            pin(level)
+        pins = self._pins
+        pins[0](levels[0])
+        pins[1](levels[1])
+        pins[2](levels[2])
         self.state = state
 
     def off(self):
@@ -93,7 +96,7 @@ class Stm32wlRadio(Sx126x):
         Sx126x.init(self)
 
     def _clear_device_errors(self):
-        self._cmd(_CMD_CLR_ERROR, b"\x00")
+        self._send(_CLEAR_ERRORS)
 
     def _pa_settings(self, dbm):
         if dbm <= _LP_MAX_DBM:

@@ -1,3 +1,4 @@
+# Over 400 lines: one chip's driver with its datasheet notes, in methods small enough that a frame needs no heap.
 # Semtech SX126x (SX1262) register-level driver for the GB868 PHY, and the SX126x command set
 # that the STM32WL sub-GHz radio shares (hal.stm32wl).
 # Over 400 lines: the command set is shared by two chips (this one and the STM32WL's core), and
@@ -113,12 +114,35 @@ _RSSI_SETTLE_MS = const(1)
 
 
 def rf_frequency_reg(hz):
-    """SetRfFrequency value: round(hz * 2^25 / 32 MHz), integer arithmetic, nearest step."""
-    return ((hz << 25) + _XTAL_HZ // 2) // _XTAL_HZ
+    """SetRfFrequency value: round(hz * 2^25 / 32 MHz), to the nearest step.
+
+    2^25 / 32 MHz = 16384 / 15625: whole multiples of 15625 Hz and the rest apart, so that no
+    intermediate value leaves a 32-bit port's small ints (hz << 25 would be a long int)."""
+    q = hz // 15625
+    return q * 16384 + ((hz - q * 15625) * 16384 + 7812) // 15625
 
 
-def _u24(v):
-    return bytes(((v >> 16) & 0xFF, (v >> 8) & 0xFF, v & 0xFF))
+# Commands that never change, as they go on the bus (opcode first). A read command is followed
+# by a NOP for each byte that comes back (the status first, then the data).
+_STANDBY_RC = bytes((_CMD_SET_STANDBY, _STDBY_RC))
+_CLEAR_ALL_IRQS = bytes((_CMD_CLEAR_IRQ_STATUS, _IRQ_ALL >> 8, _IRQ_ALL & 0xFF))
+_RX_CONTINUOUSLY = bytes((_CMD_SET_RX, _RX_CONTINUOUS >> 16, (_RX_CONTINUOUS >> 8) & 0xFF, _RX_CONTINUOUS & 0xFF))
+_WRITE_TX_BASE = bytes((_CMD_WRITE_BUFFER, _TX_BASE))  # then the frame
+_SLEEP_COLD = bytes((_CMD_SET_SLEEP, 0x00))  # DS 13.1.1: cold start, configuration lost
+_CLEAR_DEVICE_ERRORS = bytes((_CMD_CLEAR_DEVICE_ERRORS, 0, 0))
+_GET_STATUS = bytes((_CMD_GET_STATUS, 0))
+_GET_IRQ_STATUS = bytes((_CMD_GET_IRQ_STATUS, 0, 0, 0))
+_GET_DEVICE_ERRORS = bytes((_CMD_GET_DEVICE_ERRORS, 0, 0, 0))
+_GET_RX_BUFFER_STATUS = bytes((_CMD_GET_RX_BUFFER_STATUS, 0, 0, 0))
+_GET_PACKET_STATUS = bytes((_CMD_GET_PACKET_STATUS, 0, 0, 0, 0))
+_GET_RSSI_INST = bytes((_CMD_GET_RSSI_INST, 0, 0))
+_ANSWER_MAX = const(5)  # the longest of these
+
+
+def _put_u24(buf, i, v):
+    buf[i] = (v >> 16) & 0xFF
+    buf[i + 1] = (v >> 8) & 0xFF
+    buf[i + 2] = v & 0xFF
 
 
 class Sx126x(RadioDriver):
@@ -127,6 +151,13 @@ class Sx126x(RadioDriver):
     Pins are used as callables (machine.Pin is both), so the STM32WL's stm.subghz_cs and
     stm.subghz_is_busy fit the same slots. irq: DIO1 as a readable pin, or None to poll the
     IRQ status over SPI. reset: NRESET pin (active low) or None.
+
+    What a frame takes (transmit, receive, energy, tune) goes through buffers made here once:
+    the commands whose parameters change are filled in place, the others are constants, the
+    answers come back into a buffer of their length and a received frame into a buffer of 255
+    bytes. In steady state a frame allocates nothing but the bytes receive() returns and the
+    view of the buffer they are read through (on MicroPython every allocation brings the next
+    collection of the whole heap nearer).
     """
 
     MIN_DBM = -9
@@ -161,6 +192,27 @@ class Sx126x(RadioDriver):
         self._asleep = False
         self.last_rssi_dbm = None
         self.crc_errors = 0
+        # DS 13.4.6 (GFSK) SetPacketParams: preamble length in bits (2 bytes), detector, sync
+        # word bits, address filtering, header type, payload length ([7]), CRC type, whitening.
+        self._packet = bytearray(
+            (
+                _CMD_SET_PACKET_PARAMS,
+                0,
+                phy.PREAMBLE_BYTES * 8,
+                _PREAMBLE_DETECT_16_BITS,
+                phy.SFD_BYTES * 8,
+                _ADDR_COMP_OFF,
+                _PACKET_VARIABLE,
+                MAX_PAYLOAD,
+                _CRC_2_BYTES_INV,
+                _WHITENING_ON,
+            )
+        )
+        self._set_tx = bytearray((_CMD_SET_TX, 0, 0, 0))  # timeout in [1:4]
+        self._rf_frequency = bytearray((_CMD_SET_RF_FREQUENCY, 0, 0, 0, 0))  # step in [1:5]
+        self._read_rx = bytearray((_CMD_READ_BUFFER, 0, 0))  # offset in [1], then the status
+        self._answers = [bytearray(k) for k in range(_ANSWER_MAX + 1)]  # by command length
+        self._frame = memoryview(bytearray(255))  # a received frame (its length is one byte)
 
     # -- bus
 
@@ -172,8 +224,11 @@ class Sx126x(RadioDriver):
             if self._expired(deadline):
                 raise RadioError("radio BUSY stayed high for {} ms".format(timeout_ms))
 
-    def _cmd(self, opcode, params=b"", nread=0, busy_ms=_BUSY_TIMEOUT_MS):
-        """One command; returns the nread bytes after the parameters (status first)."""
+    def _select(self):
+        # NSS low once the chip can take a command (waking it first if it sleeps)
+        if self._open:
+            self._cs(1)
+        busy_ms = _BUSY_TIMEOUT_MS
         if self._asleep:
             # DS 9.3: a falling edge of NSS wakes the chip from sleep; BUSY drops when it is up.
             self._cs(0)
@@ -181,45 +236,54 @@ class Sx126x(RadioDriver):
             self._asleep = False
             busy_ms = _CALIBRATE_TIMEOUT_MS
         self._wait_ready(busy_ms)
-        n = 1 + len(params)
-        out = bytearray(n + nread)
-        out[0] = opcode
-        out[1:n] = params
-        got = bytearray(len(out))
         self._cs(0)
-        try:
-            self._spi.write_readinto(out, got)
-        finally:
-            self._cs(1)
-        return bytes(got[n:]) if nread else None
+        self._open = True
+
+    def _ask(self, cmd):
+        """One read command: cmd (opcode, parameters, NOPs) out; returns what came back meanwhile
+        (a buffer of cmd's length, overwritten by the next command of that length)."""
+        answer = self._answers[len(cmd)]
+        self._select()
+        self._spi.write_readinto(cmd, answer)
+        self._deselect()
+        return answer
+
+    def _read_into(self, cmd, into):
+        """One read command: cmd (opcode, parameters, the status byte's NOP), then into filled."""
+        self._select()
+        self._spi.write(cmd)
+        self._spi.readinto(into, 0)
+        self._deselect()
 
     def _write_reg(self, addr, data):
-        self._cmd(_CMD_WRITE_REGISTER, bytes(((addr >> 8) & 0xFF, addr & 0xFF)) + bytes(data))
+        self._send_data(bytes((_CMD_WRITE_REGISTER, (addr >> 8) & 0xFF, addr & 0xFF)), data)
 
     def _read_reg(self, addr, n=1):
-        return self._cmd(_CMD_READ_REGISTER, bytes(((addr >> 8) & 0xFF, addr & 0xFF)), 1 + n)[1:]
+        data = bytearray(n)
+        self._read_into(bytes((_CMD_READ_REGISTER, (addr >> 8) & 0xFF, addr & 0xFF, 0)), data)
+        return data
 
     def status(self):
         """(chip mode, command status) from GetStatus (DS 13.5.1)."""
-        s = self._cmd(_CMD_GET_STATUS, b"", 1)[0]
+        s = self._ask(_GET_STATUS)[1]
         return (s >> 4) & 0x07, (s >> 1) & 0x07
 
     def _irq_status(self):
-        r = self._cmd(_CMD_GET_IRQ_STATUS, b"", 3)
-        return (r[1] << 8) | r[2]
+        r = self._ask(_GET_IRQ_STATUS)
+        return (r[2] << 8) | r[3]
 
-    def _clear_irq(self, mask=_IRQ_ALL):
-        self._cmd(_CMD_CLEAR_IRQ_STATUS, bytes(((mask >> 8) & 0xFF, mask & 0xFF)))
+    def _clear_irq(self):
+        self._send(_CLEAR_ALL_IRQS)
 
     def device_errors(self):
-        r = self._cmd(_CMD_GET_DEVICE_ERRORS, b"", 3)
-        return (r[1] << 8) | r[2]
+        r = self._ask(_GET_DEVICE_ERRORS)
+        return (r[2] << 8) | r[3]
 
     def _clear_device_errors(self):
-        self._cmd(_CMD_CLEAR_DEVICE_ERRORS, b"\x00\x00")
+        self._send(_CLEAR_DEVICE_ERRORS)
 
     def _standby(self):
-        self._cmd(_CMD_SET_STANDBY, bytes((_STDBY_RC,)))
+        self._send(_STANDBY_RC)
         self._rx_on = False
 
     # -- board hooks (RF switch, PA): overridden by chip variants
@@ -260,30 +324,34 @@ class Sx126x(RadioDriver):
             # no reset line (STM32WL, or NRESET not wired): the chip may be asleep from an
             # earlier run (BUSY stays high in sleep); an NSS edge wakes it
             self._asleep = True
-        self._cmd(_CMD_SET_STANDBY, bytes((_STDBY_RC,)), busy_ms=_CALIBRATE_TIMEOUT_MS)
+        if not self._asleep:
+            self._wait_ready(_CALIBRATE_TIMEOUT_MS)  # a chip just reset is busy while it boots
+        self._send(_STANDBY_RC)
         mode = self.status()[0]
         if mode not in (_MODE_STBY_RC, _MODE_STBY_XOSC):
             raise RadioError("no SX126x answering (chip mode {} after SetStandby)".format(mode))
         if self._dcdc:
-            self._cmd(_CMD_SET_REGULATOR_MODE, bytes((_REGULATOR_DCDC,)))
+            self._send(bytes((_CMD_SET_REGULATOR_MODE, _REGULATOR_DCDC)))
         if self._tcxo_mv is not None:
             # DS 13.3.6: supply the TCXO from DIO3, startup timeout in 15.625 us steps (5 ms);
             # the XOSC_START_ERR raised before the TCXO ran is expected: clear it, recalibrate.
             code = _TCXO_MV.index(self._tcxo_mv)
-            self._cmd(_CMD_SET_DIO3_AS_TCXO_CTRL, bytes((code,)) + _u24(320))
+            cmd = bytearray((_CMD_SET_DIO3_AS_TCXO_CTRL, code, 0, 0, 0))
+            _put_u24(cmd, 2, 320)
+            self._send(cmd)
             self._clear_device_errors()
-            self._cmd(_CMD_CALIBRATE, bytes((_CALIBRATE_ALL,)))
+            self._send(bytes((_CMD_CALIBRATE, _CALIBRATE_ALL)))
             self._wait_ready(_CALIBRATE_TIMEOUT_MS)
         if self._dio2_rf_switch:
-            self._cmd(_CMD_SET_DIO2_AS_RF_SWITCH, b"\x01")
-        self._cmd(_CMD_SET_PACKET_TYPE, bytes((_PACKET_TYPE_GFSK,)))
+            self._send(bytes((_CMD_SET_DIO2_AS_RF_SWITCH, 0x01)))
+        self._send(bytes((_CMD_SET_PACKET_TYPE, _PACKET_TYPE_GFSK)))
         cal = _IMAGE_CAL[self.band]
-        self._cmd(_CMD_CALIBRATE_IMAGE, bytes(cal))
+        self._send(bytes((_CMD_CALIBRATE_IMAGE, cal[0], cal[1])))
         self._wait_ready(_CALIBRATE_TIMEOUT_MS)
-        self._cmd(
-            _CMD_SET_MODULATION_PARAMS,
-            _u24(_BR_REG) + bytes((_PULSE_GAUSSIAN_BT_0_5, _RX_BW_234300)) + _u24(_FDEV_REG),
-        )
+        mod = bytearray((_CMD_SET_MODULATION_PARAMS, 0, 0, 0, _PULSE_GAUSSIAN_BT_0_5, _RX_BW_234300, 0, 0, 0))
+        _put_u24(mod, 1, _BR_REG)
+        _put_u24(mod, 6, _FDEV_REG)
+        self._send(mod)
         self._packet_params(MAX_PAYLOAD)
         self._write_reg(_REG_SYNC_WORD_0, bytes(((phy.SFD >> 8) & 0xFF, phy.SFD & 0xFF)))
         self._write_reg(
@@ -292,10 +360,10 @@ class Sx126x(RadioDriver):
         )
         msb = self._read_reg(_REG_WHITENING_INIT_MSB)[0]
         self._write_reg(_REG_WHITENING_INIT_MSB, bytes(((msb & 0xFE) | (_WHITENING_SEED >> 8), _WHITENING_SEED & 0xFF)))
-        self._cmd(_CMD_SET_BUFFER_BASE_ADDRESS, bytes((_TX_BASE, _RX_BASE)))
+        self._send(bytes((_CMD_SET_BUFFER_BASE_ADDRESS, _TX_BASE, _RX_BASE)))
         irqs = _IRQ_TX_DONE | _IRQ_RX_DONE | _IRQ_CRC_ERR | _IRQ_TIMEOUT
         dio1 = _IRQ_TX_DONE | _IRQ_RX_DONE | _IRQ_TIMEOUT
-        self._cmd(_CMD_SET_DIO_IRQ_PARAMS, bytes((irqs >> 8, irqs & 0xFF, dio1 >> 8, dio1 & 0xFF, 0, 0, 0, 0)))
+        self._send(bytes((_CMD_SET_DIO_IRQ_PARAMS, irqs >> 8, irqs & 0xFF, dio1 >> 8, dio1 & 0xFF, 0, 0, 0, 0)))
         self._chip_workarounds()
         self._apply_power(self.tx_power_dbm)
         self._clear_irq()
@@ -307,35 +375,23 @@ class Sx126x(RadioDriver):
             self._set_frequency(self.frequency_hz)
 
     def _packet_params(self, length):
-        # DS 13.4.6 (GFSK): preamble length in bits (2 bytes), detector, sync word bits,
-        # address filtering, header type, payload length, CRC type, whitening.
-        self._cmd(
-            _CMD_SET_PACKET_PARAMS,
-            bytes(
-                (
-                    0,
-                    phy.PREAMBLE_BYTES * 8,
-                    _PREAMBLE_DETECT_16_BITS,
-                    phy.SFD_BYTES * 8,
-                    _ADDR_COMP_OFF,
-                    _PACKET_VARIABLE,
-                    length,
-                    _CRC_2_BYTES_INV,
-                    _WHITENING_ON,
-                )
-            ),
-        )
+        cmd = self._packet
+        cmd[7] = length
+        self._send(cmd)
 
     def _set_frequency(self, hz):
         if self._rx_on:
             self._standby()
         reg = rf_frequency_reg(hz)
-        self._cmd(_CMD_SET_RF_FREQUENCY, bytes(((reg >> 24) & 0xFF, (reg >> 16) & 0xFF, (reg >> 8) & 0xFF, reg & 0xFF)))
+        cmd = self._rf_frequency
+        cmd[1] = (reg >> 24) & 0xFF
+        _put_u24(cmd, 2, reg & 0xFFFFFF)
+        self._send(cmd)
 
     def _apply_power(self, dbm):
         pa, power = self._pa_settings(dbm)
-        self._cmd(_CMD_SET_PA_CONFIG, bytes(pa))
-        self._cmd(_CMD_SET_TX_PARAMS, bytes((power & 0xFF, _RAMP_40US)))
+        self._send(bytes((_CMD_SET_PA_CONFIG, pa[0], pa[1], pa[2], pa[3])))
+        self._send(bytes((_CMD_SET_TX_PARAMS, power & 0xFF, _RAMP_40US)))
 
     # -- Radio
 
@@ -355,31 +411,38 @@ class Sx126x(RadioDriver):
         n = self._check_frame(frame)
         self._ensure_ready()
         self._tuned()
-        airtime = phy.airtime_us(n)
         self._standby()
         self._clear_irq()
         self._packet_params(n)
-        self._cmd(_CMD_WRITE_BUFFER, bytes((_TX_BASE,)) + bytes(frame))
+        self._send_data(_WRITE_TX_BASE, frame)
         self._rf_tx()
+        return self._tx(phy.airtime_us(n))
+
+    def _tx(self, airtime):
         # SetTx timeout (DS 13.1.4, 15.625 us steps): the chip's own guard, then ours.
         guard_ms = airtime // 1000 + _TX_MARGIN_MS
-        self._cmd(_CMD_SET_TX, _u24(guard_ms * 64))
-        flags = self._irq_wait(_IRQ_TX_DONE | _IRQ_TIMEOUT, self._deadline(guard_ms + _TX_MARGIN_MS), False)
+        _put_u24(self._set_tx, 1, guard_ms * 64)
+        self._send(self._set_tx)
+        deadline = self._deadline(guard_ms + _TX_MARGIN_MS)
+        flags = self._irq_wait(_IRQ_TX_DONE | _IRQ_TIMEOUT, deadline, False)
         self._rf_off()
         if not flags & _IRQ_TX_DONE:
-            self._standby()
-            self._clear_irq()
-            why = "the chip's TX timeout fired" if flags & _IRQ_TIMEOUT else "no TxDone IRQ"
-            raise RadioError("transmit failed: {}".format(why))
+            self._tx_failed(flags)
         self._clear_irq()
         return airtime
+
+    def _tx_failed(self, flags):
+        self._standby()
+        self._clear_irq()
+        why = "the chip's TX timeout fired" if flags & _IRQ_TIMEOUT else "no TxDone IRQ"
+        raise RadioError("transmit failed: {}".format(why))
 
     def _start_rx(self):
         self._standby()
         self._clear_irq()
         self._packet_params(MAX_PAYLOAD)
         self._rf_rx()
-        self._cmd(_CMD_SET_RX, _u24(_RX_CONTINUOUS))
+        self._send(_RX_CONTINUOUSLY)
         self._rx_on = True
 
     def receive(self, timeout_ms=0):
@@ -398,12 +461,15 @@ class Sx126x(RadioDriver):
             if flags & _IRQ_CRC_ERR:
                 self.crc_errors += 1
                 continue
-            r = self._cmd(_CMD_GET_RX_BUFFER_STATUS, b"", 3)
-            length, start = r[1], r[2]
-            data = self._cmd(_CMD_READ_BUFFER, bytes((start,)), 1 + length)[1:]
-            ps = self._cmd(_CMD_GET_PACKET_STATUS, b"", 4)
-            self.last_rssi_dbm = -(ps[2] >> 1)  # DS 13.5.3: RssiSync, -value/2 dBm
-            return data
+            return self._read_frame()
+
+    def _read_frame(self):
+        r = self._ask(_GET_RX_BUFFER_STATUS)
+        self._read_rx[1] = r[3]  # where the frame starts in the buffer
+        data = self._frame[: r[2]]
+        self._read_into(self._read_rx, data)
+        self.last_rssi_dbm = -(self._ask(_GET_PACKET_STATUS)[3] >> 1)  # DS 13.5.3: RssiSync, -value/2 dBm
+        return bytes(data)
 
     def energy(self, page, channel):
         """RSSI on (page, channel) in dBm (GetRssiInst -value/2, the half-dB truncated toward
@@ -413,7 +479,7 @@ class Sx126x(RadioDriver):
         self._set_frequency(hz)
         self._start_rx()
         self.clock.sleep_ms(_RSSI_SETTLE_MS)
-        raw = self._cmd(_CMD_GET_RSSI_INST, b"", 2)[1]
+        raw = self._ask(_GET_RSSI_INST)[2]
         self._standby()
         self._rf_off()
         if self.frequency_hz is not None and self.frequency_hz != hz:
@@ -424,7 +490,7 @@ class Sx126x(RadioDriver):
         if self.ready:
             self._standby()
             self._rf_off()
-            self._cmd(_CMD_SET_SLEEP, b"\x00")  # DS 13.1.1: cold start, configuration lost
+            self._send(_SLEEP_COLD)
             self._asleep = True
         self.ready = False
 

@@ -24,8 +24,10 @@ from hal.compat import const
 from hal.contracts import Radio, RadioError
 
 MAX_PAYLOAD = phy.MAX_PSDU - phy.FCS_BYTES  # 125 bytes of MAC payload
+_FRAME_TYPES = (bytes, bytearray, memoryview)  # built once (a tuple of names in a check is built per call)
 _RECENT = const(256)
 _RX_CAPACITY = const(64)
+_LONGEST_MS = phy.airtime_us(MAX_PAYLOAD) // 1000 + 1  # no frame is on air longer
 
 
 def _ceil_ms(airtime_us):
@@ -53,8 +55,11 @@ class Medium:
         self.airtime_us_total = 0
         self.radios = []  # the SimRadios on this medium (they add and remove themselves)
         self._rx = {}  # (page, ch) -> [[at_ms, frame, sender], ...] sorted by at_ms
+        self._queued = 0  # frames in all of them: none, and take() need not look (a chip asks often)
         self._recent_size = recent_size
-        self._recent = []  # the last transmissions: (start_ms, airtime_us, page, ch, length, radio)
+        # the last transmissions: [start_ms, airtime_us, page, ch, length, radio], a ring whose
+        # entries are filled in place once it is full
+        self._recent = []
         self._recent_i = 0
         x = (seed * 2654435761 + 0x9E3779B9) & 0xFFFFFFFF
         self._rng = x or 1
@@ -68,36 +73,47 @@ class Medium:
 
     def energy(self, page, ch, exclude=None):
         """Energy on (page, ch) now in whole dBm, as a radio (exclude) would measure it."""
-        now = self.clock.monotonic_ms()
-        mw = self._background_mw(page, ch, now)
+        mw = self._background_mw(page, ch, self.clock.monotonic_ms())
+        if self._on_air_lately():
+            mw += self._frames_mw(page, ch, exclude)
+        if self.jitter_db:
+            return int(round(10.0 * math.log10(mw))) + self._jitter()
+        return int(round(10.0 * math.log10(mw)))
+
+    def _on_air_lately(self):
+        # a frame may still be on air: the newest started within the longest airtime
+        return self._recent and self._recent[self._recent_i - 1][0] >= self.clock.monotonic_ms() - _LONGEST_MS
+
+    def _frames_mw(self, page, ch, exclude):
         # frames of other radios still on air: the recent ring, newest first, back to the longest
         # frame's airtime ago
-        oldest = now - phy.airtime_us(MAX_PAYLOAD) // 1000 - 1
+        now = self.clock.monotonic_ms()
+        mw = 0.0
         rec = self._recent
         n = len(rec)
         for k in range(n):
             start, airtime, p, c, _, radio = rec[(self._recent_i - 1 - k) % n]
-            if start < oldest:
+            if start < now - _LONGEST_MS:
                 break
             if start <= now and p == page and c == ch and radio is not exclude and start + _ceil_ms(airtime) > now:
                 mw += math.pow(10.0, (radio.tx_power_dbm - self.path_loss_db) / 10.0)
-        dbm = int(round(10.0 * math.log10(mw)))
+        return mw
+
+    def _jitter(self):
         j = self.jitter_db
-        if j:
-            x = self._rng  # xorshift32
-            x ^= (x << 13) & 0xFFFFFFFF
-            x ^= x >> 17
-            x ^= (x << 5) & 0xFFFFFFFF
-            self._rng = x
-            dbm += x % (2 * j + 1) - j
-        return dbm
+        x = self._rng  # xorshift32
+        x ^= (x << 13) & 0xFFFFFFFF
+        x ^= x >> 17
+        x ^= (x << 5) & 0xFFFFFFFF
+        self._rng = x
+        return x % (2 * j + 1) - j
 
     # ------------------------------------------------------------ frames in
 
     def inject(self, page, ch, frame, at_ms=None, sender=None):
-        """Queue frame for a radio listening on (page, ch) from virtual time at_ms (now)."""
+        """Queue (a copy of) frame for a radio listening on (page, ch) from virtual time at_ms (now)."""
         phy.check(page, ch)
-        if not isinstance(frame, (bytes, bytearray)):
+        if not isinstance(frame, _FRAME_TYPES):
             raise TypeError("a frame is bytes")
         if len(frame) > MAX_PAYLOAD:
             raise ValueError("a frame of {} bytes does not fit ({} max)".format(len(frame), MAX_PAYLOAD))
@@ -109,6 +125,8 @@ class Medium:
         if len(q) >= self.rx_capacity:
             q.pop(0)
             self.rx_dropped += 1
+        else:
+            self._queued += 1
         i = len(q)
         while i and q[i - 1][0] > at_ms:
             i -= 1
@@ -116,6 +134,11 @@ class Medium:
 
     def take(self, radio, page, ch, until_ms):
         """The first frame on (page, ch) not sent by radio, arriving by until_ms: (at_ms, frame)."""
+        if not self._queued:  # (a chip asks at every transaction while it listens)
+            return None
+        return self._take(radio, page, ch, until_ms)
+
+    def _take(self, radio, page, ch, until_ms):
         q = self._rx.get((page, ch))
         if not q:
             return None
@@ -125,26 +148,49 @@ class Medium:
                 return None
             if e[2] is not radio:
                 q.pop(i)
+                self._queued -= 1
                 return e[0], e[1]
         return None
 
     # ------------------------------------------------------------ frames out
 
     def on_air(self, radio, page, ch, frame, airtime_us):
-        """Log one transmission starting now; called by SimRadio.transmit."""
-        now = self.clock.monotonic_ms()
+        """Log one transmission starting now; called by SimRadio.transmit and the chip models.
+        frame (bytes-like) is copied if it is kept."""
         self.frames += 1
         self.airtime_us_total += airtime_us
-        entry = (now, airtime_us, page, ch, len(frame), radio)
-        size = self._recent_size
-        if len(self._recent) < size:
-            self._recent.append(entry)
-            self._recent_i = len(self._recent) % size
-        else:
-            self._recent[self._recent_i] = entry
-            self._recent_i = (self._recent_i + 1) % size
+        e = self._next_recent()
+        e[0] = self.clock.monotonic_ms()
+        e[1] = airtime_us
+        e[2] = page
+        e[3] = ch
+        e[4] = len(frame)
+        e[5] = radio
+        self._logged(e)
         if len(self.radios) > 1:
-            self.inject(page, ch, frame, now + _ceil_ms(airtime_us), radio)
+            self._relay(e, frame)
+
+    def _next_recent(self):
+        # the entry of the ring to fill: a new one until it is full, then the oldest
+        rec = self._recent
+        if len(rec) < self._recent_size:
+            rec.append([0, 0, 0, 0, 0, None])
+            self._recent_i = len(rec) % self._recent_size
+            return rec[-1]
+        e = rec[self._recent_i]
+        self._recent_i = (self._recent_i + 1) % self._recent_size
+        return e
+
+    def _logged(self, e):
+        """What a subclass keeps of each transmission: e is the ring's entry just filled,
+        [start_ms, airtime_us, page, ch, length, radio] (it is filled again later)."""
+
+    def _relay(self, e, frame):
+        # a frame sent is queued for the other radios on that channel
+        self.inject(e[2], e[3], frame, self._arrival(e), e[5])
+
+    def _arrival(self, e):
+        return e[0] + _ceil_ms(e[1])  # its last bit
 
 
 class SimRadio(Radio):
@@ -186,7 +232,7 @@ class SimRadio(Radio):
     def transmit(self, frame):
         if self.page is None:
             raise RadioError("radio is not tuned")
-        if not isinstance(frame, (bytes, bytearray, memoryview)):
+        if not isinstance(frame, _FRAME_TYPES):
             raise RadioError("a frame is bytes, not {}".format(type(frame).__name__))
         n = len(frame)
         if not 0 < n <= MAX_PAYLOAD:

@@ -36,6 +36,7 @@ class LabMedium(Medium):
         self._windows = {}
         for w in windows_ms:
             self._windows[w] = AirtimeWindow(w)
+        self._window_list = list(self._windows.values())  # (iterating a dict's values allocates)
         self._hourly = []  # airtime us per clock hour, from hour _hour0 (at most _HOURLY_KEEP hours)
         self._hour0 = 0
 
@@ -117,11 +118,16 @@ class LabMedium(Medium):
         q = self._rx.get((page, ch))
         return len(q) if q else 0
 
-    def on_air(self, radio, page, ch, frame, airtime_us):
-        now = self.clock.monotonic_ms()
-        for w in self._windows.values():
-            w.add(now, airtime_us)
-        hour = now // HOUR_MS
+    def _logged(self, e):
+        # Medium's hook, for each transmission: e is [start_ms, airtime_us, page, ch, length, radio]
+        self._log_windows(e[0], e[1])
+        self._log_hour(e[0] // HOUR_MS, e[1])
+
+    def _log_windows(self, now, airtime_us):
+        for k in range(len(self._window_list)):
+            self._window_list[k].add(now, airtime_us)
+
+    def _log_hour(self, hour, airtime_us):
         if hour - self._hour0 >= _HOURLY_KEEP:  # keep the last _HOURLY_KEEP hours only
             start = hour - _HOURLY_KEEP + 1
             self._hourly = self._hourly[start - self._hour0 :]
@@ -130,7 +136,6 @@ class LabMedium(Medium):
         while len(hourly) <= hour - self._hour0:
             hourly.append(0)
         hourly[hour - self._hour0] += airtime_us
-        Medium.on_air(self, radio, page, ch, frame, airtime_us)
 
     def recent(self, n=None):
         """The last n transmissions (default all kept), oldest first: (start_ms, airtime_us,
@@ -141,7 +146,7 @@ class LabMedium(Medium):
         out = []
         for k in range(size - n, size):
             e = rec[(self._recent_i + k) % size] if size == self._recent_size else rec[k]
-            out.append(e[:5])
+            out.append(tuple(e[:5]))
         return out
 
     def hourly_airtime_us(self):

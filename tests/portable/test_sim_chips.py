@@ -122,6 +122,53 @@ class Energy(unittest.TestCase):
             self.assertEqual(readings[kind], readings["sim"], kind)
 
 
+class Allocation(unittest.TestCase):
+    """On MicroPython every allocation brings the next collection of the whole heap nearer (the
+    agent collects after every 8 KB): a frame sent through a driver and its chip allocates
+    nothing, not even a call frame taken from the heap (micropython.mem_total counts those)."""
+
+    def mem_total(self):
+        try:
+            from micropython import mem_total
+        except ImportError:
+            self.skipTest("micropython.mem_total: MicroPython only")
+        return mem_total
+
+    def test_transmit_allocates_nothing_but_the_rfm69_refill_views(self):
+        # but the views of a frame the RFM69's FIFO refills from (the frame and 3 bursts: 4
+        # memoryviews, 32 bytes each on a 64-bit port)
+        mem_total = self.mem_total()
+        for kind in DRIVERS:
+            for n in (20, 125):  # within the RFM69's FIFO, and a frame it refills
+                clock, medium = world(recent_size=2)  # (the medium's ring: full at once)
+                radio, _ = simchips.make_radio(kind, clock, medium, "868", 14)
+                radio.tune(28, 3)
+                frame = bytes(n)
+                for _ in range(3):
+                    radio.transmit(frame)
+                t = mem_total()
+                for _ in range(5):
+                    radio.transmit(frame)
+                views = 4 if kind == "rfm69" and n > 65 else 0
+                self.assertLessEqual(mem_total() - t, 5 * views * 32, (kind, n))
+
+    def test_energy_allocates_no_more_than_the_direct_simulation(self):
+        mem_total = self.mem_total()
+        used = {}
+        for kind in ("sim",) + DRIVERS:
+            clock, medium = world()
+            radio, _ = simchips.make_radio(kind, clock, medium, "868", 14)
+            radio.tune(28, 3)
+            for ch in range(4):
+                radio.energy(28, ch)
+            t = mem_total()
+            for ch in range(4):
+                radio.energy(28, ch)
+            used[kind] = mem_total() - t  # the medium's float arithmetic
+        for kind in DRIVERS:
+            self.assertLessEqual(used[kind], used["sim"], kind)
+
+
 class Boards(unittest.TestCase):
     def test_a_board_module_runs_a_hub_on_simulated_chips(self):
         for name in ("heltec_wifi_lora32_v3", "pico_rfm69", "nucleo_wl55jc"):

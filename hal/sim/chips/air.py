@@ -1,8 +1,9 @@
 # A simulated chip's place on a hal.sim.radio.Medium: what it tunes decides the channel, what it
 # sends goes on the air with its airtime, what others send reaches it.
 #   Air(chip, medium)   joins chip to medium (chip.tx_power_dbm is what others hear of it)
-#   .channel(hz)        the (page, ch) of the plan whose centre hz is, or None off the plan
-#   .send(hz, frame)    one frame on the air from now: the ms when its last bit is out
+#   channel_of(hz)      the (page, ch) of the plan whose centre hz is, or None off the plan
+#   .send(hz, frame)    one frame (bytes-like: the medium copies what it keeps) on the air from
+#                       now: the ms when its last bit is out
 #   .take(hz)           (at_ms, frame) of the next frame for it on hz by now, or None
 #   .energy_dbm(hz)     the level on hz now, as the chip's RSSI would read it
 #   .wait_until(ms)     the time the chip needs (a driver busy-polling it sees it pass)
@@ -17,13 +18,30 @@ _SPACING_HZ = const(200000)
 _MAX_PAYLOAD = phy.MAX_PSDU - phy.FCS_BYTES
 
 
+_KNOWN = {}  # hz -> channel_of(hz): the chips ask about the few they tune again and again
+_KNOWN_MAX = const(512)
+
+
 def channel_of(hz):
     """(page, ch) whose centre frequency is within _TOLERANCE_HZ of hz, or None."""
-    for page, (first, last, base) in phy.PLAN.items():
+    pc = _KNOWN.get(hz, False)
+    if pc is False:
+        pc = _find(hz)
+    return pc
+
+
+def _find(hz):
+    pc = None
+    for page in phy.PLAN:
+        first, last, base = phy.PLAN[page]
         ch = (hz - base + _SPACING_HZ // 2) // _SPACING_HZ
         if first <= ch <= last and abs(hz - base - ch * _SPACING_HZ) <= _TOLERANCE_HZ:
-            return page, ch
-    return None
+            pc = (page, ch)
+            break
+    if len(_KNOWN) >= _KNOWN_MAX:
+        _KNOWN.clear()
+    _KNOWN[hz] = pc
+    return pc
 
 
 class Air:
@@ -41,14 +59,17 @@ class Air:
         return self.clock.monotonic_ms()
 
     def send(self, hz, frame):
-        at = self.now()
         if not 0 < len(frame) <= _MAX_PAYLOAD:
-            return at  # not a frame of the plan's PHY: nobody on the medium hears it
+            return self.now()  # not a frame of the plan's PHY: nobody on the medium hears it
+        at = self.now()
         airtime = phy.airtime_us(len(frame))
-        pc = channel_of(hz)
-        if pc is not None:
-            self.medium.on_air(self.chip, pc[0], pc[1], bytes(frame), airtime)
+        self._on_air(channel_of(hz), frame, airtime)
         return at + (airtime + 999) // 1000
+
+    def _on_air(self, pc, frame, airtime):
+        # (apart from send: a MicroPython frame within 11 words is not taken from the heap)
+        if pc is not None:
+            self.medium.on_air(self.chip, pc[0], pc[1], frame, airtime)
 
     def take(self, hz):
         pc = channel_of(hz)

@@ -8,8 +8,8 @@
 # A chip on the bus provides begin() (NSS low), transfer(mosi, i, n, miso) (bytes i..i+n-1 of
 # the transaction, mosi[0] its first, have been clocked in: it puts the n bytes clocked out into
 # miso, unless miso is None) and end(mosi, n) (NSS high after n bytes). The bus keeps one buffer
-# for every transaction: a simulated transfer allocates nothing (on MicroPython a driver's every
-# allocation counts towards the next collection of the whole heap).
+# for every transaction: a simulated transfer allocates nothing (on MicroPython every allocation
+# counts towards the next collection of the whole heap).
 from hal.compat import const
 
 _BUF = const(264)  # the longest transaction of the drivers (SX126x WriteBuffer: 2 + 255 bytes)
@@ -97,23 +97,23 @@ class SimSpiBus:
     def cs_pin(self):
         return SimPin("cs", 1, on_change=self.select)
 
-    def _xfer(self, out, miso):
+    def _start(self, n):
+        # where the next n MOSI bytes go in the transaction's buffer (grown if need be)
         i = self._n
         if i < 0:
             raise BusError("SPI transfer while NSS is high")
-        n = len(out)
         if i + n > len(self._buf):
             self._buf += bytearray(i + n - len(self._buf))
-        buf = self._buf
-        if n > 16:
-            buf[i : i + n] = out
-        else:  # byte by byte: a slice would be an allocation, for each command
-            for k in range(n):
-                buf[i + k] = out[k]
         self._n = i + n
-        self.chip.transfer(self._buf, i, n, miso)
+        return i
 
-    # machine.SPI API
+    def _fill(self, i, n, byte):
+        buf = self._buf
+        for k in range(i, i + n):
+            buf[k] = byte
+
+    # machine.SPI API (each method's frame within MicroPython's 11 words, so that it is not
+    # taken from the heap at each call)
     def init(self, *args, **kwargs):
         self.init_args = (args, kwargs)
 
@@ -121,18 +121,24 @@ class SimSpiBus:
         pass
 
     def write(self, buf):
-        self._xfer(buf, None)
+        i = self._start(len(buf))
+        self._buf[i : i + len(buf)] = buf
+        self.chip.transfer(self._buf, i, len(buf), None)
 
     def read(self, n, write=0):
         miso = bytearray(n)
-        self._xfer(bytes((write,)) * n, miso)
+        self.readinto(miso, write)
         return bytes(miso)
 
     def readinto(self, buf, write=0):
-        self._xfer(bytes((write,)) * len(buf), buf)
+        i = self._start(len(buf))
+        self._fill(i, len(buf), write)
+        self.chip.transfer(self._buf, i, len(buf), buf)
 
     def write_readinto(self, wbuf, rbuf):
-        self._xfer(wbuf, rbuf)
+        i = self._start(len(wbuf))
+        self._buf[i : i + len(wbuf)] = wbuf
+        self.chip.transfer(self._buf, i, len(wbuf), rbuf)
 
     def opcodes(self):
         return [t[0] for t in self.transactions if t]

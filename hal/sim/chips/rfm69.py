@@ -1,3 +1,4 @@
+# Over 400 lines: one chip's model, register by register, in methods small enough that a transfer needs no heap.
 # A HopeRF RFM69 (SX1231H core) at its SPI bus, as hal.rfm69 drives it: the 0x80 registers, a
 # 66-byte FIFO that TX drains and RX fills tx_rate / rx_rate bytes per SPI transaction, IRQ
 # flags computed from that state, DIO0 mapping, RSSI, the reset pin. Misuse (FIFO underrun or
@@ -87,8 +88,10 @@ class SimRfm69(OnAir):
         self.overrun = False
         self.rssi_done = False
         self._out = bytearray(256)  # TX: bytes gone on air for the current packet (_out_n)
+        self._out_view = memoryview(self._out)
+        self._frames = {}  # length -> the view of _out of a packet that long (made once each)
         self._out_n = 0
-        self._rx = None  # RX: bytes of the frame being received
+        self._rx = None  # RX: the payload being received, after its length byte (_rx_pos: sent so far)
         self._rx_pos = 0
         self._rx_crc_ok = True
 
@@ -136,81 +139,115 @@ class SimRfm69(OnAir):
                 return self.payload_ready
         return 0
 
-    # activity
+    # activity. What runs for every transaction is cut into methods whose frames fit in 11
+    # words: on MicroPython a larger one is taken from the heap at each call (and the hub tests
+    # run every radio kind on MicroPython too).
     def _advance(self):
-        if self.mode == RF_TX and self.tx_outcome == "done" and not self.packet_sent:
-            thresh = self.regs[0x3C] & 0x7F
-            fifo = self.fifo
-            on = self._out_n
-            if not on and not self.regs[0x3C] & 0x80 and len(fifo) <= thresh:
-                return  # TxStartCondition FifoLevel: waits for more than the threshold
-            out = self._out
-            need = 1 + (out[0] if on else fifo.peek() if len(fifo) else 0) - on
-            k = min(self.tx_rate, len(fifo), need)  # bytes on air this transaction
-            for j in range(k):
-                out[on + j] = fifo.pop()
-            on += k
-            self._out_n = on
-            if on and on == 1 + out[0]:
-                self._sent(bytes(memoryview(out)[1:on]))
-                self._out_n = 0
-                self.packet_sent = True
-            elif k < self.tx_rate and on:
-                self.violations.append("FIFO underrun during TX")
+        if self.mode == RF_TX:
+            if self.tx_outcome == "done" and not self.packet_sent:
+                self._tx_progress()
         elif self.mode == RF_RX and not self.payload_ready:
-            if self._rx is None:
-                got = self._arriving()
-                if got is None:
-                    return
-                payload, crc_ok = got
-                if self.regs[0x37] & 0x80 and len(payload) > self.regs[0x38]:
-                    self.filtered += 1  # longer than RegPayloadLength: dropped
-                    return
-                self._rx = bytes((len(payload),)) + bytes(payload)
-                self._rx_pos = 0
-                self._rx_crc_ok = crc_ok
-            for _ in range(self.rx_rate):
-                if self._rx_pos >= len(self._rx):
-                    break
-                if len(self.fifo) >= FIFO_SIZE:
-                    self.overrun = True
-                    self.overruns += 1
-                    self._rx = None
-                    return
-                self.fifo.push(self._rx[self._rx_pos])
-                self._rx_pos += 1
-            if self._rx_pos >= len(self._rx):
+            self._rx_progress()
+
+    def _tx_progress(self):
+        on = self._out_n
+        if not on and not self.regs[0x3C] & 0x80 and len(self.fifo) <= self.regs[0x3C] & 0x7F:
+            return  # TxStartCondition FifoLevel: waits for more than the threshold
+        k = self._to_air(on)  # bytes on air this transaction
+        on += k
+        self._out_n = on
+        if on and on == 1 + self._out[0]:
+            self._packet_out(on)
+        elif k < self.tx_rate and on:
+            self.violations.append("FIFO underrun during TX")
+
+    def _to_air(self, on):
+        # what leaves the FIFO in this transaction into _out after the on bytes there: how many
+        fifo = self.fifo
+        k = 1 + (self._out[0] if on else fifo.peek() if len(fifo) else 0) - on
+        k = min(self.tx_rate, len(fifo), k)
+        for j in range(on, on + k):
+            self._out[j] = fifo.pop()
+        return k
+
+    def _packet_out(self, on):
+        # a view of _out made once per length (a run's frames come in a few lengths)
+        payload = self._frames.get(on)
+        if payload is None:
+            payload = self._frames[on] = self._out_view[1:on]
+        self._sent(payload)
+        self._out_n = 0
+        self.packet_sent = True
+
+    def _rx_progress(self):
+        if self._rx is None and not self._next_rx():
+            return
+        self._rx_fill()
+        if self._rx is not None and self._rx_pos > len(self._rx):
+            self._rx = None
+            if self._rx_crc_ok:
+                self.crc_ok = True
+                self.payload_ready = True
+            elif self.regs[0x37] & 0x08:  # CrcAutoClearOff: hand the bad frame over
+                self.payload_ready = True
+            else:
+                self.fifo.clear()
+
+    def _next_rx(self):
+        # a frame starts arriving: False if none does
+        if not self._arriving():
+            return False
+        if self.regs[0x37] & 0x80 and len(self._rx) > self.regs[0x38]:
+            self.filtered += 1  # longer than RegPayloadLength: dropped
+            self._rx = None
+            return False
+        self._rx_pos = 0
+        return True
+
+    def _rx_fill(self):
+        # up to rx_rate bytes of the frame (its length byte first) into the FIFO
+        rx = self._rx
+        for _ in range(self.rx_rate):
+            pos = self._rx_pos
+            if pos > len(rx):
+                return
+            if len(self.fifo) >= FIFO_SIZE:
+                self.overrun = True
+                self.overruns += 1
                 self._rx = None
-                if self._rx_crc_ok:
-                    self.crc_ok = True
-                    self.payload_ready = True
-                elif self.regs[0x37] & 0x08:  # CrcAutoClearOff: hand the bad frame over
-                    self.payload_ready = True
-                else:
-                    self.fifo.clear()
+                return
+            self.fifo.push(rx[pos - 1] if pos else len(rx))
+            self._rx_pos = pos + 1
 
     def _sent(self, payload):
         # the packet has left the FIFO: on the medium for its airtime
         self.frames_sent += 1
         self.tx_power_dbm = self._output_dbm()
         if self.sent is not None:
-            regs = self.regs
-            self.sent.append((self.frf(), payload, regs[0x11], regs[0x5A], regs[0x5C], regs[0x13]))
+            self._record(payload)
         if self.air is not None:
             self.air.wait_until(self.air.send(self.freq_hz(), payload))
 
+    def _record(self, payload):
+        regs = self.regs
+        self.sent.append((self.frf(), bytes(payload), regs[0x11], regs[0x5A], regs[0x5C], regs[0x13]))
+
     def _arriving(self):
-        # the next frame for the tuned frequency: (payload, crc_ok), or None
+        # the next frame for the tuned frequency into _rx and _rx_crc_ok: False if none
         for k in range(len(self.incoming)):
             payload, crc_ok, frf = self.incoming[k]
             if frf is None or frf == self.frf():
                 del self.incoming[k]
-                return payload, crc_ok
+                self._rx = payload
+                self._rx_crc_ok = crc_ok
+                return True
         if self.air is not None:
             got = self.air.take(self.freq_hz())
             if got is not None:
-                return got[1], True
-        return None
+                self._rx = got[1]
+                self._rx_crc_ok = True
+                return True
+        return False
 
     def flags1(self):
         m = self.mode
@@ -219,7 +256,7 @@ class SimRfm69(OnAir):
             v |= 0x40
         if m == RF_TX:
             v |= 0x20
-        if m in (RF_FS, RF_TX, RF_RX):
+        if m == RF_FS or m == RF_TX or m == RF_RX:  # (a tuple of names would be built per read)
             v |= 0x10
         if self._rx is not None:
             v |= 0x01
@@ -315,43 +352,43 @@ class SimRfm69(OnAir):
         self._advance()
 
     def transfer(self, mosi, i0, n, miso):
-        # DS 5.2.1: the address byte, then data to or from consecutive registers (RegFifo stays)
+        # DS 5.2.1: the address byte, then data to or from consecutive registers (RegFifo
+        # stays); MISO: zeros, but for the registers read
+        if miso is not None:
+            _zero(miso, n)
         if not self.present:
-            if miso is not None:
-                for k in range(n):
-                    miso[k] = 0
             return
-        write = mosi[0] & 0x80
-        addr = mosi[0] & 0x7F
-        for k in range(n):
-            i = i0 + k
-            v = 0
-            if i == 0:
-                pass
-            elif write and addr == 0 and k + 1 < n:  # a burst into the FIFO
-                self._fill(memoryview(mosi)[i : i0 + n])
-                if miso is not None:
-                    for j in range(k, n):
-                        miso[j] = 0
-                return
-            elif write:
-                self._write(addr if addr == 0 else addr + i - 1, mosi[i])
-            else:
-                v = self._read(addr if addr == 0 else addr + i - 1)
-            if miso is not None:
-                miso[k] = v
+        if mosi[0] & 0x80:
+            self._written(mosi, i0 if i0 else 1, i0 + n)
+        else:
+            self._read_out(mosi[0], i0, miso if miso is not None else bytearray(n))
 
-    def _fill(self, data):
-        fifo = self.fifo
-        for i in range(len(data)):
-            if len(fifo) >= FIFO_SIZE:
-                self.violations.append("FIFO write while full")
-                self.overrun = True
-                return
-            fifo.push(data[i])
+    def _written(self, mosi, start, end):
+        # MOSI bytes start..end-1 (data, not the address byte) into the registers or the FIFO
+        if mosi[0] != 0x80:
+            self._write_regs(mosi, start, end)
+        elif not self.fifo.fill(mosi, start, end):
+            self.violations.append("FIFO write while full")
+            self.overrun = True
+
+    def _write_regs(self, mosi, i, end):
+        while i < end:
+            self._write(mosi[0] + i - 0x81, mosi[i])  # (mosi[0] & 0x7F) + i - 1: mosi[0] has bit 7
+            i += 1
+
+    def _read_out(self, reg, i0, miso):
+        # the registers read for the MISO bytes from i0 on (RegFifo: the FIFO again and again)
+        for k in range(len(miso)):
+            if i0 + k:  # (not the address byte)
+                miso[k] = self._read(reg + i0 + k - 1 if reg else 0)
 
     def end(self, mosi, n):
         pass
+
+
+def _zero(buf, n):
+    for k in range(n):
+        buf[k] = 0
 
 
 class _Fifo:
@@ -367,6 +404,16 @@ class _Fifo:
 
     def clear(self):
         self._head = self._n = 0
+
+    def fill(self, data, i, end):
+        """data[i:end] in, while there is room: False if it ran out."""
+        while i < end:
+            if self._n >= FIFO_SIZE:
+                return False
+            self._ring[(self._head + self._n) % FIFO_SIZE] = data[i]
+            self._n += 1
+            i += 1
+        return True
 
     def push(self, b):
         self._ring[(self._head + self._n) % FIFO_SIZE] = b

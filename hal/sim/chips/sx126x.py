@@ -1,3 +1,4 @@
+# Over 400 lines: one chip's model, command by command, in methods small enough that a transfer needs no heap.
 # A Semtech SX126x at its SPI bus, as the SX1262 and the STM32WL's sub-GHz core present it to
 # hal.sx126x / hal.stm32wl: BUSY rising after every command (falling after busy_polls reads),
 # chip modes, IRQ flags under the IRQ mask, the 256-byte buffer, registers, GFSK packet
@@ -81,7 +82,13 @@ class SimSx126x(OnAir):
         self.resets = 0
         self.clear_errors_params = 2 if variant == "sx1262" else 1
         self.tx_power_dbm = None  # what the last frame was sent at (others hear it on a medium)
+        # made once, so that a transaction allocates nothing: the parameters of a short command
+        # (by their count), the answer of a read command, the packet parameters in force
         self._params = [bytearray(k) for k in range(_SHORT)]
+        self._data = bytearray(3)
+        self._st = self._first = self._base = self._mask = self._count = 0  # see _answer
+        self._src = self._data
+        self._packet_params = bytearray(9)
         self._power_on()
         if medium is not None:
             self.attach(medium)
@@ -97,6 +104,8 @@ class SimSx126x(OnAir):
         self.regs[0x06B8] = 0xA0  # bits 7:1 hold something the driver must preserve
         self.regs[0x08D8] = 0xC8
         self.buffer = bytearray(256)
+        self._buffer_view = memoryview(self.buffer)
+        self._frames = {}  # (offset << 8) | length -> that view of the buffer: a frame to send
         self.irq = 0
         self.irq_mask = 0
         self.dio1_mask = 0
@@ -107,6 +116,7 @@ class SimSx126x(OnAir):
         self.freq_reg = None
         self.pa_config = None
         self.tx_params = None
+        self._out_dbm = None  # what they make of the PA's output
         self.tx_base = 0
         self.rx_base = 0
         self.tcxo = None
@@ -150,55 +160,68 @@ class SimSx126x(OnAir):
             self.resets += 1
             self._busy_left = 3
 
-    # simulated activity between transactions
+    # simulated activity between transactions. What runs for every transaction is cut into
+    # methods whose frames fit in 11 words: on MicroPython a larger one is taken from the heap
+    # at each call (and the hub tests run every radio kind on MicroPython too).
     def _raise(self, bits):
         self.irq |= bits & self.irq_mask
 
     def _advance(self):
-        if self.mode == TX and self._tx_left is not None:
-            if self.tx_outcome == "hang":
-                return
-            if self._tx_end is not None:
-                self.air.wait_until(self._tx_end)  # the frame is on the air until then
-                self._tx_left = 1
-            self._tx_left -= 1
-            if self._tx_left > 0:
-                return
-            self._tx_left = None
-            self._tx_end = None
-            self.mode = STBY_RC
-            if self.tx_outcome == "done":
-                self._raise(IRQ_TX_DONE)
-            else:
-                self._raise(IRQ_TIMEOUT)
+        if self.mode == TX:
+            if self._tx_left is not None and self.tx_outcome != "hang":
+                self._tx_progress()
         elif self.mode == RX and not self.irq & IRQ_RX_DONE:
-            for k in range(len(self.incoming)):
-                payload, crc_ok, freq = self.incoming[k]
-                if freq is None or freq == self.freq_reg:
-                    del self.incoming[k]
-                    self._deliver(payload, crc_ok)
-                    return
-            if self.air is not None and self.freq_reg is not None:
-                got = self.air.take(self.freq_hz())
-                if got is not None:
-                    self._deliver(got[1], True)
-                    return
-            if self._rx_timeout not in (None, 0, 0xFFFFFF):
-                self.mode = STBY_RC
-                self._raise(IRQ_TIMEOUT)
+            self._rx_progress()
+
+    def _tx_progress(self):
+        if self._tx_end is not None:
+            self.air.wait_until(self._tx_end)  # the frame is on the air until then
+            self._tx_left = 1
+        self._tx_left -= 1
+        if self._tx_left > 0:
+            return
+        self._tx_left = None
+        self._tx_end = None
+        self.mode = STBY_RC
+        self._raise(IRQ_TX_DONE if self.tx_outcome == "done" else IRQ_TIMEOUT)
+
+    def _rx_progress(self):
+        if self.incoming and self._scripted():
+            return
+        if self.air is not None and self.freq_reg is not None:
+            got = self.air.take(self.freq_hz())
+            if got is not None:
+                self._deliver(got[1], True)
+                return
+        if self._rx_timeout not in (None, 0, 0xFFFFFF):
+            self.mode = STBY_RC
+            self._raise(IRQ_TIMEOUT)
+
+    def _scripted(self):
+        # the first scripted frame for the tuned frequency, delivered: False if none
+        for k in range(len(self.incoming)):
+            e = self.incoming[k]
+            if e[2] is None or e[2] == self.freq_reg:
+                del self.incoming[k]
+                self._deliver(e[0], e[1])
+                return True
+        return False
 
     def _deliver(self, payload, crc_ok):
         pp = self.packet_params
         if pp is None or pp[5] != 0x01 or len(payload) > pp[6]:
             self.dropped += 1  # not variable length, or longer than accepted
             return
-        for i in range(len(payload)):
-            self.buffer[(self.rx_base + i) & 0xFF] = payload[i]
+        self._store(payload)
         self.rx_len = len(payload)
         self.rx_start = self.rx_base
         self._raise(IRQ_RX_DONE | (0 if crc_ok else IRQ_CRC_ERR))
         if self._rx_timeout != 0xFFFFFF:
             self.mode = STBY_RC
+
+    def _store(self, payload):
+        for i in range(len(payload)):
+            self.buffer[(self.rx_base + i) & 0xFF] = payload[i]
 
     def status_byte(self):
         return ((self.mode & 7) << 4) | ((self.cmd_status & 7) << 1)
@@ -212,136 +235,213 @@ class SimSx126x(OnAir):
         self._advance()
 
     def _get_data(self, op):
+        # the data of read command op (after its status byte) into self._data; returns their count
+        d = self._data
         if op == 0x12:
-            return (self.irq >> 8, self.irq & 0xFF)
+            d[0] = self.irq >> 8
+            d[1] = self.irq & 0xFF
+            return 2
         if op == 0x13:
-            return (self.rx_len, self.rx_start)
+            d[0] = self.rx_len
+            d[1] = self.rx_start
+            return 2
         if op == 0x14:
-            return (0, self.packet_rssi_raw, self.packet_rssi_raw)
+            d[0] = 0
+            d[1] = d[2] = self.packet_rssi_raw
+            return 3
         if op == 0x15:
-            if self.mode != RX:
-                self.violations.append("GetRssiInst outside RX")
-            if self.air is not None and self.freq_reg is not None:
-                raw = -2 * self.air.energy_dbm(self.freq_hz())  # DS 13.5.4: -RssiInst/2 dBm
-                return (0 if raw < 0 else 255 if raw > 255 else raw,)
-            return (self.rssi_by_freq.get(self.freq_reg, self.rssi_raw),)
+            d[0] = self._rssi_inst()
+            return 1
         if op == 0x17:
-            return (self.errors >> 8, self.errors & 0xFF)
+            d[0] = self.errors >> 8
+            d[1] = self.errors & 0xFF
+            return 2
         if op == 0x11:
-            return (self.packet_type or 0,)
-        return ()
+            d[0] = self.packet_type or 0
+            return 1
+        return 0
+
+    def _rssi_inst(self):
+        if self.mode != RX:
+            self.violations.append("GetRssiInst outside RX")
+        if self.air is not None and self.freq_reg is not None:
+            raw = -2 * self.air.energy_dbm(self.freq_hz())  # DS 13.5.4: -RssiInst/2 dBm
+            return 0 if raw < 0 else 255 if raw > 255 else raw
+        return self.rssi_by_freq.get(self.freq_reg, self.rssi_raw)
 
     def transfer(self, mosi, i0, n, miso):
         # MISO: the status byte, then the data of a read command (its opcode, address or offset
         # and a status byte come first); zeros from an absent or waking chip
-        if miso is None:
-            return
+        if miso is not None:
+            self._answer(mosi, i0 + n)
+            self._clock_out(i0, miso)
+
+    def _answer(self, mosi, end):
+        # where this transaction's MISO bytes come from, now that end of them are clocked:
+        # _st for the first _first, then _src from _base (wrapping at _mask), or else the
+        # _count bytes of _src and zeros after them
+        self._mask = self._count = self._base = 0
         if self._waking or not self.present:
-            for k in range(n):
-                miso[k] = 0
+            self._st = 0
+            self._first = end
             return
-        st = self.status_byte()
+        self._st = self.status_byte()
         op = mosi[0]
-        end = i0 + n
         if op == 0x1D:  # ReadRegister: address, status, then registers
-            src, first, mask = self.regs, 4, 0xFFF
-            base = (mosi[1] << 8) | mosi[2] if end > 3 else 0
+            self._src = self.regs
+            self._first = 4
+            self._mask = 0xFFF
+            if end > 3:
+                self._base = (mosi[1] << 8) | mosi[2]
         elif op == 0x1E:  # ReadBuffer: offset, status, then the buffer
-            src, first, mask = self.buffer, 3, 0xFF
-            base = mosi[1] if end > 2 else 0
+            self._src = self.buffer
+            self._first = 3
+            self._mask = 0xFF
+            if end > 2:
+                self._base = mosi[1]
         elif op in _SX_READS:  # status, then data
-            src = self._get_data(op) if end > 2 else ()
-            first, base, mask = 2, 0, 0
+            self._src = self._data
+            self._first = 2
+            if end > 2:
+                self._count = self._get_data(op)
         else:
-            src, first, base, mask = (), end, 0, 0
-        for k in range(n):
-            i = i0 + k
-            if i < first:
-                miso[k] = st
-            elif mask:
-                miso[k] = src[(base + i - first) & mask]
+            self._first = end
+
+    def _clock_out(self, i, miso):
+        src = self._src
+        for k in range(len(miso)):
+            j = i + k - self._first
+            if j < 0:
+                miso[k] = self._st
+            elif self._mask:
+                miso[k] = src[(self._base + j) & self._mask]
+            elif j < self._count:
+                miso[k] = src[j]
             else:
-                miso[k] = src[i - first] if i - first < len(src) else 0
+                miso[k] = 0
 
     def end(self, mosi, n):
         if self._waking:
-            self._waking = False
-            if n:
-                self.violations.append("command 0x{:02x} sent to a sleeping chip".format(mosi[0]))
-            self.mode = STBY_RC
-            self._busy_left = self.busy_polls
-            return
-        if not n:
-            return
+            self._woken(mosi, n)
+        elif n:
+            self._command(mosi, n)
+
+    def _woken(self, mosi, n):
+        self._waking = False
+        if n:
+            self.violations.append("command 0x{:02x} sent to a sleeping chip".format(mosi[0]))
+        self.mode = STBY_RC
+        self._busy_left = self.busy_polls
+
+    def _command(self, mosi, n):
         op = mosi[0]
-        if n <= _SHORT:  # the parameters, copied into a buffer of their length (no allocation)
-            p = self._params[n - 1]
-            for k in range(n - 1):
-                p[k] = mosi[k + 1]
-        else:
-            p = memoryview(mosi)[1:n]
         if self.commands is not None:
-            self.commands.append((op, bytes(p)))
+            self.commands.append((op, bytes(mosi[1:n])))
         self.cmd_status = 0
         self._busy_left = self.busy_polls
-        if op in _SX_READS:
-            return
         if op == 0x0D:
-            addr = (p[0] << 8) | p[1]
-            for k in range(2, len(p)):
-                self.regs[(addr + k - 2) & 0xFFF] = p[k]
-            return
-        if op == 0x0E:
-            a = p[0]
-            if a + len(p) - 1 <= 256:
-                self.buffer[a : a + len(p) - 1] = p[1:]
-            else:
-                for k in range(1, len(p)):
-                    self.buffer[(a + k - 1) & 0xFF] = p[k]
-            return
+            self._write_registers(mosi, n)
+        elif op == 0x0E:
+            self._write_buffer(mosi, n)
+        elif op not in _SX_READS:
+            self._run(op, self._params_of(mosi, n))
+
+    def _write_registers(self, mosi, n):
+        # WriteRegister: address, then the registers
+        a = ((mosi[1] << 8) | mosi[2]) - 3
+        for k in range(3, n):
+            self.regs[(a + k) & 0xFFF] = mosi[k]
+
+    def _write_buffer(self, mosi, n):
+        # WriteBuffer: offset, then the data
+        a = mosi[1] - 2
+        for k in range(2, n):
+            self.buffer[(a + k) & 0xFF] = mosi[k]
+
+    def _params_of(self, mosi, n):
+        if n > _SHORT:
+            return memoryview(mosi)[1:n]  # too long for any fixed-length command: refused
+        p = self._params[n - 1]  # the parameters, copied into a buffer of their length
+        for k in range(n - 1):
+            p[k] = mosi[k + 1]
+        return p
+
+    def _run(self, op, p):
+        if self._valid(op, p):
+            self._execute(op, p)
+
+    def _valid(self, op, p):
         want = self.clear_errors_params if op == 0x07 else _SX_PARAMS.get(op)
         if want is None:
             self.violations.append("unknown opcode 0x{:02x}".format(op))
             self.cmd_status = 5
-            return
+            return False
         if len(p) != want:
             self.violations.append("opcode 0x{:02x} with {} parameter bytes, not {}".format(op, len(p), want))
             self.cmd_status = 4
-            return
-        if op in _SX_STANDBY_ONLY and self.mode not in (STBY_RC, STBY_XOSC):
+            return False
+        if op in _SX_STANDBY_ONLY and self.mode != STBY_RC and self.mode != STBY_XOSC:
             self.violations.append("opcode 0x{:02x} outside standby (mode {})".format(op, self.mode))
-        self._execute(op, p)
+        return True
 
     def _execute(self, op, p):
-        u24 = (p[0] << 16) | (p[1] << 8) | p[2] if len(p) >= 3 else None
+        # the frequent ones first
         if op == 0x80:
             self.mode = STBY_XOSC if p[0] else STBY_RC
             self._tx_left = None
             self._tx_end = None
             self._rx_timeout = None
-        elif op == 0x84:
+        elif op == 0x02:
+            self.irq &= ~((p[0] << 8) | p[1])
+        elif op == 0x8C:
+            pp = self._packet_params  # kept in place: one per chip, however many frames
+            for k in range(9):
+                pp[k] = p[k]
+            self.packet_params = pp
+        elif op == 0x83:
+            self._set_tx((p[0] << 16) | (p[1] << 8) | p[2])
+        elif op == 0x82:
+            self.mode = RX
+            self._rx_timeout = (p[0] << 16) | (p[1] << 8) | p[2]
+        elif op == 0x86:
+            self.freq_reg = (p[0] << 24) | (p[1] << 16) | (p[2] << 8) | p[3]
+        else:
+            self._configure(op, p)
+
+    def _set_tx(self, timeout):
+        if self.packet_type is None or self.freq_reg is None:
+            self.violations.append("SetTx before packet type and frequency")
+        self.mode = TX
+        self._tx_left = self.tx_polls
+        self.tx_timeout = timeout
+        if self.tx_outcome == "done":
+            self.frames_sent += 1
+            self.tx_power_dbm = self._out_dbm
+            self._send(self._tx_frame())
+
+    def _tx_frame(self):
+        # the frame in the buffer: a view made once per offset and length (a run's frames come
+        # in a few lengths)
+        n = self.packet_params[6] if self.packet_params else 0
+        a = self.tx_base
+        if a + n > 256:
+            return (self.buffer + self.buffer)[a : a + n]
+        payload = self._frames.get((a << 8) | n)
+        if payload is None:
+            payload = self._frames[(a << 8) | n] = self._buffer_view[a : a + n]
+        return payload
+
+    def _send(self, payload):
+        if self.sent is not None:
+            self.sent.append((self.freq_reg, bytes(payload), self.tx_params, self.pa_config))
+        if self.air is not None and self.freq_reg is not None:
+            self._tx_end = self.air.send(self.freq_hz(), payload)
+
+    def _configure(self, op, p):
+        if op == 0x84:
             self.mode = SLEEP
         elif op == 0xC1:
             self.mode = FS
-        elif op == 0x83:
-            if self.packet_type is None or self.freq_reg is None:
-                self.violations.append("SetTx before packet type and frequency")
-            n = self.packet_params[6] if self.packet_params else 0
-            ring = memoryview(self.buffer) if self.tx_base + n <= 256 else self.buffer + self.buffer
-            payload = bytes(ring[self.tx_base : self.tx_base + n])
-            self.mode = TX
-            self._tx_left = self.tx_polls
-            self.tx_timeout = u24
-            if self.tx_outcome == "done":
-                self.frames_sent += 1
-                self.tx_power_dbm = self._output_dbm()
-                if self.sent is not None:
-                    self.sent.append((self.freq_reg, payload, self.tx_params, self.pa_config))
-                if self.air is not None and self.freq_reg is not None:
-                    self._tx_end = self.air.send(self.freq_hz(), payload)
-        elif op == 0x82:
-            self.mode = RX
-            self._rx_timeout = u24
         elif op == 0x96:
             self.regulator = p[0]
         elif op == 0x89:
@@ -352,13 +452,12 @@ class SimSx126x(OnAir):
             self._busy_left = self.calibrate_polls
         elif op == 0x95:
             self.pa_config = tuple(p)
+            self._out_dbm = self._output_dbm()
             if self.variant == "sx1262" and p[2] != 0x00:
                 self.violations.append("SX1262 SetPaConfig deviceSel must be 0")
         elif op == 0x08:
             self.irq_mask = (p[0] << 8) | p[1]
             self.dio1_mask = (p[2] << 8) | p[3]
-        elif op == 0x02:
-            self.irq &= ~((p[0] << 8) | p[1])
         elif op == 0x07:
             self.errors = 0
         elif op == 0x9D:
@@ -366,16 +465,13 @@ class SimSx126x(OnAir):
         elif op == 0x97:
             self.tcxo = (p[0], (p[1] << 16) | (p[2] << 8) | p[3])
             self.errors |= 0x0020  # XOSC_START_ERR, as the datasheet warns
-        elif op == 0x86:
-            self.freq_reg = (p[0] << 24) | (p[1] << 16) | (p[2] << 8) | p[3]
         elif op == 0x8A:
             self.packet_type = p[0]
         elif op == 0x8E:
             self.tx_params = (p[0] - 256 if p[0] > 127 else p[0], p[1])
+            self._out_dbm = self._output_dbm()
         elif op == 0x8B:
             self.mod_params = bytes(p)
-        elif op == 0x8C:
-            self.packet_params = bytes(p)
         elif op == 0x8F:
             self.tx_base = p[0]
             self.rx_base = p[1]
