@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,14 +43,19 @@ class DirBoard:
         pass
 
     def exec(self, code):
+        # the board's interpreter is not this one: what the code does to sys.modules (it lets go
+        # of the agent's modules) is undone for the tests that run after
         out = io.StringIO()
         cwd = os.getcwd()
+        modules = dict(sys.modules)
         os.chdir(self.root)
         try:
             with contextlib.redirect_stdout(out):
                 exec(code, {})
         finally:
             os.chdir(cwd)
+            sys.modules.clear()
+            sys.modules.update(modules)
         return out.getvalue().encode()
 
     # -- its file system
