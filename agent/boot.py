@@ -1,17 +1,16 @@
-# The bootloader: picks the firmware slot to run, counts trial boots and reverts a trial that is
-# not confirmed. Self-contained (sys, os, json only) and small: `dbch flash` installs it outside
-# the slots as /dbchboot.mpy, and the main.py it writes hands it what is the board's:
-#     def start():  # boards.load("<board>"), then agent.run.serve on its HAL
-#         ...
-#     dbchboot.main(start, reset=machine.reset, print_exception=sys.print_exception)
-# so it never imports anything from a slot before it has chosen one, and a new image cannot
-# replace it. The firmware service (agent.fw_service, inside a slot) uses the same functions to
-# read the boot state and the security counters, and to start and confirm a trial.
+# The bootloader's choice: picks the firmware slot to run, counts trial boots and reverts a trial
+# that is not confirmed. Self-contained (os, json only): `dbch flash` installs it outside the
+# slots as /dbchslots.mpy, and the bootloader's loop (agent/boot_main.py, /dbchboot.mpy) loads it
+# for each boot (choose()) and unloads it before the agent starts, so it never imports anything
+# from a slot before one is chosen, and a new image cannot replace it. The firmware service
+# (agent.fw_service, inside a slot) loads the slot's copy of this module when it reads the boot
+# state and the security counters, or starts and confirms a trial.
 #
 # On-board layout, relative to the firmware root (the directory holding main.py, which is the
 # parent of the agent's storage directory):
-#   main.py            start() and main(), above    dbchboot.mpy   this module
-#   fwboot.json        the boot state (below)       fwkey.bin      trusted signing key (65 bytes)
+#   main.py            start(), dbchboot.main       dbchboot.mpy   the loop (agent/boot_main.py)
+#   dbchslots.mpy      this module                  fwkey.bin      trusted signing key (65 bytes)
+#   fwboot.json        the boot state (below)
 #   fwmin.json         the minimum security counter {"sec": n} (agent/fw_service.py)
 #   slots/a/, slots/b/ one image each: agent/ hal/ boards/ ... (.mpy) and manifest.json
 #   slots/stage.img    an image being received (agent.fw_staging)
@@ -36,10 +35,8 @@
 # code at the root (the layout before slots).
 import json
 import os
-import sys
 
 VERSION = 1  # of the boot state
-API = 2  # of what the agent uses here: 2 added the security counters, the minimum and permits
 SLOTS = ("a", "b")
 MAX_TRIES = 3
 STATE = "fwboot.json"
@@ -297,54 +294,3 @@ def confirm(fs, root):
         st["reverted"] = None
         write_state(fs, root, st)
     return st
-
-
-_PACKAGES = ("agent", "hal", "boards")
-
-
-def _run_agent(start, path):
-    # Make the slot at path (None: the root) the one modules are imported from, then start():
-    # True if the agent asked for a reboot and the board's reset did not end the interpreter.
-    for p in [p for p in sys.path if p.startswith(SLOTS_DIR + "/") or ("/" + SLOTS_DIR + "/") in p]:
-        sys.path.remove(p)
-    for name in list(sys.modules):
-        if name.split(".")[0] in _PACKAGES:
-            del sys.modules[name]  # an earlier boot in this interpreter loaded another slot
-    if path is not None:
-        sys.path.insert(0, path)
-    return bool(start())
-
-
-def main(start, root="", fs=None, run=None, reset=None, print_exception=None):
-    """Boot: choose a slot and run start() from it (run(start, slot path)). start is main.py's:
-    it loads the board and the agent from the chosen slot and returns True when the agent asked
-    for a reboot; reset is the board's (machine.reset), print_exception how it prints a
-    traceback. A reset that comes back as SystemExit (the unix port's machine.reset on the
-    virtual board) or a reboot the agent asked for boots again here. An exception out of a trial
-    boot resets the board (the next boot counts another try; without a reset it boots again
-    here); one out of a confirmed slot propagates (to the REPL, as without a bootloader), and so
-    does KeyboardInterrupt: Ctrl-C before the agent owns the line (while it does, 0x03 is data,
-    hal/stream_link.py; mpremote gets in by the "repl" request, after which the agent returns
-    here and main.py ends at the REPL)."""
-    fs = fs or OsFs()
-    run = run or _run_agent
-    while True:
-        slot, trial = choose(fs, root)
-        try:
-            if not run(start, slot_dir(root, slot) if slot is not None else None):
-                return slot
-        except KeyboardInterrupt:
-            raise
-        except SystemExit:
-            pass
-        except Exception as e:
-            if not trial:
-                raise
-            if print_exception is not None:
-                print_exception(e)
-            print("dbchboot: trial slot {} failed; resetting".format(slot))
-            if reset is not None:
-                try:
-                    reset()  # never returns on a board
-                except SystemExit:
-                    pass  # the virtual board's reset: boot again in-process

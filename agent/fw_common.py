@@ -22,8 +22,6 @@
 #   E52   fw.cancel with no scheduled activation (Unable to cancel Future Dated Request)
 #   A rollback permission that is malformed is E49, one with a bad signature E100 (and a
 #   "tampered_image" incident, as for an image).
-import sys
-
 from hal.compat import const, unload
 
 RC_OK = "I0"
@@ -84,19 +82,13 @@ def mkdirs(fs, path, known=None):
         known.append(path)
 
 
-BOOT_API = const(2)  # what this code uses of agent.boot (its API)
-
-
 def boot_code():
-    # The bootloader's code. On a board it is already loaded (agent/boot.py, flashed as dbchboot):
-    # use it rather than load the same code again from the slot; it also wrote the state the
-    # service reads. A bootloader flashed before this slot's code (an update does not replace it)
-    # may lack what the service uses: then, as where there is none, agent.boot is loaded for the
-    # moment it is needed (drop_boot_code). Both read and write the same files.
-    b = sys.modules.get("dbchboot")
-    if b is None or getattr(b, "API", 1) < BOOT_API:
-        from agent import boot as b
-    return b
+    # The bootloader's choosing code, as this slot has it (agent.boot: the bootloader on the board
+    # loads its own copy only while it chooses a slot), loaded for the moment it is needed
+    # (drop_boot_code). Both read and write the same files.
+    from agent import boot
+
+    return boot
 
 
 def drop_boot_code():

@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from host_tools.firmware.build import compile_file, compile_tree, mpy_cross_binary, portable_sources  # noqa: E402
+from host_tools.firmware.image_build import build_bootloader  # noqa: E402
 from host_tools.link.client import AgentClient, LinkError  # noqa: E402
 
 PROBE = Path("bench/footprint_probe.py")
@@ -76,13 +77,23 @@ SESSION_STEP = 4096
 SESSIONS = ((True, "session with firmware staging"), (False, "session without firmware staging"))
 
 BOARD = "unix"  # the virtual board: boards/unix.py
-MAIN_PY = """# a board's main.py: start the hub agent on the virtual board's parts
-from boards import load
+# a board's main.py as dbch flash writes it (host_tools.firmware.flash.MAIN_PY: the bootloader,
+# which chooses no slot here and runs the modules at the root), but the unix port's machine module
+# has no reset: the bootloader is handed none
+MAIN_PY = """import sys
 
-board = load("unix")
-from agent.run import serve
+import dbchboot
 
-serve(board.make_hal(), board)
+
+def start():
+    import boards
+    from agent.run import serve
+
+    board = boards.load("unix")
+    return serve(board.make_hal(), board).reboot_requested
+
+
+dbchboot.main(start, print_exception=sys.print_exception)
 """
 IMAGE = "footprint.img"  # the signed image, as dbch firmware build --key writes it
 IMAGE_INFO = "footprint_img.cbor"  # {hash, size, sig, version, chunk, frames, id}: for the probe
@@ -121,6 +132,8 @@ def build_flash(dest: Path) -> dict[str, int]:
     probe = compile_file(PROBE, mpy_cross_binary())
     (dest / "footprint_probe.mpy").write_bytes(probe.data)
     (dest / "main.py").write_text(MAIN_PY)
+    for path, data in build_bootloader().items():
+        (dest / path).write_bytes(data)
     write_firmware(dest)
     return sizes
 

@@ -8,7 +8,9 @@ board and waits for the agent's hello on the wire protocol.
 
 On-board layout (agent/boot.py has the details):
     main.py            start(): boards.load("<board>"), agent.run.serve; dbchboot.main(start, ...)
-    dbchboot.mpy       the bootloader (agent/boot.py): picks the slot, counts trial boots
+    dbchboot.mpy       the bootloader's loop (agent/boot_main.py): what stays loaded
+    dbchslots.mpy      the bootloader's choice (agent/boot.py), loaded at each boot to pick the
+                       slot and count trial boots, then unloaded before the agent starts
     fwboot.json        boot state: flash makes slot A active (no trial)
     fwkey.bin          the trusted firmware signing key, 65-byte uncompressed P-256 point
     slots/a/...        the agent's modules for the board (agent/ hal/ boards/; hal/sim/ on a
@@ -31,14 +33,13 @@ from pathlib import Path
 
 from host_tools.errors import DbchError
 from host_tools.firmware.handover import hand_over, wait_for_hello
-from host_tools.firmware.image_build import build_bootloader, build_image
+from host_tools.firmware.image_build import BOOTLOADER, build_bootloader, build_image
 
 # the directories a slot's modules may be in (a board's image has some of them: those it needs)
 DIRS = ("agent", "hal", "hal/sim", "hal/sim/chips", "boards")
 SLOT = "slots/a"
 LEGACY_DIRS = DIRS  # where the layout before slots kept them, at the root: cleaned up
-BOOTLOADER = "dbchboot.mpy"
-ROOT_FILES = ("main.py", BOOTLOADER, "fwboot.json", "fwkey.bin", SLOT + "/manifest.json")
+ROOT_FILES = ("main.py", *BOOTLOADER, "fwboot.json", "fwkey.bin", SLOT + "/manifest.json")
 MAIN_PY = """# Written by dbch flash: the bootloader picks a firmware slot, then start() runs the hub agent
 # from it on this board.
 import sys
@@ -152,7 +153,7 @@ def flash(
     wanted = slot_files(board, version)
     modules = len(wanted) - 1
     wanted["main.py"] = MAIN_PY.format(board=board).encode()
-    wanted[BOOTLOADER] = build_bootloader()
+    wanted.update(build_bootloader())
     wanted["fwboot.json"] = boot_state_json()
     if signing_key is not None:
         wanted["fwkey.bin"] = signing_key

@@ -44,8 +44,14 @@ def build_image(board: str) -> list[Compiled]:
     return _compiled(sources)
 
 
-def build_bootloader() -> bytes:
-    return _compiled([Path("agent/boot.py")])[0].data
+# the bootloader, outside the slots: its loop and the code it loads to choose a slot
+BOOTLOADER = {"dbchboot.mpy": "agent/boot_main.py", "dbchslots.mpy": "agent/boot.py"}
+
+
+def build_bootloader() -> dict[str, bytes]:
+    """{board path: compiled module} of the bootloader (BOOTLOADER)."""
+    compiled = _compiled([Path(src) for src in BOOTLOADER.values()])
+    return {path: c.data for path, c in zip(BOOTLOADER, compiled, strict=True)}
 
 
 def security_counter(version: str, sec: int | None = None) -> int:

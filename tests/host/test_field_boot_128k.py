@@ -5,7 +5,9 @@ again, the bootloader, the hub and its restore of the stored configuration) twic
 boot `dbch status` shows the configuration in force and the board serving.
 
 When this was written the agent answered the configuration E49 (out of memory) on this heap, and
-once a configuration was stored every boot ended in a MemoryError at the REPL.
+once a configuration was stored every boot ended in a MemoryError at the REPL. It failed again
+(E49) while the whole bootloader stayed loaded beside the agent; now only its loop does
+(agent/boot_main.py).
 """
 
 from __future__ import annotations
@@ -28,14 +30,6 @@ def _status(board) -> dict:
     return json.loads(r.stdout)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a regression to fix first: the bootloader that main.py hands the board's start "
-    "(agent/boot.py +554 bytes of .mpy, with the security-counter floor) together with the unix "
-    "port's boot file (host_tools/onboard/unix_boot.py) leaves config.set about 1 KB short on a "
-    "128 KB heap (E49, 'allocating 272 bytes'); each alone fits (bench/bench_footprint.py: the real "
-    "session without staging 122880 -> 126976 bytes in 4 KB steps)",
-)
 def test_dbch04_is_set_and_restored_at_every_boot_in_128k(dbch_vboard, tmp_path):
     board = dbch_vboard
     assert board.info["flash"]["hello"]["board"] == "unix"

@@ -1,8 +1,10 @@
 # The bootloader's decisions (agent/boot.py): trial boots counted before they run, confirm,
-# revert after MAX_TRIES, fallback to the bootable slot, and power cuts at every state write.
+# revert after MAX_TRIES, fallback to the bootable slot, and power cuts at every state write; its
+# loop (agent/boot_main.py), which holds the choosing code only while it chooses.
+import sys
 import unittest
 
-from agent import boot
+from agent import boot, boot_main
 from hal.contracts import PowerCut
 from hal.sim.flash import SimFlash
 
@@ -205,6 +207,9 @@ class TestMinimum(unittest.TestCase):
         self.assertNotIn("permit", boot._clean(state(permit=True)))
 
 
+SLOTS = "agent.boot"  # the choosing code, as a slot has it (on a board: dbchslots, at the root)
+
+
 def _start():
     return False  # main.py's start(): never called by the fake run below
 
@@ -218,19 +223,21 @@ class TestMain(unittest.TestCase):
 
         def run(start, path):
             self.assertIs(start, _start)  # main.py's start, handed on as it is
+            self.assertNotIn(SLOTS, sys.modules)  # the choosing code holds no heap while it runs
             calls.append(path)
             what = outcomes.pop(0)
             if isinstance(what, BaseException):
                 raise what
             return what
 
-        slot = boot.main(
+        slot = boot_main.main(
             _start,
             "/",
             fs,
             run=run,
             reset=(lambda: resets.append(1)) if reset else None,
             print_exception=printed.append if printed is not None else None,
+            slots=SLOTS,
         )
         return slot, calls, resets
 
@@ -279,7 +286,7 @@ class TestMain(unittest.TestCase):
         def reset():
             raise SystemExit(0xB7)
 
-        self.assertEqual(boot.main(_start, "/", fs, run=run, reset=reset), "a")
+        self.assertEqual(boot_main.main(_start, "/", fs, run=run, reset=reset, slots=SLOTS), "a")
         self.assertEqual(calls, ["/slots/b"] * boot.MAX_TRIES + ["/slots/a"])
 
     def test_a_trial_that_reboots_before_confirming_is_reverted(self):
