@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
+import functools
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from host_tools.errors import DbchError
+from host_tools.files import write_file
+from host_tools.paths import cache_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 PORTABLE_PACKAGES = ("agent", "hal", "boards")
@@ -65,23 +71,63 @@ def module_name(source: Path) -> str:
     return ".".join(parts)
 
 
+# -- compile once ------------------------------------------------------------------------------
+# A compiled module is kept in dbch's cache (host_tools.paths: <cache>/mpy/) under the SHA-256 of
+# everything that makes it: the mpy-cross binary (its size, modification time and --version), the
+# name the code is compiled under, and the source's bytes. A flash with nothing changed compiles
+# nothing; with one file changed, only that file. What cannot be read back as compiled code (it
+# does not start as an .mpy does) is compiled again; a cache that cannot be written is passed over.
+
+_compilers: dict[str, str] = {}
+
+
+def _compiler_id(binary: str) -> str:
+    if binary not in _compilers:
+        st = os.stat(binary)
+        proc = subprocess.run([binary, "--version"], capture_output=True, text=True)
+        _compilers[binary] = f"{st.st_size}:{st.st_mtime_ns}:{proc.stdout.strip()}"
+    return _compilers[binary]
+
+
+def _cached_path(binary: str, name: str, text: bytes) -> Path:
+    h = hashlib.sha256()
+    for part in (_compiler_id(binary).encode(), name.encode(), text):
+        h.update(len(part).to_bytes(8, "big") + part)
+    key = h.hexdigest()
+    return cache_dir("mpy", key[:2], key[2:] + ".mpy")
+
+
 def compile_file(source: Path, binary: str | None = None) -> Compiled:
+    """source (relative to ROOT) compiled by mpy-cross, or as compiled before (compile once)."""
     binary = binary or mpy_cross_binary()
+    name = module_name(source)
+    text = (ROOT / source).read_bytes()
+    target = source.with_suffix(".mpy").as_posix()
+    cached = _cached_path(binary, name, text)
+    with contextlib.suppress(OSError):
+        data = cached.read_bytes()
+        if data[:1] == b"M":
+            return Compiled(source, target, data)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.mpy"
         proc = subprocess.run(
-            [binary, "-o", str(out), "-s", module_name(source), str(ROOT / source)],
+            [binary, "-o", str(out), "-s", name, str(ROOT / source)],
             capture_output=True,
             text=True,
         )
         if proc.returncode != 0:
             raise BuildError(f"{source}: {proc.stderr.strip() or proc.stdout.strip()}")
-        return Compiled(source, source.with_suffix(".mpy").as_posix(), out.read_bytes())
+        data = out.read_bytes()
+    with contextlib.suppress(OSError):
+        write_file(cached, data)
+    return Compiled(source, target, data)
 
 
 def compile_tree(sources: list[Path]) -> list[Compiled]:
+    """Every source compiled (compile_file), in their order; those not compiled before, side by side."""
     binary = mpy_cross_binary()
-    return [compile_file(s, binary) for s in sources]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return list(pool.map(lambda s: compile_file(s, binary), sources))
 
 
 # -- what a board gets, and what it needs ------------------------------------------------------
@@ -132,6 +178,17 @@ def _top_level_names(body: list[ast.stmt]) -> set[str]:
     return names
 
 
+@functools.lru_cache(maxsize=512)
+def _parse(path: str, _mtime_ns: int, _size: int) -> ast.Module:
+    return ast.parse(Path(path).read_text(encoding="utf-8"), path)
+
+
+def _tree(src: Path) -> ast.Module:
+    # a source parsed once while it is unchanged (a flash reads the closure of imports twice)
+    st = src.stat()
+    return _parse(str(src), st.st_mtime_ns, st.st_size)
+
+
 def needed_modules(entries: list[str], root: Path = ROOT, packages=PORTABLE_PACKAGES, leave_out=()) -> dict[str, str]:
     """{module: the module that imports it} for every module of `packages` that `entries` import,
     directly or not, wherever the import stands (in a function, under try). A name imported
@@ -149,7 +206,7 @@ def needed_modules(entries: list[str], root: Path = ROOT, packages=PORTABLE_PACK
         src = _source_of(module, root)
         if src is None:
             continue
-        tree = ast.parse(src.read_text(encoding="utf-8"), str(src))
+        tree = _tree(src)
         pkg = module if src.name == "__init__.py" else module.rpartition(".")[0]
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
@@ -163,7 +220,7 @@ def needed_modules(entries: list[str], root: Path = ROOT, packages=PORTABLE_PACK
                 base_src = _source_of(base, root)
                 if base_src is not None and base_src.name != "__init__.py":
                     continue  # names from a plain module are never modules
-                defined = _top_level_names(ast.parse(base_src.read_text(encoding="utf-8")).body) if base_src else set()
+                defined = _top_level_names(_tree(base_src).body) if base_src else set()
                 todo += [(base + "." + a.name, module) for a in node.names if a.name not in defined]
     return needed
 

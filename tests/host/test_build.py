@@ -188,3 +188,53 @@ def test_a_board_module_without_a_manifest_builds_no_image(tmp_path):
     src.write_text(src.read_text().replace("_MANIFEST = const(", "_OTHER = const("))
     with pytest.raises(BuildError, match="has no manifest"):
         board_manifest("heltec_wifi_lora32_v3", root)
+
+
+# -- compile once ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def counted_mpy_cross(tmp_path, monkeypatch):
+    """mpy-cross behind a script that logs each compile; dbch's cache in tmp_path."""
+    from host_tools.firmware import build
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    log = tmp_path / "compiles.log"
+    wrapper = tmp_path / "mpy-cross"
+    wrapper.write_text(f'#!/bin/sh\n[ "$1" = --version ] || echo "$@" >> {log}\nexec {build.mpy_cross_binary()} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setattr(build, "mpy_cross_binary", lambda: str(wrapper))
+
+    def compiles() -> int:
+        return len(log.read_text().splitlines()) if log.exists() else 0
+
+    return compiles
+
+
+def test_a_module_is_compiled_once_and_again_only_when_its_source_changes(tmp_path, counted_mpy_cross):
+    source = tmp_path / "mod.py"
+    source.write_text("X = 1\n")
+    first = compile_tree([source])[0].data
+    assert counted_mpy_cross() == 1
+    assert compile_tree([source])[0].data == first and counted_mpy_cross() == 1
+    source.write_text("X = 2\n")
+    second = compile_tree([source])[0].data
+    assert second != first and counted_mpy_cross() == 2
+
+
+def test_a_damaged_or_unwritable_cache_is_compiled_through(tmp_path, counted_mpy_cross):
+    source = tmp_path / "mod.py"
+    source.write_text("X = 1\n")
+    good = compile_tree([source])[0].data
+    (kept,) = (tmp_path / "cache").rglob("*.mpy")
+    kept.write_bytes(b"")  # what a full disk may have left
+    assert compile_tree([source])[0].data == good and counted_mpy_cross() == 2
+    shutil.rmtree(tmp_path / "cache")
+    (tmp_path / "cache").write_text("not a directory")
+    assert compile_tree([source])[0].data == good and counted_mpy_cross() == 3
+
+
+def test_the_tree_keeps_its_order_when_compiled_side_by_side(counted_mpy_cross):
+    sources = [Path("agent/eui.py"), Path("agent/__init__.py"), Path("agent/cbor.py")]
+    assert [c.source for c in compile_tree(sources)] == sources
+    assert counted_mpy_cross() == 3
