@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
-import functools
 import hashlib
 import json
 import os
@@ -178,15 +177,25 @@ def _top_level_names(body: list[ast.stmt]) -> set[str]:
     return names
 
 
-@functools.lru_cache(maxsize=512)
-def _parse(path: str, _mtime_ns: int, _size: int) -> ast.Module:
-    return ast.parse(Path(path).read_text(encoding="utf-8"), path)
-
-
-def _tree(src: Path) -> ast.Module:
-    # a source parsed once while it is unchanged (a flash reads the closure of imports twice)
-    st = src.stat()
-    return _parse(str(src), st.st_mtime_ns, st.st_size)
+def _facts(src: Path) -> dict:
+    """What the import closure reads of a source: its imports ({"import": [names]}, {"from":
+    module, "level": n, "names": [names]}) and the names it defines at its top level. Kept in
+    dbch's cache under the source's hash, so a source is parsed again only when it changes."""
+    text = src.read_bytes()
+    cached = cache_dir("imports-1", hashlib.sha256(text).hexdigest() + ".json")  # -1: this format
+    with contextlib.suppress(OSError, ValueError):
+        return json.loads(cached.read_text())
+    tree = ast.parse(text, str(src))
+    imports: list[dict] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imports.append({"import": [a.name for a in node.names]})
+        elif isinstance(node, ast.ImportFrom):
+            imports.append({"from": node.module or "", "level": node.level, "names": [a.name for a in node.names]})
+    facts = {"imports": imports, "defined": sorted(_top_level_names(tree.body))}
+    with contextlib.suppress(OSError):
+        write_file(cached, json.dumps(facts).encode())
+    return facts
 
 
 def needed_modules(entries: list[str], root: Path = ROOT, packages=PORTABLE_PACKAGES, leave_out=()) -> dict[str, str]:
@@ -206,22 +215,22 @@ def needed_modules(entries: list[str], root: Path = ROOT, packages=PORTABLE_PACK
         src = _source_of(module, root)
         if src is None:
             continue
-        tree = _tree(src)
+        facts = _facts(src)
         pkg = module if src.name == "__init__.py" else module.rpartition(".")[0]
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                todo += [(a.name, module) for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    up = pkg.split(".")[: len(pkg.split(".")) - node.level + 1]
-                    base = ".".join(up + ([base] if base else []))
-                todo.append((base, module))
-                base_src = _source_of(base, root)
-                if base_src is not None and base_src.name != "__init__.py":
-                    continue  # names from a plain module are never modules
-                defined = _top_level_names(_tree(base_src).body) if base_src else set()
-                todo += [(base + "." + a.name, module) for a in node.names if a.name not in defined]
+        for imp in facts["imports"]:
+            if "import" in imp:
+                todo += [(name, module) for name in imp["import"]]
+                continue
+            base = imp["from"]
+            if imp["level"]:
+                up = pkg.split(".")[: len(pkg.split(".")) - imp["level"] + 1]
+                base = ".".join(up + ([base] if base else []))
+            todo.append((base, module))
+            base_src = _source_of(base, root)
+            if base_src is not None and base_src.name != "__init__.py":
+                continue  # names from a plain module are never modules
+            defined = set(_facts(base_src)["defined"]) if base_src else set()
+            todo += [(base + "." + name, module) for name in imp["names"] if name not in defined]
     return needed
 
 

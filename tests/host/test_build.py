@@ -238,3 +238,14 @@ def test_the_tree_keeps_its_order_when_compiled_side_by_side(counted_mpy_cross):
     sources = [Path("agent/eui.py"), Path("agent/__init__.py"), Path("agent/cbor.py")]
     assert [c.source for c in compile_tree(sources)] == sources
     assert counted_mpy_cross() == 3
+
+
+def test_the_import_closure_is_the_same_from_its_cache_and_after_damage(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    first = board_needs("heltec_wifi_lora32_v3")
+    kept = sorted((tmp_path / "cache").rglob("*.json"))
+    assert len(kept) >= len(first) // 2  # the sources' facts were kept
+    assert board_needs("heltec_wifi_lora32_v3") == first
+    for f in kept:
+        f.write_text("{")  # what a full disk may have left
+    assert board_needs("heltec_wifi_lora32_v3") == first
