@@ -1,6 +1,7 @@
 """Where dbch keeps its files on this machine: the one place that computes them.
 
-- cache: what dbch can make again (virtual boards' and CPython agents' directories, Triage Tools,
+- cache: what dbch can make again (compiled modules and the imports read from their sources,
+  virtual boards' and CPython agents' directories, Triage Tools,
   the DUIS schema fetched from the registry, DUIS request ids, the events already seen, IPsec
   incidents): the user cache directory's dbch/ ($XDG_CACHE_HOME/dbch or ~/.cache/dbch on Linux).
 - data: what must not be lost (the development PKI): the user data directory's dbch/
