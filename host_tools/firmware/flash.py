@@ -216,14 +216,15 @@ def flash(
                 t.fs_mkdir("data")
             t.fs_writefile("data/eui", eui)
             say(f"  identity set to {'-'.join(f'{b:02X}' for b in eui)}")
-        now = _scan(t)
+        # nothing written or removed: the listing just taken is the verification
+        now = _scan(t) if result.written or result.removed or eui is not None else have
         result.signing_key = now.get("fwkey.bin") is not None
         bad = [p for p, data in wanted.items() if now.get(p) != hashlib.sha256(data).hexdigest()]
         if bad:
             raise FlashError(f"verification failed for {', '.join(bad)}: flash again")
         t.exit_raw_repl()
         t.serial.write(b"\x04")  # soft reset from the friendly REPL: boot runs main.py
-        time.sleep(0.05)
+        t.serial.flush()
     finally:
         t.close()
     say("rebooted; waiting for the agent's hello")

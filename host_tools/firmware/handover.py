@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from host_tools.link.client import AgentClient, LinkError
+from host_tools.link.client import AgentClient, AgentTimeout, LinkError
 from host_tools.link.ports import PortBusy, SerialTransport
 
 
@@ -27,15 +27,28 @@ def hand_over(port: str, *, baud: int = 115200, timeout: float = 1.0) -> bool:
         raise
     except LinkError:
         return False
+    text = bytearray()
     try:
-        r = AgentClient(transport, timeout=timeout, port=port).request("repl")
+        # a board at its REPL shows a prompt, or echoes what it is sent (the request's op name
+        # comes back as text, which an agent never sends): no agent there
+        r = AgentClient(transport, timeout=timeout, port=port, on_text=text.extend).request(
+            "repl", give_up=lambda: b">>> " in text or b"repl" in text
+        )
+        if r.ok:
+            _until_prompt(transport)
     except LinkError:
         return False
     finally:
         transport.close()
-    if r.ok:
-        time.sleep(0.1)  # main.py returns and the REPL prints its prompt
     return r.ok
+
+
+def _until_prompt(transport, wait: float = 0.5) -> None:
+    # main.py returns and the REPL prints its prompt: mpremote's Ctrl-C must not come before it
+    seen = b""
+    deadline = time.monotonic() + wait
+    while not seen.endswith(b">>> ") and time.monotonic() < deadline:
+        seen = (seen + transport.read(256))[-16:]
 
 
 def take_back(port: str, *, baud: int = 115200, timeout: float = 20.0) -> dict:
@@ -61,6 +74,7 @@ def wait_for_hello(port: str, *, baud: int = 115200, timeout: float = 20.0) -> d
 
     deadline = time.monotonic() + timeout
     last: Exception | None = None
+    tries = 0
     while time.monotonic() < deadline:
         try:
             transport = SerialTransport(port, baud)
@@ -72,9 +86,18 @@ def wait_for_hello(port: str, *, baud: int = 115200, timeout: float = 20.0) -> d
             continue
         try:
             client = AgentClient(transport, timeout=1.0, port=port)
-            r = client.hello()
-            if r.ok:
-                return r.data
+            while time.monotonic() < deadline:
+                # asked again and again, the first times soon: a hello sent while the board was
+                # still starting is never answered, and the agent is usually up within 0.1 s
+                wait = min(1.0, 0.1 * 2**tries, max(0.05, deadline - time.monotonic()))
+                tries += 1
+                try:
+                    r = client.hello(timeout=wait)
+                except AgentTimeout as e:
+                    last = e
+                    continue
+                if r.ok:
+                    return r.data
         except LinkError as e:
             last = e
         finally:

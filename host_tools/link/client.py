@@ -114,11 +114,15 @@ class AgentClient:
         self.events.append(Event(msg["seq"], msg["k"], msg.get("d") or {}))
 
     # -- requests ----------------------------------------------------------------------------
-    def request(self, op: str, args: dict | None = None, timeout: float | None = None) -> Response:
+    def request(
+        self, op: str, args: dict | None = None, timeout: float | None = None, give_up: Callable[[], bool] | None = None
+    ) -> Response:
+        """The answer to op; AgentTimeout if none comes within timeout, or as soon as give_up()
+        says none can (it is asked after each read)."""
         rid = next(self._ids) % (1 << 32)
         self._send(wire.request(rid, op, args or {}))
         deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not (give_up is not None and give_up()):
             answer = None
             for msg in self._pump():  # keep every event of the batch, even after the answer
                 if msg["t"] == "r" and msg["id"] == rid:

@@ -33,6 +33,9 @@ class DirBoard:
     def write(self, data):
         pass
 
+    def flush(self):
+        pass
+
     def close(self):
         pass
 
