@@ -129,7 +129,7 @@ class Hub:
         self.clock = hal.clock
         self.eui = hal.identity.eui64()
         self.store = Store(hal.storage)
-        self.outbox = Outbox(hal.storage, OUTBOX_CAPACITY)
+        self.outbox = Outbox(hal.storage, OUTBOX_CAPACITY, utc=hal.clock.utc)
         issued = self.outbox.next_seq  # before this boot raises anything (see _restore_config)
         regulated = getattr(board, "REGULATED_DUTY_CYCLE_PERMILLE", 25)
         self.duty = DutyCycle(regulated=regulated)

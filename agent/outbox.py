@@ -4,7 +4,9 @@
 # removes it, across reboots and link loss. Delivery (whichever link is up) reads pending().
 #
 # Layout on the Storage (through agent.store, so every record is CRC-checked CBOR):
-#   "<prefix>.<seq>"  one record per event: {"s": seq, "k": kind, "d": data}
+#   "<prefix>.<seq>"  one record per event: {"s": seq, "k": kind, "d": data}; with a clock, a
+#                     map data carries "utc": the device's UTC seconds when the event was raised
+#                     (the host dates the alert by it, not by when it arrives)
 #   "<prefix>.o"      the overflow event, if any: {"s": seq, "dropped": n, "first_seq": a,
 #                     "last_seq": b}
 #   "<prefix>.m"      meta: {"next": seq} - written only when an ack is about to remove the
@@ -36,11 +38,12 @@ _DEFAULT_CAPACITY = const(64)
 
 
 class Outbox:
-    def __init__(self, storage, capacity=_DEFAULT_CAPACITY, prefix="ob"):
+    def __init__(self, storage, capacity=_DEFAULT_CAPACITY, prefix="ob", utc=None):
         if not isinstance(capacity, int) or capacity < 1:
             raise ValueError("outbox capacity must be a positive int, not {!r}".format(capacity))
         self.store = storage if isinstance(storage, Store) else Store(storage)
         self.capacity = capacity
+        self._utc = utc  # the clock's utc(): the time each event is raised at, or None
         self._p = prefix + "."
         self._meta = prefix + ".m"
         self._ovf = prefix + ".o"
@@ -91,6 +94,9 @@ class Outbox:
         if kind == "overflow":
             raise ValueError("event kind 'overflow' is reserved")
         seq = self._next
+        if self._utc is not None and isinstance(data, dict) and "utc" not in data:
+            data = dict(data)
+            data["utc"] = self._utc()
         body = encode({"s": seq, "k": kind, "d": data})  # an unencodable event fails here, seq unused
         if len(self._seqs) >= self.capacity:
             self.refused += 1

@@ -111,6 +111,16 @@ def _alert_code(value: Any) -> int:
         raise DuisRenderError("DeviceAlertCode {!r} is not a hex alert code like '8F2A'".format(value)) from e
 
 
+def event_time(data: Mapping[str, Any]) -> dt.datetime | None:
+    """When the device raised an event: its data's "utc" (agent/outbox.py), or None if undated."""
+    utc = data.get("utc")
+    if utc is None:
+        return None
+    if isinstance(utc, bool) or not isinstance(utc, int) or not 0 <= utc < 253402300800:  # to 9999
+        raise DuisRenderError("the event's time must be UTC seconds since 1970, not {!r}".format(utc))
+    return dt.datetime.fromtimestamp(utc, dt.timezone.utc)
+
+
 def render_alert(
     event_kind: str,
     data: Mapping[str, Any],
@@ -126,10 +136,14 @@ def render_alert(
     8F26 {"page", "channel", "trigger"}, 8F28 {"status", "trigger"}, 8F2A the configuration
     mapping, 8F2C {"request_id", "cra"}, 8F2D {"DeviceID", "DeviceType"?}, others none.
     "N64" (sr:CommsHubFirmwareActivation): {"DeviceID", "FirmwareVersion"}, response code I0.
+    ResponseDateTime is `when` if given, else the time the device raised the event (its "utc",
+    UTC seconds, agent/outbox.py), else now (an event from an agent that did not date it).
     DuisRenderError for anything that would not make a schema-valid alert.
     """
     if not isinstance(data, Mapping):
         raise DuisRenderError("alert data must be a mapping, got {!r}".format(data))
+    if when is None:
+        when = event_time(data)
     try:
         return _render_alert(event_kind, data, response_id, when)
     except DuisRenderError:

@@ -39,7 +39,7 @@ class DemoError(DbchError):
 
 @dataclass
 class Arrival:
-    """An upward event, when the host received it and during which step of the demo."""
+    """An upward event, when the device raised it and during which step of the demo."""
 
     ev: Event
     when: dt.datetime
@@ -137,7 +137,7 @@ def run(
                     "name": alert_name(a.ev),
                     "when": utc_text(a.when),
                     "during": a.during,
-                    "xml": render_alert(a.ev.kind, a.ev.data, when=a.when).decode(),
+                    "xml": render_alert(a.ev.kind, a.ev.data).decode(),  # dated by the device
                 }
             )
     demo.files = write_documents(demo.alerts, Path(out)) if out else []
@@ -272,7 +272,9 @@ def upgrade(agent: Agent, running: str, say: Callable[[str], None]) -> tuple[lis
 
 
 def take(agent: Agent, seconds: float, during: str) -> list[Arrival]:
-    """Events that arrive within seconds, each acknowledged once kept."""
-    return [
-        Arrival(ev, dt.datetime.now(dt.timezone.utc).replace(microsecond=0), during) for ev in agent.receive(seconds)
-    ]
+    """Events that arrive within seconds, each acknowledged once kept, dated when the device
+    raised them (or, undated, when they arrived)."""
+    from host_tools.duis.alerts import event_time
+
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    return [Arrival(ev, event_time(ev.data) or now, during) for ev in agent.receive(seconds)]

@@ -612,6 +612,19 @@ def test_n64_alert(schema_path):
     assert [c.text for c in act] == [HUB, "2.1.0"]
 
 
+def test_an_alert_is_dated_when_the_device_raised_it(schema_path):
+    kind, data = alerts.n54(HUB_BYTES, 0x8F21)
+    xml = render_alert(kind, dict(data, utc=1767226800), response_id="{}:{}:8".format(HUB, USER))
+    assert valid(xml, schema_path) == []
+    stamp = ET.fromstring(xml).find("{0}Header/{0}ResponseDateTime".format(SR)).text
+    assert stamp == "2026-01-01T00:20:00Z"
+    # a time given by the caller wins; a time that is not UTC seconds is refused, not guessed
+    assert b"<sr:ResponseDateTime>2025-03-01T12:00:00Z<" in render_alert(kind, dict(data, utc=5), when=WHEN)
+    for bad in ("2026-01-01", -1, True, 10**12):
+        with pytest.raises(DuisRenderError, match="UTC seconds"):
+            render_alert(kind, dict(data, utc=bad))
+
+
 def test_alert_errors():
     good = alerts.n54(HUB_BYTES, 0x8F21)[1]
     with pytest.raises(DuisRenderError, match="carries I0 .Table 42., not E59"):

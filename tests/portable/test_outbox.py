@@ -16,6 +16,26 @@ def _boot(flash, capacity=64):
 
 
 class TestOutbox(unittest.TestCase):
+    def test_events_are_dated_by_the_clock_when_raised(self):
+        now = [1767225600]  # 2026-01-01T00:00:00Z
+        flash = SimFlash()
+        ob = Outbox(FileStorage(ROOT, flash), utc=lambda: now[0])
+        raised = {"DeviceAlertCode": "8F26"}
+        ob.append("N54", raised)
+        now[0] += 1200  # twenty minutes later, and a reboot between
+        ob = Outbox(FileStorage(ROOT, flash), utc=lambda: now[0])
+        ob.append("N54", {"DeviceAlertCode": "8F22", "utc": 5})  # already dated: kept
+        ob.append("N64", [1, "x"])  # not a map: as it is
+        self.assertEqual(
+            ob.pending(),
+            [
+                (1, "N54", {"DeviceAlertCode": "8F26", "utc": 1767225600}),
+                (2, "N54", {"DeviceAlertCode": "8F22", "utc": 5}),
+                (3, "N64", [1, "x"]),
+            ],
+        )
+        self.assertEqual(raised, {"DeviceAlertCode": "8F26"})  # the caller's map is left alone
+
     def test_append_pending_ack(self):
         ob = _boot(SimFlash())
         self.assertEqual(len(ob), 0)
