@@ -1,6 +1,6 @@
 """The agent's footprint on a small board: .mpy sizes, heap at idle and at peaks, smallest heap.
 
-    python bench/bench_footprint.py [--heap 128K] [--json]
+    python bench/bench_footprint.py [--heap 128K] [--json] [--romfs]
 
 Everything is measured on the MicroPython unix port against the heap cap of a small board
 (--heap, default 128K, as `-X heapsize=`), and printed as bytes and as ratios of that cap:
@@ -21,7 +21,12 @@ Everything is measured on the MicroPython unix port against the heap cap of a sm
   pipes: hello, the configuration, status, an alert burst, the signed image staged with
   host_tools.firmware.stage.send (what dbch firmware send does) and checked with fw.status, every
   event delivered and acknowledged, the console closed (run_session); bisected in 4 KB steps,
-  with and without the staging.
+  with and without the staging;
+- ROMFS (--romfs: this section alone): the same modules in a ROMFS image (host_tools.firmware.romfs)
+  mounted first on sys.path, imported in place, against the .mpy files: the idle heap after the
+  imports, boot, hello and configuration, and the smallest heap of the real session from the
+  image, each net of the image's own block (the unix port has no ROMFS partition: see
+  measure_romfs).
 
 The flash directory (build_flash) is laid out as a board's: the compiled modules, main.py, a
 trusted signing key (agent.boot.KEY, as dbch flash --signing-key provisions it) and an image of
@@ -570,6 +575,14 @@ def _mp_eval(heap: int | str, code: str) -> str:
     return r.stdout.strip()
 
 
+def romfs_supported() -> bool:
+    """Whether the unix port on PATH has vfs.VfsRom (MicroPython 1.25 and later)."""
+    try:
+        return _mp_eval("1M", "import vfs\nprint(hasattr(vfs, 'VfsRom'))") == "True"
+    except (RuntimeError, subprocess.TimeoutExpired):
+        return False
+
+
 def romfs_block(size: int) -> int:
     """The heap a buffer of size bytes takes on the unix port (gc.mem_alloc before and after)."""
     code = f"import gc\ngc.collect()\na = gc.mem_alloc()\nb = bytearray({size})\ngc.collect()\nprint(gc.mem_alloc() - a)"
@@ -680,6 +693,7 @@ def measure(heap: str = "128K") -> dict:
         sessions = {}
         for fw, _label in SESSIONS:
             sessions["firmware" if fw else "plain"] = smallest_session(flash, fw)
+        romfs = measure_romfs(flash) if romfs_supported() else None
         seconds = time.monotonic() - t0
     loaded = {t: n for t, n in sizes.items() if module_of(t) in figures["modules"]}
     return {
@@ -693,8 +707,20 @@ def measure(heap: str = "128K") -> dict:
         "smallest": smallest,
         "smallest_seconds": round(probe_seconds, 1),
         "sessions": sessions,
+        "romfs": romfs,
         "seconds": round(seconds, 1),
     }
+
+
+def measure_romfs_only(heap: str = "128K") -> dict:
+    """The ROMFS section alone, with the .mpy figures it compares with (the same run)."""
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="dbch-footprint-") as tmp:
+        flash = Path(tmp)
+        build_flash(flash)
+        sessions = {("firmware" if fw else "plain"): smallest_session(flash, fw) for fw, _label in SESSIONS}
+        romfs = measure_romfs(flash)
+    return {"cap": parse_size(heap), "sessions": sessions, "romfs": romfs, "seconds": round(time.monotonic() - t0, 1)}
 
 
 def _ratio(n: int | None, cap: int) -> str:
@@ -785,6 +811,10 @@ def report(res: dict) -> str:
         lines.append(f"  {label:44s} {text}  {verdict} {cap // 1024} KB  ({s['runs']} runs, {s['seconds']} s)")
         if s["failure"]:
             lines.append(f"    largest failing heap: {s['failure'][:240]}")
+    if res.get("romfs"):
+        lines += romfs_report(res["romfs"], cap, res["sessions"])
+    else:
+        lines.append("\nROMFS not measured: this MicroPython unix port has no vfs.VfsRom (1.25 and later)")
     lines.append(f"\n({res['seconds']} s)")
     return "\n".join(lines)
 
@@ -793,12 +823,25 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--heap", default="128K", help="the small board's heap (default 128K)")
     ap.add_argument("--json", action="store_true", help="machine-readable output")
+    ap.add_argument(
+        "--romfs",
+        action="store_true",
+        help="only the ROMFS section: the agent imported in place from a ROMFS image against from .mpy files",
+    )
     args = ap.parse_args(argv)
     if micropython() is None:
         print("micropython (the unix port) is not on PATH", file=sys.stderr)
         return 1
-    res = measure(args.heap)
-    print(json.dumps(res, indent=2, sort_keys=True) if args.json else report(res))
+    if args.romfs:
+        if not romfs_supported():
+            print("this MicroPython unix port has no vfs.VfsRom: ROMFS needs MicroPython 1.25 or later", file=sys.stderr)
+            return 1
+        res = measure_romfs_only(args.heap)
+        text = "\n".join(romfs_report(res["romfs"], res["cap"], res["sessions"])[1:] + [f"\n({res['seconds']} s)"])
+    else:
+        res = measure(args.heap)
+        text = report(res)
+    print(json.dumps(res, indent=2, sort_keys=True) if args.json else text)
     return 0
 
 
