@@ -585,7 +585,9 @@ def romfs_supported() -> bool:
 
 def romfs_block(size: int) -> int:
     """The heap a buffer of size bytes takes on the unix port (gc.mem_alloc before and after)."""
-    code = f"import gc\ngc.collect()\na = gc.mem_alloc()\nb = bytearray({size})\ngc.collect()\nprint(gc.mem_alloc() - a)"
+    code = (
+        f"import gc\ngc.collect()\na = gc.mem_alloc()\nb = bytearray({size})\ngc.collect()\nprint(gc.mem_alloc() - a)"
+    )
     return int(_mp_eval("1M", code))
 
 
@@ -834,7 +836,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.romfs:
         if not romfs_supported():
-            print("this MicroPython unix port has no vfs.VfsRom: ROMFS needs MicroPython 1.25 or later", file=sys.stderr)
+            print(
+                "this MicroPython unix port has no vfs.VfsRom: ROMFS needs MicroPython 1.25 or later", file=sys.stderr
+            )
             return 1
         res = measure_romfs_only(args.heap)
         text = "\n".join(romfs_report(res["romfs"], res["cap"], res["sessions"])[1:] + [f"\n({res['seconds']} s)"])
