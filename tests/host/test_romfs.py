@@ -47,25 +47,25 @@ print(json.dumps(out))
 """
 
 
+def _read_back(tmp_path: Path, image: bytes) -> dict[str, bytes]:
+    """{path: bytes} of every file the board sees under /rom with image mounted there."""
+    (tmp_path / romfs.IMAGE_FILE).write_bytes(image)
+    r = _on_board(tmp_path, bench.romfs_program(_LIST))
+    assert r.returncode == 0, r.stdout + r.stderr
+    return {p: bytes.fromhex(h) for p, h in json.loads(r.stdout.strip().splitlines()[-1]).items()}
+
+
 @needs_romfs
 def test_an_image_reads_back_on_the_board_as_written(tmp_path):
     files = {"top.bin": bytes(range(256)), "a/b/deep.txt": b"deep", "a/c.mpy": b"M" * 5000, "empty": b""}
-    (tmp_path / romfs.IMAGE_FILE).write_bytes(romfs.romfs_image(files))
-    r = _on_board(tmp_path, bench.romfs_program(_LIST))
-    assert r.returncode == 0, r.stdout + r.stderr
-    seen = json.loads(r.stdout.strip().splitlines()[-1])
-    assert {p: bytes.fromhex(h) for p, h in seen.items()} == files
+    assert _read_back(tmp_path, romfs.romfs_image(files)) == files
 
 
 @needs_romfs
 def test_a_boards_image_holds_its_modules_and_the_bootloader(tmp_path):
     want = romfs.board_files("unix")
     assert "dbchboot.mpy" in want and "agent/run.mpy" in want and "boards/unix.mpy" in want
-    (tmp_path / romfs.IMAGE_FILE).write_bytes(romfs.board_romfs("unix"))
-    r = _on_board(tmp_path, bench.romfs_program(_LIST))
-    assert r.returncode == 0, r.stdout + r.stderr
-    seen = json.loads(r.stdout.strip().splitlines()[-1])
-    assert {p: bytes.fromhex(h) for p, h in seen.items()} == want
+    assert _read_back(tmp_path, romfs.board_romfs("unix")) == want
 
 
 @needs_romfs
