@@ -1,6 +1,6 @@
 """The agent's footprint on a small board: .mpy sizes, heap at idle and at peaks, smallest heap.
 
-    python bench/bench_footprint.py [--heap 128K] [--json]
+    python bench/bench_footprint.py [--heap 128K] [--json] [--romfs]
 
 Everything is measured on the MicroPython unix port against the heap cap of a small board
 (--heap, default 128K, as `-X heapsize=`), and printed as bytes and as ratios of that cap:
@@ -21,7 +21,12 @@ Everything is measured on the MicroPython unix port against the heap cap of a sm
   pipes: hello, the configuration, status, an alert burst, the signed image staged with
   host_tools.firmware.stage.send (what dbch firmware send does) and checked with fw.status, every
   event delivered and acknowledged, the console closed (run_session); bisected in 4 KB steps,
-  with and without the staging.
+  with and without the staging;
+- ROMFS (--romfs: this section alone): the same modules in a ROMFS image (host_tools.firmware.romfs)
+  mounted first on sys.path, imported in place, against the .mpy files: the idle heap after the
+  imports, boot, hello and configuration, and the smallest heap of the real session from the
+  image, each net of the image's own block (the unix port has no ROMFS partition: see
+  measure_romfs).
 
 The flash directory (build_flash) is laid out as a board's: the compiled modules, main.py, a
 trusted signing key (agent.boot.KEY, as dbch flash --signing-key provisions it) and an image of
@@ -195,15 +200,17 @@ def image_facts(flash: Path) -> dict:
 def run_probe(
     flash: Path, heap: int | str, mode: str = "full", timeout: float = 180, threshold: int | None = None
 ) -> subprocess.CompletedProcess:
-    """The probe on the unix port with -X heapsize=heap, run from the flash directory."""
+    """The probe on the unix port with -X heapsize=heap, run from the flash directory (through
+    ROMFS_PROBE when the flash has one: build_romfs_flash)."""
     exe = micropython()
     if exe is None:
         raise RuntimeError("micropython (the unix port) is not on PATH")
     env = dict(os.environ)
     env.pop("MICROPYPATH", None)
     extra = [] if threshold is None else [str(threshold)]
+    program = [ROMFS_PROBE] if (flash / ROMFS_PROBE).exists() else ["-m", "footprint_probe"]
     return subprocess.run(
-        [exe, "-X", f"heapsize={heap}", "-m", "footprint_probe", mode, "probe_data", *extra],
+        [exe, "-X", f"heapsize={heap}", *program, mode, "probe_data", *extra],
         cwd=flash,
         env=env,
         capture_output=True,
@@ -488,17 +495,23 @@ def _gist(text: str, n: int = 240) -> str:
 
 
 def smallest_session(
-    flash: Path, firmware: bool = True, lo: int = SESSION_LO, hi: int = SESSION_HI, step: int = SESSION_STEP
+    flash: Path,
+    firmware: bool = True,
+    lo: int = SESSION_LO,
+    hi: int = SESSION_HI,
+    step: int = SESSION_STEP,
+    heapsize=None,
 ) -> dict:
     """{"heap": the smallest heap (a multiple of step) the real session runs whole in, or None
-    if not even hi; "runs", "seconds", "failure": why the largest failing heap failed}."""
+    if not even hi; "runs", "seconds", "failure": why the largest failing heap failed}. heapsize
+    (if given) maps a board's heap to the -X heapsize that gives the agent as much (romfs_heapsize)."""
     t0 = time.monotonic()
     runs = []
     why: list[str] = []
 
     def ok(heap: int) -> bool:
         runs.append(heap)
-        return session_ok(flash, heap, firmware, why)
+        return session_ok(flash, heapsize(heap) if heapsize else heap, firmware, why)
 
     heap = bisect(ok, hi, lo, step)
     return {
@@ -507,6 +520,156 @@ def smallest_session(
         "seconds": round(time.monotonic() - t0, 1),
         "failure": why[-1] if why else None,
     }
+
+
+# -- ROMFS: the board's modules imported in place from a read-only image -------------------------
+# host_tools.firmware.romfs builds the image of the board's compiled modules (and the
+# bootloader's); build_romfs_flash lays out a flash that holds it instead of the .mpy files, with
+# a main.py that mounts it first (host_tools/onboard/romfs_mount.py) and the probe run through the
+# same mount (ROMFS_PROBE). The unix port has no ROMFS partition: the image is read into one block
+# of the heap, which a board keeps in flash instead. So every ROMFS figure is given net of that
+# block (romfs_block), and a session "in heap H" runs with the -X heapsize whose heap leaves the
+# agent as much beside the block as a heap of H has (romfs_heapsize).
+
+ROMFS_MOUNT = ROOT / "host_tools" / "onboard" / "romfs_mount.py"
+ROMFS_PROBE = "footprint_romfs.py"  # the probe, run after the mount
+
+
+def romfs_program(then: str) -> str:
+    """A program for the board: mount the flash's image (first on sys.path), then `then`."""
+    from host_tools.firmware.romfs import IMAGE_FILE, MOUNT_POINT
+
+    mount = f"mount_romfs({IMAGE_FILE!r}, {MOUNT_POINT!r})\ndel mount_romfs\n"
+    return ROMFS_MOUNT.read_text() + "\n" + mount + "\n" + then
+
+
+def build_romfs_flash(dest: Path) -> dict:
+    """As build_flash, but its compiled modules (every portable one, as there) and the
+    bootloader's are in a ROMFS image (host_tools.firmware.romfs) instead of .mpy files: nothing
+    of the agent can be imported but from the image. Returns {"image": its bytes, "files": how
+    many}."""
+    from host_tools.firmware.image_build import BOOTLOADER
+    from host_tools.firmware.romfs import IMAGE_FILE, romfs_image
+
+    build_flash(dest)
+    files = {p.relative_to(dest).as_posix(): p.read_bytes() for p in sorted(dest.rglob("*.mpy"))}
+    files.pop("footprint_probe.mpy")
+    image = romfs_image(files)
+    for pkg in ("agent", "hal", "boards"):
+        shutil.rmtree(dest / pkg)
+    for path in BOOTLOADER:
+        (dest / path).unlink()
+    (dest / IMAGE_FILE).write_bytes(image)
+    (dest / "main.py").write_text(romfs_program(MAIN_PY))
+    (dest / ROMFS_PROBE).write_text(romfs_program("import footprint_probe  # noqa: F401  (runs it)\n"))
+    return {"image": len(image), "files": len(files)}
+
+
+def _mp_eval(heap: int | str, code: str) -> str:
+    exe = micropython()
+    if exe is None:
+        raise RuntimeError("micropython (the unix port) is not on PATH")
+    r = subprocess.run([exe, "-X", f"heapsize={heap}", "-c", code], capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        raise RuntimeError(f"micropython -c failed: {r.stdout} {r.stderr}")
+    return r.stdout.strip()
+
+
+def romfs_supported() -> bool:
+    """Whether the unix port on PATH has vfs.VfsRom (MicroPython 1.25 and later)."""
+    try:
+        return _mp_eval("1M", "import vfs\nprint(hasattr(vfs, 'VfsRom'))") == "True"
+    except (RuntimeError, subprocess.TimeoutExpired):
+        return False
+
+
+def romfs_block(size: int) -> int:
+    """The heap a buffer of size bytes takes on the unix port (gc.mem_alloc before and after)."""
+    code = (
+        f"import gc\ngc.collect()\na = gc.mem_alloc()\nb = bytearray({size})\ngc.collect()\nprint(gc.mem_alloc() - a)"
+    )
+    return int(_mp_eval("1M", code))
+
+
+_TOTALS: dict[int, int] = {}
+
+
+def heap_total(heapsize: int) -> int:
+    """gc.mem_alloc() + gc.mem_free() under -X heapsize: what of it the GC hands out."""
+    if heapsize not in _TOTALS:
+        _TOTALS[heapsize] = int(_mp_eval(heapsize, "import gc\nprint(gc.mem_alloc() + gc.mem_free())"))
+    return _TOTALS[heapsize]
+
+
+def romfs_heapsize(heap: int, block: int) -> int:
+    """The -X heapsize (a multiple of 16) whose heap, less the image's block, hands out at least
+    as much as a heap of heap does: a board's heap with the image kept elsewhere."""
+    want, x = heap_total(heap), heap + block
+    while heap_total(x) - block < want:
+        x += (want - (heap_total(x) - block)) * 65 // 64 // 16 * 16 + 16
+    return x
+
+
+def romfs_idle(flash: Path, block: int = 0) -> dict:
+    """The probe's config figures on a 1 MB heap (base, imported, boot, hello, config, status:
+    gc.mem_alloc at idle), less block (the image's, for a ROMFS flash)."""
+    r = run_probe(flash, "1M", "config")
+    line = next((ln for ln in r.stdout.splitlines() if ln.startswith("probe ok ")), None)
+    if r.returncode != 0 or line is None:
+        raise RuntimeError(f"the probe failed:\n{r.stdout}\n{r.stderr}")
+    return {k: v - block for k, v in json.loads(line[len("probe ok ") :]).items()}
+
+
+def measure_romfs(mpy_flash: Path, sessions: bool = True) -> dict:
+    """The agent imported from a ROMFS image against from .mpy files (mpy_flash, build_flash's):
+    idle figures of both, and (sessions) the smallest heap of the real session from the image,
+    with and without staging."""
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="dbch-romfs-") as tmp:
+        flash = Path(tmp)
+        made = build_romfs_flash(flash)
+        block = romfs_block(made["image"])
+        res = {"image": made["image"], "files": made["files"], "block": block}
+        res["idle_mpy"] = romfs_idle(mpy_flash)
+        res["idle_romfs"] = romfs_idle(flash, block)
+        res["sessions"] = {}
+        if sessions:
+            for fw, _label in SESSIONS:
+                s = smallest_session(flash, fw, heapsize=lambda h: romfs_heapsize(h, block))
+                res["sessions"]["firmware" if fw else "plain"] = s
+    res["seconds"] = round(time.monotonic() - t0, 1)
+    return res
+
+
+def romfs_report(res: dict, cap: int, mpy_sessions: dict | None = None) -> list[str]:
+    lines = [
+        "",
+        f"ROMFS (host_tools.firmware.romfs: the board's {res['files']} modules in a {res['image']}-byte image,"
+        " mounted at /rom and first on sys.path, imported in place; on the unix port the image is a"
+        f" {res['block']}-byte block of the heap, left out of every figure below)",
+        f"  {'heap in use, idle (bytes)':28s} {'.mpy':>7s}  {'ROMFS':>7s}  {'saved':>7s}",
+    ]
+    m, r = res["idle_mpy"], res["idle_romfs"]
+    rows = [("agent modules imported", m["imported"] - m["base"], r["imported"] - r["base"])]
+    rows += [(f"after {k}", m[k], r[k]) for k in ("boot", "hello", "config", "status")]
+    for label, a, b in rows:
+        lines.append(f"  {label:28s} {a:7d}  {b:7d}  {a - b:7d}  ({_ratio(a - b, cap).strip()} of the heap)")
+    for fw, label in SESSIONS:
+        s = res["sessions"].get("firmware" if fw else "plain")
+        if s is None:
+            continue
+        n = s["heap"]
+        text = f"{n:7d}  {_ratio(n, cap)}" if n else f"does not run in {SESSION_HI}"
+        verdict = "fits" if n and n <= cap else "does NOT fit"
+        was = (mpy_sessions or {}).get("firmware" if fw else "plain", {}).get("heap")
+        lines.append(
+            f"  {label + ', ROMFS':44s} {text}  {verdict} {cap // 1024} KB"
+            + (f"  (.mpy: {was})" if was else "")
+            + f"  ({s['runs']} runs, {s['seconds']} s)"
+        )
+        if s["failure"]:
+            lines.append(f"    largest failing heap (-X heapsize with the image's block): {s['failure'][:240]}")
+    return lines
 
 
 def module_of(target: str) -> str:
@@ -532,6 +695,7 @@ def measure(heap: str = "128K") -> dict:
         sessions = {}
         for fw, _label in SESSIONS:
             sessions["firmware" if fw else "plain"] = smallest_session(flash, fw)
+        romfs = measure_romfs(flash) if romfs_supported() else None
         seconds = time.monotonic() - t0
     loaded = {t: n for t, n in sizes.items() if module_of(t) in figures["modules"]}
     return {
@@ -545,8 +709,20 @@ def measure(heap: str = "128K") -> dict:
         "smallest": smallest,
         "smallest_seconds": round(probe_seconds, 1),
         "sessions": sessions,
+        "romfs": romfs,
         "seconds": round(seconds, 1),
     }
+
+
+def measure_romfs_only(heap: str = "128K") -> dict:
+    """The ROMFS section alone, with the .mpy figures it compares with (the same run)."""
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="dbch-footprint-") as tmp:
+        flash = Path(tmp)
+        build_flash(flash)
+        sessions = {("firmware" if fw else "plain"): smallest_session(flash, fw) for fw, _label in SESSIONS}
+        romfs = measure_romfs(flash)
+    return {"cap": parse_size(heap), "sessions": sessions, "romfs": romfs, "seconds": round(time.monotonic() - t0, 1)}
 
 
 def _ratio(n: int | None, cap: int) -> str:
@@ -637,6 +813,10 @@ def report(res: dict) -> str:
         lines.append(f"  {label:44s} {text}  {verdict} {cap // 1024} KB  ({s['runs']} runs, {s['seconds']} s)")
         if s["failure"]:
             lines.append(f"    largest failing heap: {s['failure'][:240]}")
+    if res.get("romfs"):
+        lines += romfs_report(res["romfs"], cap, res["sessions"])
+    else:
+        lines.append("\nROMFS not measured: this MicroPython unix port has no vfs.VfsRom (1.25 and later)")
     lines.append(f"\n({res['seconds']} s)")
     return "\n".join(lines)
 
@@ -645,12 +825,27 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--heap", default="128K", help="the small board's heap (default 128K)")
     ap.add_argument("--json", action="store_true", help="machine-readable output")
+    ap.add_argument(
+        "--romfs",
+        action="store_true",
+        help="only the ROMFS section: the agent imported in place from a ROMFS image against from .mpy files",
+    )
     args = ap.parse_args(argv)
     if micropython() is None:
         print("micropython (the unix port) is not on PATH", file=sys.stderr)
         return 1
-    res = measure(args.heap)
-    print(json.dumps(res, indent=2, sort_keys=True) if args.json else report(res))
+    if args.romfs:
+        if not romfs_supported():
+            print(
+                "this MicroPython unix port has no vfs.VfsRom: ROMFS needs MicroPython 1.25 or later", file=sys.stderr
+            )
+            return 1
+        res = measure_romfs_only(args.heap)
+        text = "\n".join(romfs_report(res["romfs"], res["cap"], res["sessions"])[1:] + [f"\n({res['seconds']} s)"])
+    else:
+        res = measure(args.heap)
+        text = report(res)
+    print(json.dumps(res, indent=2, sort_keys=True) if args.json else text)
     return 0
 
 
