@@ -49,7 +49,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--follow", "-f", action="store_true", help="keep receiving until interrupted")
     p.add_argument("--wait", type=float, default=2.0, help="seconds to listen without --follow (default 2)")
     p.add_argument("--format", choices=("json", "duis", "text"), default="text", help="how to print each alert")
-    p.add_argument("--schema", help="DUIS schema folder, to validate --format duis output (or DBCH_DUIS_SCHEMA_DIR)")
+    p.add_argument(
+        "--schema",
+        metavar="DIR",
+        help="with --format duis: check each alert against the DUIS schema in DIR (default: "
+        "$DBCH_DUIS_SCHEMA_DIR when set); an alert that is not valid is shown, its errors go to "
+        "stderr and the exit status is 1",
+    )
     port_command(p, cmd_alerts)
 
 
@@ -169,7 +175,8 @@ def cmd_config_set(args: argparse.Namespace) -> int:
 
 
 # -- alerts ------------------------------------------------------------------------------------
-def render(ev: Event, fmt: str, schema: str | None = None) -> str:
+def render(ev: Event, fmt: str) -> str:
+    """One alert as the user asked for it; DuisRenderError if DUIS XML cannot be made of it."""
     if fmt == "duis":
         from host_tools.duis.alerts import render_alert
 
@@ -190,16 +197,55 @@ def render(ev: Event, fmt: str, schema: str | None = None) -> str:
     return f"#{ev.seq} {ev.kind} {json.dumps(d, default=str)}"
 
 
+def _schema_for(args: argparse.Namespace):
+    # the DUIS schema folder --format duis output is checked against, or None: found before any
+    # alert is taken, so that a wrong folder loses nothing
+    import os
+
+    from host_tools.duis.schema import ENV_SCHEMA_DIR, schema_dir
+
+    if args.format != "duis" or not (args.schema or os.environ.get(ENV_SCHEMA_DIR)):
+        return None
+    return schema_dir(args.schema, fetch=False)
+
+
+def _problems(ev: Event, fmt: str, schema) -> tuple[str, list[str]]:
+    # (what to show, what is wrong with it): an alert is acknowledged once shown, so one that
+    # cannot be rendered or is not valid is still shown (as JSON) with the reason
+    from host_tools.duis.errors import DuisRenderError
+
+    try:
+        text = render(ev, fmt)
+    except DuisRenderError as e:
+        return render(ev, "json"), [f"cannot be rendered as DUIS: {e}"]
+    if schema is None or ev.kind not in ("N54", "N64"):
+        return text, []
+    from host_tools.duis.schema import validate
+
+    return text, validate(text, schema)
+
+
 def cmd_alerts(args: argparse.Namespace) -> int:
+    schema = _schema_for(args)
     agent = open_agent(args)
     agent.subscribe()
     shown = []
+    bad = 0
     try:
         while True:
             for ev in agent.receive(args.wait if not args.follow else 1.0):
-                shown.append({"seq": ev.seq, "kind": ev.kind, "data": ev.data})
+                entry = {"seq": ev.seq, "kind": ev.kind, "data": ev.data}
+                text, problems = _problems(ev, args.format, schema)
+                if args.format == "duis":
+                    entry["xml"] = text
+                if problems:
+                    bad += 1
+                    entry["problems"] = problems
+                    what = f"{ev.kind} {ev.data.get('DeviceAlertCode', '')}".strip()
+                    print(f"dbch: alert #{ev.seq} ({what}): {'; '.join(problems)}", file=sys.stderr)
+                shown.append(entry)
                 if not args.json:
-                    print(render(ev, args.format, args.schema), flush=True)
+                    print(text, flush=True)
             if not args.follow:
                 break
     except KeyboardInterrupt:
@@ -208,4 +254,4 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         emit(args, shown)
     elif not shown:
         print("no new alerts", file=sys.stderr)
-    return 0
+    return 1 if bad else 0
