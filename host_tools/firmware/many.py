@@ -1,8 +1,9 @@
 """Flash many boards at once: `dbch flash --port A --port B ...`.
 
 The image is compiled once for all boards of the same board module (flash.slot_files), then each
-board is flashed by host_tools.firmware.flash.flash in a thread of its own: a flash mostly waits on
-its serial line, so the boards' lines are busy side by side. Each board's progress becomes events,
+board is flashed by host_tools.firmware.flash.flash in a thread of its own
+(host_tools.link.side_by_side): a flash mostly waits on its serial line, so the boards' lines are
+busy side by side. Each board's progress becomes events,
 dicts keyed by the port as given ("port"), with the board's EUI ("eui") once its agent's hello is
 seen:
 
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from host_tools.errors import DbchError
 from host_tools.firmware import flash
 from host_tools.firmware.image_build import build_bootloader
+from host_tools.link.side_by_side import side_by_side
 
 _WRITE = re.compile(r"^\s*write (\S+) \((\d+) bytes\)")
 _REMOVE = re.compile(r"^\s*remove (\S+)")
@@ -136,34 +138,34 @@ def flash_many(
                 on_event(ev)
 
     outcomes = [Outcome(port=port) for port, _ in targets]
-
-    def run(outcome: Outcome, device: str) -> None:
-        try:
-            outcome.result = flash.flash(
-                device,
-                board,
-                baud=baud,
-                progress=_Tracker(outcome.port, total, emit),
-                timeout=timeout,
-                signing_key=signing_key,
-                version=version,
-                slot=slot,
-            )
-        except Exception as e:  # noqa: BLE001  (any failure of one board is that board's result)
-            outcome.error, outcome.exception = _reason(e), e
-        emit(outcome.event())
-
-    threads = []
+    todo = []
     for outcome, (_port, device) in zip(outcomes, targets, strict=True):
-        if isinstance(device, BaseException):
+        if isinstance(device, BaseException):  # it could not be resolved: that is its result
             outcome.error, outcome.exception = _reason(device), device
             emit(outcome.event())
-            continue
-        outcome.device = device
-        t = threading.Thread(target=run, args=(outcome, device), name=f"flash {outcome.port}", daemon=True)
-        threads.append(t)
-        t.start()
-    for t in threads:
-        while t.is_alive():  # a timed join: Ctrl-C still reaches the main thread
-            t.join(0.2)
+        else:
+            outcome.device = device
+            todo.append(outcome)
+
+    def job(outcome: Outcome) -> Callable[[], flash.FlashResult]:
+        progress = _Tracker(outcome.port, total, emit)
+        return lambda: flash.flash(
+            outcome.device,
+            board,
+            baud=baud,
+            progress=progress,
+            timeout=timeout,
+            signing_key=signing_key,
+            version=version,
+            slot=slot,
+        )
+
+    def done(i: int, result: flash.FlashResult | None, error: BaseException | None) -> None:
+        outcome = todo[i]
+        outcome.result = result
+        if error is not None:
+            outcome.error, outcome.exception = _reason(error), error
+        emit(outcome.event())
+
+    side_by_side([job(o) for o in todo], names=[f"flash {o.port}" for o in todo], on_done=done)
     return outcomes
