@@ -142,6 +142,7 @@ def _flash_many(args: argparse.Namespace, ports: list[str], board: str, key: byt
     --json one JSON event a line on stdout; the exit status is 1 unless every board succeeded."""
     import json
 
+    from host_tools.cli import _explanation
     from host_tools.cli.board_lines import BoardLines
     from host_tools.errors import DbchError
 
@@ -187,7 +188,9 @@ def _flash_many(args: argparse.Namespace, ports: list[str], board: str, key: byt
             print("no firmware signing key on some boards: firmware updates are refused (dbch flash --signing-key PUB)")
     if failed:
         lines = [f"{len(failed)} of {len(outcomes)} boards failed:"]
-        lines += [f"  {o.port}: {o.error}" for o in failed]
+        for o in failed:
+            why = _explanation(o.exception) if o.exception is not None else ""
+            lines.append(f"  {o.port}: {o.error}" + ("\n    " + why.replace("\n", "\n    ") if why else ""))
         print("dbch: " + "\n".join(lines), file=sys.stderr)
         return 1
     return 0

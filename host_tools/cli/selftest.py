@@ -52,6 +52,7 @@ def _selftest_many(args: argparse.Namespace, ports: list[str]) -> int:
     unless every board passed."""
     from functools import partial
 
+    from host_tools.cli import _explanation
     from host_tools.duis.errors import DuisConfigError
     from host_tools.duis.schema import schema_dir
     from host_tools.link.side_by_side import side_by_side
@@ -75,7 +76,8 @@ def _selftest_many(args: argparse.Namespace, ports: list[str]) -> int:
         if not args.json:
             print(f"== {port}\n" + (format_table(report) if report is not None else f"FAILED: {error}") + "\n")
         if report is None:
-            failed.append(f"  {port}: {error}")
+            why = _explanation(error)
+            failed.append(f"  {port}: {error}" + ("\n    " + why.replace("\n", "\n    ") if why else ""))
         elif not report.ok:
             names = ", ".join(c.name for c in report.checks if c.result == FAIL)
             failed.append(f"  {port}: {report.count(FAIL)} check(s) failed: {names}")
