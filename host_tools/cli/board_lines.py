@@ -15,12 +15,12 @@ def _line(ev: dict) -> str:
     if ev.get("event") == "result":
         if ev.get("ok"):
             f = ev.get("flash") or {}
-            return f"{port}: done, {f.get('bytes_written', 0)} bytes written, agent up (device {ev.get('eui')})"
+            return f"{port}: done, {f.get('bytes_written', 0)} bytes written, agent up: device {ev.get('eui')}"
         return f"{port}: FAILED: {ev.get('error')}"
     phase = ev.get("phase", "step")
     what = ev.get("message", "")
-    if phase == "write":
-        what = what.split(" (", 1)[0]
+    if phase == "write":  # "write PATH (N bytes)": the bytes are in the line already
+        what = what.split(" (", 1)[0].removeprefix("write ")
     return (
         f"{port}: {phase:<7} {ev.get('bytes', 0):>7}/{ev.get('total', 0)} bytes {ev.get('percent', 0.0):5.1f}%  {what}"
     )

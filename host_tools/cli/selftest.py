@@ -72,7 +72,7 @@ def _selftest_many(args: argparse.Namespace, ports: list[str]) -> int:
     run = partial(checks.run, baud=args.baud, timeout=args.timeout, schema=schema, reboot_timeout=args.reboot_timeout)
     results = side_by_side([partial(run, p) for p in ports], names=[f"selftest {p}" for p in ports], on_done=done)
     failed = []
-    for port, (report, error) in zip(ports, results, strict=True):
+    for port, (report, error) in zip(ports, results):
         if not args.json:
             print(f"== {port}\n" + (format_table(report) if report is not None else f"FAILED: {error}") + "\n")
         if report is None:

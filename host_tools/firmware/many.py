@@ -139,7 +139,7 @@ def flash_many(
 
     outcomes = [Outcome(port=port) for port, _ in targets]
     todo = []
-    for outcome, (_port, device) in zip(outcomes, targets, strict=True):
+    for outcome, (_port, device) in zip(outcomes, targets):
         if isinstance(device, BaseException):  # it could not be resolved: that is its result
             outcome.error, outcome.exception = _reason(device), device
             emit(outcome.event())
