@@ -127,14 +127,21 @@ def cmd_flash(args: argparse.Namespace) -> int:
     )
     h = res.hello or {}
     text = (
-        f"flashed {board} on {ports[0]}: {len(res.written)} written ({res.bytes_written} bytes), "
-        f"{res.unchanged} unchanged, {len(res.removed)} removed in {res.seconds:.1f} s\n"
+        _flashed(board, ports[0], res) + "\n"
         f"agent {h.get('version')} running: device {h.get('eui')}, board {h.get('board')}, {h.get('band')} MHz, boot #{h.get('boot')}"
     )
     if not res.signing_key:
         text += "\nno firmware signing key on the board: firmware updates are refused (dbch flash --signing-key PUB)"
     emit(args, res.__dict__, text)
     return 0
+
+
+def _flashed(board: str, port: str, res: flash.FlashResult) -> str:
+    """What a flash did, on one line."""
+    return (
+        f"flashed {board} on {port}: {len(res.written)} written ({res.bytes_written} bytes), "
+        f"{res.unchanged} unchanged, {len(res.removed)} removed in {res.seconds:.1f} s"
+    )
 
 
 def _flash_many(args: argparse.Namespace, ports: list[str], board: str, key: bytes | None) -> int:
@@ -179,11 +186,8 @@ def _flash_many(args: argparse.Namespace, ports: list[str], board: str, key: byt
         for o in outcomes:
             if o.ok:
                 r, h = o.result, o.result.hello or {}
-                print(
-                    f"flashed {board} on {o.port}: {len(r.written)} written ({r.bytes_written} bytes), "
-                    f"{r.unchanged} unchanged, {len(r.removed)} removed in {r.seconds:.1f} s; "
-                    f"agent {h.get('version')} running: device {h.get('eui')}, boot #{h.get('boot')}"
-                )
+                agent = f"agent {h.get('version')} running: device {h.get('eui')}, boot #{h.get('boot')}"
+                print(f"{_flashed(board, o.port, r)}; {agent}")
         if any(o.ok and not o.result.signing_key for o in outcomes):
             print("no firmware signing key on some boards: firmware updates are refused (dbch flash --signing-key PUB)")
     if failed:
