@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from host_tools.cli.options import add_port_args
+from host_tools.cli.options import add_port_args, ports_of
 from host_tools.cli.output import CommandError, add_json_flag, emit, say
-from host_tools.firmware import flash
+from host_tools.firmware import flash, many
 from host_tools.firmware.handover import hand_over, take_back
 from host_tools.firmware.sign import load_signing_public
 from host_tools.link.ports import resolve
@@ -17,10 +17,11 @@ from host_tools.link.ports import resolve
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "flash",
-        help="compile the agent and flash it to a board (default: the virtual board)",
-        description=flash.__doc__,
+        help="compile the agent and flash it to a board, or to several at once (default: the virtual board)",
+        description=flash.__doc__ + "\n" + many.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_port_args(p)
+    add_port_args(p, many=True)
     p.add_argument("--board", help="board module (default: unix for a virtual board, else required)")
     p.add_argument(
         "--eui", help="set a virtual board's EUI-64, e.g. 00-DB-12-34-56-78-90-A2 (real boards use their own)"
@@ -83,9 +84,11 @@ def cmd_mpremote(args: argparse.Namespace) -> int:
 
 
 def cmd_flash(args: argparse.Namespace) -> int:
-    if args.port == "sim" or args.port.startswith("sim:"):
-        raise CommandError("the CPython agent (--port sim) runs this checkout's code: there is nothing to flash")
-    is_vboard = args.port == "vboard" or args.port.startswith("vboard:")
+    ports = ports_of(args)
+    for spec in ports:
+        if spec == "sim" or spec.startswith("sim:"):
+            raise CommandError("the CPython agent (--port sim) runs this checkout's code: there is nothing to flash")
+    is_vboard = all(spec == "vboard" or spec.startswith("vboard:") for spec in ports)
     board = args.board or ("unix" if is_vboard else None)
     if board is None:
         raise CommandError("--board is required for a real board (e.g. --board heltec_wifi_lora32_v3)")
@@ -95,6 +98,8 @@ def cmd_flash(args: argparse.Namespace) -> int:
 
         if board != "unix":
             raise CommandError("--eui is for virtual boards: a real board's EUI-64 comes from its hardware")
+        if len(ports) > 1:
+            raise CommandError("--eui sets one board's identity: give one --port with it")
         try:
             eui = parse_eui(args.eui)
         except ValueError as e:
@@ -107,7 +112,9 @@ def cmd_flash(args: argparse.Namespace) -> int:
             check_version(args.fw_version)
         except ImageError as e:
             raise CommandError(f"--fw-version: {e}") from e
-    port = resolve(args.port)
+    if len(ports) > 1:
+        return _flash_many(args, ports, board, key)
+    port = resolve(ports[0])
     res = flash.flash(
         port,
         board,
@@ -120,11 +127,74 @@ def cmd_flash(args: argparse.Namespace) -> int:
     )
     h = res.hello or {}
     text = (
-        f"flashed {board} on {args.port}: {len(res.written)} written ({res.bytes_written} bytes), "
-        f"{res.unchanged} unchanged, {len(res.removed)} removed in {res.seconds:.1f} s\n"
+        _flashed(board, ports[0], res) + "\n"
         f"agent {h.get('version')} running: device {h.get('eui')}, board {h.get('board')}, {h.get('band')} MHz, boot #{h.get('boot')}"
     )
     if not res.signing_key:
         text += "\nno firmware signing key on the board: firmware updates are refused (dbch flash --signing-key PUB)"
     emit(args, res.__dict__, text)
+    return 0
+
+
+def _flashed(board: str, port: str, res: flash.FlashResult) -> str:
+    """What a flash did, on one line."""
+    return (
+        f"flashed {board} on {port}: {len(res.written)} written ({res.bytes_written} bytes), "
+        f"{res.unchanged} unchanged, {len(res.removed)} removed in {res.seconds:.1f} s"
+    )
+
+
+def _flash_many(args: argparse.Namespace, ports: list[str], board: str, key: bytes | None) -> int:
+    """Several boards at once (host_tools.firmware.many): progress per board on stderr, or with
+    --json one JSON event a line on stdout; the exit status is 1 unless every board succeeded."""
+    import json
+
+    from host_tools.cli import _explanation
+    from host_tools.cli.board_lines import BoardLines
+    from host_tools.errors import DbchError
+
+    targets: list[tuple[str, str | BaseException]] = []
+    devices: dict[str, str] = {}
+    for spec in ports:
+        try:
+            device = resolve(spec)
+        except DbchError as e:  # that board fails; the others are flashed
+            targets.append((str(spec), e))
+            continue
+        if device in devices:
+            raise CommandError(f"--port {spec} and --port {devices[device]} are the same board ({device})")
+        devices[device] = str(spec)
+        targets.append((str(spec), device))
+    if args.json:
+
+        def on_event(ev: dict) -> None:
+            print(json.dumps(ev, sort_keys=True, default=str), flush=True)
+
+    else:
+        on_event = BoardLines([p for p, _ in targets])
+    outcomes = many.flash_many(
+        targets,
+        board,
+        baud=args.baud,
+        timeout=max(args.timeout, 20.0),
+        signing_key=key,
+        version=args.fw_version,
+        on_event=on_event,
+    )
+    failed = [o for o in outcomes if not o.ok]
+    if not args.json:
+        for o in outcomes:
+            if o.ok:
+                r, h = o.result, o.result.hello or {}
+                agent = f"agent {h.get('version')} running: device {h.get('eui')}, boot #{h.get('boot')}"
+                print(f"{_flashed(board, o.port, r)}; {agent}")
+        if any(o.ok and not o.result.signing_key for o in outcomes):
+            print("no firmware signing key on some boards: firmware updates are refused (dbch flash --signing-key PUB)")
+    if failed:
+        lines = [f"{len(failed)} of {len(outcomes)} boards failed:"]
+        for o in failed:
+            why = _explanation(o.exception) if o.exception is not None else ""
+            lines.append(f"  {o.port}: {o.error}" + ("\n    " + why.replace("\n", "\n    ") if why else ""))
+        print("dbch: " + "\n".join(lines), file=sys.stderr)
+        return 1
     return 0

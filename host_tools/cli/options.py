@@ -7,7 +7,7 @@ import argparse
 import sys
 
 import host_tools.servers  # noqa: F401  (makes the ports vboard, sim and triage known)
-from host_tools.cli.output import add_json_flag, notice
+from host_tools.cli.output import CommandError, add_json_flag, notice
 from host_tools.link.agent import Agent, connect
 from host_tools.link.client import AgentClient
 from host_tools.link.ports import DEFAULT_BAUD, DEFAULT_PORT, DEFAULT_TIMEOUT, PORT_ENV, Port, default_port
@@ -35,17 +35,44 @@ _PORT_OPTIONS = (
 )
 
 
-def add_port_args(parser: argparse.ArgumentParser, *, before_command: bool = False) -> None:
+def add_port_args(parser: argparse.ArgumentParser, *, before_command: bool = False, many: bool = False) -> None:
     """--port, --start, --baud and --timeout. They are given to each command that opens a port,
     and (before_command) to the main `dbch` parser, where they may come before the command.
     Their defaults are filled in after parsing (port_defaults): what is given after the command
-    wins over what is given before it."""
+    wins over what is given before it. many: the command takes several boards, --port repeated
+    or a comma list (read them with ports_of)."""
     for flags, options in _PORT_OPTIONS:
         name = flags[0][2:]
         dest = "_top_" + name if before_command else name
+        if many and name == "port":
+            options = dict(options, action="append", help=options["help"] + _MANY_HELP)
         parser.add_argument(*flags, dest=dest, default=argparse.SUPPRESS, **options)
     if not before_command:
         parser.set_defaults(_port_args=True)
+
+
+_MANY_HELP = ". Several boards at once: --port repeated, or a comma list (--port /dev/ttyUSB0,/dev/ttyUSB1)"
+
+
+def ports_of(args: argparse.Namespace) -> list[str]:
+    """The --port values of a command that takes several boards (add_port_args(many=True)): each
+    --port given, split at commas, in order, each a Port with --start if it was given; the
+    default port when none was. CommandError for an empty value or a port named twice."""
+    given = getattr(args, "port", None) or default_port()
+    values = [given] if isinstance(given, str) else list(given)
+    ports: list[str] = []
+    for value in values:
+        for spec in str(value).split(","):
+            spec = spec.strip()
+            if not spec:
+                raise CommandError(
+                    f"--port {value!r}: an empty port name; give ports as --port A --port B or --port A,B"
+                )
+            if spec in ports:
+                raise CommandError(f"--port {spec} is given twice: each board is flashed once")
+            ports.append(spec)
+    start = getattr(args, "start", False)
+    return [Port(p, start=True) if start else p for p in ports]
 
 
 def port_command(parser: argparse.ArgumentParser, func) -> argparse.ArgumentParser:

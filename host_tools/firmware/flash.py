@@ -138,10 +138,12 @@ def flash(
     eui: bytes | None = None,
     signing_key: bytes | None = None,
     version: str | None = None,
+    slot: dict[str, bytes] | None = None,
 ) -> FlashResult:
     """Flash the agent for board (slot A at version, the bootloader, the boot state and the
     signing key if given) to the MicroPython board on port, copying only what differs; then
     reboot it and wait for the agent's hello. progress(message) is told each step as it goes.
+    slot: slot A's files as slot_files(board, version) gives them, compiled once for many boards.
     FlashError, BuildError or LinkError (PortBusy) when it cannot be done."""
     from mpremote.transport import TransportError
     from mpremote.transport_serial import SerialTransport as MpSerial
@@ -150,7 +152,7 @@ def flash(
 
     t0 = time.monotonic()
     version = version or VERSION
-    wanted = slot_files(board, version)
+    wanted = dict(slot) if slot is not None else slot_files(board, version)
     modules = len(wanted) - 1
     wanted["main.py"] = MAIN_PY.format(board=board).encode()
     wanted.update(build_bootloader())
