@@ -51,7 +51,7 @@ BOOTLOADER = {"dbchboot.mpy": "agent/boot_main.py", "dbchslots.mpy": "agent/boot
 def build_bootloader() -> dict[str, bytes]:
     """{board path: compiled module} of the bootloader (BOOTLOADER)."""
     compiled = _compiled([Path(src) for src in BOOTLOADER.values()])
-    return {path: c.data for path, c in zip(BOOTLOADER, compiled, strict=True)}
+    return {path: c.data for path, c in zip(BOOTLOADER, compiled)}  # one each, in order
 
 
 def security_counter(version: str, sec: int | None = None) -> int:
