@@ -59,10 +59,11 @@ def serve(chunk, wbits_max, idle_ms, use_deflate):
         except MemoryError:
             wbits -= 1
     gc.collect()
-    out.write(("DBCHLOAD 1 %d\n" % wbits).encode())
-    micropython.kbd_intr(-1)
     src = None
+    # off before the greeting: the host's first frame may follow it at once
+    micropython.kbd_intr(-1)
     try:
+        out.write(("DBCHLOAD 1 %d\n" % wbits).encode())
         src = Frames(sys.stdin.buffer, out, chunk, idle_ms)
         n = receive_all(deflate.DeflateIO(src, deflate.RAW, wbits), out)
         src.finish()
@@ -104,16 +105,18 @@ class Frames(io.IOBase):
             raise Refused("the data ended inside a record")
         if not self.poll.poll(self.idle_ms):
             raise Refused("nothing came for %d ms: the host stopped sending" % self.idle_ms)
-        self.inp.readinto(self.head)
-        kind, n, crc = struct.unpack("<BHI", self.head)
         self.frames += 1
+        if self.inp.readinto(self.head) != 7:
+            raise Refused("the line ended inside frame %d" % self.frames)
+        kind, n, crc = struct.unpack("<BHI", self.head)
         if kind == 0x45 and n == 0:  # "E"
             self.ended = True
             self.n = self.pos = 0
             return
         if kind != 0x44 or not 0 < n <= len(self.buf):  # "D"
             raise Refused("malformed frame %d (kind %d, length %d)" % (self.frames, kind, n))
-        self.inp.readinto(self.mv[:n])
+        if self.inp.readinto(self.mv[:n]) != n:
+            raise Refused("the line ended inside frame %d" % self.frames)
         if binascii.crc32(self.mv[:n]) != crc:
             raise Refused("frame %d is damaged (CRC-32 differs)" % self.frames)
         self.out.write(b".")
