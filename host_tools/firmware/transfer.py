@@ -39,7 +39,7 @@ WINDOW = 2  # frames sent and not yet answered: the next one is on its way while
 WBITS = 15  # the largest deflate window asked for (32 KB); the loader takes less on a full heap
 LEVEL = 9
 IDLE_MS = 5000  # the loader gives up when nothing comes for this long (the host is gone)
-ANSWER_S = IDLE_MS / 1000 + 3.0  # the host gives up when the board says nothing for this long
+ANSWER_S = 8.0  # the host gives up when the board says nothing for this long (more than IDLE_MS)
 _HEAD = struct.Struct("<BHI")
 
 
@@ -56,9 +56,10 @@ class Sent:
     seconds: float
 
 
-def loader_program(chunk: int = CHUNK, wbits: int = WBITS, idle_ms: int = IDLE_MS, use_deflate: bool = True) -> str:
+def loader_program(use_deflate: bool = True) -> str:
     """The text pasted into the raw REPL: the loader without its comment lines (less to send at
-    the line's pace), the call, and a line that deletes its names from the REPL's globals."""
+    the line's pace), the call (with CHUNK, WBITS and IDLE_MS), and a line that deletes its names
+    from the REPL's globals."""
     text = LOADER.read_text()
     names = []
     for node in ast.parse(text).body:
@@ -69,7 +70,7 @@ def loader_program(chunk: int = CHUNK, wbits: int = WBITS, idle_ms: int = IDLE_M
         elif isinstance(node, ast.Import):
             names += [(a.asname or a.name).split(".")[0] for a in node.names]
     body = "\n".join(line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
-    return f"{body}\nserve({chunk}, {wbits}, {idle_ms}, {use_deflate})\ndel {', '.join(names)}\n"
+    return f"{body}\nserve({CHUNK}, {WBITS}, {IDLE_MS}, {use_deflate})\ndel {', '.join(names)}\n"
 
 
 def records(files: Iterable[tuple[str, bytes]]) -> Iterable[tuple[str, bytes, bytes]]:
@@ -116,7 +117,9 @@ class _Answers:
                     n = 1  # the raw REPL's prompt after the loader's output is mpremote's to read
                 data = self.ser.read(n or 1) if (n or wait) else b""
             except OSError as e:  # serial.SerialException is one
-                raise TransferError(f"the link to the board on {self.port} was lost during the copy ({e}): flash again") from e
+                raise TransferError(
+                    f"the link to the board on {self.port} was lost during the copy ({e}): flash again"
+                ) from e
             for b in data:
                 self._take(b)
             if data or not wait:
