@@ -57,9 +57,10 @@ class Sent:
 
 
 def loader_program(use_deflate: bool = True) -> str:
-    """The text pasted into the raw REPL: the loader without its comment lines (less to send at
-    the line's pace), the call (with CHUNK, WBITS and IDLE_MS), and a line that deletes its names
-    from the REPL's globals."""
+    """The text pasted into the raw REPL: the loader without its comment lines and with one space
+    of indentation a level (less to send at the line's pace; it has no multi-line strings), the
+    call (with CHUNK, WBITS and IDLE_MS), and a line that deletes its names from the REPL's
+    globals."""
     text = LOADER.read_text()
     names = []
     for node in ast.parse(text).body:
@@ -69,7 +70,12 @@ def loader_program(use_deflate: bool = True) -> str:
             names += [t.id for t in node.targets if isinstance(t, ast.Name)]
         elif isinstance(node, ast.Import):
             names += [(a.asname or a.name).split(".")[0] for a in node.names]
-    body = "\n".join(line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+    lines = []
+    for line in text.splitlines():
+        code = line.lstrip(" ")
+        if code and not code.startswith("#"):
+            lines.append(" " * ((len(line) - len(code)) // 4) + code)  # one space a level, not four
+    body = "\n".join(lines)
     return f"{body}\nserve({CHUNK}, {WBITS}, {IDLE_MS}, {use_deflate})\ndel {', '.join(names)}\n"
 
 

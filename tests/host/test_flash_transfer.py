@@ -87,6 +87,18 @@ def test_a_board_whose_loader_has_no_deflate_gets_the_plain_copy(cache, tmp_path
     _check_flashed(fs, res)
 
 
+def test_the_pasted_loader_is_the_loader_in_fewer_bytes():
+    text = transfer.LOADER.read_text()
+    program = transfer.loader_program()
+    assert '"""' not in text and "\\\n" not in text  # what narrowing its indentation relies on
+    assert len(program) < 0.7 * len(text)
+    code = compile(program, "loader", "exec")
+    assert {"serve", "Frames", "receive_all"} <= set(code.co_names)
+    assert program.rstrip().endswith(
+        "del io, TEMP_SUFFIX, Refused, serve, Frames, read_exact, receive_all, receive_file, remove"
+    )
+
+
 # -- the loader alone, on a board at its raw REPL
 
 
