@@ -10,7 +10,8 @@ with empty flash, then measures (median of the runs):
   the board and waits for the agent's hello), against `mpremote connect PORT fs cp -r <every staged
   file and directory> :` on the other; and flash's copy step alone (the compressed copy through
   the board's loader, host_tools.firmware.transfer), with what it put on the line and the files'
-  bytes per second it moved, against the line rate (baud / 10 bytes per second);
+  bytes per second it moved, against the line rate (baud / 10 bytes per second) and against what
+  the paced line carries when bytes are written to it at once (measured once);
 - again with nothing changed, unpaced (mpremote skips unchanged files by SHA-256; dbch flash
   compares the board's hashes in one round trip);
 - the compile step alone, so the transfer cost can be read apart from it: with an empty cache,
@@ -87,6 +88,32 @@ def dbch_flash(port: str) -> float:
     return time.perf_counter() - start
 
 
+def line_capacity(baud: int, tmp: Path, nbytes: int = 40000) -> float:
+    """Bytes per second a board paced at baud takes in: nbytes written at once to a program in its
+    raw REPL that reads them (the ceiling any copy has on that line)."""
+    from mpremote.transport_serial import SerialTransport
+
+    info = vboard.ensure_running("bench-line", fs=tmp / "line", baud=baud)
+    try:
+        t = SerialTransport(info.port, baudrate=baud)
+        t.serial.timeout = 60
+        t.enter_raw_repl(soft_reset=False)
+        t.exec_raw_no_follow(
+            "import sys, micropython\nmicropython.kbd_intr(-1)\nb = bytearray(%d)\nprint('go')\n"
+            "sys.stdin.buffer.readinto(b)\nprint('got')\nmicropython.kbd_intr(3)\n" % nbytes
+        )
+        t.serial.read_until(b"go\n")
+        start = time.perf_counter()
+        t.serial.write(b"A" * nbytes)
+        t.serial.read_until(b"got")
+        seconds = time.perf_counter() - start
+        t.follow(5)
+        t.close()
+    finally:
+        vboard.stop("bench-line")
+    return nbytes / seconds
+
+
 def first_copies(tmp: Path, tag: str, baud: int | None, results: dict) -> Path:
     """dbch flash and mpremote fs cp -r on two new empty boards at baud (None: unpaced); the
     staged files."""
@@ -136,6 +163,7 @@ def main() -> int:
     nfiles = size = 0
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["XDG_CACHE_HOME"] = tmp
+        capacity = line_capacity(args.baud, Path(tmp))
         for run in range(args.runs):
             staged = first_copies(Path(tmp), f"{run}", None, results)
             nfiles, size = len(program_files(staged)), sum(len(d) for d in program_files(staged).values())
@@ -165,6 +193,10 @@ def main() -> int:
     )
     print(f"virtual boards paced at {args.baud} baud (line rate {line / 1e3:.2f} KB/s each way)")
     print(
+        f"  what the paced line carries       : {capacity / 1e3:8.2f} KB/s = {capacity / line:5.1%} of the line rate "
+        "(bytes written at once to a program reading them)"
+    )
+    print(
         f"  mpremote fs cp -r, empty board    : {med['mp_paced'] * 1e3:8.1f} ms  "
         f"{size / med['mp_paced'] / 1e3:7.2f} KB/s of the files' bytes = {size / med['mp_paced'] / line:5.2f} x the line rate"
     )
@@ -177,7 +209,8 @@ def main() -> int:
         f"  its compressed copy alone         : {med['copy_paced'] * 1e3:8.1f} ms  "
         f"{size / med['copy_paced'] / 1e3:7.2f} KB/s = {size / med['copy_paced'] / line:5.2f} x the line rate; "
         f"on the line {med['wire_paced']:.0f} bytes ({med['wire_paced'] / size:5.1%} of the files), "
-        f"{med['wire_paced'] / med['copy_paced'] / line:5.1%} of the line rate used"
+        f"{med['wire_paced'] / med['copy_paced'] / line:5.1%} of the line rate used "
+        f"({med['wire_paced'] / med['copy_paced'] / capacity:5.1%} of what it carries; the loader's paste included)"
     )
     print(
         f"compile alone, empty cache          : {med['compile'] * 1e3:8.1f} ms  "
