@@ -7,7 +7,7 @@ to the raw REPL:
     board: "DBCHLOAD 1 W\\n"  (W: the deflate window it affords, log2 bytes) or "DBCHLOAD 0\\n" (no
            `deflate` module: send_files returns None and flash copies plainly, as before)
     host:  frames "D" + len (uint16 LE) + CRC-32 (uint32 LE) + up to CHUNK bytes of one raw deflate
-           stream (window W), then "E" + 6 zero bytes
+           stream (window W), then "E" + 6 zero bytes ("X" + 6 zero bytes: the host gives up)
     board: "." for each D frame taken off the line (the host keeps at most WINDOW unanswered),
            "K N" as the Nth file is in place, "Z N" at the end, or "R reason" when it refuses
 
@@ -93,6 +93,7 @@ def frame(payload: bytes) -> bytes:
 
 
 END_FRAME = _HEAD.pack(0x45, 0, 0)
+STOP_FRAME = _HEAD.pack(0x58, 0, 0)  # "X": the host gives up (the loader cleans up and returns)
 
 
 class _Answers:
@@ -263,6 +264,13 @@ def send_files(
                     answers.read(wait=True)
     except OSError as e:
         raise TransferError(f"the link to the board on {port} was lost during the copy ({e}): flash again") from e
+    except BaseException:
+        # stopped here (Ctrl-C, a bug): the loader is told at once rather than after IDLE_MS
+        try:
+            t.serial.write(STOP_FRAME)
+        except Exception:  # noqa: BLE001 - the line may be gone too; the loader's timeout is left
+            pass
+        raise
     if answers.refused is not None:
         _leave(answers)
         raise TransferError(

@@ -11,8 +11,9 @@
 #    window (log2 bytes, WBITS at most) this heap affords now, which the host compresses for.
 # 2. The host sends frames: 7 bytes (kind, payload length uint16 LE, CRC-32 of the payload uint32
 #    LE) then the payload. Kind "D" carries up to CHUNK bytes of one raw deflate stream (window W);
-#    "E" (no payload) ends it. Each frame is answered with "." once it is off the line: the host
-#    has at most a few frames unanswered, so a board's small receive buffer never overflows.
+#    "E" (no payload) ends it; "X" (no payload) stops it (the host gives up). Each D frame is
+#    answered with "." once it is off the line: the host has at most a few frames unanswered, so
+#    a board's small receive buffer never overflows.
 # 3. Decompressed, the stream is a list of records: path length (1 byte, 0 ends the list), path
 #    (UTF-8), size (uint32 LE), SHA-256 (32 bytes), then size bytes of content. Each file is
 #    written to a temporary file beside its place, hashed as it goes, and renamed into place only
@@ -114,6 +115,8 @@ class Frames(io.IOBase):
             self.ended = True
             self.n = self.pos = 0
             return
+        if kind == 0x58:  # "X"
+            raise Refused("the host stopped the copy")
         if kind != 0x44 or not 0 < n <= len(self.buf):  # "D"
             raise Refused("malformed frame %d (kind %d, length %d)" % (self.frames, kind, n))
         if self.inp.readinto(self.mv[:n]) != n:

@@ -207,6 +207,28 @@ def test_a_cut_link_leaves_the_file_as_before(raw, monkeypatch):
     _as_before(t, fs)
 
 
+def test_a_copy_stopped_on_the_host_stops_the_loader_at_once(raw, monkeypatch):
+    t, fs = raw
+    _put_old(t, fs)
+    real = transfer.records
+
+    def records(files):
+        for n, item in enumerate(real(files)):
+            if n == 1:
+                raise KeyboardInterrupt
+            yield item
+
+    monkeypatch.setattr(transfer, "records", records)
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        transfer.send_files(t, [("d/f.mpy", NEW), ("g.mpy", NEW)])
+    out, err = t.follow(timeout=2)
+    assert b"R the host stopped the copy" in out and not err
+    assert time.monotonic() - start < transfer.IDLE_MS / 1000
+    assert (fs / "g.mpy").read_bytes() == OLD
+    _as_before(t, fs)
+
+
 def test_the_host_gives_up_on_a_board_that_never_answers(raw, monkeypatch):
     t, fs = raw
     _put_old(t, fs)

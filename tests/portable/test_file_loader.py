@@ -103,6 +103,12 @@ class TestFrames(_Dir):
             self.assertIn("malformed frame 1", str(cm.exception))
             self.inp.close()
 
+    def test_a_stop_frame_ends_it_at_once(self):
+        f = self.line(_frame(b"ab") + _frame(b"", kind=0x58, crc=0) + _frame(b"cd"))
+        with self.assertRaises(fl.Refused) as cm:
+            self.drain(f)
+        self.assertIn("the host stopped the copy", str(cm.exception))
+
     def test_a_line_that_ends_inside_a_frame_is_refused(self):
         for data in (b"D\x03", _frame(b"abc")[:-1]):
             f = self.line(data)
