@@ -1,15 +1,19 @@
 """`dbch flash` against `mpremote fs cp -r` of the same files to the same kind of virtual board.
 
-    python bench/bench_flash.py [--runs 3]
+    python bench/bench_flash.py [--runs 3] [--baud 115200]
 
 Both sides get the same files: what dbch flash put on a board (its flash directory, without the
-board's own data/) is staged in a host directory for mpremote. Each run starts two new virtual
-boards with empty flash, then measures (median of the runs):
-- first copy: host_tools.firmware.flash.flash on one board (which also compiles, verifies every hash,
-  reboots the board and waits for the agent's hello), against `mpremote connect PORT fs cp -r
-  <every staged file and directory> :` on the other;
-- again with nothing changed (mpremote skips unchanged files by SHA-256; dbch flash compares
-  the board's hashes in one round trip);
+board's own data/) is staged in a host directory for mpremote. Each run starts new virtual boards
+with empty flash, then measures (median of the runs):
+- first copy, on unpaced boards and on boards paced at --baud (`dbch vboard --baud`, as a UART):
+  host_tools.firmware.flash.flash on one board (which also compiles, verifies every hash, reboots
+  the board and waits for the agent's hello), against `mpremote connect PORT fs cp -r <every staged
+  file and directory> :` on the other; and flash's copy step alone (the compressed copy through
+  the board's loader, host_tools.firmware.transfer), with what it put on the line and the files'
+  bytes per second it moved, against the line rate (baud / 10 bytes per second) and against what
+  the paced line carries when bytes are written to it at once (measured once);
+- again with nothing changed, unpaced (mpremote skips unchanged files by SHA-256; dbch flash
+  compares the board's hashes in one round trip);
 - the compile step alone, so the transfer cost can be read apart from it: with an empty cache,
   and again with the modules compiled before (host_tools.firmware.build: compile once).
 Ratios are dbch flash over mpremote, measured in the same run.
@@ -62,10 +66,77 @@ def mpremote_cp(port: str, staged: Path) -> float:
     return time.perf_counter() - start
 
 
+COPIES: list = []  # (seconds, Sent) of each compressed copy flash made, newest last
+_send_files = flash.transfer.send_files
+
+
+def _timed_send_files(*args, **kw):
+    start = time.perf_counter()
+    sent = _send_files(*args, **kw)
+    COPIES.append((time.perf_counter() - start, sent))
+    return sent
+
+
+flash.transfer.send_files = _timed_send_files
+
+
 def dbch_flash(port: str) -> float:
     start = time.perf_counter()
-    flash.flash(port, BOARD)
+    res = flash.flash(port, BOARD)
+    if res.written and res.copy != "deflate":
+        print(f"warning: dbch flash copied plainly ({res.copy})", file=sys.stderr)
     return time.perf_counter() - start
+
+
+def line_capacity(baud: int, tmp: Path, nbytes: int = 40000) -> float:
+    """Bytes per second a board paced at baud takes in: nbytes written at once to a program in its
+    raw REPL that reads them (the ceiling any copy has on that line)."""
+    from mpremote.transport_serial import SerialTransport
+
+    info = vboard.ensure_running("bench-line", fs=tmp / "line", baud=baud)
+    try:
+        t = SerialTransport(info.port, baudrate=baud)
+        t.serial.timeout = 60
+        t.enter_raw_repl(soft_reset=False)
+        t.exec_raw_no_follow(
+            "import sys, micropython\nmicropython.kbd_intr(-1)\nb = bytearray(%d)\nprint('go')\n"
+            "sys.stdin.buffer.readinto(b)\nprint('got')\nmicropython.kbd_intr(3)\n" % nbytes
+        )
+        t.serial.read_until(b"go\n")
+        start = time.perf_counter()
+        t.serial.write(b"A" * nbytes)
+        t.serial.read_until(b"got")
+        seconds = time.perf_counter() - start
+        t.follow(5)
+        t.close()
+    finally:
+        vboard.stop("bench-line")
+    return nbytes / seconds
+
+
+def first_copies(tmp: Path, tag: str, baud: int | None, results: dict) -> Path:
+    """dbch flash and mpremote fs cp -r on two new empty boards at baud (None: unpaced); the
+    staged files."""
+    fs_mp, fs_db, staged = (tmp / f"{kind}-{tag}" for kind in ("mp", "db", "staged"))
+    mp = vboard.ensure_running("bench-mp", fs=fs_mp, baud=baud)
+    db = vboard.ensure_running("bench-db", fs=fs_db, baud=baud)
+    key = "paced" if baud else "first"
+    try:
+        results[f"db_{key}"].append(dbch_flash(db.port))
+        seconds, sent = COPIES[-1]
+        results[f"copy_{key}"].append(seconds)
+        results[f"wire_{key}"].append(sent.wire_bytes if sent else 0)
+        stage(fs_db, staged)
+        results[f"mp_{key}"].append(mpremote_cp(mp.port, staged))
+        if not baud:
+            results["db_again"].append(dbch_flash(db.port))
+            results["mp_again"].append(mpremote_cp(mp.port, staged))
+        if program_files(fs_mp) != program_files(staged):
+            print("warning: mpremote did not copy the same files", file=sys.stderr)
+    finally:
+        vboard.stop("bench-mp")
+        vboard.stop("bench-db")
+    return staged
 
 
 def compile_seconds(cache: Path) -> float:
@@ -83,31 +154,20 @@ def compile_seconds(cache: Path) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3, help="fresh board pairs to measure (median)")
+    ap.add_argument("--baud", type=int, default=115200, help="the paced boards' line rate")
     args = ap.parse_args()
 
-    results: dict[str, list[float]] = {
-        k: [] for k in ("mp_first", "db_first", "mp_again", "db_again", "compile", "cached")
-    }
+    keys = ("mp_first", "db_first", "copy_first", "wire_first", "mp_again", "db_again")
+    keys += ("mp_paced", "db_paced", "copy_paced", "wire_paced", "compile", "cached")
+    results: dict[str, list[float]] = {k: [] for k in keys}
     nfiles = size = 0
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["XDG_CACHE_HOME"] = tmp
+        capacity = line_capacity(args.baud, Path(tmp))
         for run in range(args.runs):
-            fs_mp = Path(tmp) / f"mp{run}"
-            fs_db = Path(tmp) / f"db{run}"
-            staged = Path(tmp) / f"staged{run}"
-            mp = vboard.ensure_running("bench-mp", fs=fs_mp)
-            db = vboard.ensure_running("bench-db", fs=fs_db)
-            try:
-                results["db_first"].append(dbch_flash(db.port))
-                nfiles, size = stage(fs_db, staged)
-                results["mp_first"].append(mpremote_cp(mp.port, staged))
-                results["db_again"].append(dbch_flash(db.port))
-                results["mp_again"].append(mpremote_cp(mp.port, staged))
-                if program_files(fs_mp) != program_files(staged):
-                    print("warning: mpremote did not copy the same files", file=sys.stderr)
-            finally:
-                vboard.stop("bench-mp")
-                vboard.stop("bench-db")
+            staged = first_copies(Path(tmp), f"{run}", None, results)
+            nfiles, size = len(program_files(staged)), sum(len(d) for d in program_files(staged).values())
+            first_copies(Path(tmp), f"{run}-paced", args.baud, results)
             # the compile step alone, in a new process as dbch flash runs it: with an empty
             # cache, and again with what that left (compile once)
             cache = Path(tmp) / f"cache{run}"
@@ -115,15 +175,42 @@ def main() -> int:
                 results[key].append(compile_seconds(cache))
 
     med = {k: statistics.median(v) for k, v in results.items()}
+    line = args.baud / 10
     print(f"image: {nfiles} files, {size} bytes; {args.runs} run(s), medians")
-    print(f"mpremote fs cp -r, empty board      : {med['mp_first'] * 1e3:8.1f} ms")
+    print("unpaced virtual boards")
+    print(f"  mpremote fs cp -r, empty board    : {med['mp_first'] * 1e3:8.1f} ms")
     print(
-        f"dbch flash, empty board             : {med['db_first'] * 1e3:8.1f} ms  ratio {med['db_first'] / med['mp_first']:6.2f}"
+        f"  dbch flash, empty board           : {med['db_first'] * 1e3:8.1f} ms  ratio {med['db_first'] / med['mp_first']:6.2f}"
         "  (with compile, verify, reboot, hello)"
     )
-    print(f"mpremote fs cp -r, nothing changed  : {med['mp_again'] * 1e3:8.1f} ms")
     print(
-        f"dbch flash, nothing changed         : {med['db_again'] * 1e3:8.1f} ms  ratio {med['db_again'] / med['mp_again']:6.2f}"
+        f"  its compressed copy alone         : {med['copy_first'] * 1e3:8.1f} ms  "
+        f"{size / med['copy_first'] / 1e3:7.1f} KB/s of the files' bytes"
+    )
+    print(f"  mpremote fs cp -r, nothing changed: {med['mp_again'] * 1e3:8.1f} ms")
+    print(
+        f"  dbch flash, nothing changed       : {med['db_again'] * 1e3:8.1f} ms  ratio {med['db_again'] / med['mp_again']:6.2f}"
+    )
+    print(f"virtual boards paced at {args.baud} baud (line rate {line / 1e3:.2f} KB/s each way)")
+    print(
+        f"  what the paced line carries       : {capacity / 1e3:8.2f} KB/s = {capacity / line:5.1%} of the line rate "
+        "(bytes written at once to a program reading them)"
+    )
+    print(
+        f"  mpremote fs cp -r, empty board    : {med['mp_paced'] * 1e3:8.1f} ms  "
+        f"{size / med['mp_paced'] / 1e3:7.2f} KB/s of the files' bytes = {size / med['mp_paced'] / line:5.2f} x the line rate"
+    )
+    print(
+        f"  dbch flash, empty board           : {med['db_paced'] * 1e3:8.1f} ms  ratio {med['db_paced'] / med['mp_paced']:6.2f}"
+        f"  {size / med['db_paced'] / 1e3:7.2f} KB/s = {size / med['db_paced'] / line:5.2f} x the line rate"
+        f"  (goal: 6 s{', met' if med['db_paced'] <= 6 else ', not met'})"
+    )
+    print(
+        f"  its compressed copy alone         : {med['copy_paced'] * 1e3:8.1f} ms  "
+        f"{size / med['copy_paced'] / 1e3:7.2f} KB/s = {size / med['copy_paced'] / line:5.2f} x the line rate; "
+        f"on the line {med['wire_paced']:.0f} bytes ({med['wire_paced'] / size:5.1%} of the files), "
+        f"{med['wire_paced'] / med['copy_paced'] / line:5.1%} of the line rate used "
+        f"({med['wire_paced'] / med['copy_paced'] / capacity:5.1%} of what it carries; the loader's paste included)"
     )
     print(
         f"compile alone, empty cache          : {med['compile'] * 1e3:8.1f} ms  "

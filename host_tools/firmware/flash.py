@@ -2,9 +2,10 @@
 
 Compiles the agent for the board (the agent's core, the board's module and what its manifest
 names: host_tools.firmware.image_build) to .mpy with mpy-cross and installs it as firmware slot A
-under the bootloader, copying only the files whose SHA-256 differs through mpremote's transport;
-removes the modules (and directories) the board no longer gets, verifies every hash, reboots the
-board and waits for the agent's hello on the wire protocol.
+under the bootloader, copying only the files whose SHA-256 differs (compressed through a loader
+it runs on the board, host_tools.firmware.transfer, or through mpremote's transport on a board
+without deflate); removes the modules (and directories) the board no longer gets, verifies every
+hash, reboots the board and waits for the agent's hello on the wire protocol.
 
 On-board layout (agent/boot.py has the details):
     main.py            start(): boards.load("<board>"), agent.run.serve; dbchboot.main(start, ...)
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from host_tools.errors import DbchError
+from host_tools.firmware import transfer
 from host_tools.firmware.handover import hand_over, wait_for_hello
 from host_tools.firmware.image_build import BOOTLOADER, build_bootloader, build_image
 
@@ -89,6 +91,8 @@ class FlashResult:
     removed: list[str] = field(default_factory=list)
     unchanged: int = 0
     bytes_written: int = 0
+    copy: str = ""  # how the files were copied: "deflate" (compressed, through the loader) or "plain"
+    wire_bytes: int = 0  # what the compressed copy put on the line for them
     version: str = ""
     signing_key: bool = False
     seconds: float = 0.0
@@ -179,9 +183,6 @@ def flash(
             raise FlashError(f"no MicroPython REPL on {port}: {e}. Is it a MicroPython board?") from e
         have = _scan(t)
         dirs = [f"{SLOT}/{d}" for d in DIRS if any(p.startswith(f"{SLOT}/{d}/") for p in wanted)]
-        for d in ["slots", SLOT] + dirs:
-            if not any(p.startswith(d + "/") for p in have) and not t.fs_exists(d):
-                t.fs_mkdir(d)
         man = f"{SLOT}/manifest.json"
         if man in have and have[man] != hashlib.sha256(wanted[man]).hexdigest():
             # slot A is not bootable while its files change (the manifest is written last): a
@@ -190,15 +191,26 @@ def flash(
             del have[man]
         last = {man: 1, "fwboot.json": 2, "main.py": 3}
         order = sorted(wanted, key=lambda p: (last.get(p, 0), p))
-        for path in order:
-            data = wanted[path]
-            if have.get(path) == hashlib.sha256(data).hexdigest():
-                result.unchanged += 1
-                continue
-            say(f"  write {path} ({len(data)} bytes)")
-            t.fs_writefile(path, data, chunk_size=1024)
-            result.written.append(path)
-            result.bytes_written += len(data)
+        todo = [p for p in order if have.get(p) != hashlib.sha256(wanted[p]).hexdigest()]
+        result.unchanged = len(order) - len(todo)
+        # compressed through the loader (host_tools.firmware.transfer); plainly through mpremote's
+        # transport when the board has no deflate module
+        try:
+            sent = transfer.send_files(t, [(p, wanted[p]) for p in todo], port=port, say=say) if todo else None
+        except transfer.TransferError as e:
+            raise FlashError(str(e)) from e
+        if sent is not None:
+            result.copy, result.wire_bytes = "deflate", sent.wire_bytes
+        elif todo:
+            result.copy = "plain"
+            for d in ["slots", SLOT] + dirs:
+                if not any(p.startswith(d + "/") for p in have) and not t.fs_exists(d):
+                    t.fs_mkdir(d)
+            for path in todo:
+                say(f"  write {path} ({len(wanted[path])} bytes)")
+                t.fs_writefile(path, wanted[path], chunk_size=1024)
+        result.written = todo
+        result.bytes_written = sum(len(wanted[p]) for p in todo)
         for path in sorted(have):
             if path not in ROOT_FILES and path not in wanted and path.rsplit(".", 1)[-1] in ("py", "mpy"):
                 say(f"  remove {path}")
@@ -218,8 +230,13 @@ def flash(
                 t.fs_mkdir("data")
             t.fs_writefile("data/eui", eui)
             say(f"  identity set to {'-'.join(f'{b:02X}' for b in eui)}")
-        # nothing written or removed: the listing just taken is the verification
-        now = _scan(t) if result.written or result.removed or eui is not None else have
+        # what the loader wrote it checked on the board (each file's SHA-256 before it was renamed
+        # into place): the listing taken before, with those hashes, is the verification; a plain
+        # copy is listed again
+        if result.copy == "plain":
+            now = _scan(t)
+        else:
+            now = dict(have, **{p: hashlib.sha256(wanted[p]).hexdigest() for p in result.written})
         result.signing_key = now.get("fwkey.bin") is not None
         bad = [p for p, data in wanted.items() if now.get(p) != hashlib.sha256(data).hexdigest()]
         if bad:

@@ -1,0 +1,293 @@
+"""The compressed copy of `dbch flash`: the files that changed go to the board as one deflate stream.
+
+flash pastes the loader (host_tools/onboard/file_loader.py, which tells the protocol in full)
+through the raw REPL once, after the hash listing, and the loader owns the line until it returns
+to the raw REPL:
+
+    board: "DBCHLOAD 1 W\\n"  (W: the deflate window it affords, log2 bytes) or "DBCHLOAD 0\\n" (no
+           `deflate` module: send_files returns None and flash copies plainly, as before)
+    host:  frames "D" + len (uint16 LE) + CRC-32 (uint32 LE) + up to CHUNK bytes of one raw deflate
+           stream (window W), then "E" + 6 zero bytes ("X" + 6 zero bytes: the host gives up)
+    board: "." for each D frame taken off the line (the host keeps at most WINDOW unanswered),
+           "K N" as the Nth file is in place, "Z N" at the end, or "R reason" when it refuses
+
+The stream, decompressed, is one record a file: path length (1 byte), path (UTF-8), size (uint32
+LE), SHA-256 (32 bytes), content; a zero path length ends it. The stream is not flushed between
+files, so the files share one window: repeated names and code across modules compress too.
+
+The loader writes each file beside its place and renames it into place only once its SHA-256
+matches, so a damaged or malformed frame, a hash that differs or a link that is cut leaves every
+file either as it was or complete: TransferError says which, and flash turns it into a FlashError.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import struct
+import time
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from host_tools.errors import DbchError
+
+LOADER = Path(__file__).resolve().parents[1] / "onboard" / "file_loader.py"
+CHUNK = 512  # payload bytes a frame: a frame and a half fit a small board's receive buffer
+WINDOW = 2  # frames sent and not yet answered: the next one is on its way while one is decoded
+WBITS = 15  # the largest deflate window asked for (32 KB); the loader takes less on a full heap
+LEVEL = 9
+IDLE_MS = 5000  # the loader gives up when nothing comes for this long (the host is gone)
+ANSWER_S = 8.0  # the host gives up when the board says nothing for this long (more than IDLE_MS)
+_HEAD = struct.Struct("<BHI")
+
+
+class TransferError(DbchError):
+    """The compressed copy failed; nothing half-written is in place. The message says what to do."""
+
+
+@dataclass
+class Sent:
+    files: int
+    bytes: int  # the files' bytes
+    wire_bytes: int  # what went on the line for them: frames with their headers
+    wbits: int
+    seconds: float
+
+
+def loader_program(use_deflate: bool = True) -> str:
+    """The text pasted into the raw REPL: the loader without its comment lines and with one space
+    of indentation a level (less to send at the line's pace; it has no multi-line strings), the
+    call (with CHUNK, WBITS and IDLE_MS), and a line that deletes its names from the REPL's
+    globals."""
+    text = LOADER.read_text()
+    names = []
+    for node in ast.parse(text).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.append(node.name)
+        elif isinstance(node, ast.Assign):
+            names += [t.id for t in node.targets if isinstance(t, ast.Name)]
+        elif isinstance(node, ast.Import):
+            names += [(a.asname or a.name).split(".")[0] for a in node.names]
+    lines = []
+    for line in text.splitlines():
+        code = line.lstrip(" ")
+        if code and not code.startswith("#"):
+            lines.append(" " * ((len(line) - len(code)) // 4) + code)  # one space a level, not four
+    body = "\n".join(lines)
+    return f"{body}\nserve({CHUNK}, {WBITS}, {IDLE_MS}, {use_deflate})\ndel {', '.join(names)}\n"
+
+
+def records(files: Iterable[tuple[str, bytes]]) -> Iterable[tuple[str, bytes, bytes]]:
+    """(path, record head, content) for each file, as the stream carries them."""
+    for path, data in files:
+        p = path.encode()
+        if not 0 < len(p) < 256:
+            raise TransferError(f"cannot send {path!r}: a path is 1 to 255 bytes of UTF-8")
+        yield path, bytes([len(p)]) + p + struct.pack("<I", len(data)) + hashlib.sha256(data).digest(), data
+
+
+def frame(payload: bytes) -> bytes:
+    return _HEAD.pack(0x44, len(payload), zlib.crc32(payload)) + payload
+
+
+END_FRAME = _HEAD.pack(0x45, 0, 0)
+STOP_FRAME = _HEAD.pack(0x58, 0, 0)  # "X": the host gives up (the loader cleans up and returns)
+
+
+class _Answers:
+    """What the loader says, read off the serial line as it comes."""
+
+    def __init__(self, ser, port: str):
+        self.ser = ser
+        self.port = port
+        self.acks = 0
+        self.placed = 0
+        self.greeting: list[str] | None = None
+        self.done: int | None = None
+        self.refused: str | None = None
+        self.eofs = 0  # the raw REPL's ends of output seen: 1, the loader returned; 2, back at its prompt
+        self.err = bytearray()  # the error output between them (a traceback)
+        self.after = bytearray()  # what came after the second (the prompt, if read with it)
+        self._line = bytearray()
+        self._in_line = False
+
+    def read(self, wait: bool) -> None:
+        """Take what has come; with wait, block until something comes (TransferError after
+        ANSWER_S of silence)."""
+        deadline = time.monotonic() + ANSWER_S
+        while True:
+            try:
+                n = self.ser.in_waiting
+                if n and not self.streaming:
+                    n = 1  # the raw REPL's prompt after the loader's output is mpremote's to read
+                data = self.ser.read(n or 1) if (n or wait) else b""
+            except OSError as e:  # serial.SerialException is one
+                raise TransferError(
+                    f"the link to the board on {self.port} was lost during the copy ({e}): flash again"
+                ) from e
+            for b in data:
+                self._take(b)
+            if data or not wait:
+                return
+            if time.monotonic() > deadline:
+                raise TransferError(
+                    f"the board on {self.port} stopped answering during the copy (nothing for {ANSWER_S:g} s): "
+                    "reset it and flash again"
+                )
+
+    @property
+    def streaming(self) -> bool:
+        """The loader runs and answers frames (what comes is read as it comes, in bulk)."""
+        return self.greeting is not None and self.done is None and self.refused is None and not self.eofs
+
+    @property
+    def ended(self) -> bool:
+        """The loader returned (or stopped): the raw REPL has the line."""
+        return self.eofs > 0
+
+    def _take(self, b: int) -> None:
+        if self.eofs:
+            if b == 0x04:
+                self.eofs += 1
+            elif self.eofs == 1:
+                self.err.append(b)
+            else:
+                self.after.append(b)
+            return
+        if self._in_line:
+            if b == 0x0A:
+                self._in_line = False
+                self._on_line(self._line.decode(errors="replace").strip())
+                self._line.clear()
+            else:
+                self._line.append(b)
+        elif b == 0x2E:  # "."
+            self.acks += 1
+        elif b == 0x04:  # the raw REPL's end of output: the loader is no longer running
+            self.eofs = 1
+        elif b not in b"\r\n":
+            self._in_line = True
+            self._line.append(b)
+
+    def _on_line(self, line: str) -> None:
+        word, _, rest = line.partition(" ")
+        if word == "DBCHLOAD":
+            self.greeting = rest.split()
+        elif word == "K" and rest.isdigit():
+            self.placed = int(rest)
+        elif word == "Z" and rest.isdigit():
+            self.done = int(rest)
+        elif word == "R":
+            self.refused = rest
+        elif self.refused is None and self.done is None and self.greeting is not None:
+            self.refused = f"unexpected answer {line!r}"
+
+
+def _leave(answers: _Answers) -> str:
+    """Wait until the loader has returned to the raw REPL (its output, the REPL's end of output,
+    the error output, a second end of output); the error output."""
+    while answers.eofs < 2:
+        answers.read(wait=True)
+    if b">" in answers.after:
+        answers.ser.write(b"\x01")  # the prompt was read with the loader's last answer: a new one
+    return answers.err.decode(errors="replace").strip()
+
+
+def send_files(
+    t,
+    files: list[tuple[str, bytes]],
+    *,
+    port: str = "the board",
+    say: Callable[[str], None] | None = None,
+    use_deflate: bool = True,
+) -> Sent | None:
+    """Copy files ((path, content), in the order given) to the board behind mpremote transport
+    `t` (in its raw REPL) through the loader; the board is in its raw REPL again after. None when
+    the board cannot take a compressed copy (no `deflate`, or the loader does not run there):
+    nothing was written, copy plainly. TransferError when the copy failed: every file is then
+    either as it was or complete."""
+    say = say or (lambda _msg: None)
+    t0 = time.monotonic()
+    answers = _Answers(t.serial, port)
+    try:
+        t.exec_raw_no_follow(loader_program(use_deflate=use_deflate))
+    except Exception as e:  # mpremote's TransportError, or the line
+        raise TransferError(f"could not start the loader on {port} ({e}): flash again") from e
+    while answers.greeting is None and not answers.ended:
+        answers.read(wait=True)
+    if answers.greeting is None or answers.greeting[0] != "1":
+        why = _leave(answers)
+        say(
+            "  the board has no deflate module: plain copy"
+            if answers.greeting is not None
+            else f"  the loader does not run on this board ({why.splitlines()[-1] if why else 'no answer'}): plain copy"
+        )
+        return None
+    wbits = int(answers.greeting[1])
+    sent = wire = 0
+    try:
+        comp = zlib.compressobj(LEVEL, zlib.DEFLATED, -wbits, 9)
+        pending = bytearray()
+
+        def push(final: bool) -> None:
+            nonlocal sent, wire
+            while len(pending) >= CHUNK or (final and pending):
+                while sent - answers.acks >= WINDOW:
+                    answers.read(wait=True)
+                    if answers.refused is not None or answers.ended:
+                        return
+                f = frame(bytes(pending[:CHUNK]))
+                del pending[:CHUNK]
+                t.serial.write(f)
+                sent += 1
+                wire += len(f)
+                answers.read(wait=False)
+                if answers.refused is not None or answers.ended:
+                    return
+
+        for path, head, data in records(files):
+            say(f"  write {path} ({len(data)} bytes)")
+            pending += comp.compress(head)
+            pending += comp.compress(data)
+            push(False)
+            if answers.refused is not None or answers.ended:
+                break
+        else:
+            pending += comp.compress(b"\0") + comp.flush()
+            push(True)
+            if answers.refused is None and not answers.ended:
+                t.serial.write(END_FRAME)
+                wire += len(END_FRAME)
+                while answers.done is None and answers.refused is None and not answers.ended:
+                    answers.read(wait=True)
+    except OSError as e:
+        raise TransferError(f"the link to the board on {port} was lost during the copy ({e}): flash again") from e
+    except BaseException:
+        # stopped here (Ctrl-C, a bug): the loader is told at once rather than after IDLE_MS
+        try:
+            t.serial.write(STOP_FRAME)
+        except Exception:  # noqa: BLE001 - the line may be gone too; the loader's timeout is left
+            pass
+        raise
+    if answers.refused is not None:
+        _leave(answers)
+        raise TransferError(
+            f"the board on {port} refused the copy: {answers.refused} ({answers.placed} of {len(files)} files "
+            "were in place; nothing half-written is): flash again"
+        )
+    err = _leave(answers)
+    if answers.done != len(files) or err:
+        raise TransferError(
+            f"the loader on {port} stopped after {answers.placed} of {len(files)} files"
+            + (f": {err.splitlines()[-1]}" if err else "")
+            + "; nothing half-written is in place: flash again"
+        )
+    total = sum(len(d) for _p, d in files)
+    seconds = time.monotonic() - t0
+    say(
+        f"  {len(files)} files, {total} bytes sent as {wire} ({100 * wire / max(total, 1):.0f}%, deflate window "
+        f"{1 << wbits} bytes) in {seconds:.1f} s"
+    )
+    return Sent(len(files), total, wire, wbits, round(seconds, 3))

@@ -1,0 +1,237 @@
+# The board's side of `dbch flash`'s compressed copy (host_tools/firmware/transfer.py has the
+# host's side and the protocol in full).
+#
+# Started through mpremote's raw REPL, once, after the hash listing: the host sends this file's
+# text (its comment lines left out, one space of indentation a level: so it holds no multi-line
+# string) followed by "serve(CHUNK, WBITS, IDLE_MS, USE_DEFLATE)" and a line that deletes this
+# file's names again. serve() owns the line until it returns to the raw REPL:
+#
+# 1. It says "DBCHLOAD 0" and returns at once when the board has no `deflate` module (or
+#    USE_DEFLATE is false): the host then copies plainly. Else "DBCHLOAD 1 W": W is the deflate
+#    window (log2 bytes, WBITS at most) this heap affords now, which the host compresses for.
+# 2. The host sends frames: 7 bytes (kind, payload length uint16 LE, CRC-32 of the payload uint32
+#    LE) then the payload. Kind "D" carries up to CHUNK bytes of one raw deflate stream (window W);
+#    "E" (no payload) ends it; "X" (no payload) stops it (the host gives up). Each D frame is
+#    answered with "." once it is off the line: the host has at most a few frames unanswered, so
+#    a board's small receive buffer never overflows.
+# 3. Decompressed, the stream is a list of records: path length (1 byte, 0 ends the list), path
+#    (UTF-8), size (uint32 LE), SHA-256 (32 bytes), then size bytes of content. Each file is
+#    written to a temporary file beside its place, hashed as it goes, and renamed into place only
+#    when the hash matches: "K N" (N files in place so far). Missing folders are made.
+# 4. "Z N" after the end frame: N files written. Any fault (a damaged or malformed frame, bad
+#    compressed data, a hash that differs, nothing heard for IDLE_MS, no room) is "R reason": the
+#    temporary file is removed (the file in place is as it was), what the host still sends is
+#    read and dropped until the line is quiet, and serve() returns to the raw REPL.
+#
+# The interrupt character is off while serve() runs (frames carry any byte, 0x03 included) and
+# back on when it returns.
+
+import io
+
+TEMP_SUFFIX = ".dbchnew"
+
+
+class Refused(Exception):
+    pass
+
+
+def serve(chunk, wbits_max, idle_ms, use_deflate):
+    import sys
+
+    out = sys.stdout.buffer
+    try:
+        import deflate
+    except ImportError:
+        deflate = None
+    if deflate is None or not use_deflate:
+        out.write(b"DBCHLOAD 0\n")
+        return
+    import gc
+
+    import micropython
+
+    # the largest window (up to wbits_max) that leaves room for the rest: buffers, hashing, files
+    gc.collect()
+    wbits = wbits_max
+    while wbits > 9:
+        try:
+            probe = bytearray((1 << wbits) + 8192)
+            del probe
+            break
+        except MemoryError:
+            wbits -= 1
+    gc.collect()
+    src = None
+    # off before the greeting: the host's first frame may follow it at once
+    micropython.kbd_intr(-1)
+    try:
+        out.write(("DBCHLOAD 1 %d\n" % wbits).encode())
+        src = Frames(sys.stdin.buffer, out, chunk, idle_ms)
+        n = receive_all(deflate.DeflateIO(src, deflate.RAW, wbits), out)
+        src.finish()
+        out.write(("Z %d\n" % n).encode())
+    except Exception as e:  # noqa: BLE001 - whatever it is, the host is told and the line cleared
+        why = str(e) if isinstance(e, Refused) else "%s: %s" % (type(e).__name__, e)
+        out.write(("R %s\n" % why.replace("\n", " ")).encode())
+        if src is not None:
+            src.drain()
+    finally:
+        micropython.kbd_intr(3)
+
+
+class Frames(io.IOBase):
+    # The frames on the line as one byte stream for deflate.DeflateIO, which reads it a byte at a
+    # time through readinto().
+
+    def __init__(self, inp, out, chunk, idle_ms):
+        import select
+
+        self.inp = inp
+        self.out = out
+        self.idle_ms = idle_ms
+        self.poll = select.poll()
+        self.poll.register(inp, select.POLLIN)
+        self.head = bytearray(7)
+        self.buf = bytearray(chunk)
+        self.mv = memoryview(self.buf)
+        self.n = 0
+        self.pos = 0
+        self.frames = 0
+        self.ended = False
+
+    def next(self):
+        import binascii
+        import struct
+
+        if self.ended:
+            raise Refused("the data ended inside a record")
+        if not self.poll.poll(self.idle_ms):
+            raise Refused("nothing came for %d ms: the host stopped sending" % self.idle_ms)
+        self.frames += 1
+        if self.inp.readinto(self.head) != 7:
+            raise Refused("the line ended inside frame %d" % self.frames)
+        kind, n, crc = struct.unpack("<BHI", self.head)
+        if kind == 0x45 and n == 0:  # "E"
+            self.ended = True
+            self.n = self.pos = 0
+            return
+        if kind == 0x58:  # "X"
+            raise Refused("the host stopped the copy")
+        if kind != 0x44 or not 0 < n <= len(self.buf):  # "D"
+            raise Refused("malformed frame %d (kind %d, length %d)" % (self.frames, kind, n))
+        if self.inp.readinto(self.mv[:n]) != n:
+            raise Refused("the line ended inside frame %d" % self.frames)
+        if binascii.crc32(self.mv[:n]) != crc:
+            raise Refused("frame %d is damaged (CRC-32 differs)" % self.frames)
+        self.out.write(b".")
+        self.n = n
+        self.pos = 0
+
+    def readinto(self, buf):
+        if self.pos >= self.n:
+            self.next()
+            if self.ended:
+                return 0
+        k = min(len(buf), self.n - self.pos)
+        if k == 1:
+            buf[0] = self.buf[self.pos]
+        else:
+            buf[:k] = self.mv[self.pos : self.pos + k]
+        self.pos += k
+        return k
+
+    def finish(self):
+        # after the end record: only the stream's last bits and the end frame may follow
+        while not self.ended:
+            self.next()
+
+    def drain(self):
+        # after a refusal: drop what the host still sends until the line is quiet
+        b = bytearray(1)
+        while self.poll.poll(250):
+            self.inp.readinto(b)
+
+
+def read_exact(d, buf):
+    got = 0
+    mv = memoryview(buf)
+    while got < len(buf):
+        try:
+            k = d.readinto(mv[got:])
+        except OSError:
+            raise Refused("the compressed data is damaged")
+        if not k:
+            raise Refused("the data ended inside a record")
+        got += k
+    return buf
+
+
+def receive_all(d, out):
+    import struct
+
+    one = bytearray(1)
+    meta = bytearray(36)
+    buf = bytearray(512)
+    n = 0
+    while True:
+        k = read_exact(d, one)[0]
+        if not k:
+            return n
+        try:
+            path = bytes(read_exact(d, bytearray(k))).decode()
+        except UnicodeError:
+            raise Refused("a path is not UTF-8")
+        read_exact(d, meta)
+        size = struct.unpack_from("<I", meta)[0]
+        receive_file(d, path, size, bytes(meta[4:]), buf)
+        n += 1
+        out.write(("K %d\n" % n).encode())
+
+
+def receive_file(d, path, size, digest, buf):
+    import hashlib
+    import os
+
+    # missing folders on the way to it
+    parts = path.split("/")
+    for i in range(1, len(parts)):
+        try:
+            os.mkdir("/".join(parts[:i]))
+        except OSError:
+            pass
+    temp = path + TEMP_SUFFIX
+    h = hashlib.sha256()
+    mv = memoryview(buf)
+    try:
+        f = open(temp, "wb")
+    except OSError as e:
+        raise Refused("%s: cannot write (%s)" % (path, e))
+    try:
+        try:
+            left = size
+            while left:
+                k = min(left, len(buf))
+                read_exact(d, mv[:k])
+                h.update(mv[:k])
+                f.write(mv[:k])
+                left -= k
+        finally:
+            f.close()
+        if h.digest() != digest:
+            raise Refused("%s: SHA-256 differs from the one sent" % path)
+        os.rename(temp, path)
+    except OSError as e:
+        remove(temp)
+        raise Refused("%s: cannot write (%s)" % (path, e))
+    except Exception:
+        remove(temp)
+        raise
+
+
+def remove(path):
+    import os
+
+    try:
+        os.remove(path)
+    except OSError:
+        pass
