@@ -18,7 +18,11 @@
 #   firmware boot, configuration, then the firmware steps (below), no wrappers; as work
 #   fwfull  the steps of firmware with figures, as full (a quicker check of those figures)
 #   full    every step below with figures; prints one line "probe " + JSON of the figures
-# THRESHOLD (bytes, default 2048 in full and fwfull, 0 otherwise) sets gc.threshold(): the GC then also
+#   idle    as full without the sampling wrappers: each step's idle figure as full has it, less
+#           the wrappers; a step's "peak" is only the heap as the step ends, before collecting
+#           (the 32-bit runs, bench/footprint32.py: that port collects nothing during a step, so
+#           its heap in use only grows then, and sampling it costs the more the longer it grows)
+# THRESHOLD (bytes, default 2048 in full, fwfull and idle, 0 otherwise) sets gc.threshold(): the GC then also
 # runs after that many bytes have been allocated (0: the agent's own, agent.run GC_EVERY, which it
 # sets as the agent starts, before the hub's modules load: the probe sets it there too; -1: none,
 # the GC runs only when an allocation fails).
@@ -446,11 +450,11 @@ def _feed(dev, body):
     return [(m["id"], m["rc"]) for m in dev._received() if m["t"] == "r"]
 
 
-def full(data_dir, measure=True, steps_wanted=None):
+def full(data_dir, measure=True, steps_wanted=None, sample=True):
     loaded = yield from _idle()
     total = gc.mem_alloc() + gc.mem_free()
     wrappers = 0
-    if measure:
+    if measure and sample:
         before = yield from _idle()
         instrument()
         wrappers = (yield from _idle()) - before
@@ -549,7 +553,7 @@ def probe(argv):
     mode = argv[1] if len(argv) > 1 else "full"
     data_dir = argv[2] if len(argv) > 2 else "probe_data"
     global THRESHOLD
-    if mode not in ("full", "fwfull"):
+    if mode not in ("full", "fwfull", "idle"):
         THRESHOLD = 0
     if len(argv) > 3:
         THRESHOLD = int(argv[3])  # 0: no extra collections
@@ -567,8 +571,10 @@ def probe(argv):
         yield from full(data_dir, False, FIRMWARE)
     elif mode == "fwfull":
         yield from full(data_dir, True, FIRMWARE)
+    elif mode == "idle":
+        yield from full(data_dir, True, None, False)
     else:
-        raise SystemExit("mode must be boot, config, work, hostile, firmware, fwfull or full")
+        raise SystemExit("mode must be boot, config, work, hostile, firmware, fwfull, full or idle")
 
 
 # The probe as the runner steps it (bench/wasm32_run.mjs), else None.

@@ -20,10 +20,7 @@ from tests.kits.footprintkit import bench
 sys.path.insert(0, str(Path(bench.__file__).parent))
 import wasm32  # noqa: E402
 
-pytestmark = [
-    pytest.mark.skipif(shutil.which("micropython") is None, reason="needs the MicroPython unix port"),
-    pytest.mark.skipif(shutil.which("node") is None, reason="needs node for the 32-bit MicroPython"),
-]
+pytestmark = pytest.mark.skipif(shutil.which("micropython") is None, reason="needs the MicroPython unix port")
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +38,15 @@ def flash(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("flash")
     bench.build_flash(d)
     return d
+
+
+def test_without_node_the_port_is_unavailable_and_says_why(monkeypatch, tmp_path):
+    monkeypatch.setattr(wasm32.shutil, "which", lambda name: None)
+    with pytest.raises(wasm32.Unavailable, match="node is not on PATH"):
+        wasm32.install(tmp_path)
+    monkeypatch.setattr(wasm32.shutil, "which", lambda name: "/usr/bin/node" if name == "node" else None)
+    with pytest.raises(wasm32.Unavailable, match="npm is not on PATH"):
+        wasm32.install(tmp_path)  # nothing installed there
 
 
 def _boot(stdout: str) -> dict:
