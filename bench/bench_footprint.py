@@ -1,6 +1,6 @@
 """The agent's footprint on a small board: .mpy sizes, heap at idle and at peaks, smallest heap.
 
-    python bench/bench_footprint.py [--heap 128K] [--json] [--romfs]
+    python bench/bench_footprint.py [--heap 128K] [--runtime both|64|32] [--json] [--romfs]
 
 Everything is measured on the MicroPython unix port against the heap cap of a small board
 (--heap, default 128K, as `-X heapsize=`), and printed as bytes and as ratios of that cap:
@@ -32,6 +32,13 @@ The flash directory (build_flash) is laid out as a board's: the compiled modules
 trusted signing key (agent.boot.KEY, as dbch flash --signing-key provisions it) and an image of
 the agent signed with that key (as dbch firmware build --key makes it).
 
+With --runtime both (the default) or 32, what a 32-bit board holds (bench/footprint32.py): the
+probe on a 32-bit MicroPython too (the WebAssembly port run by node, bench/wasm32.py, installed
+with npm into dbch's cache the first time), its idle figures beside the 64-bit ones with their
+ratio; without node and npm the bench says so and prints the 64-bit figures only. --runtime 32
+leaves out the smallest-heap searches and the sessions (the comparison alone); 64, the 32-bit
+port. The 64-bit smallest heaps stay the gate.
+
 Prints only; tests/host/test_footprint.py asserts the figures that must hold.
 """
 
@@ -50,6 +57,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))  # footprint32, wasm32: also when loaded by a test
 
 from host_tools.firmware.build import compile_file, compile_tree, mpy_cross_binary, portable_sources  # noqa: E402
 from host_tools.firmware.image_build import build_bootloader  # noqa: E402
@@ -678,24 +686,31 @@ def module_of(target: str) -> str:
     return name[: -len(".__init__")] if name.endswith(".__init__") else name
 
 
-def measure(heap: str = "128K") -> dict:
+def measure(heap: str = "128K", runtime: str = "both") -> dict:
+    """The figures; runtime "64" (the unix port), "32" (the 64/32-bit comparison alone, no
+    smallest-heap searches nor sessions) or "both"."""
     cap = parse_size(heap)
+    smallest, sessions, probe_seconds, bits32 = {}, {}, 0.0, None
     with tempfile.TemporaryDirectory(prefix="dbch-footprint-") as tmp:
         flash = Path(tmp)
         t0 = time.monotonic()
         sizes = build_flash(flash)
         img = image_facts(flash)
         figures = full_figures(flash, max(cap, CEILING))
-        smallest = {}
-        t1 = time.monotonic()
-        for mode, thr, step in SMALLEST:
-            n = smallest_heap(flash, mode, CEILING, lo=16 * 1024, step=step, threshold=thr)
-            smallest[f"{mode}:{thr}"] = n
-        probe_seconds = time.monotonic() - t1
-        sessions = {}
-        for fw, _label in SESSIONS:
-            sessions["firmware" if fw else "plain"] = smallest_session(flash, fw)
-        romfs = measure_romfs(flash) if romfs_supported() else None
+        romfs = None
+        if runtime in ("32", "both"):
+            import footprint32
+
+            bits32 = footprint32.measure(flash, figures, run_probe, parse_figures)
+        if runtime in ("64", "both"):
+            t1 = time.monotonic()
+            for mode, thr, step in SMALLEST:
+                n = smallest_heap(flash, mode, CEILING, lo=16 * 1024, step=step, threshold=thr)
+                smallest[f"{mode}:{thr}"] = n
+            probe_seconds = time.monotonic() - t1
+            for fw, _label in SESSIONS:
+                sessions["firmware" if fw else "plain"] = smallest_session(flash, fw)
+            romfs = measure_romfs(flash) if romfs_supported() else None
         seconds = time.monotonic() - t0
     loaded = {t: n for t, n in sizes.items() if module_of(t) in figures["modules"]}
     return {
@@ -710,6 +725,7 @@ def measure(heap: str = "128K") -> dict:
         "smallest_seconds": round(probe_seconds, 1),
         "sessions": sessions,
         "romfs": romfs,
+        "bits32": bits32,
         "seconds": round(seconds, 1),
     }
 
@@ -790,6 +806,13 @@ def report(res: dict) -> str:
             f" (fw.begin, fw.chunk..., fw.end with hash and signature checks, unpack); fw_activate: fw.status,"
             f" a scheduled fw.activate, fw.cancel"
         )
+    if res["bits32"] is not None:
+        import footprint32
+
+        lines += footprint32.report(res["bits32"], order)
+    if not res["smallest"]:
+        lines.append(f"\n({res['seconds']} s)")
+        return "\n".join(lines)
     lines += [
         "",
         f"smallest heap, probe (bisected up to {CEILING // 1024} KB; boot/config in 1 KB steps, others 4 KB;"
@@ -824,6 +847,14 @@ def report(res: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--heap", default="128K", help="the small board's heap (default 128K)")
+    ap.add_argument(
+        "--runtime",
+        choices=("both", "64", "32"),
+        default="both",
+        help="64: the unix port's figures and smallest heaps; 32: the probe's figures on a 32-bit MicroPython"
+        " (the WebAssembly port, node) beside the unix port's, without the smallest-heap searches; both"
+        " (default): all of it",
+    )
     ap.add_argument("--json", action="store_true", help="machine-readable output")
     ap.add_argument(
         "--romfs",
@@ -843,7 +874,7 @@ def main(argv: list[str] | None = None) -> int:
         res = measure_romfs_only(args.heap)
         text = "\n".join(romfs_report(res["romfs"], res["cap"], res["sessions"])[1:] + [f"\n({res['seconds']} s)"])
     else:
-        res = measure(args.heap)
+        res = measure(args.heap, args.runtime)
         text = report(res)
     print(json.dumps(res, indent=2, sort_keys=True) if args.json else text)
     return 0

@@ -18,7 +18,11 @@
 #   firmware boot, configuration, then the firmware steps (below), no wrappers; as work
 #   fwfull  the steps of firmware with figures, as full (a quicker check of those figures)
 #   full    every step below with figures; prints one line "probe " + JSON of the figures
-# THRESHOLD (bytes, default 2048 in full and fwfull, 0 otherwise) sets gc.threshold(): the GC then also
+#   idle    as full without the sampling wrappers: each step's idle figure as full has it, less
+#           the wrappers; a step's "peak" is only the heap as the step ends, before collecting
+#           (the 32-bit runs, bench/footprint32.py: that port collects nothing during a step, so
+#           its heap in use only grows then, and sampling it costs the more the longer it grows)
+# THRESHOLD (bytes, default 2048 in full, fwfull and idle, 0 otherwise) sets gc.threshold(): the GC then also
 # runs after that many bytes have been allocated (0: the agent's own, agent.run GC_EVERY, which it
 # sets as the agent starts, before the hub's modules load: the probe sets it there too; -1: none,
 # the GC runs only when an allocation fails).
@@ -26,6 +30,9 @@
 # Figures (bytes, gc.mem_alloc()):
 #   base          the interpreter alone, before any agent import
 #   imported      after importing the agent's modules (their bytecode lives on the heap)
+#   loaded        as the run starts: the agent's modules and all of this script (the first
+#                 collected figure on the WebAssembly port, which collects no garbage while a
+#                 module loads: there base and imported include what loading left, see run())
 #   steps[name]   {"idle": after the step and gc.collect(), "peak": see below}
 #   total         the heap size (gc.mem_alloc() + gc.mem_free())
 #   wrappers      the sampling wrappers' own heap (in every idle figure of "full")
@@ -274,23 +281,27 @@ def _check(answer, rc, what):
 
 
 def _idle():
+    # The heap in use once collected: a generator, each use `yield from _idle()`, so that the
+    # runner collects between its resumptions (run(): gc.collect() here; the WebAssembly port
+    # collects only when the host calls in again, see run()).
     gc.collect()
+    yield
     return gc.mem_alloc()
 
 
 def boot(data_dir, configure):
     # No sampling wrappers here: the idle figures are the agent's alone (and this script's).
     _empty(data_dir)
-    figures = {"base": _BASE, "imported": _IMPORTED}
+    figures = {"base": _BASE, "imported": _IMPORTED, "loaded": (yield from _idle())}
     dev = Device(data_dir)
-    figures["boot"] = _idle()
+    figures["boot"] = yield from _idle()
     _check(dev.ask("hello"), "I0", "hello")
-    figures["hello"] = _idle()
+    figures["hello"] = yield from _idle()
     if configure:
         _check(dev.ask("config.set", {"config": CONFIG}), "I0", "config.set")
-        figures["config"] = _idle()
+        figures["config"] = yield from _idle()
         _check(dev.ask("status"), "I0", "status")
-        figures["status"] = _idle()
+        figures["status"] = yield from _idle()
     import json
 
     print("probe ok " + json.dumps(figures))
@@ -357,7 +368,7 @@ def hostile_bodies():
 def hostile(dev, step):
     errors = {}
     for name, body in hostile_bodies():
-        got = step(name, lambda body=body: _feed(dev, body))
+        got = yield from step(name, lambda body=body: _feed(dev, body))
         if got is None:  # not run, or out of memory (then step() has it)
             continue
         if got not in ([(99, "E13")], [(99, "E49")]):  # unknown op, or refused as too large
@@ -439,13 +450,14 @@ def _feed(dev, body):
     return [(m["id"], m["rc"]) for m in dev._received() if m["t"] == "r"]
 
 
-def full(data_dir, measure=True, steps_wanted=None):
+def full(data_dir, measure=True, steps_wanted=None, sample=True):
+    loaded = yield from _idle()
     total = gc.mem_alloc() + gc.mem_free()
     wrappers = 0
-    if measure:
-        before = _idle()
+    if measure and sample:
+        before = yield from _idle()
         instrument()
-        wrappers = _idle() - before
+        wrappers = (yield from _idle()) - before
     if THRESHOLD:
         gc.threshold(THRESHOLD)
     steps = {}
@@ -461,8 +473,7 @@ def full(data_dir, measure=True, steps_wanted=None):
                 errors[name] = "MemoryError"
                 sys.print_exception(e, sys.stderr)  # where, for whoever reads a failed run
                 return None
-        gc.collect()
-        _peak[0] = gc.mem_alloc()
+        _peak[0] = yield from _idle()
         try:
             r = fn()
         except MemoryError:
@@ -470,32 +481,31 @@ def full(data_dir, measure=True, steps_wanted=None):
             r = None
         _sample()
         peak = _peak[0]
-        gc.collect()
-        steps[name] = {"idle": gc.mem_alloc(), "peak": peak}
+        steps[name] = {"idle": (yield from _idle()), "peak": peak}
         print("names after", name)  # the interned names (qstrs) so far, for bench_footprint
         micropython.qstr_info()
         return r
 
     _empty(data_dir)
-    dev = step("boot", lambda: Device(data_dir))
-    step("hello", lambda: _check(dev.ask("hello", {"events": True}), "I0", "hello"))
-    step("config", lambda: _check(dev.ask("config.set", {"config": CONFIG}), "I0", "config.set"))
-    step("status", lambda: _check(dev.ask("status"), "I0", "status"))
+    dev = yield from step("boot", lambda: Device(data_dir))
+    yield from step("hello", lambda: _check(dev.ask("hello", {"events": True}), "I0", "hello"))
+    yield from step("config", lambda: _check(dev.ask("config.set", {"config": CONFIG}), "I0", "config.set"))
+    yield from step("status", lambda: _check(dev.ask("status"), "I0", "status"))
     if dev is None:
         raise MemoryError("no hub")
-    step("burst", lambda: burst(dev))
-    step("deliver", lambda: dev.drain())
+    yield from step("burst", lambda: burst(dev))
+    yield from step("deliver", lambda: dev.drain())
     events = dev.events
-    step("unsubscribe", lambda: _check(dev.ask("hello"), "I0", "hello"))
-    queued = step("outbox_full", lambda: fill_outbox(dev))
+    yield from step("unsubscribe", lambda: _check(dev.ask("hello"), "I0", "hello"))
+    queued = yield from step("outbox_full", lambda: fill_outbox(dev))
     clock, medium = dev.clock, dev.medium
     dev.radio.deinit()
     dev = None
-    dev = step("reboot", lambda: Device(data_dir, clock, medium)) or Device(data_dir, clock, medium)
-    step("deliver_full", lambda: (dev.ask("hello", {"events": True}), dev.drain()))
+    dev = (yield from step("reboot", lambda: Device(data_dir, clock, medium))) or Device(data_dir, clock, medium)
+    yield from step("deliver_full", lambda: (dev.ask("hello", {"events": True}), dev.drain()))
     fw = [op for op in dev.hub.ops if op.startswith("fw.")]
     if steps_wanted is None or [h for h in HOSTILE if h in steps_wanted]:  # the bodies cost heap
-        for name, why in hostile(dev, step).items():
+        for name, why in (yield from hostile(dev, step)).items():
             errors.setdefault(name, why)
     info = image_info()
     staged = {}
@@ -509,10 +519,10 @@ def full(data_dir, measure=True, steps_wanted=None):
     else:
         staged["image"] = info["size"]
         for name, fn in (("firmware", lambda: stage(dev, info, staged)), ("fw_activate", lambda: activate(dev, info))):
-            why = step(name, fn)
+            why = yield from step(name, fn)
             if why:
                 errors.setdefault(name, why)
-    step("after", lambda: _check(dev.ask("status"), "I0", "status"))
+    yield from step("after", lambda: _check(dev.ask("status"), "I0", "status"))
     import json
 
     if not measure:
@@ -523,6 +533,7 @@ def full(data_dir, measure=True, steps_wanted=None):
         "total": total,
         "base": _BASE,
         "imported": _IMPORTED,
+        "loaded": loaded,
         "wrappers": wrappers,
         "threshold": THRESHOLD,
         "steps": steps,
@@ -537,30 +548,51 @@ def full(data_dir, measure=True, steps_wanted=None):
     print("probe " + json.dumps(figures))
 
 
-def main(argv):
+def probe(argv):
+    # The run argv asks for, as a generator: it yields where it wants the heap collected (_idle).
     mode = argv[1] if len(argv) > 1 else "full"
     data_dir = argv[2] if len(argv) > 2 else "probe_data"
     global THRESHOLD
-    if mode not in ("full", "fwfull"):
+    if mode not in ("full", "fwfull", "idle"):
         THRESHOLD = 0
     if len(argv) > 3:
         THRESHOLD = int(argv[3])  # 0: no extra collections
     if mode == "boot":
-        boot(data_dir, False)
+        yield from boot(data_dir, False)
     elif mode == "config":
-        boot(data_dir, True)
+        yield from boot(data_dir, True)
     elif mode == "full":
-        full(data_dir)
+        yield from full(data_dir)
     elif mode == "work":
-        full(data_dir, False, WORK)
+        yield from full(data_dir, False, WORK)
     elif mode == "hostile":
-        full(data_dir, False, ("boot", "hello", "config") + HOSTILE)
+        yield from full(data_dir, False, ("boot", "hello", "config") + HOSTILE)
     elif mode == "firmware":
-        full(data_dir, False, FIRMWARE)
+        yield from full(data_dir, False, FIRMWARE)
     elif mode == "fwfull":
-        full(data_dir, True, FIRMWARE)
+        yield from full(data_dir, True, FIRMWARE)
+    elif mode == "idle":
+        yield from full(data_dir, True, None, False)
     else:
-        raise SystemExit("mode must be boot, config, work, hostile, firmware, fwfull or full")
+        raise SystemExit("mode must be boot, config, work, hostile, firmware, fwfull, full or idle")
 
 
-main(sys.argv)
+# The probe as the runner steps it (bench/wasm32_run.mjs), else None.
+RUN = None
+
+
+def run(argv):
+    # Runs the probe. The WebAssembly port (bench/wasm32.py) collects garbage only when the host
+    # calls into it, never inside a call (gc.collect() and gc.threshold() there only ask for a
+    # collection; the heap grows instead): there the probe is left in RUN for its runner, which
+    # resumes it once per call.
+    global RUN
+    steps = probe(argv)
+    if sys.platform == "webassembly":
+        RUN = steps
+        return
+    for _ in steps:
+        pass
+
+
+run(sys.argv)
