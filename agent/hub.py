@@ -58,10 +58,16 @@ def _unload_validator():
 def validate(mapping, region=None):
     # agent.subghz.validate() with its code unloaded after: (code, as_dict, errors, applied),
     # applied = (DUIS mapping, usable channels, scaled parameters, masks) when the code is I0.
+    # mapping may come in a list that holds nothing else, which is emptied: the mapping asked
+    # for is then garbage once validated, and its room goes to the mapping made of it (on a
+    # small heap, the two together are what config.set runs out of).
     from agent import subghz
 
+    if isinstance(mapping, list):
+        mapping = mapping.pop()
     try:
         r = subghz.validate(mapping, region=region)
+        mapping = None
         c = r.config
         applied = (c.to_mapping(), c.usable_channels(), dict(c.params), c.masks()) if c else None
         return r.code, r.as_dict(), r.errors, applied
@@ -463,9 +469,9 @@ class Hub:
         return RC_OK, self.config, None
 
     def op_config_set(self, args):
-        mapping = _arg(args, "config", dict, required=True)
+        _arg(args, "config", dict, required=True)
         region = _arg(args, "region", str)
-        code, data, errors, applied = validate(mapping, region=region)
+        code, data, errors, applied = validate([args.pop("config")], region=region)
         if applied is None:
             return code, data, "; ".join("{}: {}".format(f, m) for f, m in errors)
         mapping, usable, params, masks = applied

@@ -34,7 +34,7 @@ class TestOutbox(unittest.TestCase):
                 (3, "N64", [1, "x"]),
             ],
         )
-        self.assertEqual(raised, {"DeviceAlertCode": "8F26"})  # the caller's map is left alone
+        self.assertEqual(raised, {"DeviceAlertCode": "8F26", "utc": 1767225600})  # dated in place
 
     def test_append_pending_ack(self):
         ob = _boot(SimFlash())
