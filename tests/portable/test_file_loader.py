@@ -9,29 +9,13 @@ import os
 import struct
 import unittest
 
-from hal.compat import hexstr
 from host_tools.onboard import file_loader as fl
+from tests.kits.tempdirs import rm_tree as _rm_tree
+from tests.kits.tempdirs import temp_dir
 
 
 def _temp_dir():
-    try:
-        import tempfile
-
-        return tempfile.mkdtemp(prefix="dbch_fl_")
-    except ImportError:  # MicroPython
-        path = "/tmp/dbch_fl_" + hexstr(os.urandom(6))
-        os.mkdir(path)
-        return path
-
-
-def _rm_tree(path):
-    for name in os.listdir(path):
-        full = path + "/" + name
-        if os.stat(full)[0] & 0x4000:
-            _rm_tree(full)
-        else:
-            os.remove(full)
-    os.rmdir(path)
+    return temp_dir("dbch_fl_")
 
 
 def _frame(payload, kind=0x44, crc=None):

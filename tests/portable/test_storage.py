@@ -1,34 +1,18 @@
 import os
 import unittest
 
-from hal.compat import hexstr
 from hal.contracts import PowerCut, Storage
 from hal.fs_storage import FileStorage, OsFs, check_name
 from hal.sim.flash import SimFlash
+from tests.kits.tempdirs import rm_tree as _rm_tree
+from tests.kits.tempdirs import temp_dir
 
 BAD_NAMES = ("", ".", "..", "a/b", "/a", "a b", "x.tmp", "caf\u00e9", "a" * 65, None, 5, b"abc")
 GOOD_NAMES = ("a", "cfg.subghz", "ob.17", "A-Z_0.9", "a" * 64, ".hidden", "tmp")
 
 
 def _temp_dir():
-    try:
-        import tempfile
-
-        return tempfile.mkdtemp(prefix="dbch_st_")
-    except ImportError:  # MicroPython
-        path = "/tmp/dbch_st_" + hexstr(os.urandom(6))
-        os.mkdir(path)
-        return path
-
-
-def _rm_tree(path):
-    for name in os.listdir(path):
-        full = path + "/" + name
-        if os.stat(full)[0] & 0x4000:
-            _rm_tree(full)
-        else:
-            os.remove(full)
-    os.rmdir(path)
+    return temp_dir("dbch_st_")
 
 
 class _StorageCases:
