@@ -31,6 +31,7 @@ from host_tools.servers import (
     simagent,  # noqa: E402
     vboard,  # noqa: E402
 )
+from tests.kits.cachekit import private_cache  # noqa: E402
 
 TEMPLATE = "DBCH04_6.28_SUCCESS_REQUEST_DUIS.XML"  # in the duis_templates_dir fixture's folder
 NAME = "e2e"
@@ -59,14 +60,8 @@ CONFIG = {
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cache")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("XDG_CACHE_HOME", str(root))
-    yield root
-    for name in (NAME, FRESH):
-        vboard.stop(name)
-    simagent.stop(NAME)
-    mp.undo()
+    with private_cache(tmp_path_factory) as (root, _mp):
+        yield root
 
 
 @pytest.fixture(scope="module")

@@ -22,18 +22,15 @@ pytest.importorskip("mpremote")
 from host_tools.firmware import flash, transfer  # noqa: E402
 from host_tools.firmware.image_build import build_bootloader  # noqa: E402
 from host_tools.servers import vboard  # noqa: E402
+from tests.kits.cachekit import private_cache  # noqa: E402
 
 NAMES = ("xfer-full", "xfer-plain", "xfer-raw")
 
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
-    yield
-    for name in NAMES:
-        vboard.stop(name)
-    mp.undo()
+    with private_cache(tmp_path_factory) as (root, _mp):
+        yield root
 
 
 def _wanted(board: str = "unix") -> dict[str, bytes]:

@@ -32,6 +32,7 @@ from host_tools.servers import (
     simagent,  # noqa: E402
     vboard,  # noqa: E402
 )
+from tests.kits.cachekit import private_cache  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 BOARD = "lab1"  # a running virtual board (nothing flashed on it)
@@ -42,16 +43,9 @@ BROKEN_IMPORT = "dbch_no_such_module"
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cache")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("XDG_CACHE_HOME", str(root))
-    mp.delenv("DBCH_PORT", raising=False)
-    yield root
-    for info in vboard.list_boards():
-        vboard.stop(info.name)
-    for info in simagent.list_agents():
-        simagent.stop(info.name)
-    mp.undo()
+    with private_cache(tmp_path_factory) as (root, mp):
+        mp.delenv("DBCH_PORT", raising=False)
+        yield root
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ from host_tools.servers import (
     simagent,  # noqa: E402
     vboard,  # noqa: E402
 )
+from tests.kits.cachekit import private_cache  # noqa: E402
 
 NAME = "selftest"
 VBOARD_EUI = "00-DB-12-34-56-78-90-B5"
@@ -64,13 +65,8 @@ ORIGINAL = {
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cache")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("XDG_CACHE_HOME", str(root))
-    yield root
-    vboard.stop(NAME)
-    simagent.stop(NAME)
-    mp.undo()
+    with private_cache(tmp_path_factory) as (root, _mp):
+        yield root
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from host_tools.link.ports import SerialTransport, resolve  # noqa: E402
 from host_tools.servers import simagent  # noqa: E402
 from host_tools.servers.ptys import PtyWriter  # noqa: E402
 from host_tools.servers.simagent import SimAgent, SimAgentError  # noqa: E402
+from tests.kits.cachekit import private_cache  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 HUB = "00-DB-12-34-56-78-90-A2"
@@ -46,13 +47,8 @@ CONFIG = {
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     """Every agent of this file lives under a private XDG_CACHE_HOME."""
-    root = tmp_path_factory.mktemp("cache")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("XDG_CACHE_HOME", str(root))
-    yield root
-    for info in simagent.list_agents():
-        simagent.stop(info.name)
-    mp.undo()
+    with private_cache(tmp_path_factory) as (root, _mp):
+        yield root
 
 
 class Running:

@@ -36,6 +36,7 @@ from host_tools.servers.simagent import SimAgent
 from host_tools.servers.triage.enrol import enrol_config
 from host_tools.servers.triage.incidents import INCIDENTS_FILE
 from host_tools.servers.triage.registry import REGISTRY, read_state
+from tests.kits.cachekit import private_cache
 
 ROOT = Path(__file__).resolve().parents[2]
 EUI = "00-1B-C5-0C-00-00-12-34"
@@ -75,10 +76,8 @@ def pki(tmp_path_factory):
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     """Our own XDG_CACHE_HOME, for this process (in-process dbch commands) and the tool."""
-    path = tmp_path_factory.mktemp("cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("XDG_CACHE_HOME", str(path))
-        yield path
+    with private_cache(tmp_path_factory) as (root, _mp):
+        yield root
 
 
 def _env(cache) -> dict:

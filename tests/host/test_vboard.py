@@ -18,6 +18,7 @@ from host_tools.servers import vboard  # noqa: E402
 from host_tools.servers.serial_line import ByteRateLimiter, ReplModeTracker  # noqa: E402
 from host_tools.servers.unix_port import BOOT_FILE, HARD_RESET_STATUS, interpreter_argv  # noqa: E402
 from host_tools.servers.vboard import VBoardError  # noqa: E402
+from tests.kits.cachekit import private_cache  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "t"
@@ -100,14 +101,8 @@ def children(pid: int) -> list[int]:
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    """Every board of this file lives under a private XDG_CACHE_HOME."""
-    root = tmp_path_factory.mktemp("cache")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("XDG_CACHE_HOME", str(root))
-    yield root
-    for info in vboard.list_boards():
-        vboard.stop(info.name)
-    mp.undo()
+    with private_cache(tmp_path_factory) as (root, _mp):
+        yield root
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from host_tools.cli import main  # noqa: E402
 from host_tools.link.client import AgentClient  # noqa: E402
 from host_tools.link.ports import SerialTransport  # noqa: E402
 from host_tools.servers import vboard  # noqa: E402
+from tests.kits.cachekit import private_cache  # noqa: E402
 
 # board: (its driver's class, its driver module, the chip simulated for it)
 BOARDS = {
@@ -29,13 +30,8 @@ BOARDS = {
 
 @pytest.fixture(scope="module", autouse=True)
 def cache(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cache")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("XDG_CACHE_HOME", str(root))
-    yield root
-    for info in vboard.list_boards():
-        vboard.stop(info.name)
-    mp.undo()
+    with private_cache(tmp_path_factory) as (root, _mp):
+        yield root
 
 
 def dbch(capsys, *argv: str) -> tuple[int, str, str]:
