@@ -1,4 +1,4 @@
-"""`dbch pki init | device | tool | signing-key | show`: the development PKI
+"""`dbch pki init | device | tool | user | signing-key | show`: the development PKI
 (host_tools.security.pki)."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def register(subparsers) -> None:
     sub = add_group(
         subparsers,
         "pki",
-        "development PKI: CA, hub and triage tool certificates, firmware signing key",
+        "development PKI: CA, hub, triage tool and DUIS signing certificates, firmware signing key",
         pki_module.__doc__,
     )
 
@@ -61,6 +61,11 @@ def register(subparsers) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing key and certificate")
     _validity_args(p, DEFAULT_LEAF_DAYS)
 
+    p = action("user", "issue a DUIS message-signing certificate for a User (or the DCC) by User ID", _cmd_user)
+    p.add_argument("eui", help="the User ID (EUI-64) whose requests (or, for the DCC, responses) it signs")
+    p.add_argument("--force", action="store_true", help="replace an existing key and certificate")
+    _validity_args(p, DEFAULT_LEAF_DAYS)
+
     p = action("signing-key", "create the firmware signing key (ECDSA P-256)", _cmd_signing_key)
     p.add_argument("--force", action="store_true", help="replace an existing signing key")
 
@@ -75,7 +80,7 @@ def _cmd_init(args) -> int:
 
 
 def _cmd_leaf(args, kind: str, name: str) -> int:
-    """Issue a leaf certificate (a "device" or "tool") and show it."""
+    """Issue a leaf certificate (a "device", "tool" or "user") and show it."""
     pki = Pki(args.dir)
     issued = pki.issue(kind, name, args.days, args.not_before, args.not_after, args.force)
     item = issued.summary(pki.ca().cert)
@@ -89,6 +94,10 @@ def _cmd_device(args) -> int:
 
 def _cmd_tool(args) -> int:
     return _cmd_leaf(args, "tool", args.name)
+
+
+def _cmd_user(args) -> int:
+    return _cmd_leaf(args, "user", args.eui)
 
 
 def _cmd_signing_key(args) -> int:
@@ -105,7 +114,7 @@ def _cmd_show(args) -> int:
         lines.append("no CA yet: run `dbch pki init`")
     else:
         lines.append(_text_item(info["ca"]))
-    lines += [_text_item(i) for i in info["devices"] + info["tools"]]
+    lines += [_text_item(i) for i in info["devices"] + info["tools"] + info["users"]]
     if info["signing_key"]:
         lines.append(f"signing key: public point sha256 {info['signing_key']['public_sha256'][:16]}")
     emit(args, info, "\n".join(lines))

@@ -122,6 +122,25 @@ def leaf_certificate(
     )
 
 
+def org_certificate(
+    eui: str, key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, valid
+) -> x509.Certificate:
+    """A message-signing certificate for the DUIS User or DCC whose User ID is `eui`, shaped like an
+    SMKI Organisation Certificate for XML signing: CN the EUI-64, OU "xmlSign" (the Remote Party
+    Role that signs DUIS messages), keyUsage digitalSignature only, no extendedKeyUsage."""
+    subject = x509.Name(
+        [x509.NameAttribute(NameOID.COMMON_NAME, eui), x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "xmlSign")]
+    )
+    return (
+        _builder(subject, ca_cert.subject, key, valid)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(ca=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+
 # --- what a certificate says -------------------------------------------------------------------
 
 

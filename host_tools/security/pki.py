@@ -1,5 +1,6 @@
-"""Development PKI for the Triage System Interface: a CA, hub and triage tool certificates, and
-the firmware signing key (EC P-256 throughout).
+"""Development PKI for the Triage System Interface and the DUIS front: a CA, hub and triage tool
+certificates, DUIS message-signing certificates of Users and the DCC, and the firmware signing key
+(EC P-256 throughout).
 
 Identities
 - Hub (device) certificate: subject CN = the hub's EUI-64 as "XX-XX-XX-XX-XX-XX-XX-XX"
@@ -11,12 +12,16 @@ Identities
   DNS-like (letters, digits, '-', '.').
 - Both carry extendedKeyUsage clientAuth + serverAuth (either end may accept the connection) and
   keyUsage digitalSignature (needed by ECDHE-ECDSA suites and IKEv2 signature auth).
+- User (DUIS message-signing) certificate: CN = the User ID (an EUI-64, as for a hub), OU xmlSign,
+  keyUsage digitalSignature only: like an SMKI Organisation Certificate, it signs DUIS requests
+  (a User's) or responses and alerts (the DCC's, under the DCC's own EUI-64): host_tools.duis.signing.
 
 Files (the directory is `--dir`, else $DBCH_PKI_DIR, else $XDG_DATA_HOME/dbch/pki, else
 ~/.local/share/dbch/pki):
     ca/ca.crt.pem  ca/ca.crt.der  ca/ca.key.pem
     devices/<EUI>/cert.pem cert.der key.pem key.der
     tools/<NAME>/cert.pem cert.der key.pem key.der
+    users/<EUI>/cert.pem cert.der key.pem key.der
     signing/key.pem key.der pub.pem pub.der pub.bin   (pub.bin: 65-byte uncompressed point)
 DER is what MicroPython's mbedTLS loads (its `ssl` rejects PEM); PEM is for OpenSSL and
 strongSwan. Private keys are PKCS#8 and written with mode 0600.
@@ -46,6 +51,7 @@ from host_tools.security.certs import (
     key_bytes,
     leaf_certificate,
     new_key,
+    org_certificate,
     read_certificate,
     read_ec_key,
     signed_by,
@@ -85,7 +91,7 @@ def check_tool_name(name: str) -> str:
 class Issued:
     """One certificate (or key) on disk, with the facts `show` and the tests need."""
 
-    kind: str  # "ca", "device", "tool"
+    kind: str  # "ca", "device", "tool", "user"
     name: str
     directory: Path
     cert: x509.Certificate
@@ -145,7 +151,7 @@ class Issued:
 
 
 # the kinds of leaf certificate: their directory, and what makes a name their identity
-_LEAVES = {"device": ("devices", normalize_eui), "tool": ("tools", check_tool_name)}
+_LEAVES = {"device": ("devices", normalize_eui), "tool": ("tools", check_tool_name), "user": ("users", normalize_eui)}
 
 
 class Pki:
@@ -208,8 +214,9 @@ class Pki:
         force: bool = False,
         label: str | None = None,
     ) -> Issued:
-        """A new key and certificate for a "device" (a hub, `name` its EUI-64) or a "tool" (a
-        triage tool); `label` stores it under another directory name (tests keep an expired or
+        """A new key and certificate for a "device" (a hub, `name` its EUI-64), a "tool" (a
+        triage tool) or a "user" (a DUIS User's or the DCC's message signing, `name` its User ID);
+        `label` stores it under another directory name (tests keep an expired or
         mismatched certificate beside the good one)."""
         ident = _LEAVES[kind][1](name)
         directory = self.leaf_dir(kind, ident, label)
@@ -218,7 +225,8 @@ class Pki:
             raise PkiError(f"{directory / 'cert.pem'} exists (use --force to issue a new key and certificate)")
         valid = validity(days, not_before, not_after)
         key = new_key()
-        return Issued(kind, ident, directory, leaf_certificate(ident, key, ca_cert, ca_key, valid)).write(key)
+        build = org_certificate if kind == "user" else leaf_certificate
+        return Issued(kind, ident, directory, build(ident, key, ca_cert, ca_key, valid)).write(key)
 
     def issue_device(self, eui: str, **options) -> Issued:
         """A hub certificate for `eui` (options: those of issue())."""
@@ -234,6 +242,20 @@ class Pki:
             raise PkiError(f"no {kind} certificate in {directory}: run `dbch pki {kind} ...` first")
         cert = read_certificate(path)
         return Issued(kind, common_name(cert), directory, cert)
+
+    def issue_user(self, eui: str, **options) -> Issued:
+        """A DUIS message-signing certificate for the User (or DCC) whose User ID is `eui`."""
+        return self.issue("user", eui, **options)
+
+    def user(self, eui: str, label: str | None = None) -> Issued:
+        return self._load_leaf("user", self.leaf_dir("user", eui, label))
+
+    def user_key(self, eui: str, label: str | None = None) -> ec.EllipticCurvePrivateKey:
+        """The private key of a User's (or the DCC's) signing certificate."""
+        path = self.leaf_dir("user", eui, label) / "key.pem"
+        if not path.exists():
+            raise PkiError(f"no signing key for User {eui} in {path.parent}: run `dbch pki user {eui}` first")
+        return read_ec_key(path)
 
     def device(self, eui: str, label: str | None = None) -> Issued:
         return self._load_leaf("device", self.device_dir(eui, label))
@@ -304,7 +326,7 @@ class Pki:
 
     # --- overview ----------------------------------------------------------------------------
     def show(self) -> dict:
-        out: dict = {"dir": str(self.dir), "ca": None, "devices": [], "tools": [], "signing_key": None}
+        out: dict = {"dir": str(self.dir), "ca": None, "devices": [], "tools": [], "users": [], "signing_key": None}
         ca_cert = None
         if self.has_ca():
             ca = self.ca()
