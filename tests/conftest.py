@@ -65,3 +65,17 @@ def duis_templates_dir() -> Path:
     if not any(folder.glob("*.XML")):
         pytest.fail("no DCC templates (*.XML) in {}".format(folder), pytrace=False)
     return folder.resolve()
+
+
+@pytest.fixture(scope="session")
+def duis_sign_tool() -> Path:
+    """The DCC Boxed signing tool's jar (fetched from npm into the user's cache, as the schema is)
+    with a Java runtime to run it; the test fails, saying what to install, without either."""
+    from host_tools.duis import assets as duis_assets
+    from host_tools.duis import signtool
+
+    try:
+        signtool.java()
+        return _in_user_cache(signtool.fetch_tool)
+    except (signtool.DuisToolError, duis_assets.DuisAssetsError) as e:
+        pytest.fail("no DCC Boxed signing tool for the tests: {}".format(e), pytrace=False)
