@@ -11,6 +11,10 @@ CPython only. Import the module that does the job; this package imports none of 
     config      the CHF Sub GHz Configuration and operating channel as XML, and back
     requests    reading Service Requests (parse_request, read_request)
     checks      the DCC's checks of a request toward this hub (check_request)
+    signing     DUIS message signatures as DCC Boxed makes them (sign, verify: E100)
+    signtool    the DCC Boxed signing tool (npm @smartdcc/duis-sign-wrap's jar, on Java)
+    userlist    the User list: Users, roles, Eligible Users, SMI statuses (load_users)
+    users       access control: authenticate (E100), authorise (E1-E5), decide (then checks)
     compose     writing Service Requests (request_xml)
     responses   Service Responses (render_response)
     alerts      DCC Alerts N54 and N64 (render_alert)
