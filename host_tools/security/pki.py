@@ -1,5 +1,6 @@
 """Development PKI for the Triage System Interface: a CA, hub and triage tool certificates, and
-the firmware signing key (EC P-256 throughout).
+the firmware signing key (EC P-256 throughout). Beside it, in the same directory, the DCCKI-like
+RSA infrastructure certificates of the DCC front's TLS (`dbch pki infra`: host_tools.security.dccki).
 
 Identities
 - Hub (device) certificate: subject CN = the hub's EUI-64 as "XX-XX-XX-XX-XX-XX-XX-XX"
