@@ -1,0 +1,385 @@
+"""The DCC front (`dbch dcc serve`) and a User's receiving endpoint (`dbch dcc receive`): the DCC
+User Interface's TLS, the DCC Boxed paths (E13), I99 then the Service Response at the User's
+receive URL, and deliveries that survive a User's endpoint being down and the front restarting,
+each taken once. The hub behind the front is the CPython agent on a pty; everything is on
+loopback."""
+
+from __future__ import annotations
+
+import http.client
+import itertools
+import socket
+import ssl
+import time
+
+import pytest
+
+pytest.importorskip("serial")
+
+from agent.examples import DBCH04_CONFIG  # noqa: E402
+from host_tools.cli import main  # noqa: E402
+from host_tools.dcc import tls  # noqa: E402
+from host_tools.dcc.deliver import Deliverer  # noqa: E402
+from host_tools.dcc.documents import facts  # noqa: E402
+from host_tools.dcc.front import DccFront, FrontOptions  # noqa: E402
+from host_tools.dcc.httpd import Answer, DuisHttpServer, Posted  # noqa: E402
+from host_tools.dcc.queue import DeliveryQueue  # noqa: E402
+from host_tools.dcc.receiver import Receiver  # noqa: E402
+from host_tools.dcc.seams import Seams, UserBook  # noqa: E402
+from host_tools.duis.compose import request_xml  # noqa: E402
+from host_tools.link.agent import Agent, connect  # noqa: E402
+from host_tools.security.dccki import Dccki  # noqa: E402
+from host_tools.servers import simagent  # noqa: E402
+from tests.kits.cachekit import private_cache  # noqa: E402
+
+NAME = "dccfront"
+HUB = "00-DB-12-34-56-78-90-D1"
+USER = "90-B3-D5-1F-30-01-00-00"
+COUNTERS = itertools.count(int(time.time() * 1000))
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    with private_cache(tmp_path_factory) as (root, _mp):
+        yield root
+
+
+@pytest.fixture(scope="module")
+def hub(cache, tmp_path_factory):
+    simagent.ensure_running(NAME, fs=tmp_path_factory.mktemp("simfs"), eui=HUB)
+    return f"sim:{NAME}"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    base = tmp_path_factory.mktemp("pki")
+    good = Dccki(base / "good")
+    rogue = Dccki(base / "rogue")
+    return {
+        "front": good.issue("dcc-front", ["localhost", "127.0.0.1"]),
+        "user": good.issue("dcc-user", ["localhost", "127.0.0.1"]),
+        "rogue": rogue.issue("dcc-user", ["localhost", "127.0.0.1"]),
+    }
+
+
+def server_ctx(infra):
+    return tls.server_context(infra.cert_pem, infra.key_pem, infra.ca_pem)
+
+
+def client_ctx(infra):
+    return tls.client_context(infra.cert_pem, infra.key_pem, infra.ca_pem)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post(url_base: str, path: str, body: bytes, context=None) -> tuple[int, bytes]:
+    host, port = url_base.split("://")[1].rsplit(":", 1)
+    if url_base.startswith("https"):
+        conn = http.client.HTTPSConnection(host, int(port), timeout=20, context=context)
+    else:
+        conn = http.client.HTTPConnection(host, int(port), timeout=20)
+    try:
+        conn.request("POST", path, body=body, headers={"Content-Type": "application/xml"})
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
+
+
+def config_request() -> bytes:
+    # 6.28: its answer is an sr:Response (the 6.30 and 6.31 answers with data are the MMC form,
+    # which has no ResponseID)
+    return request_xml("6.28", HUB, USER, next(COUNTERS), dict(DBCH04_CONFIG))
+
+
+def wait_for(predicate, timeout: float = 20.0, step: float = 0.05):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError("not within {} s".format(timeout))
+
+
+class Endpoint:
+    """A User's receiving endpoint on loopback (TLS or plain HTTP), started and stopped by the test."""
+
+    def __init__(self, port: int, schema, context=None, store=None, fail_first: int = 0):
+        self.messages = []
+        self.receiver = Receiver(schema=schema, store=store, on_message=self.messages.append)
+        self.fail_first = fail_first  # answer 500 after taking the first N documents (a lost 2xx)
+        self.answers = []
+        self.server = DuisHttpServer("127.0.0.1", port, self.take, context)
+        self.server.start()
+
+    def take(self, posted: Posted) -> Answer:
+        answer = self.receiver.take(posted)
+        if self.fail_first > 0 and answer.status == 204:
+            self.fail_first -= 1
+            answer = Answer(500, b"lost on its way back\n", "text/plain")
+        self.answers.append(answer.status)
+        return answer
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def make_front(hub, state, schema, receive_url, *, context=None, client_context=None, base=0.05, cap=0.2, alerts=False):
+    agent = Agent(connect(hub, timeout=5))
+    options = FrontOptions(
+        context=context,
+        client_context=client_context,
+        allow_http=context is None,
+        state=state,
+        schema=schema,
+        retry_base=base,
+        retry_cap=cap,
+        seams=Seams(users=UserBook.from_entries([{"eui": USER, "receive_url": receive_url, "alerts": alerts}])),
+    )
+    notes = []
+    front = DccFront([agent], options, note=notes.append).start()
+    front.notes = notes
+    front.agent = agent
+    return front
+
+
+def stop_front(front):
+    front.stop()
+    front.agent.close()
+
+
+# -- TLS -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_server(pki):
+    server = DuisHttpServer("127.0.0.1", 0, lambda p: Answer(204), server_ctx(pki["front"]))
+    server.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def handshake(port: int, ctx: ssl.SSLContext) -> tuple:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+            s.sendall(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Type: application/xml\r\nContent-Length: 0\r\n\r\n")
+            head = s.recv(100)
+            return s.version(), s.cipher()[0], head
+
+
+def test_tls_is_1_2_with_the_one_suite_and_certificates_both_ways(tls_server, pki):
+    version, cipher, head = handshake(tls_server.port, client_ctx(pki["user"]))
+    assert (version, cipher) == ("TLSv1.2", "AES128-GCM-SHA256")
+    assert head.startswith(b"HTTP/1.1 204")
+    # the server offers nothing else: its context lists the one TLS 1.2 suite
+    ctx = server_ctx(pki["front"])
+    assert [c["name"] for c in ctx.get_ciphers() if c["protocol"] == "TLSv1.2"] == ["AES128-GCM-SHA256"]
+    assert ctx.minimum_version == ctx.maximum_version == ssl.TLSVersion.TLSv1_2
+
+
+def _refused(port: int, ctx: ssl.SSLContext) -> bool:
+    try:
+        handshake(port, ctx)
+    except (ssl.SSLError, ConnectionError):
+        return True
+    return False
+
+
+def test_tls_refuses_a_client_without_a_certificate(tls_server, pki):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(tls.OPENSSL_SUITE)
+    ctx.load_verify_locations(cafile=str(pki["front"].ca_pem))
+    assert _refused(tls_server.port, ctx)
+    refused = wait_for(lambda: tls_server.refused, timeout=5)
+    assert any("certificate" in why.lower() for why in refused), refused
+
+
+def test_tls_refuses_other_suites_other_versions_and_other_cas(tls_server, pki):
+    user = pki["user"]
+    for suites in ("ECDHE-RSA-AES128-GCM-SHA256", "AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384:AES128-SHA256"):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ctx.set_ciphers(suites)
+        ctx.load_cert_chain(user.cert_pem, user.key_pem)
+        ctx.load_verify_locations(cafile=str(user.ca_pem))
+        assert _refused(tls_server.port, ctx), suites
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_cert_chain(user.cert_pem, user.key_pem)
+    ctx.load_verify_locations(cafile=str(user.ca_pem))
+    assert _refused(tls_server.port, ctx), "TLS 1.3"
+    rogue = tls.client_context(pki["rogue"].cert_pem, pki["rogue"].key_pem, user.ca_pem)
+    assert _refused(tls_server.port, rogue), "a certificate from another CA"
+    # and the server still serves the next good client
+    assert handshake(tls_server.port, client_ctx(user))[1] == "AES128-GCM-SHA256"
+
+
+def test_plain_http_only_on_loopback(capsys):
+    with pytest.raises(tls.DccTlsError, match="loopback"):
+        DuisHttpServer("0.0.0.0", 0, lambda p: Answer(204), None)
+    rc = main(["dcc", "receive", "--insecure-http", "--listen", "0.0.0.0:0", "--for", "0"])
+    assert rc == 1 and "loopback" in capsys.readouterr().err
+
+
+# -- the front ---------------------------------------------------------------------------------
+
+
+def test_wrong_path_is_e13_and_request_is_acknowledged_then_answered(hub, pki, duis_schema_dir, tmp_path):
+    port = free_port()
+    endpoint = Endpoint(port, duis_schema_dir, server_ctx(pki["user"]))
+    front = make_front(
+        hub,
+        tmp_path / "state",
+        duis_schema_dir,
+        f"https://127.0.0.1:{port}/smartdcc/duis",
+        context=server_ctx(pki["front"]),
+        client_context=client_ctx(pki["front"]),
+    )
+    user = client_ctx(pki["user"])
+    try:
+        for path in ("/api/v1/serviceT", "/api/v1/serviceD", "/api/v1/other"):
+            status, body = post(front.url, path, config_request(), user)
+            assert status == 200 and facts(body).response_code == "E13", (path, body)
+        request = config_request()
+        status, body = post(front.url, "/api/v1/serviceS", request, user)
+        ack = facts(body)
+        assert status == 200 and ack.response_code == "I99", body
+        got = wait_for(lambda: endpoint.messages)
+        response = got[0]
+        assert response.facts.request_id == ack.request_id
+        assert response.facts.response_id and response.facts.response_id.startswith(HUB + ":" + USER + ":")
+        assert response.peer == "dcc-front"  # the front dialled with its certificate
+        assert front.queue.pending() == []
+        # the same RequestID again: E55 (judged by the DCC front of host_tools.duis, asynchronously)
+        status, body = post(front.url, "/api/v1/serviceS", request, user)
+        assert facts(body).response_code in ("I99", "E55")
+        second = wait_for(lambda: endpoint.messages[1:])
+        assert second[0].facts.response_code == "E55"
+    finally:
+        stop_front(front)
+        endpoint.stop()
+
+
+def test_receiver_down_then_up_gets_each_response_once(hub, duis_schema_dir, tmp_path):
+    port = free_port()
+    front = make_front(hub, tmp_path / "state", duis_schema_dir, f"http://127.0.0.1:{port}/smartdcc/duis")
+    try:
+        status, body = post(front.url, "/api/v1/serviceS", config_request())
+        assert facts(body).response_code == "I99"
+        wait_for(lambda: [d for d in front.queue.pending() if d.attempts >= 3])  # refused, and refused again
+        endpoint = Endpoint(port, duis_schema_dir, store=tmp_path / "inbox")
+        try:
+            wait_for(lambda: not front.queue.pending())
+            time.sleep(0.5)  # nothing more comes
+            assert len(endpoint.messages) == 1 and endpoint.answers == [204]
+            assert len(list((tmp_path / "inbox").glob("*.xml"))) == 1
+        finally:
+            endpoint.stop()
+    finally:
+        stop_front(front)
+
+
+def test_front_restart_delivers_what_was_queued(hub, duis_schema_dir, tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/smartdcc/duis"
+    front = make_front(hub, tmp_path / "state", duis_schema_dir, url, base=0.05, cap=0.1)
+    try:
+        ids = []
+        for _ in range(3):
+            ids.append(facts(post(front.url, "/api/v1/serviceS", config_request())[1]).request_id)
+        wait_for(lambda: len(front.queue.pending()) == 3)
+    finally:
+        stop_front(front)
+    endpoint = Endpoint(port, duis_schema_dir)
+    again = make_front(hub, tmp_path / "state", duis_schema_dir, url)
+    try:
+        wait_for(lambda: len(endpoint.messages) == 3)
+        assert sorted(m.facts.request_id for m in endpoint.messages) == sorted(ids)
+        assert again.queue.pending() == []
+    finally:
+        stop_front(again)
+        endpoint.stop()
+
+
+def test_a_lost_acknowledgement_is_sent_again_and_dropped_as_a_duplicate(hub, duis_schema_dir, tmp_path):
+    port = free_port()
+    endpoint = Endpoint(port, duis_schema_dir, fail_first=1)
+    front = make_front(hub, tmp_path / "state", duis_schema_dir, f"http://127.0.0.1:{port}/smartdcc/duis")
+    try:
+        post(front.url, "/api/v1/serviceS", config_request())
+        wait_for(lambda: endpoint.answers[-1:] == [204] and not front.queue.pending())
+        assert endpoint.answers == [500, 204]
+        assert len(endpoint.messages) == 1
+        assert endpoint.receiver.duplicates == 1
+    finally:
+        stop_front(front)
+        endpoint.stop()
+
+
+def test_alerts_from_the_hub_reach_the_user_before_they_are_acknowledged(hub, duis_schema_dir, tmp_path):
+    agent = Agent(connect(hub, timeout=5))
+    try:
+        assert agent.set_config(dict(DBCH04_CONFIG)).rc == "I0"  # its 8F2A waits in the outbox
+        assert agent.status()["outbox"] >= 1
+    finally:
+        agent.close()
+    port = free_port()
+    front = make_front(hub, tmp_path / "state", duis_schema_dir, f"http://127.0.0.1:{port}/smartdcc/duis", alerts=True)
+    try:
+        alerts = wait_for(lambda: [d for d in front.queue.pending() if "DCCAlertCode" in d.xml])
+        assert "8F2A" in alerts[0].xml
+    finally:
+        stop_front(front)
+    endpoint = Endpoint(port, duis_schema_dir)
+    again = make_front(hub, tmp_path / "state", duis_schema_dir, f"http://127.0.0.1:{port}/smartdcc/duis", alerts=True)
+    try:
+        got = wait_for(lambda: [m for m in endpoint.messages if m.facts.alert_code == "N54"])
+        assert got[0].facts.response_id.startswith(HUB + ":" + USER + ":")
+    finally:
+        stop_front(again)
+        endpoint.stop()
+    agent = Agent(connect(hub, timeout=5))
+    try:
+        assert agent.status()["outbox"] == 0
+    finally:
+        agent.close()
+
+
+# -- the queue on a fast clock -----------------------------------------------------------------
+
+
+def test_an_hour_down_loses_nothing_and_sends_once(tmp_path):
+    now = [1_000_000.0]
+    queue = DeliveryQueue(tmp_path / "queue", base=1.0, cap=300.0, clock=lambda: now[0])
+    sent = []
+
+    def post(url, body):
+        if now[0] < 1_000_000.0 + 3600:
+            raise ConnectionRefusedError("down")
+        sent.append(body)
+        return 204
+
+    queue.put("00-00-00-00-00-00-00-01:00-00-00-00-00-00-00-02:1", "http://127.0.0.1:9/x", b"<a/>")
+    deliverer = Deliverer(queue, post)
+    tries = 0
+    while now[0] < 1_000_000.0 + 4000:
+        before = deliverer.failures + deliverer.delivered
+        deliverer.run_once()
+        tries += deliverer.failures + deliverer.delivered - before
+        now[0] += 1.0
+    assert sent == [b"<a/>"] and queue.pending() == []
+    # backoff: 1, 2, 4 ... 256, then every 300 s: about 20 tries in an hour, not 3600
+    assert 12 <= tries <= 25, tries
+    # and a queue read again from disk (a restart) keeps the schedule
+    queue.put("00-00-00-00-00-00-00-01:00-00-00-00-00-00-00-02:2", "http://127.0.0.1:9/x", b"<b/>")
+    d = queue.pending()[0]
+    queue.failed(d, "down")
+    assert DeliveryQueue(tmp_path / "queue").pending()[0].due == pytest.approx(now[0] + 1.0)
