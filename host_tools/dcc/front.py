@@ -45,6 +45,10 @@ from host_tools.link.client import Event, LinkError
 Note = Callable[[str], None]
 
 
+class DccFrontError(DbchError):
+    """The front cannot serve as asked; the message says what to do."""
+
+
 def _default_answer(client, xml, schema):
     from host_tools.duis.front import answer
 
@@ -101,7 +105,22 @@ class DccFront:
         host = "[{}]".format(self.opt.host) if ":" in self.opt.host else self.opt.host
         return "{}://{}:{}".format(scheme, host, self.server.port)
 
+    def _lock_state(self) -> None:
+        # one front a state folder: two would send each delivery twice
+        import fcntl
+
+        self._lockfile = open(Path(self.opt.state) / "lock", "a")  # noqa: SIM115 - held while serving
+        try:
+            fcntl.flock(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lockfile.close()
+            self.server.server_close()
+            raise DccFrontError(
+                "another dbch dcc serve uses {}: stop it, or give this one its own --state DIR".format(self.opt.state)
+            ) from None
+
     def start(self) -> DccFront:
+        self._lock_state()
         for hub in self.hubs:
             hub.start()
         t = threading.Thread(target=self.deliverer.run, args=(self._stop,), name="dcc-deliver", daemon=True)
@@ -120,6 +139,7 @@ class DccFront:
             hub.join(timeout=10)
         for t in self._threads:
             t.join(timeout=10)
+        self._lockfile.close()
 
     def status(self) -> dict:
         return {

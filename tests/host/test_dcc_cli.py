@@ -6,8 +6,6 @@ are refused. Loopback only."""
 
 from __future__ import annotations
 
-import http.client
-import itertools
 import json
 import os
 import queue
@@ -30,27 +28,19 @@ from host_tools.dcc import tls  # noqa: E402
 from host_tools.dcc.documents import facts  # noqa: E402
 from host_tools.duis.compose import request_xml  # noqa: E402
 from host_tools.security.dccki import Dccki  # noqa: E402
-from host_tools.servers import simagent  # noqa: E402
-from tests.kits.cachekit import private_cache  # noqa: E402
+from tests.kits.dcckit import COUNTERS, free_port, post, sim_hub  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "dcccli"
 HUB = "00-DB-12-34-56-78-90-D2"
 USER = "90-B3-D5-1F-30-01-00-01"
-COUNTERS = itertools.count(int(time.time() * 1000))
 OPENSSL = shutil.which("openssl")
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    with private_cache(tmp_path_factory) as (root, _mp):
-        yield root
-
-
-@pytest.fixture(scope="module")
-def hub(cache, tmp_path_factory):
-    simagent.ensure_running(NAME, fs=tmp_path_factory.mktemp("simfs"), eui=HUB)
-    return f"sim:{NAME}"
+def hub(tmp_path_factory):
+    with sim_hub(tmp_path_factory, NAME, HUB) as port:
+        yield port
 
 
 @pytest.fixture(scope="module")
@@ -119,12 +109,6 @@ class Running:
         return self.proc.returncode, self.proc.stderr.read()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def serve(hub, pki_dir, state, receive_port) -> tuple[Running, str]:
     front = Running(
         "dcc", "serve", "--listen", "127.0.0.1:0", "--pki", str(pki_dir), "--cert", "dcc-front",
@@ -141,18 +125,6 @@ def user_context(pki_dir: Path) -> ssl.SSLContext:
     return tls.client_context(infra.cert_pem, infra.key_pem, infra.ca_pem)
 
 
-def post(url: str, path: str, body: bytes, context: ssl.SSLContext) -> bytes:
-    host, port = url.split("://")[1].rsplit(":", 1)
-    conn = http.client.HTTPSConnection(host, int(port), timeout=30, context=context)
-    try:
-        conn.request("POST", path, body=body, headers={"Content-Type": "application/xml"})
-        r = conn.getresponse()
-        assert r.status == 200
-        return r.read()
-    finally:
-        conn.close()
-
-
 def test_responses_queued_while_the_user_is_down_survive_a_killed_front(hub, pki_dir, tmp_path):
     receive_port = free_port()
     state = tmp_path / "state"
@@ -161,7 +133,9 @@ def test_responses_queued_while_the_user_is_down_survive_a_killed_front(hub, pki
     try:
         for _ in range(2):
             body = request_xml("6.28", HUB, USER, next(COUNTERS), dict(DBCH04_CONFIG))
-            ack = facts(post(url, "/api/v1/serviceS", body, user_context(pki_dir)))
+            status, answer = post(url, "/api/v1/serviceS", body, user_context(pki_dir))
+            ack = facts(answer)
+            assert status == 200
             assert ack.response_code == "I99"
             asked.append(ack.request_id)
         # the endpoint is down: both responses wait on disk, tried and tried again

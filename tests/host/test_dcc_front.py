@@ -6,8 +6,6 @@ loopback."""
 
 from __future__ import annotations
 
-import http.client
-import itertools
 import socket
 import ssl
 import time
@@ -29,25 +27,17 @@ from host_tools.dcc.seams import Seams, UserBook  # noqa: E402
 from host_tools.duis.compose import request_xml  # noqa: E402
 from host_tools.link.agent import Agent, connect  # noqa: E402
 from host_tools.security.dccki import Dccki  # noqa: E402
-from host_tools.servers import simagent  # noqa: E402
-from tests.kits.cachekit import private_cache  # noqa: E402
+from tests.kits.dcckit import COUNTERS, free_port, post, sim_hub, wait_for  # noqa: E402
 
 NAME = "dccfront"
 HUB = "00-DB-12-34-56-78-90-D1"
 USER = "90-B3-D5-1F-30-01-00-00"
-COUNTERS = itertools.count(int(time.time() * 1000))
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    with private_cache(tmp_path_factory) as (root, _mp):
-        yield root
-
-
-@pytest.fixture(scope="module")
-def hub(cache, tmp_path_factory):
-    simagent.ensure_running(NAME, fs=tmp_path_factory.mktemp("simfs"), eui=HUB)
-    return f"sim:{NAME}"
+def hub(tmp_path_factory):
+    with sim_hub(tmp_path_factory, NAME, HUB) as port:
+        yield port
 
 
 @pytest.fixture(scope="module")
@@ -70,40 +60,10 @@ def client_ctx(infra):
     return tls.client_context(infra.cert_pem, infra.key_pem, infra.ca_pem)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def post(url_base: str, path: str, body: bytes, context=None) -> tuple[int, bytes]:
-    host, port = url_base.split("://")[1].rsplit(":", 1)
-    if url_base.startswith("https"):
-        conn = http.client.HTTPSConnection(host, int(port), timeout=20, context=context)
-    else:
-        conn = http.client.HTTPConnection(host, int(port), timeout=20)
-    try:
-        conn.request("POST", path, body=body, headers={"Content-Type": "application/xml"})
-        r = conn.getresponse()
-        return r.status, r.read()
-    finally:
-        conn.close()
-
-
 def config_request() -> bytes:
     # 6.28: its answer is an sr:Response (the 6.30 and 6.31 answers with data are the MMC form,
     # which has no ResponseID)
     return request_xml("6.28", HUB, USER, next(COUNTERS), dict(DBCH04_CONFIG))
-
-
-def wait_for(predicate, timeout: float = 20.0, step: float = 0.05):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError("not within {} s".format(timeout))
 
 
 class Endpoint:
@@ -257,7 +217,7 @@ def test_wrong_path_is_e13_and_request_is_acknowledged_then_answered(hub, pki, d
         assert response.facts.request_id == ack.request_id
         assert response.facts.response_id and response.facts.response_id.startswith(HUB + ":" + USER + ":")
         assert response.peer == "dcc-front"  # the front dialled with its certificate
-        assert front.queue.pending() == []
+        wait_for(lambda: not front.queue.pending())  # the 204 took it off the queue
         # the same RequestID again: E55 (judged by the DCC front of host_tools.duis, asynchronously)
         status, body = post(front.url, "/api/v1/serviceS", request, user)
         assert facts(body).response_code in ("I99", "E55")
@@ -383,3 +343,44 @@ def test_an_hour_down_loses_nothing_and_sends_once(tmp_path):
     d = queue.pending()[0]
     queue.failed(d, "down")
     assert DeliveryQueue(tmp_path / "queue").pending()[0].due == pytest.approx(now[0] + 1.0)
+
+
+def test_seams_refuse_with_e100_and_e1_and_service_d_answers_at_once(hub, duis_schema_dir, tmp_path):
+    port = free_port()
+    front = make_front(hub, tmp_path / "state", duis_schema_dir, f"http://127.0.0.1:{port}/smartdcc/duis")
+    signed = []
+    try:
+        # verify: a document it refuses is E100 (Failed Authentication), before anything else is done
+        def refuse_tampered(xml: bytes) -> None:
+            if b"tampered" in xml:
+                raise ValueError("the signature does not match")
+
+        front.opt.seams.verify = refuse_tampered
+        front.opt.seams.sign = lambda xml: signed.append(xml) or xml
+        tampered = config_request().replace(b"<sr:Body>", b"<!-- tampered --><sr:Body>")
+        status, body = post(front.url, "/api/v1/serviceS", tampered)
+        assert (status, facts(body).response_code) == (200, "E100")
+        assert signed and signed[-1] == body  # what is sent went through sign
+        # users: a request from no known User is E1
+        stranger = request_xml("6.28", HUB, "90-B3-D5-1F-30-01-00-99", next(COUNTERS), dict(DBCH04_CONFIG))
+        assert facts(post(front.url, "/api/v1/serviceS", stranger)[1]).response_code == "E1"
+        # serviceD: a Command Variant 2 request is answered at once, by the hub side (E12 for 6.28)
+        local = request_xml("6.28", HUB, USER, next(COUNTERS), dict(DBCH04_CONFIG), command_variant=2)
+        assert facts(post(front.url, "/api/v1/serviceS", local)[1]).response_code == "E13"
+        assert facts(post(front.url, "/api/v1/serviceD", local)[1]).response_code == "E12"
+        # not DUIS at all: HTTP 400, nothing queued
+        assert post(front.url, "/api/v1/serviceS", b"<x/>")[0] == 400
+        assert front.queue.pending() == []
+    finally:
+        stop_front(front)
+
+
+def test_one_front_a_state_folder(hub, duis_schema_dir, tmp_path):
+    from host_tools.dcc.front import DccFrontError
+
+    front = make_front(hub, tmp_path / "state", duis_schema_dir, "http://127.0.0.1:9/smartdcc/duis")
+    try:
+        with pytest.raises(DccFrontError, match="another dbch dcc serve"):
+            DccFront([], FrontOptions(state=tmp_path / "state")).start()
+    finally:
+        stop_front(front)
