@@ -93,8 +93,12 @@ class Deliverer:
     def run(self, stop: threading.Event, idle: float = 1.0) -> None:
         while not stop.is_set():
             self.queue.added.clear()
-            self.run_once()
-            nxt = self.queue.next_due()
+            try:
+                self.run_once()
+                nxt = self.queue.next_due()
+            except OSError as e:  # the queue's folder: said, and tried again (nothing is removed)
+                self.note("delivery queue {}: {}".format(self.queue.dir, e))
+                nxt = None
             wait = idle if nxt is None else max(0.0, min(idle, nxt - self.queue.clock()))
             if wait > 0:
                 self.queue.added.wait(wait)

@@ -6,6 +6,7 @@ loopback."""
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import time
@@ -384,3 +385,21 @@ def test_one_front_a_state_folder(hub, duis_schema_dir, tmp_path):
             DccFront([], FrontOptions(state=tmp_path / "state")).start()
     finally:
         stop_front(front)
+
+
+def test_events_no_dcc_alert_is_made_of_are_kept_not_lost(tmp_path):
+    from host_tools.link.client import Event
+
+    users = UserBook.from_entries([{"eui": USER, "receive_url": "http://127.0.0.1:9/smartdcc/duis"}])
+    front = DccFront([], FrontOptions(state=tmp_path / "state", seams=Seams(users=users)))
+    try:
+        front._take_alert(HUB, Event(7, "incident", {"kind": "tls", "count": 3}))
+        front.opt.seams.users = UserBook()
+        front._take_alert(HUB, Event(8, "N64", {"DeviceID": HUB, "FirmwareVersion": "1.2.0"}))
+    finally:
+        front.server.server_close()
+    held = {p.name: json.loads(p.read_text()) for p in (tmp_path / "state" / "held").glob("*.json")}
+    assert set(held) == {HUB.replace("-", "") + "-7.json", HUB.replace("-", "") + "-8.json"}
+    assert held[HUB.replace("-", "") + "-7.json"]["data"] == {"kind": "tls", "count": 3}
+    assert "no User" in held[HUB.replace("-", "") + "-8.json"]["why"]
+    assert front.queue.pending() == []
