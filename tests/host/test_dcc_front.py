@@ -32,6 +32,7 @@ from tests.kits.dcckit import COUNTERS, free_port, post, sim_hub, wait_for  # no
 
 NAME = "dccfront"
 HUB = "00-DB-12-34-56-78-90-D1"
+OTHER_HUB = "00-DB-12-34-56-78-90-D3"
 USER = "90-B3-D5-1F-30-01-00-00"
 
 
@@ -39,6 +40,15 @@ USER = "90-B3-D5-1F-30-01-00-00"
 def hub(tmp_path_factory):
     with sim_hub(tmp_path_factory, NAME, HUB) as port:
         yield port
+
+
+@pytest.fixture(scope="module")
+def second_hub(hub, tmp_path_factory):
+    # in the same private cache as `hub`: stopped with it
+    from host_tools.servers import simagent
+
+    simagent.ensure_running(NAME + "-b", fs=tmp_path_factory.mktemp("simfs-b"), eui=OTHER_HUB)
+    return f"sim:{NAME}-b"
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +71,10 @@ def client_ctx(infra):
     return tls.client_context(infra.cert_pem, infra.key_pem, infra.ca_pem)
 
 
-def config_request() -> bytes:
+def config_request(target: str = HUB) -> bytes:
     # 6.28: its answer is an sr:Response (the 6.30 and 6.31 answers with data are the MMC form,
     # which has no ResponseID)
-    return request_xml("6.28", HUB, USER, next(COUNTERS), dict(DBCH04_CONFIG))
+    return request_xml("6.28", target, USER, next(COUNTERS), dict(DBCH04_CONFIG))
 
 
 class Endpoint:
@@ -92,7 +102,7 @@ class Endpoint:
 
 
 def make_front(hub, state, schema, receive_url, *, context=None, client_context=None, base=0.05, cap=0.2, alerts=False):
-    agent = Agent(connect(hub, timeout=5))
+    agents = [Agent(connect(h, timeout=5)) for h in ([hub] if isinstance(hub, str) else hub)]
     options = FrontOptions(
         context=context,
         client_context=client_context,
@@ -104,15 +114,16 @@ def make_front(hub, state, schema, receive_url, *, context=None, client_context=
         seams=Seams(users=UserBook.from_entries([{"eui": USER, "receive_url": receive_url, "alerts": alerts}])),
     )
     notes = []
-    front = DccFront([agent], options, note=notes.append).start()
+    front = DccFront(agents, options, note=notes.append).start()
     front.notes = notes
-    front.agent = agent
+    front.agents = agents
     return front
 
 
 def stop_front(front):
     front.stop()
-    front.agent.close()
+    for agent in front.agents:
+        agent.close()
 
 
 # -- TLS -------------------------------------------------------------------------------------
@@ -403,3 +414,24 @@ def test_events_no_dcc_alert_is_made_of_are_kept_not_lost(tmp_path):
     assert held[HUB.replace("-", "") + "-7.json"]["data"] == {"kind": "tls", "count": 3}
     assert "no User" in held[HUB.replace("-", "") + "-8.json"]["why"]
     assert front.queue.pending() == []
+
+
+def test_each_request_goes_to_the_hub_it_names(hub, second_hub, duis_schema_dir, tmp_path):
+    port = free_port()
+    endpoint = Endpoint(port, duis_schema_dir)
+    front = make_front([hub, second_hub], tmp_path / "state", duis_schema_dir, f"http://127.0.0.1:{port}/smartdcc/duis")
+    try:
+        assert [h.eui for h in front.hubs] == [HUB, OTHER_HUB]
+        for target in (OTHER_HUB, HUB):
+            assert facts(post(front.url, "/api/v1/serviceS", config_request(target))[1]).response_code == "I99"
+        nobody = "00-DB-12-34-56-78-90-FF"
+        assert facts(post(front.url, "/api/v1/serviceS", config_request(nobody))[1]).response_code == "E19"
+        got = wait_for(lambda: endpoint.messages if len(endpoint.messages) == 2 else None)
+        # each answered by its own hub: the ResponseID names the hub that answered, the RequestID the one asked
+        assert sorted((m.facts.response_id.split(":")[0], m.facts.request_id.split(":")[1]) for m in got) == [
+            (HUB, HUB),
+            (OTHER_HUB, OTHER_HUB),
+        ]
+    finally:
+        stop_front(front)
+        endpoint.stop()
