@@ -1,14 +1,10 @@
-"""The DCC front (`dbch dcc serve`) and a User's receiving endpoint (`dbch dcc receive`): the DCC
-User Interface's TLS, the DCC Boxed paths (E13), I99 then the Service Response at the User's
-receive URL, and deliveries that survive a User's endpoint being down and the front restarting,
-each taken once. The hub behind the front is the CPython agent on a pty; everything is on
-loopback."""
+"""The DCC front (`dbch dcc serve`) with hubs behind it: the DCC Boxed paths (E13), I99 then the
+Service Response at the User's receive URL, DCC Alerts from the hub's outbox, and deliveries that
+survive a User's endpoint being down and the front restarting, each taken once. The hub behind
+the front is the CPython agent on a pty; everything is on loopback."""
 
 from __future__ import annotations
 
-import json
-import socket
-import ssl
 import time
 
 import pytest
@@ -16,19 +12,23 @@ import pytest
 pytest.importorskip("serial")
 
 from agent.examples import DBCH04_CONFIG  # noqa: E402
-from host_tools.cli import main  # noqa: E402
-from host_tools.dcc import tls  # noqa: E402
-from host_tools.dcc.deliver import Deliverer  # noqa: E402
 from host_tools.dcc.documents import facts  # noqa: E402
 from host_tools.dcc.front import DccFront, FrontOptions  # noqa: E402
 from host_tools.dcc.httpd import Answer, DuisHttpServer, Posted  # noqa: E402
-from host_tools.dcc.queue import DeliveryQueue  # noqa: E402
 from host_tools.dcc.receiver import Receiver  # noqa: E402
 from host_tools.dcc.seams import Seams, UserBook  # noqa: E402
 from host_tools.duis.compose import request_xml  # noqa: E402
 from host_tools.link.agent import Agent, connect  # noqa: E402
-from host_tools.security.dccki import Dccki  # noqa: E402
-from tests.kits.dcckit import COUNTERS, free_port, post, sim_hub, wait_for  # noqa: E402
+from tests.kits.dcckit import (  # noqa: E402
+    COUNTERS,
+    client_ctx,
+    free_port,
+    issue_infra,
+    post,
+    server_ctx,
+    sim_hub,
+    wait_for,
+)
 
 NAME = "dccfront"
 HUB = "00-DB-12-34-56-78-90-D1"
@@ -53,22 +53,7 @@ def second_hub(hub, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
-    base = tmp_path_factory.mktemp("pki")
-    good = Dccki(base / "good")
-    rogue = Dccki(base / "rogue")
-    return {
-        "front": good.issue("dcc-front", ["localhost", "127.0.0.1"]),
-        "user": good.issue("dcc-user", ["localhost", "127.0.0.1"]),
-        "rogue": rogue.issue("dcc-user", ["localhost", "127.0.0.1"]),
-    }
-
-
-def server_ctx(infra):
-    return tls.server_context(infra.cert_pem, infra.key_pem, infra.ca_pem)
-
-
-def client_ctx(infra):
-    return tls.client_context(infra.cert_pem, infra.key_pem, infra.ca_pem)
+    return issue_infra(tmp_path_factory)
 
 
 def config_request(target: str = HUB) -> bytes:
@@ -124,81 +109,6 @@ def stop_front(front):
     front.stop()
     for agent in front.agents:
         agent.close()
-
-
-# -- TLS -------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def tls_server(pki):
-    server = DuisHttpServer("127.0.0.1", 0, lambda p: Answer(204), server_ctx(pki["front"]))
-    server.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-def handshake(port: int, ctx: ssl.SSLContext) -> tuple:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
-            s.sendall(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Type: application/xml\r\nContent-Length: 0\r\n\r\n")
-            head = s.recv(100)
-            return s.version(), s.cipher()[0], head
-
-
-def test_tls_is_1_2_with_the_one_suite_and_certificates_both_ways(tls_server, pki):
-    version, cipher, head = handshake(tls_server.port, client_ctx(pki["user"]))
-    assert (version, cipher) == ("TLSv1.2", "AES128-GCM-SHA256")
-    assert head.startswith(b"HTTP/1.1 204")
-    # the server offers nothing else: its context lists the one TLS 1.2 suite
-    ctx = server_ctx(pki["front"])
-    assert [c["name"] for c in ctx.get_ciphers() if c["protocol"] == "TLSv1.2"] == ["AES128-GCM-SHA256"]
-    assert ctx.minimum_version == ctx.maximum_version == ssl.TLSVersion.TLSv1_2
-
-
-def _refused(port: int, ctx: ssl.SSLContext) -> bool:
-    try:
-        handshake(port, ctx)
-    except (ssl.SSLError, ConnectionError):
-        return True
-    return False
-
-
-def test_tls_refuses_a_client_without_a_certificate(tls_server, pki):
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
-    ctx.set_ciphers(tls.OPENSSL_SUITE)
-    ctx.load_verify_locations(cafile=str(pki["front"].ca_pem))
-    assert _refused(tls_server.port, ctx)
-    refused = wait_for(lambda: tls_server.refused, timeout=5)
-    assert any("certificate" in why.lower() for why in refused), refused
-
-
-def test_tls_refuses_other_suites_other_versions_and_other_cas(tls_server, pki):
-    user = pki["user"]
-    for suites in ("ECDHE-RSA-AES128-GCM-SHA256", "AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384:AES128-SHA256"):
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
-        ctx.set_ciphers(suites)
-        ctx.load_cert_chain(user.cert_pem, user.key_pem)
-        ctx.load_verify_locations(cafile=str(user.ca_pem))
-        assert _refused(tls_server.port, ctx), suites
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    ctx.load_cert_chain(user.cert_pem, user.key_pem)
-    ctx.load_verify_locations(cafile=str(user.ca_pem))
-    assert _refused(tls_server.port, ctx), "TLS 1.3"
-    rogue = tls.client_context(pki["rogue"].cert_pem, pki["rogue"].key_pem, user.ca_pem)
-    assert _refused(tls_server.port, rogue), "a certificate from another CA"
-    # and the server still serves the next good client
-    assert handshake(tls_server.port, client_ctx(user))[1] == "AES128-GCM-SHA256"
-
-
-def test_plain_http_only_on_loopback(capsys):
-    with pytest.raises(tls.DccTlsError, match="loopback"):
-        DuisHttpServer("0.0.0.0", 0, lambda p: Answer(204), None)
-    rc = main(["dcc", "receive", "--insecure-http", "--listen", "0.0.0.0:0", "--for", "0"])
-    assert rc == 1 and "loopback" in capsys.readouterr().err
 
 
 # -- the front ---------------------------------------------------------------------------------
@@ -325,38 +235,6 @@ def test_alerts_from_the_hub_reach_the_user_before_they_are_acknowledged(hub, du
         agent.close()
 
 
-# -- the queue on a fast clock -----------------------------------------------------------------
-
-
-def test_an_hour_down_loses_nothing_and_sends_once(tmp_path):
-    now = [1_000_000.0]
-    queue = DeliveryQueue(tmp_path / "queue", base=1.0, cap=300.0, clock=lambda: now[0])
-    sent = []
-
-    def post(url, body):
-        if now[0] < 1_000_000.0 + 3600:
-            raise ConnectionRefusedError("down")
-        sent.append(body)
-        return 204
-
-    queue.put("00-00-00-00-00-00-00-01:00-00-00-00-00-00-00-02:1", "http://127.0.0.1:9/x", b"<a/>")
-    deliverer = Deliverer(queue, post)
-    tries = 0
-    while now[0] < 1_000_000.0 + 4000:
-        before = deliverer.failures + deliverer.delivered
-        deliverer.run_once()
-        tries += deliverer.failures + deliverer.delivered - before
-        now[0] += 1.0
-    assert sent == [b"<a/>"] and queue.pending() == []
-    # backoff: 1, 2, 4 ... 256, then every 300 s: about 20 tries in an hour, not 3600
-    assert 12 <= tries <= 25, tries
-    # and a queue read again from disk (a restart) keeps the schedule
-    queue.put("00-00-00-00-00-00-00-01:00-00-00-00-00-00-00-02:2", "http://127.0.0.1:9/x", b"<b/>")
-    d = queue.pending()[0]
-    queue.failed(d, "down")
-    assert DeliveryQueue(tmp_path / "queue").pending()[0].due == pytest.approx(now[0] + 1.0)
-
-
 def test_seams_refuse_with_e100_and_e1_and_service_d_answers_at_once(hub, duis_schema_dir, tmp_path):
     port = free_port()
     front = make_front(hub, tmp_path / "state", duis_schema_dir, f"http://127.0.0.1:{port}/smartdcc/duis")
@@ -396,24 +274,6 @@ def test_one_front_a_state_folder(hub, duis_schema_dir, tmp_path):
             DccFront([], FrontOptions(state=tmp_path / "state")).start()
     finally:
         stop_front(front)
-
-
-def test_events_no_dcc_alert_is_made_of_are_kept_not_lost(tmp_path):
-    from host_tools.link.client import Event
-
-    users = UserBook.from_entries([{"eui": USER, "receive_url": "http://127.0.0.1:9/smartdcc/duis"}])
-    front = DccFront([], FrontOptions(state=tmp_path / "state", seams=Seams(users=users)))
-    try:
-        front._take_alert(HUB, Event(7, "incident", {"kind": "tls", "count": 3}))
-        front.opt.seams.users = UserBook()
-        front._take_alert(HUB, Event(8, "N64", {"DeviceID": HUB, "FirmwareVersion": "1.2.0"}))
-    finally:
-        front.server.server_close()
-    held = {p.name: json.loads(p.read_text()) for p in (tmp_path / "state" / "held").glob("*.json")}
-    assert set(held) == {HUB.replace("-", "") + "-7.json", HUB.replace("-", "") + "-8.json"}
-    assert held[HUB.replace("-", "") + "-7.json"]["data"] == {"kind": "tls", "count": 3}
-    assert "no User" in held[HUB.replace("-", "") + "-8.json"]["why"]
-    assert front.queue.pending() == []
 
 
 def test_each_request_goes_to_the_hub_it_names(hub, second_hub, duis_schema_dir, tmp_path):

@@ -1,6 +1,7 @@
 """What the DCC front's host tests share (host only: pytest): a CPython agent on a pty as the hub
 behind the front, in the module's private cache; a free loopback port; POSTing DUIS XML; waiting
-for a condition; RequestID counters no two tests reuse."""
+for a condition; RequestID counters no two tests reuse; infrastructure certificates and the TLS
+contexts made of them."""
 
 from __future__ import annotations
 
@@ -59,3 +60,30 @@ def wait_for(predicate, timeout: float = 20.0, step: float = 0.05):
             return value
         time.sleep(step)
     raise AssertionError("not within {} s".format(timeout))
+
+
+def issue_infra(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Infrastructure certificates for the tests: "front" and "user" from one DCCKI CA, "rogue"
+    from another (each answering as localhost and 127.0.0.1)."""
+    from host_tools.security.dccki import Dccki
+
+    base = tmp_path_factory.mktemp("pki")
+    good = Dccki(base / "good")
+    rogue = Dccki(base / "rogue")
+    return {
+        "front": good.issue("dcc-front", ["localhost", "127.0.0.1"]),
+        "user": good.issue("dcc-user", ["localhost", "127.0.0.1"]),
+        "rogue": rogue.issue("dcc-user", ["localhost", "127.0.0.1"]),
+    }
+
+
+def server_ctx(infra) -> ssl.SSLContext:
+    from host_tools.dcc import tls
+
+    return tls.server_context(infra.cert_pem, infra.key_pem, infra.ca_pem)
+
+
+def client_ctx(infra) -> ssl.SSLContext:
+    from host_tools.dcc import tls
+
+    return tls.client_context(infra.cert_pem, infra.key_pem, infra.ca_pem)
