@@ -124,6 +124,11 @@ def register(subparsers) -> None:
         "--schema", metavar="DIR", help="the DUIS schema folder (default: $DBCH_DUIS_SCHEMA_DIR, else fetched)"
     )
     p.add_argument("--xml", action="store_true", help="print each document's XML too (text output)")
+    p.add_argument(
+        "--show-duplicates",
+        action="store_true",
+        help="print the second copies too, marked duplicate (they are answered 204 and dropped either way)",
+    )
     p.add_argument("--count", type=int, metavar="N", help="stop after N documents taken")
     p.add_argument("--for", dest="duration", type=float, metavar="S", help="stop after S seconds")
     add_json_flag(p)
@@ -248,7 +253,7 @@ def cmd_receive(args: argparse.Namespace) -> int:
             print(json.dumps(r.record()), flush=True)
         else:
             print(_text(r) + ("\n" + r.xml.decode("utf-8", "replace") if args.xml else ""), flush=True)
-        if args.count and receiver.taken + 1 >= args.count:
+        if args.count and not r.duplicate and receiver.taken + 1 >= args.count:
             done.set()
 
     receiver = Receiver(
@@ -257,6 +262,7 @@ def cmd_receive(args: argparse.Namespace) -> int:
         store=args.out,
         on_message=on_message,
         on_refused=lambda why: say("dbch dcc receive: refused: " + why),
+        show_duplicates=args.show_duplicates,
     )
     server = DuisHttpServer(host, port, receiver.take, context)
     server.start()

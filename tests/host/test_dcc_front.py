@@ -210,10 +210,27 @@ def test_alerts_from_the_hub_reach_the_user_before_they_are_acknowledged(hub, du
     agent = Agent(connect(hub, timeout=5))
     try:
         assert agent.set_config(dict(DBCH04_CONFIG)).rc == "I0"  # its 8F2A waits in the outbox
-        assert agent.status()["outbox"] >= 1
+        waiting = agent.status()["outbox"]
+        assert waiting >= 1
     finally:
         agent.close()
     port = free_port()
+    # a front that cannot queue them (its disk is full): the hub keeps them, unacknowledged
+    front = make_front(hub, tmp_path / "full", duis_schema_dir, f"http://127.0.0.1:{port}/smartdcc/duis", alerts=True)
+
+    def disk_full(hub_eui):
+        raise OSError(28, "No space left on device")
+
+    try:
+        front.opt.seams.users.alert_recipients = disk_full
+        wait_for(lambda: [n for n in front.notes if "not queued" in n and "No space left" in n])
+    finally:
+        stop_front(front)
+    agent = Agent(connect(hub, timeout=5))
+    try:
+        assert agent.status()["outbox"] == waiting
+    finally:
+        agent.close()
     front = make_front(hub, tmp_path / "state", duis_schema_dir, f"http://127.0.0.1:{port}/smartdcc/duis", alerts=True)
     try:
         alerts = wait_for(lambda: [d for d in front.queue.pending() if "DCCAlertCode" in d.xml])
