@@ -11,7 +11,8 @@ In order, the front:
      E55 for a RequestID still being processed) -> that code; else I99 (Acknowledgement), and the
      hub's answer (host_tools.duis.front.answer, the `answer` seam) follows as the Service
      Response, with a ResponseID, signed, queued for the User's receive URL;
-     on serviceD: the hub's answer itself, at once.
+     on serviceD: the hub's answer itself, at once. A hub that cannot be asked is E20 (Unable to
+     Communicate with Device), one that does not answer in time E21 (No Response received).
 Every document the front sends goes through the `sign` seam. DCC Alerts from the hubs' outboxes
 go, with a ResponseID each, to every User the `users` seam names for them (host_tools.dcc.hubs).
 """
@@ -22,6 +23,7 @@ import ssl
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,9 +42,15 @@ from host_tools.duis.responses import render_response
 from host_tools.errors import DbchError
 from host_tools.files import write_json
 from host_tools.link.agent import Agent
-from host_tools.link.client import Event, LinkError
+from host_tools.link.client import AgentTimeout, Event, LinkError
 
 Note = Callable[[str], None]
+
+
+def _link_code(error: BaseException) -> str:
+    """The DUIS code for a hub that could not be asked: E21 (No Response received from Device) when
+    it did not answer in time, E20 (Unable to Communicate with Device) when the link failed."""
+    return "E21" if isinstance(error, (AgentTimeout, FutureTimeout)) else "E20"
 
 
 class DccFrontError(DbchError):
@@ -203,9 +211,10 @@ class DccFront:
     def _answer_now(self, req: DuisRequest, hub: HubWorker, xml: bytes) -> Answer:
         try:
             rc, out, _warnings = hub.submit(xml).result(timeout=self.opt.sync_timeout)
-        except (LinkError, TimeoutError) as e:
-            self.note("{}: E20 ({})".format(req.request_id, e))
-            return self._sync(render_response(req, "E20"))
+        except (LinkError, FutureTimeout) as e:
+            code = _link_code(e)
+            self.note("{}: {} ({})".format(req.request_id, code, e or "no answer in time"))
+            return self._sync(render_response(req, code))
         return self._sync(out)
 
     def _respond(self, req: DuisRequest, user, future: Future) -> None:
@@ -214,8 +223,9 @@ class DccFront:
             try:
                 rc, out, _warnings = future.result()
             except LinkError as e:
-                rc, out = "E20", render_response(req, "E20")
-                self.note("{}: E20 ({})".format(req.request_id, e))
+                rc = _link_code(e)
+                out = render_response(req, rc)
+                self.note("{}: {} ({})".format(req.request_id, rc, e))
             rid = make_request_id(req.target, user.eui, self.queue.next_counter())
             signed = self.opt.seams.sign(with_response_id(out, rid))
             self.queue.put(rid, user.receive_url, signed)

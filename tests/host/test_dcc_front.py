@@ -312,3 +312,25 @@ def test_each_request_goes_to_the_hub_it_names(hub, second_hub, duis_schema_dir,
     finally:
         stop_front(front)
         endpoint.stop()
+
+
+def test_a_hub_that_does_not_answer_is_e21_at_the_users_endpoint(hub, duis_schema_dir, tmp_path):
+    from host_tools.link.client import AgentTimeout, LinkError
+
+    port = free_port()
+    endpoint = Endpoint(port, duis_schema_dir)
+    front = make_front(hub, tmp_path / "state", duis_schema_dir, f"http://127.0.0.1:{port}/smartdcc/duis")
+    failures = [AgentTimeout("no answer to 'config.set' within 5 s"), LinkError("the port went away")]
+
+    def fails(client, xml, schema):
+        raise failures.pop(0)
+
+    try:
+        front.hubs[0].answer = fails
+        for _ in range(2):
+            assert facts(post(front.url, "/api/v1/serviceS", config_request())[1]).response_code == "I99"
+        got = wait_for(lambda: endpoint.messages if len(endpoint.messages) == 2 else None)
+        assert sorted(m.facts.response_code for m in got) == ["E20", "E21"]
+    finally:
+        stop_front(front)
+        endpoint.stop()
