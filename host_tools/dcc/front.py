@@ -149,6 +149,10 @@ class DccFront:
             t.join(timeout=10)
         self._lockfile.close()
 
+    def _count(self, what: str) -> None:
+        with self._lock:
+            self.counts[what] += 1
+
     def status(self) -> dict:
         return {
             "url": self.url,
@@ -172,7 +176,7 @@ class DccFront:
             req = parse_request(posted.body)
         except DuisError as e:
             return Answer(400, "not a DUIS request: {}\n".format(e).encode(), "text/plain")
-        self.counts["requests"] += 1
+        self._count("requests")
         try:
             self.opt.seams.verify(posted.body)
         except (DbchError, ValueError) as e:
@@ -205,7 +209,7 @@ class DccFront:
             return self._sync(render_response(req, code))
         future = hub.submit(posted.body)
         future.add_done_callback(lambda f: self._respond(req, user, f))
-        self.counts["acknowledged"] += 1
+        self._count("acknowledged")
         return self._sync(render_response(req, "I99"))
 
     def _answer_now(self, req: DuisRequest, hub: HubWorker, xml: bytes) -> Answer:
@@ -229,7 +233,7 @@ class DccFront:
             rid = make_request_id(req.target, user.eui, self.queue.next_counter())
             signed = self.opt.seams.sign(with_response_id(out, rid))
             self.queue.put(rid, user.receive_url, signed)
-            self.counts["responses_queued"] += 1
+            self._count("responses_queued")
             self.note("{}: {} queued for {} as {}".format(req.request_id, rc, user.receive_url, rid))
         except Exception as e:
             self.note(
@@ -243,7 +247,7 @@ class DccFront:
     def _hold(self, hub_eui: str, ev: Event, why: str) -> None:
         path = Path(self.opt.state) / "held" / "{}-{}.json".format(hub_eui.replace("-", ""), ev.seq)
         write_json(path, {"hub": hub_eui, "seq": ev.seq, "kind": ev.kind, "data": ev.data, "why": why}, sync=True)
-        self.counts["held"] += 1
+        self._count("held")
         self.note("{} #{} {} kept in {} ({})".format(hub_eui, ev.seq, ev.kind, path, why))
 
     def _take_alert(self, hub_eui: str, ev: Event) -> None:
@@ -260,5 +264,5 @@ class DccFront:
             made.append((rid, user.receive_url, self.opt.seams.sign(xml)))
         for rid, url, xml in made:
             self.queue.put(rid, url, xml)
-            self.counts["alerts_queued"] += 1
+            self._count("alerts_queued")
             self.note("{} #{} {} queued for {} as {}".format(hub_eui, ev.seq, ev.kind, url, rid))
