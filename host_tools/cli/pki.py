@@ -66,6 +66,22 @@ def register(subparsers) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing key and certificate")
     _validity_args(p, DEFAULT_LEAF_DAYS)
 
+    p = action(
+        "infra",
+        "issue a DCCKI-like RSA infrastructure certificate (the DCC front's TLS, a User's endpoint)",
+        _cmd_infra,
+    )
+    p.add_argument("name", help="its name: the CN and a DNS name (letters, digits, '-', '.'), e.g. dcc-front")
+    p.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        metavar="NAME|IP",
+        help="another DNS name or IP address it answers as (repeat), e.g. --host localhost --host 127.0.0.1",
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing key and certificate")
+    _validity_args(p, DEFAULT_LEAF_DAYS)
+
     p = action("signing-key", "create the firmware signing key (ECDSA P-256)", _cmd_signing_key)
     p.add_argument("--force", action="store_true", help="replace an existing signing key")
 
@@ -100,6 +116,21 @@ def _cmd_user(args) -> int:
     return _cmd_leaf(args, "user", args.eui)
 
 
+def _cmd_infra(args) -> int:
+    from host_tools.security.dccki import Dccki
+
+    dccki = Dccki(Pki(args.dir).dir)
+    item = dccki.issue(args.name, args.host, args.days, args.not_before, args.not_after, args.force).summary()
+    emit(
+        args,
+        item,
+        f"infra   {item['name']:32} {item['key']}  until {item['not_after'][:10]}  sha256 {item['sha256'][:16]}"
+        f"\n        answers as {', '.join(item['hosts'])}\n        {item['files']['cert_pem']}"
+        f"\n        CA {item['files']['ca_pem']}",
+    )
+    return 0
+
+
 def _cmd_signing_key(args) -> int:
     pki = Pki(args.dir)
     info = pki.make_signing_key(args.force)
@@ -108,13 +139,21 @@ def _cmd_signing_key(args) -> int:
 
 
 def _cmd_show(args) -> int:
+    from host_tools.security.dccki import Dccki
+
     info = Pki(args.dir).show()
+    dccki = Dccki(info["dir"])
+    info["infra"] = [dccki.infra(name).summary() for name in dccki.names()]
     lines = [f"PKI in {info['dir']}"]
     if info["ca"] is None:
         lines.append("no CA yet: run `dbch pki init`")
     else:
         lines.append(_text_item(info["ca"]))
     lines += [_text_item(i) for i in info["devices"] + info["tools"] + info["users"]]
+    lines += [
+        f"infra   {i['name']:32} {i['key']}  until {i['not_after'][:10]}  sha256 {i['sha256'][:16]}"
+        for i in info["infra"]
+    ]
     if info["signing_key"]:
         lines.append(f"signing key: public point sha256 {info['signing_key']['public_sha256'][:16]}")
     emit(args, info, "\n".join(lines))

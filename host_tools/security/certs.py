@@ -64,12 +64,14 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def _key_usage(ca: bool) -> x509.KeyUsage:
-    """A CA signs certificates (and CRLs); a leaf signs handshakes (ECDHE-ECDSA, IKEv2 signatures)."""
+def key_usage(ca: bool, key_encipherment: bool = False) -> x509.KeyUsage:
+    """A CA signs certificates (and CRLs); a leaf signs handshakes (ECDHE-ECDSA, IKEv2 signatures,
+    a TLS client's CertificateVerify) and, with key_encipherment, takes an RSA key exchange's
+    premaster secret (host_tools.security.dccki)."""
     return x509.KeyUsage(
         digital_signature=not ca,
         content_commitment=False,
-        key_encipherment=False,
+        key_encipherment=key_encipherment and not ca,
         data_encipherment=False,
         key_agreement=False,
         key_cert_sign=ca,
@@ -97,7 +99,7 @@ def ca_certificate(common_name: str, key: ec.EllipticCurvePrivateKey, valid) -> 
     return (
         _builder(name, name, key, valid)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_key_usage(ca=True), critical=True)
+        .add_extension(key_usage(ca=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -110,7 +112,7 @@ def leaf_certificate(
     return (
         _builder(_name(ident), ca_cert.subject, key, valid)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_key_usage(ca=False), critical=True)
+        .add_extension(key_usage(ca=False), critical=True)
         .add_extension(
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]),
             critical=False,
@@ -134,7 +136,7 @@ def org_certificate(
     return (
         _builder(subject, ca_cert.subject, key, valid)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_key_usage(ca=False), critical=True)
+        .add_extension(key_usage(ca=False), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())

@@ -1,6 +1,7 @@
 """Development PKI for the Triage System Interface and the DUIS front: a CA, hub and triage tool
 certificates, DUIS message-signing certificates of Users and the DCC, and the firmware signing key
-(EC P-256 throughout).
+(EC P-256 throughout). Beside it, in the same directory, the DCCKI-like RSA infrastructure
+certificates of the DCC front's TLS (`dbch pki infra`: host_tools.security.dccki).
 
 Identities
 - Hub (device) certificate: subject CN = the hub's EUI-64 as "XX-XX-XX-XX-XX-XX-XX-XX"
