@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "host_tools.cli.flash",
     "host_tools.cli.link",
     "host_tools.cli.duis",
+    "host_tools.cli.dcc",
     "host_tools.cli.firmware",
     "host_tools.cli.agent",
     "host_tools.cli.selftest",

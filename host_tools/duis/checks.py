@@ -3,7 +3,7 @@
 Precedence of check_request (first failing check wins): E48, E13, E12, E49, E55, E19, E11. The
 header must agree with itself before anything can be read from it (E48); then the kind of
 request for this endpoint (E13); then the command variant for the service (E12); then the body
-against the header (E49). A duplicate Request ID (E55) is judged only for a well-formed request.
+against the header (E49). A duplicate of a request still being processed (E55) is judged only for a well-formed request.
 The device checks come last, in the DCC's order: a device must exist (E19) before its device
 type can be compared with the service (E11). What each code means for this hub is in the notes
 of host_tools.duis.services.
@@ -11,6 +11,7 @@ of host_tools.duis.services.
 
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import Any
 
 from host_tools.duis import dcc_tables
@@ -23,10 +24,13 @@ def _reject(code: str, why: str) -> tuple[str, str]:
     return code, "{} {}: {}".format(code, dcc_tables.response_name(code), why)
 
 
-def check_request(req: DuisRequest, *, target_eui: Any, seen_request_ids: set[str]) -> tuple[str | None, str]:
-    """The DCC-side checks that apply to this hub: (None, message) when the request is accepted -
-    its Request ID is then added to seen_request_ids - else (code, message) with the first
-    failing code in the order E48, E13, E12, E49, E55, E19, E11 (see the module notes)."""
+def check_request(req: DuisRequest, *, target_eui: Any, in_process: Container[str] = ()) -> tuple[str | None, str]:
+    """The DCC-side checks that apply to this hub: (None, message) when the request is accepted,
+    else (code, message) with the first failing code in the order E48, E13, E12, E49, E55, E19,
+    E11 (see the module notes). in_process: the RequestIDs of the requests still being processed
+    (host_tools.duis.front.InFlight): the same RequestID again is a duplicate (E55, seed Table 1:
+    "the duplicate of another Request being processed by the DCC Systems"); the caller marks an
+    accepted request in process."""
     sr, srv = req.service_reference, req.service_reference_variant
     if not (srv == sr or srv.startswith(sr + ".")):
         return _reject("E48", "ServiceReferenceVariant {} is not a variant of ServiceReference {}".format(srv, sr))
@@ -53,8 +57,8 @@ def check_request(req: DuisRequest, *, target_eui: Any, seen_request_ids: set[st
             "E49",
             "a {} body belongs to ServiceReferenceVariant {}, not {}".format(req.body, BODY_TO_SRV[req.body], srv),
         )
-    if req.request_id in seen_request_ids:
-        return _reject("E55", "RequestID {} has been received before".format(req.request_id))
+    if req.request_id in in_process:
+        return _reject("E55", "RequestID {} is already being processed".format(req.request_id))
     hub = norm_eui(target_eui, "target_eui")
     if req.target != hub:
         return _reject("E19", "target device {} does not exist here (this hub is {})".format(req.target, hub))
@@ -65,5 +69,4 @@ def check_request(req: DuisRequest, *, target_eui: Any, seen_request_ids: set[st
                 sr, ", ".join(HUB_SERVICES)
             ),
         )
-    seen_request_ids.add(req.request_id)
     return None, "accepted: {} {} for {}".format(svc.srv, svc.body, req.target)
