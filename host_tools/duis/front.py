@@ -201,6 +201,10 @@ def serve_device(
         ex.warnings.append(message)
         ex.code, ex.sync = code, doc(code)
         return ex
+    if req.service_reference_variant == "11.2" and req.args.get("execution"):
+        ex.warnings.append(
+            f"ExecutionDateTime {req.args['execution']}: read now (this front holds no future dated reads)"
+        )
     try:
         ex.code, ex.sync = ACKNOWLEDGED, doc(ACKNOWLEDGED)
         op, args = _agent_args(req)

@@ -252,7 +252,7 @@ def test_create_schedule_is_validated_stored_and_listed(tmp_path, schema):
     # the seed's rules, each answered with its code and nothing stored
     assert create(schedule_xml(2, start="2030-06-01"), "5.1 start today").code == "E050101"
     assert create(schedule_xml(3, start="2030-07-01", end="2030-06-30"), "5.1 end before start").code == "E050102"
-    assert create(schedule_xml(4, time="24:00:00"), "5.1 bad time").code != "I0"  # the schema refuses it first?
+    assert create(schedule_xml(4, time="24:00:00"), "5.1 bad time").code == "E050103"  # xs:time takes it
     assert len(store.schedules()) == 1
     ex = create(
         schedule_xml(5, frequency="Half-Yearly", start="2030-08-31", end="2031-08-31", time="06:30:00"), "5.1 b"
@@ -324,7 +324,22 @@ def test_the_dccs_reader_reads_every_document_dbch_writes(tmp_path, schema):
         test_firmware_services(fwkit.Device(), schema)
         test_dcc_checks_answer_alone_and_the_board_is_not_asked(fwkit.Device(), schema)
         test_create_schedule_is_validated_stored_and_listed(tmp_path, schema)
-    docs = DOCUMENTS + alert_documents(schema)
+    requests = [
+        (f"request {srv}", request_xml(srv, "00-DB-12-34-56-78-90-A2", USER, n, args))
+        for n, (srv, args) in enumerate(
+            [
+                ("6.28", DBCH04_CONFIG),
+                ("6.29", None),
+                ("6.30", None),
+                ("6.31", None),
+                ("6.32", WIDE),
+                ("11.2", None),
+                ("11.3", {"hash": bytes(32), "execution": FAR}),
+                ("11.3", {"hash": bytes(32), "cancel": True}),
+            ]
+        )
+    ]
+    docs = DOCUMENTS + alert_documents(schema) + requests
     assert len(docs) > 40
     readings = duisreader.read_all(docs, tmp_path / "docs")
     refused = [(r.name, r.error) for r in readings if not r.ok]
@@ -337,6 +352,7 @@ def test_the_dccs_reader_reads_every_document_dbch_writes(tmp_path, schema):
         and kinds["ResponseMessage:DSPScheduleID"]
     )
     assert kinds["DCCAlertMessage:N54"] == len(dcc_tables.GBCS_ALERTS) and kinds["DCCAlertMessage:N64"]
+    assert kinds["request"] == len(requests)
     # each response is read with its RequestID and code as written
     assert {r.name for r in readings if r.kind == "ResponseMessage:GBCSPayload"} >= {
         "6.30 response",
