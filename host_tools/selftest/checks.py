@@ -5,8 +5,9 @@ Checks, in order (each PASS, FAIL or SKIP with the reason):
 - DUIS front (SEC Appendix R 8.1.26 Response Code Tests that apply to a hub: the DCC's codes, so
   they are driven through `dbch duis`'s front with requests built for this hub and then altered):
   a valid request I0, E11 (a service for another device type), E13 (a request type not valid for
-  the URL), E19 (a device that does not exist), E55 (the Request ID of a request still being processed). They need the DUIS
-  schema folder (--schema or $DBCH_DUIS_SCHEMA_DIR) and SKIP without one;
+  the URL), E19 (a device that does not exist), E55 (the Request ID of a request still being
+  processed). They need the DUIS schema folder (--schema or $DBCH_DUIS_SCHEMA_DIR) and SKIP
+  without one;
 - configuration validation (SRV 6.28): a valid configuration I0, one channel on a used page
   E062802, a channel outside its page E062801, an out-of-range parameter E062803, and the
   configuration unchanged by the refused ones;

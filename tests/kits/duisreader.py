@@ -18,6 +18,9 @@ from host_tools.paths import cache_dir
 PACKAGE = "@smartdcc/duis-parser"
 VERSION = "0.6.0"
 SCRIPT = Path(__file__).resolve().parent / "duis_read.js"
+# the user's cache as it is when the tests start: tests that point XDG_CACHE_HOME elsewhere for
+# their own state do not install the reader again
+DEFAULT_ROOT = cache_dir("duis-reader", VERSION)
 
 
 class ReaderUnavailable(Exception):
@@ -37,7 +40,7 @@ def install(root: Path | None = None, timeout: float = 300) -> Path:
     the first time."""
     if shutil.which("node") is None:
         raise ReaderUnavailable("node is not on PATH: install Node.js 16 or later to run the DCC's DUIS reader")
-    root = Path(root) if root is not None else cache_dir("duis-reader", VERSION)
+    root = Path(root) if root is not None else DEFAULT_ROOT
     if (root / "node_modules" / "@smartdcc" / "duis-parser" / "package.json").is_file():
         return root
     npm = shutil.which("npm")
