@@ -14,8 +14,9 @@ result or an error response), `responses` the Service Responses that follow asyn
 oldest first. A transport (HTTPS, a file) sends them as it will; nothing here prints or waits.
 
 E55 is a duplicate of a request still being processed (seed Table 1): an InFlight holds the
-RequestIDs between their acceptance and their Service Response, shared by every caller of one
-front (it has its own lock); a RequestID used again after its answer is a new request.
+RequestIDs between their acceptance and their Service Response - a future dated 11.3's until its
+ExecutionDateTime, or its cancellation - shared by every caller of one front (it has its own
+lock); a RequestID used again after that is a new request.
 
 The device's part of each answer - accepted or refused with which code, the values read - is the
 board's (FORWARD: the agent operation and how its answer is rendered); the DCC's part (schema,
@@ -59,27 +60,54 @@ FORWARD = {
 
 
 class InFlight:
-    """The RequestIDs being processed (accepted, not yet answered by their Service Response)."""
+    """The RequestIDs being processed: from their acceptance to their Service Response, and a
+    future dated 11.3's until its ExecutionDateTime (the DCC still awaits the activation), unless
+    it is cancelled first (release)."""
 
-    def __init__(self) -> None:
-        self._ids: set[str] = set()
+    def __init__(self, clock: Callable[[], float] | None = None) -> None:
+        self._ids: dict[str, float | None] = {}  # RequestID -> held until (UTC seconds), None: running
+        self._tags: dict[str, object] = {}  # RequestID -> what release() knows it by
+        self._clock = clock or (lambda: dt.datetime.now(dt.timezone.utc).timestamp())
         self._lock = threading.Lock()
+
+    def _expire(self) -> None:
+        now = self._clock()
+        for rid, until in list(self._ids.items()):
+            if until is not None and until <= now:
+                del self._ids[rid]
+                self._tags.pop(rid, None)
 
     def __contains__(self, request_id: object) -> bool:
         with self._lock:
+            self._expire()
             return request_id in self._ids
 
     def begin(self, request_id: str) -> bool:
         """Mark it in process; False if it already is (a duplicate: E55)."""
         with self._lock:
+            self._expire()
             if request_id in self._ids:
                 return False
-            self._ids.add(request_id)
+            self._ids[request_id] = None
             return True
 
-    def end(self, request_id: str) -> None:
+    def end(self, request_id: str, until: float | None = None, tag: object = None) -> None:
+        """Its Service Response is out: no longer in process, or (until, UTC seconds) still until
+        then, releasable by `tag`."""
         with self._lock:
-            self._ids.discard(request_id)
+            if until is not None and until > self._clock():
+                self._ids[request_id] = until
+                self._tags[request_id] = tag
+            else:
+                self._ids.pop(request_id, None)
+                self._tags.pop(request_id, None)
+
+    def release(self, tag: object) -> None:
+        """Those held with this tag are no longer in process (a cancelled future dated request)."""
+        with self._lock:
+            for rid in [r for r, t in self._tags.items() if t == tag]:
+                self._ids.pop(rid, None)
+                del self._tags[rid]
 
 
 @dataclass
@@ -205,6 +233,7 @@ def serve_device(
         ex.warnings.append(
             f"ExecutionDateTime {req.args['execution']}: read now (this front holds no future dated reads)"
         )
+    until, tag, release = None, None, None
     try:
         ex.code, ex.sync = ACKNOWLEDGED, doc(ACKNOWLEDGED)
         op, args = _agent_args(req)
@@ -214,9 +243,26 @@ def serve_device(
         rc, kind, data = device_part(req, r.rc, r.data, ex.warnings)
         ex.responses.append(doc(rc, kind, data))
         ex.response_codes.append(rc)
+        until, tag, release = _still_processed(req, rc, kind)
     finally:
-        in_process.end(req.request_id)
+        if release is not None:
+            in_process.release(release)
+        in_process.end(req.request_id, until, tag)
     return ex
+
+
+def _still_processed(req: DuisRequest, rc: str, kind: str) -> tuple[float | None, object, object]:
+    """(until, tag, release) once the Service Response is out: a future dated 11.3 the hub took
+    (I0 without an outcome) is still being processed until its ExecutionDateTime, known by its
+    hub; a cancellation the hub took releases the one held for that hub."""
+    if req.service_reference_variant != "11.3" or rc != codes.SUCCESS or kind != ACK:
+        return None, None, None
+    tag = ("11.3", req.target)
+    if req.args.get("cancel"):
+        return None, None, tag
+    if req.args.get("execution"):
+        return _utc_seconds(req.args["execution"]), tag, None
+    return None, None, None
 
 
 def answer(client, xml: bytes, schema: str | None, forget: bool = False) -> tuple[str, bytes, list[str]]:

@@ -198,6 +198,28 @@ def test_e55_only_while_the_first_request_is_being_processed(device, schema):
     assert req_free(in_process, xml)
 
 
+def test_a_future_dated_activation_is_in_process_until_it_runs_or_is_cancelled(device, schema):
+    hub = eui_of(device)
+    img = fwkit.Image("2.0")
+    assert device.send(img)[0] == "I0"
+    now = [dt.datetime(2029, 1, 1, tzinfo=dt.timezone.utc).timestamp()]
+    in_process = InFlight(clock=lambda: now[0])
+    future = request_xml("11.3", hub, USER, 50, {"hash": img.hash, "execution": FAR})
+    assert serve(Client(device), future, schema, "11.3 held", in_process=in_process).response_codes == ["I0"]
+    assert serve(Client(device), future, schema, "E55 held", in_process=in_process).code == "E55"
+    # once its ExecutionDateTime has passed, it is no longer being processed
+    now[0] = dt.datetime(2030, 1, 15, 9, 0, 1, tzinfo=dt.timezone.utc).timestamp()
+    assert req_free(in_process, future)
+    # held again, then cancelled: the cancellation releases it
+    now[0] = dt.datetime(2029, 1, 1, tzinfo=dt.timezone.utc).timestamp()
+    again = request_xml("11.3", hub, USER, 51, {"hash": img.hash, "execution": FAR})
+    assert serve(Client(device), again, schema, "11.3 held again", in_process=in_process).response_codes == ["I0"]
+    assert not req_free(in_process, again)
+    cancel = request_xml("11.3", hub, USER, 52, {"hash": img.hash, "cancel": True})
+    assert serve(Client(device), cancel, schema, "11.3 cancel", in_process=in_process).response_codes == ["I0"]
+    assert req_free(in_process, again) and req_free(in_process, cancel)
+
+
 def req_free(in_process: InFlight, xml: bytes) -> bool:
     from host_tools.duis.requests import parse_request
 
