@@ -53,8 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--schema",
         metavar="DIR",
         help="with --format duis: check each alert against the DUIS schema in DIR (default: "
-        "$DBCH_DUIS_SCHEMA_DIR when set); an alert that is not valid is shown, its errors go to "
-        "stderr and the exit status is 1",
+        "$DBCH_DUIS_SCHEMA_DIR, else the schema of the DCC's npm package, fetched once); an alert "
+        "that is not valid is shown as JSON, its errors go to stderr and the exit status is 1",
     )
     port_command(p, cmd_alerts)
 
