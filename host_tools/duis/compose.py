@@ -1,5 +1,7 @@
 """Writing DUIS Service Requests for this hub's services, as a DCC User would send them (unsigned:
-ds:Signature is optional)."""
+ds:Signature is optional). Unlike the responses and alerts dbch sends, a request is not checked
+against the schema here: the tests build invalid ones on purpose, and the front checks every
+request it reads (host_tools.duis.requests.read_request)."""
 
 from __future__ import annotations
 
