@@ -70,7 +70,14 @@ def activate(u, args):
     u._inactive(st)
     slot = u._find(digest)
     if slot is None:
-        raise FwError(RC_STATE, "no staged and verified image has hash {}".format(hexstr(digest)))
+        # GBCS's device outcome (Activate Firmware): noImageHeld when no image is staged at all,
+        # hashMismatch when the image held has another hash
+        held = any(s != u.svc.slot and u.ready(s) is not None for s in boot_code().SLOTS)
+        raise FwError(
+            RC_STATE,
+            "no staged and verified image has hash {}".format(hexstr(digest)),
+            {"outcome": "hashMismatch" if held else "noImageHeld"},
+        )
     m = u.ready(slot, digest)
     permit = u._check_permit(args, digest)
     u.admit(boot_code().counter(m), m.get("version"), permit)

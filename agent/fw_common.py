@@ -13,7 +13,8 @@
 #   E100  authentication failed: bad signature, content that does not hash to the signed hash
 #         (or a payload that does not match its manifest's sha256), or no trusted signing key
 #         on the device; a failed check is recorded as a security incident (agent.incidents)
-#   E5    the device's state does not allow it: no staged and verified image has this hash,
+#   E5    the device's state does not allow it: no staged and verified image has this hash
+#         (data {outcome: "noImageHeld" | "hashMismatch"}, GBCS's outcome for it),
 #         a trial boot is not yet confirmed, an activation is scheduled, nothing staged, or the
 #         flash failed (full); and (RC_ROLLBACK) an image below the minimum security counter
 #         without a rollback permission, or a permission for another hub or image: the err

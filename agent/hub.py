@@ -489,12 +489,17 @@ class Hub:
         return RC_OK, data, None
 
     def op_channel(self, args):
+        # the operating channel (None before the first selection); with {log: true} the channel
+        # log too (DBCH02): {channel, changes: UTC seconds of the changes of the last 7 days}
         op = self.agility.operating
-        if op is None:
-            return RC_OK, None, None
-        from agent.channels import encode_mask
+        d = None
+        if op is not None:
+            from agent.channels import encode_mask
 
-        return RC_OK, {"page": op[0], "channel": op[1], "mask": "{:08X}".format(encode_mask(op[0], [op[1]]))}, None
+            d = {"page": op[0], "channel": op[1], "mask": "{:08X}".format(encode_mask(op[0], [op[1]]))}
+        if args.get("log"):
+            d = {"channel": d, "changes": list(self.agility.changes)}
+        return RC_OK, d, None
 
     def op_scan(self, args):
         now = self.clock.monotonic_ms()

@@ -2,9 +2,11 @@
 
 - cache: what dbch can make again (compiled modules and the imports read from their sources,
   virtual boards' and CPython agents' directories, Triage Tools,
-  the DUIS schema fetched from the registry, DUIS request ids, the events already seen, IPsec
-  incidents): the user cache directory's dbch/ ($XDG_CACHE_HOME/dbch or ~/.cache/dbch on Linux).
-- data: what must not be lost (the development PKI): the user data directory's dbch/
+  the DUIS schema fetched from the registry, the events already seen, IPsec
+  incidents, the DCC's DUIS reader for the tests): the user cache directory's dbch/
+  ($XDG_CACHE_HOME/dbch or ~/.cache/dbch on Linux).
+- data: what must not be lost (the development PKI, the DCC Schedules created through the DCC
+  front): the user data directory's dbch/
   ($XDG_DATA_HOME/dbch or ~/.local/share/dbch on Linux); $DBCH_PKI_DIR moves the PKI.
 """
 

@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+from host_tools.cli import dcc_schedules
 from host_tools.cli.groups import add_group
 from host_tools.cli.options import add_port_args, ports_of
 from host_tools.cli.output import CommandError, add_json_flag, say
@@ -51,8 +52,12 @@ def _tls_args(p: argparse.ArgumentParser, default_name: str) -> None:
 
 def register(subparsers) -> None:
     sub = add_group(
-        subparsers, "dcc", "the DCC front over HTTPS (serve) and a User's receiving endpoint (receive)", DCC_DESCRIPTION
+        subparsers,
+        "dcc",
+        "the DCC front over HTTPS (serve), a User's receiving endpoint (receive), DCC Schedules (schedules)",
+        DCC_DESCRIPTION,
     )
+    dcc_schedules.register(sub)
 
     p = sub.add_parser(
         "serve",

@@ -11,7 +11,7 @@ from pathlib import Path
 from host_tools.cli.options import add_port_args, open_client
 from host_tools.cli.output import CommandError, add_json_flag, emit
 from host_tools.duis import assets
-from host_tools.duis.front import answer
+from host_tools.duis.front import serve_device
 from host_tools.duis.schema import ENV_SCHEMA_DIR, describe
 
 DUIS_DESCRIPTION = """\
@@ -19,25 +19,23 @@ DUIS_DESCRIPTION = """\
 
 The request is validated against the DUIS 5.4 schema (the user's own copy: --schema DIR or
 DBCH_DUIS_SCHEMA_DIR), checked as the DCC checks it (E11, E12, E13, E19, E48, E49, E55), and
-forwarded to the agent when it passes; the DUIS Response XML is printed.
+forwarded to the agent when it passes. Printed: the DCC's synchronous answer (the Acknowledgement
+I99, or the error response), then the Service Response made of the board's answer, each an
+sr:Response valid against the schema. Services: 6.28-6.32, 11.2, 11.3 (immediate, future dated,
+cancel). Exit status 0 when the last document is a success (I0, I99).
 """
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "duis",
-        help="answer a DUIS request (6.28-6.31, 11.3) toward the hub and print the DUIS response",
+        help="answer a DUIS request (6.28-6.32, 11.2, 11.3) toward the hub and print the DUIS responses",
         description=DUIS_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("request", help="a DUIS request XML file (- for standard input)")
     p.add_argument("--schema", help=f"folder of the DUIS 5.4 schema (default: ${ENV_SCHEMA_DIR})")
-    p.add_argument("--out", help="also write the response XML to this file")
-    p.add_argument(
-        "--forget-request-ids",
-        action="store_true",
-        help="forget the Request IDs seen for this hub first (otherwise a reused one is answered E55)",
-    )
+    p.add_argument("--out", help="also write the last response XML (the Service Response) to this file")
     add_port_args(p)
     add_json_flag(p)
     p.set_defaults(func=cmd_duis)
@@ -66,17 +64,31 @@ def cmd_duis(args: argparse.Namespace) -> int:
     except OSError as e:
         raise CommandError(f"cannot read {args.request}: {e}") from e
     client = open_client(args)
-    rc, out, warnings = answer(client, xml, args.schema, args.forget_request_ids)
+    ex = serve_device(client, xml, schema=args.schema)
+    rc, out = ex.final
+    documents = [ex.sync, *ex.responses]
     if args.out:
         Path(args.out).write_bytes(out)
     if args.json:
-        print(json.dumps({"rc": rc, "warnings": warnings, "xml": out.decode()}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "rc": rc,
+                    "warnings": ex.warnings,
+                    "xml": out.decode(),
+                    "sync": {"rc": ex.code, "xml": ex.sync.decode()},
+                    "responses": [{"rc": c, "xml": d.decode()} for c, d in zip(ex.response_codes, ex.responses)],
+                },
+                indent=2,
+            )
+        )
     else:
-        for w in warnings:
+        for w in ex.warnings:
             print(f"warning: {w}", file=sys.stderr)
-        sys.stdout.write(out.decode())
-        if not out.endswith(b"\n"):
-            print()
+        for d in documents:
+            sys.stdout.write(d.decode())
+            if not d.endswith(b"\n"):
+                print()
     return 0 if rc.startswith("I") else 1
 
 

@@ -53,8 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--schema",
         metavar="DIR",
         help="with --format duis: check each alert against the DUIS schema in DIR (default: "
-        "$DBCH_DUIS_SCHEMA_DIR when set); an alert that is not valid is shown, its errors go to "
-        "stderr and the exit status is 1",
+        "$DBCH_DUIS_SCHEMA_DIR, else the schema of the DCC's npm package, fetched once); an alert "
+        "that is not valid is shown as JSON, its errors go to stderr and the exit status is 1",
     )
     port_command(p, cmd_alerts)
 
@@ -175,14 +175,15 @@ def cmd_config_set(args: argparse.Namespace) -> int:
 
 
 # -- alerts ------------------------------------------------------------------------------------
-def render(ev: Event, fmt: str) -> str:
-    """One alert as the user asked for it; DuisRenderError if DUIS XML cannot be made of it."""
+def render(ev: Event, fmt: str, schema=None) -> str:
+    """One alert as the user asked for it; DuisRenderError if DUIS XML valid against the schema
+    (folder schema, else as host_tools.duis.schema finds one) cannot be made of it."""
     if fmt == "duis":
         from host_tools.duis.alerts import render_alert
 
         if ev.kind not in ("N54", "N64"):
             return f"<!-- agent event {ev.kind}: {json.dumps(ev.data, default=str)} -->"
-        return render_alert(ev.kind, ev.data).decode()
+        return render_alert(ev.kind, ev.data, schema=schema).decode()
     if fmt == "json":
         return json.dumps({"seq": ev.seq, "kind": ev.kind, "data": ev.data}, sort_keys=True, default=str)
     d = ev.data
@@ -198,15 +199,16 @@ def render(ev: Event, fmt: str) -> str:
 
 
 def _schema_for(args: argparse.Namespace):
-    # the DUIS schema folder --format duis output is checked against, or None: found before any
-    # alert is taken, so that a wrong folder loses nothing
-    import os
+    # the DUIS schema folder --format duis output is checked against (--schema, else
+    # $DBCH_DUIS_SCHEMA_DIR, else the copy fetched from the DCC's npm package), or None for the
+    # other formats: found before any alert is taken, so that a wrong folder loses nothing
+    from host_tools.duis.schema import load_schema, schema_dir
 
-    from host_tools.duis.schema import ENV_SCHEMA_DIR, schema_dir
-
-    if args.format != "duis" or not (args.schema or os.environ.get(ENV_SCHEMA_DIR)):
+    if args.format != "duis":
         return None
-    return schema_dir(args.schema, fetch=False)
+    folder = schema_dir(args.schema)
+    load_schema(folder)  # a folder whose schema does not load is refused here too
+    return folder
 
 
 def _problems(ev: Event, fmt: str, schema) -> tuple[str, list[str]]:
@@ -215,7 +217,7 @@ def _problems(ev: Event, fmt: str, schema) -> tuple[str, list[str]]:
     from host_tools.duis.errors import DuisRenderError
 
     try:
-        text = render(ev, fmt)
+        text = render(ev, fmt, schema)
     except DuisRenderError as e:
         return render(ev, "json"), [f"cannot be rendered as DUIS: {e}"]
     if schema is None or ev.kind not in ("N54", "N64"):

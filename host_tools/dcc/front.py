@@ -199,9 +199,7 @@ class DccFront:
             return self._answer_now(req, hub, posted.body)
         with self._lock:
             busy = req.request_id in self.in_process
-            code, message = (
-                ("E55", "still in process") if busy else check_request(req, target_eui=hub.eui, seen_request_ids=set())
-            )
+            code, message = ("E55", "still in process") if busy else check_request(req, target_eui=hub.eui)
             if code is None:
                 self.in_process.add(req.request_id)
         if code is not None:

@@ -7,7 +7,7 @@ CPython only. Import the module that does the job; this package imports none of 
     times       xs:dateTime as DUIS writes it (UTC)
     assets      the DCC's schema and DCC Boxed templates, fetched from npm packages
     schema      which schema folder, loading it, validating against it
-    services    the hub's five services and the requests that are not for a device
+    services    the hub's services (6.28-6.32, 11.2, 11.3) and the requests that are not for a device
     config      the CHF Sub GHz Configuration and operating channel as XML, and back
     requests    reading Service Requests (parse_request, read_request)
     checks      the DCC's checks of a request toward this hub (check_request)
@@ -16,9 +16,11 @@ CPython only. Import the module that does the job; this package imports none of 
     userlist    the User list: Users, roles, Eligible Users, SMI statuses (load_users)
     users       access control: authenticate (E100), authorise (E1-E5), decide (then checks)
     compose     writing Service Requests (request_xml)
-    responses   Service Responses (render_response)
+    responses   Service Responses as sr:Response (render_response, payload_data)
     alerts      DCC Alerts N54 and N64 (render_alert)
     dcc_tables  the DCC's response codes and alert codes, with their names
     schedule    DCC schedule frequencies (CreateSchedule)
-    front       answering a request as the DCC Data Systems would (answer)
+    dsp         DCC Schedules: CreateSchedule validated, stored, given its DSPScheduleID
+    front       answering a request as the DCC Data Systems would: serve_device (Acknowledgement,
+                then Service Response), serve_non_device (CreateSchedule), answer
 """

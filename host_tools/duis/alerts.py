@@ -8,6 +8,7 @@ optional): a DCC Alert carries those two, plus ResponseID when given.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import Any
@@ -17,6 +18,7 @@ from host_tools.duis import dcc_tables
 from host_tools.duis.config import channel_element, render_config_xml
 from host_tools.duis.errors import DuisRenderError
 from host_tools.duis.requests import split_request_id
+from host_tools.duis.schema import checked
 from host_tools.duis.times import utc_text
 from host_tools.duis.xml import SR_NS, document, norm_eui, serialise, sub
 
@@ -127,6 +129,7 @@ def render_alert(
     *,
     response_id: str | None = None,
     when: dt.datetime | str | None = None,
+    schema: str | os.PathLike[str] | None = None,
 ) -> bytes:
     """A DCC Alert: sr:Response / sr:Header (ResponseID when given, ResponseCode,
     ResponseDateTime) / sr:Body / sr:DCCAlertMessage (DCCAlertCode, DCCAlert).
@@ -138,18 +141,22 @@ def render_alert(
     "N64" (sr:CommsHubFirmwareActivation): {"DeviceID", "FirmwareVersion"}, response code I0.
     ResponseDateTime is `when` if given, else the time the device raised the event (its "utc",
     UTC seconds, agent/outbox.py), else now (an event from an agent that did not date it).
-    DuisRenderError for anything that would not make a schema-valid alert.
+    The alert is checked against the DUIS schema (`schema`, else as host_tools.duis.schema finds
+    one) before it is returned: DuisRenderError for anything that would not make a schema-valid
+    alert (a DeviceType or ScanTrigger outside the schema's enumeration included), DuisConfigError
+    when no schema can be had.
     """
     if not isinstance(data, Mapping):
         raise DuisRenderError("alert data must be a mapping, got {!r}".format(data))
     if when is None:
         when = event_time(data)
     try:
-        return _render_alert(event_kind, data, response_id, when)
+        xml = _render_alert(event_kind, data, response_id, when)
     except DuisRenderError:
         raise
     except ValueError as e:  # a bad EUI, RequestID or time
         raise DuisRenderError("{}: {}".format(event_kind, e)) from e
+    return checked(xml, schema, "the {} alert".format(event_kind))
 
 
 def _render_alert(event_kind: str, data: Mapping[str, Any], response_id: str | None, when: Any) -> bytes:

@@ -3,7 +3,8 @@
 Precedence of check_request (first failing check wins): E48, E13, E12, E49, E55, E19, E11. The
 header must agree with itself before anything can be read from it (E48); then the kind of
 request for this endpoint (E13); then the command variant for the service (E12); then the body
-against the header (E49). A duplicate Request ID (E55) is judged only for a well-formed request.
+against the header (E49). A duplicate of a request still being processed (E55) is judged only for
+a well-formed request.
 The device checks come last, in the DCC's order: a device must exist (E19) before its device
 type can be compared with the service (E11). What each code means for this hub is in the notes
 of host_tools.duis.services. Access control (E100, E1-E5) comes before all of these:
@@ -22,6 +23,7 @@ non-device one is E13.
 
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import Any
 
 from host_tools.duis import dcc_tables
@@ -53,14 +55,16 @@ def _hubs(target_eui: Any) -> list[str]:
 
 
 def check_request(
-    req: DuisRequest, *, target_eui: Any, seen_request_ids: set[str], endpoint: str | None = None
+    req: DuisRequest, *, target_eui: Any, in_process: Container[str] = (), endpoint: str | None = None
 ) -> tuple[str | None, str]:
-    """The DCC-side checks that apply to this hub: (None, message) when the request is accepted -
-    its Request ID is then added to seen_request_ids, the Request IDs in process, which the
-    caller forgets when the request's processing ends - else (code, message) with the first
-    failing code in the order E48, E13, E12, E49, E55, E19, E11 (see the module notes).
-    target_eui: the hub, or several (the hubs behind a front); endpoint: the URL the request came
-    to (ENDPOINTS), None for the one device endpoint of `dbch duis`."""
+    """The DCC-side checks that apply to this hub: (None, message) when the request is accepted,
+    else (code, message) with the first failing code in the order E48, E13, E12, E49, E55, E19,
+    E11 (see the module notes). in_process: the RequestIDs of the requests still being processed
+    (host_tools.duis.front.InFlight): the same RequestID again is a duplicate (E55, seed Table 1:
+    "the duplicate of another Request being processed by the DCC Systems"); the caller marks an
+    accepted request in process. target_eui: the hub, or several (the hubs behind a front);
+    endpoint: the URL the request came to (ENDPOINTS), None for the one device endpoint of
+    `dbch duis`."""
     sr, srv = req.service_reference, req.service_reference_variant
     if not (srv == sr or srv.startswith(sr + ".")):
         return _reject("E48", "ServiceReferenceVariant {} is not a variant of ServiceReference {}".format(srv, sr))
@@ -79,9 +83,8 @@ def check_request(
             ),
         )
     if kind == "non-device":  # not for a device: no command variant, body or device to judge here
-        if req.request_id in seen_request_ids:
+        if req.request_id in in_process:
             return _reject("E55", "RequestID {} is already being processed".format(req.request_id))
-        seen_request_ids.add(req.request_id)
         return None, "accepted: non-device request {}".format(srv)
     if not req.body:
         return _reject("E13", "the request has no body: a device Service Request is expected")
@@ -102,8 +105,8 @@ def check_request(
             "E49",
             "a {} body belongs to ServiceReferenceVariant {}, not {}".format(req.body, BODY_TO_SRV[req.body], srv),
         )
-    if req.request_id in seen_request_ids:
-        return _reject("E55", "RequestID {} has been received before".format(req.request_id))
+    if req.request_id in in_process:
+        return _reject("E55", "RequestID {} is already being processed".format(req.request_id))
     hubs = _hubs(target_eui)
     if req.target not in hubs:
         return _reject(
@@ -119,5 +122,4 @@ def check_request(
                 sr, ", ".join(HUB_SERVICES)
             ),
         )
-    seen_request_ids.add(req.request_id)
     return None, "accepted: {} {} for {}".format(svc.srv, svc.body, req.target)

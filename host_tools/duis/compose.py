@@ -1,5 +1,7 @@
 """Writing DUIS Service Requests for this hub's services, as a DCC User would send them (unsigned:
-ds:Signature is optional)."""
+ds:Signature is optional). Unlike the responses and alerts dbch sends, a request is not checked
+against the schema here: the tests build invalid ones on purpose, and the front checks every
+request it reads (host_tools.duis.requests.read_request)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from typing import Any
 
 from host_tools.duis.config import render_config_xml
 from host_tools.duis.errors import DuisError, DuisRenderError
-from host_tools.duis.requests import make_request_id
+from host_tools.duis.requests import CANCEL_EXECUTION, make_request_id
 from host_tools.duis.services import service
 from host_tools.duis.times import utc_text
 from host_tools.duis.xml import SR_NS, document, serialise, sub
@@ -25,7 +27,9 @@ def request_xml(
 ) -> bytes:
     """Build an unsigned DUIS sr:Request for one of this hub's services ("6.28", a body name or
     a GBCS use case). args: for 6.28 the configuration mapping; for 11.3 {"hash": 32 bytes or 64
-    hex digits, "execution": datetime, ISO text or None}; nothing for 6.29, 6.30 and 6.31.
+    hex digits, "execution": datetime, ISO text or None, "cancel": true for the cancellation};
+    for 6.32 {"start", "end"} (the ReadLogPeriod); for 11.2 {"execution"} or nothing; nothing
+    for 6.29, 6.30 and 6.31.
     command_variant defaults to the one this front takes (1, or 4 for 11.3)."""
     svc = service(service_name)
     cv = svc.default_command_variant if command_variant is None else command_variant
@@ -51,12 +55,29 @@ def request_xml(
         if not isinstance(digest, (bytes, bytearray)) or len(digest) != 32:
             raise DuisRenderError("11.3 needs args['hash']: the 32-byte firmware hash (bytes or 64 hex digits)")
         el = sub(body, SR_NS, svc.body)
+        if args.get("cancel"):
+            args["execution"] = CANCEL_EXECUTION
         if args.get("execution") is not None:
             try:
                 sub(el, SR_NS, "ExecutionDateTime", utc_text(args["execution"]))
             except DuisError as e:
                 raise DuisRenderError("11.3 execution: {}".format(e)) from e
         sub(el, SR_NS, "FirmwareHash", bytes(digest).hex().upper())
+    elif svc.srv == "6.32":
+        args = dict(args or {})
+        if args.get("start") is None or args.get("end") is None:
+            raise DuisRenderError("6.32 needs args['start'] and args['end']: the ReadLogPeriod (UTC)")
+        period = sub(sub(body, SR_NS, svc.body), SR_NS, "ReadLogPeriod")
+        try:
+            sub(period, SR_NS, "StartDateTime", utc_text(args["start"]))
+            sub(period, SR_NS, "EndDateTime", utc_text(args["end"]))
+        except DuisError as e:
+            raise DuisRenderError("6.32 ReadLogPeriod: {}".format(e)) from e
+    elif svc.srv == "11.2" and args and args.get("execution") is not None:
+        try:
+            sub(sub(body, SR_NS, svc.body), SR_NS, "ExecutionDateTime", utc_text(args["execution"]))
+        except DuisError as e:
+            raise DuisRenderError("11.2 execution: {}".format(e)) from e
     else:
         if args:
             raise DuisRenderError("{} {} takes no arguments, got {!r}".format(svc.srv, svc.body, dict(args)))

@@ -1,6 +1,6 @@
 """The CHF Sub GHz Configuration and the operating channel as DUIS XML, and back: the 15 data
-items of sr:SubGHzConfiguration (a 6.28 request, an 8F2A alert, an MMC 6.30 response) and
-OperatingSubGHzChannel (an 8F26 alert, an MMC 6.31 response)."""
+items of sr:SubGHzConfiguration (a 6.28 request, an 8F2A alert) and OperatingSubGHzChannel (an
+8F26 alert), in the sr namespace or another one given."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def render_config_xml(
 ) -> ET.Element:
     """An element of type sr:SubGHzConfiguration (all 15 items in schema order) named `tag`:
     sr:SetCHFSubGHzConfiguration in a 6.28 request, sr:SubGHzConfigurationChanged in an 8F2A
-    alert. With ns=RA_NS the same children fill an MMC ReadCHFSubGHzConfigurationRsp."""
+    alert."""
     return fill_config(ET.Element(q(ns, tag)), mapping, ns)
 
 

@@ -80,6 +80,12 @@ RESPONSE_CODES = {
     #            (SEC F4 Annex: "where Pages are used, at least two channels must be configured").
     #   E062803  listed by the schema with no text in the seeds: this project uses it for any
     #            other data item (5-15) outside its DUIS 5.4 range or with too many decimal places.
+    # SRV 5.1 CreateSchedule: the schema lists E050101-E050112 and the seeds give them no text;
+    # host_tools.duis.dsp uses these four, one per data item the seed's rules judge.
+    "E050101": ("CreateSchedule: ScheduleStartDate not a valid date in the future", "E"),
+    "E050102": ("CreateSchedule: ScheduleEndDate not a valid future date >= ScheduleStartDate", "E"),
+    "E050103": ("CreateSchedule: ScheduleExecutionStartTime not a valid time", "E"),
+    "E050105": ("CreateSchedule: ScheduleFrequency not one of the six", "E"),
     "E062801": ("Sub GHz channel configuration invalid", "E"),
     "E062802": ("Fewer than two channels configured on a used lower-band page", "E"),
     "E062803": ("Sub GHz configuration parameter out of range", "E"),

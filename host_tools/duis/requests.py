@@ -21,6 +21,18 @@ from host_tools.duis.services import HUB_SERVICES, Service
 from host_tools.duis.times import has_zone, utc_text
 from host_tools.duis.xml import DS_NS, SR_NS, children, norm_eui, parse_xml, q, short_name, split_tag
 
+# 11.3 with this ExecutionDateTime cancels a future dated activation (the DCC Boxed CS06
+# cancellation template, CS06_11.3_CANCELLATION_SUCCESS_REQUEST_DUIS.XML, sends it).
+CANCEL_EXECUTION = "3000-12-31T00:00:00Z"
+SCHEDULE_ITEMS = (
+    "ScheduleFrequency",
+    "ScheduleStartDate",
+    "ScheduleEndDate",
+    "ScheduleExecutionStartTime",
+    "DSPScheduledServiceReference",
+    "DSPScheduledServiceReferenceVariant",
+    "DeviceID",
+)
 PLACEHOLDER_SIGNATURE = "ZGVmYXVsdA=="  # base64 "default", the DCC Boxed templates' placeholder
 
 SIGNATURE_ABSENT = "absent"
@@ -127,7 +139,38 @@ def _firmware_args(el: ET.Element, warnings: list[str]) -> dict[str, Any]:
             raise DuisParseError("ActivateFirmware: ExecutionDateTime {}".format(e)) from e
         if not has_zone(raw):
             warnings.append("ExecutionDateTime {!r} has no time zone: read as UTC".format(raw))
-    return {"hash": digest, "execution": execution}
+    return {"hash": digest, "execution": execution, "cancel": execution == CANCEL_EXECUTION}
+
+
+def _log_period(el: ET.Element) -> dict[str, Any]:
+    period = el.find(q(SR_NS, "ReadLogPeriod"))
+    out: dict[str, Any] = {}
+    for name, key in (("StartDateTime", "start"), ("EndDateTime", "end")):
+        item = period.find(q(SR_NS, name)) if period is not None else None
+        if item is None:
+            raise DuisParseError("ReadCHFSubGHzChannelLog: ReadLogPeriod has no {}".format(name))
+        try:
+            out[key] = utc_text((item.text or "").strip())
+        except DuisError as e:
+            raise DuisParseError("ReadCHFSubGHzChannelLog: {} {}".format(name, e)) from e
+    if out["end"] < out["start"]:  # same form (UTC, Z): text order is time order
+        raise DuisParseError("ReadCHFSubGHzChannelLog: EndDateTime {end} is before StartDateTime {start}".format(**out))
+    return out
+
+
+def _schedule_args(el: ET.Element) -> dict[str, Any]:
+    """A CreateSchedule's data items as text: the ones host_tools.duis.schedule validates, the
+    scheduled service and device, and the name of the scheduled request element."""
+    out: dict[str, Any] = {}
+    for child in children(el):
+        ns, name = split_tag(child.tag)
+        if ns != SR_NS:
+            continue
+        if name in SCHEDULE_ITEMS:
+            out[name] = (child.text or "").strip()
+        else:
+            out["ScheduledRequest"] = name
+    return out
 
 
 def parse_request(xml: bytes | str) -> DuisRequest:
@@ -136,7 +179,10 @@ def parse_request(xml: bytes | str) -> DuisRequest:
     header item is missing or malformed, or an ActivateFirmware hash or time cannot be read.
 
     args by body: SetCHFSubGHzConfiguration -> the configuration mapping (config_from_xml);
-    ActivateFirmware -> {"hash": 32 bytes, "execution": UTC ISO text or None}; others -> {}.
+    ActivateFirmware -> {"hash": 32 bytes, "execution": UTC ISO text or None, "cancel": bool};
+    ReadCHFSubGHzChannelLog -> {"start", "end"}: UTC ISO text; ReadFirmwareVersion ->
+    {"execution"} when future dated; CreateSchedule -> its data items as text (SCHEDULE_ITEMS) and
+    "ScheduledRequest", the scheduled request's element name; others -> {}.
     """
     root = parse_xml(xml)
     if root.tag != q(SR_NS, "Request"):
@@ -167,6 +213,17 @@ def parse_request(xml: bytes | str) -> DuisRequest:
             args = config_from_xml(items[0])
         elif body == "ActivateFirmware":
             args = _firmware_args(items[0], warnings)
+        elif body == "ReadCHFSubGHzChannelLog":
+            args = _log_period(items[0])
+        elif body == "ReadFirmwareVersion":
+            when_el = items[0].find(q(SR_NS, "ExecutionDateTime"))
+            if when_el is not None:
+                try:
+                    args = {"execution": utc_text((when_el.text or "").strip())}
+                except DuisError as e:
+                    raise DuisParseError("ReadFirmwareVersion: ExecutionDateTime {}".format(e)) from e
+        elif body == "CreateSchedule":
+            args = _schedule_args(items[0])
     signature = _signature_state(root)
     warnings.insert(0, _SIGNATURE_WARNINGS[signature])
     return DuisRequest(

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from host_tools.duis import assets
-from host_tools.duis.errors import DuisConfigError, DuisParseError
+from host_tools.duis.errors import DuisConfigError, DuisParseError, DuisRenderError
 from host_tools.duis.xml import parse_xml, short_name
 
 SCHEMA_FILE = "DUIS Schema V5.4.xsd"
@@ -127,6 +127,21 @@ def validate(xml: bytes | str, directory: str | os.PathLike[str] | None = None) 
         return [str(e)]
     schema = load_schema(directory)
     return [_format_schema_error(err) for err in schema.iter_errors(root)]
+
+
+def checked(xml: bytes, directory: str | os.PathLike[str] | None = None, what: str = "the document") -> bytes:
+    """`xml` once it validates against the schema (found as schema_dir finds it); DuisRenderError
+    with the schema's errors if it does not, DuisConfigError if no schema can be had. Every
+    document dbch writes passes here before it leaves."""
+    errors = validate(xml, directory)
+    if errors:
+        shown = "; ".join(errors[:5]) + ("; ..." if len(errors) > 5 else "")
+        raise DuisRenderError(
+            "{} would not be valid against the DUIS {} schema ({} error{}): {}".format(
+                what, schema_version(directory), len(errors), "" if len(errors) == 1 else "s", shown
+            )
+        )
+    return xml
 
 
 def describe(explicit: str | None = None) -> dict:

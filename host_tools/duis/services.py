@@ -1,29 +1,36 @@
 """The services this hub answers, and which requests are for a device at all.
 
-Services this hub answers (the CHF's DUIS services, with their GBCS use cases):
-    6.28 SetCHFSubGHzConfiguration   DBCH04      6.30 ReadCHFSubGHzConfiguration  DBCH03
-    6.29 RequestCHFSubGHzChannelScan DBCH05      6.31 ReadCHFSubGHzChannel        DBCH01
-    11.3 ActivateFirmware            CS06
+Services this hub answers (the CHF's DUIS services, with their GBCS use cases; the DCC Boxed
+templates name each by its use case):
+    6.28 SetCHFSubGHzConfiguration   DBCH04      6.31 ReadCHFSubGHzChannel        DBCH01
+    6.29 RequestCHFSubGHzChannelScan DBCH05      6.32 ReadCHFSubGHzChannelLog     DBCH02
+    6.30 ReadCHFSubGHzConfiguration  DBCH03      11.2 ReadFirmwareVersion         CS08
+    11.3 ActivateFirmware            CS06 (immediate, future dated, or cancel: ExecutionDateTime
+                                     3000-12-31T00:00:00Z, as the DCC Boxed CS06 cancellation
+                                     template sends it)
+and one non-device service the DCC answers itself: 5.1 CreateSchedule (host_tools.duis.dsp).
 
 Modelling decisions (the seeds and the schema leave these open; host_tools.duis.checks applies them):
 - Endpoint (E13). This front stands for the DCC's device path to one hub: it takes Service
   Requests for device services. A non-device request - a Service Reference Variant that the
   schema allows only with Command Variant 8 ("DCC Only"), or a Service Reference all of whose
   variants are such - or a request whose body is missing or outside the DUIS namespace is "not
-  valid for the URL" (E13).
+  valid for the URL" (E13). The non-device path (host_tools.duis.front.serve_non_device) takes
+  CreateSchedule and refuses device requests with E13 in turn.
 - Command Variants (E12). The schema annotates every Service Reference Variant with the command
-  variants it takes: 6.28-6.31 "CV = 1, 2, 3", 11.3 "CV = 4, 5, 6, 7". This front takes:
-    6.28-6.31  CV 1 only (send to the device). CV 2 and 3 ask the DCC to return a Command for
-               Local Delivery, which this front cannot produce.
+  variants it takes: 6.28-6.32 and 11.2 "CV = 1, 2, 3", 11.3 "CV = 4, 5, 6, 7", 5.1 "CV = 8".
+  This front takes:
+    6.28-6.32, 11.2  CV 1 only (send to the device). CV 2 and 3 ask the DCC to return a Command
+               for Local Delivery, which this front cannot produce.
     11.3       CV 4 only: the Service Request form of a Critical command, as in the DCC Boxed CS06
                templates. This front has no Signed Pre-Command step (GBCS signing is out of
                scope), so it acts on the CV 4 request as though transform, signing and sending
                had happened; CV 5-7 (sr:SignedPreCommand bodies) are refused with E12.
   Any other variant for these services is E12. Variants of other services are not judged: those
   requests fail E19 or E11 whatever their command variant.
-- Device type (E11). Only the five services above are served: any other Service Reference is
-  E11, including CHF services this hub does not implement (6.32 channel log, 11.2 firmware
-  version, 8.x install and return): E11 is the nearest code DUIS has for them.
+- Device type (E11). Only the services above are served: any other Service Reference is E11,
+  including CHF services this hub does not implement (8.x install and return): E11 is the nearest
+  code DUIS has for them.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from host_tools.duis.errors import DuisError
 
 @dataclass(frozen=True)
 class Service:
-    srv: str  # Service Reference Variant (equal to the Service Reference for these five)
+    srv: str  # Service Reference Variant (equal to the Service Reference for these seven)
     body: str  # the sr:Body element that carries the request
     use_case: str  # GBCS use case
     title: str
@@ -57,6 +64,8 @@ HUB_SERVICES: dict[str, Service] = {
         Service("6.29", "RequestCHFSubGHzChannelScan", "DBCH05", "Request CHF Sub GHz Channel Scan", frozenset({1})),
         Service("6.30", "ReadCHFSubGHzConfiguration", "DBCH03", "Read CHF Sub GHz Configuration", frozenset({1})),
         Service("6.31", "ReadCHFSubGHzChannel", "DBCH01", "Read CHF Sub GHz Channel", frozenset({1})),
+        Service("6.32", "ReadCHFSubGHzChannelLog", "DBCH02", "Read CHF Sub GHz Channel Log", frozenset({1})),
+        Service("11.2", "ReadFirmwareVersion", "CS08", "Read Firmware Version", frozenset({1})),
         Service("11.3", "ActivateFirmware", "CS06", "Activate Firmware", frozenset({4})),
     )
 }

@@ -29,6 +29,7 @@ for the target device is E4, and an MDR User sending to a Communications Hub get
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Container
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,7 +164,7 @@ def decide(
     users: UserList,
     *,
     target_eui: Any,
-    seen_request_ids: set[str],
+    in_process: Container[str] = (),
     endpoint: str | None = None,
     at: dt.datetime | None = None,
     device: str | None = None,
@@ -173,11 +174,11 @@ def decide(
     """The DCC's decision on an authenticated request: authorise() (E1-E5), then the validation
     of host_tools.duis.checks.check_request (E48, E13, E12, E49, E55, E19, E11), first failing
     code wins; E4 therefore precedes E11, E13 and E19 as SEC Appendix R 8.1.26 requires.
-    target_eui: the hub(s) behind the front; seen_request_ids: the Request IDs in process (an
-    accepted request's is added); endpoint: the URL it came to ("send", "transform",
+    target_eui: the hub(s) behind the front; in_process: the Request IDs still being processed
+    (the caller marks an accepted one); endpoint: the URL it came to ("send", "transform",
     "non-device"; None: the one device endpoint of `dbch duis`)."""
     decision = authorise(request, users, at=at, device=device, smi_status=smi_status, scheduled=scheduled)
     if not decision.ok:
         return decision
-    code, message = check_request(request, target_eui=target_eui, seen_request_ids=seen_request_ids, endpoint=endpoint)
+    code, message = check_request(request, target_eui=target_eui, in_process=in_process, endpoint=endpoint)
     return Decision(code, message if code else decision.message + "; " + message, decision.user)

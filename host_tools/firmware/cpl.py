@@ -172,10 +172,14 @@ def check(device: SmiDevice, reported: str, cpl: list[CplEntry], source: str = "
     return f(None, f"{reported} is on the CPL as Current: the expected result of an activation (update the SMI)")
 
 
-def render_xml(finding: Finding, when=None) -> bytes:
-    """The DCC Alert (sr:FirmwareVersionMismatch) for a finding with an alert."""
+def render_xml(finding: Finding, when=None, schema: str | None = None) -> bytes:
+    """The DCC Alert (sr:FirmwareVersionMismatch) for a finding with an alert, checked against
+    the DUIS schema (folder schema, else as host_tools.duis.schema finds one); CplError if it
+    does not validate."""
     from host_tools.duis import dcc_tables
     from host_tools.duis.alerts import dcc_alert
+    from host_tools.duis.errors import DuisRenderError
+    from host_tools.duis.schema import checked
     from host_tools.duis.xml import SR_NS, serialise, sub
 
     if finding.alert not in ("N49", "N50", "N51", "N52"):
@@ -186,21 +190,16 @@ def render_xml(finding: Finding, when=None) -> bytes:
     sub(el, SR_NS, "DeviceType", finding.device_type)
     sub(el, SR_NS, "FirmwareVersionSMI", finding.smi_version)
     sub(el, SR_NS, "FirmwareVersionDevice", finding.reported)
-    return serialise(root)
+    try:
+        return checked(serialise(root), schema, f"the {finding.alert} alert")
+    except DuisRenderError as e:
+        raise CplError(f"rendered {finding.alert} does not validate: {e}") from e
 
 
 def alerts_xml(findings: list[Finding], schema: str | None = None) -> list[str]:
     """The DCC Alert of each finding that raises one, checked against the DUIS schema (folder
     schema, else $DBCH_DUIS_SCHEMA_DIR); CplError if one does not validate."""
-    from host_tools.duis.schema import schema_dir, validate
+    from host_tools.duis.schema import schema_dir
 
-    docs = []
-    for fnd in findings:
-        if fnd.alert is None:
-            continue
-        xml = render_xml(fnd)
-        errors = validate(xml, schema_dir(schema))
-        if errors:
-            raise CplError(f"rendered {fnd.alert} does not validate: {errors[0]}")
-        docs.append(xml.decode())
-    return docs
+    folder = schema_dir(schema)
+    return [render_xml(fnd, schema=folder).decode() for fnd in findings if fnd.alert is not None]

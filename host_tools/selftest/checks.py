@@ -5,8 +5,9 @@ Checks, in order (each PASS, FAIL or SKIP with the reason):
 - DUIS front (SEC Appendix R 8.1.26 Response Code Tests that apply to a hub: the DCC's codes, so
   they are driven through `dbch duis`'s front with requests built for this hub and then altered):
   a valid request I0, E11 (a service for another device type), E13 (a request type not valid for
-  the URL), E19 (a device that does not exist), E55 (a Request ID used twice). They need the DUIS
-  schema folder (--schema or $DBCH_DUIS_SCHEMA_DIR) and SKIP without one;
+  the URL), E19 (a device that does not exist), E55 (the Request ID of a request still being
+  processed). They need the DUIS schema folder (--schema or $DBCH_DUIS_SCHEMA_DIR) and SKIP
+  without one;
 - configuration validation (SRV 6.28): a valid configuration I0, one channel on a used page
   E062802, a channel outside its page E062801, an out-of-range parameter E062803, and the
   configuration unchanged by the refused ones;
@@ -140,7 +141,8 @@ class Selftest(Harness):
 
     def check_duis(self) -> None:
         from host_tools.duis.errors import DuisConfigError
-        from host_tools.duis.front import answer
+        from host_tools.duis.front import InFlight, serve_device
+        from host_tools.duis.requests import parse_request
         from host_tools.duis.schema import schema_dir
 
         try:
@@ -153,8 +155,12 @@ class Selftest(Harness):
             if xml is None:
                 self.add(name, rc, "not built", False, "the built request did not have the expected form")
                 continue
+            in_process = InFlight()
+            if rc == "E55":  # the same RequestID again while the first request is still being processed
+                in_process.begin(parse_request(xml).request_id)
             try:
-                got, _out, warnings = answer(self.client, xml, str(folder))
+                ex = serve_device(self.client, xml, schema=str(folder), in_process=in_process)
+                got, warnings = ex.final[0], ex.warnings
             except DbchError as e:
                 self.add(name, rc, "error", False, f"{what}: {e}")
                 continue

@@ -77,8 +77,8 @@ def run(
 ) -> Demo:
     """The demo on the board at --port value `port` (a virtual board is started if need be).
     flash: the agent is flashed first and a firmware update is done; out: a folder for the DUIS
-    documents; schema: the DUIS schema folder (else as `dbch duis` finds one, and the documents are
-    not checked if none is found); say: told each step and what it did; notice: as for connect."""
+    documents; schema: the DUIS schema folder (else as `dbch duis` finds one: each document is
+    checked against it as it is rendered, and none is rendered without one); say: told each step and what it did; notice: as for connect."""
     from host_tools.duis.alerts import render_alert
     from host_tools.duis.times import utc_text
 
@@ -137,7 +137,8 @@ def run(
                     "name": alert_name(a.ev),
                     "when": utc_text(a.when),
                     "during": a.during,
-                    "xml": render_alert(a.ev.kind, a.ev.data).decode(),  # dated by the device
+                    # dated by the device; checked against the schema as it is rendered
+                    "xml": render_alert(a.ev.kind, a.ev.data, schema=schema).decode(),
                 }
             )
     demo.files = write_documents(demo.alerts, Path(out)) if out else []

@@ -25,6 +25,7 @@ from host_tools.duis.checks import check_request
 from host_tools.duis.compose import request_xml
 from host_tools.duis.config import canonical_config, config_from_xml, render_config_xml
 from host_tools.duis.errors import DuisConfigError, DuisError, DuisParseError, DuisRenderError, DuisValidationError
+from host_tools.duis.front import InFlight
 from host_tools.duis.requests import (
     SIGNATURE_ABSENT,
     SIGNATURE_PLACEHOLDER,
@@ -32,7 +33,7 @@ from host_tools.duis.requests import (
     parse_request,
     read_request,
 )
-from host_tools.duis.responses import ACK, CHANNEL, CONFIG, render_response
+from host_tools.duis.responses import ACK, PAYLOAD, SCHEDULE_ID, payload_data, render_response, response_code
 from host_tools.duis.schema import ENV_SCHEMA_DIR, load_schema, schema_dir, schema_load_time, schema_version, validate
 from host_tools.duis.services import HUB_SERVICES
 from host_tools.duis.xml import RA_NS, SR_NS
@@ -141,9 +142,7 @@ def test_template_validates_parses_and_is_accepted(name, schema_path, templates_
     assert req.schema_version == "5.4"
     assert req.signature == SIGNATURE_PLACEHOLDER
     assert any("placeholder" in w for w in req.warnings)
-    seen: set[str] = set()
-    assert check_request(req, target_eui=target, seen_request_ids=seen)[0] is None
-    assert seen == {req.request_id}
+    assert check_request(req, target_eui=target)[0] is None
 
 
 def test_dbch04_gives_the_template_mapping(templates):
@@ -158,8 +157,12 @@ def test_cs06_hash_and_execution(templates_path):
     immediate = parse_request((templates_path / "CS06_11.3_IMMEDIATE_SUCCESS_REQUEST_DUIS.XML").read_bytes())
     future = parse_request((templates_path / "CS06_11.3_FUTURE_DATED_SUCCESS_REQUEST_DUIS.XML").read_bytes())
     digest = bytes.fromhex("AA758690730934FF0685AA758690730934FF0685657788990011223344556677")
-    assert immediate.args == {"hash": digest, "execution": None}
-    assert future.args == {"hash": digest, "execution": "2030-01-15T09:00:00Z"}
+    assert immediate.args == {"hash": digest, "execution": None, "cancel": False}
+    assert future.args == {"hash": digest, "execution": "2030-01-15T09:00:00Z", "cancel": False}
+    # the DCC Boxed cancellation template's date: 3000-12-31T00:00:00.00Z cancels
+    cancel = future_xml = (templates_path / "CS06_11.3_FUTURE_DATED_SUCCESS_REQUEST_DUIS.XML").read_bytes()
+    cancel = re.sub(rb"<sr:ExecutionDateTime>[^<]*<", b"<sr:ExecutionDateTime>3000-12-31T00:00:00.00Z<", future_xml)
+    assert parse_request(cancel).args == {"hash": digest, "execution": "3000-12-31T00:00:00Z", "cancel": True}
 
 
 # -- building requests -------------------------------------------------------------------------
@@ -171,6 +174,9 @@ BUILD_CASES = [
     ("6.31", None),
     ("11.3", {"hash": bytes(range(32)), "execution": None}),
     ("11.3", {"hash": bytes(range(32)).hex(), "execution": "2031-06-01T10:30:00+01:00"}),
+    ("11.3", {"hash": bytes(range(32)), "cancel": True}),
+    ("6.32", {"start": "2030-01-01T00:00:00Z", "end": "2030-01-08T00:00:00Z"}),
+    ("11.2", None),
 ]
 
 
@@ -191,19 +197,25 @@ def test_request_xml_round_trips_and_validates(srv, args, schema_path):
     assert req.signature == SIGNATURE_ABSENT and req.warnings[0].startswith("unsigned request")
     if srv == "6.28":
         assert req.args == _portable_template()
+    elif srv == "11.3" and args.get("cancel"):
+        assert req.args["cancel"] and req.args["execution"] == "3000-12-31T00:00:00Z"
     elif srv == "11.3":
-        assert req.args["hash"] == bytes(range(32))
+        assert req.args["hash"] == bytes(range(32)) and not req.args["cancel"]
         assert req.args["execution"] == (None if args["execution"] is None else "2031-06-01T09:30:00Z")
+    elif srv == "6.32":
+        assert req.args == args
     else:
         assert req.args == {}
-    assert check_request(req, target_eui=HUB, seen_request_ids=set())[0] is None
+    assert check_request(req, target_eui=HUB)[0] is None
 
 
 def test_request_xml_names_and_bad_arguments():
     by_use_case = request_xml("DBCH03", HUB, USER, 1)
     assert by_use_case == request_xml("ReadCHFSubGHzConfiguration", HUB, USER, 1)
     assert parse_request(by_use_case).service_reference_variant == "6.30"
-    with pytest.raises(DuisError, match="unknown service '6.32'"):
+    with pytest.raises(DuisError, match="unknown service '8.2'"):
+        request_xml("8.2", HUB, USER, 1)
+    with pytest.raises(DuisRenderError, match="ReadLogPeriod"):
         request_xml("6.32", HUB, USER, 1)
     with pytest.raises(DuisRenderError, match="32-byte firmware hash"):
         request_xml("11.3", HUB, USER, 1, {"hash": b"short"})
@@ -291,8 +303,8 @@ def _edit(xml: bytes, *pairs: tuple[str, str]) -> bytes:
     return text.encode()
 
 
-def _check(xml: bytes, seen: set[str] | None = None, hub: str = HUB):
-    return check_request(parse_request(xml), target_eui=hub, seen_request_ids=set() if seen is None else seen)
+def _check(xml: bytes, in_process: set[str] | None = None, hub: str = HUB):
+    return check_request(parse_request(xml), target_eui=hub, in_process=set() if in_process is None else in_process)
 
 
 def test_e11_service_not_for_a_chf(templates, schema_path):
@@ -371,19 +383,21 @@ def test_e49_body_does_not_match_the_variant(templates, schema_path):
     assert _check(other)[0] == "E49"
 
 
-def test_e55_duplicate_request_id(templates):
-    seen: set[str] = set()
-    assert _check(templates["DBCH05_6.29"], seen)[0] is None
-    code, message = _check(templates["DBCH05_6.29"], seen)
-    assert code == "E55" and "1000" in message
+def test_e55_duplicate_of_a_request_still_being_processed(templates):
+    # seed Table 1: E55 is "the duplicate of another Request being processed by the DCC Systems"
+    in_process = InFlight()
+    req = parse_request(templates["DBCH05_6.29"])
+    assert _check(templates["DBCH05_6.29"], in_process)[0] is None
+    assert in_process.begin(req.request_id)  # accepted: being processed
+    code, message = _check(templates["DBCH05_6.29"], in_process)
+    assert code == "E55" and "1000" in message and "being processed" in message
+    assert not in_process.begin(req.request_id)
     # the same ID in lower case is the same request
     lower = _edit(templates["DBCH05_6.29"], ("90-B3-D5-1F-30-01-00-00:00-DB", "90-b3-d5-1f-30-01-00-00:00-db"))
-    assert _check(lower, seen)[0] == "E55"
-    # a rejected request does not take its ID
-    seen2: set[str] = set()
-    bad = _edit(templates["DBCH01_6.31"], ("<sr:CommandVariant>1<", "<sr:CommandVariant>2<"))
-    assert _check(bad, seen2)[0] == "E12" and seen2 == set()
-    assert _check(templates["DBCH01_6.31"], seen2)[0] is None
+    assert _check(lower, in_process)[0] == "E55"
+    # once answered, the RequestID is free again: a RequestID is not remembered forever
+    in_process.end(req.request_id)
+    assert _check(templates["DBCH05_6.29"], in_process)[0] is None
 
 
 def test_precedence(templates):
@@ -398,14 +412,14 @@ def test_precedence(templates):
     )
     assert _check(xml)[0] == "E12"
     # E55 before E19, E19 before E11
-    seen = {parse_request(templates["DBCH01_6.31"]).request_id}
+    in_process = {parse_request(templates["DBCH01_6.31"]).request_id}
     xml = _edit(
         templates["DBCH01_6.31"],
         ("<sr:ServiceReference>6.31<", "<sr:ServiceReference>7.4<"),
         ("<sr:ServiceReferenceVariant>6.31<", "<sr:ServiceReferenceVariant>7.4<"),
         ("<sr:ReadCHFSubGHzChannel/>", "<sr:ReadSupplyStatus/>"),
     )
-    assert _check(xml, seen)[0] == "E55"
+    assert _check(xml, in_process)[0] == "E55"
     assert _check(xml, hub="00-DB-12-34-56-78-90-FF")[0] == "E19"
     assert _check(xml)[0] == "E11"
 
@@ -478,50 +492,52 @@ def test_ack_responses_validate(key, rc, templates, schema_path):
     assert len(ET.fromstring(xml).find("{0}Body/{0}ResponseMessage".format(SR))) == 2  # no payload
 
 
-def test_config_response(templates, schema_path):
-    req = parse_request(templates["DBCH03_6.30"])
+def test_data_responses_are_sr_responses_with_the_devices_answer(templates, schema_path):
+    # 6.30 and 6.31 answer as DUIS answers every request: sr:Response, the device's answer in its
+    # GBCSPayload (CBOR here: see host_tools.duis.responses), never the MMC ra:GBCSResponse
     m = _portable_template()
-    xml = render_response(req, "I0", None, m, when=WHEN)
+    req = parse_request(templates["DBCH03_6.30"])
+    xml = render_response(req, "I0", None, {"SubGHzConfiguration": canonical_config(m)}, when=WHEN)
     assert valid(xml, schema_path) == []
     root = ET.fromstring(xml)
-    assert root.tag == RA + "GBCSResponse"
-    assert root.find("{0}Header/{0}BusinessOriginatorID".format(RA)).text == HUB
-    assert root.find("{0}Header/{0}BusinessTargetID".format(RA)).text == USER
-    assert root.find("{0}Header/{0}OriginatorCounter".format(RA)).text == "1000"
-    rsp = root.find("{0}Body/{0}ResponseMessage/{0}SMETSData/{0}ReadCHFSubGHzConfigurationRsp".format(RA))
-    assert rsp.get("MessageSuccess") == "true"
-    assert config_from_xml(rsp) == m
-    # errors carry no body; data only answers 6.30 with I0
-    assert ET.fromstring(render_response(req, "E19", None, m)).tag == SR + "Response"
-    with pytest.raises(DuisRenderError, match="only an I0 response carries data"):
-        render_response(req, "E19", CONFIG, m)
-    with pytest.raises(DuisRenderError, match="answers SRV 6.30"):
-        render_response(parse_request(templates["DBCH01_6.31"]), "I0", CONFIG, m)
+    assert root.tag == SR + "Response" and root.find(".//" + RA + "GBCSResponse") is None
+    assert text_of(xml, "{0}Header/{0}RequestID".format(SR)) == req.request_id
+    assert payload_data(xml) == {"srv": "6.30", "SubGHzConfiguration": canonical_config(m)}
+    assert config_from_xml(render_config_xml(payload_data(xml)["SubGHzConfiguration"])) == m
+    ch = parse_request(templates["DBCH01_6.31"])
+    xml = render_response(ch, "I0", PAYLOAD, {"OperatingSubGHzChannel": {"page": 31, "channel": 26}}, when=WHEN)
+    assert valid(xml, schema_path) == [] and response_code(xml) == "I0"
+    assert payload_data(xml)["OperatingSubGHzChannel"] == {"page": 31, "channel": 26}
+    # an error or an acknowledgement carries no data
+    assert payload_data(render_response(req, "E19", None, m)) is None
+    with pytest.raises(DuisRenderError, match="only a success carries data"):
+        render_response(req, "E19", PAYLOAD, m)
+    with pytest.raises(DuisRenderError, match="needs the device's answer"):
+        render_response(req, "I0", PAYLOAD, None)
 
 
-@pytest.mark.parametrize(
-    ("page", "channel"), [(28, 0), (28, 26), (29, 27), (29, 34), (30, 35), (30, 61), (31, 0), (31, 26)]
-)
-def test_channel_response(page, channel, templates, schema_path):
+def test_response_edge_cases(templates, schema_path):
     req = parse_request(templates["DBCH01_6.31"])
-    xml = render_response(req, "I0", None, {"page": page, "channel": channel}, when=WHEN)
-    assert valid(xml, schema_path) == []
-    band = "OperatingUpperBandSubGHzChannel" if page == 31 else "OperatingLowerBandSubGHzChannel"
-    path = "{0}Body/{0}ResponseMessage/{0}SMETSData/{0}ReadCHFSubGHzChannelRsp/{0}OperatingSubGHzChannel/{0}{1}/{0}Channel{2}"
-    assert ET.fromstring(xml).find(path.format(RA, band, channel)) is not None
-
-
-def test_channel_response_edge_cases(templates, schema_path):
-    req = parse_request(templates["DBCH01_6.31"])
-    none = render_response(req, "I0", CHANNEL, None, when=WHEN)
-    assert valid(none, schema_path) == []
-    assert ET.fromstring(none).find(".//{}OperatingSubGHzChannel".format(RA)) is None
-    with pytest.raises(DuisRenderError, match="not on page 29"):
-        render_response(req, "I0", CHANNEL, {"page": 29, "channel": 35})
     with pytest.raises(DuisRenderError, match="body_kind"):
         render_response(req, "I0", "xml")
     with pytest.raises(DuisRenderError, match="unknown response code"):
         render_response(req, "E999")
+    with pytest.raises(DuisRenderError, match="DSPScheduleID"):
+        render_response(req, "I0", SCHEDULE_ID, -1)
+    with pytest.raises(DuisRenderError, match="ResponseID"):
+        render_response(req, "I0", response_id="nope")
+    xml = render_response(req, "I99", response_id="{}:{}:7".format(HUB, USER), when=WHEN)
+    assert text_of(xml, "{0}Header/{0}ResponseID".format(SR)) == "{}:{}:7".format(HUB, USER)
+
+
+def test_a_response_the_schema_refuses_is_not_returned(templates, schema_path, monkeypatch):
+    # every renderer checks what it wrote: a response code the schema's enumeration lacks is an
+    # error, never a document
+    from host_tools.duis import responses
+
+    monkeypatch.setitem(responses.RESPONSE_CODES, "E777", ("not in the schema", "E"))
+    with pytest.raises(DuisRenderError, match="would not be valid against the DUIS"):
+        render_response(parse_request(templates["DBCH01_6.31"]), "E777", schema=schema_path)
 
 
 # -- alerts ------------------------------------------------------------------------------------
@@ -647,3 +663,17 @@ def test_alert_errors():
         render_alert("N64", {"DeviceID": HUB, "FirmwareVersion": "123456789"})
     with pytest.raises(DuisRenderError, match="not an xs:dateTime"):
         render_alert("N54", good, when="yesterday")
+
+
+@pytest.mark.parametrize(
+    ("code", "payload", "bad"),
+    [
+        (0x8F2D, {"DeviceID": METER, "DeviceType": "Meter"}, "DeviceType"),
+        (0x8F26, {"page": 30, "channel": 36, "trigger": "Foo"}, "ScanTrigger"),
+        (0x8F28, {"status": "Maybe", "trigger": "RemotePartyCommand"}, "StatusCode"),
+    ],
+)
+def test_render_alert_raises_on_values_outside_the_schema(code, payload, bad, schema_path):
+    # what the docstring promises: an error, never schema-invalid XML
+    with pytest.raises(DuisRenderError, match=bad):
+        render_alert(*alerts.n54(HUB_BYTES, code, payload), schema=schema_path)

@@ -23,6 +23,7 @@ from agent.eui import parse_eui  # noqa: E402
 from host_tools.duis.alerts import render_alert  # noqa: E402
 from host_tools.duis.compose import request_xml  # noqa: E402
 from host_tools.duis.front import answer  # noqa: E402
+from host_tools.duis.responses import payload_data  # noqa: E402
 from host_tools.duis.schema import ENV_SCHEMA_DIR, validate  # noqa: E402
 from host_tools.firmware import flash, image_build, sign, stage  # noqa: E402
 from host_tools.firmware.build import mpy_cross_binary  # noqa: E402
@@ -107,10 +108,12 @@ def test_update_by_duis_then_a_broken_image_is_reverted(board, tmp_path, duis_sc
     st = client.request("fw.status").data
     assert st["slots"]["b"] == {"version": "1.1.0", "hash": digest.hex()} and st["version"] == "1.0.0"
 
-    # a hash that matches no staged image: E5 through DUIS, nothing changes
+    # a hash that matches no staged image: through DUIS, GBCS's outcome (the image held is another)
+    # in an I0 Service Response; nothing changes
     xml = request_xml("11.3", target_eui=EUI, originator_eui=ORIGINATOR, counter=7001, args={"hash": b"\x42" * 32})
-    rc, out, warnings = answer(client, xml, str(duis_schema_dir), forget=True)
-    assert rc == "E5" and any("no staged and verified image" in w for w in warnings)
+    rc, out, warnings = answer(client, xml, str(duis_schema_dir))
+    assert rc == "I0" and any("no staged and verified image" in w for w in warnings)
+    assert payload_data(out)["activateImageResponseCode"] == "hashMismatch"
     assert validate(out, duis_schema_dir) == []
 
     # DUIS 11.3 ActivateFirmware, immediate: I0, the board reboots into 1.1.0 on trial

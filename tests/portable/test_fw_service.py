@@ -284,8 +284,14 @@ class TestActivation(unittest.TestCase):
         r = self.activate(hash=b"\x11" * 32)
         self.assertEqual(r[0], "E5")
         self.assertIn("no staged and verified image", r[2])
+        self.assertEqual(r[1], {"outcome": "hashMismatch"})  # GBCS's outcome: the image held is another
         self.assertFalse(self.dev.hub.reboot_requested)
         self.assertEqual(self.dev.flash.files(), before)
+
+    def test_unknown_hash_with_no_image_staged_is_no_image_held(self):
+        dev = Device()
+        r = dev.call("fw.activate", hash=b"\x11" * 32, execution=None)
+        self.assertEqual((r[0], r[1]), ("E5", {"outcome": "noImageHeld"}))
 
     def test_running_hash_is_e5(self):
         r = self.activate(hash=self.dev.first.hash)

@@ -175,6 +175,19 @@ class Agility(HubTests):
         self.period()
         self.assertEqual(self.rig.alerts(), [])
 
+    def test_channel_log(self):
+        # op channel {log: true}: the operating channel and the UTC seconds of the week's changes
+        rc, data, _ = self.rig.call("channel", log=True)
+        self.assertEqual((rc, data["changes"]), ("I0", []))
+        page, ch = self.rig.hub.agility.operating
+        self.assertEqual((data["channel"]["page"], data["channel"]["channel"]), (page, ch))
+        self.noisy()
+        self.period()
+        rc, data, _ = self.rig.call("channel", log=True)
+        self.assertEqual(data["changes"], [self.rig.clock.utc()])
+        self.assertEqual((data["channel"]["page"], data["channel"]["channel"]), self.rig.hub.agility.operating)
+        self.assertEqual(self.rig.call("channel")[1], data["channel"])  # without log: the channel alone
+
     def test_dcc_scan_request(self):
         rc, data, _ = self.rig.call("scan")
         self.assertEqual(rc, "I0")
