@@ -120,11 +120,12 @@ def boot_state_json() -> bytes:
     return json.dumps(boot.default_state(), sort_keys=True).encode()
 
 
-def slot_files(board: str, version: str) -> dict[str, bytes]:
-    """{path on the board: bytes} of slot A for board, with its manifest."""
+def slot_files(board: str, version: str, debug: bool = False) -> dict[str, bytes]:
+    """{path on the board: bytes} of slot A for board, with its manifest (debug: compiled with
+    line numbers)."""
     from agent import fw_image as image
 
-    compiled = build_image(board)
+    compiled = build_image(board, debug)
     files = [(c.target, c.data) for c in compiled]
     content = image.build(version, board, files)
     wanted = {f"{SLOT}/{path}": data for path, data in files}
@@ -143,11 +144,13 @@ def flash(
     signing_key: bytes | None = None,
     version: str | None = None,
     slot: dict[str, bytes] | None = None,
+    debug: bool = False,
 ) -> FlashResult:
     """Flash the agent for board (slot A at version, the bootloader, the boot state and the
     signing key if given) to the MicroPython board on port, copying only what differs; then
     reboot it and wait for the agent's hello. progress(message) is told each step as it goes.
-    slot: slot A's files as slot_files(board, version) gives them, compiled once for many boards.
+    slot: slot A's files as slot_files(board, version, debug) gives them, compiled once for many
+    boards. debug: the modules keep their line numbers (host_tools.firmware.build.opt_level).
     FlashError, BuildError or LinkError (PortBusy) when it cannot be done."""
     from mpremote.transport import TransportError
     from mpremote.transport_serial import SerialTransport as MpSerial
@@ -156,10 +159,10 @@ def flash(
 
     t0 = time.monotonic()
     version = version or VERSION
-    wanted = dict(slot) if slot is not None else slot_files(board, version)
+    wanted = dict(slot) if slot is not None else slot_files(board, version, debug)
     modules = len(wanted) - 1
     wanted["main.py"] = MAIN_PY.format(board=board).encode()
-    wanted.update(build_bootloader())
+    wanted.update(build_bootloader(debug))
     wanted["fwboot.json"] = boot_state_json()
     if signing_key is not None:
         wanted["fwkey.bin"] = signing_key
