@@ -70,7 +70,7 @@ _FILE_HASHES = Path(__file__).resolve().parents[1] / "onboard" / "file_hashes.py
 def _scan(t) -> dict:
     """path -> SHA-256 hex of what the board holds where an image goes (onboard/file_hashes.py)."""
     dirs = list(LEGACY_DIRS) + [f"{SLOT}/{d}" for d in DIRS]
-    program = _FILE_HASHES.read_text() + f"\nhashes({dirs!r}, {list(ROOT_FILES)!r})\ndel hashes\n"
+    program = transfer.compact(_FILE_HASHES.read_text()) + f"hashes({dirs!r}, {list(ROOT_FILES)!r})\ndel hashes\n"
     found = {}
     for line in t.exec(program).decode().splitlines():
         digest, _, path = line.strip().partition(" ")
@@ -221,12 +221,12 @@ def flash(
                 result.removed.append(path)
         # the old layout's directories, and the slot's that this board's image no longer has
         stale = list(LEGACY_DIRS) + [f"{SLOT}/{d}" for d in DIRS if f"{SLOT}/{d}" not in dirs]
-        for d in sorted(stale, reverse=True):  # hal/sim before hal
-            if any(p.startswith(d + "/") for p in result.removed) or (t.fs_exists(d) and not t.fs_listdir(d)):
-                try:
-                    t.fs_rmdir(d)
-                except Exception:  # not empty (files of the user's own): leave it
-                    pass
+        # in one round trip, hal/sim before hal: each removed if it is there and empty (one that
+        # holds files of the user's own is left)
+        t.exec(
+            f"import os\nfor d in {sorted(stale, reverse=True)!r}:\n try:\n  os.rmdir(d)\n except OSError:\n  pass\n"
+            "del os, d\n"
+        )
         if eui is not None:
             # a virtual board keeps its identity in its flash (boards/unix.py): provision it
             if not t.fs_exists("data"):

@@ -1,10 +1,11 @@
 # The board's side of `dbch flash`'s compressed copy (host_tools/firmware/transfer.py has the
 # host's side and the protocol in full).
 #
-# Started through mpremote's raw REPL, once, after the hash listing: the host sends this file's
-# text (its comment lines left out, one space of indentation a level: so it holds no multi-line
-# string) followed by "serve(CHUNK, WBITS, IDLE_MS, USE_DEFLATE)" and a line that deletes this
-# file's names again. serve() owns the line until it returns to the raw REPL:
+# Started through mpremote's raw REPL, once, after the hash listing: the host pastes a few lines
+# that decompress and run this file's text (its comment lines left out, one space of indentation a
+# level: so it holds no multi-line string) followed by "serve(CHUNK, WBITS, IDLE_MS, True)" and a
+# line that deletes this file's names again; on a board without `deflate` they say "DBCHLOAD 0"
+# themselves. serve() owns the line until it returns to the raw REPL:
 #
 # 1. It says "DBCHLOAD 0" and returns at once when the board has no `deflate` module (or
 #    USE_DEFLATE is false): the host then copies plainly. Else "DBCHLOAD 1 W": W is the deflate
