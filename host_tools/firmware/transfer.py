@@ -11,20 +11,22 @@ REPL:
     host:  frames "D" + len (uint16 LE) + CRC-32 (uint32 LE) + up to CHUNK bytes of one raw deflate
            stream (window W), then "E" + 6 zero bytes ("X" + 6 zero bytes: the host gives up)
     board: "." for each D frame taken off the line (the host keeps at most WINDOW unanswered),
-           "K N" as the Nth file is in place, "Z N" at the end, or "R reason" when it refuses
+           "K N" as the Nth file is written, "Z N" once all are in place, or "R reason" when it refuses
 
 The stream, decompressed, is one record a file: path length (1 byte), path (UTF-8), size (uint32
-LE), SHA-256 (32 bytes), content; a zero path length ends it. The stream is not flushed between
-files, so the files share one window: repeated names and code across modules compress too. It is
-compressed whole before the first frame: by zlib at level 9, or, on a slow line (the loader's
-paste took longer than SLOW_LINE bytes a second: a UART) when the window is 32 KB, by zopfli,
-about 2.5 % smaller for a hundred times the encoder's time, kept in dbch's cache by what it
-compresses (compress once: another board, or the same one flashed again from empty, gets it at
-once). The host says which file is written as the loader says it is in place.
+LE), content; a zero path length ends the list, and the SHA-256 of all before it follows (one
+digest for all the files: 32 bytes on the line, where one a file took 2 KB in a full flash). The
+stream is not flushed between files, so the files share one window: repeated names and code across
+modules compress too. It is compressed whole before the first frame: by zlib at level 9, or, on a
+slow line (the loader's paste came at less than SLOW_LINE bytes a second: a UART) when the window
+is 32 KB, by zopfli, about 2 % smaller for a hundred times the encoder's time, kept in dbch's
+cache by what it compresses (compress once: another board, or the same one flashed again from
+empty, gets it at once). The host says which file is written as the loader says it is.
 
-The loader writes each file beside its place and renames it into place only once its SHA-256
-matches, so a damaged or malformed frame, a hash that differs or a link that is cut leaves every
-file either as it was or complete: TransferError says which, and flash turns it into a FlashError.
+The loader writes each file beside its place and renames them all into place only once the
+SHA-256 matches, so a damaged or malformed frame, a hash that differs or a link that is cut leaves
+every file as it was (and a rename that fails, those before it complete): TransferError says
+which, and flash turns it into a FlashError.
 """
 
 from __future__ import annotations
@@ -120,7 +122,13 @@ def records(files: Iterable[tuple[str, bytes]]) -> Iterable[tuple[str, bytes, by
         p = path.encode()
         if not 0 < len(p) < 256:
             raise TransferError(f"cannot send {path!r}: a path is 1 to 255 bytes of UTF-8")
-        yield path, bytes([len(p)]) + p + struct.pack("<I", len(data)) + hashlib.sha256(data).digest(), data
+        yield path, bytes([len(p)]) + p + struct.pack("<I", len(data)), data
+
+
+def stream(files: Iterable[tuple[str, bytes]]) -> bytes:
+    """The stream before compression: the records, the end of the list, their SHA-256."""
+    raw = b"".join(head + data for _path, head, data in records(files)) + b"\0"
+    return raw + hashlib.sha256(raw).digest()
 
 
 def deflated(raw: bytes, wbits: int, thorough: bool) -> tuple[bytes, str]:
@@ -172,7 +180,7 @@ class _Answers:
         self.ser = ser
         self.port = port
         self.acks = 0
-        self.placed = 0
+        self.written = 0
         self.greeting: list[str] | None = None
         self.done: int | None = None
         self.refused: str | None = None
@@ -245,7 +253,7 @@ class _Answers:
         if word == "DBCHLOAD":
             self.greeting = rest.split()
         elif word == "K" and rest.isdigit():
-            self.placed = int(rest)
+            self.written = int(rest)
         elif word == "Z" and rest.isdigit():
             self.done = int(rest)
         elif word == "R":
@@ -301,9 +309,9 @@ def send_files(
     encoder = ""
 
     def tell() -> None:
-        """Say each file the loader has put in place since last told."""
+        """Say each file the loader has written since last told."""
         nonlocal told
-        while told < min(answers.placed, len(files)):
+        while told < min(answers.written, len(files)):
             path, data = files[told]
             say(f"  write {path} ({len(data)} bytes)")
             told += 1
@@ -312,7 +320,7 @@ def send_files(
         return answers.refused is not None or answers.ended
 
     try:
-        raw = b"".join(head + data for _path, head, data in records(files)) + b"\0"
+        raw = stream(files)
         data, encoder = deflated(raw, wbits, thorough=line_rate < SLOW_LINE)
         for i in range(0, len(data), CHUNK):
             while sent - answers.acks >= WINDOW and not stopped():
@@ -345,13 +353,12 @@ def send_files(
     if answers.refused is not None:
         _leave(answers)
         raise TransferError(
-            f"the board on {port} refused the copy: {answers.refused} ({answers.placed} of {len(files)} files "
-            "were in place; nothing half-written is): flash again"
+            f"the board on {port} refused the copy: {answers.refused} (nothing half-written is in place): flash again"
         )
     err = _leave(answers)
     if answers.done != len(files) or err:
         raise TransferError(
-            f"the loader on {port} stopped after {answers.placed} of {len(files)} files"
+            f"the loader on {port} stopped after writing {answers.written} of {len(files)} files"
             + (f": {err.splitlines()[-1]}" if err else "")
             + "; nothing half-written is in place: flash again"
         )

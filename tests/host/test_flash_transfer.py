@@ -96,7 +96,7 @@ def test_the_pasted_loader_is_the_loader_in_fewer_bytes():
     code = compile(source, "loader", "exec")
     assert {"serve", "Frames", "receive_all"} <= set(code.co_names)
     assert source.rstrip().endswith(
-        "del io, TEMP_SUFFIX, Refused, serve, Frames, read_exact, receive_all, receive_file, remove"
+        "del io, TEMP_SUFFIX, Refused, serve, Frames, read_exact, receive_all, receive_file, place, remove"
     )
     # what is pasted runs that source, compressed: a little over half of its bytes
     program = transfer.loader_program()
@@ -176,19 +176,16 @@ def test_a_damaged_or_malformed_frame_is_refused_and_the_file_is_as_before(raw, 
     _as_before(t, fs)
 
 
-def test_a_hash_that_differs_is_refused_and_the_file_is_as_before(raw, monkeypatch):
+def test_a_hash_that_differs_is_refused_and_every_file_is_as_before(raw, monkeypatch):
     t, fs = raw
     _put_old(t, fs)
-    real = transfer.records
-
-    def records(files):
-        for path, head, data in real(files):
-            yield path, head[:-32] + bytes(32), data
-
-    monkeypatch.setattr(transfer, "records", records)
-    with pytest.raises(transfer.TransferError, match="d/f.mpy: SHA-256 differs"):
-        transfer.send_files(t, [("d/f.mpy", NEW)])
+    real = transfer.stream
+    monkeypatch.setattr(transfer, "stream", lambda files: real(files)[:-32] + bytes(32))
+    with pytest.raises(transfer.TransferError, match="the SHA-256 of the files differs"):
+        transfer.send_files(t, [("d/f.mpy", NEW), ("g.mpy", NEW)])
+    assert (fs / "g.mpy").read_bytes() == OLD  # written in full, never put in place
     _as_before(t, fs)
+    assert [p.name for p in fs.iterdir() if p.is_file()] == ["g.mpy"]
 
 
 def test_a_cut_link_leaves_the_file_as_before(raw, monkeypatch):
