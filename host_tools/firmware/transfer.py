@@ -19,9 +19,10 @@ digest for all the files: 32 bytes on the line, where one a file took 2 KB in a 
 stream is not flushed between files, so the files share one window: repeated names and code across
 modules compress too. It is compressed whole before the first frame: by zlib at level 9, or, on a
 slow line (the loader's paste came at less than SLOW_LINE bytes a second: a UART) when the window
-is 32 KB, by zopfli, about 2 % smaller for a hundred times the encoder's time, kept in dbch's
-cache by what it compresses (compress once: another board, or the same one flashed again from
-empty, gets it at once). The host says which file is written as the loader says it is.
+is 32 KB, by zopfli, about 2 % smaller for a hundred times the encoder's time (made on a thread
+while the loader is pasted, which hides most of that time on such a line), kept in dbch's cache by
+what it compresses (compress once: another board, or the same one flashed again from empty, gets
+it at once). The host says which file is written as the loader says it is.
 
 The loader writes each file beside its place and renames them all into place only once the
 SHA-256 matches, so a damaged or malformed frame, a hash that differs or a link that is cut leaves
@@ -131,28 +132,37 @@ def stream(files: Iterable[tuple[str, bytes]]) -> bytes:
     return raw + hashlib.sha256(raw).digest()
 
 
-def deflated(raw: bytes, wbits: int, thorough: bool) -> tuple[bytes, str]:
-    """(raw as one raw deflate stream for a window of 2**wbits, the encoder): zopfli's when
-    thorough, the window is 32 KB (zopfli's, fixed) and zopfli is installed, kept in dbch's cache
-    under the SHA-256 of raw and read back only when it decompresses to raw; else zlib's."""
-    if thorough and wbits == 15:
-        with contextlib.suppress(ImportError):
-            from zopfli.zopfli import compress as zopfli_compress
-
-            key = hashlib.sha256(b"zopfli %d\n" % ZOPFLI_ITERATIONS + raw).hexdigest()
-            with _zopfli_lock(key):
-                cached = cache_dir("deflate", key[:2], key[2:] + ".bin")
-                with contextlib.suppress(OSError, zlib.error):
-                    data = cached.read_bytes()
-                    if zlib.decompressobj(-15).decompress(data) == raw:
-                        return data, "zopfli"
-                # a zlib stream (2 bytes of header, 4 of Adler-32 at the end) around the raw one
-                data = zopfli_compress(raw, numiterations=ZOPFLI_ITERATIONS)[2:-4]
-                with contextlib.suppress(OSError):
-                    write_file(cached, data)
-                return data, "zopfli"
+def zlib_stream(raw: bytes, wbits: int) -> bytes:
+    """raw as one raw deflate stream for a window of 2**wbits, by zlib at LEVEL."""
     c = zlib.compressobj(LEVEL, zlib.DEFLATED, -wbits, 9)
-    return c.compress(raw) + c.flush(), "zlib"
+    return c.compress(raw) + c.flush()
+
+
+def zopfli_stream(raw: bytes) -> bytes | None:
+    """raw as one raw deflate stream for a 32 KB window (zopfli's, fixed), by zopfli; None when
+    zopfli is not installed. Kept in dbch's cache under the SHA-256 of raw, and read back only
+    when it decompresses to raw."""
+    try:
+        from zopfli.zopfli import compress
+    except ImportError:
+        return None
+    cached = zopfli_kept(raw)
+    with _zopfli_lock(cached.name):
+        with contextlib.suppress(OSError, zlib.error):
+            data = cached.read_bytes()
+            if zlib.decompressobj(-15).decompress(data) == raw:
+                return data
+        # a zlib stream (2 bytes of header, 4 of Adler-32 at the end) around the raw one
+        data = compress(raw, numiterations=ZOPFLI_ITERATIONS)[2:-4]
+        with contextlib.suppress(OSError):
+            write_file(cached, data)
+        return data
+
+
+def zopfli_kept(raw: bytes) -> Path:
+    """Where zopfli_stream(raw) is kept."""
+    key = hashlib.sha256(b"zopfli %d\n" % ZOPFLI_ITERATIONS + raw).hexdigest()
+    return cache_dir("deflate", key[:2], key[2:] + ".bin")
 
 
 _locks: dict[str, threading.Lock] = {}
@@ -163,6 +173,24 @@ def _zopfli_lock(key: str) -> threading.Lock:
     """One lock a stream: boards flashed side by side with the same files wait for one encoding."""
     with _locks_guard:
         return _locks.setdefault(key, threading.Lock())
+
+
+class _Beside:
+    """zopfli_stream(raw) made on a thread (zopfli lets go of the GIL) while the loader is pasted:
+    on a slow line the paste hides most of its time; on a fast one it is not waited for."""
+
+    def __init__(self, raw: bytes):
+        self._result: bytes | None = None
+        self._thread = threading.Thread(target=self._run, args=(raw,), name="dbch-zopfli", daemon=True)
+        self._thread.start()
+
+    def _run(self, raw: bytes) -> None:
+        with contextlib.suppress(Exception):  # a broken encoder: zlib's stream is used
+            self._result = zopfli_stream(raw)
+
+    def result(self) -> bytes | None:
+        self._thread.join()
+        return self._result
 
 
 def frame(payload: bytes) -> bytes:
@@ -289,6 +317,8 @@ def send_files(
     t0 = time.monotonic()
     answers = _Answers(t.serial, port)
     program = loader_program(use_deflate=use_deflate)
+    raw = stream(files)
+    thorough = _Beside(raw) if use_deflate else None
     try:
         t.exec_raw_no_follow(program)
     except Exception as e:  # mpremote's TransportError, or the line
@@ -320,8 +350,11 @@ def send_files(
         return answers.refused is not None or answers.ended
 
     try:
-        raw = stream(files)
-        data, encoder = deflated(raw, wbits, thorough=line_rate < SLOW_LINE)
+        data, encoder = None, "zopfli"
+        if thorough is not None and wbits == 15 and line_rate < SLOW_LINE:
+            data = thorough.result()
+        if data is None:
+            data, encoder = zlib_stream(raw, wbits), "zlib"
         for i in range(0, len(data), CHUNK):
             while sent - answers.acks >= WINDOW and not stopped():
                 answers.read(wait=True)
