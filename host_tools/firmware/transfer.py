@@ -34,10 +34,8 @@ from __future__ import annotations
 
 import ast
 import base64
-import contextlib
 import hashlib
 import struct
-import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable
@@ -45,17 +43,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from host_tools.errors import DbchError
-from host_tools.files import write_file
-from host_tools.paths import cache_dir
+from host_tools.firmware.encoders import ZopfliBeside, zlib_stream
 
 LOADER = Path(__file__).resolve().parents[1] / "onboard" / "file_loader.py"
 CHUNK = 512  # payload bytes a frame: a frame and a half fit a small board's receive buffer
 WINDOW = 2  # frames sent and not yet answered: the next one is on its way while one is decoded
 WBITS = 15  # the largest deflate window asked for (32 KB); the loader takes less on a full heap
-LEVEL = 9
 LOADER_WBITS = 12  # the window the loader's own text is compressed for (4 KB: it is 4.6 KB)
 SLOW_LINE = 40_000  # bytes a second: on a slower line zopfli's smaller stream is worth its time
-ZOPFLI_ITERATIONS = 1  # 1: most of what it gains over zlib (more: a little more, for much longer)
 IDLE_MS = 5000  # the loader gives up when nothing comes for this long (the host is gone)
 ANSWER_S = 8.0  # the host gives up when the board says nothing for this long (more than IDLE_MS)
 _HEAD = struct.Struct("<BHI")
@@ -105,8 +100,7 @@ def loader_program(use_deflate: bool = True) -> str:
     """The text pasted into the raw REPL: on a board with `deflate`, it decompresses the loader's
     text (loader_source, raw deflate for a window of 2**LOADER_WBITS, in base64) and runs it; on
     one without, or when use_deflate is false, it says "DBCHLOAD 0". It leaves no name behind."""
-    c = zlib.compressobj(LEVEL, zlib.DEFLATED, -LOADER_WBITS, 9)
-    blob = base64.b64encode(c.compress(loader_source().encode()) + c.flush()).decode()
+    blob = base64.b64encode(zlib_stream(loader_source().encode(), LOADER_WBITS)).decode()
     return (
         "try:\n import deflate\nexcept ImportError:\n deflate = None\n"
         f"if deflate and {use_deflate}:\n"
@@ -130,67 +124,6 @@ def stream(files: Iterable[tuple[str, bytes]]) -> bytes:
     """The stream before compression: the records, the end of the list, their SHA-256."""
     raw = b"".join(head + data for _path, head, data in records(files)) + b"\0"
     return raw + hashlib.sha256(raw).digest()
-
-
-def zlib_stream(raw: bytes, wbits: int) -> bytes:
-    """raw as one raw deflate stream for a window of 2**wbits, by zlib at LEVEL."""
-    c = zlib.compressobj(LEVEL, zlib.DEFLATED, -wbits, 9)
-    return c.compress(raw) + c.flush()
-
-
-def zopfli_stream(raw: bytes) -> bytes | None:
-    """raw as one raw deflate stream for a 32 KB window (zopfli's, fixed), by zopfli; None when
-    zopfli is not installed. Kept in dbch's cache under the SHA-256 of raw, and read back only
-    when it decompresses to raw."""
-    try:
-        from zopfli.zopfli import compress
-    except ImportError:
-        return None
-    cached = zopfli_kept(raw)
-    with _zopfli_lock(cached.name):
-        with contextlib.suppress(OSError, zlib.error):
-            data = cached.read_bytes()
-            if zlib.decompressobj(-15).decompress(data) == raw:
-                return data
-        # a zlib stream (2 bytes of header, 4 of Adler-32 at the end) around the raw one
-        data = compress(raw, numiterations=ZOPFLI_ITERATIONS)[2:-4]
-        with contextlib.suppress(OSError):
-            write_file(cached, data)
-        return data
-
-
-def zopfli_kept(raw: bytes) -> Path:
-    """Where zopfli_stream(raw) is kept."""
-    key = hashlib.sha256(b"zopfli %d\n" % ZOPFLI_ITERATIONS + raw).hexdigest()
-    return cache_dir("deflate", key[:2], key[2:] + ".bin")
-
-
-_locks: dict[str, threading.Lock] = {}
-_locks_guard = threading.Lock()
-
-
-def _zopfli_lock(key: str) -> threading.Lock:
-    """One lock a stream: boards flashed side by side with the same files wait for one encoding."""
-    with _locks_guard:
-        return _locks.setdefault(key, threading.Lock())
-
-
-class _Beside:
-    """zopfli_stream(raw) made on a thread (zopfli lets go of the GIL) while the loader is pasted:
-    on a slow line the paste hides most of its time; on a fast one it is not waited for."""
-
-    def __init__(self, raw: bytes):
-        self._result: bytes | None = None
-        self._thread = threading.Thread(target=self._run, args=(raw,), name="dbch-zopfli", daemon=True)
-        self._thread.start()
-
-    def _run(self, raw: bytes) -> None:
-        with contextlib.suppress(Exception):  # a broken encoder: zlib's stream is used
-            self._result = zopfli_stream(raw)
-
-    def result(self) -> bytes | None:
-        self._thread.join()
-        return self._result
 
 
 def frame(payload: bytes) -> bytes:
@@ -318,7 +251,7 @@ def send_files(
     answers = _Answers(t.serial, port)
     program = loader_program(use_deflate=use_deflate)
     raw = stream(files)
-    thorough = _Beside(raw) if use_deflate else None
+    thorough = ZopfliBeside(raw) if use_deflate else None
     try:
         t.exec_raw_no_follow(program)
     except Exception as e:  # mpremote's TransportError, or the line

@@ -19,7 +19,7 @@ import pytest
 pytest.importorskip("serial")
 pytest.importorskip("mpremote")
 
-from host_tools.firmware import flash, transfer  # noqa: E402
+from host_tools.firmware import encoders, flash, transfer  # noqa: E402
 from host_tools.firmware.image_build import build_bootloader  # noqa: E402
 from host_tools.servers import vboard  # noqa: E402
 from tests.kits.cachekit import private_cache  # noqa: E402
@@ -249,7 +249,7 @@ def test_on_a_slow_line_the_stream_is_zopfli_s_and_kept_once(raw, monkeypatch):
     assert transfer.send_files(t, files).wire_bytes == sent.wire_bytes and calls == [1]
     assert (fs / "g.mpy").read_bytes() == NEW[::-1] + OLD
     # a damaged cache is passed over: compressed again
-    transfer.zopfli_kept(transfer.stream(files)).write_bytes(b"\x00damaged")
+    encoders.zopfli_kept(transfer.stream(files)).write_bytes(b"\x00damaged")
     (fs / "g.mpy").unlink()
     assert transfer.send_files(t, files).encoder == "zopfli" and calls == [1, 1]
     assert (fs / "g.mpy").read_bytes() == NEW[::-1] + OLD
