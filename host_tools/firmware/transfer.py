@@ -2,7 +2,7 @@
 
 flash pastes the loader (host_tools/onboard/file_loader.py, which tells the protocol in full)
 through the raw REPL once, after the hash listing: a few lines that import `deflate` and run the
-loader's text, itself raw deflate in base64 (2.4 KB on the line where its text is 4.6 KB; a board
+loader's text, itself raw deflate in base64 (2.6 KB on the line where its text is 4.6 KB; a board
 without `deflate` says "DBCHLOAD 0" at once). The loader owns the line until it returns to the raw
 REPL:
 
