@@ -11,7 +11,9 @@ with empty flash, then measures (median of the runs):
   file and directory> :` on the other; and flash's copy step alone (the compressed copy through
   the board's loader, host_tools.firmware.transfer), with what it put on the line and the files'
   bytes per second it moved, against the line rate (baud / 10 bytes per second) and against what
-  the paced line carries when bytes are written to it at once (measured once);
+  the paced line carries when bytes are written to it at once (measured once), and which encoder
+  made the stream (zlib's; on the paced line zopfli's, made while the loader is pasted in the
+  first run and taken from dbch's cache in the others: compress once);
 - again with nothing changed, unpaced (mpremote skips unchanged files by SHA-256; dbch flash
   compares the board's hashes in one round trip);
 - the compile step alone, so the transfer cost can be read apart from it: with an empty cache,
@@ -126,6 +128,7 @@ def first_copies(tmp: Path, tag: str, baud: int | None, results: dict) -> Path:
         seconds, sent = COPIES[-1]
         results[f"copy_{key}"].append(seconds)
         results[f"wire_{key}"].append(sent.wire_bytes if sent else 0)
+        results[f"zopfli_{key}"].append(1.0 if sent and sent.encoder == "zopfli" else 0.0)
         stage(fs_db, staged)
         results[f"mp_{key}"].append(mpremote_cp(mp.port, staged))
         if not baud:
@@ -157,8 +160,8 @@ def main() -> int:
     ap.add_argument("--baud", type=int, default=115200, help="the paced boards' line rate")
     args = ap.parse_args()
 
-    keys = ("mp_first", "db_first", "copy_first", "wire_first", "mp_again", "db_again")
-    keys += ("mp_paced", "db_paced", "copy_paced", "wire_paced", "compile", "cached")
+    keys = ("mp_first", "db_first", "copy_first", "wire_first", "zopfli_first", "mp_again", "db_again")
+    keys += ("mp_paced", "db_paced", "copy_paced", "wire_paced", "zopfli_paced", "compile", "cached")
     results: dict[str, list[float]] = {k: [] for k in keys}
     nfiles = size = 0
     with tempfile.TemporaryDirectory() as tmp:
@@ -210,7 +213,9 @@ def main() -> int:
         f"{size / med['copy_paced'] / 1e3:7.2f} KB/s = {size / med['copy_paced'] / line:5.2f} x the line rate; "
         f"on the line {med['wire_paced']:.0f} bytes ({med['wire_paced'] / size:5.1%} of the files), "
         f"{med['wire_paced'] / med['copy_paced'] / line:5.1%} of the line rate used "
-        f"({med['wire_paced'] / med['copy_paced'] / capacity:5.1%} of what it carries; the loader's paste included)"
+        f"({med['wire_paced'] / med['copy_paced'] / capacity:5.1%} of what it carries; the loader's paste included); "
+        f"zopfli's stream in {sum(results['zopfli_paced']):.0f} of {args.runs} run(s), "
+        f"zlib's unpaced in {args.runs - sum(results['zopfli_first']):.0f}"
     )
     print(
         f"compile alone, empty cache          : {med['compile'] * 1e3:8.1f} ms  "

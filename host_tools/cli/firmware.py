@@ -64,6 +64,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--out", help="image file (default: dbch-BOARD-VERSION.img)")
     b.add_argument("--key", help="sign with this private key (PEM/DER); without it the image is unsigned")
     b.add_argument("--sign", action="store_true", help="sign with the development PKI's signing key")
+    b.add_argument(
+        "--debug",
+        action="store_true",
+        help="keep the line numbers in the compiled modules (tracebacks on the board name the line; a larger image, slower to flash)",
+    )
     add_json_flag(b)
     b.set_defaults(func=cmd_build)
 
@@ -200,7 +205,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from agent import VERSION
 
     version = args.version or VERSION
-    data = build_content(args.board, version, args.security_counter)
+    data = build_content(args.board, version, args.security_counter, debug=args.debug)
     if args.key or args.sign:
         data = sign_image(data, load_private_key(args.key))
     out = Path(args.out or f"dbch-{args.board}-{version}.img")

@@ -33,6 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "default: the development PKI's, if any)",
     )
     p.add_argument("--fw-version", metavar="V", help="firmware version slot A reports (default: the build's)")
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        help="keep the line numbers in the compiled modules (tracebacks on the board name the line; a larger image, slower to flash)",
+    )
     add_json_flag(p)
     p.set_defaults(func=cmd_flash)
     register_mpremote(sub)
@@ -124,6 +129,7 @@ def cmd_flash(args: argparse.Namespace) -> int:
         eui=eui,
         signing_key=key,
         version=args.fw_version,
+        debug=args.debug,
     )
     h = res.hello or {}
     text = (
@@ -180,6 +186,7 @@ def _flash_many(args: argparse.Namespace, ports: list[str], board: str, key: byt
         signing_key=key,
         version=args.fw_version,
         on_event=on_event,
+        debug=args.debug,
     )
     failed = [o for o in outcomes if not o.ok]
     if not args.json:

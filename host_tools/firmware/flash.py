@@ -70,7 +70,7 @@ _FILE_HASHES = Path(__file__).resolve().parents[1] / "onboard" / "file_hashes.py
 def _scan(t) -> dict:
     """path -> SHA-256 hex of what the board holds where an image goes (onboard/file_hashes.py)."""
     dirs = list(LEGACY_DIRS) + [f"{SLOT}/{d}" for d in DIRS]
-    program = _FILE_HASHES.read_text() + f"\nhashes({dirs!r}, {list(ROOT_FILES)!r})\ndel hashes\n"
+    program = transfer.compact(_FILE_HASHES.read_text()) + f"hashes({dirs!r}, {list(ROOT_FILES)!r})\ndel hashes\n"
     found = {}
     for line in t.exec(program).decode().splitlines():
         digest, _, path = line.strip().partition(" ")
@@ -120,11 +120,12 @@ def boot_state_json() -> bytes:
     return json.dumps(boot.default_state(), sort_keys=True).encode()
 
 
-def slot_files(board: str, version: str) -> dict[str, bytes]:
-    """{path on the board: bytes} of slot A for board, with its manifest."""
+def slot_files(board: str, version: str, debug: bool = False) -> dict[str, bytes]:
+    """{path on the board: bytes} of slot A for board, with its manifest (debug: compiled with
+    line numbers)."""
     from agent import fw_image as image
 
-    compiled = build_image(board)
+    compiled = build_image(board, debug)
     files = [(c.target, c.data) for c in compiled]
     content = image.build(version, board, files)
     wanted = {f"{SLOT}/{path}": data for path, data in files}
@@ -143,11 +144,13 @@ def flash(
     signing_key: bytes | None = None,
     version: str | None = None,
     slot: dict[str, bytes] | None = None,
+    debug: bool = False,
 ) -> FlashResult:
     """Flash the agent for board (slot A at version, the bootloader, the boot state and the
     signing key if given) to the MicroPython board on port, copying only what differs; then
     reboot it and wait for the agent's hello. progress(message) is told each step as it goes.
-    slot: slot A's files as slot_files(board, version) gives them, compiled once for many boards.
+    slot: slot A's files as slot_files(board, version, debug) gives them, compiled once for many
+    boards. debug: the modules keep their line numbers (host_tools.firmware.build.opt_level).
     FlashError, BuildError or LinkError (PortBusy) when it cannot be done."""
     from mpremote.transport import TransportError
     from mpremote.transport_serial import SerialTransport as MpSerial
@@ -156,10 +159,10 @@ def flash(
 
     t0 = time.monotonic()
     version = version or VERSION
-    wanted = dict(slot) if slot is not None else slot_files(board, version)
+    wanted = dict(slot) if slot is not None else slot_files(board, version, debug)
     modules = len(wanted) - 1
     wanted["main.py"] = MAIN_PY.format(board=board).encode()
-    wanted.update(build_bootloader())
+    wanted.update(build_bootloader(debug))
     wanted["fwboot.json"] = boot_state_json()
     if signing_key is not None:
         wanted["fwkey.bin"] = signing_key
@@ -218,12 +221,12 @@ def flash(
                 result.removed.append(path)
         # the old layout's directories, and the slot's that this board's image no longer has
         stale = list(LEGACY_DIRS) + [f"{SLOT}/{d}" for d in DIRS if f"{SLOT}/{d}" not in dirs]
-        for d in sorted(stale, reverse=True):  # hal/sim before hal
-            if any(p.startswith(d + "/") for p in result.removed) or (t.fs_exists(d) and not t.fs_listdir(d)):
-                try:
-                    t.fs_rmdir(d)
-                except Exception:  # not empty (files of the user's own): leave it
-                    pass
+        # in one round trip, hal/sim before hal: each removed if it is there and empty (one that
+        # holds files of the user's own is left)
+        t.exec(
+            f"import os\nfor d in {sorted(stale, reverse=True)!r}:\n try:\n  os.rmdir(d)\n except OSError:\n  pass\n"
+            "del os, d\n"
+        )
         if eui is not None:
             # a virtual board keeps its identity in its flash (boards/unix.py): provision it
             if not t.fs_exists("data"):

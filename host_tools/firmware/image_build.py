@@ -13,7 +13,15 @@ import time
 from pathlib import Path
 
 from agent import fw_image as image
-from host_tools.firmware.build import BuildError, Compiled, board_modules, check_whole, compile_tree, source_path
+from host_tools.firmware.build import (
+    BuildError,
+    Compiled,
+    board_modules,
+    check_whole,
+    compile_tree,
+    opt_level,
+    source_path,
+)
 from host_tools.firmware.images import FirmwareInputError
 
 
@@ -25,32 +33,33 @@ def sources_for(board: str) -> list[Path]:
     return sorted(p for p in paths if p is not None)
 
 
-def _compiled(sources: list[Path]) -> list[Compiled]:
+def _compiled(sources: list[Path], debug: bool) -> list[Compiled]:
     try:
-        return compile_tree(sources)
+        return compile_tree(sources, opt_level(debug))
     except BuildError as e:
         raise BuildError(f"mpy-cross failed: {e}") from e
 
 
-def build_image(board: str) -> list[Compiled]:
-    """The modules of the agent for board, compiled; BuildError for an unknown board, an
-    incomplete installation or code mpy-cross refuses."""
+def build_image(board: str, debug: bool = False) -> list[Compiled]:
+    """The modules of the agent for board, compiled (debug: with their line numbers,
+    host_tools.firmware.build.opt_level); BuildError for an unknown board, an incomplete
+    installation or code mpy-cross refuses."""
     from boards import BOARDS
 
     if board not in BOARDS:
         raise BuildError(f"unknown board {board!r}; boards: {', '.join(BOARDS)}")
     sources = sources_for(board)
     check_whole(board, [s.with_suffix(".mpy").as_posix() for s in sources])
-    return _compiled(sources)
+    return _compiled(sources, debug)
 
 
 # the bootloader, outside the slots: its loop and the code it loads to choose a slot
 BOOTLOADER = {"dbchboot.mpy": "agent/boot_main.py", "dbchslots.mpy": "agent/boot.py"}
 
 
-def build_bootloader() -> dict[str, bytes]:
+def build_bootloader(debug: bool = False) -> dict[str, bytes]:
     """{board path: compiled module} of the bootloader (BOOTLOADER)."""
-    compiled = _compiled([Path(src) for src in BOOTLOADER.values()])
+    compiled = _compiled([Path(src) for src in BOOTLOADER.values()], debug)
     return {path: c.data for path, c in zip(BOOTLOADER, compiled)}  # one each, in order
 
 
@@ -66,7 +75,7 @@ def security_counter(version: str, sec: int | None = None) -> int:
     return sec
 
 
-def build_content(board: str, version: str, sec: int | None = None) -> bytes:
+def build_content(board: str, version: str, sec: int | None = None, debug: bool = False) -> bytes:
     """An unsigned image of the agent for board, compiled with mpy-cross as dbch flash does, with
     its security counter (security_counter)."""
     try:
@@ -74,5 +83,5 @@ def build_content(board: str, version: str, sec: int | None = None) -> bytes:
     except image.ImageError as e:
         raise FirmwareInputError(f"--version: {e}") from e
     sec = security_counter(version, sec)
-    files = [(c.target, c.data) for c in build_image(board)]
+    files = [(c.target, c.data) for c in build_image(board, debug)]
     return image.build(version, board, files, {"built": int(time.time()), "sec": sec})

@@ -63,11 +63,11 @@ class Outcome:
         return ev
 
 
-def image_total(slot: dict[str, bytes], board: str, signing_key: bytes | None) -> int:
+def image_total(slot: dict[str, bytes], board: str, signing_key: bytes | None, debug: bool = False) -> int:
     """The bytes flash.flash would write to an empty board: slot A, main.py, the bootloader, the
     boot state and the signing key."""
     extra = len(flash.MAIN_PY.format(board=board).encode()) + len(flash.boot_state_json())
-    extra += sum(len(d) for d in build_bootloader().values()) + len(signing_key or b"")
+    extra += sum(len(d) for d in build_bootloader(debug).values()) + len(signing_key or b"")
     return sum(len(d) for d in slot.values()) + extra
 
 
@@ -118,6 +118,7 @@ def flash_many(
     signing_key: bytes | None = None,
     version: str | None = None,
     on_event: Callable[[dict], None] | None = None,
+    debug: bool = False,
 ) -> list[Outcome]:
     """Flash board's agent to every target at once, one thread each. targets: (port as given,
     its device path, or the error that resolving it gave: that board fails with it). on_event
@@ -128,8 +129,8 @@ def flash_many(
     from agent import VERSION
 
     version = version or VERSION
-    slot = flash.slot_files(board, version)  # compiled once for every board
-    total = image_total(slot, board, signing_key)
+    slot = flash.slot_files(board, version, debug)  # compiled once for every board
+    total = image_total(slot, board, signing_key, debug)
     lock = threading.Lock()
 
     def emit(ev: dict) -> None:
@@ -158,6 +159,7 @@ def flash_many(
             signing_key=signing_key,
             version=version,
             slot=slot,
+            debug=debug,
         )
 
     def done(i: int, result: flash.FlashResult | None, error: BaseException | None) -> None:

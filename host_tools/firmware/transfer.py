@@ -1,28 +1,39 @@
 """The compressed copy of `dbch flash`: the files that changed go to the board as one deflate stream.
 
 flash pastes the loader (host_tools/onboard/file_loader.py, which tells the protocol in full)
-through the raw REPL once, after the hash listing, and the loader owns the line until it returns
-to the raw REPL:
+through the raw REPL once, after the hash listing: a few lines that import `deflate` and run the
+loader's text, itself raw deflate in base64 (2.6 KB on the line where its text is 4.6 KB; a board
+without `deflate` says "DBCHLOAD 0" at once). The loader owns the line until it returns to the raw
+REPL:
 
     board: "DBCHLOAD 1 W\\n"  (W: the deflate window it affords, log2 bytes) or "DBCHLOAD 0\\n" (no
            `deflate` module: send_files returns None and flash copies plainly, as before)
     host:  frames "D" + len (uint16 LE) + CRC-32 (uint32 LE) + up to CHUNK bytes of one raw deflate
            stream (window W), then "E" + 6 zero bytes ("X" + 6 zero bytes: the host gives up)
     board: "." for each D frame taken off the line (the host keeps at most WINDOW unanswered),
-           "K N" as the Nth file is in place, "Z N" at the end, or "R reason" when it refuses
+           "K N" as the Nth file is written, "Z N" once all are in place, or "R reason" when it refuses
 
 The stream, decompressed, is one record a file: path length (1 byte), path (UTF-8), size (uint32
-LE), SHA-256 (32 bytes), content; a zero path length ends it. The stream is not flushed between
-files, so the files share one window: repeated names and code across modules compress too.
+LE), content; a zero path length ends the list, and the SHA-256 of all before it follows (one
+digest for all the files: 32 bytes on the line, where one a file took 2 KB in a full flash). The
+stream is not flushed between files, so the files share one window: repeated names and code across
+modules compress too. It is compressed whole before the first frame: by zlib at level 9, or, on a
+slow line (the loader's paste came at less than SLOW_LINE bytes a second: a UART) when the window
+is 32 KB, by zopfli, about 2 % smaller for a hundred times the encoder's time (made on a thread
+while the loader is pasted, which hides most of that time on such a line), kept in dbch's cache by
+what it compresses (compress once: another board, or the same one flashed again from empty, gets
+it at once). The host says which file is written as the loader says it is.
 
-The loader writes each file beside its place and renames it into place only once its SHA-256
-matches, so a damaged or malformed frame, a hash that differs or a link that is cut leaves every
-file either as it was or complete: TransferError says which, and flash turns it into a FlashError.
+The loader writes each file beside its place and renames them all into place only once the
+SHA-256 matches, so a damaged or malformed frame, a hash that differs or a link that is cut leaves
+every file as it was (and a rename that fails, those before it complete): TransferError says
+which, and flash turns it into a FlashError.
 """
 
 from __future__ import annotations
 
 import ast
+import base64
 import hashlib
 import struct
 import time
@@ -32,12 +43,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from host_tools.errors import DbchError
+from host_tools.firmware.encoders import ZopfliBeside, zlib_stream
 
 LOADER = Path(__file__).resolve().parents[1] / "onboard" / "file_loader.py"
 CHUNK = 512  # payload bytes a frame: a frame and a half fit a small board's receive buffer
 WINDOW = 2  # frames sent and not yet answered: the next one is on its way while one is decoded
 WBITS = 15  # the largest deflate window asked for (32 KB); the loader takes less on a full heap
-LEVEL = 9
+LOADER_WBITS = 12  # the window the loader's own text is compressed for (4 KB: it is 4.6 KB)
+SLOW_LINE = 40_000  # bytes a second: on a slower line zopfli's smaller stream is worth its time
 IDLE_MS = 5000  # the loader gives up when nothing comes for this long (the host is gone)
 ANSWER_S = 8.0  # the host gives up when the board says nothing for this long (more than IDLE_MS)
 _HEAD = struct.Struct("<BHI")
@@ -54,13 +67,23 @@ class Sent:
     wire_bytes: int  # what went on the line for them: frames with their headers
     wbits: int
     seconds: float
+    encoder: str = "zlib"  # what compressed the stream: "zlib" or "zopfli"
 
 
-def loader_program(use_deflate: bool = True) -> str:
-    """The text pasted into the raw REPL: the loader without its comment lines and with one space
-    of indentation a level (less to send at the line's pace; it has no multi-line strings), the
-    call (with CHUNK, WBITS and IDLE_MS), and a line that deletes its names from the REPL's
-    globals."""
+def compact(text: str) -> str:
+    """A program's text in fewer bytes for the raw REPL: without its comment lines and with one
+    space of indentation a level (for text with no multi-line strings)."""
+    lines = []
+    for line in text.splitlines():
+        code = line.lstrip(" ")
+        if code and not code.startswith("#"):
+            lines.append(" " * ((len(line) - len(code)) // 4) + code)  # one space a level, not four
+    return "\n".join(lines) + "\n"
+
+
+def loader_source() -> str:
+    """What the board runs: the loader (compact), the call (with CHUNK, WBITS and IDLE_MS), and a
+    line that deletes its names from the REPL's globals."""
     text = LOADER.read_text()
     names = []
     for node in ast.parse(text).body:
@@ -70,13 +93,22 @@ def loader_program(use_deflate: bool = True) -> str:
             names += [t.id for t in node.targets if isinstance(t, ast.Name)]
         elif isinstance(node, ast.Import):
             names += [(a.asname or a.name).split(".")[0] for a in node.names]
-    lines = []
-    for line in text.splitlines():
-        code = line.lstrip(" ")
-        if code and not code.startswith("#"):
-            lines.append(" " * ((len(line) - len(code)) // 4) + code)  # one space a level, not four
-    body = "\n".join(lines)
-    return f"{body}\nserve({CHUNK}, {WBITS}, {IDLE_MS}, {use_deflate})\ndel {', '.join(names)}\n"
+    return f"{compact(text)}serve({CHUNK}, {WBITS}, {IDLE_MS}, True)\ndel {', '.join(names)}\n"
+
+
+def loader_program(use_deflate: bool = True) -> str:
+    """The text pasted into the raw REPL: on a board with `deflate`, it decompresses the loader's
+    text (loader_source, raw deflate for a window of 2**LOADER_WBITS, in base64) and runs it; on
+    one without, or when use_deflate is false, it says "DBCHLOAD 0". It leaves no name behind."""
+    blob = base64.b64encode(zlib_stream(loader_source().encode(), LOADER_WBITS)).decode()
+    return (
+        "try:\n import deflate\nexcept ImportError:\n deflate = None\n"
+        f"if deflate and {use_deflate}:\n"
+        f" exec(deflate.DeflateIO(__import__('io').BytesIO(__import__('binascii').a2b_base64('{blob}')), "
+        f"deflate.RAW, {LOADER_WBITS}).read())\n"
+        "else:\n print('DBCHLOAD 0')\n"
+        "del deflate\n"
+    )
 
 
 def records(files: Iterable[tuple[str, bytes]]) -> Iterable[tuple[str, bytes, bytes]]:
@@ -85,7 +117,13 @@ def records(files: Iterable[tuple[str, bytes]]) -> Iterable[tuple[str, bytes, by
         p = path.encode()
         if not 0 < len(p) < 256:
             raise TransferError(f"cannot send {path!r}: a path is 1 to 255 bytes of UTF-8")
-        yield path, bytes([len(p)]) + p + struct.pack("<I", len(data)) + hashlib.sha256(data).digest(), data
+        yield path, bytes([len(p)]) + p + struct.pack("<I", len(data)), data
+
+
+def stream(files: Iterable[tuple[str, bytes]]) -> bytes:
+    """The stream before compression: the records, the end of the list, their SHA-256."""
+    raw = b"".join(head + data for _path, head, data in records(files)) + b"\0"
+    return raw + hashlib.sha256(raw).digest()
 
 
 def frame(payload: bytes) -> bytes:
@@ -103,7 +141,7 @@ class _Answers:
         self.ser = ser
         self.port = port
         self.acks = 0
-        self.placed = 0
+        self.written = 0
         self.greeting: list[str] | None = None
         self.done: int | None = None
         self.refused: str | None = None
@@ -176,7 +214,7 @@ class _Answers:
         if word == "DBCHLOAD":
             self.greeting = rest.split()
         elif word == "K" and rest.isdigit():
-            self.placed = int(rest)
+            self.written = int(rest)
         elif word == "Z" and rest.isdigit():
             self.done = int(rest)
         elif word == "R":
@@ -211,8 +249,11 @@ def send_files(
     say = say or (lambda _msg: None)
     t0 = time.monotonic()
     answers = _Answers(t.serial, port)
+    program = loader_program(use_deflate=use_deflate)
+    raw = stream(files)
+    thorough = ZopfliBeside(raw) if use_deflate else None
     try:
-        t.exec_raw_no_follow(loader_program(use_deflate=use_deflate))
+        t.exec_raw_no_follow(program)
     except Exception as e:  # mpremote's TransportError, or the line
         raise TransferError(f"could not start the loader on {port} ({e}): flash again") from e
     while answers.greeting is None and not answers.ended:
@@ -226,42 +267,46 @@ def send_files(
         )
         return None
     wbits = int(answers.greeting[1])
-    sent = wire = 0
-    try:
-        comp = zlib.compressobj(LEVEL, zlib.DEFLATED, -wbits, 9)
-        pending = bytearray()
+    line_rate = len(program) / max(time.monotonic() - t0, 1e-6)  # bytes a second, the board's start included
+    sent = wire = told = 0
+    encoder = ""
 
-        def push(final: bool) -> None:
-            nonlocal sent, wire
-            while len(pending) >= CHUNK or (final and pending):
-                while sent - answers.acks >= WINDOW:
-                    answers.read(wait=True)
-                    if answers.refused is not None or answers.ended:
-                        return
-                f = frame(bytes(pending[:CHUNK]))
-                del pending[:CHUNK]
-                t.serial.write(f)
-                sent += 1
-                wire += len(f)
-                answers.read(wait=False)
-                if answers.refused is not None or answers.ended:
-                    return
-
-        for path, head, data in records(files):
+    def tell() -> None:
+        """Say each file the loader has written since last told."""
+        nonlocal told
+        while told < min(answers.written, len(files)):
+            path, data = files[told]
             say(f"  write {path} ({len(data)} bytes)")
-            pending += comp.compress(head)
-            pending += comp.compress(data)
-            push(False)
-            if answers.refused is not None or answers.ended:
+            told += 1
+
+    def stopped() -> bool:
+        return answers.refused is not None or answers.ended
+
+    try:
+        data, encoder = None, "zopfli"
+        if thorough is not None and wbits == 15 and line_rate < SLOW_LINE:
+            data = thorough.result()
+        if data is None:
+            data, encoder = zlib_stream(raw, wbits), "zlib"
+        for i in range(0, len(data), CHUNK):
+            while sent - answers.acks >= WINDOW and not stopped():
+                answers.read(wait=True)
+                tell()
+            if stopped():
                 break
-        else:
-            pending += comp.compress(b"\0") + comp.flush()
-            push(True)
-            if answers.refused is None and not answers.ended:
-                t.serial.write(END_FRAME)
-                wire += len(END_FRAME)
-                while answers.done is None and answers.refused is None and not answers.ended:
-                    answers.read(wait=True)
+            f = frame(data[i : i + CHUNK])
+            t.serial.write(f)
+            sent += 1
+            wire += len(f)
+            answers.read(wait=False)
+            tell()
+        if not stopped():
+            t.serial.write(END_FRAME)
+            wire += len(END_FRAME)
+            while answers.done is None and not stopped():
+                answers.read(wait=True)
+                tell()
+        tell()
     except OSError as e:
         raise TransferError(f"the link to the board on {port} was lost during the copy ({e}): flash again") from e
     except BaseException:
@@ -274,20 +319,19 @@ def send_files(
     if answers.refused is not None:
         _leave(answers)
         raise TransferError(
-            f"the board on {port} refused the copy: {answers.refused} ({answers.placed} of {len(files)} files "
-            "were in place; nothing half-written is): flash again"
+            f"the board on {port} refused the copy: {answers.refused} (nothing half-written is in place): flash again"
         )
     err = _leave(answers)
     if answers.done != len(files) or err:
         raise TransferError(
-            f"the loader on {port} stopped after {answers.placed} of {len(files)} files"
+            f"the loader on {port} stopped after writing {answers.written} of {len(files)} files"
             + (f": {err.splitlines()[-1]}" if err else "")
             + "; nothing half-written is in place: flash again"
         )
     total = sum(len(d) for _p, d in files)
     seconds = time.monotonic() - t0
     say(
-        f"  {len(files)} files, {total} bytes sent as {wire} ({100 * wire / max(total, 1):.0f}%, deflate window "
-        f"{1 << wbits} bytes) in {seconds:.1f} s"
+        f"  {len(files)} files, {total} bytes sent as {wire} ({100 * wire / max(total, 1):.0f}%, {encoder}, "
+        f"deflate window {1 << wbits} bytes) in {seconds:.1f} s"
     )
-    return Sent(len(files), total, wire, wbits, round(seconds, 3))
+    return Sent(len(files), total, wire, wbits, round(seconds, 3), encoder)

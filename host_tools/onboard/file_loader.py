@@ -1,10 +1,11 @@
 # The board's side of `dbch flash`'s compressed copy (host_tools/firmware/transfer.py has the
 # host's side and the protocol in full).
 #
-# Started through mpremote's raw REPL, once, after the hash listing: the host sends this file's
-# text (its comment lines left out, one space of indentation a level: so it holds no multi-line
-# string) followed by "serve(CHUNK, WBITS, IDLE_MS, USE_DEFLATE)" and a line that deletes this
-# file's names again. serve() owns the line until it returns to the raw REPL:
+# Started through mpremote's raw REPL, once, after the hash listing: the host pastes a few lines
+# that decompress and run this file's text (its comment lines left out, one space of indentation a
+# level: so it holds no multi-line string) followed by "serve(CHUNK, WBITS, IDLE_MS, True)" and a
+# line that deletes this file's names again; on a board without `deflate` they say "DBCHLOAD 0"
+# themselves. serve() owns the line until it returns to the raw REPL:
 #
 # 1. It says "DBCHLOAD 0" and returns at once when the board has no `deflate` module (or
 #    USE_DEFLATE is false): the host then copies plainly. Else "DBCHLOAD 1 W": W is the deflate
@@ -15,13 +16,15 @@
 #    answered with "." once it is off the line: the host has at most a few frames unanswered, so
 #    a board's small receive buffer never overflows.
 # 3. Decompressed, the stream is a list of records: path length (1 byte, 0 ends the list), path
-#    (UTF-8), size (uint32 LE), SHA-256 (32 bytes), then size bytes of content. Each file is
-#    written to a temporary file beside its place, hashed as it goes, and renamed into place only
-#    when the hash matches: "K N" (N files in place so far). Missing folders are made.
-# 4. "Z N" after the end frame: N files written. Any fault (a damaged or malformed frame, bad
-#    compressed data, a hash that differs, nothing heard for IDLE_MS, no room) is "R reason": the
-#    temporary file is removed (the file in place is as it was), what the host still sends is
-#    read and dropped until the line is quiet, and serve() returns to the raw REPL.
+#    (UTF-8), size (uint32 LE), then size bytes of content; after the list, the SHA-256 of all
+#    that came before it. Each file is written to a temporary file beside its place: "K N" (N
+#    files written so far). Missing folders are made. When the SHA-256 matches what was written,
+#    every file is renamed into place, in order.
+# 4. "Z N" after the end frame: N files in place. Any fault (a damaged or malformed frame, bad
+#    compressed data, a SHA-256 that differs, nothing heard for IDLE_MS, no room) is "R reason":
+#    every temporary file is removed (the files in place are as they were; only a rename that
+#    fails leaves those before it renamed, and says so), what the host still sends is read and
+#    dropped until the line is quiet, and serve() returns to the raw REPL.
 #
 # The interrupt character is off while serve() runs (frames carry any byte, 0x03 included) and
 # back on when it returns.
@@ -152,7 +155,8 @@ class Frames(io.IOBase):
             self.inp.readinto(b)
 
 
-def read_exact(d, buf):
+def read_exact(d, buf, h=None):
+    # buf filled from the stream d, and hashed into h
     got = 0
     mv = memoryview(buf)
     while got < len(buf):
@@ -163,33 +167,44 @@ def read_exact(d, buf):
         if not k:
             raise Refused("the data ended inside a record")
         got += k
+    if h is not None:
+        h.update(buf)
     return buf
 
 
 def receive_all(d, out):
+    import hashlib
     import struct
 
     one = bytearray(1)
-    meta = bytearray(36)
+    size = bytearray(4)
     buf = bytearray(512)
-    n = 0
-    while True:
-        k = read_exact(d, one)[0]
-        if not k:
-            return n
-        try:
-            path = bytes(read_exact(d, bytearray(k))).decode()
-        except UnicodeError:
-            raise Refused("a path is not UTF-8")
-        read_exact(d, meta)
-        size = struct.unpack_from("<I", meta)[0]
-        receive_file(d, path, size, bytes(meta[4:]), buf)
-        n += 1
-        out.write(("K %d\n" % n).encode())
+    h = hashlib.sha256()
+    written = []
+    try:
+        while True:
+            k = read_exact(d, one, h)[0]
+            if not k:
+                break
+            try:
+                path = bytes(read_exact(d, bytearray(k), h)).decode()
+            except UnicodeError:
+                raise Refused("a path is not UTF-8")
+            read_exact(d, size, h)
+            written.append(path)
+            receive_file(d, path, struct.unpack("<I", size)[0], buf, h)
+            out.write(("K %d\n" % len(written)).encode())
+        if h.digest() != bytes(read_exact(d, bytearray(32))):
+            raise Refused("the SHA-256 of the files differs from the one sent")
+    except BaseException:
+        for path in written:
+            remove(path + TEMP_SUFFIX)
+        raise
+    place(written)
+    return len(written)
 
 
-def receive_file(d, path, size, digest, buf):
-    import hashlib
+def receive_file(d, path, size, buf, h):
     import os
 
     # missing folders on the way to it
@@ -199,33 +214,34 @@ def receive_file(d, path, size, digest, buf):
             os.mkdir("/".join(parts[:i]))
         except OSError:
             pass
-    temp = path + TEMP_SUFFIX
-    h = hashlib.sha256()
     mv = memoryview(buf)
     try:
-        f = open(temp, "wb")
+        f = open(path + TEMP_SUFFIX, "wb")
     except OSError as e:
         raise Refused("%s: cannot write (%s)" % (path, e))
     try:
-        try:
-            left = size
-            while left:
-                k = min(left, len(buf))
-                read_exact(d, mv[:k])
-                h.update(mv[:k])
-                f.write(mv[:k])
-                left -= k
-        finally:
-            f.close()
-        if h.digest() != digest:
-            raise Refused("%s: SHA-256 differs from the one sent" % path)
-        os.rename(temp, path)
+        left = size
+        while left:
+            k = min(left, len(buf))
+            read_exact(d, mv[:k], h)
+            f.write(mv[:k])
+            left -= k
     except OSError as e:
-        remove(temp)
         raise Refused("%s: cannot write (%s)" % (path, e))
-    except Exception:
-        remove(temp)
-        raise
+    finally:
+        f.close()
+
+
+def place(written):
+    import os
+
+    for i, path in enumerate(written):
+        try:
+            os.rename(path + TEMP_SUFFIX, path)
+        except OSError as e:
+            for rest in written[i:]:
+                remove(rest + TEMP_SUFFIX)
+            raise Refused("%s: cannot put it in place (%s); the %d before it are" % (path, e, i))
 
 
 def remove(path):

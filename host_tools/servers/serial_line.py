@@ -27,20 +27,27 @@ FRIENDLY_BEFORE_RAW = re.compile(
 
 
 class ByteRateLimiter:
-    """Paces bytes at `rate` per second with a small burst, as a UART shifting 10 bits a byte does.
+    """Paces bytes at `rate` per second as a UART shifting 10 bits a byte does: never faster.
 
-    `available()` is how many bytes may go now, `consume(n)` records n sent, `wait_time(n)` is how
-    long until n bytes may go. Credit accumulates while idle only up to `burst` bytes.
+    While there are bytes to send the line shifts without a pause, so the relay that moves them
+    may wake late and still carry the line rate: the time it slept is line time, and the bytes
+    due by then go at once. `available()` is how many bytes have come off the line by now,
+    `consume(n)` records n passed on, `wait_time(n)` is how long until n of them (at most `batch`,
+    2 ms of the line: how often a busy relay wakes) have. `hold()` stops the line: nothing to
+    send, or the receiver takes no more; it shifts again from the next `available()` or
+    `consume()` on, with no credit for the time it stood still (a byte written to an idle UART
+    arrives a byte's time later).
     """
 
-    def __init__(self, rate: float, burst: int | None = None, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, rate: float, batch: int | None = None, clock: Callable[[], float] = time.monotonic):
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.rate = float(rate)
-        self.burst = max(1, int(burst if burst is not None else self.rate / 100))
+        self.batch = max(1, int(batch if batch is not None else self.rate / 500))
         self._clock = clock
-        self._credit = float(self.burst)
+        self._credit = 0.0
         self._last = clock()
+        self._held = True
 
     @classmethod
     def for_baud(cls, baud: int, clock: Callable[[], float] = time.monotonic) -> ByteRateLimiter:
@@ -48,9 +55,20 @@ class ByteRateLimiter:
 
     def _refill(self, now: float | None) -> None:
         now = self._clock() if now is None else now
-        if now > self._last:
-            self._credit = min(float(self.burst), self._credit + (now - self._last) * self.rate)
-            self._last = now
+        if self._held:
+            self._held = False  # it shifts from now: the time it stood still earns nothing
+        elif now > self._last:
+            self._credit += (now - self._last) * self.rate
+        self._last = max(self._last, now)
+
+    def hold(self, now: float | None = None) -> None:
+        self._refill(now)
+        self._credit = 0.0
+        self._held = True
+
+    @property
+    def held(self) -> bool:
+        return self._held
 
     def available(self, now: float | None = None) -> int:
         self._refill(now)
@@ -62,7 +80,7 @@ class ByteRateLimiter:
 
     def wait_time(self, n: int = 1, now: float | None = None) -> float:
         self._refill(now)
-        n = min(n, self.burst)
+        n = min(n, self.batch)
         missing = n - self._credit
         return 0.0 if missing <= 1e-9 else missing / self.rate
 

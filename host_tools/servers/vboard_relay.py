@@ -267,7 +267,8 @@ class VirtualBoard(PtyServer):
     def _pump(queue: bytearray, limiter: ByteRateLimiter | None, now: float, send) -> None:
         """Pass on what `queue` holds, as fast as `limiter` (the baud rate, if any) lets it:
         send(data) returns how much of `data` it took and how much it tried to (both may be
-        less than all of it); the bytes taken leave the queue, and it stops at a short write."""
+        less than all of it); the bytes taken leave the queue, and it stops at a short write. The
+        line stands still while the queue is empty or the receiver takes no more (limiter.hold)."""
         while queue:
             n = len(queue)
             if limiter:
@@ -279,7 +280,9 @@ class VirtualBoard(PtyServer):
                 limiter.consume(taken, now)
             del queue[:taken]
             if taken < tried:
-                return
+                break
+        if limiter:
+            limiter.hold(now)
 
     def _to_client(self, data: bytes) -> tuple[int, int]:
         if not self._connected:

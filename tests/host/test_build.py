@@ -3,6 +3,7 @@ imported (its source name is then a name MicroPython holds anyway)."""
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 from pathlib import Path
@@ -24,6 +25,8 @@ from host_tools.firmware.build import (
     missing_modules,
     module_name,
     needed_modules,
+    opt_level,
+    portable_sources,
 )
 from host_tools.firmware.flash import DIRS
 from host_tools.firmware.image_build import sources_for
@@ -37,15 +40,30 @@ def test_module_names():
 
 
 @pytest.mark.skipif(shutil.which("micropython") is None, reason="needs the MicroPython unix port")
-def test_a_traceback_names_the_module_and_line(tmp_path):
-    for c in compile_tree([Path("agent/__init__.py"), Path("agent/eui.py")]):
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_traceback_names_the_module_and_function_and_with_debug_the_line(tmp_path, debug):
+    for c in compile_tree([Path("agent/__init__.py"), Path("agent/eui.py")], opt_level(debug)):
         out = tmp_path / c.target
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(c.data)
     code = "import sys\nfrom agent.eui import parse_eui\ntry:\n parse_eui('zz')\nexcept ValueError as e:\n sys.print_exception(e)"
     r = subprocess.run(["micropython", "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
-    assert 'File "agent.eui", line ' in r.stdout + r.stderr, r.stdout + r.stderr
+    raised = next(
+        n for n, line in enumerate((ROOT / "agent/eui.py").read_text().splitlines(), 1) if "8 hex pairs" in line
+    )
+    line = raised if debug else 1  # -O3 keeps no line-number table: every line is 1
+    assert f'File "agent.eui", line {line}, in parse_eui' in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+def test_the_portable_code_does_not_rely_on_assert():
+    # what a board is flashed with is compiled at -O3, which leaves out assert statements and
+    # `if __debug__:` blocks: the portable code must behave the same without them
+    for src in portable_sources():
+        tree = ast.parse((ROOT / src).read_text(), str(src))
+        asserts = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Assert)]
+        debug = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == "__debug__"]
+        assert not asserts and not debug, f"{src}: assert or __debug__ on lines {asserts + debug}"
 
 
 # -- an image is whole, or it is not built ------------------------------------------------------
@@ -232,6 +250,16 @@ def test_a_damaged_or_unwritable_cache_is_compiled_through(tmp_path, counted_mpy
     shutil.rmtree(tmp_path / "cache")
     (tmp_path / "cache").write_text("not a directory")
     assert compile_tree([source])[0].data == good and counted_mpy_cross() == 3
+
+
+def test_the_optimisation_level_is_part_of_what_a_compiled_module_is_kept_under(tmp_path, counted_mpy_cross):
+    source = tmp_path / "mod.py"
+    source.write_text("def f(x):\n    assert x\n    return x\n")
+    flashed = compile_tree([source])[0].data
+    debug = compile_tree([source], opt_level(True))[0].data
+    assert counted_mpy_cross() == 2 and len(flashed) < len(debug)
+    assert compile_tree([source])[0].data == flashed and compile_tree([source], opt_level(True))[0].data == debug
+    assert counted_mpy_cross() == 2
 
 
 def test_the_tree_keeps_its_order_when_compiled_side_by_side(counted_mpy_cross):

@@ -19,7 +19,7 @@ import pytest
 pytest.importorskip("serial")
 pytest.importorskip("mpremote")
 
-from host_tools.firmware import flash, transfer  # noqa: E402
+from host_tools.firmware import encoders, flash, transfer  # noqa: E402
 from host_tools.firmware.image_build import build_bootloader  # noqa: E402
 from host_tools.servers import vboard  # noqa: E402
 from tests.kits.cachekit import private_cache  # noqa: E402
@@ -85,15 +85,26 @@ def test_a_board_whose_loader_has_no_deflate_gets_the_plain_copy(cache, tmp_path
 
 
 def test_the_pasted_loader_is_the_loader_in_fewer_bytes():
+    import base64
+    import re
+    import zlib
+
     text = transfer.LOADER.read_text()
-    program = transfer.loader_program()
+    source = transfer.loader_source()
     assert '"""' not in text and "\\\n" not in text  # what narrowing its indentation relies on
-    assert len(program) < 0.7 * len(text)
-    code = compile(program, "loader", "exec")
+    assert len(source) < 0.7 * len(text)
+    code = compile(source, "loader", "exec")
     assert {"serve", "Frames", "receive_all"} <= set(code.co_names)
-    assert program.rstrip().endswith(
-        "del io, TEMP_SUFFIX, Refused, serve, Frames, read_exact, receive_all, receive_file, remove"
+    assert source.rstrip().endswith(
+        "del io, TEMP_SUFFIX, Refused, serve, Frames, read_exact, receive_all, receive_file, place, remove"
     )
+    # what is pasted runs that source, compressed: a little over half of its bytes
+    program = transfer.loader_program()
+    compile(program, "paste", "exec")
+    (blob,) = re.findall(r"a2b_base64\('([^']*)'\)", program)
+    assert zlib.decompressobj(-transfer.LOADER_WBITS).decompress(base64.b64decode(blob)).decode() == source
+    assert len(program) < 0.6 * len(source)
+    assert "if deflate and False:" in transfer.loader_program(use_deflate=False)
 
 
 # -- the loader alone, on a board at its raw REPL
@@ -165,19 +176,16 @@ def test_a_damaged_or_malformed_frame_is_refused_and_the_file_is_as_before(raw, 
     _as_before(t, fs)
 
 
-def test_a_hash_that_differs_is_refused_and_the_file_is_as_before(raw, monkeypatch):
+def test_a_hash_that_differs_is_refused_and_every_file_is_as_before(raw, monkeypatch):
     t, fs = raw
     _put_old(t, fs)
-    real = transfer.records
-
-    def records(files):
-        for path, head, data in real(files):
-            yield path, head[:-32] + bytes(32), data
-
-    monkeypatch.setattr(transfer, "records", records)
-    with pytest.raises(transfer.TransferError, match="d/f.mpy: SHA-256 differs"):
-        transfer.send_files(t, [("d/f.mpy", NEW)])
+    real = transfer.stream
+    monkeypatch.setattr(transfer, "stream", lambda files: real(files)[:-32] + bytes(32))
+    with pytest.raises(transfer.TransferError, match="the SHA-256 of the files differs"):
+        transfer.send_files(t, [("d/f.mpy", NEW), ("g.mpy", NEW)])
+    assert (fs / "g.mpy").read_bytes() == OLD  # written in full, never put in place
     _as_before(t, fs)
+    assert [p.name for p in fs.iterdir() if p.is_file()] == ["g.mpy"]
 
 
 def test_a_cut_link_leaves_the_file_as_before(raw, monkeypatch):
@@ -207,15 +215,15 @@ def test_a_cut_link_leaves_the_file_as_before(raw, monkeypatch):
 def test_a_copy_stopped_on_the_host_stops_the_loader_at_once(raw, monkeypatch):
     t, fs = raw
     _put_old(t, fs)
-    real = transfer.records
+    real, frames = transfer.frame, []
 
-    def records(files):
-        for n, item in enumerate(real(files)):
-            if n == 1:
-                raise KeyboardInterrupt
-            yield item
+    def frame(payload):
+        frames.append(payload)
+        if len(frames) == 2:
+            raise KeyboardInterrupt
+        return real(payload)
 
-    monkeypatch.setattr(transfer, "records", records)
+    monkeypatch.setattr(transfer, "frame", frame)
     start = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         transfer.send_files(t, [("d/f.mpy", NEW), ("g.mpy", NEW)])
@@ -224,6 +232,27 @@ def test_a_copy_stopped_on_the_host_stops_the_loader_at_once(raw, monkeypatch):
     assert time.monotonic() - start < transfer.IDLE_MS / 1000
     assert (fs / "g.mpy").read_bytes() == OLD
     _as_before(t, fs)
+
+
+def test_on_a_slow_line_the_stream_is_zopfli_s_and_kept_once(raw, monkeypatch):
+    zopfli = pytest.importorskip("zopfli.zopfli")
+    real, calls = zopfli.compress, []
+    monkeypatch.setattr(zopfli, "compress", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    t, fs = raw
+    monkeypatch.setattr(transfer, "SLOW_LINE", float("inf"))  # every line is slow
+    files = [("d/f.mpy", NEW), ("g.mpy", NEW[::-1] + OLD)]
+    sent = transfer.send_files(t, files)
+    assert sent.encoder == "zopfli" and sent.wbits == 15 and calls == [1]
+    assert (fs / "d/f.mpy").read_bytes() == NEW and (fs / "g.mpy").read_bytes() == NEW[::-1] + OLD
+    # the same files again: the stream comes from the cache, not from zopfli
+    (fs / "g.mpy").unlink()
+    assert transfer.send_files(t, files).wire_bytes == sent.wire_bytes and calls == [1]
+    assert (fs / "g.mpy").read_bytes() == NEW[::-1] + OLD
+    # a damaged cache is passed over: compressed again
+    encoders.zopfli_kept(transfer.stream(files)).write_bytes(b"\x00damaged")
+    (fs / "g.mpy").unlink()
+    assert transfer.send_files(t, files).encoder == "zopfli" and calls == [1, 1]
+    assert (fs / "g.mpy").read_bytes() == NEW[::-1] + OLD
 
 
 def test_the_host_gives_up_on_a_board_that_never_answers(raw, monkeypatch):

@@ -46,9 +46,9 @@ def test_one_compile_for_all_boards_and_a_failing_board_stops_no_other(monkeypat
     compiles = []
     real_slot_files = flash.slot_files
 
-    def slot_files(board, version):
+    def slot_files(board, version, debug=False):
         compiles.append(board)
-        return real_slot_files(board, version)
+        return real_slot_files(board, version, debug)
 
     def fake_flash(port, board, *, progress, slot, **_kw):
         assert slot and all(p.startswith(flash.SLOT + "/") for p in slot)

@@ -24,9 +24,15 @@ def _frame(payload, kind=0x44, crc=None):
     return struct.pack("<BHI", kind, len(payload), crc) + payload
 
 
-def _record(path, data, digest=None):
+def _record(path, data):
     p = path.encode()
-    return bytes([len(p)]) + p + struct.pack("<I", len(data)) + (digest or hashlib.sha256(data).digest()) + data
+    return bytes([len(p)]) + p + struct.pack("<I", len(data)) + data
+
+
+def _stream(*records, digest=None):
+    """The records, the end of the list and their SHA-256 (or `digest`)."""
+    raw = b"".join(records) + b"\0"
+    return raw + (digest or hashlib.sha256(raw).digest())
 
 
 def _read(path):
@@ -115,40 +121,54 @@ class TestRecords(_Dir):
 
     def test_files_are_written_in_place_with_their_folders(self):
         a, b = self.tmp + "/x/y/a.mpy", self.tmp + "/b.json"
-        n = self.receive(_record(a, b"A" * 1300) + _record(b, b"{}") + b"\0")
+        n = self.receive(_stream(_record(a, b"A" * 1300), _record(b, b"{}")))
         self.assertEqual(n, 2)
         self.assertEqual(_read(a), b"A" * 1300)
         self.assertEqual(_read(b), b"{}")
         self.assertEqual(sorted(os.listdir(self.tmp + "/x/y")), ["a.mpy"])
 
-    def test_a_hash_that_differs_leaves_the_file_as_it_was(self):
-        a = self.tmp + "/a.mpy"
+    def _old(self):
+        a, b = self.tmp + "/a.mpy", self.tmp + "/b.mpy"
         with open(a, "wb") as f:
             f.write(b"old")
+        return a, b
+
+    def test_a_hash_that_differs_leaves_every_file_as_it_was(self):
+        a, b = self._old()
         with self.assertRaises(fl.Refused) as cm:
-            self.receive(_record(a, b"new", digest=bytes(32)) + b"\0")
-        self.assertIn("SHA-256 differs", str(cm.exception))
+            self.receive(_stream(_record(b, b"written"), _record(a, b"new"), digest=bytes(32)))
+        self.assertIn("SHA-256 of the files differs", str(cm.exception))
         self.assertEqual(_read(a), b"old")
-        self.assertEqual(os.listdir(self.tmp), ["a.mpy"])
+        self.assertEqual(os.listdir(self.tmp), ["a.mpy"])  # b.mpy was written, and removed
 
     def test_a_stream_that_ends_inside_a_file_leaves_nothing_half_written(self):
-        a = self.tmp + "/a.mpy"
-        with open(a, "wb") as f:
-            f.write(b"old")
+        a, b = self._old()
+        for cut in (_stream(_record(b, b"whole"), _record(a, b"new content"))[:-40], _stream(_record(a, b"x"))[:-1]):
+            with self.assertRaises(fl.Refused) as cm:
+                self.receive(cut)
+            self.assertIn("ended inside a record", str(cm.exception))
+            self.assertEqual(_read(a), b"old")
+            self.assertEqual(os.listdir(self.tmp), ["a.mpy"])
+
+    def test_a_rename_that_fails_leaves_those_before_it_in_place_and_no_temporary_file(self):
+        a, b = self._old()
+        os.mkdir(self.tmp + "/c.mpy")  # a folder where a file is to go: os.rename refuses
+        with open(self.tmp + "/c.mpy/x", "wb") as f:
+            f.write(b"x")
         with self.assertRaises(fl.Refused) as cm:
-            self.receive(_record(a, b"new content")[:-4])
-        self.assertIn("ended inside a record", str(cm.exception))
-        self.assertEqual(_read(a), b"old")
-        self.assertEqual(os.listdir(self.tmp), ["a.mpy"])
+            self.receive(_stream(_record(b, b"B"), _record(self.tmp + "/c.mpy", b"C"), _record(a, b"A")))
+        self.assertIn("c.mpy: cannot put it in place", str(cm.exception))
+        self.assertIn("the 1 before it are", str(cm.exception))
+        self.assertEqual((_read(a), _read(b)), (b"old", b"B"))
+        self.assertEqual(sorted(os.listdir(self.tmp)), ["a.mpy", "b.mpy", "c.mpy"])
 
 
-# what the host's zlib makes of two records and the end (raw deflate, window 2**10): the files
+# what the host's zlib makes of two records, the end and their SHA-256 (raw deflate, window 2**10): the files
 # m/a.mpy (b"abc" * 500) and b.mpy (b"\x00\x03\xff\x04" * 300)
 A, B = b"abc" * 500, b"\x00\x03\xff\x04" * 300
 COMPRESSED = binascii.unhexlify(
-    "63cfd54fd4cb2da8bcc3cac07067e7ec8658cb5f9ce782ca044c6e9b85744c5e71c47c269ff6e18fef57149688ff4b4c"
-    "4a1e45a368148da25134cc106b925e6e41e506160686d7d3e25acfed3e706ba9e485ef6e97ac36eacde7b8b0edb2d9e9"
-    "330fbebd362f37b66760fecf328a47f1281ec543020300"
+    "63cfd54fd4cb2da8bcc3cac09098943c8a46d1281a45a3689821d624bddc82ca0d2c0c0c0cccff5946f1281ec5a37848"
+    "605686999ec50d17fa5efcd23df35ce368fcb78f3f3af7d989ae53bdcd66f3467e4d0800"
 )
 
 
@@ -166,7 +186,7 @@ class TestWithDeflate(_Dir):
             import zlib
         except ImportError:
             raise unittest.SkipTest("no zlib (MicroPython): the stream is checked on CPython")
-        want = _record("m/a.mpy", A) + _record("b.mpy", B) + b"\0"
+        want = _stream(_record("m/a.mpy", A), _record("b.mpy", B))
         self.assertEqual(zlib.decompressobj(-10).decompress(COMPRESSED), want)
 
     def test_a_compressed_stream_in_frames_is_written_and_checked(self):
