@@ -33,6 +33,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "default: the development PKI's, if any)",
     )
     p.add_argument("--fw-version", metavar="V", help="firmware version slot A reports (default: the build's)")
+    p.add_argument(
+        "--layout",
+        choices=flash.LAYOUTS,
+        default="auto",
+        help="slot A as one ROMFS image imported in place (romfs) or as .mpy files (mpy); auto (the default): "
+        "ROMFS on a virtual board whose MicroPython has vfs.VfsRom, .mpy files elsewhere",
+    )
     add_json_flag(p)
     p.set_defaults(func=cmd_flash)
     register_mpremote(sub)
@@ -124,6 +131,7 @@ def cmd_flash(args: argparse.Namespace) -> int:
         eui=eui,
         signing_key=key,
         version=args.fw_version,
+        layout=args.layout,
     )
     h = res.hello or {}
     text = (
@@ -141,6 +149,7 @@ def _flashed(board: str, port: str, res: flash.FlashResult) -> str:
     return (
         f"flashed {board} on {port}: {len(res.written)} written ({res.bytes_written} bytes), "
         f"{res.unchanged} unchanged, {len(res.removed)} removed in {res.seconds:.1f} s"
+        + (" (slot A as a ROMFS image)" if res.layout == "romfs" else "")
     )
 
 
@@ -180,6 +189,7 @@ def _flash_many(args: argparse.Namespace, ports: list[str], board: str, key: byt
         signing_key=key,
         version=args.fw_version,
         on_event=on_event,
+        layout=args.layout,
     )
     failed = [o for o in outcomes if not o.ok]
     if not args.json:
