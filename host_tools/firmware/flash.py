@@ -189,22 +189,33 @@ def slot_files(board: str, version: str) -> dict[str, bytes]:
     return wanted
 
 
-def _unchanged(port, baud, wanted, eui, signing_key, result) -> bool:
-    """Whether the agent running on port says the board holds wanted (and the eui) as they are,
-    with nothing to remove (host_tools.firmware.warm); result gets what the agent told."""
+def asked_paths(eui: bytes | None, signing_key: bytes | None) -> tuple[list[str], list[str]]:
+    """(dirs, files) the agent is asked about before a hand-over (host_tools.firmware.warm): every
+    folder a slot's modules or the layout before slots had, and every file flash writes or
+    removes at the root (the signing key only when one is given: otherwise the board keeps its
+    own; the identity when one is given)."""
     dirs = list(LEGACY_DIRS) + [f"{SLOT}/{d}" for d in DIRS]
     files = [p for p in ROOT_FILES if p != "fwkey.bin" or signing_key is not None]
-    check = dict(wanted)
-    if eui is not None:
-        files.append("data/eui")
-        check["data/eui"] = eui
-    got = warm.ask(port, dirs, files, probe=None if signing_key is not None else "fwkey.bin", baud=baud)
-    if got is None or got[0] != warm.expected(check, dirs, files)[0]:
+    return dirs, files + (["data/eui"] if eui is not None else [])
+
+
+def _unchanged(port, baud, expect, paths, eui, signing_key, result) -> bool:
+    """Whether the agent running on port gives the digest expect of what is flashed (paths:
+    asked_paths): nothing to write nor to remove; result gets what the agent told."""
+    got = warm.ask(port, *paths, probe=None if signing_key is not None else "fwkey.bin", baud=baud)
+    if got is None or got[0] != expect:
         return False
-    result.unchanged = len(wanted)
-    result.hello = got[1]
-    result.signing_key = signing_key is not None or bool(got[2])
+    sha, n, hello, has_key = got
+    result.unchanged = n - (eui is not None)
+    result.hello = hello
+    result.signing_key = signing_key is not None or bool(has_key)
     return True
+
+
+def _done(result: FlashResult, t0: float, say: Callable[[str], None]) -> FlashResult:
+    say("nothing to change: the agent's files are as they would be written; it keeps running")
+    result.seconds = round(time.monotonic() - t0, 3)
+    return result
 
 
 def flash(
@@ -235,19 +246,28 @@ def flash(
     version = version or VERSION
     asked = layout
     layout = check_layout(layout, board)
-    slot = dict(slot) if slot is not None else slot_files(board, version)
-    wanted = wanted_files(slot, layout, board, signing_key)
     result = FlashResult(port=port, board=board, version=version, layout=layout)
     say = progress or (lambda _msg: None)
+    paths = asked_paths(eui, signing_key)
+    # what a board holding it all gives, as kept from an earlier flash of the same inputs: a board
+    # on which nothing would change is found before anything is compiled
+    key = warm.inputs_key(board, version, layout, signing_key, eui) if ask_agent and slot is None else None
+    known = warm.recall(key) if key else None
+    if known is not None and _unchanged(port, baud, known, paths, eui, signing_key, result):
+        return _done(result, t0, say)
+    slot = dict(slot) if slot is not None else slot_files(board, version)
+    wanted = wanted_files(slot, layout, board, signing_key)
     say(
         f"compiled {len(slot) - 1} modules ({sum(len(d) for p, d in slot.items() if p.endswith('.mpy'))} "
         f"bytes of .mpy) for board {board}, version {version}, into slot A"
         + (f" as a {len(wanted[IMAGE_FILE])}-byte ROMFS image" if layout == "romfs" else "")
     )
-    if ask_agent and _unchanged(port, baud, wanted, eui, signing_key, result):
-        say("nothing to change: the agent's files are as they would be written")
-        result.seconds = round(time.monotonic() - t0, 3)
-        return result
+    if ask_agent:
+        expect, _n = warm.expected(dict(wanted, **{"data/eui": eui} if eui is not None else {}), *paths)
+        if key:
+            warm.remember(key, expect)
+        if known is None and _unchanged(port, baud, expect, paths, eui, signing_key, result):
+            return _done(result, t0, say)
     from mpremote.transport import TransportError
     from mpremote.transport_serial import SerialTransport as MpSerial
 
