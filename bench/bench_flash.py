@@ -16,7 +16,7 @@ with empty flash, then measures (median of the runs):
   asks the running agent for one digest of what is flashed and leaves the board as it is,
   host_tools.firmware.warm): flash.flash in this process, and the `dbch flash` command end to end
   in a new process, its start and imports included, as mpremote's is (with Python's compiled
-  bytecode kept, as an installed dbch has it: the first run writes it);
+  bytecode kept, as an installed dbch has it: the first run writes it; the median of five);
 - the compile step alone, so the transfer cost can be read apart from it: with an empty cache,
   and again with the modules compiled before (host_tools.firmware.build: compile once).
 Ratios are dbch flash over mpremote, measured in the same run.
@@ -95,7 +95,19 @@ def dbch_flash(port: str) -> float:
 def dbch_command(port: str) -> float:
     """`dbch flash --port PORT` in a new process, end to end."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    argv = [sys.executable, "-m", "host_tools.cli", "flash", "--port", port, "--layout", LAYOUT[0], "--json"]
+    argv = [
+        sys.executable,
+        "-m",
+        "host_tools.cli",
+        "flash",
+        "--port",
+        port,
+        "--board",
+        BOARD,
+        "--layout",
+        LAYOUT[0],
+        "--json",
+    ]
     start = time.perf_counter()
     subprocess.run(argv, cwd=ROOT, env=env, check=True, capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
     return time.perf_counter() - start
@@ -145,7 +157,7 @@ def first_copies(tmp: Path, tag: str, baud: int | None, results: dict) -> Path:
             results["db_again"].append(dbch_flash(db.port))
             results["mp_again"].append(mpremote_cp(mp.port, staged))
             dbch_command(db.port)  # Python's bytecode written, if it was not
-            results["cmd_again"].append(dbch_command(db.port))
+            results["cmd_again"].append(statistics.median(dbch_command(db.port) for _ in range(5)))
         if program_files(fs_mp) != program_files(staged):
             print("warning: mpremote did not copy the same files", file=sys.stderr)
     finally:

@@ -1,6 +1,8 @@
 """`dbch flash`: put the agent on a board (real, or the virtual board) and start it.
 
-Compiles the agent for the board (the agent's core, the board's module and what its manifest
+First asks the agent running on the board what is flashed (one digest: host_tools.firmware.warm)
+and leaves the board as it is, agent running, when nothing would change. Otherwise it compiles
+the agent for the board (the agent's core, the board's module and what its manifest
 names: host_tools.firmware.image_build) to .mpy with mpy-cross and installs it as firmware slot A
 under the bootloader, copying only the files whose SHA-256 differs (compressed through a loader
 it runs on the board, host_tools.firmware.transfer, or through mpremote's transport on a board
