@@ -201,6 +201,11 @@ def asked_paths(eui: bytes | None, signing_key: bytes | None) -> tuple[list[str]
     return dirs, files + (["data/eui"] if eui is not None else [])
 
 
+def _with_eui(wanted: dict[str, bytes], eui: bytes | None) -> dict[str, bytes]:
+    """wanted, and the identity flash writes when it is given one (data/eui)."""
+    return dict(wanted, **{"data/eui": eui}) if eui is not None else wanted
+
+
 def _unchanged(port, baud, expect, paths, eui, signing_key, result) -> bool:
     """Whether the agent running on port gives the digest expect of what is flashed (paths:
     asked_paths): nothing to write nor to remove; result gets what the agent told."""
@@ -265,7 +270,7 @@ def flash(
         + (f" as a {len(wanted[IMAGE_FILE])}-byte ROMFS image" if layout == "romfs" else "")
     )
     if ask_agent:
-        expect, _n = warm.expected(dict(wanted, **{"data/eui": eui} if eui is not None else {}), *paths)
+        expect, _n = warm.expected(_with_eui(wanted, eui), *paths)
         if key:
             warm.remember(key, expect)
         if known is None and _unchanged(port, baud, expect, paths, eui, signing_key, result):
@@ -295,6 +300,8 @@ def flash(
             layout = result.layout = "mpy"
             wanted = wanted_files(slot, layout, board, signing_key)
             say("  the firmware has no vfs.VfsRom: .mpy files")
+            if key:  # what auto gives this board: the next flash finds it unchanged
+                warm.remember(key, warm.expected(_with_eui(wanted, eui), *paths)[0])
         dirs = [f"{SLOT}/{d}" for d in DIRS if any(p.startswith(f"{SLOT}/{d}/") for p in wanted)]
         man = f"{SLOT}/manifest.json"
         switch = (ROMFS_MARK in have) != (ROMFS_MARK in wanted)  # the same manifest, the other layout
