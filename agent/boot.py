@@ -14,8 +14,11 @@
 #   fwmin.json         the minimum security counter {"sec": n} (agent/fw_service.py)
 #   slots/a/, slots/b/ one image each: agent/ hal/ boards/ ... (.mpy) and manifest.json
 #   slots/stage.img    an image being received (agent.fw_staging)
+#   dbch.romfs         on a board that mounts a ROMFS image (the virtual board): slot A's modules,
+#                      at their paths (slots/a/agent/...), imported in place from ROM (/rom) when
+#                      the slot holds the mark ROMFS_MARK (`dbch flash` writes both)
 # A slot is bootable when its manifest.json exists: it is written last, atomically, once every
-# file of the slot is in place.
+# file of the slot is in place; a slot with the mark also needs its modules in the mounted image.
 #
 # Boot state, fwboot.json (JSON, replaced atomically: write .tmp, rename):
 #   {"v": 1, "active": "a"|"b", "trial": null|"a"|"b", "tries": n, "attempt": n,
@@ -44,6 +47,8 @@ KEY = "fwkey.bin"
 MIN_FILE = "fwmin.json"  # the minimum security counter
 MANIFEST = "manifest.json"
 SLOTS_DIR = "slots"
+ROM = "/rom"  # where the board mounts its ROMFS image
+ROMFS_MARK = "romfs"  # in a slot: its modules are in the ROMFS image, under the slot's own path
 MAX_SEC = 999999999  # the largest security counter (a small int on every port)
 BELOW_MIN = "below the minimum security counter"
 
@@ -142,8 +147,20 @@ def write_state(fs, root, st):
     write_json(fs, join(root, STATE), st)
 
 
+def module_dir(fs, root, slot):
+    """Where slot's modules are imported from: its directory, or the same path in the board's
+    mounted ROMFS image (ROM + "/slots/<slot>") when the slot holds ROMFS_MARK."""
+    d = slot_dir(root, slot)
+    if fs.exists(d + "/" + ROMFS_MARK):
+        return ROM + "/" + SLOTS_DIR + "/" + slot
+    return d
+
+
 def bootable(fs, root, slot):
-    return fs.exists(slot_dir(root, slot) + "/" + MANIFEST)
+    d = slot_dir(root, slot)
+    if not fs.exists(d + "/" + MANIFEST):
+        return False
+    return not fs.exists(d + "/" + ROMFS_MARK) or fs.exists(ROM + "/" + SLOTS_DIR + "/" + slot)
 
 
 def read_manifest(fs, root, slot):

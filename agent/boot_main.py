@@ -26,12 +26,14 @@ def _unslot():
 
 
 def choose(root, fs, slots):
-    # (slot or None, its path or None, trial?) from the choosing code, loaded for the moment.
+    # (slot or None, the path its modules are imported from or None, trial?) from the choosing
+    # code, loaded for the moment: a slot's directory, or its place in the board's ROMFS image.
     __import__(slots)
     b = sys.modules[slots]
     try:
-        slot, trial = b.choose(fs or b.OsFs(), root)
-        return slot, b.slot_dir(root, slot) if slot is not None else None, trial
+        fs = fs or b.OsFs()
+        slot, trial = b.choose(fs, root)
+        return slot, b.module_dir(fs, root, slot) if slot is not None else None, trial
     finally:
         del sys.modules[slots]
 

@@ -24,7 +24,7 @@
 # (the firmware service at boot, the validator for config.set) or the next pool of interned
 # names does not fit, whatever is free. Collected early, what the agent keeps stays packed low
 # and the free space above it in one piece. (bench/bench_footprint.py shows both.)
-from hal.compat import collect_every
+from hal.compat import collect_every, unload
 
 GC_EVERY = 8192
 collect_every(GC_EVERY)
@@ -37,8 +37,9 @@ _DIAL_BACKOFF_MS = 60000  # at most this long between two dials of an unreachabl
 
 
 def _local_handle(hub, link, dialer):
-    # The requests only the local link offers: "repl" (on the console) and triage.*; the rest
-    # are the hub's. dialer: a one-item list holding the Dialer in use, or None.
+    # The requests only the local link offers: "repl" and "flashed" (on the console: the hand-over
+    # to the REPL, and what is flashed, agent/flashed.py) and triage.*; the rest are the hub's.
+    # dialer: a one-item list holding the Dialer in use, or None.
     handle = hub.handle
     console = getattr(link, "console", False)
     triage = _TRIAGE_OPS if getattr(hub.board, "TRIAGE_LINK", True) else ()
@@ -48,13 +49,21 @@ def _local_handle(hub, link, dialer):
         if op == "repl" and console:
             link.hand_over()
             return RC_OK, None, None
+        if op == "flashed" and console:
+            from agent import flashed
+
+            try:
+                return flashed.handle(hub.hal.storage, req.get("a") or {})
+            finally:
+                flashed = None
+                unload("agent.flashed")
         if op in triage:
             from agent import triage_link
 
             return triage_link.handle(hub, req, dialer, _DIAL_BACKOFF_MS)
         return handle(req)
 
-    hub.ops = hub.ops + triage + (("repl",) if console else ())
+    hub.ops = hub.ops + triage + (("repl", "flashed") if console else ())
     return handle_local
 
 

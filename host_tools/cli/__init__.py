@@ -34,6 +34,47 @@ COMMAND_MODULES: tuple[str, ...] = (
     "host_tools.cli.ipsec",
 )
 
+# The commands each module adds, so that `dbch COMMAND` loads only the module of COMMAND: a
+# command's start is part of its time (a warm `dbch flash` takes 0.2 s end to end). Without a
+# command (`dbch`, `dbch --help`) or with one not named here, every module is loaded.
+# tests/host/test_cli_platforms.py checks this against what each module's register() adds.
+COMMANDS: dict[str, str] = {
+    "vboard": "host_tools.cli.vboard",
+    "flash": "host_tools.cli.flash",
+    "mpremote": "host_tools.cli.flash",
+    "status": "host_tools.cli.link",
+    "config": "host_tools.cli.link",
+    "alerts": "host_tools.cli.link",
+    "duis": "host_tools.cli.duis",
+    "schema": "host_tools.cli.duis",
+    "dcc": "host_tools.cli.dcc",
+    "firmware": "host_tools.cli.firmware",
+    "agent": "host_tools.cli.agent",
+    "selftest": "host_tools.cli.selftest",
+    "demo": "host_tools.cli.demo",
+    "pki": "host_tools.cli.pki",
+    "triage": "host_tools.cli.triage",
+    "ipsec": "host_tools.cli.ipsec",
+}
+# the options of the `dbch` parser itself that take a value (host_tools.cli.options)
+_VALUED = ("--port", "-p", "--baud", "--timeout")
+
+
+def command_of(argv: list[str]) -> str | None:
+    """The command word of a `dbch` command line (the first word that is neither an option nor the
+    value of one of the options before the command), or None."""
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word == "--":
+            return None
+        elif word.startswith("-"):
+            skip = word in _VALUED
+        else:
+            return word
+    return None
+
 
 EPILOG = """\
 These options go before the command or after it (after it wins): `dbch --port sim status` is
@@ -76,7 +117,8 @@ class DbchParser(argparse.ArgumentParser):
             values.setdefault("json", False)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The `dbch` parser; with the command (a key of COMMANDS) only its module is loaded."""
     from host_tools.cli.options import add_port_args
 
     parser = DbchParser(
@@ -86,7 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_port_args(parser, before_command=True)
     add_json_flag(parser, before_command=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=argparse.ArgumentParser)
-    for name in COMMAND_MODULES:
+    modules = COMMAND_MODULES
+    if COMMANDS.get(command) in COMMAND_MODULES:
+        modules = (COMMANDS[command],)
+    for name in modules:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as e:
@@ -119,7 +164,7 @@ def _unavailable(sub: argparse._SubParsersAction, module: str, missing: str) -> 
 def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
     """`dbch ARGV`: its exit status. parser: the one to parse with (default: build_parser(), every
     command)."""
-    parser = parser or build_parser()
+    parser = parser or build_parser(command_of(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

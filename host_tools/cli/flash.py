@@ -38,6 +38,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="keep the line numbers in the compiled modules (tracebacks on the board name the line; a larger image, slower to flash)",
     )
+    p.add_argument(
+        "--layout",
+        choices=flash.LAYOUTS,
+        default="auto",
+        help="slot A as one ROMFS image imported in place (romfs) or as .mpy files (mpy); auto (the default): "
+        "ROMFS on a virtual board whose MicroPython has vfs.VfsRom, .mpy files elsewhere",
+    )
     add_json_flag(p)
     p.set_defaults(func=cmd_flash)
     register_mpremote(sub)
@@ -130,6 +137,7 @@ def cmd_flash(args: argparse.Namespace) -> int:
         signing_key=key,
         version=args.fw_version,
         debug=args.debug,
+        layout=args.layout,
     )
     h = res.hello or {}
     text = (
@@ -147,6 +155,7 @@ def _flashed(board: str, port: str, res: flash.FlashResult) -> str:
     return (
         f"flashed {board} on {port}: {len(res.written)} written ({res.bytes_written} bytes), "
         f"{res.unchanged} unchanged, {len(res.removed)} removed in {res.seconds:.1f} s"
+        + (" (slot A as a ROMFS image)" if res.layout == "romfs" else "")
     )
 
 
@@ -187,6 +196,7 @@ def _flash_many(args: argparse.Namespace, ports: list[str], board: str, key: byt
         version=args.fw_version,
         on_event=on_event,
         debug=args.debug,
+        layout=args.layout,
     )
     failed = [o for o in outcomes if not o.ok]
     if not args.json:

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 import host_tools.servers  # noqa: F401  (makes the ports vboard, sim and triage known)
 from host_tools.cli.output import CommandError, add_json_flag, notice
-from host_tools.link.agent import Agent, connect
-from host_tools.link.client import AgentClient
 from host_tools.link.ports import DEFAULT_BAUD, DEFAULT_PORT, DEFAULT_TIMEOUT, PORT_ENV, Port, default_port
+
+if TYPE_CHECKING:
+    from host_tools.link.agent import Agent
+    from host_tools.link.client import AgentClient
 
 _PORT_OPTIONS = (
     (
@@ -94,6 +97,8 @@ def open_client(args: argparse.Namespace, *, echo_text: bool = False) -> AgentCl
     spec = getattr(args, "port", None) or default_port()
     if getattr(args, "start", False) and not getattr(spec, "start", False):
         spec = Port(spec, start=True)
+    from host_tools.link.agent import connect  # loaded by the commands that talk to an agent
+
     on_text = (lambda b: sys.stderr.write(b.decode("utf-8", "replace"))) if echo_text else None
     return connect(
         spec,
@@ -106,4 +111,6 @@ def open_client(args: argparse.Namespace, *, echo_text: bool = False) -> AgentCl
 
 def open_agent(args: argparse.Namespace) -> Agent:
     """The Agent on the port the options name."""
+    from host_tools.link.agent import Agent
+
     return Agent(open_client(args))

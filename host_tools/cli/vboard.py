@@ -34,7 +34,14 @@ COMMAND = ServerCommand(
     fs="flash",
     options=(
         ("--baud", {"type": int, "metavar": "N", "help": "pace the link at N/10 bytes per second each way"}),
-        ("--heap", {"metavar": "SIZE", "help": "MicroPython heap size, e.g. 128K, to emulate a small board"}),
+        (
+            "--heap",
+            {
+                "metavar": "SIZE",
+                "help": "MicroPython heap size, e.g. 128K, to emulate a small board (the agent's heap: the ROMFS "
+                "image dbch flash writes is held beside it, as a board keeps it in flash)",
+            },
+        ),
         (
             "--board",
             {

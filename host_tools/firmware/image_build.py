@@ -11,29 +11,31 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent import fw_image as image
-from host_tools.firmware.build import (
-    BuildError,
-    Compiled,
-    board_modules,
-    check_whole,
-    compile_tree,
-    opt_level,
-    source_path,
-)
 from host_tools.firmware.images import FirmwareInputError
+
+if TYPE_CHECKING:
+    from host_tools.firmware.build import Compiled
+
+# host_tools.firmware.build (mpy-cross, its cache, threads) is loaded when something is compiled:
+# a warm `dbch flash` compiles nothing (host_tools.firmware.warm)
 
 
 def sources_for(board: str) -> list[Path]:
     """The sources of the image for board (relative to ROOT): the agent's core, the board's module
     and what its manifest names (host_tools.firmware.build.board_modules); a module without a
     source is left for check_whole to name."""
+    from host_tools.firmware.build import board_modules, source_path
+
     paths = (source_path(m) for m in board_modules(board))
     return sorted(p for p in paths if p is not None)
 
 
 def _compiled(sources: list[Path], debug: bool) -> list[Compiled]:
+    from host_tools.firmware.build import BuildError, compile_tree, opt_level
+
     try:
         return compile_tree(sources, opt_level(debug))
     except BuildError as e:
@@ -45,6 +47,7 @@ def build_image(board: str, debug: bool = False) -> list[Compiled]:
     host_tools.firmware.build.opt_level); BuildError for an unknown board, an incomplete
     installation or code mpy-cross refuses."""
     from boards import BOARDS
+    from host_tools.firmware.build import BuildError, check_whole
 
     if board not in BOARDS:
         raise BuildError(f"unknown board {board!r}; boards: {', '.join(BOARDS)}")

@@ -119,10 +119,12 @@ def flash_many(
     version: str | None = None,
     on_event: Callable[[dict], None] | None = None,
     debug: bool = False,
+    layout: str = "auto",
 ) -> list[Outcome]:
     """Flash board's agent to every target at once, one thread each. targets: (port as given,
     its device path, or the error that resolving it gave: that board fails with it). on_event
-    is called with each event (see the module's docstring), one call at a time. The outcomes, in
+    is called with each event (see the module's docstring), one call at a time. layout: slot A's
+    on each board (flash.LAYOUTS). The outcomes, in
     the order of targets. BuildError when the image cannot be built (no board is touched)."""
     from mpremote.transport_serial import SerialTransport  # noqa: F401  (imported once, not by each thread)
 
@@ -160,6 +162,7 @@ def flash_many(
             version=version,
             slot=slot,
             debug=debug,
+            layout=layout,
         )
 
     def done(i: int, result: flash.FlashResult | None, error: BaseException | None) -> None:

@@ -4,8 +4,12 @@ MicroPython 1.25 and later mount such an image with `vfs.VfsRom(buffer)`; a modu
 it is run in place: its bytecode and constant strings stay in the image instead of being copied
 onto the heap, which keeps only the objects the module makes (its functions, classes, globals,
 the names it interns). On a board with a ROMFS partition the image lives in flash and the port
-mounts it at /rom; a board without one (the unix port, the virtual board) can mount an image kept
-in a file (host_tools/onboard/romfs_mount.py), the image then taking its own place on the heap.
+mounts it at /rom. The virtual board (the unix port) has none: it keeps the image as the file
+IMAGE_FILE in its flash, which `dbch flash` writes (slot A's modules, host_tools.firmware.flash)
+and its boot mounts at /rom from memory outside the interpreter's heap
+(host_tools.servers.unix_port), as a partition would be. Any other board with vfs.VfsRom can
+mount an image kept in a file with host_tools/onboard/romfs_mount.py, the image then taking its
+own place on the heap (bench/bench_footprint.py measures so, net of that block).
 
 The image is written by mpremote's writer (mpremote.romfs.VfsRomWriter, the one `mpremote romfs
 build` uses): a tree of directories and files, each file's bytes verbatim.

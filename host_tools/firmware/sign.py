@@ -55,12 +55,11 @@ def load_signing_public(spec: str | None) -> bytes | None:
     from agent import p256
 
     if spec is None:
-        try:
-            from host_tools.security.pki import Pki
+        # host_tools.security.pki's Pki().signing_dir, found without loading the PKI's code (and
+        # cryptography's X.509 with it): `dbch flash` asks this at every start
+        from host_tools.paths import pki_dir
 
-            path = Pki().signing_dir / "pub.bin"
-        except Exception:  # the PKI module is optional here
-            return None
+        path = pki_dir() / "signing" / "pub.bin"
         if not path.exists():
             return None
         spec = str(path)

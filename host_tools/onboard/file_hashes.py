@@ -2,7 +2,8 @@
 # `dbch flash` asks before it writes, so that only what changed is sent.
 #
 # Started through mpremote's raw REPL: the host sends this file's text followed by the lines
-# "hashes(DIRS, FILES)" and "del hashes", the lists as literals. One line a file,
+# "hashes(DIRS, FILES)" and "del hashes", the lists as literals. First the line "VfsRom" if the
+# board's firmware can mount a ROMFS image (vfs.VfsRom, MicroPython 1.25 and later), then one line a file,
 # "<hex digest> <path>", printed as each is hashed: nothing is gathered on the board's heap (a
 # small board has no block for a listing of every file at once), and nothing is left in the
 # REPL's globals for the agent that starts next. A folder or a file that is not there is passed
@@ -23,6 +24,14 @@ def hashes(dirs, files):
     import binascii
     import hashlib
     import os
+
+    try:
+        import vfs
+
+        if hasattr(vfs, "VfsRom"):
+            print("VfsRom")
+    except ImportError:
+        pass
 
     buf = bytearray(512)
 

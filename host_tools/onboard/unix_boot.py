@@ -1,11 +1,14 @@
 """The virtual board's boot, run by the MicroPython unix port at each start of its interpreter:
 
-    micropython [-X heapsize=N] -i unix_boot.py FS MODE HARD
+    micropython [-X heapsize=N] -i unix_boot.py FS MODE HARD ROM_ADDRESS ROM_SIZE
 
 FS is the flash directory (mounted at `/`, the cwd), MODE is "raw" after a soft reset in the raw
 REPL (main.py is skipped) or "friendly", HARD is the exit status that machine.reset() ends the
-interpreter with (the launcher, host_tools.servers.vboard_relay, reads it as a hard reset). It runs
-boot.py then main.py in the REPL's globals, as a board does; -i leaves the REPL running after it.
+interpreter with (the launcher, host_tools.servers.vboard_relay, reads it as a hard reset).
+ROM_ADDRESS and ROM_SIZE are where the board's ROMFS image (its flash's dbch.romfs) is held, outside
+the heap (host_tools.servers.unix_port; 0 0: none): it is mounted at /rom, as a port mounts its
+ROMFS partition, and what it holds is imported in place. It runs boot.py then main.py in the
+REPL's globals, as a board does; -i leaves the REPL running after it.
 """
 
 
@@ -21,7 +24,7 @@ def _print_exc(sys, e):
     sys.stdout.write("\n".join(lines))
 
 
-def _vboard_boot(fs, raw, hard):
+def _vboard_boot(fs, raw, hard, rom):
     import os
     import sys
 
@@ -33,6 +36,13 @@ def _vboard_boot(fs, raw, hard):
         os.chdir("/")
     except Exception as e:
         print("vboard: flash not mounted at /:", repr(e))
+    if rom[1]:
+        try:
+            import uctypes
+
+            vfs.mount(vfs.VfsRom(uctypes.bytearray_at(rom[0], rom[1])), "/rom")
+        except Exception as e:
+            print("vboard: ROMFS image not mounted at /rom:", repr(e))
     sys.path[:] = ["", ".frozen", "/lib"]
     try:
         import machine as _m
@@ -64,12 +74,13 @@ def _vboard_boot(fs, raw, hard):
 
 
 def _boot_args():
-    # FS MODE HARD, taken off sys.argv: the board's programs see the unix port's own argv
+    # FS MODE HARD ROM_ADDRESS ROM_SIZE, taken off sys.argv: the board's programs see the unix
+    # port's own argv
     import sys
 
-    fs, mode, hard = sys.argv[1:4]
+    fs, mode, hard, addr, size = (sys.argv[1:6] + ["0", "0"])[:5]
     del sys.argv[1:]
-    return fs, mode == "raw", int(hard)
+    return fs, mode == "raw", int(hard), (int(addr), int(size))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,12 @@ boot runs host_tools/onboard/unix_boot.py, which mounts the flash directory at `
 and main.py, then the friendly REPL. `machine.reset()` on the board ends the interpreter with
 HARD_RESET_STATUS, which the launcher (host_tools.servers.vboard_relay) reads as a hard reset.
 
+The board's ROMFS image: a board with a ROMFS partition maps it from flash, and MicroPython imports
+the modules it holds in place, off the heap. The virtual board's is the file ROMFS_IMAGE in its
+flash (`dbch flash` writes it): at each boot the child reads it into memory of its own, outside
+the interpreter's heap (so `--heap N` is the heap beside the image, as on a board), and hands its
+address and size to the boot, which mounts it at /rom (vfs.VfsRom over uctypes.bytearray_at).
+
 Linux only (/proc, prctl).
 """
 
@@ -18,6 +24,7 @@ import sys
 from pathlib import Path
 
 from host_tools.errors import DbchError
+from host_tools.firmware.romfs import IMAGE_FILE as ROMFS_IMAGE  # the virtual board's, in its flash
 
 # `machine.reset()` on the board ends the interpreter with this status: the launcher reads it as a
 # hard reset (friendly REPL, main.py runs, no "soft reboot" line).
@@ -26,11 +33,24 @@ HARD_RESET_STATUS = 0xB7
 # Run by the unix port at each boot (MicroPython code): its parameters come on its command line.
 BOOT_FILE = Path(__file__).resolve().parents[1] / "onboard" / "unix_boot.py"
 
-# Run in the child (CPython): the unix port runs in-process through micropython_run.run_main.
-_CHILD_WRAPPER = """\
-import sys
+
+# Run in the child (CPython): the unix port runs in-process through micropython_run.run_main. A
+# boot (BOOT_FILE FS MODE HARD) gets the address and size of the flash's ROMFS image, held here
+# (0 0: none).
+_CHILD_WRAPPER = f"""\
+import ctypes, os, sys
 from micropython_run import run_main
-sys.exit(run_main(["micropython"] + sys.argv[1:]))
+argv = sys.argv[1:]
+rom = None
+if {str(BOOT_FILE)!r} in argv:
+    try:
+        with open(os.path.join(argv[argv.index({str(BOOT_FILE)!r}) + 1], {ROMFS_IMAGE!r}), "rb") as f:
+            data = f.read()
+        rom = ctypes.create_string_buffer(data, len(data))
+    except OSError:
+        data = b""
+    argv += [str(ctypes.addressof(rom)), str(len(data))] if rom else ["0", "0"]
+sys.exit(run_main(["micropython"] + argv))
 """
 
 _HEAP_RE = re.compile(r"^[0-9]+[wW]?[kKmM]?$")

@@ -18,6 +18,9 @@ What the board does, and how it maps onto the unix port:
   SIGINT while the interpreter has its handler installed); with `micropython.kbd_intr(-1)` the
   byte reaches sys.stdin as data, as on a board.
 - `--baud N` paces both directions at N/10 bytes per second, as a UART would.
+- The flash's ROMFS image (dbch.romfs, which `dbch flash` writes: slot A's modules) is mounted at
+  /rom at each boot from memory outside the interpreter's heap, as a board maps its ROMFS
+  partition from flash (host_tools.servers.unix_port): `--heap N` is the agent's heap beside it.
 - `--board NAME` makes it a real board on simulated chips: boards/unix.py then runs that board's
   own module and radio driver (heltec_wifi_lora32_v3, pico_rfm69, nucleo_wl55jc) on a simulated
   chip (boards/simchips.py), as the radio record in its flash (data/radio) says; the board writes

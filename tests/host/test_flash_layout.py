@@ -142,3 +142,73 @@ def test_a_board_flashed_with_another_boards_image_keeps_only_its_own(board):
     again = flash.flash("dir", "unix")
     assert _modules(board) == _image("unix") and not again.removed
     assert len(again.written) < len(first.written)
+
+
+@pytest.fixture
+def vfsrom(monkeypatch):
+    """The board's firmware has vfs.VfsRom (what flash's scan looks for)."""
+    import types
+
+    monkeypatch.setitem(sys.modules, "vfs", types.SimpleNamespace(VfsRom=object))
+
+
+def _layout(root: Path) -> tuple[bool, bool, set[str]]:
+    """(the image there, the mark there, the slot's modules as files)."""
+    return (root / flash.IMAGE_FILE).exists(), (root / flash.ROMFS_MARK).exists(), _modules(root)
+
+
+def test_a_board_with_vfsrom_gets_one_image_and_switches_back_and_forth(board, vfsrom):
+    res = flash.flash("dir", "unix")
+    assert res.layout == "romfs" and _layout(board) == (True, True, set())
+    assert not (board / flash.SLOT / "agent").exists()
+    mpy = flash.flash("dir", "unix", layout="mpy")
+    assert mpy.layout == "mpy" and _layout(board) == (False, False, _image("unix"))
+    assert {flash.IMAGE_FILE, flash.ROMFS_MARK} <= set(mpy.removed)
+    back = flash.flash("dir", "unix")
+    assert back.layout == "romfs" and _layout(board) == (True, True, set())
+    assert back.written == [flash.IMAGE_FILE, flash.ROMFS_MARK, f"{flash.SLOT}/manifest.json"]
+
+
+def test_a_real_board_keeps_mpy_files(board, vfsrom):
+    # its main.py does not mount an image file: the whole image would be read onto its heap
+    assert flash.flash("dir", "heltec_wifi_lora32_v3").layout == "mpy"
+    with pytest.raises(flash.FlashError, match="keeps .mpy files"):
+        flash.flash("dir", "heltec_wifi_lora32_v3", layout="romfs")
+    assert _layout(board) == (False, False, _image("heltec_wifi_lora32_v3"))
+
+
+def test_without_vfsrom_auto_keeps_mpy_files_and_romfs_is_refused(board):
+    assert flash.flash("dir", "unix").layout == "mpy" and _layout(board) == (False, False, _image("unix"))
+    with pytest.raises(flash.FlashError, match="no vfs.VfsRom"):
+        flash.flash("dir", "unix", layout="romfs")
+    with pytest.raises(flash.FlashError, match="unknown layout"):
+        flash.flash("dir", "unix", layout="zip")
+
+
+@pytest.mark.parametrize("layout", ["romfs", "mpy"])
+def test_the_agents_digest_of_what_is_flashed_is_the_hosts(tmp_path, layout):
+    # agent/flashed.py on the board's files, against host_tools.firmware.warm over what flash writes
+    from agent import flashed
+    from hal.fs_storage import OsFs
+    from host_tools.firmware import warm
+
+    wanted = flash.wanted_files(flash.slot_files("unix", "0.1.0"), layout, "unix", b"K" * 65)
+    for path, data in wanted.items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_bytes(data)
+    dirs = list(flash.LEGACY_DIRS) + [f"{flash.SLOT}/{d}" for d in flash.DIRS]
+    files = list(flash.ROOT_FILES)
+
+    def board() -> tuple[bytes, int]:
+        return flashed.digest(OsFs(), str(tmp_path) + "/", dirs, files)
+
+    assert board() == warm.expected(wanted, dirs, files) and board()[1] == len(wanted)
+    (tmp_path / "hal").mkdir()
+    (tmp_path / "hal/left.mpy").write_bytes(b"M")  # a file left over
+    assert board()[0] != warm.expected(wanted, dirs, files)[0]
+    (tmp_path / "hal/left.mpy").unlink()
+    assert board()[0] == warm.expected(wanted, dirs, files)[0]
+    (tmp_path / "fwboot.json").write_bytes(b"{}")  # a file changed
+    assert board()[0] != warm.expected(wanted, dirs, files)[0]
+    (tmp_path / "fwboot.json").unlink()  # a file missing
+    assert board()[0] != warm.expected(wanted, dirs, files)[0]

@@ -46,3 +46,14 @@ def test_a_silent_line_is_waited_for_until_the_timeout(monkeypatch):
     monkeypatch.setattr(handover, "SerialTransport", lambda port, baud: line)
     assert handover.hand_over("/dev/stand-in", timeout=0.2) is False
     assert line.reads < 10**9 - 1  # it kept reading
+
+
+@pytest.mark.parametrize("banner", [b"", b'Type "help()" for more information.\r\n>>> '])
+def test_what_is_flashed_is_not_waited_for_on_a_board_at_its_repl(monkeypatch, banner):
+    # dbch flash asks the agent what is flashed before a hand-over: a REPL echoes the request
+    from host_tools.firmware import warm
+
+    line = ReplLine(banner)
+    monkeypatch.setattr(warm, "SerialTransport", lambda port, baud: line)
+    assert warm.ask("/dev/stand-in", ["slots/a/agent"], ["main.py"], timeout=60.0) is None
+    assert line.closed

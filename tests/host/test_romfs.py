@@ -140,3 +140,42 @@ def test_the_session_with_staging_from_an_image_runs_in_128k(flashes):
     _mpy, rom, block = flashes
     why: list[str] = []
     assert bench.session_ok(rom, bench.romfs_heapsize(CAP, block), True, why), why
+
+
+# -- the virtual board's image, held outside its heap -------------------------------------------
+
+
+@needs_romfs
+def test_the_virtual_boards_image_is_held_outside_its_heap(tmp_path):
+    # host_tools.servers.unix_port: the boot mounts the flash's image at /rom from memory the
+    # interpreter's heap does not hold, so an image larger than the whole heap mounts, and what
+    # it holds imports in place
+    from host_tools.servers.unix_port import interpreter_argv
+
+    big = bytes(range(256)) * 1024  # 256 KB: four times the heap
+    (tmp_path / romfs.IMAGE_FILE).write_bytes(romfs.romfs_image({"big.bin": big, "m.py": b"X = 42\n"}))
+    (tmp_path / "main.py").write_text(
+        "import gc, os, sys\nsys.path.insert(0, '/rom')\nimport m\ngc.collect()\n"
+        "with open('/rom/big.bin', 'rb') as f:\n    f.seek(1000)\n    b = f.read(3)\n"
+        "print('rom', m.X, os.stat('/rom/big.bin')[6], b.hex(), gc.mem_alloc() < 32 * 1024)\n"
+    )
+    r = subprocess.run(
+        interpreter_argv(tmp_path, heap="64K"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
+    assert f"rom 42 {len(big)} {big[1000:1003].hex()} True" in r.stdout, r.stdout + r.stderr
+
+
+@needs_romfs
+def test_a_virtual_board_without_an_image_mounts_nothing(tmp_path):
+    from host_tools.servers.unix_port import interpreter_argv
+
+    (tmp_path / "main.py").write_text("import os\nprint('root', sorted(os.listdir('/')), 'rom' in os.listdir('/'))\n")
+    r = subprocess.run(
+        interpreter_argv(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL
+    )
+    assert "root ['main.py'] False" in r.stdout, r.stdout + r.stderr

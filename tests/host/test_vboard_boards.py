@@ -58,11 +58,14 @@ def test_a_virtual_board_runs_a_real_boards_driver_and_sends_through_it(board, c
     rc, out, _ = dbch(capsys, "vboard", "--list")
     assert rc == 0 and f"{name}: {info['port']} (" in out and f"board {board})" in out
 
-    # the virtual board's image carries the board's module, its driver and the chip simulated
-    res = dbch_json(capsys, "flash", "--port", f"vboard:{name}")
+    # the virtual board's image carries the board's module, its driver and the chip simulated: as
+    # .mpy files, and as the ROMFS image the agent runs from below (the driver it names is in it)
+    res = dbch_json(capsys, "flash", "--port", f"vboard:{name}", "--layout", "mpy")
     modules = {p[len("slots/a/") : -len(".mpy")].replace("/", ".") for p in res["written"] if p.endswith(".mpy")}
     assert {"boards." + board, "boards.simchips", driver_module, chip_module} <= modules
-    assert res["hello"]["board"] == "unix"
+    res = dbch_json(capsys, "flash", "--port", f"vboard:{name}")
+    assert res["layout"] == "romfs" and res["hello"]["board"] == "unix"
+    assert not list(Path(info["fs"]).glob("slots/a/**/*.mpy"))
 
     status = dbch_json(capsys, "status", "--port", f"vboard:{name}")
     assert status["radio"] == driver

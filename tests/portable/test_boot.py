@@ -245,6 +245,22 @@ class TestMain(unittest.TestCase):
         fs = flash_with(("a", "b"))
         self.assertEqual(self.run_main(fs, [False]), ("a", ["/slots/a"], []))
 
+    def test_a_slot_in_the_romfs_image_boots_from_it(self):
+        # `dbch flash` on the virtual board: slot A holds the mark, its modules are in the image
+        # mounted at /rom (boot.ROM), under the slot's own path
+        fs = flash_with(("a", "b"))
+        fs.open("/slots/a/" + boot.ROMFS_MARK, "wb").close()
+        for d in (boot.ROM, boot.ROM + "/slots", boot.ROM + "/slots/a"):
+            fs.mkdir(d)
+        self.assertEqual(self.run_main(fs, [False]), ("a", [boot.ROM + "/slots/a"], []))
+        self.assertEqual(boot.module_dir(fs, "/", "b"), "/slots/b")
+
+    def test_a_slot_whose_romfs_image_is_not_mounted_is_not_bootable(self):
+        fs = flash_with(("a", "b"))
+        fs.open("/slots/a/" + boot.ROMFS_MARK, "wb").close()
+        self.assertFalse(boot.bootable(fs, "/", "a"))
+        self.assertEqual(self.run_main(fs, [False]), ("b", ["/slots/b"], []))
+
     def test_reboots_and_resets_that_come_back_boot_again(self):
         fs = flash_with(("a", "b"))
         slot, calls, _r = self.run_main(fs, [True, SystemExit(0xB7), False])
