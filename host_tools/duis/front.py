@@ -28,10 +28,14 @@ def _request_ids(eui: str) -> SeenStore:
     return SeenStore(cache_dir("duis-requests") / (eui.replace("-", "") + ".json"))
 
 
-def answer(client, xml: bytes, schema: str | None, forget: bool = False) -> tuple[str, bytes, list[str]]:
+def answer(
+    client, xml: bytes, schema: str | None, forget: bool = False, check: bool = True
+) -> tuple[str, bytes, list[str]]:
     """(response code, DUIS response XML, warnings) for one request, forwarding it if it passes.
-    forget: the Request IDs seen for this hub are forgotten first. DuisConfigError without a
-    usable schema, DuisError for a request that is not valid DUIS."""
+    forget: the Request IDs seen for this hub are forgotten first. check=False: the request has
+    been decided on already (the DCC front: host_tools.duis.users.decide) and is forwarded as it
+    is, its Request ID not kept. DuisConfigError without a usable schema, DuisError for a request
+    that is not valid DUIS."""
     try:
         req = read_request(xml, schema_dir(schema))
     except DuisConfigError:
@@ -39,16 +43,17 @@ def answer(client, xml: bytes, schema: str | None, forget: bool = False) -> tupl
     except DuisError as e:
         raise DuisError(f"not a valid DUIS 5.4 request: {e}") from e
     warnings = list(req.warnings)
-    hello = checked(client, "hello")
-    eui = hello.data["eui"]
-    seen = _request_ids(eui)
-    if forget:
-        seen.items = set()
-    code, message = check_request(req, target_eui=eui, seen_request_ids=seen.items)
-    if code is not None:
-        warnings.append(message)
-        return code, render_response(req, code), warnings
-    seen.save()
+    if check:
+        hello = checked(client, "hello")
+        eui = hello.data["eui"]
+        seen = _request_ids(eui)
+        if forget:
+            seen.items = set()
+        code, message = check_request(req, target_eui=eui, seen_request_ids=seen.items)
+        if code is not None:
+            warnings.append(message)
+            return code, render_response(req, code), warnings
+        seen.save()
     op, kind = FORWARD[req.service_reference_variant]
     args = req.args
     if op == "config.set":

@@ -112,7 +112,7 @@ class Running:
 def serve(hub, pki_dir, state, receive_port) -> tuple[Running, str]:
     front = Running(
         "dcc", "serve", "--listen", "127.0.0.1:0", "--pki", str(pki_dir), "--cert", "dcc-front",
-        "--user", f"{USER}=https://127.0.0.1:{receive_port}/smartdcc/duis", "--state", str(state),
+        "--user", f"{USER}=https://127.0.0.1:{receive_port}/smartdcc/duis", "--unsigned", "--state", str(state),
         "--port", hub, "--retry-base", "0.1", "--retry-cap", "0.5", "--json",
     )  # fmt: skip
     started = front.next_json()
@@ -152,7 +152,7 @@ def test_responses_queued_while_the_user_is_down_survive_a_killed_front(hub, pki
     inbox = tmp_path / "inbox"
     receiver = Running(
         "dcc", "receive", "--listen", f"127.0.0.1:{receive_port}", "--pki", str(pki_dir), "--cert", "dcc-user",
-        "--out", str(inbox), "--json",
+        "--unsigned", "--out", str(inbox), "--json",
     )  # fmt: skip
     front, url = serve(hub, pki_dir, state, receive_port)
     try:
@@ -183,7 +183,7 @@ def test_openssl_client_gets_the_one_suite_and_nothing_else(pki_dir, tmp_path):
     receive_port = free_port()
     receiver = Running(
         "dcc", "receive", "--listen", f"127.0.0.1:{receive_port}", "--pki", str(pki_dir), "--cert", "dcc-user",
-        "--json",
+        "--unsigned", "--json",
     )  # fmt: skip
     infra = Dccki(pki_dir).infra("dcc-front")
     try:

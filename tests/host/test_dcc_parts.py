@@ -20,8 +20,9 @@ from host_tools.dcc.front import DccFront, FrontOptions
 from host_tools.dcc.httpd import Answer, DuisHttpServer, Posted
 from host_tools.dcc.queue import DeliveryQueue
 from host_tools.dcc.receiver import Receiver
-from host_tools.dcc.seams import Seams, UserBook
+from host_tools.dcc.seams import Seams, unkeyed_user
 from host_tools.duis.compose import request_xml
+from host_tools.duis.userlist import UserList
 from tests.kits.dcckit import client_ctx, issue_infra, server_ctx, wait_for
 
 HUB = "00-DB-12-34-56-78-90-D1"
@@ -108,7 +109,7 @@ def test_tls_refuses_other_suites_other_versions_and_other_cas(tls_server, pki):
 def test_plain_http_only_on_loopback(capsys):
     with pytest.raises(tls.DccTlsError, match="loopback"):
         DuisHttpServer("0.0.0.0", 0, lambda p: Answer(204), None)
-    rc = main(["dcc", "receive", "--insecure-http", "--listen", "0.0.0.0:0", "--for", "0"])
+    rc = main(["dcc", "receive", "--insecure-http", "--unsigned", "--listen", "0.0.0.0:0", "--for", "0"])
     assert rc == 1 and "loopback" in capsys.readouterr().err
 
 
@@ -147,11 +148,11 @@ def test_an_hour_down_loses_nothing_and_sends_once(tmp_path):
 def test_events_no_dcc_alert_is_made_of_are_kept_not_lost(tmp_path):
     from host_tools.link.client import Event
 
-    users = UserBook.from_entries([{"eui": USER, "receive_url": "http://127.0.0.1:9/smartdcc/duis"}])
+    users = UserList({USER: unkeyed_user(USER + "=http://127.0.0.1:9/smartdcc/duis")})
     front = DccFront([], FrontOptions(state=tmp_path / "state", seams=Seams(users=users)))
     try:
         front._take_alert(HUB, Event(7, "incident", {"kind": "tls", "count": 3}))
-        front.opt.seams.users = UserBook()
+        front.opt.seams.users = UserList({})
         front._take_alert(HUB, Event(8, "N64", {"DeviceID": HUB, "FirmwareVersion": "1.2.0"}))
     finally:
         front.server.server_close()
