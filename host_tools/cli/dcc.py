@@ -288,7 +288,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     front = DccFront(agents, options, note=lambda m: say("dbch dcc: " + m)).start()
     info = front.status()
     if args.json:
-        print(json.dumps({"event": "serving", **info}), flush=True)
+        signed = {"signed": not args.unsigned, "dcc_id": None if args.unsigned else args.dcc_id}
+        print(json.dumps({"event": "serving", **info, **signed}), flush=True)
     else:
         say(
             "DCC front on {} ({}; {}) for hub(s) {}; {} deliveries waiting".format(

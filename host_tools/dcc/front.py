@@ -18,6 +18,8 @@ another path is HTTP 404). In order, the front:
      501 once the DCC's decision has passed).
 Every document the front sends goes through the `sign` seam. DCC Alerts from the hubs' outboxes
 go, with a ResponseID each, to every User the `users` seam names for them (host_tools.dcc.hubs).
+A Service Response or DCC Alert that is not valid DUIS as signed (the User's endpoint would refuse
+it on every try) is not queued: it is kept as JSON in the state folder's `held/`, with why.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from host_tools.dcc.seams import Seams
 from host_tools.duis.errors import DuisError, DuisRenderError, DuisValidationError
 from host_tools.duis.requests import DuisRequest, make_request_id, parse_request, read_request
 from host_tools.duis.responses import render_response
+from host_tools.duis.schema import validate
 from host_tools.duis.users import decide
 from host_tools.errors import DbchError
 from host_tools.files import write_json
@@ -235,6 +238,14 @@ class DccFront:
                 self.note("{}: {} ({})".format(req.request_id, rc, e))
             rid = make_request_id(req.target, user.eui, self.queue.next_counter())
             signed = self.opt.seams.sign(with_response_id(out, rid))
+            why = self._invalid(signed)
+            if why:  # the User's endpoint would refuse it on every try: kept, not sent
+                path = Path(self.opt.state) / "held" / "{}.json".format(rid.replace(":", "_"))
+                record = {"response_id": rid, "request_id": req.request_id, "why": why, "xml": signed.decode()}
+                write_json(path, record, sync=True)
+                self._count("held")
+                self.note("{}: the Service Response {} kept in {} ({})".format(req.request_id, rc, path, why))
+                return
             self.queue.put(rid, user.receive_url, signed)
             self._count("responses_queued")
             self.note("{}: {} queued for {} as {}".format(req.request_id, rc, user.receive_url, rid))
@@ -245,6 +256,16 @@ class DccFront:
         finally:
             with self._lock:
                 self.in_process.discard(req.request_id)
+
+    def _invalid(self, xml: bytes) -> str | None:
+        """Why a document the front would send is not valid DUIS (as signed), or None: nothing
+        invalid is sent (not judged without a schema folder)."""
+        if self.opt.schema is None:
+            return None
+        errors = validate(xml, self.opt.schema)
+        if not errors:
+            return None
+        return "not valid DUIS as signed ({} errors): {}".format(len(errors), "; ".join(errors[:2]))
 
     # -- alerts ------------------------------------------------------------------------------
     def _hold(self, hub_eui: str, ev: Event, why: str) -> None:
@@ -264,7 +285,11 @@ class DccFront:
                 xml = self.opt.render_alert(ev.kind, ev.data, rid)
             except DuisRenderError as e:
                 return self._hold(hub_eui, ev, "no DCC Alert is made of it: {}".format(e))
-            made.append((rid, user.receive_url, self.opt.seams.sign(xml)))
+            xml = self.opt.seams.sign(xml)
+            why = self._invalid(xml)
+            if why:
+                return self._hold(hub_eui, ev, why)
+            made.append((rid, user.receive_url, xml))
         for rid, url, xml in made:
             self.queue.put(rid, url, xml)
             self._count("alerts_queued")

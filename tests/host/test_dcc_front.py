@@ -5,6 +5,7 @@ the front is the CPython agent on a pty; everything is on loopback."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -363,6 +364,24 @@ def test_a_hub_that_does_not_answer_is_e21_at_the_users_endpoint(hub, duis_schem
             assert facts(post(front.url, "/api/v1/serviceS", config_request())[1]).response_code == "I99"
         got = wait_for(lambda: endpoint.messages if len(endpoint.messages) == 2 else None)
         assert sorted(m.facts.response_code for m in got) == ["E20", "E21"]
+    finally:
+        stop_front(front)
+        endpoint.stop()
+
+
+def test_a_service_response_that_is_not_valid_duis_is_kept_not_sent(hub, duis_schema_dir, tmp_path):
+    port = free_port()
+    endpoint = Endpoint(port, duis_schema_dir)
+    front = make_front(hub, tmp_path / "state", duis_schema_dir, f"http://127.0.0.1:{port}/smartdcc/duis")
+    front.hubs[0].answer = lambda client, xml, schema: ("I0", b"<Response>not DUIS</Response>", [])
+    try:
+        request = config_request()
+        assert facts(post(front.url, "/api/v1/serviceS", request)[1]).response_code == "I99"
+        held = wait_for(lambda: list((tmp_path / "state" / "held").glob("*.json")))
+        record = json.loads(held[0].read_text())
+        assert record["request_id"] == facts(request).request_id and "not valid DUIS" in record["why"]
+        assert front.queue.pending() == [] and endpoint.messages == []
+        assert front.status()["held"] == 1 and not front.in_process
     finally:
         stop_front(front)
         endpoint.stop()

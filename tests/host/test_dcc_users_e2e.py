@@ -117,6 +117,7 @@ class Dcc:
         )  # fmt: skip
         started = self.front.next_json()
         assert started["event"] == "serving" and started["hubs"] == [HUB], started
+        assert started["signed"] and started["dcc_id"] == DCC_USER_ID
         self.url = started["url"]
         self.taken: list[dict] = []
         self._lock = threading.Lock()
@@ -190,7 +191,9 @@ def _not_answered(srv: str, why: str):
     return pytest.param(srv, marks=pytest.mark.xfail(strict=True, reason=why))
 
 
-MMC = "answered as the MMC schema's ra:GBCSResponse, which has no place for a signature, not sr:Response"
+MMC = (
+    "answered as the MMC schema's ra:GBCSResponse, not sr:Response: signed it is not valid DUIS, so the front keeps it"
+)
 SERVICES = [
     "6.28",
     "6.29",
