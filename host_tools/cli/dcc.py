@@ -362,8 +362,13 @@ def cmd_receive(args: argparse.Namespace) -> int:
     server.start()
     scheme = "https" if context else "http"
     say(
-        "receiving on {}://{}:{}{} ({})".format(
-            scheme, host, server.port, args.path, "TLS 1.2 " + OPENSSL_SUITE if context else "plain HTTP"
+        "receiving on {}://{}:{}{} ({}; {})".format(
+            scheme,
+            host,
+            server.port,
+            args.path,
+            "TLS 1.2 " + OPENSSL_SUITE if context else "plain HTTP",
+            "unverified" if args.unsigned else "verified with the DCC's certificate",
         )
     )
     try:
