@@ -308,6 +308,23 @@ def test_seams_refuse_with_e100_and_e1_and_the_dcc_decides_at_once(hub, duis_sch
         local = request_xml("6.28", HUB, USER, next(COUNTERS), dict(DBCH04_CONFIG), command_variant=2)
         assert facts(post(front.url, "/api/v1/serviceD", local)[1]).response_code == "E13"
         assert facts(post(front.url, "/api/v1/serviceS", local)[1]).response_code == "E12"
+        # a non-device request (8.2, DCC Only): E13 on serviceS; on serviceD, decided, then HTTP 501
+        inventory = local.decode()
+        for old, new in (
+            ("<sr:CommandVariant>2<", "<sr:CommandVariant>8<"),
+            ("<sr:ServiceReference>6.28<", "<sr:ServiceReference>8.2<"),
+            ("<sr:ServiceReferenceVariant>6.28<", "<sr:ServiceReferenceVariant>8.2<"),
+        ):
+            inventory = inventory.replace(old, new)
+        start, end = inventory.index("<sr:SetCHFSubGHzConfiguration"), inventory.index("</sr:Body>")
+        inventory = (
+            inventory[:start]
+            + f"<sr:ReadInventory><sr:DeviceID>{HUB}</sr:DeviceID></sr:ReadInventory>"
+            + inventory[end:]
+        ).encode()
+        assert facts(post(front.url, "/api/v1/serviceS", inventory)[1]).response_code == "E13"
+        assert post(front.url, "/api/v1/serviceD", inventory)[0] == 501
+        assert not front.in_process
         # not DUIS at all: HTTP 400, nothing queued
         assert post(front.url, "/api/v1/serviceS", b"<x/>")[0] == 400
         assert front.queue.pending() == []
