@@ -10,6 +10,7 @@ where a registered User's same request is E11, E13 or E19 (SEC Appendix R 8.1.26
 
 from __future__ import annotations
 
+import datetime as dt
 import http.client
 import json
 import threading
@@ -58,6 +59,9 @@ def make_request(srv: str, originator: str = SUPPLIER, target: str = HUB) -> byt
         return request_xml(srv, target, originator, next(COUNTERS), dict(DBCH04_CONFIG))
     if srv == "11.3":
         return request_xml(srv, target, originator, next(COUNTERS), {"hash": "AB" * 32})
+    if srv == "11.3 future-dated":
+        later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)
+        return request_xml("11.3", target, originator, next(COUNTERS), {"hash": "AB" * 32, "execution": later})
     if srv == "6.32":
         period = "<sr:StartDateTime>2026-01-01T00:00:00Z</sr:StartDateTime><sr:EndDateTime>2026-01-02T00:00:00Z</sr:EndDateTime>"
         return _raw(
@@ -204,6 +208,7 @@ SERVICES = [
         for srv, body in (("6.32", "Read CHF Sub GHz Channel Log"), ("11.2", "Read Firmware Version"))
     ),
     "11.3",
+    "11.3 future-dated",
 ]  # fmt: skip
 
 
@@ -218,8 +223,8 @@ def test_a_signed_request_is_acknowledged_and_its_signed_response_reaches_the_us
     assert len(got) == 1 and not got[0]["duplicate"]
     assert got[0]["response_id"].startswith("{}:{}:".format(HUB, SUPPLIER))
     dcc.check(got[0]["xml"].encode())
-    # the hub's own answer: I0, but for 11.3, an image the hub does not hold
-    assert (got[0]["response_code"] == "I0") == (srv != "11.3"), got[0]["response_code"]
+    # the hub's own answer: I0, but for 11.3 the hub's refusal: it holds no image with that hash
+    assert (got[0]["response_code"] == "I0") == (not srv.startswith("11.3")), got[0]["response_code"]
 
 
 def test_a_tampered_request_is_e100(dcc):
