@@ -5,7 +5,10 @@
 - queueing a delivery durably (file and directory synced) against writing the same file unsynced;
 - a request through the front, with the CPython agent behind it: the Acknowledgement (I99) and the
   Service Response at the User's endpoint, against host_tools.duis.front.answer called directly
-  on the same agent (what the front adds: HTTP, the checks, the queue, the delivery).
+  on the same agent (what the front adds: HTTP, the DCC's decision, the queue, the delivery);
+- the same with DUIS message signatures (the request signed by the User, verified by the front;
+  the answer and the Service Response signed by the DCC, verified at the endpoint) against it
+  unsigned (--unsigned).
 
     python3 bench/bench_dcc.py [--posts N] [--requests N]
 
@@ -14,6 +17,7 @@ Prints absolute numbers and the ratios; asserts nothing (machines are noisy)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import http.client
 import itertools
 import os
@@ -97,11 +101,67 @@ def queueing(directory: Path, n: int, body: bytes) -> tuple[float, float]:
     return durable, plain
 
 
-def requests(directory: Path, n: int) -> dict:
+def _through_front(directory: Path, schema, counters, n: int, signed: bool) -> tuple[list[float], list[float]]:
+    """(ms to the I99, ms to the Service Response at the User's endpoint) of n 6.28 requests."""
     from host_tools.dcc.documents import facts
     from host_tools.dcc.front import DccFront, FrontOptions
     from host_tools.dcc.receiver import Receiver
-    from host_tools.dcc.seams import Seams, UserBook
+    from host_tools.dcc.seams import DCC_USER_ID, Seams, accept_all, unkeyed_user, verify_from
+    from host_tools.duis import signing
+    from host_tools.duis.compose import request_xml
+    from host_tools.duis.userlist import UserList
+    from host_tools.link.agent import Agent, connect
+    from host_tools.security.pki import Pki
+
+    arrived: dict[str, float] = {}
+    pki = Pki(directory / "duis-pki")
+    if signed and not pki.has_ca():
+        pki.init_ca()
+        pki.issue_user(DCC_USER_ID)
+        pki.issue_user(USER)
+    dcc_cert = pki.user(DCC_USER_ID).cert if signed else None
+    receiver = Receiver(
+        schema=schema,
+        verify=verify_from([dcc_cert]) if signed else accept_all,
+        on_message=lambda r: arrived.setdefault(r.facts.request_id, time.perf_counter()),
+    )
+    endpoint = DuisHttpServer("127.0.0.1", 0, receiver.take, None)
+    endpoint.start()
+    user = unkeyed_user("{}=http://127.0.0.1:{}/smartdcc/duis".format(USER, endpoint.port))
+    if signed:
+        user = dataclasses.replace(user, certificate=pki.user(USER).cert)
+    users = UserList({USER: user})
+    users.alert_recipients = lambda hub_eui: []  # the alerts wait in the hub's outbox
+    seams = Seams.signed(users, pki.user_key(DCC_USER_ID), dcc_cert) if signed else Seams.unsigned(users)
+    agent = Agent(connect("sim:bench-dcc", timeout=10))
+    state = directory / ("state-signed" if signed else "state-unsigned")
+    front = DccFront([agent], FrontOptions(allow_http=True, state=state, schema=schema, seams=seams)).start()
+    acks, responses = [], []
+    try:
+        for _ in range(n):
+            xml = request_xml("6.28", HUB, USER, next(counters), dict(DBCH04_CONFIG))
+            t0 = time.perf_counter()
+            if signed:
+                xml = signing.sign(xml, pki.user_key(USER), user.certificate)
+            conn = http.client.HTTPConnection("127.0.0.1", front.server.port, timeout=30)
+            conn.request("POST", "/api/v1/serviceS", body=xml, headers={"Content-Type": "application/xml"})
+            ack = facts(conn.getresponse().read())
+            conn.close()
+            t_ack = time.perf_counter()
+            assert ack.response_code == "I99", ack
+            while ack.request_id not in arrived:
+                time.sleep(0.001)
+            acks.append((t_ack - t0) * 1000)
+            responses.append((arrived[ack.request_id] - t0) * 1000)
+    finally:
+        front.stop()
+        agent.close()
+        endpoint.shutdown()
+        endpoint.server_close()
+    return acks, responses
+
+
+def requests(directory: Path, n: int) -> dict:
     from host_tools.duis.compose import request_xml
     from host_tools.duis.front import answer
     from host_tools.duis.schema import load_schema, schema_dir
@@ -123,46 +183,16 @@ def requests(directory: Path, n: int) -> dict:
             direct.append((time.perf_counter() - t0) * 1000)
             assert rc == "I0", rc
         agent.close()
-
-        arrived: dict[str, float] = {}
-        receiver = Receiver(
-            schema=schema, on_message=lambda r: arrived.setdefault(r.facts.request_id, time.perf_counter())
-        )
-        endpoint = DuisHttpServer("127.0.0.1", 0, receiver.take, None)
-        endpoint.start()
-        url = "http://127.0.0.1:{}/smartdcc/duis".format(endpoint.port)
-        users = UserBook.from_entries([{"eui": USER, "receive_url": url, "alerts": False}])
-        agent = Agent(connect("sim:bench-dcc", timeout=10))
-        front = DccFront(
-            [agent],
-            FrontOptions(allow_http=True, state=directory / "state", schema=schema, seams=Seams(users=users)),
-        ).start()
-        acks, responses = [], []
-        try:
-            for _ in range(n):
-                xml = request_xml("6.28", HUB, USER, next(counters), dict(DBCH04_CONFIG))
-                t0 = time.perf_counter()
-                conn = http.client.HTTPConnection("127.0.0.1", front.server.port, timeout=30)
-                conn.request("POST", "/api/v1/serviceS", body=xml, headers={"Content-Type": "application/xml"})
-                ack = facts(conn.getresponse().read())
-                conn.close()
-                t_ack = time.perf_counter()
-                assert ack.response_code == "I99", ack
-                while ack.request_id not in arrived:
-                    time.sleep(0.001)
-                acks.append((t_ack - t0) * 1000)
-                responses.append((arrived[ack.request_id] - t0) * 1000)
-        finally:
-            front.stop()
-            agent.close()
-            endpoint.shutdown()
-            endpoint.server_close()
+        acks, responses = _through_front(directory, schema, counters, n, signed=False)
+        signed_acks, signed_responses = _through_front(directory, schema, counters, n, signed=True)
     finally:
         simagent.stop("bench-dcc")
     return {
         "direct": statistics.median(direct),
         "ack": statistics.median(acks),
         "response": statistics.median(responses),
+        "signed_ack": statistics.median(signed_acks),
+        "signed_response": statistics.median(signed_responses),
     }
 
 
@@ -191,6 +221,12 @@ def main() -> None:
             "6.28 through the front, CPython agent behind it (median of {}): I99 after {:.1f} ms, Service Response "
             "at the User's endpoint after {:.1f} ms; front.answer called directly {:.1f} ms: ratio {:.2f}".format(
                 args.requests, r["ack"], r["response"], r["direct"], r["response"] / r["direct"]
+            )
+        )
+        print(
+            "the same signed (User signs, front verifies, DCC signs the I99 and the Service Response, endpoint "
+            "verifies): I99 after {:.1f} ms, Service Response after {:.1f} ms; unsigned {:.1f} ms: ratio {:.2f}".format(
+                r["signed_ack"], r["signed_response"], r["response"], r["signed_response"] / r["response"]
             )
         )
 

@@ -27,12 +27,31 @@ TLS as the DCC User Interface has it (SEC Appendix AD 2.2): TLS 1.2 only, the on
 {} ({}), certificates both ways: DCCKI-like RSA infrastructure
 certificates from `dbch pki infra NAME`. Plain HTTP only on loopback and only with --insecure-http.
 
+Message authentication as DCC Boxed does it (host_tools.duis.signing): each request must be signed
+by the certificate of the User its RequestID names (listed in --users; else E100); every document
+the front sends is signed with the DCC's key (--dcc-id, from `dbch pki user`), and `dbch dcc
+receive` verifies it with the DCC's certificate. --unsigned turns both off, for tooling without keys.
+The DCC decides on each request in its order: E1-E5 (E4 first), then E48, E13, E12, E49, E55, E19, E11.
+
 Users POST DUIS requests (application/xml) to {}.
 serviceS and serviceT answer I99 (Acknowledgement) and the Service Response follows at the User's
 receive URL; serviceD answers with the result. A request on the wrong path is E13. Service
 Responses and DCC Alerts wait in a queue on disk until the User's endpoint answers 2xx, retried
 with backoff, each with a ResponseID the receiver drops a second copy by.
 """.format(SUITE, OPENSSL_SUITE, ", ".join(routes.PATHS))
+
+
+def _signature_args(p: argparse.ArgumentParser, what: str) -> None:
+    from host_tools.dcc.seams import DCC_USER_ID
+
+    p.add_argument(
+        "--dcc-id", default=DCC_USER_ID, metavar="EUI", help="the DCC's User ID, " + what + " (default %(default)s)"
+    )
+    p.add_argument(
+        "--unsigned",
+        action="store_true",
+        help="no DUIS message signatures: nothing is signed or verified (for User tooling without keys)",
+    )
 
 
 def _tls_args(p: argparse.ArgumentParser, default_name: str) -> None:
@@ -69,14 +88,22 @@ def register(subparsers) -> None:
         "--listen", default="127.0.0.1:8079", metavar="HOST:PORT", help="where Users connect (default %(default)s)"
     )
     _tls_args(p, "dcc-front")
-    p.add_argument("--users", metavar="FILE", help='the User list: JSON {"users": [{"eui", "receive_url", "alerts"}]}')
+    p.add_argument(
+        "--users",
+        metavar="FILE",
+        help="the User list (JSON: each User's EUI, roles, signing certificate, receive URL, devices; "
+        "see host_tools.duis.userlist)",
+    )
     p.add_argument(
         "--user",
         action="append",
         default=[],
         metavar="EUI=URL",
-        help="a User and its receive URL (repeat; with --users too), e.g. 90-B3-D5-1F-30-01-00-00=https://host:8080/smartdcc/duis",
+        help="a User with every role, registered for every hub, and its receive URL (repeat; with --users "
+        "too), e.g. 90-B3-D5-1F-30-01-00-00=https://host:8080/smartdcc/duis. It has no certificate, so it "
+        "is taken only with --unsigned",
     )
+    _signature_args(p, "whose key and certificate (dbch pki user EUI) sign every document the front sends")
     p.add_argument(
         "--state",
         metavar="DIR",
@@ -128,6 +155,10 @@ def register(subparsers) -> None:
     p.add_argument(
         "--schema", metavar="DIR", help="the DUIS schema folder (default: $DBCH_DUIS_SCHEMA_DIR, else fetched)"
     )
+    _signature_args(p, "whose certificate (dbch pki user EUI) verifies what arrives, unless --dcc-cert is given")
+    p.add_argument(
+        "--dcc-cert", metavar="FILE", type=Path, help="the DCC's signing certificate (PEM or DER) to verify with"
+    )
     p.add_argument("--xml", action="store_true", help="print each document's XML too (text output)")
     p.add_argument(
         "--show-duplicates",
@@ -172,16 +203,76 @@ def _wait(duration: float | None, done: threading.Event | None = None) -> None:
         pass
 
 
+def _dcc_signer(args: argparse.Namespace):
+    """(key, certificate) of the DCC's User ID from the PKI."""
+    from host_tools.security.pki import Pki, PkiError
+
+    pki = Pki(args.pki)
+    try:
+        return pki.user_key(args.dcc_id), pki.user(args.dcc_id).cert
+    except PkiError as e:
+        raise _no_dcc_key(args, e, "sign with") from e
+
+
+def _no_dcc_key(args: argparse.Namespace, error: Exception, what: str) -> CommandError:
+    return CommandError(
+        "no DCC signing certificate to {} ({}): make one with `dbch pki user {}` (the DCC's User ID, "
+        "--dcc-id), or run without DUIS signatures (--unsigned)".format(what, error, args.dcc_id)
+    )
+
+
+def _front_seams(args: argparse.Namespace):
+    """The front's Users, and how it signs and verifies (--unsigned: not at all)."""
+    from host_tools.dcc.seams import Seams, unkeyed_user
+    from host_tools.duis.userlist import UserList, load_users
+
+    users = load_users(args.users) if args.users else UserList({})
+    for pair in args.user:
+        user = unkeyed_user(pair)
+        users.users[user.eui] = user
+    if not users.users:
+        raise CommandError("no Users: give --users FILE (or, with --unsigned, --user EUI=URL)")
+    if args.unsigned:
+        return Seams.unsigned(users)
+    if args.user:
+        raise CommandError(
+            "--user gives a User without a signing certificate, whose requests would all be E100: "
+            "list it in --users FILE with its certificate (dbch pki user EUI), or add --unsigned"
+        )
+    key, certificate = _dcc_signer(args)
+    return Seams.signed(users, key, certificate)
+
+
+def _receiver_verify(args: argparse.Namespace):
+    from cryptography import x509
+
+    from host_tools.dcc.seams import accept_all, verify_from
+    from host_tools.security.pki import Pki, PkiError
+
+    if args.unsigned:
+        return accept_all
+    if args.dcc_cert:
+        try:
+            data = args.dcc_cert.read_bytes()
+            pem = data.lstrip().startswith(b"-----")
+            cert = x509.load_pem_x509_certificate(data) if pem else x509.load_der_x509_certificate(data)
+        except (OSError, ValueError) as e:
+            raise CommandError(
+                "--dcc-cert {}: not a readable certificate (PEM or DER): {}".format(args.dcc_cert, e)
+            ) from e
+        return verify_from([cert])
+    try:
+        return verify_from([Pki(args.pki).user(args.dcc_id).cert])
+    except PkiError as e:
+        raise _no_dcc_key(args, e, "verify with (or give --dcc-cert FILE)") from e
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from host_tools.dcc.front import DccFront, FrontOptions
-    from host_tools.dcc.seams import Seams, UserBook
     from host_tools.duis.schema import load_schema, schema_dir
     from host_tools.link.agent import Agent, connect
 
-    users = UserBook.from_file(args.users) if args.users else UserBook()
-    users = users.merged(UserBook.from_pairs(args.user))
-    if not users.users:
-        raise CommandError("no Users: give --users FILE or --user EUI=URL (where each User's responses go)")
+    seams = _front_seams(args)
     host, port = _listen(args)
     context, client = _contexts(args)
     schema = schema_dir(args.schema)
@@ -197,17 +288,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         schema=schema,
         retry_base=args.retry_base,
         retry_cap=args.retry_cap,
-        seams=Seams(users=users),
+        seams=seams,
     )
     front = DccFront(agents, options, note=lambda m: say("dbch dcc: " + m)).start()
     info = front.status()
     if args.json:
-        print(json.dumps({"event": "serving", **info}), flush=True)
+        signed = {"signed": not args.unsigned, "dcc_id": None if args.unsigned else args.dcc_id}
+        print(json.dumps({"event": "serving", **info, **signed}), flush=True)
     else:
         say(
-            "DCC front on {} ({}) for hub(s) {}; {} deliveries waiting".format(
+            "DCC front on {} ({}; {}) for hub(s) {}; {} deliveries waiting".format(
                 front.url,
                 "TLS 1.2 " + OPENSSL_SUITE if context else "plain HTTP",
+                "unsigned" if args.unsigned else "signed as DCC " + args.dcc_id,
                 ", ".join(info["hubs"]),
                 info["pending"],
             )
@@ -264,6 +357,7 @@ def cmd_receive(args: argparse.Namespace) -> int:
     receiver = Receiver(
         path=args.path,
         schema=schema,
+        verify=_receiver_verify(args),
         store=args.out,
         on_message=on_message,
         on_refused=lambda why: say("dbch dcc receive: refused: " + why),
@@ -273,8 +367,13 @@ def cmd_receive(args: argparse.Namespace) -> int:
     server.start()
     scheme = "https" if context else "http"
     say(
-        "receiving on {}://{}:{}{} ({})".format(
-            scheme, host, server.port, args.path, "TLS 1.2 " + OPENSSL_SUITE if context else "plain HTTP"
+        "receiving on {}://{}:{}{} ({}; {})".format(
+            scheme,
+            host,
+            server.port,
+            args.path,
+            "TLS 1.2 " + OPENSSL_SUITE if context else "plain HTTP",
+            "unverified" if args.unsigned else "verified with the DCC's certificate",
         )
     )
     try:

@@ -3,8 +3,8 @@ with their own DUIS tooling, with hubs behind it, and a User's receiving endpoin
 receive`). CPython only. Import the module that does the job; this package imports none of them:
 
     tls        the DCC User Interface's TLS: 1.2 only, TLS_RSA_WITH_AES_128_GCM_SHA256, both ways
-    routes     the DCC Boxed API paths and which Command Variants each takes (E13)
-    seams      where signing, verification and the User list plug in, with their defaults
+    routes     the DCC Boxed API paths and the DCC User Interface URL each is (E13)
+    seams      where signing, verification and the User list plug in: signed, or --unsigned
     httpd      the HTTPS (or loopback HTTP) server both ends use
     documents  ResponseIDs, and the header items a receiver reports
     queue      the durable delivery queue (one synced file per delivery, backoff)

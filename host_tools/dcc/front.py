@@ -1,20 +1,25 @@
 """The DCC front (`dbch dcc serve`): DUIS over HTTPS as DCC Boxed exposes it, with hubs behind it.
 
-A User POSTs a DUIS request (application/xml) to one of the DCC Boxed paths (host_tools.dcc.routes).
-In order, the front:
+A User POSTs a DUIS request (application/xml) to one of the DCC Boxed paths (host_tools.dcc.routes;
+another path is HTTP 404). In order, the front:
   1. reads it (not XML, or not an sr:Request: HTTP 400, nothing to answer in DUIS);
-  2. verifies it (the `verify` seam): refused -> E100;
+  2. verifies it (the `verify` seam; signed, the certificate of the User its RequestID names):
+     refused -> E100;
   3. validates it against the DUIS schema (HTTP 400 with the schema errors);
-  4. checks the path against its Command Variant -> E13;
-  5. finds the User (the `users` seam, by the RequestID's originator): none -> E1;
-  6. on serviceS and serviceT: the DCC's checks toward the hub it names (host_tools.duis.checks;
-     E55 for a RequestID still being processed) -> that code; else I99 (Acknowledgement), and the
-     hub's answer (host_tools.duis.front.answer, the `answer` seam) follows as the Service
-     Response, with a ResponseID, signed, queued for the User's receive URL;
-     on serviceD: the hub's answer itself, at once. A hub that cannot be asked is E20 (Unable to
-     Communicate with Device), one that does not answer in time E21 (No Response received).
+  4. decides on it as the DCC does, in one order in one place (host_tools.duis.users.decide with
+     the `users` seam): E1-E5 (E4 before any validation code, SEC Appendix R 8.1.26), then E48,
+     E13 (the path's URL against the request's type), E12, E49, E55 (a RequestID still in
+     process here), E19 (a device that is not one of the hubs behind it), E11 -> that code;
+  5. on serviceS and serviceT: I99 (Acknowledgement), and the hub's answer (the `answer` seam,
+     host_tools.duis.front.answer without its own checks) follows as the Service Response, with a
+     ResponseID, signed, queued for the User's receive URL (a User without one: E1); a hub that
+     cannot be asked is E20 (Unable to Communicate with Device), one that does not answer in time
+     E21 (No Response received). serviceD: this front serves no non-device service yet (HTTP
+     501 once the DCC's decision has passed).
 Every document the front sends goes through the `sign` seam. DCC Alerts from the hubs' outboxes
 go, with a ResponseID each, to every User the `users` seam names for them (host_tools.dcc.hubs).
+A Service Response or DCC Alert that is not valid DUIS as signed (the User's endpoint would refuse
+it on every try) is not queued: it is kept as JSON in the state folder's `held/`, with why.
 """
 
 from __future__ import annotations
@@ -35,10 +40,11 @@ from host_tools.dcc.httpd import Answer, DuisHttpServer, Posted
 from host_tools.dcc.hubs import HubWorker
 from host_tools.dcc.queue import DEFAULT_BASE, DEFAULT_CAP, DeliveryQueue
 from host_tools.dcc.seams import Seams
-from host_tools.duis.checks import check_request
 from host_tools.duis.errors import DuisError, DuisRenderError, DuisValidationError
 from host_tools.duis.requests import DuisRequest, make_request_id, parse_request, read_request
 from host_tools.duis.responses import render_response
+from host_tools.duis.schema import validate
+from host_tools.duis.users import decide
 from host_tools.errors import DbchError
 from host_tools.files import write_json
 from host_tools.link.agent import Agent
@@ -60,7 +66,7 @@ class DccFrontError(DbchError):
 def _default_answer(client, xml, schema):
     from host_tools.duis.front import answer
 
-    return answer(client, xml, schema)
+    return answer(client, xml, schema, check=False)  # the front has decided
 
 
 def _default_render_alert(kind, data, response_id):
@@ -80,7 +86,6 @@ class FrontOptions:
     schema: Any = None
     retry_base: float = DEFAULT_BASE
     retry_cap: float = DEFAULT_CAP
-    sync_timeout: float = 30.0  # how long a serviceD request waits for its hub
     seams: Seams = field(default_factory=Seams)
     answer: Callable = _default_answer  # (client, xml, schema) -> (rc, xml, warnings)
     render_alert: Callable = _default_render_alert  # (kind, data, response_id) -> xml
@@ -170,6 +175,11 @@ class DccFront:
         return Answer(200, self.opt.seams.sign(xml))
 
     def handle(self, posted: Posted) -> Answer:
+        endpoint = routes.endpoint_of(posted.path)
+        if endpoint is None:
+            return Answer(
+                404, "not a DUIS API path: POST to {}\n".format(", ".join(routes.PATHS)).encode(), "text/plain"
+            )
         if posted.content_type not in ("application/xml", "text/xml"):
             return Answer(415, b"POST DUIS XML as application/xml\n", "text/plain")
         try:
@@ -186,38 +196,38 @@ class DccFront:
             req = read_request(posted.body, self.opt.schema)
         except DuisValidationError as e:
             return Answer(400, "{}\n".format(e).encode(), "text/plain")
-        why = routes.url_mismatch(posted.path, req.command_variant)
-        if why:
-            self.note("{}: E13 ({})".format(req.request_id, why))
-            return self._sync(render_response(req, "E13"))
-        user = self.opt.seams.users.find(req.originator)
-        if user is None:
-            self.note("{}: E1 (no User {})".format(req.request_id, req.originator))
-            return self._sync(render_response(req, "E1"))
-        hub = self._hub_for(req)
-        if routes.service_of(posted.path) not in routes.ACKNOWLEDGED:
-            return self._answer_now(req, hub, posted.body)
-        with self._lock:
-            busy = req.request_id in self.in_process
-            code, message = ("E55", "still in process") if busy else check_request(req, target_eui=hub.eui)
-            if code is None:
+        with self._lock:  # the Request IDs in process (E55) are read and added at once
+            decision = decide(
+                req,
+                self.opt.seams.users,
+                target_eui=[h.eui for h in self.hubs],
+                in_process=self.in_process,
+                endpoint=endpoint,
+            )
+            if decision.ok:
                 self.in_process.add(req.request_id)
-        if code is not None:
-            self.note("{}: {} ({})".format(req.request_id, code, message))
-            return self._sync(render_response(req, code))
-        future = hub.submit(posted.body)
+        if not decision.ok:
+            self.note("{}: {}".format(req.request_id, decision.message))
+            return self._sync(render_response(req, decision.code))
+        user = decision.user
+        if endpoint == "non-device" or not user.receive_url:
+            with self._lock:
+                self.in_process.discard(req.request_id)
+            if endpoint == "non-device":
+                self.note(
+                    "{}: {} is a non-device service this front does not serve".format(
+                        req.request_id, req.service_reference_variant
+                    )
+                )
+                return Answer(501, b"this front serves no non-device service yet\n", "text/plain")
+            self.note(
+                "{}: E1 (User {} has no receive URL: its answers cannot be delivered)".format(req.request_id, user.eui)
+            )
+            return self._sync(render_response(req, "E1"))
+        future = self._hub_for(req).submit(posted.body)
         future.add_done_callback(lambda f: self._respond(req, user, f))
         self._count("acknowledged")
         return self._sync(render_response(req, "I99"))
-
-    def _answer_now(self, req: DuisRequest, hub: HubWorker, xml: bytes) -> Answer:
-        try:
-            rc, out, _warnings = hub.submit(xml).result(timeout=self.opt.sync_timeout)
-        except (LinkError, FutureTimeout) as e:
-            code = _link_code(e)
-            self.note("{}: {} ({})".format(req.request_id, code, e or "no answer in time"))
-            return self._sync(render_response(req, code))
-        return self._sync(out)
 
     def _respond(self, req: DuisRequest, user, future: Future) -> None:
         # in the hub's thread, once it has answered: the Service Response, queued for the User
@@ -230,6 +240,14 @@ class DccFront:
                 self.note("{}: {} ({})".format(req.request_id, rc, e))
             rid = make_request_id(req.target, user.eui, self.queue.next_counter())
             signed = self.opt.seams.sign(with_response_id(out, rid))
+            why = self._invalid(signed)
+            if why:  # the User's endpoint would refuse it on every try: kept, not sent
+                path = Path(self.opt.state) / "held" / "{}.json".format(rid.replace(":", "_"))
+                record = {"response_id": rid, "request_id": req.request_id, "why": why, "xml": signed.decode()}
+                write_json(path, record, sync=True)
+                self._count("held")
+                self.note("{}: the Service Response {} kept in {} ({})".format(req.request_id, rc, path, why))
+                return
             self.queue.put(rid, user.receive_url, signed)
             self._count("responses_queued")
             self.note("{}: {} queued for {} as {}".format(req.request_id, rc, user.receive_url, rid))
@@ -240,6 +258,16 @@ class DccFront:
         finally:
             with self._lock:
                 self.in_process.discard(req.request_id)
+
+    def _invalid(self, xml: bytes) -> str | None:
+        """Why a document the front would send is not valid DUIS (as signed), or None: nothing
+        invalid is sent (not judged without a schema folder)."""
+        if self.opt.schema is None:
+            return None
+        errors = validate(xml, self.opt.schema)
+        if not errors:
+            return None
+        return "not valid DUIS as signed ({} errors): {}".format(len(errors), "; ".join(errors[:2]))
 
     # -- alerts ------------------------------------------------------------------------------
     def _hold(self, hub_eui: str, ev: Event, why: str) -> None:
@@ -259,7 +287,11 @@ class DccFront:
                 xml = self.opt.render_alert(ev.kind, ev.data, rid)
             except DuisRenderError as e:
                 return self._hold(hub_eui, ev, "no DCC Alert is made of it: {}".format(e))
-            made.append((rid, user.receive_url, self.opt.seams.sign(xml)))
+            xml = self.opt.seams.sign(xml)
+            why = self._invalid(xml)
+            if why:
+                return self._hold(hub_eui, ev, why)
+            made.append((rid, user.receive_url, xml))
         for rid, url, xml in made:
             self.queue.put(rid, url, xml)
             self._count("alerts_queued")

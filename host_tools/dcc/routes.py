@@ -1,16 +1,18 @@
-"""The DCC Boxed API paths a User POSTs DUIS requests to, and which kind of request each takes.
+"""The DCC Boxed API paths a User POSTs DUIS requests to, and the URL of the DCC User Interface
+each stands for.
 
 The paths are those SmartDCCInnovation's public DCC Boxed clients POST to (its Node-RED nodes'
 `dccboxed-send`): `/api/v1/serviceS` (Send Command Service), `/api/v1/serviceD` (Non-Device
-Service) and `/api/v1/serviceT` (Transform Service). Which service a request belongs to follows
-from its Command Variant, as in the DCC's DUIS reader (@smartdcc/duis-parser, its table of
-command variants): 1, 3, 5, 7 send a command to a device; 2, 6 and 8 are non-device (a command
-returned for local delivery, or a DCC-only service); 4 asks for a transform. A request on a path
-that is not its own is E13, "Request Type not valid for the URL" (seed, Appendix AD 3.5.10).
+Service) and `/api/v1/serviceT` (Transform Service). Each is one of the URLs of
+host_tools.duis.checks (ENDPOINTS: "send", "non-device", "transform"), and which requests belong
+on which is decided there, in the DCC's order with everything else (host_tools.duis.users.decide):
+a request on a path that is not its own is E13, "Request Type not valid for the URL" (seed,
+Appendix AD 3.5.10). A path that is none of these is not a DUIS URL at all (HTTP 404).
 
 How this front answers on each path (the synchronous answer, then what is POSTed to the User):
     serviceS, serviceT   I99 (Acknowledgement); the Service Response follows at the receive URL
-    serviceD             the result itself (I0 or the error code)
+    serviceD             the result itself (the DCC's refusal, or HTTP 501: this front serves no
+                         non-device service yet)
 """
 
 from __future__ import annotations
@@ -26,17 +28,9 @@ PATHS = {
 }
 PATH_OF = {service: path for path, service in PATHS.items()}
 
-# Command Variant -> the web service that takes it
-COMMAND_VARIANTS = {
-    1: SEND_COMMAND,
-    2: NON_DEVICE,
-    3: SEND_COMMAND,
-    4: TRANSFORM,
-    5: SEND_COMMAND,
-    6: NON_DEVICE,
-    7: SEND_COMMAND,
-    8: NON_DEVICE,
-}
+# the web service -> the URL of host_tools.duis.checks (ENDPOINTS) it is
+ENDPOINT_OF = {SEND_COMMAND: "send", NON_DEVICE: "non-device", TRANSFORM: "transform"}
+PATH_OF_ENDPOINT = {endpoint: PATH_OF[service] for service, endpoint in ENDPOINT_OF.items()}
 
 # the web services whose answer is an Acknowledgement, the Service Response following
 ACKNOWLEDGED = frozenset((SEND_COMMAND, TRANSFORM))
@@ -50,16 +44,14 @@ def service_of(path: str) -> str | None:
     return PATHS.get(path.split("?", 1)[0].rstrip("/") or "/")
 
 
-def url_mismatch(path: str, command_variant: int) -> str | None:
-    """Why a request with this Command Variant is not valid for this path (E13), or None."""
-    here = service_of(path)
-    wanted = COMMAND_VARIANTS.get(command_variant)
-    if here is None:
-        return "{} is not a DUIS API path (POST to {})".format(path, ", ".join(PATHS))
-    if wanted is None:
-        return "Command Variant {} belongs to no web service (1-8)".format(command_variant)
-    if wanted != here:
-        return "a Command Variant {} request is a {} request, for {}, not {} ({})".format(
-            command_variant, wanted, PATH_OF[wanted], path, here
-        )
-    return None
+def endpoint_of(path: str) -> str | None:
+    """The URL of host_tools.duis.checks a path is ("send", "non-device", "transform"), or None."""
+    service = service_of(path)
+    return ENDPOINT_OF[service] if service else None
+
+
+def path_for(request) -> str:
+    """The path a DuisRequest belongs on (host_tools.duis.checks.request_type)."""
+    from host_tools.duis.checks import request_type
+
+    return PATH_OF_ENDPOINT[request_type(request)]

@@ -203,13 +203,16 @@ def serve_device(
     in_process: InFlight | None = None,
     when: Callable[[], dt.datetime] | None = None,
     response_id: Callable[[DuisRequest, int], str | None] | None = None,
+    check: bool = True,
 ) -> Exchange:
     """One device Service Request toward the hub behind `client` (see the module notes).
 
     schema: the DUIS schema folder (else as host_tools.duis.schema finds one). in_process: the
     front's InFlight (a new one: no duplicates outside this call). when: the clock the documents
     are dated by (else now). response_id(req, n): the ResponseID of its n-th document, or None.
-    DuisConfigError without a schema, DuisError for a request that is not valid DUIS.
+    check=False: the DCC has decided on the request already (the DCC front,
+    host_tools.duis.users.decide, which also keeps its Request IDs in process): it is forwarded
+    as it is. DuisConfigError without a schema, DuisError for a request that is not valid DUIS.
     """
     req = read(xml, schema)
     in_process = in_process if in_process is not None else InFlight()
@@ -221,8 +224,10 @@ def serve_device(
         rid = response_id(req, n) if response_id else None
         return render_response(req, rc, kind, data, when=when() if when else None, response_id=rid, schema=folder)
 
-    hello = checked(client, "hello")
-    code, message = check_request(req, target_eui=hello.data["eui"], in_process=in_process)
+    code, message = None, ""
+    if check:
+        hello = checked(client, "hello")
+        code, message = check_request(req, target_eui=hello.data["eui"], in_process=in_process)
     if code is None and not in_process.begin(req.request_id):
         code, message = "E55", "E55: RequestID {} is already being processed".format(req.request_id)
     if code is not None:
@@ -265,11 +270,14 @@ def _still_processed(req: DuisRequest, rc: str, kind: str) -> tuple[float | None
     return None, None, None
 
 
-def answer(client, xml: bytes, schema: str | None, forget: bool = False) -> tuple[str, bytes, list[str]]:
+def answer(
+    client, xml: bytes, schema: str | None, forget: bool = False, check: bool = True
+) -> tuple[str, bytes, list[str]]:
     """(response code, DUIS document, warnings) for one device request: the Service Response if
     it was accepted, else the error response. forget: kept for callers of old; a RequestID is a
-    duplicate only while its request is being processed (E55)."""
-    ex = serve_device(client, xml, schema=schema)
+    duplicate only while its request is being processed (E55). check=False: decided on already
+    (serve_device)."""
+    ex = serve_device(client, xml, schema=schema, check=check)
     code, document = ex.final
     return code, document, ex.warnings
 

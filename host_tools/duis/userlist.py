@@ -132,6 +132,22 @@ class UserList:
         except DuisError:
             return None
 
+    def find(self, eui: str) -> User | None:
+        """The User whose User ID is `eui` (any EUI-64 spelling), or None."""
+        return self.get(eui)
+
+    def alert_recipients(self, hub_eui: str, at: dt.datetime | None = None) -> list[User]:
+        """The Users the DCC Alerts of the hub `hub_eui` go to: those that are active, have a
+        receive URL and are registered for the hub at `at` (default now)."""
+        now = utc(at)
+        hub = norm_eui(hub_eui, "hub EUI")
+        found = []
+        for user in self.users.values():
+            registration = user.registration(hub)
+            if user.status == "active" and user.receive_url and registration and registration.covers(now):
+                found.append(user)
+        return found
+
     def certificates(self) -> list[x509.Certificate]:
         return [u.certificate for u in self.users.values() if u.certificate is not None]
 

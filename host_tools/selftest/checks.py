@@ -8,6 +8,11 @@ Checks, in order (each PASS, FAIL or SKIP with the reason):
   the URL), E19 (a device that does not exist), E55 (the Request ID of a request still being
   processed). They need the DUIS schema folder (--schema or $DBCH_DUIS_SCHEMA_DIR) and SKIP
   without one;
+- the DCC front as a DCC User drives it (host_tools.selftest.front; SEC Appendix R 8.1.26 over
+  HTTPS, signed): a 6.28 acknowledged by the front and answered I0 by the board in the Service
+  Response, E11, E13 and E19 from a User registered for the board, and E4 in their place from a
+  User registered for no device (E4 takes precedence); each names the part that answered. They
+  need the DUIS schema and SKIP without one;
 - configuration validation (SRV 6.28): a valid configuration I0, one channel on a used page
   E062802, a channel outside its page E062801, an out-of-range parameter E062803, and the
   configuration unchanged by the refused ones;
@@ -79,6 +84,7 @@ class Selftest(Harness):
             self.subscribe()
             self.drain()
             self.check_config()
+            self.check_front()
             self.check_duty_alerts()
             self.check_reboot()
         except (LinkError, AgentError, OSError) as e:  # pyserial's errors are OSErrors
@@ -166,6 +172,22 @@ class Selftest(Harness):
                 continue
             shown = [w for w in warnings if not w.startswith("unsigned request")]
             self.add(name, rc, got, got == rc, "; ".join([what, *shown]))
+
+    def check_front(self) -> None:
+        from host_tools.duis.errors import DuisConfigError
+        from host_tools.duis.schema import schema_dir
+        from host_tools.selftest.front import FRONT_CHECKS, check_front
+
+        try:
+            folder = schema_dir(self.schema)
+        except DuisConfigError as e:
+            for name, rc in FRONT_CHECKS:
+                self.skip(name, rc, str(e))
+            return
+        try:  # the configuration the board holds now, so that the 6.28 changes nothing
+            check_front(self, str(folder), self.applied or SELFTEST_CONFIG)
+        except DbchError as e:
+            self.add("front: the DCC front serves", "serving", "error", False, str(e))
 
     # -- configuration -------------------------------------------------------------------------
     def check_config(self) -> None:

@@ -7,15 +7,11 @@ are refused. Loopback only."""
 from __future__ import annotations
 
 import json
-import os
-import queue
 import shutil
 import signal
 import socket
 import ssl
 import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
@@ -28,9 +24,8 @@ from host_tools.dcc import tls  # noqa: E402
 from host_tools.dcc.documents import facts  # noqa: E402
 from host_tools.duis.compose import request_xml  # noqa: E402
 from host_tools.security.dccki import Dccki  # noqa: E402
-from tests.kits.dcckit import COUNTERS, free_port, post, sim_hub  # noqa: E402
+from tests.kits.dcckit import COUNTERS, Running, dbch, free_port, post, sim_hub  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
 NAME = "dcccli"
 HUB = "00-DB-12-34-56-78-90-D2"
 USER = "90-B3-D5-1F-30-01-00-01"
@@ -58,61 +53,10 @@ def pki_dir(tmp_path_factory):
     return d
 
 
-def _env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
-
-
-def dbch(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "host_tools.cli", *argv], capture_output=True, text=True, timeout=timeout, env=_env()
-    )
-
-
-class Running:
-    """A dbch command in its own process; its stdout lines collected as they come."""
-
-    def __init__(self, *argv: str):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "host_tools.cli", *argv],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=_env(),
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self.lines.put(line)
-
-    def next_json(self, timeout: float = 60) -> dict:
-        try:
-            line = self.lines.get(timeout=timeout)
-        except queue.Empty:
-            self.stop()
-            raise AssertionError("no output; stderr: " + self.proc.stderr.read()) from None
-        self.seen.append(line)
-        return json.loads(line)
-
-    def stop(self, sig=signal.SIGINT) -> tuple[int, str]:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        return self.proc.returncode, self.proc.stderr.read()
-
-
 def serve(hub, pki_dir, state, receive_port) -> tuple[Running, str]:
     front = Running(
         "dcc", "serve", "--listen", "127.0.0.1:0", "--pki", str(pki_dir), "--cert", "dcc-front",
-        "--user", f"{USER}=https://127.0.0.1:{receive_port}/smartdcc/duis", "--state", str(state),
+        "--user", f"{USER}=https://127.0.0.1:{receive_port}/smartdcc/duis", "--unsigned", "--state", str(state),
         "--port", hub, "--retry-base", "0.1", "--retry-cap", "0.5", "--json",
     )  # fmt: skip
     started = front.next_json()
@@ -152,7 +96,7 @@ def test_responses_queued_while_the_user_is_down_survive_a_killed_front(hub, pki
     inbox = tmp_path / "inbox"
     receiver = Running(
         "dcc", "receive", "--listen", f"127.0.0.1:{receive_port}", "--pki", str(pki_dir), "--cert", "dcc-user",
-        "--out", str(inbox), "--json",
+        "--unsigned", "--out", str(inbox), "--json",
     )  # fmt: skip
     front, url = serve(hub, pki_dir, state, receive_port)
     try:
@@ -183,7 +127,7 @@ def test_openssl_client_gets_the_one_suite_and_nothing_else(pki_dir, tmp_path):
     receive_port = free_port()
     receiver = Running(
         "dcc", "receive", "--listen", f"127.0.0.1:{receive_port}", "--pki", str(pki_dir), "--cert", "dcc-user",
-        "--json",
+        "--unsigned", "--json",
     )  # fmt: skip
     infra = Dccki(pki_dir).infra("dcc-front")
     try:

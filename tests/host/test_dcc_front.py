@@ -5,6 +5,8 @@ the front is the CPython agent on a pty; everything is on loopback."""
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 
 import pytest
@@ -16,8 +18,9 @@ from host_tools.dcc.documents import facts  # noqa: E402
 from host_tools.dcc.front import DccFront, FrontOptions  # noqa: E402
 from host_tools.dcc.httpd import Answer, DuisHttpServer, Posted  # noqa: E402
 from host_tools.dcc.receiver import Receiver  # noqa: E402
-from host_tools.dcc.seams import Seams, UserBook  # noqa: E402
+from host_tools.dcc.seams import Seams, unkeyed_user  # noqa: E402
 from host_tools.duis.compose import request_xml  # noqa: E402
+from host_tools.duis.userlist import UserList  # noqa: E402
 from host_tools.link.agent import Agent, connect  # noqa: E402
 from tests.kits.dcckit import (  # noqa: E402
     COUNTERS,
@@ -86,6 +89,15 @@ class Endpoint:
         self.server.server_close()
 
 
+def users_of(receive_url: str, alerts: bool = True) -> UserList:
+    """USER with every role, registered for every hub (dbch dcc serve --user USER=URL); alerts=False:
+    the hubs' DCC Alerts go to nobody (they wait in the hub's outbox)."""
+    users = UserList({USER: unkeyed_user(f"{USER}={receive_url}")})
+    if not alerts:
+        users.alert_recipients = lambda hub_eui: []
+    return users
+
+
 def make_front(hub, state, schema, receive_url, *, context=None, client_context=None, base=0.05, cap=0.2, alerts=False):
     agents = [Agent(connect(h, timeout=5)) for h in ([hub] if isinstance(hub, str) else hub)]
     options = FrontOptions(
@@ -96,7 +108,7 @@ def make_front(hub, state, schema, receive_url, *, context=None, client_context=
         schema=schema,
         retry_base=base,
         retry_cap=cap,
-        seams=Seams(users=UserBook.from_entries([{"eui": USER, "receive_url": receive_url, "alerts": alerts}])),
+        seams=Seams.unsigned(users_of(receive_url, alerts)),
     )
     notes = []
     front = DccFront(agents, options, note=notes.append).start()
@@ -127,9 +139,10 @@ def test_wrong_path_is_e13_and_request_is_acknowledged_then_answered(hub, pki, d
     )
     user = client_ctx(pki["user"])
     try:
-        for path in ("/api/v1/serviceT", "/api/v1/serviceD", "/api/v1/other"):
+        for path in ("/api/v1/serviceT", "/api/v1/serviceD"):
             status, body = post(front.url, path, config_request(), user)
             assert status == 200 and facts(body).response_code == "E13", (path, body)
+        assert post(front.url, "/api/v1/other", config_request(), user)[0] == 404  # not a DUIS URL
         request = config_request()
         status, body = post(front.url, "/api/v1/serviceS", request, user)
         ack = facts(body)
@@ -140,12 +153,30 @@ def test_wrong_path_is_e13_and_request_is_acknowledged_then_answered(hub, pki, d
         assert response.facts.response_id and response.facts.response_id.startswith(HUB + ":" + USER + ":")
         assert response.peer == "dcc-front"  # the front dialled with its certificate
         wait_for(lambda: not front.queue.pending())  # the 204 took it off the queue
-        # the same RequestID again once the first is answered: no longer in process, so not a
-        # duplicate (E55 is a duplicate of a request still being processed): taken and answered
-        status, body = post(front.url, "/api/v1/serviceS", request, user)
-        assert facts(body).response_code == "I99", body
-        second = wait_for(lambda: endpoint.messages[1:])
-        assert second[0].facts.response_code == "I0"
+        # E55 is a RequestID still in process: while the hub has not answered, the same request
+        # again is E55 at once; once it has, the RequestID is free again
+        asked = threading.Event()
+        release = threading.Event()
+        answer = front.hubs[0].answer
+
+        def held(client, xml, schema):
+            asked.set()
+            release.wait(20)
+            return answer(client, xml, schema)
+
+        front.hubs[0].answer = held
+        request = config_request()
+        assert facts(post(front.url, "/api/v1/serviceS", request, user)[1]).response_code == "I99"
+        assert asked.wait(20)
+        assert facts(post(front.url, "/api/v1/serviceS", request, user)[1]).response_code == "E55"
+        release.set()
+        wait_for(lambda: endpoint.messages[1:])
+        wait_for(lambda: not front.in_process)
+        front.hubs[0].answer = answer
+        assert facts(post(front.url, "/api/v1/serviceS", request, user)[1]).response_code == "I99"
+        third = wait_for(lambda: endpoint.messages[2:])
+        assert [m.facts.response_code for m in endpoint.messages] == ["I0", "I0", "I0"]
+        assert third[0].facts.request_id == facts(request).request_id
     finally:
         stop_front(front)
         endpoint.stop()
@@ -253,7 +284,7 @@ def test_alerts_from_the_hub_reach_the_user_before_they_are_acknowledged(hub, du
         agent.close()
 
 
-def test_seams_refuse_with_e100_and_e1_and_service_d_answers_at_once(hub, duis_schema_dir, tmp_path):
+def test_seams_refuse_with_e100_and_e1_and_the_dcc_decides_at_once(hub, duis_schema_dir, tmp_path):
     port = free_port()
     front = make_front(hub, tmp_path / "state", duis_schema_dir, f"http://127.0.0.1:{port}/smartdcc/duis")
     signed = []
@@ -272,10 +303,28 @@ def test_seams_refuse_with_e100_and_e1_and_service_d_answers_at_once(hub, duis_s
         # users: a request from no known User is E1
         stranger = request_xml("6.28", HUB, "90-B3-D5-1F-30-01-00-99", next(COUNTERS), dict(DBCH04_CONFIG))
         assert facts(post(front.url, "/api/v1/serviceS", stranger)[1]).response_code == "E1"
-        # serviceD: a Command Variant 2 request is answered at once, by the hub side (E12 for 6.28)
+        # the DCC's order, decided at once: a Command Variant 2 6.28 is a device request (E13 on
+        # serviceD), whose variant this front does not take (E12 on serviceS)
         local = request_xml("6.28", HUB, USER, next(COUNTERS), dict(DBCH04_CONFIG), command_variant=2)
-        assert facts(post(front.url, "/api/v1/serviceS", local)[1]).response_code == "E13"
-        assert facts(post(front.url, "/api/v1/serviceD", local)[1]).response_code == "E12"
+        assert facts(post(front.url, "/api/v1/serviceD", local)[1]).response_code == "E13"
+        assert facts(post(front.url, "/api/v1/serviceS", local)[1]).response_code == "E12"
+        # a non-device request (8.2, DCC Only): E13 on serviceS; on serviceD, decided, then HTTP 501
+        inventory = local.decode()
+        for old, new in (
+            ("<sr:CommandVariant>2<", "<sr:CommandVariant>8<"),
+            ("<sr:ServiceReference>6.28<", "<sr:ServiceReference>8.2<"),
+            ("<sr:ServiceReferenceVariant>6.28<", "<sr:ServiceReferenceVariant>8.2<"),
+        ):
+            inventory = inventory.replace(old, new)
+        start, end = inventory.index("<sr:SetCHFSubGHzConfiguration"), inventory.index("</sr:Body>")
+        inventory = (
+            inventory[:start]
+            + f"<sr:ReadInventory><sr:DeviceID>{HUB}</sr:DeviceID></sr:ReadInventory>"
+            + inventory[end:]
+        ).encode()
+        assert facts(post(front.url, "/api/v1/serviceS", inventory)[1]).response_code == "E13"
+        assert post(front.url, "/api/v1/serviceD", inventory)[0] == 501
+        assert not front.in_process
         # not DUIS at all: HTTP 400, nothing queued
         assert post(front.url, "/api/v1/serviceS", b"<x/>")[0] == 400
         assert front.queue.pending() == []
@@ -332,6 +381,24 @@ def test_a_hub_that_does_not_answer_is_e21_at_the_users_endpoint(hub, duis_schem
             assert facts(post(front.url, "/api/v1/serviceS", config_request())[1]).response_code == "I99"
         got = wait_for(lambda: endpoint.messages if len(endpoint.messages) == 2 else None)
         assert sorted(m.facts.response_code for m in got) == ["E20", "E21"]
+    finally:
+        stop_front(front)
+        endpoint.stop()
+
+
+def test_a_service_response_that_is_not_valid_duis_is_kept_not_sent(hub, duis_schema_dir, tmp_path):
+    port = free_port()
+    endpoint = Endpoint(port, duis_schema_dir)
+    front = make_front(hub, tmp_path / "state", duis_schema_dir, f"http://127.0.0.1:{port}/smartdcc/duis")
+    front.hubs[0].answer = lambda client, xml, schema: ("I0", b"<Response>not DUIS</Response>", [])
+    try:
+        request = config_request()
+        assert facts(post(front.url, "/api/v1/serviceS", request)[1]).response_code == "I99"
+        held = wait_for(lambda: list((tmp_path / "state" / "held").glob("*.json")))
+        record = json.loads(held[0].read_text())
+        assert record["request_id"] == facts(request).request_id and "not valid DUIS" in record["why"]
+        assert front.queue.pending() == [] and endpoint.messages == []
+        assert front.status()["held"] == 1 and not front.in_process
     finally:
         stop_front(front)
         endpoint.stop()

@@ -20,8 +20,9 @@ from host_tools.dcc.front import DccFront, FrontOptions
 from host_tools.dcc.httpd import Answer, DuisHttpServer, Posted
 from host_tools.dcc.queue import DeliveryQueue
 from host_tools.dcc.receiver import Receiver
-from host_tools.dcc.seams import Seams, UserBook
+from host_tools.dcc.seams import Seams, unkeyed_user
 from host_tools.duis.compose import request_xml
+from host_tools.duis.userlist import UserList
 from tests.kits.dcckit import client_ctx, issue_infra, server_ctx, wait_for
 
 HUB = "00-DB-12-34-56-78-90-D1"
@@ -108,7 +109,7 @@ def test_tls_refuses_other_suites_other_versions_and_other_cas(tls_server, pki):
 def test_plain_http_only_on_loopback(capsys):
     with pytest.raises(tls.DccTlsError, match="loopback"):
         DuisHttpServer("0.0.0.0", 0, lambda p: Answer(204), None)
-    rc = main(["dcc", "receive", "--insecure-http", "--listen", "0.0.0.0:0", "--for", "0"])
+    rc = main(["dcc", "receive", "--insecure-http", "--unsigned", "--listen", "0.0.0.0:0", "--for", "0"])
     assert rc == 1 and "loopback" in capsys.readouterr().err
 
 
@@ -147,11 +148,11 @@ def test_an_hour_down_loses_nothing_and_sends_once(tmp_path):
 def test_events_no_dcc_alert_is_made_of_are_kept_not_lost(tmp_path):
     from host_tools.link.client import Event
 
-    users = UserBook.from_entries([{"eui": USER, "receive_url": "http://127.0.0.1:9/smartdcc/duis"}])
+    users = UserList({USER: unkeyed_user(USER + "=http://127.0.0.1:9/smartdcc/duis")})
     front = DccFront([], FrontOptions(state=tmp_path / "state", seams=Seams(users=users)))
     try:
         front._take_alert(HUB, Event(7, "incident", {"kind": "tls", "count": 3}))
-        front.opt.seams.users = UserBook()
+        front.opt.seams.users = UserList({})
         front._take_alert(HUB, Event(8, "N64", {"DeviceID": HUB, "FirmwareVersion": "1.2.0"}))
     finally:
         front.server.server_close()
@@ -187,3 +188,39 @@ def test_the_receiver_refuses_what_is_not_valid_and_remembers_what_it_took(duis_
     assert take(again, doc) == 204
     assert (again.taken, again.duplicates) == (0, 1)
     assert [p.name for p in (tmp_path / "inbox").glob("*.xml")] == [rid.replace(":", "_") + ".xml"]
+
+
+def test_alerts_go_to_the_active_users_registered_for_the_hub_with_a_receive_url():
+    from host_tools.duis.userlist import users_from_json
+
+    def user(eui, **more):
+        return {"eui": eui, "roles": ["IS"], "receive_url": "https://127.0.0.1:9/r", "devices": [HUB], **more}
+
+    users = users_from_json(
+        {
+            "users": [
+                user("90-B3-D5-1F-30-01-00-01"),
+                user("90-B3-D5-1F-30-01-00-02", devices={HUB: {"until": "2020-01-01T00:00:00Z"}}),  # no longer
+                user("90-B3-D5-1F-30-01-00-03", status="suspended"),
+                user("90-B3-D5-1F-30-01-00-04", receive_url=None),
+                user("90-B3-D5-1F-30-01-00-05", devices=["00-DB-12-34-56-78-90-D9"]),
+                user("90-B3-D5-1F-30-01-00-06", devices="*"),
+            ]
+        }
+    )
+    assert [u.eui[-2:] for u in users.alert_recipients(HUB.replace("-", ""))] == ["01", "06"]
+    assert users.find("90b3d51f30010006").eui == "90-B3-D5-1F-30-01-00-06"
+    assert users.find("not an EUI") is None and users.find("90-B3-D5-1F-30-01-00-09") is None
+
+
+def test_a_user_without_a_certificate_needs_unsigned(capsys, tmp_path):
+    url = USER + "=https://127.0.0.1:9/smartdcc/duis"
+    rc = main(["dcc", "serve", "--insecure-http", "--user", url, "--state", str(tmp_path), "--for", "0"])
+    assert rc == 1 and "--unsigned" in capsys.readouterr().err
+    # signed, the DCC's key must be there: what to run says so
+    users = tmp_path / "users.json"
+    users.write_text(json.dumps({"users": [{"eui": USER, "roles": ["IS"]}]}))
+    rc = main(["dcc", "serve", "--users", str(users), "--pki", str(tmp_path / "pki"), "--for", "0"])
+    assert rc == 1 and "dbch pki user 90-B3-D5-1F-30-00-00-02" in capsys.readouterr().err
+    rc = main(["dcc", "receive", "--insecure-http", "--pki", str(tmp_path / "pki"), "--for", "0"])
+    assert rc == 1 and "--dcc-cert FILE" in capsys.readouterr().err

@@ -37,6 +37,13 @@ EXPECTED = {
     "DUIS E13 request type not valid for the URL": "E13",
     "DUIS E19 device doesn't exist": "E19",
     "DUIS E55 duplicate request ID": "E55",
+    "front: 6.28 answered by the hub": "I99 front, I0 hub",
+    "front: E11 service for another device type": "E11 front",
+    "front: E13 request type not valid for the URL": "E13 front",
+    "front: E19 device doesn't exist": "E19 front",
+    "front: E4 before E11": "E4 front",
+    "front: E4 before E13": "E4 front",
+    "front: E4 before E19": "E4 front",
     "config: valid configuration": "I0",
     "config: one channel on a used page": "E062802",
     "config: channel outside its page": "E062801",
@@ -157,11 +164,11 @@ def test_without_a_schema_the_duis_checks_skip(sim_spec, capsys, monkeypatch, tm
     rc, out, err = run_cli(capsys, "--port", sim_spec)
     assert rc == 0, out
     table = out.splitlines()
-    duis_rows = [line for line in table if line.startswith("DUIS ")]
-    assert len(duis_rows) == 5 and all(line.rstrip().endswith(SKIP) for line in duis_rows)
+    duis_rows = [line for line in table if line.startswith(("DUIS ", "front: "))]
+    assert len(duis_rows) == 12 and all(line.rstrip().endswith(SKIP) for line in duis_rows)
     assert "no DUIS schema: cannot fetch" in out and "install Node.js's npm" in out and "--schema DIR" in out
     assert any(line.startswith("config: valid configuration") and line.endswith(PASS) for line in table)
-    assert "0 failed, 5 skipped" in out
+    assert "0 failed, 12 skipped" in out
 
 
 def test_a_real_time_clock_skips_the_duty_cycle_alerts(cache, tmp_path, duis_schema_dir):

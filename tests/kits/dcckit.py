@@ -1,23 +1,33 @@
 """What the DCC front's host tests share (host only: pytest): a CPython agent on a pty as the hub
 behind the front, in the module's private cache; a free loopback port; POSTing DUIS XML; waiting
 for a condition; RequestID counters no two tests reuse; infrastructure certificates and the TLS
-contexts made of them."""
+contexts made of them; a dbch command run to its end, or in its own process with its JSON lines
+collected as they come."""
 
 from __future__ import annotations
 
 import contextlib
 import http.client
 import itertools
+import json
+import os
+import queue
+import signal
 import socket
 import ssl
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.kits.cachekit import private_cache
 
 COUNTERS = itertools.count(int(time.time() * 1000))
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextlib.contextmanager
@@ -87,3 +97,54 @@ def client_ctx(infra) -> ssl.SSLContext:
     from host_tools.dcc import tls
 
     return tls.client_context(infra.cert_pem, infra.key_pem, infra.ca_pem)
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def dbch(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "host_tools.cli", *argv], capture_output=True, text=True, timeout=timeout, env=_env()
+    )
+
+
+class Running:
+    """A dbch command in its own process; its stdout lines collected as they come."""
+
+    def __init__(self, *argv: str):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "host_tools.cli", *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(),
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.put(line)
+
+    def next_json(self, timeout: float = 60) -> dict:
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            self.stop()
+            raise AssertionError("no output; stderr: " + self.proc.stderr.read()) from None
+        self.seen.append(line)
+        return json.loads(line)
+
+    def stop(self, sig=signal.SIGINT) -> tuple[int, str]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        return self.proc.returncode, self.proc.stderr.read()
