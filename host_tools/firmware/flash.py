@@ -34,6 +34,7 @@ from pathlib import Path
 
 from host_tools.errors import DbchError
 from host_tools.firmware import transfer
+from host_tools.firmware.build import BuildError, board_radio, board_radios
 from host_tools.firmware.handover import hand_over, wait_for_hello
 from host_tools.firmware.image_build import BOOTLOADER, build_bootloader, build_image
 
@@ -83,6 +84,29 @@ class FlashError(DbchError):
     """Flashing could not be done or did not verify; the message says what to do."""
 
 
+# A board whose radio its radio record chooses (the virtual board: boards/unix.py) gets the image
+# for that radio (host_tools.firmware.build.board_radio): the record is read before anything is
+# copied.
+_READ_TEXT = Path(__file__).resolve().parents[1] / "onboard" / "read_text.py"
+
+
+def _radio(t, board: str) -> str | None:
+    """The radio the board's radio record names, or None for a board with one radio; FlashError
+    for a record that names none of its radios."""
+    if not board_radios(board):
+        return None
+    import ast
+
+    from boards import load
+
+    path = f"{load(board).DATA_DIR}/radio"
+    out = t.exec(transfer.compact(_READ_TEXT.read_text()) + f"read_text({path!r})\ndel read_text\n").strip()
+    try:
+        return board_radio(board, ast.literal_eval(out.decode()) if out else None)
+    except BuildError as e:
+        raise FlashError(f"the board's radio record ({path}): {e}; write one of them there and flash again") from e
+
+
 @dataclass
 class FlashResult:
     port: str
@@ -120,12 +144,12 @@ def boot_state_json() -> bytes:
     return json.dumps(boot.default_state(), sort_keys=True).encode()
 
 
-def slot_files(board: str, version: str, debug: bool = False) -> dict[str, bytes]:
+def slot_files(board: str, version: str, debug: bool = False, radio: str | None = None) -> dict[str, bytes]:
     """{path on the board: bytes} of slot A for board, with its manifest (debug: compiled with
-    line numbers)."""
+    line numbers; radio: for the radio a radio record names, image_build.build_image)."""
     from agent import fw_image as image
 
-    compiled = build_image(board, debug)
+    compiled = build_image(board, debug, radio)
     files = [(c.target, c.data) for c in compiled]
     content = image.build(version, board, files)
     wanted = {f"{SLOT}/{path}": data for path, data in files}
@@ -150,7 +174,8 @@ def flash(
     signing key if given) to the MicroPython board on port, copying only what differs; then
     reboot it and wait for the agent's hello. progress(message) is told each step as it goes.
     slot: slot A's files as slot_files(board, version, debug) gives them, compiled once for many
-    boards. debug: the modules keep their line numbers (host_tools.firmware.build.opt_level).
+    boards (a board whose radio record names another radio gets the image for it, built here).
+    debug: the modules keep their line numbers (host_tools.firmware.build.opt_level).
     FlashError, BuildError or LinkError (PortBusy) when it cannot be done."""
     from mpremote.transport import TransportError
     from mpremote.transport_serial import SerialTransport as MpSerial
@@ -185,6 +210,12 @@ def flash(
         except TransportError as e:
             raise FlashError(f"no MicroPython REPL on {port}: {e}. Is it a MicroPython board?") from e
         have = _scan(t)
+        radio = _radio(t, board)
+        if radio != board_radio(board):  # the record asks for another radio than the default's image
+            wanted = {p: d for p, d in wanted.items() if not p.startswith(SLOT + "/")}
+            wanted.update(slot_files(board, version, debug, radio))
+            n = sum(1 for p in wanted if p.startswith(SLOT + "/")) - 1
+            say(f"its radio record names radio {radio}: slot A gets the image for it ({n} modules)")
         dirs = [f"{SLOT}/{d}" for d in DIRS if any(p.startswith(f"{SLOT}/{d}/") for p in wanted)]
         man = f"{SLOT}/manifest.json"
         if man in have and have[man] != hashlib.sha256(wanted[man]).hexdigest():

@@ -111,3 +111,21 @@ def test_without_board_the_virtual_board_is_as_it_was(capsys, tmp_path):
     assert vboard.stop("plain")
     rc, _out, err = dbch(capsys, "vboard", "--name", "plain", "--board", "esp32")
     assert rc == 1 and "unknown board 'esp32' for a virtual board; boards: unix, heltec_wifi_lora32_v3" in err
+
+
+def test_a_radio_record_its_image_lacks_fails_at_boot_and_status_says_why(capsys, tmp_path):
+    dbch_json(capsys, "vboard", "--name", "lacks", "--fs", str(tmp_path))
+    try:
+        res = dbch_json(capsys, "flash", "--port", "vboard:lacks")  # no record: its own radio, no driver
+        assert not any("simchips" in p or "sx126x" in p or "chips" in p for p in res["written"]), res["written"]
+        (tmp_path / "data" / "radio").write_text("sx1262")  # the record names a driver the image has not
+        vboard.reset("lacks")
+        rc, _out, err = dbch(capsys, "status", "--port", "vboard:lacks", "--timeout", "2")
+        assert rc == 1 and "radio 'sx1262' (data/radio) is not in this image" in err, err
+        assert "flash the board again (dbch flash)" in err
+        # flashing again reads the record and gives the board that driver and its chip
+        res = dbch_json(capsys, "flash", "--port", "vboard:lacks")
+        assert {"slots/a/hal/sx126x.mpy", "slots/a/hal/sim/chips/sx126x.mpy"} <= set(res["written"])
+        assert dbch_json(capsys, "status", "--port", "vboard:lacks")["radio"] == "Sx1262"
+    finally:
+        assert vboard.stop("lacks")
