@@ -15,9 +15,12 @@ DESCRIPTION = "Virtual board: MicroPython unix port on a pty, simulated sub-GHz 
 DATA_DIR = "data"
 FW_MAX_CHUNK = 1024  # firmware bytes a fw.chunk carries: small frames for a small heap
 TRIAGE_LINK = True  # the unix port has socket and ssl: the Triage link runs as on a board with WiFi
-# What this board's image carries beyond the agent's core (host_tools.firmware.build reads it from
-# this source; a private const(), so the board never holds it): the simulated clock and radio
-# medium, and for the radio record every real board's module, its driver and its chip simulated.
+# What this board's image carries beyond the agent's core (host_tools.firmware.build reads both
+# from this source; private const()s, so the board never holds them): the simulated clock and
+# radio medium (_MANIFEST), and what the radio its radio record names needs (_RADIO_MANIFEST: a
+# kind of boards.simchips, the first the one a board without a record runs, and its modules):
+# for a driver, the real board's module that carries it, the driver and its chip simulated. A
+# record may also name that real board. dbch flash reads the record and builds the image for it.
 _MANIFEST = const(
     (
         "hal.fs_storage",
@@ -26,27 +29,63 @@ _MANIFEST = const(
         "hal.sim",
         "hal.sim.clock",
         "hal.sim.radio",
-        "boards.simchips",
-        "hal.sim.chips",
-        "hal.sim.chips.air",
-        "hal.sim.chips.bus",
-        "hal.sim.chips.machine",
-        "hal.sim.chips.rfm69",
-        "hal.sim.chips.stm32wl",
-        "hal.sim.chips.sx126x",
-        "boards.heltec_wifi_lora32_v3",
-        "boards.pico_rfm69",
-        "boards.nucleo_wl55jc",
-        "boards.mcu_board",
-        "hal.radio_driver",
-        "hal.sx126x",
-        "hal.rfm69",
-        "hal.stm32wl",
         "agent.triage_link",
         "agent.triage",
         "hal.tls",
         "hal.tls_stream",
         "hal.x509",
+    )
+)
+_RADIO_MANIFEST = const(
+    (
+        ("sim", ()),
+        (
+            "sx1262",
+            (
+                "boards.simchips",
+                "hal.sim.chips",
+                "hal.sim.chips.air",
+                "hal.sim.chips.bus",
+                "hal.sim.chips.machine",
+                "hal.sim.chips.sx126x",
+                "boards.heltec_wifi_lora32_v3",
+                "boards.mcu_board",
+                "hal.radio_driver",
+                "hal.sx126x",
+            ),
+        ),
+        (
+            "rfm69",
+            (
+                "boards.simchips",
+                "hal.sim.chips",
+                "hal.sim.chips.air",
+                "hal.sim.chips.bus",
+                "hal.sim.chips.machine",
+                "hal.sim.chips.rfm69",
+                "boards.pico_rfm69",
+                "boards.mcu_board",
+                "hal.radio_driver",
+                "hal.rfm69",
+            ),
+        ),
+        (
+            "stm32wl",
+            (
+                "boards.simchips",
+                "hal.sim.chips",
+                "hal.sim.chips.air",
+                "hal.sim.chips.bus",
+                "hal.sim.chips.machine",
+                "hal.sim.chips.stm32wl",
+                "hal.sim.chips.sx126x",
+                "boards.nucleo_wl55jc",
+                "boards.mcu_board",
+                "hal.radio_driver",
+                "hal.sx126x",
+                "hal.stm32wl",
+            ),
+        ),
     )
 )
 
@@ -94,7 +133,9 @@ def make_hal(band=BAND, seed=None, radio=None):
         radio = radio.decode().strip() if radio else "sim"
     if radio == "sim":
         radio = SimRadio(medium, clock, band=band, tx_power_dbm=TX_POWER_CAP_DBM)
-    else:  # a driver and its chip: loaded only when asked for (a small heap)
+    else:  # a driver and its chip: loaded only when asked for (a small heap). They are in the image
+        # only if the record named them when it was built (_RADIO_MANIFEST); if not, the import
+        # fails here and the host says why (host_tools.servers.vboard.radio_not_in_image)
         from boards.simchips import make_radio
 
         radio = make_radio(radio, clock, medium, band, TX_POWER_CAP_DBM)[0]

@@ -1,7 +1,7 @@
 """`dbch firmware`: build, sign, send and activate agent firmware images; check reported versions
 against the Central Products List.
 
-    dbch firmware build [--board B] [--version V] [--security-counter N] [--out FILE] [--key KEY]
+    dbch firmware build [--board B] [--radio R] [--version V] [--security-counter N] [--out FILE] [--key KEY]
     dbch firmware sign IMAGE [--key KEY] [--out FILE]
     dbch firmware info IMAGE [--pub PUB]
     dbch firmware send IMAGE [--port P] [--chunk N] [--permit FILE]
@@ -37,6 +37,7 @@ from host_tools.cli.options import add_port_args, open_client
 from host_tools.cli.output import CommandError, add_json_flag, emit
 from host_tools.files import write_file
 from host_tools.firmware import cpl
+from host_tools.firmware.build import board_radio
 from host_tools.firmware.image_build import build_content
 from host_tools.firmware.images import describe, parse_hash, read_image, read_permit, split
 from host_tools.firmware.sign import load_private_key, load_signing_public, make_permit, sign_image, verify_image
@@ -54,6 +55,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     b = fsub.add_parser("build", help="compile the agent into a firmware image (and sign it with --key)")
     b.add_argument("--board", default="unix", help="board module (default: unix, the virtual board)")
+    b.add_argument(
+        "--radio",
+        help="the virtual board's radio, as the radio record of the board it is for names it: sim (the "
+        "default, no driver), sx1262, rfm69, stm32wl, or a board that carries one (heltec_wifi_lora32_v3, "
+        "pico_rfm69, nucleo_wl55jc); the image carries that radio's driver and simulated chip only",
+    )
     b.add_argument("--version", help="FirmwareVersion, 1-8 characters (default: the build's)")
     b.add_argument(
         "--security-counter",
@@ -61,7 +68,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="anti-rollback counter, 0-999999999 (default: from the version, 0.2.0 -> 2000)",
     )
-    b.add_argument("--out", help="image file (default: dbch-BOARD-VERSION.img)")
+    b.add_argument(
+        "--out", help="image file (default: dbch-BOARD-VERSION.img; dbch-BOARD-RADIO-VERSION.img with --radio)"
+    )
     b.add_argument("--key", help="sign with this private key (PEM/DER); without it the image is unsigned")
     b.add_argument("--sign", action="store_true", help="sign with the development PKI's signing key")
     b.add_argument(
@@ -196,7 +205,7 @@ def _hexed(obj):
 
 def _image_line(name, info: dict) -> str:
     return (
-        f"{name}: {info['board']} {info['version']}, {info['files']} files, {info['size']} bytes, "
+        f"{name}: {info['board']}{' radio ' + info['radio'] if info.get('radio') else ''} {info['version']}, {info['files']} files, {info['size']} bytes, "
         f"{'signed' if info['signed'] else 'unsigned'}, security counter {info['sec']}\nFirmwareHash {info['hash']}"
     )
 
@@ -205,13 +214,15 @@ def cmd_build(args: argparse.Namespace) -> int:
     from agent import VERSION
 
     version = args.version or VERSION
-    data = build_content(args.board, version, args.security_counter, debug=args.debug)
+    data = build_content(args.board, version, args.security_counter, debug=args.debug, radio=args.radio)
+    radio = board_radio(args.board, args.radio)  # the board and the radio are known now
     if args.key or args.sign:
         data = sign_image(data, load_private_key(args.key))
-    out = Path(args.out or f"dbch-{args.board}-{version}.img")
+    out = Path(args.out or f"dbch-{args.board}-{radio + '-' if args.radio else ''}{version}.img")
     write_file(out, data)
     info = describe(data)
     info["file"] = str(out)
+    info["radio"] = radio  # what the image's board runs it with (null: a board with one radio)
     emit(args, info, _image_line(out, info))
     return 0
 

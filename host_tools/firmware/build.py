@@ -151,9 +151,12 @@ def compile_tree(sources: list[Path], opt: int = OPT) -> list[Compiled]:
 # MicroPython compiles away: the board never holds it). The agent's core is what the agent's
 # entry points import (the bootloader, the agent's loop, the boards package), less the parts it
 # loads only when used that a board may go without (OPTIONAL): a board has one of those only if
-# its manifest names it. What a board *needs* is the closure of the imports of its entry points
-# and of its manifest, read from the sources; a module in it with no source is a broken
-# installation, never an image.
+# its manifest names it. A board whose radio its flash's radio record chooses (the virtual
+# board) has a manifest per radio too (_RADIO_MANIFEST: (radio, modules) pairs, the first the
+# radio it runs without a record): its image has those of one radio, and the other radios'
+# modules are parts it goes without, as OPTIONAL's are. What a board *needs* is the closure of
+# the imports of its entry points and of its manifest, read from the sources; a module in it with
+# no source is a broken installation, never an image.
 
 AGENT_ENTRIES = ("agent.boot", "agent.run", "boards")
 # the Triage link (TLS over the board's network: agent.run loads it for the triage.* requests,
@@ -250,27 +253,69 @@ def needed_modules(entries: list[str], root: Path = ROOT, packages=PORTABLE_PACK
     return needed
 
 
-def board_manifest(board: str, root: Path = ROOT) -> tuple[str, ...]:
-    """The modules the manifest of `board` names (its module's _MANIFEST), read from the source
-    without importing it; BuildError if the module has none."""
+def _const(board: str, name: str, root: Path):
+    """The value of the private const() `name` in boards/<board>.py, read from the source without
+    importing it (None if it has none, or not as a literal)."""
     src = root / "boards" / f"{board}.py"
     try:
         tree = ast.parse(src.read_text(encoding="utf-8"), str(src))
     except OSError as e:
         raise BuildError(f"no module for board {board!r}: {e}") from e
     for node in tree.body:
-        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["_MANIFEST"]:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == [name]:
             value = node.value
             if isinstance(value, ast.Call) and getattr(value.func, "id", None) == "const" and len(value.args) == 1:
                 value = value.args[0]
             try:
-                names = ast.literal_eval(value)
+                return ast.literal_eval(value)
             except ValueError:
-                break
-            if isinstance(names, tuple) and all(isinstance(n, str) for n in names):
-                return names
-            break
-    raise BuildError(f"boards/{board}.py has no manifest: _MANIFEST = const((module names, ...))")
+                return None
+    return None
+
+
+def _names(value) -> bool:
+    return isinstance(value, tuple) and all(isinstance(n, str) for n in value)
+
+
+def board_radios(board: str, root: Path = ROOT) -> dict[str, tuple[str, ...]]:
+    """{radio: the modules it needs} of a board whose radio record chooses its radio (its
+    _RADIO_MANIFEST, in order: the first is the one it runs without a record); {} for a board
+    with one radio."""
+    pairs = _const(board, "_RADIO_MANIFEST", root) or ()
+    if not all(isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) and _names(p[1]) for p in pairs):
+        raise BuildError(f"boards/{board}.py: _RADIO_MANIFEST = const(((radio, (module names, ...)), ...))")
+    return dict(pairs)
+
+
+def board_radio(board: str, radio: str | None = None, root: Path = ROOT) -> str | None:
+    """The radio of board's _RADIO_MANIFEST that `radio` (a radio record's text) names: a radio
+    of it, or the board that carries one (a board module only its modules name, such as
+    heltec_wifi_lora32_v3 for sx1262); the first if radio is None or blank; None for a board with
+    one radio (then radio must be None). BuildError for a radio the board has no modules for."""
+    radios = board_radios(board, root)
+    name = (radio or "").strip()
+    if not radios and name:
+        raise BuildError(f"board {board!r} has one radio: no image for radio {name!r}")
+    if not name or name in radios:
+        return (name or next(iter(radios))) if radios else None
+    # the board that carries a radio: a board module only that radio's modules name
+    boards = [m[7:] for ms in radios.values() for m in ms if m.startswith("boards.")]
+    carried = {m[7:]: kind for kind, ms in radios.items() for m in ms if boards.count(m[7:]) == 1}
+    if name in carried:
+        return carried[name]
+    boards = ", ".join(sorted(carried))
+    raise BuildError(f"board {board!r} has no radio {name!r}: radios {', '.join(radios)}, or the boards {boards}")
+
+
+def board_manifest(board: str, root: Path = ROOT, radio: str | None = None) -> tuple[str, ...]:
+    """The modules the manifest of `board` names (its module's _MANIFEST, and its _RADIO_MANIFEST's
+    for radio: board_radio), read from the source without importing it; BuildError if the module
+    has none."""
+    names = _const(board, "_MANIFEST", root)
+    if not _names(names):
+        raise BuildError(f"boards/{board}.py has no manifest: _MANIFEST = const((module names, ...))")
+    kind = board_radio(board, radio, root)
+    return names if kind is None else names + board_radios(board, root)[kind]
 
 
 def core_modules(root: Path = ROOT) -> set[str]:
@@ -279,36 +324,38 @@ def core_modules(root: Path = ROOT) -> set[str]:
     return set(needed_modules(list(AGENT_ENTRIES), root, leave_out=OPTIONAL))
 
 
-def board_modules(board: str, root: Path = ROOT) -> list[str]:
-    """The modules of the image for `board`: the agent's core, the board's module, its manifest."""
-    return sorted(core_modules(root) | {"boards." + board} | set(board_manifest(board, root)))
+def board_modules(board: str, root: Path = ROOT, radio: str | None = None) -> list[str]:
+    """The modules of the image for `board` (with radio, board_radio): the agent's core, the
+    board's module, its manifest."""
+    return sorted(core_modules(root) | {"boards." + board} | set(board_manifest(board, root, radio)))
 
 
-def board_entries(board: str, root: Path = ROOT) -> list[str]:
+def board_entries(board: str, root: Path = ROOT, radio: str | None = None) -> list[str]:
     """The modules a board starts from: the bootloader, the agent's loop, the board's module, and
     what its manifest names (loaded by name, such as the real boards a simulated one can carry)."""
-    return [*AGENT_ENTRIES, "boards." + board, *board_manifest(board, root)]
+    return [*AGENT_ENTRIES, "boards." + board, *board_manifest(board, root, radio)]
 
 
-def board_needs(board: str, root: Path = ROOT) -> dict[str, str]:
-    """{module: importer} of everything `board` needs: the closure of its entries, less the
-    OPTIONAL parts its manifest does not name."""
-    manifest = board_manifest(board, root)
-    leave_out = [m for m in OPTIONAL if m not in manifest]
-    return needed_modules(board_entries(board, root), root, leave_out=leave_out)
+def board_needs(board: str, root: Path = ROOT, radio: str | None = None) -> dict[str, str]:
+    """{module: importer} of everything `board` needs (with radio, board_radio): the closure of
+    its entries, less the OPTIONAL parts and the other radios' modules its manifest does not name."""
+    manifest = board_manifest(board, root, radio)
+    others = [m for ms in board_radios(board, root).values() for m in ms]
+    leave_out = [m for m in (*OPTIONAL, *others) if m not in manifest]
+    return needed_modules(board_entries(board, root, radio), root, leave_out=leave_out)
 
 
-def missing_modules(board: str, targets: list[str], root: Path = ROOT) -> dict[str, str]:
-    """{module: importer} of what `board` needs that the file list `targets` ("agent/wire.mpy",
-    ...) lacks; empty when the image is whole."""
+def missing_modules(board: str, targets: list[str], root: Path = ROOT, radio: str | None = None) -> dict[str, str]:
+    """{module: importer} of what `board` needs (with radio) that the file list `targets`
+    ("agent/wire.mpy", ...) lacks; empty when the image is whole."""
     have = {module_name(Path(t)) for t in targets}
-    return {m: by for m, by in board_needs(board, root).items() if m not in have}
+    return {m: by for m, by in board_needs(board, root, radio).items() if m not in have}
 
 
-def check_whole(board: str, targets: list[str], root: Path = ROOT) -> None:
-    """BuildError naming the first missing module, if the image for `board` lacks one: one the
-    board's manifest should name, or one this installation has no source for."""
-    missing = missing_modules(board, targets, root)
+def check_whole(board: str, targets: list[str], root: Path = ROOT, radio: str | None = None) -> None:
+    """BuildError naming the first missing module, if the image for `board` (with radio) lacks
+    one: one the board's manifest should name, or one this installation has no source for."""
+    missing = missing_modules(board, targets, root, radio)
     if missing:
         first = [m for m in sorted(missing) if missing[m] not in missing] or sorted(missing)
         m = first[0]

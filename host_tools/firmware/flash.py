@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from host_tools.errors import DbchError
-from host_tools.firmware import transfer, warm
+from host_tools.firmware import radio_record, transfer, warm
 from host_tools.firmware.handover import hand_over, wait_for_hello
 from host_tools.firmware.image_build import BOOTLOADER, build_bootloader, build_image
 from host_tools.firmware.romfs import IMAGE_FILE
@@ -181,12 +181,12 @@ def boot_state_json() -> bytes:
     return json.dumps(boot.default_state(), sort_keys=True).encode()
 
 
-def slot_files(board: str, version: str, debug: bool = False) -> dict[str, bytes]:
+def slot_files(board: str, version: str, debug: bool = False, radio: str | None = None) -> dict[str, bytes]:
     """{path on the board: bytes} of slot A for board, with its manifest (debug: compiled with
-    line numbers)."""
+    line numbers; radio: for the radio a radio record names, image_build.build_image)."""
     from agent import fw_image as image
 
-    compiled = build_image(board, debug)
+    compiled = build_image(board, debug, radio)
     files = [(c.target, c.data) for c in compiled]
     content = image.build(version, board, files)
     wanted = {f"{SLOT}/{path}": data for path, data in files}
@@ -194,14 +194,14 @@ def slot_files(board: str, version: str, debug: bool = False) -> dict[str, bytes
     return wanted
 
 
-def asked_paths(eui: bytes | None, signing_key: bytes | None) -> tuple[list[str], list[str]]:
+def asked_paths(eui: bytes | None, signing_key: bytes | None, has_record: bool = False) -> tuple[list[str], list[str]]:
     """(dirs, files) the agent is asked about before a hand-over (host_tools.firmware.warm): every
     folder a slot's modules or the layout before slots had, and every file flash writes or
     removes at the root (the signing key only when one is given: otherwise the board keeps its
-    own; the identity when one is given)."""
+    own; the identity when one is given; the radio record on a board that has one)."""
     dirs = list(LEGACY_DIRS) + [f"{SLOT}/{d}" for d in DIRS]
     files = [p for p in ROOT_FILES if p != "fwkey.bin" or signing_key is not None]
-    return dirs, files + (["data/eui"] if eui is not None else [])
+    return dirs, files + (["data/eui"] if eui is not None else []) + ([radio_record.PATH] if has_record else [])
 
 
 def _with_eui(wanted: dict[str, bytes], eui: bytes | None) -> dict[str, bytes]:
@@ -247,7 +247,8 @@ def flash(
     signing key if given) to the MicroPython board on port, copying only what differs; then
     reboot it and wait for the agent's hello. progress(message) is told each step as it goes.
     slot: slot A's files as slot_files(board, version, debug) gives them, compiled once for many
-    boards. debug: the modules keep their line numbers (host_tools.firmware.build.opt_level).
+    boards (a board whose radio record names another radio gets the image for it, built here).
+    debug: the modules keep their line numbers (host_tools.firmware.build.opt_level).
     layout: "auto" (ROMFS on a board of ROMFS_BOARDS whose firmware has vfs.VfsRom, else .mpy),
     "romfs" or "mpy" (LAYOUTS). ask_agent: first ask the running agent what is flashed
     (host_tools.firmware.warm), and leave a board on which nothing would change as it is.
@@ -260,7 +261,9 @@ def flash(
     layout = check_layout(layout, board)
     result = FlashResult(port=port, board=board, version=version, layout=layout)
     say = progress or (lambda _msg: None)
-    paths = asked_paths(eui, signing_key)
+    from host_tools.firmware.build import board_radio, board_radios
+
+    paths = asked_paths(eui, signing_key, bool(board_radios(board)))
     # what a board holding it all gives, as kept from an earlier flash of the same inputs: a board
     # on which nothing would change is found before anything is compiled
     key = warm.inputs_key(board, version, layout, signing_key, eui, debug) if ask_agent and slot is None else None
@@ -296,6 +299,11 @@ def flash(
         except TransportError as e:
             raise FlashError(f"no MicroPython REPL on {port}: {e}. Is it a MicroPython board?") from e
         have, rom = _scan(t)
+        radio, record = radio_record.read(t, board)
+        if radio != board_radio(board):  # the record asks for another radio than the default's image
+            slot = slot_files(board, version, debug, radio)
+            wanted = wanted_files(slot, layout, board, signing_key, debug)
+            say(f"its radio record names radio {radio}: slot A gets the image for it ({len(slot) - 1} modules)")
         if layout == "romfs" and not rom:
             if asked == "romfs":
                 raise FlashError(
@@ -305,8 +313,10 @@ def flash(
             layout = result.layout = "mpy"
             wanted = wanted_files(slot, layout, board, signing_key, debug)
             say("  the firmware has no vfs.VfsRom: .mpy files")
-            if key:  # what auto gives this board: the next flash finds it unchanged
-                warm.remember(key, warm.expected(_with_eui(wanted, eui), *paths)[0])
+        if key:
+            # what this board holds once flashed, its radio record and the layout auto gave it
+            # included: the next flash of the same inputs finds it unchanged (the agent is asked)
+            warm.remember(key, warm.expected(radio_record.with_record(_with_eui(wanted, eui), record), *paths)[0])
         dirs = [f"{SLOT}/{d}" for d in DIRS if any(p.startswith(f"{SLOT}/{d}/") for p in wanted)]
         man = f"{SLOT}/manifest.json"
         switch = (ROMFS_MARK in have) != (ROMFS_MARK in wanted)  # the same manifest, the other layout

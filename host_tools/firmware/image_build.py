@@ -23,13 +23,14 @@ if TYPE_CHECKING:
 # a warm `dbch flash` compiles nothing (host_tools.firmware.warm)
 
 
-def sources_for(board: str) -> list[Path]:
+def sources_for(board: str, radio: str | None = None) -> list[Path]:
     """The sources of the image for board (relative to ROOT): the agent's core, the board's module
-    and what its manifest names (host_tools.firmware.build.board_modules); a module without a
-    source is left for check_whole to name."""
+    and what its manifest names, for radio on a board whose radio record chooses it
+    (host_tools.firmware.build.board_modules); a module without a source is left for check_whole
+    to name."""
     from host_tools.firmware.build import board_modules, source_path
 
-    paths = (source_path(m) for m in board_modules(board))
+    paths = (source_path(m) for m in board_modules(board, radio=radio))
     return sorted(p for p in paths if p is not None)
 
 
@@ -42,17 +43,19 @@ def _compiled(sources: list[Path], debug: bool) -> list[Compiled]:
         raise BuildError(f"mpy-cross failed: {e}") from e
 
 
-def build_image(board: str, debug: bool = False) -> list[Compiled]:
+def build_image(board: str, debug: bool = False, radio: str | None = None) -> list[Compiled]:
     """The modules of the agent for board, compiled (debug: with their line numbers,
-    host_tools.firmware.build.opt_level); BuildError for an unknown board, an incomplete
-    installation or code mpy-cross refuses."""
+    host_tools.firmware.build.opt_level); radio: the text of the radio record of a board that
+    has one (the virtual board: its image carries that radio's driver and chip, or none; None:
+    the board's default radio, host_tools.firmware.build.board_radio). BuildError for an unknown
+    board or radio, an incomplete installation or code mpy-cross refuses."""
     from boards import BOARDS
     from host_tools.firmware.build import BuildError, check_whole
 
     if board not in BOARDS:
         raise BuildError(f"unknown board {board!r}; boards: {', '.join(BOARDS)}")
-    sources = sources_for(board)
-    check_whole(board, [s.with_suffix(".mpy").as_posix() for s in sources])
+    sources = sources_for(board, radio)
+    check_whole(board, [s.with_suffix(".mpy").as_posix() for s in sources], radio=radio)
     return _compiled(sources, debug)
 
 
@@ -78,13 +81,15 @@ def security_counter(version: str, sec: int | None = None) -> int:
     return sec
 
 
-def build_content(board: str, version: str, sec: int | None = None, debug: bool = False) -> bytes:
-    """An unsigned image of the agent for board, compiled with mpy-cross as dbch flash does, with
-    its security counter (security_counter)."""
+def build_content(
+    board: str, version: str, sec: int | None = None, debug: bool = False, radio: str | None = None
+) -> bytes:
+    """An unsigned image of the agent for board (for radio: build_image), compiled with mpy-cross
+    as dbch flash does, with its security counter (security_counter)."""
     try:
         image.check_version(version)
     except image.ImageError as e:
         raise FirmwareInputError(f"--version: {e}") from e
     sec = security_counter(version, sec)
-    files = [(c.target, c.data) for c in build_image(board, debug)]
+    files = [(c.target, c.data) for c in build_image(board, debug, radio)]
     return image.build(version, board, files, {"built": int(time.time()), "sec": sec})

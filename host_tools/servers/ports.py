@@ -33,7 +33,8 @@ def _vboard_console(name: str, spec: str) -> str:
     text = f"the board's console ({vboard.console_path(name)}) shows:\n" + indented(worth_showing(lines))
     if at_repl(lines):
         text += "\nthe board is at the MicroPython REPL: the agent is not running"
-    return text
+    why = vboard.radio_not_in_image(info.fs, "\n".join(lines)) if info is not None else ""
+    return text + ("\n" + why if why else "")
 
 
 def _vboards() -> list[tuple[str, str]]:

@@ -152,6 +152,30 @@ def read_board(fs: str | Path) -> str | None:
     return PLAIN_BOARD if text == "sim" else BOARD_OF.get(text, text)
 
 
+def radio_not_in_image(fs: str | Path, console: str) -> str:
+    """Why the board on `fs` stopped at boot, if its console ends in the failed import of a module
+    its radio record's radio needs: the image it boots was built for another radio (its image
+    follows the record, host_tools.firmware.build.board_radio); "" otherwise."""
+    import re
+
+    from host_tools.firmware.build import BuildError, board_radio, board_radios
+
+    failed = re.findall(r"ImportError: no module named '([\w.]+)'", console)
+    try:
+        text = radio_record(fs).read_text().strip()
+        radio = board_radio(PLAIN_BOARD, text)
+    except (OSError, UnicodeDecodeError):
+        return ""
+    except BuildError as e:
+        return f"its radio record ({radio_record(fs)}) names a radio it cannot have: {e}" if failed else ""
+    if not failed or failed[-1] not in board_radios(PLAIN_BOARD)[radio]:
+        return ""
+    return (
+        f"its radio record ({radio_record(fs)}) names {text}, but the image it boots has no {failed[-1]}: "
+        f"it was flashed for another radio; dbch flash gives it the image for {radio}"
+    )
+
+
 # ----------------------------------------------------------------------------- starting and finding
 
 

@@ -18,6 +18,8 @@ from host_tools.firmware.build import (
     board_entries,
     board_manifest,
     board_needs,
+    board_radio,
+    board_radios,
     check_whole,
     compile_file,
     compile_tree,
@@ -162,11 +164,63 @@ def test_a_real_board_gets_no_simulation_and_no_other_radios_driver(board):
     assert image & DRIVERS == {REAL_BOARDS[board]} | ({"hal.sx126x"} if board == "nucleo_wl55jc" else set())
 
 
-def test_a_simulated_board_carries_every_real_boards_radio():
-    for board in ("unix", "sim"):
-        image = _image(board)
-        assert {"boards.simchips", "hal.sim.chips.sx126x", "hal.sim.chips.rfm69", "hal.sim.chips.stm32wl"} <= image
-        assert {"boards." + b for b in REAL_BOARDS} | DRIVERS <= image
+def test_the_sim_board_carries_every_real_boards_radio():
+    image = _image("sim")  # the agent under CPython: every radio kind, chosen when it starts
+    assert {"boards.simchips", "hal.sim.chips.sx126x", "hal.sim.chips.rfm69", "hal.sim.chips.stm32wl"} <= image
+    assert {"boards." + b for b in REAL_BOARDS} | DRIVERS <= image
+
+
+# the virtual board's image follows its radio record: radio -> (the board that carries it, its chips)
+RADIOS = {
+    "sx1262": ("heltec_wifi_lora32_v3", {"hal.sim.chips.sx126x"}),
+    "rfm69": ("pico_rfm69", {"hal.sim.chips.rfm69"}),
+    "stm32wl": ("nucleo_wl55jc", {"hal.sim.chips.stm32wl", "hal.sim.chips.sx126x"}),
+}
+CHIPS = {"hal.sim.chips.sx126x", "hal.sim.chips.rfm69", "hal.sim.chips.stm32wl"}
+
+
+def _radio_image(radio: str | None) -> set[str]:
+    return {module_name(p) for p in sources_for("unix", radio)}
+
+
+def test_the_virtual_boards_default_image_has_no_driver_and_no_chip():
+    assert board_radios("unix") and board_radio("unix") == "sim" and board_radio("unix", " sim\n") == "sim"
+    image = _radio_image(None)
+    assert image == _radio_image("sim") == _image("unix")
+    assert {"hal.sim.radio", "hal.sim.clock", "boards.unix"} <= image
+    assert not image & (DRIVERS | CHIPS | {"hal.radio_driver", "boards.simchips", "hal.sim.chips", "boards.mcu_board"})
+    assert {m for m in image if m.startswith("boards.")} == {"boards.unix"}
+
+
+@pytest.mark.parametrize("radio", sorted(RADIOS))
+def test_a_virtual_board_with_a_driver_gets_exactly_its_own(radio):
+    board, chips = RADIOS[radio]
+    image = _radio_image(radio)
+    assert _radio_image(board) == image and board_radio("unix", board) == radio  # the record may name the board
+    assert image & CHIPS == chips
+    assert image & DRIVERS == {REAL_BOARDS[board]} | ({"hal.sx126x"} if radio == "stm32wl" else set())
+    assert {m for m in image if m.startswith("boards.")} == {
+        "boards.unix",
+        "boards.simchips",
+        "boards." + board,
+        "boards.mcu_board",
+    }
+    assert image - _radio_image("sim") == set(board_radios("unix")[radio])  # what its radio adds, no more
+    # whole, and nothing it does not need (the other radios' modules left out of the closure)
+    needs = set(board_needs("unix", radio=radio))
+    assert needs <= image <= needs | {"boards.unix"}
+    check_whole("unix", [p.with_suffix(".mpy").as_posix() for p in sources_for("unix", radio)], radio=radio)
+    with pytest.raises(BuildError, match=r"would lack boards\.\w+, which the board imports \(and \d+ more\)"):
+        check_whole("unix", [f"{m.replace('.', '/')}.mpy" for m in _radio_image("sim")], radio=radio)
+
+
+def test_a_radio_the_virtual_board_has_no_modules_for_is_refused():
+    for name in ("esp32", "mcu_board", "simchips"):
+        with pytest.raises(BuildError, match=f"board 'unix' has no radio '{name}': radios sim, sx1262, rfm69, stm32wl"):
+            sources_for("unix", name)
+    with pytest.raises(BuildError, match="board 'pico_rfm69' has one radio"):
+        sources_for("pico_rfm69", "sx1262")
+    assert board_radio("pico_rfm69") is None and board_radios("pico_rfm69") == {}
 
 
 def test_the_triage_link_is_where_the_board_has_a_network():
@@ -185,6 +239,7 @@ def test_the_manifest_costs_a_board_nothing():
     for board in BOARDS:
         data = compile_file(Path(f"boards/{board}.py")).data
         assert b"_MANIFEST" not in data and b"hal.sim.chips.air" not in data, board
+        assert b"_RADIO_MANIFEST" not in data and b"hal.sim.chips.rfm69" not in data, board
 
 
 def test_a_module_the_manifest_forgets_is_named_with_where_to_add_it(tmp_path):

@@ -195,6 +195,25 @@ def test_build_sign_info_commands(tmp_path, key, capsys):
     assert "1 to 8" in capsys.readouterr().err
 
 
+def test_build_for_the_virtual_boards_radio(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["firmware", "build", "--version", "1.0", "--json"]) == 0  # board unix, radio sim
+    info = json.loads(capsys.readouterr().out)
+    assert (info["board"], info["radio"], info["file"]) == ("unix", "sim", "dbch-unix-1.0.img")
+    names = {p for p, _n, _d in _records((tmp_path / info["file"]).read_bytes())}
+    assert "boards/unix.mpy" in names and not {n for n in names if "sx126x" in n or "chips" in n or "simchips" in n}
+    assert main(["firmware", "build", "--radio", "heltec_wifi_lora32_v3", "--version", "1.0"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("dbch-unix-sx1262-1.0.img: unix radio sx1262 1.0, ")
+    names = {p for p, _n, _d in _records((tmp_path / "dbch-unix-sx1262-1.0.img").read_bytes())}
+    assert {"hal/sx126x.mpy", "hal/sim/chips/sx126x.mpy", "boards/heltec_wifi_lora32_v3.mpy"} <= names
+    assert not {n for n in names if "rfm69" in n or "stm32wl" in n}
+    assert main(["firmware", "build", "--radio", "esp32"]) == 1
+    assert "board 'unix' has no radio 'esp32': radios sim, sx1262, rfm69, stm32wl" in capsys.readouterr().err
+    assert main(["firmware", "build", "--board", "pico_rfm69", "--radio", "sx1262"]) == 1
+    assert "board 'pico_rfm69' has one radio" in capsys.readouterr().err
+
+
 def _records(content):
     class Sink:
         def __init__(self):

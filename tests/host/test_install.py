@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from agent import fw_image as image
-from host_tools.firmware.build import missing_modules, module_name, needed_modules
+from host_tools.firmware.build import board_needs, missing_modules, module_name, needed_modules
 from host_tools.firmware.image_build import sources_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -171,7 +171,9 @@ def test_a_firmware_image_holds_every_module_its_board_needs(installed):
     p.finish()
     assert len(paths) == len(sources_for("unix")) == json.loads(r.stdout)["files"]
     assert missing_modules("unix", paths) == {}
-    assert set(needed_modules(["boards.unix"])) <= {module_name(Path(x)) for x in paths}
+    # what boards.unix imports, less the radios' parts its image for radio sim goes without
+    assert set(board_needs("unix")) <= {module_name(Path(x)) for x in paths}
+    assert "boards.simchips" in needed_modules(["boards.unix"]) and "boards.simchips" not in board_needs("unix")
 
 
 def test_a_users_own_pytest_file_passes_on_the_plugins_fixtures(installed, tmp_path):

@@ -114,3 +114,29 @@ def test_without_board_the_virtual_board_is_as_it_was(capsys, tmp_path):
     assert vboard.stop("plain")
     rc, _out, err = dbch(capsys, "vboard", "--name", "plain", "--board", "esp32")
     assert rc == 1 and "unknown board 'esp32' for a virtual board; boards: unix, heltec_wifi_lora32_v3" in err
+
+
+def test_a_radio_record_its_image_lacks_fails_at_boot_and_status_says_why(capsys, tmp_path):
+    dbch_json(capsys, "vboard", "--name", "lacks", "--fs", str(tmp_path))
+    try:
+        res = dbch_json(capsys, "flash", "--port", "vboard:lacks")  # no record: its own radio, no driver
+        assert not any("simchips" in p or "sx126x" in p or "chips" in p for p in res["written"]), res["written"]
+        (tmp_path / "data" / "radio").write_text("sx1262")  # the record names a driver the image has not
+        vboard.reset("lacks")
+        rc, _out, err = dbch(capsys, "status", "--port", "vboard:lacks", "--timeout", "2")
+        assert rc == 1 and "ImportError: no module named 'boards.simchips'" in err, err
+        assert (
+            f"its radio record ({tmp_path}/data/radio) names sx1262, but the image it boots has no boards.simchips"
+            in err
+        )
+        assert "it was flashed for another radio; dbch flash gives it the image for sx1262" in err
+        # flashing again reads the record and gives the board that driver and its chip
+        res = dbch_json(capsys, "flash", "--port", "vboard:lacks")
+        # (slot A is one ROMFS image on the virtual board: the image is written again)
+        assert res["layout"] == "romfs" and "dbch.romfs" in res["written"], res["written"]
+        assert dbch_json(capsys, "status", "--port", "vboard:lacks")["radio"] == "Sx1262"
+        # and a second flash finds it unchanged, its record included
+        again = dbch_json(capsys, "flash", "--port", "vboard:lacks")
+        assert again["written"] == [] and again["removed"] == [], again
+    finally:
+        assert vboard.stop("lacks")
