@@ -152,6 +152,18 @@ class Medium:
                 return e[0], e[1]
         return None
 
+    def withdraw(self, radio, page, ch):
+        """Remove the frames radio sent on (page, ch) that nobody has taken; how many there were
+        (the simulated HAN's devices learn so that the hub did not hear them)."""
+        q = self._rx.get((page, ch))
+        if not q:
+            return 0
+        n = len(q)
+        q[:] = [e for e in q if e[2] is not radio]
+        n -= len(q)
+        self._queued -= n
+        return n
+
     # ------------------------------------------------------------ frames out
 
     def on_air(self, radio, page, ch, frame, airtime_us):

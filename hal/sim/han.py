@@ -1,0 +1,375 @@
+# The simulated HAN: smart-metering devices on the radio medium around a hub (DOMAIN.md section 9).
+# Part of the simulated world, beside hal.sim.radio's Medium: the hub sees these devices only
+# through its radio, in the frame format of hal/han_frame.py. Runs on CPython and MicroPython.
+#
+# Devices (EUI-64 and type):
+#   ESME   mains powered, always listening: a reading up every period (ACK_ME).
+#   GSME   battery powered, sleepy: wakes once per wake period, sends POLL (the hub answers with
+#          what it holds for it) and a reading; hears nothing while asleep.
+#   PPMID, IHD, CAD (type 2)   always listening: a request every period, answered by the hub
+#          with a DATA response (a reading from its mirror).
+# Every device: looks for the network channel by sending BEACON_REQ on each channel of its band
+# until the hub answers with BEACON, then JOIN_REQ; a hub whose table is full answers NO_CAPACITY
+# and the device tries again after REJOIN_MS. A unicast the hub did not take from the medium (it
+# listens on another channel, or the frame was lost) is sent again, up to MAX_RETRIES times,
+# then counted as failed; FAILS_TO_SEARCH failures in a row and the device looks for the network
+# again. It honours SuspendZCLMessages (non-essential messages are held while suspended), asks
+# GetSuspendZCLMessagesStatus when its suspension runs out, and (except the GSME) sends its MAC
+# statistics (unicast total, failures, retries over the period) every stats period.
+# Scripted behaviour (script()): "normal"; "silent" (sends nothing: a GSME goes quiet); "flood"
+# (a burst of requests every second); "lossy" (that share of its frames is lost on the air).
+#
+# Time: the world acts in virtual time. advance(ms, tick) moves the clock from one device event
+# to the next, and at each one lets the hub run (tick: the hub's own periodic work, in which it
+# takes frames from its radio and answers them) and delivers what the hub sent.
+from hal import han_frame as hf
+from hal import phy
+from hal.sim.radio import SimRadio
+
+MAX_RETRIES = 3
+FAILS_TO_SEARCH = 3
+REJOIN_MS = 600000  # a device refused for capacity tries again after 10 minutes
+FLOOD_MS = 1000
+STATS_MS = 3600000  # MAC statistics every hour
+_PERIODS = {"ESME": 600000, "GSME": 300000, "PPMID": 120000, "IHD": 60000, "CAD": 300000}
+_BODY = b"\x00" * 40  # a reading
+MAX_DEVICES = 64
+_AIR_MS = phy.airtime_us(phy.MAX_PSDU - phy.FCS_BYTES) // 1000 + 2  # the longest frame has arrived
+
+
+class Device:
+    def __init__(self, eui, kind, period_ms, now):
+        self.eui = eui
+        self.type = kind
+        self.period_ms = period_ms  # GSME: the wake period
+        self.channel = None  # (page, channel) of the network once found
+        self.joined = False
+        self.refused = 0  # NO_CAPACITY answers received
+        self.behaviour = "normal"
+        self.burst = 10
+        self.loss = 0  # percent of frames lost on the air
+        self.next_ms = now
+        self.stats_ms = now + STATS_MS
+        self.suspended_until = 0  # ms; 0: not suspended
+        self.asked = 0  # GetSuspendZCLMessagesStatus sent
+        self.held = 0  # non-essential messages not sent while suspended
+        self.seq = 0
+        self.total = self.failures = self.retries = 0  # this stats period
+        self.fails_in_row = 0
+        self.sent = 0  # frames put on air, all kinds
+        self.airtime_us = 0
+        self.got = {}  # kind -> frames received from the hub
+        self.reports = 0  # STATS sent
+        self.awake = False
+
+    @property
+    def sleepy(self):
+        return self.type == "GSME"
+
+    def state(self, now):
+        return {
+            "eui": self.eui,
+            "type": self.type,
+            "joined": self.joined,
+            "channel": list(self.channel) if self.channel else None,
+            "behaviour": self.behaviour,
+            "suspended_s": max(0, self.suspended_until - now) // 1000 if self.suspended_until else 0,
+            "held": self.held,
+            "asked_status": self.asked,
+            "refused": self.refused,
+            "sent": self.sent,
+            "airtime_us": self.airtime_us,
+            "mac": [self.total, self.failures, self.retries],
+            "reports": self.reports,
+        }
+
+
+class Han:
+    def __init__(self, medium, clock=None, band="868", seed=7):
+        self.medium = medium
+        self.clock = clock or medium.clock
+        self.band = band
+        self.radio = SimRadio(medium, self.clock, band=band)
+        self.devices = []
+        self.network = None  # the channel where a beacon was last heard
+        self._rng = (seed * 2654435761 + 1) & 0xFFFFFFFF or 1
+        self._out = []  # [device, frame, essential, retries] to send at the current step
+
+    # ------------------------------------------------------------ devices
+    def find(self, eui):
+        for d in self.devices:
+            if d.eui == eui:
+                return d
+        return None
+
+    def add(self, eui, kind, period_s=None):
+        """A new device (eui: 8 bytes, kind: a han_frame.TYPES name); it acts at once."""
+        hf.type_code(kind)
+        if not isinstance(eui, bytes) or len(eui) != 8:
+            raise ValueError("an EUI-64 is 8 bytes")
+        if self.find(eui) is not None:
+            raise ValueError("a device with that EUI is already on the medium")
+        if len(self.devices) >= MAX_DEVICES:
+            raise ValueError("the simulated HAN holds at most {} devices".format(MAX_DEVICES))
+        if period_s is not None and (not isinstance(period_s, int) or not 1 <= period_s <= 86400):
+            raise ValueError("period_s must be 1-86400 seconds")
+        period = period_s * 1000 if period_s else _PERIODS[kind]
+        d = Device(eui, kind, period, self.clock.monotonic_ms())
+        self.devices.append(d)
+        return d
+
+    def remove(self, eui):
+        """Take a device off the medium; a joined one says LEAVE first (the hub hears it at its
+        next tick)."""
+        d = self.find(eui)
+        if d is None:
+            raise ValueError("no such device")
+        if d.joined and d.channel:
+            self._transmit(d, hf.LEAVE, b"", d.channel)
+        self.devices.remove(d)
+        return d
+
+    def script(self, eui, behaviour, burst=None, loss=None):
+        d = self.find(eui)
+        if d is None:
+            raise ValueError("no such device")
+        if behaviour not in ("normal", "silent", "flood", "lossy"):
+            raise ValueError("behaviour: normal, silent, flood or lossy")
+        if burst is not None:
+            if not isinstance(burst, int) or not 1 <= burst <= 50:
+                raise ValueError("burst must be 1-50")
+            d.burst = burst
+        if loss is not None:
+            if not isinstance(loss, int) or not 0 <= loss <= 100:
+                raise ValueError("loss must be 0-100 (percent)")
+            d.loss = loss
+        elif behaviour == "lossy" and not d.loss:
+            d.loss = 50
+        if behaviour != "lossy" and loss is None:
+            d.loss = 0
+        d.behaviour = behaviour
+        d.next_ms = min(d.next_ms, self.clock.monotonic_ms())
+        return d
+
+    # ------------------------------------------------------------ time
+    def advance(self, ms, tick):
+        """Run the world for ms of virtual time; tick() is the hub's periodic work."""
+        clock = self.clock
+        end = clock.monotonic_ms() + ms
+        while True:
+            due = None
+            for d in self.devices:
+                if due is None or d.next_ms < due:
+                    due = d.next_ms
+            if due is None or due > end:
+                break
+            now = clock.monotonic_ms()
+            if due > now:
+                clock.advance_ms(due - now)
+            self._step(tick)
+        now = clock.monotonic_ms()
+        if end > now:
+            clock.advance_ms(end - now)
+        tick()
+        self._listen(tick)
+        self._flush(tick)  # the answers the devices owe (ACKs)
+
+    def _step(self, tick):
+        now = self.clock.monotonic_ms()
+        for d in list(self.devices):
+            if d.next_ms <= now:
+                d.awake = True
+                self._act(d, now, tick)
+        self._flush(tick)
+        for d in self.devices:
+            d.awake = False
+
+    def _act(self, d, now, tick):
+        if d.behaviour == "silent":
+            d.next_ms = now + d.period_ms
+            return
+        if not d.joined:
+            d.next_ms = now + REJOIN_MS
+            if self._search(d, tick):
+                self._queue(d, hf.JOIN_REQ, bytes((hf.type_code(d.type),)), True)
+            return
+        if d.behaviour == "flood":
+            d.next_ms = now + FLOOD_MS
+            for _ in range(d.burst):
+                self._data(d, hf.REQUEST, now)
+        else:
+            d.next_ms = now + d.period_ms
+            if d.sleepy:
+                self._queue(d, hf.POLL, b"", True)
+                self._data(d, hf.ACK_ME, now)
+            elif d.type == "ESME":
+                self._data(d, hf.ACK_ME, now)
+            else:
+                self._data(d, hf.REQUEST, now)
+        if d.suspended_until and now >= d.suspended_until:
+            d.suspended_until = 0
+            d.asked += 1
+            self._queue(d, hf.SUSPEND_Q, b"", True)
+        if not d.sleepy and now >= d.stats_ms:
+            minutes = (now - d.stats_ms + STATS_MS) // 60000
+            page, ch = d.channel
+            p = hf.stats(page, ch, d.total, d.failures, d.retries, minutes)
+            d.total = d.failures = d.retries = 0
+            d.stats_ms = now + STATS_MS
+            d.reports += 1
+            self._queue(d, hf.STATS, p, True)
+
+    def _data(self, d, flags, now):
+        if d.suspended_until and now < d.suspended_until:
+            d.held += 1  # SuspendZCLMessages: a ZCL message waits
+            return
+        self._queue(d, hf.DATA, bytes((flags,)) + _BODY, False)
+
+    # ------------------------------------------------------------ air
+    def _queue(self, d, kind, payload, essential):
+        d.seq = (d.seq + 1) & 0xFF
+        self._out.append([d, hf.encode(kind, d.seq, d.eui, hf.BROADCAST, payload), essential, 0])
+
+    def _lost(self, d):
+        if not d.loss:
+            return False
+        x = self._rng
+        x ^= (x << 13) & 0xFFFFFFFF
+        x ^= x >> 17
+        x ^= (x << 5) & 0xFFFFFFFF
+        self._rng = x
+        return x % 100 < d.loss
+
+    def _transmit(self, d, kind, payload, channel, frame=None):
+        r = self.radio
+        if frame is None:
+            d.seq = (d.seq + 1) & 0xFF
+            frame = hf.encode(kind, d.seq, d.eui, hf.BROADCAST, payload)
+        if (r.page, r.channel) != channel:
+            r.tune(channel[0], channel[1])
+        d.airtime_us += r.transmit(frame)
+        d.sent += 1
+        if self._lost(d):  # noise: the hub never hears it
+            q = self.medium._rx.get(channel)
+            if q and q[-1][2] is r:
+                q.pop()
+                self.medium._queued -= 1
+            return True
+        return False
+
+    def _flush(self, tick):
+        # send what the devices queued, with MAC retries for what the hub did not take
+        rounds = 0
+        while self._out and rounds <= 2 * MAX_RETRIES:
+            rounds += 1
+            out = self._out
+            self._out = []
+            by_channel = {}
+            for e in out:
+                d = e[0]
+                if d.channel is None:
+                    continue
+                lost = self._transmit(d, 0, None, d.channel, e[1])
+                by_channel.setdefault(d.channel, []).append((e, lost))
+            self.clock.advance_ms(_AIR_MS)  # on air
+            tick()
+            again = []
+            for ch, sent in by_channel.items():
+                missed = self.medium.withdraw(self.radio, ch[0], ch[1])
+                # the hub takes frames in order: those it missed are the last ones on air
+                heard = len([1 for x in sent if not x[1]]) - missed
+                for e, lost in sent:
+                    d = e[0]
+                    if not lost:
+                        heard -= 1
+                    if not lost and heard >= 0:
+                        d.total += 1
+                        d.retries += e[3]
+                        d.fails_in_row = 0
+                    elif e[3] >= MAX_RETRIES:
+                        d.total += 1
+                        d.failures += 1
+                        d.retries += e[3]
+                        d.fails_in_row += 1
+                        if d.fails_in_row >= FAILS_TO_SEARCH:
+                            d.joined = False  # lost the network: look for it again
+                            d.fails_in_row = 0
+                            d.next_ms = min(d.next_ms, self.clock.monotonic_ms() + d.period_ms)
+                    else:
+                        e[3] += 1
+                        again.append(e)
+            self._listen(tick)
+            self._out = again + self._out
+
+    def _listen(self, tick):
+        # deliver what the hub sent to the devices that hear it
+        channels = []
+        for d in self.devices:
+            if d.channel is not None and d.channel not in channels:
+                channels.append(d.channel)
+        now = self.clock.monotonic_ms()
+        for ch in channels:
+            while True:
+                got = self.medium.take(self.radio, ch[0], ch[1], now + _AIR_MS)
+                if got is None:
+                    break
+                f = hf.decode(got[1])
+                if f is None:
+                    continue
+                for d in self.devices:
+                    if d.channel == ch and (f[3] == d.eui or f[3] == hf.BROADCAST):
+                        self._hear(d, f, now)
+
+    def _hear(self, d, f, now):
+        kind, _seq, _src, _dst, p = f
+        if d.sleepy and not d.awake:
+            return  # asleep: the frame is lost for it
+        d.got[kind] = d.got.get(kind, 0) + 1
+        if kind == hf.JOIN_RSP and p:
+            if p[0] == hf.JOINED:
+                d.joined = True
+                d.next_ms = now + (d.period_ms if d.sleepy else 1000)
+            else:
+                d.refused += 1
+        elif kind == hf.SUSPEND and len(p) >= 2:
+            minutes = hf.get_u16(p, 0)
+            d.suspended_until = now + minutes * 60000 if minutes else 0
+        elif kind == hf.DATA and p and p[0] & hf.ACK_ME:
+            self._queue(d, hf.ACK, bytes((f[1],)), True)
+
+    def _search(self, d, tick):
+        # BEACON_REQ on each channel of the band (the last network channel first) until a BEACON
+        order = []
+        if self.network is not None:
+            order.append(self.network)
+        for page in phy.PLAN:
+            if phy.band_of(page) != self.band:
+                continue
+            first, last, _ = phy.PLAN[page]
+            for ch in range(first, last + 1):
+                if (page, ch) != self.network:
+                    order.append((page, ch))
+        for ch in order:
+            self._transmit(d, hf.BEACON_REQ, b"", ch)
+            self.clock.advance_ms(_AIR_MS)
+            tick()
+            self.medium.withdraw(self.radio, ch[0], ch[1])
+            now = self.clock.monotonic_ms()
+            while True:
+                got = self.medium.take(self.radio, ch[0], ch[1], now + _AIR_MS)
+                if got is None:
+                    break
+                f = hf.decode(got[1])
+                if f is not None and f[0] == hf.BEACON and f[3] in (d.eui, hf.BROADCAST):
+                    d.channel = self.network = ch
+                    return True
+        d.channel = None
+        return False
+
+
+def world_of(medium, band="868"):
+    """The simulated HAN on medium, made on first use (medium.han)."""
+    w = getattr(medium, "han", None)
+    if w is None:
+        w = medium.han = Han(medium, band=band)
+    return w
