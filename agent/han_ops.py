@@ -1,9 +1,9 @@
 # The han.* requests (`dbch han`), loaded when one comes:
 #   han.list                     the devices the hub sees (agent/han.py's table) and, on a board
 #                                with a simulated medium, the simulated devices on it
-#   han.push {eui, len, essential, request_id, cra}
+#   han.push {eui, len, essential, request_id, cra, count}
 #                                a message for a device (a DCC command with its RequestID, or a
-#                                tariff or firmware block that can wait)
+#                                tariff or firmware block that can wait), count times
 #   han.add {eui, type, period_s}, han.remove {eui}, han.script {eui, behaviour, burst, loss}
 #                                the simulated devices (hal/sim/han.py): only on a board whose
 #                                radio is on a simulated medium (the virtual board, the CPython
@@ -68,8 +68,14 @@ def _push(hub, eui, args):
         raise ValueError("request_id must be a DUIS RequestID (originator:target:counter)")
     if cra not in ("Command", "Response", "Alert"):
         raise ValueError("cra must be Command, Response or Alert")
-    outcome = han.push(eui, length, bool(essential), request_id, cra)
-    return "I0", {"outcome": outcome, "duty": hub.duty.state}, None
+    count = args.get("count", 1)
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 1000:
+        raise ValueError("count must be 1-1000")
+    outcomes = {}
+    for _ in range(count):
+        outcome = han.push(eui, length, bool(essential), request_id, cra)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return "I0", {"outcome": outcome, "outcomes": outcomes, "duty": hub.duty.state}, None
 
 
 def _sim_row(d, hub):
