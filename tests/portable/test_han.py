@@ -112,6 +112,21 @@ class Joining(HanRig, unittest.TestCase):
         self.assertEqual(self.sim(ESME)["reports"], 1)
 
 
+    def test_the_table_survives_a_reboot_and_a_silent_gsme_is_seen_to_be(self):
+        self.add(ESME, "ESME")
+        self.add(GSME, "GSME", period_s=60)
+        self.rig.boot()  # the hub reboots; the devices stay on the medium
+        self.assertIsNone(self.rig.hub.han)
+        self.minutes(2)
+        rows = {r["eui"]: r for r in self.rig.call("han.list")[1]["devices"]}
+        self.assertEqual(sorted(rows), [ESME, GSME])
+        self.assertTrue(rows[GSME]["last_heard_s"] < 60, rows)
+        self.rig.call("han.script", eui=GSME, behaviour="silent")
+        self.minutes(10)
+        self.assertTrue(self.row(GSME)["last_heard_s"] >= 9 * 60, self.row(GSME))
+        self.assertTrue(self.row(GSME)["joined"])
+
+
 class DutyCycleOnDevices(HanRig, unittest.TestCase):
     def test_every_duty_cycle_alert_from_device_behaviour(self):
         for eui, kind in ((ESME, "ESME"), (GSME, "GSME"), (IHD, "IHD"), (PPMID, "PPMID")):
