@@ -111,7 +111,6 @@ class Joining(HanRig, unittest.TestCase):
         # what the device counted is what the hub was told (its next period has begun since)
         self.assertEqual(self.sim(ESME)["reports"], 1)
 
-
     def test_the_table_survives_a_reboot_and_a_silent_gsme_is_seen_to_be(self):
         self.add(ESME, "ESME")
         self.add(GSME, "GSME", period_s=60)
