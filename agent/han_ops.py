@@ -15,14 +15,14 @@ OPS = ("han.list", "han.push", "han.add", "han.remove", "han.script")
 
 
 def _world(hub, make):
+    # the simulated HAN on the board's medium (the board makes it: boards.sim, boards.unix)
     medium = getattr(hub.hal, "medium", None)
-    if medium is None:
+    make_world = getattr(hub.board, "han_world", None)
+    if medium is None or make_world is None:
         return None
     if not make:
         return getattr(medium, "han", None)
-    from hal.sim.han import world_of
-
-    return world_of(medium, getattr(hub.radio, "band", "868"))
+    return make_world(medium, getattr(hub.radio, "band", "868"))
 
 
 def handle(hub, op, args):

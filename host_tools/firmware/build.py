@@ -142,7 +142,7 @@ def compile_tree(sources: list[Path]) -> list[Compiled]:
 AGENT_ENTRIES = ("agent.boot", "agent.run", "boards")
 # the Triage link (TLS over the board's network: agent.run loads it for the triage.* requests,
 # and only where the board module's TRIAGE_LINK says the board has it)
-OPTIONAL = ("agent.triage_link", "hal.sim.han")
+OPTIONAL = ("agent.triage_link",)
 
 
 def _source_of(module: str, root: Path) -> Path | None:
