@@ -20,9 +20,12 @@
 #   A DCC command (a push with a RequestID) that cannot be sent is discarded with 8F2C (its
 #   RequestID and CRA flag). Falling below critical (8F23) the broadcast suspension is lifted;
 #   below limited (8F21) the suspended device is released (SuspendZCLMessages, 0 minutes).
-# Delivery statistics for frequency agility: each push the hub sends asks for an ACK; an ACK, or
-# none within ACK_WAIT_MS, is passed to Agility.note_delivery. Devices' MAC statistics reports
-# are kept in the table, and passed to Agility.note_report when it has one.
+# Frequency agility's inputs (the methods agent/agility.py's Agility offers; one it lacks is not
+# called): each push the hub sends asks for an ACK; an ACK, or none within ACK_WAIT_MS, goes to
+# note_delivery. A non-GSME device's MAC statistics go to poor_comms; the GSME's joining (with its
+# wake period), every frame heard from it and its leaving go to gsme_joined, gsme_heard and
+# gsme_left; when it polls, the attributes and flags set for it (attributes(): EnergyScanPending,
+# ChannelChangePending, ChannelChange) are sent to it in ATTR frames and noted read (gsme_read).
 from agent.codes import ALERT_NO_CAPACITY
 from agent.eui import format_eui, parse_eui
 from hal import han_frame as hf
@@ -84,6 +87,8 @@ class Han:
         self.heard += 1
         row = self.table.get(src)
         if row is not None:
+            if row[0] == 2:
+                self._ag("gsme_heard", now)
             row[2] = now
             hour = now // _HOUR_MS
             if row[4] != hour:
@@ -93,7 +98,7 @@ class Han:
         if kind == hf.BEACON_REQ:
             self.send(hf.BEACON, src, b"", essential=True)
         elif kind == hf.JOIN_REQ:
-            self._join(src, p[0] if p else 0, now)
+            self._join(src, p[0] if p else 0, hf.get_u16(p, 1) if len(p) >= 3 else 0, now)
         elif row is None:
             return  # not of this network
         elif kind == hf.DATA and p:
@@ -107,6 +112,8 @@ class Han:
                 self.hub.agility.note_delivery(True)
         elif kind == hf.POLL:
             self._release_held(src)
+            if row[0] == 2:
+                self._attributes(src, now)
         elif kind == hf.SUSPEND_Q:
             self.send(hf.SUSPEND, src, hf.u16(SUSPEND_MIN if self.is_suspended(src) else 0), True)
         elif kind == hf.STATS:
@@ -114,15 +121,19 @@ class Han:
                 row[5] = hf.parse_stats(p)
             except ValueError:
                 return
-            note = getattr(self.hub.agility, "note_report", None)
-            if note is not None:
-                note(src, row[0] == 2, row[5])
+            if row[0] != 2:
+                _page, _ch, total, failures, retries, _minutes = row[5]
+                self._ag("poor_comms", src, total, failures, retries, 1, now)
         elif kind == hf.LEAVE:
+            if row[0] == 2:
+                self._ag("gsme_left")
             self.forget(src)
 
-    def _join(self, eui, code, now):
+    def _join(self, eui, code, wake_s, now):
         if eui in self.table:
             self.table[eui][1] = True
+            if self.table[eui][0] == 2:
+                self._ag("gsme_joined", eui, wake_s, now)
         elif len(self.table) >= self.capacity:
             if eui not in self.refused:
                 self.refused.append(eui)
@@ -135,7 +146,34 @@ class Han:
         else:
             self.table[eui] = [code, True, now, 0, now // _HOUR_MS, None]
             self._save()
+            if code == 2:
+                self._ag("gsme_joined", eui, wake_s, now)
         self.send(hf.JOIN_RSP, eui, bytes((hf.JOINED,)), essential=True)
+
+    # -- frequency agility's inputs (agent/agility.py: those its Agility offers) ------------
+    def _ag(self, name, *args):
+        ag = self.hub.agility
+        fn = getattr(ag, name, None)
+        if fn is None:
+            return
+        before = ag.state()
+        raised = fn(*args)
+        if raised:
+            self.hub.raise_alerts(raised)
+        if ag.state() != before:
+            self.hub.store.put("agility", ag.state())
+
+    def _attributes(self, gsme, now):
+        # the GSME polled: the Sub-GHz attributes and flags set for it, each sent and so read
+        get = getattr(self.hub.agility, "attributes", None)
+        attrs = get() if get is not None else None
+        if not attrs:
+            return
+        for code in (hf.ATTR_SCAN_PENDING, hf.ATTR_CHANGE_PENDING, hf.ATTR_CHANNEL_CHANGE):
+            name = hf.ATTR_NAMES[code]
+            v = attrs.get(name)
+            if v and self.send(hf.ATTR, gsme, bytes((code,)) + hf.u32(int(v)), True):
+                self._ag("gsme_read", name, now)
 
     def forget(self, eui):
         if self.table.pop(eui, None) is not None:

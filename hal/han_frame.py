@@ -11,7 +11,8 @@
 #   bytes 19-   payload, by kind:
 #     BEACON_REQ  -                      a device looking for the network, on one channel
 #     BEACON      -                      the hub's answer: the network is on this channel
-#     JOIN_REQ    device type (1)        a device asks to join
+#     JOIN_REQ    device type (1), wake period in seconds (2; 0: always listening)
+#                                        a device asks to join
 #     JOIN_RSP    status (1)             JOINED, or NO_CAPACITY (the hub's table is full)
 #     DATA        flags (1), body        readings up, commands, tariff pushes and firmware blocks
 #                                        down; flags: ESSENTIAL, REQUEST (answered with DATA),
@@ -24,6 +25,10 @@
 #     STATS       page, channel (1 each), unicast total, failures, retries, period in minutes
 #                 (2 each): Mgmt_NWK_Unsolicited_Enhanced_Update_notify's MAC statistics
 #     LEAVE       -                      the device leaves the network
+#     ATTR        attribute (1), value (4)   the hub's Sub-GHz cluster attribute or functional
+#                                        notification flag, given to a sleepy device when it
+#                                        polls: ATTR_SCAN_PENDING, ATTR_CHANGE_PENDING (value 0/1),
+#                                        ATTR_CHANNEL_CHANGE (the next channel's 32-bit page mask)
 # Multi-byte numbers are big-endian.
 from hal.compat import const
 
@@ -42,7 +47,13 @@ SUSPEND = const(8)
 SUSPEND_Q = const(9)
 STATS = const(10)
 LEAVE = const(11)
-_LAST = const(11)
+ATTR = const(12)
+_LAST = const(12)
+
+ATTR_SCAN_PENDING = const(1)
+ATTR_CHANGE_PENDING = const(2)
+ATTR_CHANNEL_CHANGE = const(3)
+ATTR_NAMES = ("", "EnergyScanPending", "ChannelChangePending", "ChannelChange")
 
 JOINED = const(0)
 NO_CAPACITY = const(1)
@@ -86,6 +97,14 @@ def u16(n):
 
 def get_u16(b, i):
     return (b[i] << 8) | b[i + 1]
+
+
+def u32(n):
+    return u16(n >> 16) + u16(n & 0xFFFF)
+
+
+def get_u32(b, i):
+    return (get_u16(b, i) << 16) | get_u16(b, i + 2)
 
 
 def stats(page, channel, total, failures, retries, minutes):

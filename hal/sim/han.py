@@ -5,7 +5,8 @@
 # Devices (EUI-64 and type):
 #   ESME   mains powered, always listening: a reading up every period (ACK_ME).
 #   GSME   battery powered, sleepy: wakes once per wake period, sends POLL (the hub answers with
-#          what it holds for it) and a reading; hears nothing while asleep.
+#          what it holds for it and the Sub-GHz attributes and flags it has set: a ChannelChange
+#          it follows) and a reading; hears nothing while asleep.
 #   PPMID, IHD, CAD (type 2)   always listening: a request every period, answered by the hub
 #          with a DATA response (a reading from its mirror).
 # Every device: looks for the network channel by sending BEACON_REQ on each channel of its band
@@ -61,6 +62,8 @@ class Device:
         self.got = {}  # kind -> frames received from the hub
         self.reports = 0  # STATS sent
         self.awake = False
+        self.attrs = {}  # the hub's attributes and flags last read (sleepy device): id -> value
+        self.move_to = None  # the channel the hub announced it moves to (ChannelChange)
 
     @property
     def sleepy(self):
@@ -81,6 +84,7 @@ class Device:
             "airtime_us": self.airtime_us,
             "mac": [self.total, self.failures, self.retries],
             "reports": self.reports,
+            "attrs": [[hf.ATTR_NAMES[k], v] for k, v in self.attrs.items() if 0 < k < len(hf.ATTR_NAMES)],
         }
 
 
@@ -191,7 +195,8 @@ class Han:
         if not d.joined:
             d.next_ms = now + REJOIN_MS
             if self._search(d, tick):
-                self._queue(d, hf.JOIN_REQ, bytes((hf.type_code(d.type),)), True)
+                wake_s = d.period_ms // 1000 if d.sleepy else 0
+                self._queue(d, hf.JOIN_REQ, bytes((hf.type_code(d.type),)) + hf.u16(wake_s), True)
             return
         if d.behaviour == "flood":
             d.next_ms = now + FLOOD_MS
@@ -299,6 +304,7 @@ class Han:
                         e[3] += 1
                         again.append(e)
             self._listen(tick)
+            self._follow_moves()
             self._out = again + self._out
 
     def _listen(self, tick):
@@ -334,8 +340,17 @@ class Han:
         elif kind == hf.SUSPEND and len(p) >= 2:
             minutes = hf.get_u16(p, 0)
             d.suspended_until = now + minutes * 60000 if minutes else 0
+        elif kind == hf.ATTR and len(p) >= 5:
+            d.attrs[p[0]] = hf.get_u32(p, 1)
+            if p[0] == hf.ATTR_CHANNEL_CHANGE:
+                d.move_to = _channel_of(d.attrs[p[0]])  # the hub moves there: follow it
         elif kind == hf.DATA and p and p[0] & hf.ACK_ME:
             self._queue(d, hf.ACK, bytes((f[1],)), True)
+
+    def _follow_moves(self):
+        for d in self.devices:
+            if d.move_to is not None:
+                d.channel, d.move_to = d.move_to, None
 
     def _search(self, d, tick):
         # BEACON_REQ on each channel of the band (the last network channel first) until a BEACON
@@ -365,6 +380,16 @@ class Han:
                     return True
         d.channel = None
         return False
+
+
+def _channel_of(mask):
+    # a 32-bit page mask naming one channel (channels.encode_mask's form) -> (page, channel)
+    page = mask >> 27
+    first = phy.PLAN[page][0] if page in phy.PLAN else 0
+    for bit in range(27):
+        if mask >> bit & 1:
+            return page, first + bit
+    return None
 
 
 def world_of(medium, band="868"):
