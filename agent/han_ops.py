@@ -8,10 +8,10 @@
 #                                the simulated devices (hal/sim/han.py): only on a board whose
 #                                radio is on a simulated medium (the virtual board, the CPython
 #                                agent); elsewhere E13
+#   han.noise {page, channel, dbm}  an interferer on a channel of the simulated medium (dbm
+#                                absent: it stops)
 # Each runs the simulated world up to now first, so what the devices did meanwhile is heard.
 from agent.han import eui_arg, han_of
-
-OPS = ("han.list", "han.push", "han.add", "han.remove", "han.script")
 
 
 def _world(hub, make):
@@ -27,7 +27,7 @@ def _world(hub, make):
 
 def handle(hub, op, args):
     # (rc, data, err); ValueError from the arguments is E49
-    sim = op in ("han.add", "han.remove", "han.script")
+    sim = op in ("han.add", "han.remove", "han.script", "han.noise")
     world = _world(hub, sim)
     if sim and world is None:
         return "E13", None, "this board has no simulated HAN (a real board's devices are real)"
@@ -36,6 +36,9 @@ def handle(hub, op, args):
             world.advance(0, hub.tick)
         if op == "han.list":
             return "I0", _listing(hub, world), None
+        if op == "han.noise":
+            world.noise(args.get("page"), args.get("channel"), args.get("dbm"))
+            return "I0", {"interference": [[k[0], k[1], v] for k, v in world.medium.interference.items()]}, None
         eui = eui_arg(args)
         if op == "han.push":
             return _push(hub, eui, args)

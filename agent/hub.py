@@ -582,5 +582,5 @@ _OPS = {
     "reboot": Hub.op_reboot,
 }
 FW_OPS = ("fw.begin", "fw.chunk", "fw.end", "fw.activate", "fw.cancel", "fw.status")
-HAN_OPS = ("han.list", "han.push", "han.add", "han.remove", "han.script")  # agent.han_ops
+HAN_OPS = ("han.list", "han.push", "han.add", "han.remove", "han.script", "han.noise")  # agent.han_ops
 Hub.ops = tuple(_OPS) + FW_OPS + HAN_OPS

@@ -19,6 +19,7 @@
 # statistics (unicast total, failures, retries over the period) every stats period.
 # Scripted behaviour (script()): "normal"; "silent" (sends nothing: a GSME goes quiet); "flood"
 # (a burst of requests every second); "lossy" (that share of its frames is lost on the air).
+# noise(): a channel gets noisy (an interferer the hub's energy readings hear; frames lost on it).
 #
 # Time: the world acts in virtual time. advance(ms, tick) moves the clock from one device event
 # to the next, and at each one lets the hub run (tick: the hub's own periodic work, in which it
@@ -155,6 +156,27 @@ class Han:
         d.next_ms = min(d.next_ms, self.clock.monotonic_ms())
         return d
 
+    def noise(self, page, channel, dbm=None):
+        """An interferer heard at dbm on (page, channel) from now (None: gone): the hub's energy
+        readings rise, and frames on that channel are lost, more the louder it is (NOISE_LOSS)."""
+        phy.check(page, channel)
+        jam = getattr(self.medium, "interference", None)
+        if jam is None:
+            jam = self.medium.interference = {}
+        if dbm is None:
+            jam.pop((page, channel), None)
+        elif not isinstance(dbm, int) or not -120 <= dbm <= 0:
+            raise ValueError("dbm must be -120 to 0")
+        else:
+            jam[(page, channel)] = dbm
+
+    def _noise_loss(self, channel):
+        jam = getattr(self.medium, "interference", None)
+        dbm = jam.get(channel) if jam else None
+        if dbm is None:
+            return 0
+        return max(0, min(90, (dbm + 95) * 3))  # -95 dBm: none; -65 dBm and above: 90 %
+
     # ------------------------------------------------------------ time
     def advance(self, ms, tick):
         """Run the world for ms of virtual time; tick() is the hub's periodic work."""
@@ -235,15 +257,15 @@ class Han:
         d.seq = (d.seq + 1) & 0xFF
         self._out.append([d, hf.encode(kind, d.seq, d.eui, hf.BROADCAST, payload), essential, 0])
 
-    def _lost(self, d):
-        if not d.loss:
+    def _lost(self, loss):
+        if not loss:
             return False
         x = self._rng
         x ^= (x << 13) & 0xFFFFFFFF
         x ^= x >> 17
         x ^= (x << 5) & 0xFFFFFFFF
         self._rng = x
-        return x % 100 < d.loss
+        return x % 100 < loss
 
     def _transmit(self, d, kind, payload, channel, frame=None):
         r = self.radio
@@ -254,7 +276,7 @@ class Han:
             r.tune(channel[0], channel[1])
         d.airtime_us += r.transmit(frame)
         d.sent += 1
-        if self._lost(d):  # noise: the hub never hears it
+        if self._lost(max(d.loss, self._noise_loss(channel))):  # the hub never hears it
             q = self.medium._rx.get(channel)
             if q and q[-1][2] is r:
                 q.pop()
@@ -320,7 +342,7 @@ class Han:
                 if got is None:
                     break
                 f = hf.decode(got[1])
-                if f is None:
+                if f is None or self._lost(self._noise_loss(ch)):
                     continue
                 for d in self.devices:
                     if d.channel == ch and (f[3] == d.eui or f[3] == hf.BROADCAST):

@@ -74,6 +74,9 @@ class Medium:
     def energy(self, page, ch, exclude=None):
         """Energy on (page, ch) now in whole dBm, as a radio (exclude) would measure it."""
         mw = self._background_mw(page, ch, self.clock.monotonic_ms())
+        jam = getattr(self, "interference", None)  # (page, ch) -> dBm: set by the simulated HAN
+        if jam and (page, ch) in jam:
+            mw += math.pow(10.0, jam[(page, ch)] / 10.0)
         if self._on_air_lately():
             mw += self._frames_mw(page, ch, exclude)
         if self.jitter_db:

@@ -1,4 +1,4 @@
-"""`dbch han list|add|remove|script|push`: the hub's HAN devices, and simulated ones on a virtual
+"""`dbch han list|add|remove|script|noise|push`: the hub's HAN devices, and simulated ones on a virtual
 board or the CPython agent."""
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ The devices the hub sees on its radio (EUI, type, joined, suspended, airtime thi
 heard, MAC statistics) and, on a virtual board or the CPython agent, the simulated devices around
 it: add one (it looks for the network and joins, or is refused past the board's capacity: 8F2D),
 remove one (it leaves), or script its behaviour (silent: a GSME goes quiet; flood: a burst of
-requests every second; lossy: a share of its frames lost on the air; normal). The duty-cycle
-alerts that follow come up as usual: dbch alerts."""
+requests every second; lossy: a share of its frames lost on the air; normal), or make a channel
+noisy (an interferer: the hub's energy readings rise and frames on it are lost). The alerts that
+follow (duty cycle, scans and channel changes) come up as usual: dbch alerts."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,6 +41,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--loss", type=int, metavar="PCT", help="lossy: percent of its frames lost (default 50)")
     p.add_argument("--minutes", type=int, default=0, metavar="N", help="then let N virtual minutes pass")
     port_command(p, cmd_script)
+
+    p = hsub.add_parser("noise", help="a channel of the simulated medium gets noisy (an interferer), or quiet again")
+    p.add_argument("page", type=int, metavar="PAGE", help="28-31")
+    p.add_argument("channel", type=int, metavar="CHANNEL")
+    p.add_argument("dbm", type=int, nargs="?", metavar="DBM", help="its level, -120 to 0 dBm (absent: it stops)")
+    p.add_argument("--minutes", type=int, default=0, metavar="N", help="then let N virtual minutes pass")
+    port_command(p, cmd_noise)
 
     p = hsub.add_parser("push", help="a message from the hub to a joined device (a DCC command, a tariff)")
     p.add_argument("eui", metavar="EUI")
@@ -106,6 +114,20 @@ def cmd_script(args: argparse.Namespace) -> int:
     if args.minutes:
         d["duty"] = han.run_minutes(agent, args.minutes, say)
     emit(args, d, _sim_text(d) + (f"; duty cycle {d['duty']}" if args.minutes else ""))
+    return 0
+
+
+def cmd_noise(args: argparse.Namespace) -> int:
+    agent = open_agent(args)
+    d = han.noise(agent, args.page, args.channel, args.dbm)
+    if args.minutes:
+        d["duty"] = han.run_minutes(agent, args.minutes, say)
+    ch = agent.request("channel").data
+    d["channel"] = ch
+    on = ", ".join(f"{p}/{c} at {dbm} dBm" for p, c, dbm in d["interference"]) or "none"
+    emit(
+        args, d, f"interference: {on}; the hub operates on " + (f"{ch['page']}/{ch['channel']}" if ch else "no channel")
+    )
     return 0
 
 

@@ -89,6 +89,14 @@ def push(
     return _answer(agent, "han.push", args, f"han push {args['eui']}")
 
 
+def noise(agent: Agent, page: int, channel: int, dbm: int | None) -> dict:
+    """An interferer at dbm on (page, channel) of the simulated medium (None: it stops)."""
+    args = {"page": page, "channel": channel}
+    if dbm is not None:
+        args["dbm"] = dbm
+    return _answer(agent, "han.noise", args, f"han noise {page}/{channel}")
+
+
 def run_minutes(agent: Agent, minutes: int, say: Callable[[str], None] = lambda text: None) -> str:
     """Let `minutes` of virtual time pass a minute at a time (the devices act as it passes); the
     duty-cycle state at the end."""

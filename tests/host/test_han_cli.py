@@ -117,6 +117,35 @@ def test_past_capacity_a_device_is_refused_with_8F2D(port, capsys):
     assert rc == 0 and out.strip() == f"{late} left"
 
 
+def test_a_noisy_channel_moves_the_hub(port, capsys):
+    agent = Agent.open(port, timeout=20)
+    try:
+        before = agent.request("channel").data
+    finally:
+        agent.close()
+    rc, out, err = dbch(
+        capsys,
+        "han",
+        "noise",
+        str(before["page"]),
+        str(before["channel"]),
+        "-60",
+        "--minutes",
+        "5",
+        "--port",
+        port,
+        "--json",
+    )
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["interference"] == [[before["page"], before["channel"], -60]]
+    assert (d["channel"]["page"], d["channel"]["channel"]) != (before["page"], before["channel"])
+    moved = [p for c, p in alerts(port) if c == "8F26"]
+    assert moved and (moved[-1]["page"], moved[-1]["channel"]) == (d["channel"]["page"], d["channel"]["channel"])
+    rc, out, err = dbch(capsys, "han", "noise", str(before["page"]), str(before["channel"]), "--port", port)
+    assert rc == 0 and out.startswith("interference: none;"), out
+
+
 def test_bad_input_gets_a_clear_error(port, capsys):
     rc, out, err = dbch(capsys, "han", "add", "01-02", "ESME", "--port", port)
     assert rc == 1 and "is not an EUI-64" in err and "00-00-00-00-00-00-01-01" in err

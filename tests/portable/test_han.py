@@ -10,12 +10,15 @@ IHD = "00-00-00-00-00-00-01-03"
 PPMID = "00-00-00-00-00-00-01-04"
 RID = "90-B3-D5-1F-30-01-00-00:00-00-00-00-00-00-01-01:1000"
 MINUTE = 60000
+# the DBCH04 example on page 30 only (870.45 / 870.65 MHz): the duty-cycle states one after the
+# other below a 2.5 % regulated limit
+PAGE_30 = {"LowerBandSubGHzChannels0To26": [], "LowerBandSubGHzChannels27To34": [], "UpperBandSubGHzChannels0To26": []}
 
 
 class HanRig:
     def setUp(self):
         self.rig = Rig()
-        rc, _, err = self.rig.call("config.set", config=config())
+        rc, _, err = self.rig.call("config.set", config=config(**PAGE_30))
         self.assertEqual(rc, "I0", err)
         self.rig.drain()
         self.seen = []
@@ -124,6 +127,24 @@ class Joining(HanRig, unittest.TestCase):
         self.minutes(10)
         self.assertTrue(self.row(GSME)["last_heard_s"] >= 9 * 60, self.row(GSME))
         self.assertTrue(self.row(GSME)["joined"])
+
+    def test_a_noisy_channel_moves_the_hub_and_the_devices_follow(self):
+        for eui, kind in ((ESME, "ESME"), (GSME, "GSME"), (IHD, "IHD")):
+            self.add(eui, kind, period_s=60)
+        before = self.rig.call("channel")[1]
+        rc, data, err = self.rig.call("han.noise", page=before["page"], channel=before["channel"], dbm=-60)
+        self.assertEqual(rc, "I0", err)
+        self.assertEqual(data["interference"], [[before["page"], before["channel"], -60]])
+        self.assertTrue(self.minutes(30, until="8F26"))
+        moved = self.payloads("8F26")[-1]
+        self.assertNotEqual((moved["page"], moved["channel"]), (before["page"], before["channel"]))
+        self.assertIn(moved["trigger"], ("CHDetectedMessageFailureProblems", "CHDetectedMessageRetryProblems"))
+        self.minutes(15)
+        for eui in (ESME, GSME, IHD):
+            d = self.sim(eui)
+            self.assertTrue(d["joined"], d)
+            self.assertEqual(d["channel"], [moved["page"], moved["channel"]], d)
+        self.assertEqual(self.rig.call("han.noise", page=before["page"], channel=before["channel"])[0], "I0")
 
 
 class DutyCycleOnDevices(HanRig, unittest.TestCase):
