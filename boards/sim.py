@@ -28,6 +28,7 @@ _MANIFEST = const(
         "hal.sim.vclock",
         "hal.sim.radio",
         "hal.sim.han",
+        "hal.sim.han_device",
         "hal.sim.flash",
         "boards.simchips",
         "hal.sim.chips",

@@ -28,6 +28,7 @@ _MANIFEST = const(
         "hal.sim.clock",
         "hal.sim.radio",
         "hal.sim.han",
+        "hal.sim.han_device",
         "boards.simchips",
         "hal.sim.chips",
         "hal.sim.chips.air",

@@ -26,67 +26,16 @@
 # takes frames from its radio and answers them) and delivers what the hub sent.
 from hal import han_frame as hf
 from hal import phy
+from hal.sim.han_device import PERIODS, STATS_MS, Device, channel_of
 from hal.sim.radio import SimRadio
 
 MAX_RETRIES = 3
 FAILS_TO_SEARCH = 3
 REJOIN_MS = 600000  # a device refused for capacity tries again after 10 minutes
 FLOOD_MS = 1000
-STATS_MS = 3600000  # MAC statistics every hour
-_PERIODS = {"ESME": 600000, "GSME": 300000, "PPMID": 120000, "IHD": 60000, "CAD": 300000}
 _BODY = b"\x00" * 40  # a reading
 MAX_DEVICES = 64
 _AIR_MS = phy.airtime_us(phy.MAX_PSDU - phy.FCS_BYTES) // 1000 + 2  # the longest frame has arrived
-
-
-class Device:
-    def __init__(self, eui, kind, period_ms, now):
-        self.eui = eui
-        self.type = kind
-        self.period_ms = period_ms  # GSME: the wake period
-        self.channel = None  # (page, channel) of the network once found
-        self.joined = False
-        self.refused = 0  # NO_CAPACITY answers received
-        self.behaviour = "normal"
-        self.burst = 10
-        self.loss = 0  # percent of frames lost on the air
-        self.next_ms = now
-        self.stats_ms = now + STATS_MS
-        self.suspended_until = 0  # ms; 0: not suspended
-        self.asked = 0  # GetSuspendZCLMessagesStatus sent
-        self.held = 0  # non-essential messages not sent while suspended
-        self.seq = 0
-        self.total = self.failures = self.retries = 0  # this stats period
-        self.fails_in_row = 0
-        self.sent = 0  # frames put on air, all kinds
-        self.airtime_us = 0
-        self.got = {}  # kind -> frames received from the hub
-        self.reports = 0  # STATS sent
-        self.awake = False
-        self.attrs = {}  # the hub's attributes and flags last read (sleepy device): id -> value
-        self.move_to = None  # the channel the hub announced it moves to (ChannelChange)
-
-    @property
-    def sleepy(self):
-        return self.type == "GSME"
-
-    def state(self, now):
-        return {
-            "eui": self.eui,
-            "type": self.type,
-            "joined": self.joined,
-            "channel": list(self.channel) if self.channel else None,
-            "behaviour": self.behaviour,
-            "suspended_s": max(0, self.suspended_until - now) // 1000 if self.suspended_until else 0,
-            "held": self.held,
-            "asked_status": self.asked,
-            "refused": self.refused,
-            "sent": self.sent,
-            "airtime_us": self.airtime_us,
-            "mac": [self.total, self.failures, self.retries],
-            "reports": self.reports,
-            "attrs": [[hf.ATTR_NAMES[k], v] for k, v in self.attrs.items() if 0 < k < len(hf.ATTR_NAMES)],
-        }
 
 
 class Han:
@@ -118,7 +67,7 @@ class Han:
             raise ValueError("the simulated HAN holds at most {} devices".format(MAX_DEVICES))
         if period_s is not None and (not isinstance(period_s, int) or not 1 <= period_s <= 86400):
             raise ValueError("period_s must be 1-86400 seconds")
-        period = period_s * 1000 if period_s else _PERIODS[kind]
+        period = period_s * 1000 if period_s else PERIODS[kind]
         d = Device(eui, kind, period, self.clock.monotonic_ms())
         self.devices.append(d)
         return d
@@ -365,7 +314,7 @@ class Han:
         elif kind == hf.ATTR and len(p) >= 5:
             d.attrs[p[0]] = hf.get_u32(p, 1)
             if p[0] == hf.ATTR_CHANNEL_CHANGE:
-                d.move_to = _channel_of(d.attrs[p[0]])  # the hub moves there: follow it
+                d.move_to = channel_of(d.attrs[p[0]])  # the hub moves there: follow it
         elif kind == hf.DATA and p and p[0] & hf.ACK_ME:
             self._queue(d, hf.ACK, bytes((f[1],)), True)
 
@@ -402,16 +351,6 @@ class Han:
                     return True
         d.channel = None
         return False
-
-
-def _channel_of(mask):
-    # a 32-bit page mask naming one channel (channels.encode_mask's form) -> (page, channel)
-    page = mask >> 27
-    first = phy.PLAN[page][0] if page in phy.PLAN else 0
-    for bit in range(27):
-        if mask >> bit & 1:
-            return page, first + bit
-    return None
 
 
 def world_of(medium, band="868"):
