@@ -384,18 +384,12 @@ class Hub:
                 self._save_agility()
 
     def _hear(self, now):
-        # the HAN's frames (hal/han_frame.py: they begin with 0x48): agent.han loads with the first
-        han = self.han
-        if han is None:
-            frame = self.radio.receive(0)
-            if not frame or frame[0] != 0x48:
-                return
+        # the HAN (agent.han) is loaded with the first frame of its format (0x48 first: hal/han_frame.py)
+        frame = None if self.han else self.radio.receive(0)
+        if self.han or frame and frame[0] == 0x48:
             from agent.han import han_of
 
-            han = han_of(self)
-            han.tick(now, frame)
-        else:
-            han.tick(now)
+            han_of(self).tick(now, frame)
 
     # -- requests ----------------------------------------------------------------------------
     def handle(self, req):

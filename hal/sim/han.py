@@ -24,6 +24,8 @@
 # Time: the world acts in virtual time. advance(ms, tick) moves the clock from one device event
 # to the next, and at each one lets the hub run (tick: the hub's own periodic work, in which it
 # takes frames from its radio and answers them) and delivers what the hub sent.
+import math
+
 from hal import han_frame as hf
 from hal import phy
 from hal.sim.han_device import PERIODS, STATS_MS, Device, channel_of
@@ -112,6 +114,7 @@ class Han:
         jam = getattr(self.medium, "interference", None)
         if jam is None:
             jam = self.medium.interference = {}
+            _hear_interference(self.medium, jam)
         if dbm is None:
             jam.pop((page, channel), None)
         elif not isinstance(dbm, int) or not -120 <= dbm <= 0:
@@ -251,7 +254,7 @@ class Han:
             tick()
             again = []
             for ch, sent in by_channel.items():
-                missed = self.medium.withdraw(self.radio, ch[0], ch[1])
+                missed = _withdraw(self.medium, self.radio, ch[0], ch[1])
                 # the hub takes frames in order: those it missed are the last ones on air
                 heard = len([1 for x in sent if not x[1]]) - missed
                 for e, lost in sent:
@@ -339,7 +342,7 @@ class Han:
             self._transmit(d, hf.BEACON_REQ, b"", ch)
             self.clock.advance_ms(_AIR_MS)
             tick()
-            self.medium.withdraw(self.radio, ch[0], ch[1])
+            _withdraw(self.medium, self.radio, ch[0], ch[1])
             now = self.clock.monotonic_ms()
             while True:
                 got = self.medium.take(self.radio, ch[0], ch[1], now + _AIR_MS)
@@ -351,6 +354,33 @@ class Han:
                     return True
         d.channel = None
         return False
+
+
+def _withdraw(medium, radio, page, ch):
+    # remove the frames radio sent on (page, ch) that nobody has taken; how many there were (the
+    # devices learn so that the hub did not hear them). Here, not in Medium, so that a board
+    # without a HAN does not carry it.
+    q = medium._rx.get((page, ch))
+    if not q:
+        return 0
+    n = len(q)
+    q[:] = [e for e in q if e[2] is not radio]
+    n -= len(q)
+    medium._queued -= n
+    return n
+
+
+def _hear_interference(medium, jam):
+    # the medium's background level on a channel, plus the interferers of jam ((page, ch) ->
+    # dBm): installed on the medium instance the first time a channel gets noisy
+    background = medium._background_mw
+
+    def level(page, ch, now):
+        mw = background(page, ch, now)
+        dbm = jam.get((page, ch))
+        return mw if dbm is None else mw + math.pow(10.0, dbm / 10.0)
+
+    medium._background_mw = level
 
 
 def world_of(medium, band="868"):

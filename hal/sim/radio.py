@@ -74,9 +74,6 @@ class Medium:
     def energy(self, page, ch, exclude=None):
         """Energy on (page, ch) now in whole dBm, as a radio (exclude) would measure it."""
         mw = self._background_mw(page, ch, self.clock.monotonic_ms())
-        jam = getattr(self, "interference", None)  # (page, ch) -> dBm: set by the simulated HAN
-        if jam and (page, ch) in jam:
-            mw += math.pow(10.0, jam[(page, ch)] / 10.0)
         if self._on_air_lately():
             mw += self._frames_mw(page, ch, exclude)
         if self.jitter_db:
@@ -154,18 +151,6 @@ class Medium:
                 self._queued -= 1
                 return e[0], e[1]
         return None
-
-    def withdraw(self, radio, page, ch):
-        """Remove the frames radio sent on (page, ch) that nobody has taken; how many there were
-        (the simulated HAN's devices learn so that the hub did not hear them)."""
-        q = self._rx.get((page, ch))
-        if not q:
-            return 0
-        n = len(q)
-        q[:] = [e for e in q if e[2] is not radio]
-        n -= len(q)
-        self._queued -= n
-        return n
 
     # ------------------------------------------------------------ frames out
 
