@@ -13,20 +13,24 @@
 # Each runs the simulated world up to now first, so what the devices did meanwhile is heard.
 from agent.han import eui_arg, han_of
 
+_WORLD = "hal.sim.han"
+OPS = ("han.list", "han.push", "han.add", "han.remove", "han.script", "han.noise")
+
 
 def _world(hub, make):
-    # the simulated HAN on the board's medium (the board makes it: boards.sim, boards.unix)
+    # the simulated HAN on the board's medium: a simulated board (boards.sim, boards.unix) puts
+    # its medium in the HAL and carries hal.sim.han in its manifest; loaded by name, so that no
+    # other board's image needs it
     medium = getattr(hub.hal, "medium", None)
-    make_world = getattr(hub.board, "han_world", None)
-    if medium is None or make_world is None:
-        return None
-    if not make:
+    if medium is None or not make:
         return getattr(medium, "han", None)
-    return make_world(medium, getattr(hub.radio, "band", "868"))
+    return __import__(_WORLD, None, None, ["world_of"]).world_of(medium, getattr(hub.radio, "band", "868"))
 
 
 def handle(hub, op, args):
     # (rc, data, err); ValueError from the arguments is E49
+    if op not in OPS:
+        return "E13", None, "unknown operation {!r}".format(op)
     sim = op in ("han.add", "han.remove", "han.script", "han.noise")
     world = _world(hub, sim)
     if sim and world is None:

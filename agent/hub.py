@@ -396,13 +396,14 @@ class Hub:
         # A checked request message -> (rc, data, err).
         op = req.get("op")
         fn = _OPS.get(op)
-        if fn is None and op not in FW_OPS and op not in HAN_OPS:
+        han = fn is None and str(op)[:4] == "han."  # the HAN's requests: agent/han_ops.py
+        if fn is None and op not in FW_OPS and not han:
             return RC_UNKNOWN_OP, None, "unknown operation {!r}".format(op)
         args = req.get("a") or {}
         if not isinstance(args, dict):
             return RC_BAD_ARGS, None, "arguments must be a map"
         try:
-            if op in HAN_OPS:
+            if han:
                 from agent.han_ops import handle
 
                 return handle(self, op, args)
@@ -576,5 +577,4 @@ _OPS = {
     "reboot": Hub.op_reboot,
 }
 FW_OPS = ("fw.begin", "fw.chunk", "fw.end", "fw.activate", "fw.cancel", "fw.status")
-HAN_OPS = ("han.list", "han.push", "han.add", "han.remove", "han.script", "han.noise")  # agent.han_ops
-Hub.ops = tuple(_OPS) + FW_OPS + HAN_OPS
+Hub.ops = tuple(_OPS) + FW_OPS  # and agent.han_ops.OPS

@@ -155,10 +155,3 @@ class Rig:
         """Acknowledge everything in the outbox, as a host that received it."""
         for seq, _k, _d in self.hub.outbox.pending():
             self.hub.outbox.ack(seq)
-
-
-def han_world(medium, band=BAND):
-    """The simulated HAN on medium (hal.sim.han: devices beside the hub), made on first use."""
-    from hal.sim.han import world_of
-
-    return world_of(medium, band)

@@ -105,10 +105,3 @@ def make_hal(band=BAND, seed=None, radio=None):
     hal = Hal(radio, clock, storage, link=link, identity=identity, board=sys.modules[__name__], reset=_reset)
     hal.medium = medium  # the simulated world's air: its HAN devices (hal.sim.han) live on it
     return hal
-
-
-def han_world(medium, band=BAND):
-    """The simulated HAN on medium (hal.sim.han: devices beside the hub), made on first use."""
-    from hal.sim.han import world_of
-
-    return world_of(medium, band)
