@@ -5,7 +5,7 @@ from hal.compat import const
 
 NAME = "sim"
 MCU = "host"
-HAN_CAPACITY = 16  # HAN devices that may join (agent/han.py); the next raises 8F2D
+HAN_CAPACITY = 24  # HAN devices that may join (agent/han.py); the next raises 8F2D
 RADIO = "sim"
 # SimRadio unless asked: a driver costs ~30x per frame, and the month-long endurance runs, the
 # fuzzing and the host tools' agents are about the agent, not the radio (the hub tests run on all)
