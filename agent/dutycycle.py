@@ -225,6 +225,9 @@ class DutyCycle:
         self._level = 0
         self.suspended = None  # EUI of the device suspended in the limited state
         self.refusal = None  # why the last check() refused, or None
+        # who to name when the ledger holds no device's airtime on entering limited: a callable
+        # returning an EUI or None (the HAN's device heard most, agent/han.py)
+        self.fallback = None
         self.normal_limited = self.limited_critical = self.regulated = 0
         self.set_thresholds(normal_limited, limited_critical, regulated)
 
@@ -281,6 +284,8 @@ class DutyCycle:
             self._level += 1
             if self._level == 1:
                 self.suspended = self.ledger.top_device(now_ms)
+                if self.suspended is None and self.fallback is not None:
+                    self.suspended = self.fallback()
                 alerts.append((ALERT_LIMITED_ACTION, {"eui": self.suspended}))
             else:
                 alerts.append((_ENTER[self._level], None))

@@ -143,6 +143,7 @@ class Hub:
         self._unsaved_us = 0  # airtime recorded since the duty-cycle record was last written
         self._duty_state = None  # the state that record holds
         self.agility = Agility(self.radio, self.clock, self.store.get("agility"))
+        self.han = None  # the devices on the radio (agent.han), loaded when the first one speaks
         self._masks = None  # the configuration in force: its four channel masks
         self._params = None  # and its scaled parameters (None: not configured)
         self.config_restore = None  # why the stored configuration was not restored at this boot
@@ -376,22 +377,36 @@ class Hub:
         if self.firmware is not None:
             self.firmware.tick(now)
         if self._masks is not None:
+            self._hear(now)
             before = self.agility.state()
             self.raise_alerts(self.agility.tick(now))
             if self.agility.state() != before:
                 self._save_agility()
+
+    def _hear(self, now):
+        # the HAN (agent.han) is loaded with the first frame of its format (0x48 first: hal/han_frame.py)
+        frame = None if self.han else self.radio.receive(0)
+        if self.han or frame and frame[0] == 0x48:
+            from agent.han import han_of
+
+            han_of(self).tick(now, frame)
 
     # -- requests ----------------------------------------------------------------------------
     def handle(self, req):
         # A checked request message -> (rc, data, err).
         op = req.get("op")
         fn = _OPS.get(op)
-        if fn is None and op not in FW_OPS:
+        han = fn is None and str(op)[:4] == "han."  # the HAN's requests: agent/han_ops.py
+        if fn is None and op not in FW_OPS and not han:
             return RC_UNKNOWN_OP, None, "unknown operation {!r}".format(op)
         args = req.get("a") or {}
         if not isinstance(args, dict):
             return RC_BAD_ARGS, None, "arguments must be a map"
         try:
+            if han:
+                from agent.han_ops import handle
+
+                return handle(self, op, args)
             if fn is None:
                 try:
                     return self.fw().updater().handle(op, args)
@@ -541,8 +556,12 @@ class Hub:
             return RC_UNKNOWN_OP, None, "this board's clock is real time"
         if not 0 <= ms <= _MAX_ADVANCE_MS:
             raise BadArgs("ms must be 0 to {} (31 days)".format(_MAX_ADVANCE_MS))
-        self.clock.advance_ms(ms)
-        self.tick()
+        world = getattr(getattr(self.hal, "medium", None), "han", None)
+        if world is not None:  # a simulated HAN (hal/sim/han.py): its devices act as time passes
+            world.advance(ms, self.tick)
+        else:
+            self.clock.advance_ms(ms)
+            self.tick()
         return RC_OK, {"monotonic_ms": self.clock.monotonic_ms()}, None
 
     def op_reboot(self, args):
@@ -563,4 +582,4 @@ _OPS = {
     "reboot": Hub.op_reboot,
 }
 FW_OPS = ("fw.begin", "fw.chunk", "fw.end", "fw.activate", "fw.cancel", "fw.status")
-Hub.ops = tuple(_OPS) + FW_OPS
+Hub.ops = tuple(_OPS) + FW_OPS  # and agent.han_ops.OPS

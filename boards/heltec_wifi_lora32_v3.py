@@ -5,6 +5,7 @@ from hal.compat import const
 
 NAME = "heltec_wifi_lora32_v3"
 MCU = "ESP32-S3"
+HAN_CAPACITY = 32  # HAN devices that may join (agent/han.py); the next raises 8F2D
 RADIO = "SX1262"
 BAND = "868"  # the module variant fitted: "868" (pages 28-30) or "915" (page 31)
 BANDS = ("868", "915")  # the SX1262 front end is sold for both

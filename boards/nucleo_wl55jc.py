@@ -5,6 +5,7 @@ from hal.compat import const
 
 NAME = "nucleo_wl55jc"
 MCU = "STM32WL55JC"
+HAN_CAPACITY = 32  # HAN devices that may join (agent/han.py); the next raises 8F2D
 RADIO = "STM32WL SUBGHZ"
 BAND = "868"  # "868" (pages 28-30) or "915" (page 31): the JC1 board covers both
 BANDS = ("868", "915")

@@ -6,6 +6,7 @@ from hal.compat import const
 
 NAME = "pico_rfm69"
 MCU = "RP2040"
+HAN_CAPACITY = 16  # HAN devices that may join (agent/han.py); the next raises 8F2D
 RADIO = "RFM69HCW"
 BAND = "868"  # the module variant fitted: RFM69HCW-868 (pages 28-30) or -915 (page 31)
 BANDS = ("868", "915")

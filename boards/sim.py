@@ -5,6 +5,7 @@ from hal.compat import const
 
 NAME = "sim"
 MCU = "host"
+HAN_CAPACITY = 24  # HAN devices that may join (agent/han.py); the next raises 8F2D
 RADIO = "sim"
 # SimRadio unless asked: a driver costs ~30x per frame, and the month-long endurance runs, the
 # fuzzing and the host tools' agents are about the agent, not the radio (the hub tests run on all)
@@ -26,6 +27,8 @@ _MANIFEST = const(
         "hal.sim",
         "hal.sim.vclock",
         "hal.sim.radio",
+        "hal.sim.han",
+        "hal.sim.han_device",
         "hal.sim.flash",
         "boards.simchips",
         "hal.sim.chips",
@@ -86,7 +89,9 @@ def make_hal(
         radio = make_radio(radio, clock, medium, band, TX_POWER_CAP_DBM)[0]
     import sys
 
-    return Hal(radio, clock, storage, link=link, identity=StaticIdentity(eui), board=sys.modules[__name__])
+    hal = Hal(radio, clock, storage, link=link, identity=StaticIdentity(eui), board=sys.modules[__name__])
+    hal.medium = medium  # the simulated world's air: its HAN devices (hal.sim.han) live on it
+    return hal
 
 
 class Rig:

@@ -7,6 +7,7 @@ from hal.compat import const
 
 NAME = "unix"
 MCU = "unix port"
+HAN_CAPACITY = 8  # HAN devices that may join (agent/han.py); the next raises 8F2D
 RADIO = "sim"
 BAND = "868"
 TX_POWER_CAP_DBM = 14
@@ -29,6 +30,8 @@ _MANIFEST = const(
         "hal.sim",
         "hal.sim.clock",
         "hal.sim.radio",
+        "hal.sim.han",
+        "hal.sim.han_device",
         "agent.triage_link",
         "agent.triage",
         "hal.tls",
@@ -140,4 +143,6 @@ def make_hal(band=BAND, seed=None, radio=None):
 
         radio = make_radio(radio, clock, medium, band, TX_POWER_CAP_DBM)[0]
     link = StreamLink(sys.stdin.buffer, sys.stdout.buffer)
-    return Hal(radio, clock, storage, link=link, identity=identity, board=sys.modules[__name__], reset=_reset)
+    hal = Hal(radio, clock, storage, link=link, identity=identity, board=sys.modules[__name__], reset=_reset)
+    hal.medium = medium  # the simulated world's air: its HAN devices (hal.sim.han) live on it
+    return hal

@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "host_tools.cli.dcc",
     "host_tools.cli.firmware",
     "host_tools.cli.agent",
+    "host_tools.cli.han",
     "host_tools.cli.selftest",
     "host_tools.cli.demo",
     "host_tools.cli.pki",

@@ -1,7 +1,8 @@
 """`dbch demo`: the main job on the default virtual board, end to end.
 
 Flashes the agent (only what changed), applies a Sub GHz Configuration like the DCC's DBCH04
-example, pushes radio traffic until the duty-cycle alerts appear, stages and activates a signed
+example, lets simulated HAN devices join and misbehave until the duty-cycle alerts appear
+(han_traffic), stages and activates a signed
 firmware image (the board reboots into it and reports N64), then prints a short report: the
 configuration applied, one row per upward alert, the firmware activation and a summary. The
 alerts are also DCC alerts in DUIS XML (--format duis, --out DIR), checked against the DCC's DUIS
@@ -28,7 +29,13 @@ from host_tools.link.ports import DEFAULT_BAUD, DEFAULT_TIMEOUT, resolve
 DEMO_CONFIG = DBCH04_CONFIG
 DEMO_REGION = "North"
 DEMO_EUI = "00-DB-12-34-56-78-90-A2"
-METER = "00-00-00-00-00-00-00-01"
+# the demo's HAN: simulated devices beside the hub (hal/sim/han.py), driven by `dbch han`
+ESME = "00-00-00-00-00-00-01-01"
+GSME = "00-00-00-00-00-00-01-02"
+IHD = "00-00-00-00-00-00-01-03"
+PPMID = "00-00-00-00-00-00-01-04"
+HAN = ((ESME, "ESME"), (GSME, "GSME"), (IHD, "IHD"), (PPMID, "PPMID"))
+DCC_REQUEST = f"90-B3-D5-1F-30-01-00-00:{ESME}:1000"  # a DCC command to the ESME (originator:target:counter)
 HOUR_MS = 3600 * 1000
 DUIS_KINDS = ("N54", "N64")  # the upward events that are DCC alerts, with a DUIS document each
 
@@ -101,17 +108,8 @@ def run(
     say(f"   {r.rc}: applied")
     demo.seen += take(agent, 0.2, "configuration")
 
-    say("== push traffic from a meter and the hub until the duty-cycle alerts appear")
-    state = None
-    while demo.minutes < 90 and state != "regulated":
-        for device in (METER, None):
-            req = {"count": 300, "len": 125, "essential": device is None}
-            if device:
-                req["device"] = device
-            state = agent.request("send", req, timeout=30).data["duty"]
-        agent.request("clock.advance", {"ms": 60000})
-        demo.minutes += 1
-        demo.seen += take(agent, 0.02, f"traffic min {demo.minutes}")
+    say("== a HAN joins the hub; an IHD, then a PPMID, flood it with requests")
+    han_traffic(agent, demo, say)
     demo.seen += take(agent, 1.0, f"traffic min {demo.minutes}")
     demo.status = agent.request("status").data
     duty = demo.status["duty"]
@@ -147,6 +145,41 @@ def run(
     return demo
 
 
+def han_traffic(agent: Agent, demo: Demo, say: Callable[[str], None]) -> None:
+    """The duty-cycle alerts from device behaviour: the HAN joins, an IHD floods the hub with
+    requests until Limited suspends it (8F20 names it), a PPMID floods until Critical suspends
+    every device by broadcast (8F22), the floods stop, essential commands to the ESME fill the hour
+    to the regulated limit (8F24), and a DCC command that cannot go then is discarded (8F2C)."""
+    from host_tools.link import han
+
+    present = {d["eui"] for d in han.listing(agent).get("simulated") or []}
+    for eui, kind in HAN:
+        if eui in present:  # still on the medium from an earlier run on this boot
+            han.script(agent, eui, "normal")
+        else:
+            han.add(agent, eui, kind)
+    say(f"   {len(HAN)} devices on the medium: " + ", ".join(f"{kind} {eui}" for eui, kind in HAN))
+    han.script(agent, IHD, "flood")
+    state = "normal"
+    while demo.minutes < 60 and state not in ("critical", "regulated"):
+        agent.request("clock.advance", {"ms": 60000}, timeout=60)
+        demo.minutes += 1
+        demo.seen += take(agent, 0.02, f"traffic min {demo.minutes}")
+        state = agent.request("status").data["duty"]["state"]
+        if state == "limited":
+            han.script(agent, PPMID, "flood")
+    for eui in (IHD, PPMID):
+        han.script(agent, eui, "normal")
+    say(f"   {demo.minutes} virtual minutes of floods: duty cycle {state}")
+    for _ in range(20):
+        if state == "regulated":
+            break
+        state = han.push(agent, ESME, length=100, essential=True, count=200)["duty"]
+    demo.seen += take(agent, 0.2, f"traffic min {demo.minutes}")
+    outcome = han.push(agent, ESME, request_id=DCC_REQUEST)["outcome"]
+    say(f"   essential commands to the ESME: duty cycle {state}; a DCC command then: {outcome}")
+
+
 def alert_name(ev: Event) -> str:
     """A row's description: the GBCS alert's name (N54) or the DCC alert's, and what it names."""
     from host_tools.duis import dcc_tables
@@ -157,6 +190,10 @@ def alert_name(ev: Event) -> str:
         p = d.get("payload")
         if isinstance(p, dict) and p.get("DeviceIDToSuspend"):
             name += f": suspends {p['DeviceIDToSuspend']}"
+        elif isinstance(p, dict) and p.get("request_id"):
+            name += f": {p.get('cra')} {p['request_id']}"
+        elif isinstance(p, dict) and p.get("DeviceID"):
+            name += f": {p['DeviceID']} ({p.get('DeviceType') or '?'}) not joined"
         elif isinstance(p, dict) and "page" in p and "channel" in p:
             name += f": page {p['page']} ch {p['channel']}"
         return name

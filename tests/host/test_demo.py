@@ -72,6 +72,16 @@ def test_json_result_as_before(first, duis_schema_dir):
     assert {"8F2A", "8F20", "8F22", "8F24"} <= set(codes), codes
     n64 = [a for a in first["alerts"] if a["kind"] == "N64"]
     assert len(n64) == 1
+    # raised by device behaviour: Limited names the flooding IHD, and the DCC command sent in the
+    # regulated state is discarded with its RequestID and CRA flag
+    from host_tools.selftest.demo import DCC_REQUEST, IHD
+
+    limited = [a for a in first["alerts"] if a.get("code") == "8F20"]
+    assert len(limited) == 1 and f"<sr:DeviceIDToSuspend>{IHD}</sr:DeviceIDToSuspend>" in limited[0]["xml"], limited
+    discarded = [a for a in first["alerts"] if a.get("code") == "8F2C"]
+    assert len(discarded) == 1, codes
+    assert f"<sr:RequestID>{DCC_REQUEST}</sr:RequestID>" in discarded[0]["xml"]
+    assert "<sr:CRAFlag>Command</sr:CRAFlag>" in discarded[0]["xml"]
     assert first["status"]["version"] == "0.1.0d"
     assert first["status"]["duty"]["state"] == "regulated"
     assert first["config"]["rc"] == "I0"

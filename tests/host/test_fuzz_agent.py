@@ -58,7 +58,9 @@ def target():
 
 
 def fresh_ops(t: Target) -> list[str]:
-    return sorted(t.rig.hub.ops)
+    from agent.han_ops import OPS as HAN_OPS
+
+    return sorted(t.rig.hub.ops + HAN_OPS)
 
 
 def check(t: Target, problems: list[str]) -> None:

@@ -8,6 +8,7 @@
 # expected_id() is this file's own reading of the wire rules (agent/wire.py's header), not the
 # agent's code. Decodability is the agent's CBOR codec's (cross-checked with cbor2 elsewhere).
 from agent import cbor, wire
+from agent.han_ops import OPS as HAN_OPS  # the han.* requests: not in Hub.ops (routed by prefix)
 from agent.server import Server
 
 _U32 = 0xFFFFFFFF
@@ -340,7 +341,7 @@ def nested(depth, leaf=0):
 
 def run(target, rng, n, ops=None):
     """n random inputs, each followed by a liveness hello; the problems found, as strings."""
-    ops = ops or sorted(target.rig.hub.ops)
+    ops = ops or sorted(target.rig.hub.ops + HAN_OPS)
     problems = []
     rid = 0
     for i in range(n):
