@@ -53,6 +53,7 @@ COMMANDS: dict[str, str] = {
     "agent": "host_tools.cli.agent",
     "selftest": "host_tools.cli.selftest",
     "demo": "host_tools.cli.demo",
+    "han": "host_tools.cli.han",
     "pki": "host_tools.cli.pki",
     "triage": "host_tools.cli.triage",
     "ipsec": "host_tools.cli.ipsec",
