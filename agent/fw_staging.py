@@ -11,6 +11,7 @@
 import hashlib
 
 from agent.fw_common import (
+    MAX_CHUNK,
     RC_AUTH,
     RC_BAD,
     RC_OK,
@@ -44,6 +45,7 @@ class _Session:
         self.staged = 0
         self.sec = None  # the image's security counter and version, once its header is in
         self.version = None
+        self.inflate = None  # the compressed stream fw.begin opened (agent.fw_inflate), if any
 
     def check(self, data):
         # feed the parser (ImageError) until it is past the header, then drop it
@@ -101,6 +103,8 @@ class Updater:
             unload("agent.fw_activate")
             unload("agent.fw_install")
             drop_boot_code()
+            if self._session is None or self._session.inflate is None:
+                unload("agent.fw_inflate")
 
     def activation(self, fn, *args):
         # agent.fw_activate's fn(self, *args), with its module loaded for the call only: a
@@ -279,16 +283,36 @@ class Updater:
             self.store.put("fw.stage", rec)
             sess = _Session(rec, self.board_name)
             self._session = sess
-        return RC_OK, {"offset": sess.staged, "chunk": self.svc.max_chunk, "ready": False}, None
+        out = {"offset": sess.staged, "chunk": self.svc.max_chunk, "ready": False}
+        sess.inflate = None  # every begin starts the stream again, at the staged offset
+        if args.get("z") is not None:  # compressed chunks asked for: answered with the window taken
+            from agent import fw_inflate
+
+            c = self.svc.max_chunk
+            inf = sess.inflate = fw_inflate.start(args["z"], ((MAX_CHUNK, 2 * MAX_CHUNK), (c, 2 * c)))
+            if inf is not None:
+                out["z"] = inf.wbits
+                out["zc"] = inf.chunk
+                out["zn"] = len(inf.out)
+        return RC_OK, out, None
 
     def op_chunk(self, args):
         offset = arg_int(args, "offset")
-        data = arg_bytes(args, "data", 1, self.svc.max_chunk)
+        z = args.get("z") is not None  # compressed (agent.fw_inflate), else the bytes as they are
+        data = None if z else arg_bytes(args, "data", 1, self.svc.max_chunk)
         sess = self._current()
         if offset != sess.staged:
             raise FwError(
                 RC_BAD, "chunk at offset {}, expected {}".format(offset, sess.staged), {"offset": sess.staged}
             )
+        inf = sess.inflate
+        if z:
+            if inf is None:
+                raise FwError(
+                    RC_BAD, "no compressed stream is open: send fw.begin with z first", {"offset": sess.staged}
+                )
+            sess.inflate = None  # broken, unless this chunk is staged whole
+            data = inf.take(args, offset)
         size = sess.rec["size"]
         if offset + len(data) > size:
             raise FwError(RC_BAD, "chunk runs past the announced size of {} bytes".format(size), {"offset": offset})
@@ -312,6 +336,8 @@ class Updater:
             f.close()
         sess.sha.update(data)
         sess.staged += len(data)
+        if z:
+            sess.inflate = inf
         self._session = sess
         return RC_OK, {"offset": sess.staged}, None
 

@@ -3,16 +3,27 @@ resumable: after a link loss the agent says where to go on from, as it does for 
 
 A rollback permission (host_tools.firmware.sign.make_permit) goes with fw.begin for an image below
 the hub's minimum security counter; the hub refuses the image without one (E5).
+
+Compressed (the default): fw.begin offers a raw deflate stream ("z": the largest window, log2
+bytes); a hub that takes it answers with the window it affords and the most bytes a chunk may
+decompress to ("z", "zn"), and the rest of the image goes as one stream compressed with zlib for
+that window, cut into chunks of the size the hub takes for it, each chunk saying how many image
+bytes it completes (stream_chunks), so the hub decompresses each on arrival (agent/fw_inflate.py). A hub without deflate (or one that predates it) answers without "z" and gets plain chunks.
+After a link loss, fw.begin again: a new stream starts at the offset the hub has staged.
 """
 
 from __future__ import annotations
 
 import time
+import zlib
 
 from agent import fw_image as image
 from host_tools.errors import DbchError
 from host_tools.firmware.images import FirmwareInputError, firmware_hash, split
 from host_tools.link.client import AgentClient, AgentTimeout, LinkError
+
+WBITS = 15  # the largest deflate window offered (32 KB); the hub may take less
+LEVEL = 9
 
 
 class FirmwareError(DbchError):
@@ -33,22 +44,32 @@ def send(
     retries: int = 5,
     end_timeout: float = 60.0,
     permit: bytes | None = None,
+    compress: bool = True,
+    wbits: int = WBITS,
 ) -> dict:
     """Stage a signed image on the agent (resuming where it stopped), with a rollback permission
-    if given; the agent's fw.end data plus {"hash", "sent", "seconds"}. progress(done, final=False)
-    is called with the bytes the agent has as they go. FirmwareError if the agent refuses it,
-    LinkError if it stops answering."""
+    if given, compressed if compress and the agent takes it (window at most 2**wbits); the
+    agent's fw.end data plus {"hash", "sent", "seconds", "stream", "wbits"} (sent: image bytes
+    staged by this call; stream: the bytes that carried them, compressed or not; wbits: the
+    window, None for plain chunks). progress(done, final=False) is called with the bytes the
+    agent has as they go. FirmwareError if the agent refuses it, LinkError if it stops answering."""
+    if compress and not 9 <= wbits <= 15:
+        raise ValueError(f"wbits must be 9 to 15, not {wbits}")
     content, sig = split(data)
     if sig is None:
         raise FirmwareInputError("the image is not signed: dbch firmware sign IMAGE --key KEY")
     digest = firmware_hash(content)
     size = len(content)
     t0 = time.monotonic()
-    sent = 0
+    tally = {"sent": 0, "stream": 0}  # image bytes staged by this call, and the bytes that carried them
     tries = 0
+    restarts = 0
+    window = None
     begin = {"hash": digest, "size": size, "sig": sig}
     if permit is not None:
         begin["permit"] = permit
+    if compress:
+        begin["z"] = wbits
     while True:
         try:
             r = client.request("fw.begin", begin)
@@ -64,6 +85,16 @@ def send(
                 return out
             off = r.data["offset"]
             step = min(chunk or r.data["chunk"], r.data["chunk"])
+            if compress and r.data.get("z"):
+                window = r.data["z"]
+                zstep = min(chunk or r.data["zc"], r.data["zc"])
+                why = _send_stream(client, content, off, zstep, window, r.data["zn"], progress, tally)
+                if why is not None:  # the hub has another length, or lost the stream
+                    restarts += 1
+                    if restarts > retries:
+                        raise FirmwareError("fw.chunk", "E49", f"the stream was restarted {retries} times: {why}")
+                    continue
+                off = size
             while off < size:
                 if progress:
                     progress(off)
@@ -74,7 +105,8 @@ def send(
                         off = r.data["offset"]  # the agent has another length: continue there
                         continue
                     raise FirmwareError("fw.chunk", r.rc, r.err)
-                sent += len(piece)
+                tally["sent"] += len(piece)
+                tally["stream"] += len(piece)
                 off = r.data["offset"]
             if progress:
                 progress(size, final=True)
@@ -82,9 +114,62 @@ def send(
             if not r.ok:
                 raise FirmwareError("fw.end", r.rc, r.err)
             out = dict(r.data)
-            out.update({"hash": digest, "sent": sent, "seconds": round(time.monotonic() - t0, 3)})
+            out.update({"hash": digest, "seconds": round(time.monotonic() - t0, 3), "wbits": window})
+            out.update(tally)
             return out
         except AgentTimeout:
             tries += 1  # link loss: begin again, the agent resumes at what it has on flash
             if tries > retries:
                 raise LinkError(f"the agent stopped answering after {retries} retries; send again to resume")
+
+
+def stream_chunks(content: bytes, off: int, wbits: int, step: int, most: int):
+    """content from off to its end as one raw deflate stream (window 2**wbits), cut into pieces of
+    at most step compressed bytes: (offset, compressed bytes, the image bytes they complete).
+
+    The stream is compressed whole, never flushed. Each piece's image bytes are what a decoder
+    that has read the stream up to the piece's end can give: every symbol whose bits are in by
+    then (zlib's decompressor, fed the same pieces, says which); a symbol whose bits straddle the
+    cut is given by the next piece. A decoder asked for exactly those bytes reads no further, so
+    the hub decompresses each piece as it arrives. A piece that would give more than most bytes
+    is cut shorter."""
+    comp = zlib.compressobj(LEVEL, zlib.DEFLATED, -wbits, 9)
+    z = comp.compress(content[off:]) + comp.flush()
+    d = zlib.decompressobj(-wbits)
+    pos = 0
+    while pos < len(z):
+        k = min(step, len(z) - pos)
+        while True:
+            trial = d.copy()
+            out = trial.decompress(z[pos : pos + k])
+            if len(out) <= most or k == 1:
+                break
+            k = max(1, min(k - 1, k * most // len(out)))
+        d = trial
+        yield off, z[pos : pos + k], out
+        pos += k
+        off += len(out)
+    if not d.eof or off != len(content):
+        raise DbchError(f"the deflate stream gives {off} bytes, not {len(content)}")  # zlib's own fault
+
+
+def _send_stream(
+    client: AgentClient, content: bytes, off: int, step: int, wbits: int, most: int, progress, tally: dict
+) -> str | None:
+    """content from off to its end as fw.chunk requests of one raw deflate stream (stream_chunks),
+    counted in tally ("sent": image bytes, "stream": compressed bytes); None, or the hub's reason
+    when it answered a chunk at another offset or without a stream (a new fw.begin goes on from
+    there). FirmwareError if it refuses one."""
+    for at, z, out in stream_chunks(content, off, wbits, step, most):
+        if progress:
+            progress(at)
+        r = client.request("fw.chunk", {"offset": at, "z": z, "n": len(out), "c": zlib.crc32(out)})
+        if not r.ok:
+            if r.rc == "E49" and isinstance(r.data, dict) and "offset" in r.data:
+                return r.err or "chunk refused"
+            raise FirmwareError("fw.chunk", r.rc, r.err)
+        tally["sent"] += len(out)
+        tally["stream"] += len(z)
+        if r.data["offset"] != at + len(out):  # not where this stream is: a new one from there
+            return f"the hub is at offset {r.data['offset']}, the stream at {at + len(out)}"
+    return None
