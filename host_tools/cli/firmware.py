@@ -4,7 +4,7 @@ against the Central Products List.
     dbch firmware build [--board B] [--version V] [--security-counter N] [--out FILE] [--key KEY]
     dbch firmware sign IMAGE [--key KEY] [--out FILE]
     dbch firmware info IMAGE [--pub PUB]
-    dbch firmware send IMAGE [--port P] [--chunk N] [--permit FILE]
+    dbch firmware send IMAGE [--port P] [--chunk N] [--permit FILE] [--plain | --window BITS]
     dbch firmware status [--port P]
     dbch firmware activate HASH|IMAGE [--at ISO] [--permit FILE] | --cancel
     dbch firmware permit-rollback HASH|IMAGE --eui EUI [--key KEY] [--out FILE]
@@ -40,7 +40,7 @@ from host_tools.firmware import cpl
 from host_tools.firmware.image_build import build_content
 from host_tools.firmware.images import describe, parse_hash, read_image, read_permit, split
 from host_tools.firmware.sign import load_private_key, load_signing_public, make_permit, sign_image, verify_image
-from host_tools.firmware.stage import FirmwareError, send
+from host_tools.firmware.stage import WBITS, FirmwareError, send
 from host_tools.link.agent import checked
 
 
@@ -85,6 +85,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--chunk", type=int, help="bytes per request (default: what the agent takes)")
     s.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     s.add_argument("--permit", metavar="FILE", help="a rollback permission for an image below the hub's minimum")
+    s.add_argument(
+        "--plain",
+        action="store_true",
+        help="send the image as it is (default: as one deflate stream, to a hub that takes it; plain to one that does not)",
+    )
+    s.add_argument(
+        "--window",
+        type=int,
+        default=WBITS,
+        metavar="BITS",
+        help=f"the largest deflate window offered, 9-15 (log2 bytes; default {WBITS}); the hub may take less",
+    )
     add_port_args(s)
     add_json_flag(s)
     s.set_defaults(func=cmd_send)
@@ -242,16 +254,24 @@ def cmd_send(args: argparse.Namespace) -> int:
     data = read_image(args.image)
     client = open_client(args)
     permit = read_permit(args.permit) if args.permit else None
+    if not 9 <= args.window <= 15:
+        raise CommandError(f"--window: 9 to 15 (log2 bytes), not {args.window}", 2)
     bar = Progress(len(split(data)[0]), enabled=not args.quiet)
-    res = _hexed(send(client, data, chunk=args.chunk, progress=bar, permit=permit))
+    res = _hexed(
+        send(client, data, chunk=args.chunk, progress=bar, permit=permit, compress=not args.plain, wbits=args.window)
+    )
     if res.get("already"):
         where = "running" if res.get("running") else f"staged in slot {res.get('slot')}"
         text = f"already {where}: FirmwareHash {res['hash']}"
     else:
         rate = res["sent"] / max(res["seconds"], 1e-6) / 1024
+        if res.get("wbits"):
+            how = f"as a deflate stream of {res['stream']} bytes (window {1 << res['wbits']} bytes)"
+        else:
+            how = "in plain chunks" + ("" if args.plain else " (the hub takes no compressed stream)")
         text = (
             f"staged {res['version']} in slot {res['slot']}: {res['sent']} bytes in {res['seconds']:.1f} s "
-            f"({rate:.1f} KiB/s)\nFirmwareHash {res['hash']}\nactivate: dbch firmware activate {res['hash']}"
+            f"({rate:.1f} KiB/s) {how}\nFirmwareHash {res['hash']}\nactivate: dbch firmware activate {res['hash']}"
         )
     emit(args, res, text)
     return 0
