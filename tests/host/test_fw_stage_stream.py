@@ -1,0 +1,182 @@
+"""The host's side of compressed staging (host_tools.firmware.stage): the image as one deflate stream
+cut into chunks that each complete what they say (stream_chunks), sent to a simulated hub (the
+agent on CPython, whose decompressor is hal/zinflate.py), one chunk at a time or several ahead; a
+hub that predates compressed staging gets plain chunks; a chunk spoiled on its way is refused with
+nothing wrong staged, and the next send resumes; a lost answer mid-stream resumes with a new
+stream at the hub's offset."""
+
+from __future__ import annotations
+
+import zlib
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from agent import boot
+from agent import fw_image as image
+from host_tools.firmware import sign, stage
+from host_tools.link.client import AgentTimeout, Response
+from tests.kits import fwkit
+
+
+@pytest.fixture(scope="module")
+def key():
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def code_like(n: int, seed: int) -> bytes:
+    out = bytearray()
+    i = seed
+    while len(out) < n:
+        out += b"\x10\x22qstr_%d\x00load_attr self.%s %d\n" % (i % 53, b"abcdefgh"[i % 8 :], i * 31 % 97)
+        i += 1
+    return bytes(out[:n])
+
+
+def signed(key, version="5.0", size=6000):
+    files = [(f"agent/m{i}.mpy", code_like(size + i * 50, i)) for i in range(4)]
+    content = image.build(version, "sim", files)
+    return content, content + image.trailer(sign.sign_content(content, key)), files
+
+
+def device(key):
+    dev = fwkit.Device(key=False)
+    f = dev.flash.open("/" + boot.KEY, "wb")
+    f.write(sign.public_point(key))
+    f.close()
+    return dev
+
+
+class Hub:
+    """An AgentClient stand-in calling a hub directly: it can forget fw.begin's z (a hub from
+    before compressed staging), spoil the compressed bytes of one fw.chunk, lose one answer, and
+    take requests ahead (send_ahead / answer) when ahead is set."""
+
+    timeout = 5.0
+    ahead = 0
+
+    def __init__(self, dev, old=False, spoil_at=None, lose_at=None):
+        self.dev = dev
+        self.old = old
+        self.spoil_at = spoil_at
+        self.lose_at = lose_at
+        self.chunks = 0
+        self.ops = []
+        self.answers = {}
+        self.ids = 0
+
+    def _do(self, op, args):
+        args = dict(args or {})
+        self.ops.append(op)
+        if op == "fw.begin" and self.old:
+            args.pop("z", None)
+        if op == "fw.chunk":
+            self.chunks += 1
+            if self.chunks == self.spoil_at and "z" in args:
+                z = bytearray(args["z"])
+                z[len(z) // 2] ^= 0xFF
+                args["z"] = bytes(z)
+        rc, data, err = self.dev.hub.handle({"t": "q", "id": 1, "op": op, "a": args})
+        if op == "fw.begin" and self.old and isinstance(data, dict):
+            data = {k: v for k, v in data.items() if not k.startswith("z")}
+        if op == "fw.begin" and self.ahead and isinstance(data, dict) and "z" in data:
+            data["zw"] = self.ahead  # as a board whose console buffers that many chunks
+        if op == "fw.chunk" and self.chunks == self.lose_at:
+            return None
+        return Response(1, rc, data, err)
+
+    def request(self, op, args=None, timeout=None):
+        r = self._do(op, args)
+        if r is None:
+            raise AgentTimeout("link lost")
+        return r
+
+
+class AheadHub(Hub):
+    ahead = 3
+
+    def send_ahead(self, op, args=None):
+        self.ops.append("ahead")
+        self.ids += 1
+        self.answers[self.ids] = self._do(op, args)
+        return self.ids
+
+    def answer(self, rid, op, timeout=None):
+        r = self.answers.pop(rid)
+        if r is None:
+            raise AgentTimeout("link lost")
+        return r
+
+    def forget(self):
+        self.answers.clear()
+
+
+def test_stream_chunks_cut_one_stream_into_pieces_that_complete_what_they_say():
+    content = code_like(40000, 3)
+    pieces = list(stage.stream_chunks(content, 0, 12, 700, 2500))
+    z = b"".join(p[1] for p in pieces)
+    assert zlib.decompress(z, -12) == content
+    assert len(z) < len(content) // 3
+    assert all(len(p[1]) <= 700 and len(p[2]) <= 2500 for p in pieces)
+    assert [p[0] for p in pieces] == [sum(len(q[2]) for q in pieces[:i]) for i in range(len(pieces))]
+    assert b"".join(p[2] for p in pieces) == content
+    # from an offset: a new stream of the rest
+    rest = list(stage.stream_chunks(content, 12345, 9, 4000, 8000))
+    assert rest[0][0] == 12345 and b"".join(p[2] for p in rest) == content[12345:]
+
+
+@pytest.mark.parametrize("client", [Hub, AheadHub])
+def test_send_stages_a_compressed_stream(key, client):
+    dev = device(key)
+    content, data, files = signed(key)
+    c = client(dev)
+    res = stage.send(c, data, chunk=500, wbits=11)
+    assert res["wbits"] == 11 and res["sent"] == len(content)
+    assert res["stream"] < len(content) // 2
+    assert fwkit.slot_files(dev.flash, "b") == dict(files)
+    # one compressed chunk per 500 bytes of stream, never more
+    assert c.ops.count("fw.chunk") == -(-res["stream"] // 500)
+    assert c.ops.count("ahead") == (c.ops.count("fw.chunk") if c.ahead else 0)
+
+
+def test_a_hub_that_predates_it_gets_plain_chunks(key):
+    dev = device(key)
+    content, data, files = signed(key)
+    res = stage.send(Hub(dev, old=True), data, chunk=1000)
+    assert res["wbits"] is None and res["stream"] == res["sent"] == len(content)
+    assert fwkit.slot_files(dev.flash, "b") == dict(files)
+    dev2 = device(key)
+    res = stage.send(Hub(dev2), data, compress=False)
+    assert res["wbits"] is None and res["stream"] == len(content)
+
+
+@pytest.mark.parametrize("client", [Hub, AheadHub])
+def test_a_spoiled_chunk_is_refused_and_the_next_send_resumes(key, client):
+    dev = device(key)
+    content, data, files = signed(key)
+    with pytest.raises(stage.FirmwareError) as e:
+        stage.send(client(dev, spoil_at=3), data, chunk=300)
+    assert e.value.rc == "E49" and "nothing of it is staged" in e.value.err
+    have = dev.flash.files()["/slots/stage.img"]
+    assert 0 < len(have) < len(content) and have == content[: len(have)]
+    res = stage.send(client(dev), data, chunk=300)
+    assert res["sent"] == len(content) - len(have)
+    assert fwkit.slot_files(dev.flash, "b") == dict(files)
+
+
+@pytest.mark.parametrize("client", [Hub, AheadHub])
+def test_a_lost_answer_mid_stream_resumes_with_a_new_stream(key, client):
+    dev = device(key)
+    content, data, files = signed(key)
+    c = client(dev, lose_at=4)
+    res = stage.send(c, data, chunk=300)
+    assert c.ops.count("fw.begin") == 2
+    # the chunk whose answer was lost (and those sent ahead of it) were staged, not sent again:
+    # sent counts what was answered
+    assert 0 < res["sent"] < len(content)
+    assert fwkit.slot_files(dev.flash, "b") == dict(files)
+
+
+def test_the_window_offered_is_checked():
+    with pytest.raises(ValueError, match="wbits"):
+        stage.send(None, b"", wbits=16)
