@@ -294,9 +294,6 @@ class Updater:
                 out["z"] = inf.wbits
                 out["zc"] = inf.chunk
                 out["zn"] = len(inf.out)
-                # chunks the host may send before the previous one is answered: what the board's
-                # console buffers beyond the frame being read (a pty: one more)
-                out["zw"] = getattr(self.hub.board, "FW_CHUNKS_AHEAD", 1)
         return RC_OK, out, None
 
     def op_chunk(self, args):

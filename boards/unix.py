@@ -14,7 +14,6 @@ REGULATED_DUTY_CYCLE_PERMILLE = 25
 DESCRIPTION = "Virtual board: MicroPython unix port on a pty, simulated sub-GHz medium"
 DATA_DIR = "data"
 FW_MAX_CHUNK = 1024  # firmware bytes a fw.chunk carries: small frames for a small heap
-FW_CHUNKS_AHEAD = 2  # compressed fw.chunk requests a host may have unanswered: the console's pty buffers the next
 TRIAGE_LINK = True  # the unix port has socket and ssl: the Triage link runs as on a board with WiFi
 # What this board's image carries beyond the agent's core (host_tools.firmware.build reads it from
 # this source; a private const(), so the board never holds it): the simulated clock and radio

@@ -88,9 +88,7 @@ def send(
             if compress and r.data.get("z"):
                 window = r.data["z"]
                 zstep = min(chunk or r.data["zc"], r.data["zc"])
-                why = _send_stream(
-                    client, content, off, zstep, window, r.data["zn"], progress, tally, r.data.get("zw", 1)
-                )
+                why = _send_stream(client, content, off, zstep, window, r.data["zn"], progress, tally)
                 if why is not None:  # the hub has another length, or lost the stream
                     restarts += 1
                     if restarts > retries:
@@ -156,61 +154,22 @@ def stream_chunks(content: bytes, off: int, wbits: int, step: int, most: int):
 
 
 def _send_stream(
-    client: AgentClient,
-    content: bytes,
-    off: int,
-    step: int,
-    wbits: int,
-    most: int,
-    progress,
-    tally: dict,
-    ahead: int = 1,
+    client: AgentClient, content: bytes, off: int, step: int, wbits: int, most: int, progress, tally: dict
 ) -> str | None:
     """content from off to its end as fw.chunk requests of one raw deflate stream (stream_chunks),
-    counted in tally ("sent": image bytes, "stream": compressed bytes), with up to ahead of them
-    unanswered where the hub says it buffers them (fw.begin's "zw") and the client can; None, or
-    the hub's reason when it answered a chunk at another offset or without a stream (a new
-    fw.begin goes on from there). FirmwareError if it refuses one."""
-    if not hasattr(client, "send_ahead"):
-        ahead = 1
-    ahead = max(1, min(int(ahead), 4))
-    sent: list[tuple] = []  # (the answer, or its request's id when sent ahead, offset, image bytes, compressed bytes)
-
-    def settle() -> str | None:
-        got, at, n, k = sent.pop(0)
-        r = client.answer(got, "fw.chunk") if ahead > 1 else got
+    counted in tally ("sent": image bytes, "stream": compressed bytes); None, or the hub's reason
+    when it answered a chunk at another offset or without a stream (a new fw.begin goes on from
+    there). FirmwareError if it refuses one."""
+    for at, z, out in stream_chunks(content, off, wbits, step, most):
+        if progress:
+            progress(at)
+        r = client.request("fw.chunk", {"offset": at, "z": z, "n": len(out), "c": zlib.crc32(out)})
         if not r.ok:
-            client_forget()
             if r.rc == "E49" and isinstance(r.data, dict) and "offset" in r.data:
                 return r.err or "chunk refused"
             raise FirmwareError("fw.chunk", r.rc, r.err)
-        tally["sent"] += n
-        tally["stream"] += k
-        if r.data["offset"] != at + n:  # not where this stream is: a new one from there
-            client_forget()
-            return f"the hub is at offset {r.data['offset']}, the stream at {at + n}"
-        return None
-
-    def client_forget() -> None:
-        if ahead > 1:
-            client.forget()
-
-    try:
-        for at, z, out in stream_chunks(content, off, wbits, step, most):
-            if progress:
-                progress(at)
-            args = {"offset": at, "z": z, "n": len(out), "c": zlib.crc32(out)}
-            got = client.send_ahead("fw.chunk", args) if ahead > 1 else client.request("fw.chunk", args)
-            sent.append((got, at, len(out), len(z)))
-            while len(sent) >= ahead:
-                why = settle()
-                if why is not None:
-                    return why
-        while sent:
-            why = settle()
-            if why is not None:
-                return why
-    except AgentTimeout:
-        client_forget()
-        raise
+        tally["sent"] += len(out)
+        tally["stream"] += len(z)
+        if r.data["offset"] != at + len(out):  # not where this stream is: a new one from there
+            return f"the hub is at offset {r.data['offset']}, the stream at {at + len(out)}"
     return None

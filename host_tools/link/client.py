@@ -95,7 +95,6 @@ class AgentClient:
         self._ids = itertools.count(int(time.time() * 1000) % 1_000_000)
         self.events: list[Event] = []
         self.seen: set[int] = set()
-        self._early: dict[int, Response | None] = {}  # sent, not yet waited for: answers kept as they come
 
     # -- plumbing ----------------------------------------------------------------------------
     def _send(self, msg: dict) -> None:
@@ -122,40 +121,12 @@ class AgentClient:
         says none can (it is asked after each read)."""
         rid = next(self._ids) % (1 << 32)
         self._send(wire.request(rid, op, args or {}))
-        return self._wait(rid, op, timeout, give_up)
-
-    def send_ahead(self, op: str, args: dict | None = None) -> int:
-        """Send op without waiting for its answer (a board that takes requests ahead); its id, for
-        answer(). Answers to such requests are kept as they come in, whoever waits."""
-        rid = next(self._ids) % (1 << 32)
-        self._early[rid] = None
-        self._send(wire.request(rid, op, args or {}))
-        return rid
-
-    def answer(self, rid: int, op: str, timeout: float | None = None) -> Response:
-        """The answer to a request sent with send_ahead (AgentTimeout as request())."""
-        try:
-            return self._wait(rid, op, timeout, None)
-        finally:
-            self._early.pop(rid, None)
-
-    def forget(self) -> None:
-        """Answers still due to send_ahead requests are no longer kept (their sender gave up)."""
-        self._early.clear()
-
-    def _wait(self, rid: int, op: str, timeout: float | None, give_up: Callable[[], bool] | None) -> Response:
-        if self._early.get(rid) is not None:  # it came while another answer was awaited
-            return self._early[rid]
         deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
         while time.monotonic() < deadline and not (give_up is not None and give_up()):
             answer = None
             for msg in self._pump():  # keep every event of the batch, even after the answer
-                if msg["t"] == "r" and (msg["id"] == rid or msg["id"] in self._early):
-                    got = Response(msg["id"], msg["rc"], msg.get("d"), msg.get("e"))
-                    if msg["id"] == rid:
-                        answer = got
-                    else:
-                        self._early[msg["id"]] = got
+                if msg["t"] == "r" and msg["id"] == rid:
+                    answer = Response(rid, msg["rc"], msg.get("d"), msg.get("e"))
                 elif msg["t"] == "e":
                     self._on_event(msg)
             if answer is not None:
