@@ -7,7 +7,8 @@
 # after it: agent.fw_install (the signature checks, and fw.end's checks and unpacking) and
 # agent.fw_activate (activation, cancel and status); agent.fw_image is held until the image's
 # header is in. A hub receiving an image holds this module, agent.fw_service, agent.fw_common
-# and the running hash.
+# and the running hash; receiving a compressed stream (fw.begin with z), also agent.fw_inflate
+# with its window and buffer, let go when a begin asks for plain chunks or the staging ends.
 import hashlib
 
 from agent.fw_common import (

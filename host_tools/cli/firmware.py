@@ -265,7 +265,9 @@ def cmd_send(args: argparse.Namespace) -> int:
         text = f"already {where}: FirmwareHash {res['hash']}"
     else:
         rate = res["sent"] / max(res["seconds"], 1e-6) / 1024
-        if res.get("wbits"):
+        if res.get("fallback"):
+            how = f"partly in plain chunks: the hub refused a compressed chunk ({res['fallback']})"
+        elif res.get("wbits"):
             how = f"as a deflate stream of {res['stream']} bytes (window {1 << res['wbits']} bytes)"
         else:
             how = "in plain chunks" + ("" if args.plain else " (the hub takes no compressed stream)")

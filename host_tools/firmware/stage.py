@@ -5,11 +5,14 @@ A rollback permission (host_tools.firmware.sign.make_permit) goes with fw.begin 
 the hub's minimum security counter; the hub refuses the image without one (E5).
 
 Compressed (the default): fw.begin offers a raw deflate stream ("z": the largest window, log2
-bytes); a hub that takes it answers with the window it affords and the most bytes a chunk may
-decompress to ("z", "zn"), and the rest of the image goes as one stream compressed with zlib for
-that window, cut into chunks of the size the hub takes for it, each chunk saying how many image
-bytes it completes (stream_chunks), so the hub decompresses each on arrival (agent/fw_inflate.py). A hub without deflate (or one that predates it) answers without "z" and gets plain chunks.
-After a link loss, fw.begin again: a new stream starts at the offset the hub has staged.
+bytes); a hub that takes it answers with the window it affords, the most compressed bytes a
+chunk may carry and the most it may decompress to ("z", "zc", "zn"), and the rest of the image
+goes as one stream compressed with zlib for that window, cut into chunks of that size, each saying
+how many image bytes it completes (stream_chunks), so the hub decompresses each on arrival
+(agent/fw_inflate.py). A hub without deflate (or one that predates it) answers without "z" and
+gets plain chunks. After a link loss, fw.begin again: a new stream starts at the offset the hub has staged. A
+compressed chunk the hub refuses (it did not decompress whole: damaged, or no memory for it then)
+is staged not at all, and the rest goes in plain chunks.
 """
 
 from __future__ import annotations
@@ -51,7 +54,8 @@ def send(
     if given, compressed if compress and the agent takes it (window at most 2**wbits); the
     agent's fw.end data plus {"hash", "sent", "seconds", "stream", "wbits"} (sent: image bytes
     staged by this call; stream: the bytes that carried them, compressed or not; wbits: the
-    window, None for plain chunks). progress(done, final=False) is called with the bytes the
+    window, None for plain chunks; "fallback": why the rest went in plain chunks, when the hub
+    refused a compressed chunk). progress(done, final=False) is called with the bytes the
     agent has as they go. FirmwareError if the agent refuses it, LinkError if it stops answering."""
     if compress and not 9 <= wbits <= 15:
         raise ValueError(f"wbits must be 9 to 15, not {wbits}")
@@ -65,12 +69,15 @@ def send(
     tries = 0
     restarts = 0
     window = None
+    fallback = None  # why the rest went in plain chunks, if a compressed chunk was refused
     begin = {"hash": digest, "size": size, "sig": sig}
     if permit is not None:
         begin["permit"] = permit
     if compress:
         begin["z"] = wbits
     while True:
+        if fallback is not None:
+            begin.pop("z", None)
         try:
             r = client.request("fw.begin", begin)
             if not r.ok:
@@ -85,10 +92,18 @@ def send(
                 return out
             off = r.data["offset"]
             step = min(chunk or r.data["chunk"], r.data["chunk"])
-            if compress and r.data.get("z"):
+            if "z" in begin and r.data.get("z"):
                 window = r.data["z"]
                 zstep = min(chunk or r.data["zc"], r.data["zc"])
-                why = _send_stream(client, content, off, zstep, window, r.data["zn"], progress, tally)
+                try:
+                    why = _send_stream(client, content, off, zstep, window, r.data["zn"], progress, tally)
+                except FirmwareError as e:
+                    if e.rc != "E49":
+                        raise
+                    # a chunk the hub could not decompress whole (damaged, or no memory for it
+                    # then): nothing of it was staged; the rest goes in plain chunks, once
+                    fallback = e.err or "compressed chunk refused"
+                    continue
                 if why is not None:  # the hub has another length, or lost the stream
                     restarts += 1
                     if restarts > retries:
@@ -115,6 +130,8 @@ def send(
                 raise FirmwareError("fw.end", r.rc, r.err)
             out = dict(r.data)
             out.update({"hash": digest, "seconds": round(time.monotonic() - t0, 3), "wbits": window})
+            if fallback is not None:
+                out["fallback"] = fallback
             out.update(tally)
             return out
         except AgentTimeout:
