@@ -28,7 +28,7 @@ from agent.fw_common import (
     mkdirs,
     parent_dir,
 )
-from hal.compat import const, hexstr, unload
+from hal.compat import collect, const, hexstr, unload
 
 _READ = const(1024)
 
@@ -337,13 +337,18 @@ class Updater:
             f.close()
         sess.sha.update(data)
         sess.staged += len(data)
-        if z:
+        if z and sess.staged < size:  # the last chunk in: its window and buffer go before fw.end
             sess.inflate = inf
         self._session = sess
         return RC_OK, {"offset": sess.staged}, None
 
     def op_end(self, args):
-        # agent.fw_install checks what was received and unpacks it (unloaded in handle)
+        # agent.fw_install checks what was received and unpacks it (unloaded in handle), without a
+        # compressed stream's window and buffer
+        if self._session is not None and self._session.inflate is not None:
+            self._session.inflate = None
+            unload("agent.fw_inflate")
+            collect()
         from agent import fw_install
 
         return fw_install.end(self)
