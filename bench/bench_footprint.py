@@ -700,15 +700,18 @@ def module_of(target: str) -> str:
     return name[: -len(".__init__")] if name.endswith(".__init__") else name
 
 
-def measure(heap: str = "128K", runtime: str = "both") -> dict:
+def measure(heap: str = "128K", runtime: str = "both", fw_window: int | None = None) -> dict:
     """The figures; runtime "64" (the unix port), "32" (the 64/32-bit comparison alone, no
-    smallest-heap searches nor sessions) or "both"."""
+    smallest-heap searches nor sessions) or "both". fw_window: the probe's firmware step stages a
+    compressed stream with that window (write_firmware wbits), else plain chunks."""
     cap = parse_size(heap)
     smallest, sessions, probe_seconds, bits32 = {}, {}, 0.0, None
     with tempfile.TemporaryDirectory(prefix="dbch-footprint-") as tmp:
         flash = Path(tmp)
         t0 = time.monotonic()
         sizes = build_flash(flash)
+        if fw_window is not None:
+            write_firmware(flash, wbits=fw_window)
         img = image_facts(flash)
         figures = full_figures(flash, max(cap, CEILING))
         romfs = None
@@ -815,8 +818,9 @@ def report(res: dict) -> str:
     if st.get("skipped"):
         lines.append(f"  firmware staging not measured: {st['skipped']}")
     elif "chunks" in st:
+        how = f"of {st['chunk']} bytes" if not st.get("window") else f"of a deflate stream (window 2^{st['window']})"
         lines.append(
-            f"  firmware: staged in {st['chunks']} fw.chunk of {st['chunk']} bytes into slot {st.get('slot')}"
+            f"  firmware: staged in {st['chunks']} fw.chunk {how} into slot {st.get('slot')}"
             f" (fw.begin, fw.chunk..., fw.end with hash and signature checks, unpack); fw_activate: fw.status,"
             f" a scheduled fw.activate, fw.cancel"
         )
@@ -871,6 +875,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--json", action="store_true", help="machine-readable output")
     ap.add_argument(
+        "--fw-window",
+        type=int,
+        metavar="BITS",
+        help="the probe's firmware step stages the image as a deflate stream with this window (9-15, log2 bytes;"
+        " default: plain chunks); the real session negotiates its own, as dbch firmware send does",
+    )
+    ap.add_argument(
         "--romfs",
         action="store_true",
         help="only the ROMFS section: the agent imported in place from a ROMFS image against from .mpy files",
@@ -888,7 +899,7 @@ def main(argv: list[str] | None = None) -> int:
         res = measure_romfs_only(args.heap)
         text = "\n".join(romfs_report(res["romfs"], res["cap"], res["sessions"])[1:] + [f"\n({res['seconds']} s)"])
     else:
-        res = measure(args.heap, args.runtime)
+        res = measure(args.heap, args.runtime, args.fw_window)
         text = report(res)
     print(json.dumps(res, indent=2, sort_keys=True) if args.json else text)
     return 0
