@@ -96,8 +96,10 @@ def start(wbits, sizes):
                 probe = bytearray((1 << wbits) + most + 2 * chunk + _SPARE)  # the frame, and its bytes
                 del probe
                 inf = Inflater(wbits, most, chunk)
-                return inf if inf.d is not None else None
             except MemoryError:
-                pass
+                continue
+            except (ValueError, TypeError, OSError):  # a decompressor that takes no such window
+                return None
+            return inf if inf.d is not None else None
         wbits -= 1
     return None

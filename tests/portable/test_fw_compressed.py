@@ -8,6 +8,7 @@ from binascii import crc32, unhexlify
 
 from agent import fw_inflate
 from agent.fw_common import FwError
+from hal.compat import unload
 from hal.contracts import PowerCut
 from tests.kits.fwkit import Deflater, Device, Image, slot_files
 
@@ -113,6 +114,24 @@ class TestCompressedStaging(unittest.TestCase):
         img = Image("2.0")
         self.assertEqual(ok(self, begin(dev, img, z=9))["z"], 9)
         self.assertLessEqual(ok(self, begin(dev, img, z=30))["z"], 15)
+
+    def test_a_board_without_a_decompressor_answers_for_plain_chunks(self):
+        import hal.compat as compat
+
+        saved = compat.raw_inflater
+        compat.raw_inflater = lambda src, wbits: None  # as hal.compat finds neither deflate nor zlib
+        unload("agent.fw_inflate")
+        try:
+            dev = Device()
+            img = compressible()
+            r = ok(self, begin(dev, img))
+            self.assertNotIn("z", r)
+            self.assertNotIn("zn", r)
+            ok(self, dev.send(img, chunk=700, z=12))  # the kit sends plain chunks, as the host does
+            self.assertEqual(slot_files(dev.flash, "b"), dict(img.files))
+        finally:
+            compat.raw_inflater = saved
+            unload("agent.fw_inflate")
 
     def test_a_begin_without_z_gets_plain_chunks_only(self):
         dev = Device()
