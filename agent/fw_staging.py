@@ -307,7 +307,9 @@ class Updater:
                 RC_BAD, "chunk at offset {}, expected {}".format(offset, sess.staged), {"offset": sess.staged}
             )
         inf = sess.inflate
-        if z:
+        if not z:
+            sess.inflate = None  # a plain chunk ends a compressed stream: the next begin starts one
+        else:
             if inf is None:
                 raise FwError(
                     RC_BAD, "no compressed stream is open: send fw.begin with z first", {"offset": sess.staged}

@@ -105,7 +105,8 @@ def tls_modules():
 def raw_inflater(src, wbits):
     """A reader of the raw deflate stream the stream src gives (window 2**wbits) that reads src
     only as far as the bytes asked of it need: MicroPython's deflate.DeflateIO, else hal.zinflate
-    (zlib); None if the runtime has neither. Loaded on first use (compressed firmware staging)."""
+    (zlib); None if the runtime has neither. Imported at the first call (compressed firmware
+    staging), not at boot."""
     try:
         from deflate import RAW, DeflateIO
     except ImportError:

@@ -2,9 +2,10 @@
 # instead (CPython: the agent on simulated hardware): hal.compat.raw_inflater hands out one or the
 # other. As DeflateIO does, it reads its source a byte at a time and only when the bytes asked of
 # it need more, so a reader asked for exactly the bytes a piece of the stream completes never
-# reads past that piece. Bad data is an OSError, as it is from DeflateIO; a source that ends early, an
-# EOFError. A zlib without streaming decompression (MicroPython's before deflate) fails the import
-# below, so hal.compat hands out no decompressor there and the host sends plain chunks.
+# reads past that piece. Bad data is an OSError, as it is from DeflateIO; a source that ends
+# early, an EOFError. A zlib without streaming decompression (MicroPython's before deflate) fails
+# the imports below, so hal.compat hands out no decompressor there and the host sends plain
+# chunks.
 from zlib import decompressobj
 from zlib import error as ZlibError
 

@@ -199,6 +199,22 @@ class TestCompressedStaging(unittest.TestCase):
 
         self._damaged(spoil)
 
+    def test_a_plain_chunk_ends_the_compressed_stream(self):
+        dev = Device()
+        img = compressible()
+        ok(self, begin(dev, img))
+        pieces = list(Deflater(12).chunks(img.content, 0, 300))
+        ok(self, chunk(dev, pieces[0]))
+        at = pieces[1]["offset"]
+        ok(self, dev.call("fw.chunk", offset=at, data=img.content[at : at + 100]))
+        r = chunk(dev, pieces[1])  # the stream's next piece, at what is no longer its offset
+        self.assertEqual((r[0], r[1]), ("E49", {"offset": at + 100}))
+        r = chunk(dev, dict(pieces[1], offset=at + 100))  # nor at the staged one: the stream is closed
+        self.assertEqual((r[0], r[1]), ("E49", {"offset": at + 100}))
+        self.assertEqual(staged(dev), img.content[: at + 100])
+        ok(self, dev.send(img, chunk=300, z=12))
+        self.assertEqual(slot_files(dev.flash, "b"), dict(img.files))
+
     def test_a_chunk_over_the_announced_most_is_refused(self):
         dev = Device()
         img = compressible()
