@@ -12,6 +12,16 @@
 # bytes are decompressed into a buffer and checked before any of them is written: a damaged
 # chunk is refused with nothing of it staged, and the stream is then closed until a fw.begin
 # starts a new one at the staged offset (as after a reboot or a cut link: it lives in RAM only).
+#
+# An update against the running image. fw.begin answers "zd", the running image's FirmwareHash,
+# when the running slot has one. A host that holds that image may start a chunk with "p": a path of
+# the image; before the chunk's bytes, the board puts the last 2**z bytes of that file of its
+# running slot (or all of it, if shorter) into the decompressor's window, as a stored block it
+# makes itself and whose output it drops: the stream's next bytes may then refer to them, as a
+# module that changed little refers to its old self. The host ends each piece of the stream
+# before such a chunk at a byte (zlib's Z_SYNC_FLUSH) and starts the next with the same bytes as
+# its dictionary. Nothing about the image or its checks changes: a file that differs from the
+# host's copy gives bytes whose CRC differs, refused as any damaged chunk.
 import io
 from binascii import crc32
 
@@ -55,6 +65,44 @@ class Inflater:
         self.d = raw_inflater(self.src, wbits)
         self.out = bytearray(most)
 
+    def prime(self, fs, base, path):
+        # the last 2**wbits bytes of the running slot's file path (under base) into the window,
+        # as a stored block of the stream; FwError if there is no such file
+        if not isinstance(path, str) or not path or path[0] == "/" or ".." in path:
+            raise FwError(RC_BAD, "p must be a path of the image")
+        try:
+            f = fs.open(base + "/" + path, "rb")
+        except OSError:
+            raise FwError(RC_BAD, "the running image has no {}".format(path))
+        try:
+            n = fs.size(base + "/" + path)
+            k = min(n, 1 << self.wbits, 65535)
+            f.seek(n - k)
+            self.src.feed(bytes((0, k & 255, k >> 8, ~k & 255, (~k >> 8) & 255)))  # a stored block of k bytes
+            buf = self.out
+            while k:
+                got = f.readinto(memoryview(buf)[: min(k, len(buf))])
+                if not got:
+                    raise OSError(5, "short read")
+                self.src.feed(bytes(buf[:got]))
+                self._read(got)
+                k -= got
+        except (OSError, ValueError, EOFError) as e:
+            raise FwError(RC_BAD, "{} could not be put in the window: {}".format(path, e))
+        finally:
+            f.close()
+
+    def _read(self, n):
+        # n bytes out of the decompressor into the buffer (their count, less if it fails)
+        mv = memoryview(self.out)[:n]
+        got = 0
+        while got < n:
+            k = self.d.readinto(mv[got:])
+            if not k:
+                break
+            got += k
+        return got
+
     def take(self, args, offset):
         # The bytes of a compressed fw.chunk (args: z, n, c), decompressed and checked: a
         # memoryview of this inflater's buffer. FwError if they are not what the chunk says.
@@ -65,13 +113,8 @@ class Inflater:
             raise FwError(RC_BAD, "n must be 0 to {} bytes".format(len(self.out)))
         self.src.feed(z)
         mv = memoryview(self.out)[:n]
-        got = 0
         try:
-            while got < n:
-                k = self.d.readinto(mv[got:])
-                if not k:
-                    break
-                got += k
+            got = self._read(n)
         except (OSError, ValueError, EOFError):
             got = -1
         if got != n or crc32(mv) & 0xFFFFFFFF != crc:

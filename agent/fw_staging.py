@@ -295,6 +295,9 @@ class Updater:
                 out["z"] = inf.wbits
                 out["zc"] = inf.chunk
                 out["zn"] = len(inf.out)
+                running = self.svc.running_hash()
+                if running is not None:  # its files may prime the window ("p")
+                    out["zd"] = running
         return RC_OK, out, None
 
     def op_chunk(self, args):
@@ -315,6 +318,8 @@ class Updater:
                     RC_BAD, "no compressed stream is open: send fw.begin with z first", {"offset": sess.staged}
                 )
             sess.inflate = None  # broken, unless this chunk is staged whole
+            if args.get("p") is not None:
+                inf.prime(self.fs, boot_code().slot_dir(self.root, self.svc.slot), args["p"])
             data = inf.take(args, offset)
         size = sess.rec["size"]
         if offset + len(data) > size:

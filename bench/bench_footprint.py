@@ -187,7 +187,7 @@ def write_firmware(dest: Path, board: str = BOARD, version: str = IMAGE_VERSION,
 
         chunks = [
             {"offset": at, "z": z, "n": len(out), "c": zlib.crc32(out)}
-            for at, z, out in stream_chunks(content, 0, wbits, MAX_CHUNK, 2 * MAX_CHUNK)
+            for at, z, out, _p in stream_chunks(content, 0, wbits, MAX_CHUNK, 2 * MAX_CHUNK)
         ]
     frames = bytearray()
     for i, args in enumerate(chunks):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -69,10 +70,40 @@ class Timed(AgentClient):
                 self.ends += time.perf_counter() - t0
 
 
-def signed_image(key, version: str) -> bytes:
-    files = [(c.target, c.data) for c in image_build.build_image("unix")]
+def signed_image(key, version: str, files: list | None = None) -> bytes:
+    files = files if files is not None else [(c.target, c.data) for c in image_build.build_image("unix")]
     content = image.build(version, "unix", files)
     return content + image.trailer(sign.sign_content(content, key))
+
+
+def older_files(back: int, tmp: Path) -> tuple[list, int, str]:
+    """The agent's modules as they were `back` commits earlier (git archive of that commit, each
+    compiled with mpy-cross as the current one is), those that were there; the others as now:
+    (files, how many differ from now, the commit)."""
+    from host_tools.firmware.build import module_name, mpy_cross_binary
+
+    rev = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", f"HEAD~{back}"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    tree = tmp / "older"
+    tree.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    binary = mpy_cross_binary()
+    files, changed = [], 0
+    for c in image_build.build_image("unix"):
+        data = c.data
+        if (tree / c.source).is_file():
+            out = tmp / "old.mpy"
+            subprocess.run(
+                [binary, "-o", str(out), "-s", module_name(c.source), str(tree / c.source)],
+                check=True,
+                capture_output=True,
+            )
+            data = out.read_bytes()
+        changed += data != c.data
+        files.append((c.target, data))
+    return files, changed, rev
 
 
 def stuffed(data: bytes) -> int:
@@ -110,7 +141,7 @@ def wire_pace(client: AgentClient, size: int, frame: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def run(baud: int, wbits: int) -> dict:
+def run(baud: int, wbits: int, back: int = 40) -> dict:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     key = ec.generate_private_key(ec.SECP256R1())
@@ -118,9 +149,11 @@ def run(baud: int, wbits: int) -> dict:
     rows = []
     content = split(signed_image(key, "9.9.0"))[0]
     per_window = windows(content)
+    running = split(signed_image(key, "1.0.0"))[0]  # what dbch flash puts in slot A: the base
     with tempfile.TemporaryDirectory() as tmp:
         fs = Path(tmp) / "flash"
         fs.mkdir()
+        older, changed, rev = older_files(back, Path(tmp))
         old = os.environ.get("XDG_CACHE_HOME")
         os.environ["XDG_CACHE_HOME"] = str(Path(tmp) / "cache")
         try:
@@ -136,11 +169,13 @@ def run(baud: int, wbits: int) -> dict:
                 assert client.hello().ok
                 pace = wire_pace(client, len(content) // 2, 4000)
                 sends = (
-                    ("plain chunks", {"compress": False}),
-                    ("deflate stream", {"compress": True, "wbits": wbits}),
+                    ("plain chunks", {"compress": False}, None),
+                    ("deflate stream", {"compress": True, "wbits": wbits}, None),
+                    ("update, same code", {"compress": True, "wbits": wbits, "base": running}, None),
+                    (f"update, {changed} mod.", {"compress": True, "wbits": wbits, "base": running}, older),
                 )
-                for i, (what, kw) in enumerate(sends):
-                    data = signed_image(key, f"9.9.{i + 1}")
+                for i, (what, kw, files) in enumerate(sends):
+                    data = signed_image(key, f"9.9.{i + 1}", files)
                     size = len(split(data)[0])
                     before = t.written
                     client.ends = 0.0
@@ -160,6 +195,7 @@ def run(baud: int, wbits: int) -> dict:
                             "wire": t.written - before,
                             "stream": res.get("stream", size),
                             "wbits": res.get("wbits"),
+                            "against": bool(res.get("against")),
                         }
                     )
                 t.inner.close()
@@ -176,6 +212,7 @@ def run(baud: int, wbits: int) -> dict:
         "wire_bytes_per_s": round(pace),
         "windows": per_window,
         "rows": rows,
+        "older": {"commit": rev, "back": back, "changed": changed, "modules": len(older)},
     }
 
 
@@ -202,6 +239,13 @@ def report(res: dict) -> str:
         )
     plain, comp = res["rows"][0], res["rows"][1]
     lines.append(f"compressed against plain: {plain['seconds'] / comp['seconds']:.2f}x as fast")
+    o = res["older"]
+    lines.append(
+        "update: the stream against the image the board runs (fw.begin's zd; each module's old copy put in the"
+        " window first); same code: only the version differs; "
+        f"{o['changed']} mod.: {o['changed']} of its {o['modules']} modules as they were {o['back']} commits earlier"
+        f" ({o['commit']})"
+    )
     return "\n".join(lines)
 
 
@@ -209,9 +253,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--baud", type=int, default=115200, help="the virtual board's pace (default 115200)")
     ap.add_argument("--wbits", type=int, default=stage.WBITS, help="the largest deflate window offered, log2 bytes")
+    ap.add_argument(
+        "--back", type=int, default=40, help="the update's modules as they were this many commits earlier (default 40)"
+    )
     ap.add_argument("--json", action="store_true", help="machine-readable output")
     args = ap.parse_args(argv)
-    res = run(args.baud, args.wbits)
+    res = run(args.baud, args.wbits, args.back)
     print(json.dumps(res, indent=2) if args.json else report(res))
     return 0
 

@@ -49,12 +49,15 @@ def send(
     permit: bytes | None = None,
     compress: bool = True,
     wbits: int = WBITS,
+    base: bytes | None = None,
 ) -> dict:
     """Stage a signed image on the agent (resuming where it stopped), with a rollback permission
     if given, compressed if compress and the agent takes it (window at most 2**wbits); the
     agent's fw.end data plus {"hash", "sent", "seconds", "stream", "wbits"} (sent: image bytes
     staged by this call; stream: the bytes that carried them, compressed or not; wbits: the
-    window, None for plain chunks; "fallback": why the rest went in plain chunks, when the hub
+    window, None for plain chunks; "against": True when the stream referred to base, the image
+    the hub runs (its FirmwareHash is fw.begin's zd; a chunk then names the file of it to put in
+    the window first: stream_chunks); "fallback": why the rest went in plain chunks, when the hub
     refused a compressed chunk). progress(done, final=False) is called with the bytes the
     agent has as they go. FirmwareError if the agent refuses it, LinkError if it stops answering."""
     if compress and not 9 <= wbits <= 15:
@@ -70,6 +73,8 @@ def send(
     restarts = 0
     window = None
     fallback = None  # why the rest went in plain chunks, if a compressed chunk was refused
+    against = False
+    base_content = split(base)[0] if base is not None else None
     begin = {"hash": digest, "size": size, "sig": sig}
     if permit is not None:
         begin["permit"] = permit
@@ -95,8 +100,12 @@ def send(
             if "z" in begin and r.data.get("z"):
                 window = r.data["z"]
                 zstep = min(chunk or r.data["zc"], r.data["zc"])
+                have = None  # the files of the image the hub runs, when it is base
+                if base_content is not None and r.data.get("zd") == firmware_hash(base_content):
+                    have = {path: data for _at, path, data in records(base_content)}
+                    against = True
                 try:
-                    why = _send_stream(client, content, off, zstep, window, r.data["zn"], progress, tally)
+                    why = _send_stream(client, content, off, zstep, window, r.data["zn"], progress, tally, have)
                 except FirmwareError as e:
                     if e.rc != "E49":
                         raise
@@ -132,6 +141,8 @@ def send(
             out.update({"hash": digest, "seconds": round(time.monotonic() - t0, 3), "wbits": window})
             if fallback is not None:
                 out["fallback"] = fallback
+            if against:
+                out["against"] = True
             out.update(tally)
             return out
         except AgentTimeout:
@@ -140,47 +151,111 @@ def send(
                 raise LinkError(f"the agent stopped answering after {retries} retries; send again to resume")
 
 
-def stream_chunks(content: bytes, off: int, wbits: int, step: int, most: int):
-    """content from off to its end as one raw deflate stream (window 2**wbits), cut into pieces of
-    at most step compressed bytes: (offset, compressed bytes, the image bytes they complete).
+def records(content: bytes) -> list[tuple[int, str, bytes]]:
+    """(offset of the record, path, data) of each file record of an image's CONTENT, in order."""
+    m, _n = image.parse_head(content)
+    pos = len(content) - m["size"]
+    out = []
+    while content[pos]:
+        plen = content[pos]
+        path = content[pos + 1 : pos + 1 + plen].decode()
+        dlen = int.from_bytes(content[pos + 1 + plen : pos + 5 + plen], "big")
+        start = pos + 5 + plen
+        out.append((pos, path, content[start : start + dlen]))
+        pos = start + dlen
+    return out
 
-    The stream is compressed whole, never flushed. Each piece's image bytes are what a decoder
-    that has read the stream up to the piece's end can give: every symbol whose bits are in by
-    then (zlib's decompressor, fed the same pieces, says which); a symbol whose bits straddle the
-    cut is given by the next piece. A decoder asked for exactly those bytes reads no further, so
-    the hub decompresses each piece as it arrives. A piece that would give more than most bytes
-    is cut shorter."""
-    comp = zlib.compressobj(LEVEL, zlib.DEFLATED, -wbits, 9)
-    z = comp.compress(content[off:]) + comp.flush()
+
+def stored_block(data: bytes) -> bytes:
+    """data as one stored (uncompressed) deflate block, not the last: what the hub makes of the
+    bytes it puts in the window (agent.fw_inflate, Inflater.prime)."""
+    k = len(data)
+    return bytes((0, k & 255, k >> 8, ~k & 255, (~k >> 8) & 255)) + data
+
+
+def stream_chunks(content: bytes, off: int, wbits: int, step: int, most: int, base: dict[str, bytes] | None = None):
+    """content from off to its end as one raw deflate stream (window 2**wbits), cut into pieces of
+    at most step compressed bytes: (offset, compressed bytes, the image bytes they complete, path
+    of the running image to put in the window first or None).
+
+    Each piece's image bytes are what a decoder that has read the stream up to the piece's end can
+    give: every symbol whose bits are in by then (zlib's decompressor, fed the same pieces, says
+    which); a symbol whose bits straddle the cut is given by the next piece. A decoder asked for
+    exactly those bytes reads no further, so the hub decompresses each piece as it arrives. A
+    piece that would give more than most bytes is cut shorter.
+
+    base: {path: data} of the image the hub runs (fw.begin's zd). Each record of a file it also
+    has then starts a new piece of the stream, whose first chunk names the file: the hub puts the
+    last 2**wbits bytes of its own copy in the window first, and the stream refers back to them
+    (that piece is compressed with the window's bytes as its dictionary; the one before it ends at
+    a byte, Z_SYNC_FLUSH). Without base the stream is compressed whole, never flushed."""
+    window = 1 << wbits
+    cuts = [(off, None)]
+    if base:
+        cuts += [(at, path) for at, path, _data in records(content) if at > off and path in base]
+        if off in {at for at, path, _d in records(content) if path in base}:
+            cuts[0] = (off, next(p for at, p, _d in records(content) if at == off))
     d = zlib.decompressobj(-wbits)
-    pos = 0
-    while pos < len(z):
-        k = min(step, len(z) - pos)
-        while True:
-            trial = d.copy()
-            out = trial.decompress(z[pos : pos + k])
-            if len(out) <= most or k == 1:
-                break
-            k = max(1, min(k - 1, k * most // len(out)))
-        d = trial
-        yield off, z[pos : pos + k], out
-        pos += k
-        off += len(out)
-    if not d.eof or off != len(content):
-        raise DbchError(f"the deflate stream gives {off} bytes, not {len(content)}")  # zlib's own fault
+    history = b""  # the decoder's output, its last window bytes
+    for i, (start, path) in enumerate(cuts):
+        end = cuts[i + 1][0] if i + 1 < len(cuts) else len(content)
+        if path is not None:
+            primed = base[path][-min(window, 65535) :]
+            if len(d.decompress(stored_block(primed))) != len(primed):
+                raise DbchError("the decoder did not take the stored block")  # zlib's own fault
+            history = (history + primed)[-window:]
+        if history:
+            comp = zlib.compressobj(LEVEL, zlib.DEFLATED, -wbits, 9, zdict=history)
+        else:
+            comp = zlib.compressobj(LEVEL, zlib.DEFLATED, -wbits, 9)
+        piece = content[start:end]
+        z = comp.compress(piece) + comp.flush(zlib.Z_FINISH if end == len(content) else zlib.Z_SYNC_FLUSH)
+        history = (history + piece)[-window:]
+        pos = 0
+        at = start
+        first = path
+        while pos < len(z):
+            k = min(step, len(z) - pos)
+            while True:
+                trial = d.copy()
+                out = trial.decompress(z[pos : pos + k])
+                if len(out) <= most or k == 1:
+                    break
+                k = max(1, min(k - 1, k * most // len(out)))
+            d = trial
+            yield at, z[pos : pos + k], out, first
+            first = None
+            pos += k
+            at += len(out)
+        if at != end:
+            raise DbchError(f"the deflate stream gives {at} bytes, not {end}")  # zlib's own fault
+    if not d.eof:
+        raise DbchError("the deflate stream does not end")  # zlib's own fault
 
 
 def _send_stream(
-    client: AgentClient, content: bytes, off: int, step: int, wbits: int, most: int, progress, tally: dict
+    client: AgentClient,
+    content: bytes,
+    off: int,
+    step: int,
+    wbits: int,
+    most: int,
+    progress,
+    tally: dict,
+    base: dict[str, bytes] | None = None,
 ) -> str | None:
     """content from off to its end as fw.chunk requests of one raw deflate stream (stream_chunks),
-    counted in tally ("sent": image bytes, "stream": compressed bytes); None, or the hub's reason
+    counted in tally ("sent": image bytes, "stream": compressed bytes), against base's files if
+    given; None, or the hub's reason
     when it answered a chunk at another offset or without a stream (a new fw.begin goes on from
     there). FirmwareError if it refuses one."""
-    for at, z, out in stream_chunks(content, off, wbits, step, most):
+    for at, z, out, path in stream_chunks(content, off, wbits, step, most, base):
         if progress:
             progress(at)
-        r = client.request("fw.chunk", {"offset": at, "z": z, "n": len(out), "c": zlib.crc32(out)})
+        args = {"offset": at, "z": z, "n": len(out), "c": zlib.crc32(out)}
+        if path is not None:
+            args["p"] = path
+        r = client.request("fw.chunk", args)
         if not r.ok:
             if r.rc == "E49" and isinstance(r.data, dict) and "offset" in r.data:
                 return r.err or "chunk refused"

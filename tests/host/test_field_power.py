@@ -164,7 +164,7 @@ def test_power_cuts_while_staging_and_activating(board):
                 pieces = stage.stream_chunks(content, off, r.data["z"], r.data["zc"], r.data["zn"])
                 frames = [
                     {"offset": at, "z": z, "n": len(out), "c": zlib.crc32(out)}
-                    for _, (at, z, out) in zip(range(rng.randrange(2, 6)), pieces)
+                    for _, (at, z, out, _p) in zip(range(rng.randrange(2, 6)), pieces)
                 ]
             else:
                 step = r.data["chunk"]

@@ -92,7 +92,7 @@ def test_stream_chunks_cut_one_stream_into_pieces_that_complete_what_they_say():
     pieces = list(stage.stream_chunks(content, 0, 12, 700, 2500))
     z = b"".join(p[1] for p in pieces)
     assert zlib.decompress(z, -12) == content
-    assert len(z) < len(content) // 3
+    assert len(z) < len(content) // 3 and all(p[3] is None for p in pieces)
     assert all(len(p[1]) <= 700 and len(p[2]) <= 2500 for p in pieces)
     assert [p[0] for p in pieces] == [sum(len(q[2]) for q in pieces[:i]) for i in range(len(pieces))]
     assert b"".join(p[2] for p in pieces) == content
