@@ -4,7 +4,7 @@ against the Central Products List.
     dbch firmware build [--board B] [--version V] [--security-counter N] [--out FILE] [--key KEY]
     dbch firmware sign IMAGE [--key KEY] [--out FILE]
     dbch firmware info IMAGE [--pub PUB]
-    dbch firmware send IMAGE [--port P] [--chunk N] [--permit FILE] [--plain | --window BITS]
+    dbch firmware send IMAGE [--port P] [--chunk N] [--permit FILE] [--plain | --window BITS] [--base FILE]
     dbch firmware status [--port P]
     dbch firmware activate HASH|IMAGE [--at ISO] [--permit FILE] | --cancel
     dbch firmware permit-rollback HASH|IMAGE --eui EUI [--key KEY] [--out FILE]
@@ -38,7 +38,7 @@ from host_tools.cli.output import CommandError, add_json_flag, emit
 from host_tools.files import write_file
 from host_tools.firmware import cpl
 from host_tools.firmware.image_build import build_content
-from host_tools.firmware.images import describe, parse_hash, read_image, read_permit, split
+from host_tools.firmware.images import describe, keep_image, kept_image, parse_hash, read_image, read_permit, split
 from host_tools.firmware.sign import load_private_key, load_signing_public, make_permit, sign_image, verify_image
 from host_tools.firmware.stage import WBITS, FirmwareError, send
 from host_tools.link.agent import checked
@@ -96,6 +96,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=WBITS,
         metavar="BITS",
         help=f"the largest deflate window offered, 9-15 (log2 bytes; default {WBITS}); the hub may take less",
+    )
+    s.add_argument(
+        "--base",
+        metavar="FILE",
+        help="the image the hub runs: the compressed stream refers to its modules (default: the images this host"
+        " staged before, kept in dbch's cache, found by the hub's running FirmwareHash)",
     )
     add_port_args(s)
     add_json_flag(s)
@@ -256,10 +262,22 @@ def cmd_send(args: argparse.Namespace) -> int:
     permit = read_permit(args.permit) if args.permit else None
     if not 9 <= args.window <= 15:
         raise CommandError(f"--window: 9 to 15 (log2 bytes), not {args.window}", 2)
+    base = read_image(args.base) if args.base else kept_image
     bar = Progress(len(split(data)[0]), enabled=not args.quiet)
     res = _hexed(
-        send(client, data, chunk=args.chunk, progress=bar, permit=permit, compress=not args.plain, wbits=args.window)
+        send(
+            client,
+            data,
+            chunk=args.chunk,
+            progress=bar,
+            permit=permit,
+            compress=not args.plain,
+            wbits=args.window,
+            base=base,
+        )
     )
+    if not res.get("already"):
+        keep_image(data)  # the base of the next update, once it runs
     if res.get("already"):
         where = "running" if res.get("running") else f"staged in slot {res.get('slot')}"
         text = f"already {where}: FirmwareHash {res['hash']}"
@@ -269,6 +287,7 @@ def cmd_send(args: argparse.Namespace) -> int:
             how = f"partly in plain chunks: the hub refused a compressed chunk ({res['fallback']})"
         elif res.get("wbits"):
             how = f"as a deflate stream of {res['stream']} bytes (window {1 << res['wbits']} bytes)"
+            how += " against the image the hub runs" if res.get("against") else ""
         else:
             how = "in plain chunks" + ("" if args.plain else " (the hub takes no compressed stream)")
         text = (

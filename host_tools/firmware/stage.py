@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 import zlib
+from collections.abc import Callable
 
 from agent import fw_image as image
 from host_tools.errors import DbchError
@@ -49,7 +50,7 @@ def send(
     permit: bytes | None = None,
     compress: bool = True,
     wbits: int = WBITS,
-    base: bytes | None = None,
+    base: bytes | Callable[[bytes], bytes | None] | None = None,
 ) -> dict:
     """Stage a signed image on the agent (resuming where it stopped), with a rollback permission
     if given, compressed if compress and the agent takes it (window at most 2**wbits); the
@@ -57,7 +58,8 @@ def send(
     staged by this call; stream: the bytes that carried them, compressed or not; wbits: the
     window, None for plain chunks; "against": True when the stream referred to base, the image
     the hub runs (its FirmwareHash is fw.begin's zd; a chunk then names the file of it to put in
-    the window first: stream_chunks); "fallback": why the rest went in plain chunks, when the hub
+    the window first: stream_chunks), given as the image or as a lookup by FirmwareHash
+    (images.kept_image); "fallback": why the rest went in plain chunks, when the hub
     refused a compressed chunk). progress(done, final=False) is called with the bytes the
     agent has as they go. FirmwareError if the agent refuses it, LinkError if it stops answering."""
     if compress and not 9 <= wbits <= 15:
@@ -74,7 +76,6 @@ def send(
     window = None
     fallback = None  # why the rest went in plain chunks, if a compressed chunk was refused
     against = False
-    base_content = split(base)[0] if base is not None else None
     begin = {"hash": digest, "size": size, "sig": sig}
     if permit is not None:
         begin["permit"] = permit
@@ -100,10 +101,8 @@ def send(
             if "z" in begin and r.data.get("z"):
                 window = r.data["z"]
                 zstep = min(chunk or r.data["zc"], r.data["zc"])
-                have = None  # the files of the image the hub runs, when it is base
-                if base_content is not None and r.data.get("zd") == firmware_hash(base_content):
-                    have = {path: data for _at, path, data in records(base_content)}
-                    against = True
+                have = _base_files(base, r.data.get("zd"))  # the files of the image the hub runs
+                against = have is not None
                 try:
                     why = _send_stream(client, content, off, zstep, window, r.data["zn"], progress, tally, have)
                 except FirmwareError as e:
@@ -149,6 +148,20 @@ def send(
             tries += 1  # link loss: begin again, the agent resumes at what it has on flash
             if tries > retries:
                 raise LinkError(f"the agent stopped answering after {retries} retries; send again to resume")
+
+
+def _base_files(base, running) -> dict[str, bytes] | None:
+    """{path: data} of base (an image, or a lookup by FirmwareHash) when it is the image whose
+    FirmwareHash is running (fw.begin's zd), else None."""
+    if base is None or not isinstance(running, bytes):
+        return None
+    data = base(running) if callable(base) else base
+    if data is None:
+        return None
+    content = split(data)[0]
+    if firmware_hash(content) != running:
+        return None
+    return {path: d for _at, path, d in records(content)}
 
 
 def records(content: bytes) -> list[tuple[int, str, bytes]]:

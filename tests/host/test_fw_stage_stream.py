@@ -2,10 +2,14 @@
 cut into chunks that each complete what they say (stream_chunks), sent to a simulated hub (the
 agent on CPython, whose decompressor is hal/zinflate.py); a hub that predates compressed staging
 gets plain chunks; a chunk spoiled on its way is refused with nothing wrong staged, and the rest
-goes in plain chunks; a lost answer mid-stream resumes with a new stream at the hub's offset."""
+goes in plain chunks; a lost answer mid-stream resumes with a new stream at the hub's offset. An update
+against the image the hub runs (base): the stream refers to its modules, which the hub puts in
+the window first; a base that is not the running image is not used; a module that differs on the
+board is refused and the rest goes plain; the images the host kept, found by FirmwareHash."""
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 
 import pytest
@@ -152,3 +156,72 @@ def test_a_lost_answer_mid_stream_resumes_with_a_new_stream(key):
 def test_the_window_offered_is_checked():
     with pytest.raises(ValueError, match="wbits"):
         stage.send(None, b"", wbits=16)
+
+
+def updated(key, old_files):
+    # the second of the four modules changed a little, the third replaced, the rest as they were
+    files = list(old_files)
+    files[1] = (files[1][0], files[1][1][:3000] + b"# changed\n" + files[1][1][3000:])
+    files[2] = (files[2][0], code_like(5000, 99)[::-1])
+    content = image.build("6.0", "sim", files)
+    return content, content + image.trailer(sign.sign_content(content, key)), files
+
+
+def running(key):
+    # a hub whose slot a runs an image of four modules, and that image
+    old = fwkit.Image("5.0", payload=[(f"agent/m{i}.mpy", code_like(6000 + i * 50, i)) for i in range(4)])
+    dev = fwkit.Device(first=old, key=False)
+    f = dev.flash.open("/" + boot.KEY, "wb")
+    f.write(sign.public_point(key))
+    f.close()
+    return dev, old
+
+
+def test_an_update_against_the_running_image_refers_to_its_modules(key):
+    dev, old = running(key)
+    content, data, files = updated(key, old.files)
+    c = Hub(dev)
+    res = stage.send(c, data, chunk=700, base=old.content)
+    assert res["against"] and res["sent"] == len(content)
+    assert fwkit.slot_files(dev.flash, "b") == dict(files)
+    dev2, _ = running(key)
+    alone = stage.send(Hub(dev2), data, chunk=700)
+    assert not alone.get("against")
+    assert res["stream"] < alone["stream"] * 2 // 3, (res["stream"], alone["stream"])
+    # a lookup by FirmwareHash does as well; one that has nothing, as without
+    dev3, _ = running(key)
+    looked = stage.send(Hub(dev3), data, chunk=700, base=lambda h: old.content if h == old.hash else None)
+    assert looked["against"] and looked["stream"] == res["stream"]
+    dev4, _ = running(key)
+    assert not stage.send(Hub(dev4), data, chunk=700, base=lambda h: None).get("against")
+
+
+def test_a_base_that_is_not_the_running_image_is_not_used(key):
+    dev, old = running(key)
+    content, data, files = updated(key, old.files)
+    other = image.build("4.0", "sim", old.files)
+    res = stage.send(Hub(dev), data, chunk=700, base=other)
+    assert not res.get("against") and res["sent"] == len(content)
+    assert fwkit.slot_files(dev.flash, "b") == dict(files)
+
+
+def test_a_running_module_that_differs_from_the_hosts_copy_is_refused_and_the_rest_goes_plain(key):
+    dev, old = running(key)
+    content, data, files = updated(key, old.files)
+    f = dev.flash.open(boot.slot_dir("/", "a") + "/agent/m0.mpy", "wb")  # changed on the board
+    f.write(code_like(6000, 7))
+    f.close()
+    res = stage.send(Hub(dev), data, chunk=700, base=old.content)
+    assert "nothing of it is staged" in res["fallback"] and res["sent"] == len(content)
+    assert fwkit.slot_files(dev.flash, "b") == dict(files)
+
+
+def test_kept_images_are_found_by_their_firmware_hash(key, tmp_path, monkeypatch):
+    from host_tools.firmware import images
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    content, data, _files = signed(key)
+    assert images.kept_image(hashlib.sha256(content).digest()) is None
+    images.keep_image(data)
+    assert images.kept_image(hashlib.sha256(content).digest()) == content
+    assert images.kept_image(bytes(32)) is None

@@ -56,6 +56,15 @@ ZLIB_TEXT_1200 = (
 )
 ZLIB_TEXT_1200_N = (0, 52, 454, 542, 152)
 
+# zlib (level 9, window 2**9) of the changed text, with the old text's last 512 bytes as its dictionary,
+# cut into pieces of 40 bytes; each piece's n as for ZLIB_TEXT_1200
+ZLIB_CHANGED = (
+    "8dcebb0d80301083e19e2922b1c0bd72970c438122c4fe1b4089900bd7d6f7cbdf55b8b6e034870b62e3b006d4ce6953"
+    "a883d4e3d8dbd9d6cbee6b43a1ce85bcc31bc9e930a88bd413eac1e99e504f4ea743adc2f112cc95e485b9717c04e6ce"
+    "f1a998c79f3f"
+)
+ZLIB_CHANGED_N = (113, 467, 331)
+
 
 class TestInflater(unittest.TestCase):
     def test_a_stream_cut_anywhere_gives_each_pieces_bytes(self):
@@ -92,6 +101,47 @@ class TestInflater(unittest.TestCase):
         p["n"] += 40
         with self.assertRaises(FwError):
             inf.take(p, 0)
+
+    def _primed(self):
+        # a flash whose running slot holds the old text as agent/x.mpy, and an inflater
+        from hal.sim.flash import SimFlash
+
+        fs = SimFlash()
+        fs.mkdir("/slots")
+        fs.mkdir("/slots/a")
+        fs.mkdir("/slots/a/agent")
+        f = fs.open("/slots/a/agent/x.mpy", "wb")
+        f.write(text(900))
+        f.close()
+        return fs, fw_inflate.start(9, ((64, 2048),))
+
+    def test_a_module_of_the_running_slot_primes_the_window(self):
+        # made by zlib on CPython with the old text's last 2**9 bytes as its dictionary
+        old = text(900)
+        new = old[:300] + b"# a change\n" + old[300:]
+        fs, inf = self._primed()
+        inf.prime(fs, "/slots/a", "agent/x.mpy")
+        z = unhexlify(ZLIB_CHANGED)
+        got = b""
+        for i, n in enumerate(ZLIB_CHANGED_N):
+            piece = new[len(got) : len(got) + n]
+            got += bytes(inf.take({"z": z[i * 40 : i * 40 + 40], "n": n, "c": crc32(piece) & 0xFFFFFFFF}, len(got)))
+        self.assertEqual(got, new)
+        self.assertLess(len(z), len(new) // 5)  # it referred to the window
+
+    def test_the_same_stream_without_the_window_is_refused(self):
+        new = text(900)[:300] + b"# a change\n" + text(900)[300:]
+        _fs, inf = self._primed()
+        z = unhexlify(ZLIB_CHANGED)
+        n = ZLIB_CHANGED_N[0]
+        with self.assertRaises(FwError):
+            inf.take({"z": z[:40], "n": n, "c": crc32(new[:n]) & 0xFFFFFFFF}, 0)
+
+    def test_only_a_module_of_the_running_slot_primes(self):
+        fs, inf = self._primed()
+        for path in ("agent/none.mpy", "../fwboot.json", "/slots/a/agent/x.mpy", "", 7):
+            with self.assertRaises(FwError):
+                inf.prime(fs, "/slots/a", path)
 
     def test_no_window_below_2_to_the_9(self):
         self.assertIsNone(fw_inflate.start(8, ((64, 2048),)))
