@@ -203,11 +203,10 @@ def stream_chunks(content: bytes, off: int, wbits: int, step: int, most: int, ba
     (that piece is compressed with the window's bytes as its dictionary; the one before it ends at
     a byte, Z_SYNC_FLUSH). Without base the stream is compressed whole, never flushed."""
     window = 1 << wbits
-    cuts = [(off, None)]
+    cuts = [(off, None)]  # (where a piece of the stream starts, the module put in the window first)
     if base:
-        cuts += [(at, path) for at, path, _data in records(content) if at > off and path in base]
-        if off in {at for at, path, _d in records(content) if path in base}:
-            cuts[0] = (off, next(p for at, p, _d in records(content) if at == off))
+        shared = [(at, path) for at, path, _data in records(content) if at >= off and path in base]
+        cuts = ([] if shared and shared[0][0] == off else cuts) + shared
     d = zlib.decompressobj(-wbits)
     history = b""  # the decoder's output, its last window bytes
     for i, (start, path) in enumerate(cuts):
