@@ -10,7 +10,9 @@ chunk may carry and the most it may decompress to ("z", "zc", "zn"), and the res
 goes as one stream compressed with zlib for that window, cut into chunks of that size, each saying
 how many image bytes it completes (stream_chunks), so the hub decompresses each on arrival
 (agent/fw_inflate.py). A hub without deflate (or one that predates it) answers without "z" and
-gets plain chunks. After a link loss, fw.begin again: a new stream starts at the offset the hub has staged. A
+gets plain chunks. An update against the image the hub runs (base: fw.begin's "zd" names it by
+FirmwareHash): each module it shares with the new image starts a new piece of the stream, and the
+hub puts its own copy of that module in the window first (stream_chunks). After a link loss, fw.begin again: a new stream starts at the offset the hub has staged. A
 compressed chunk the hub refuses (it did not decompress whole: damaged, or no memory for it then)
 is staged not at all, and the rest goes in plain chunks.
 """
