@@ -25,7 +25,7 @@
 import io
 from binascii import crc32
 
-from agent.fw_common import RC_BAD, FwError, arg_bytes, arg_int
+from agent.fw_common import MAX_CHUNK, RC_BAD, FwError, arg_bytes, arg_int, boot_code
 from hal.compat import const, raw_inflater
 
 _SPARE = const(8192)  # heap left beside the window and the buffer when the window is chosen
@@ -146,3 +146,26 @@ def start(wbits, sizes):
             return inf if inf.d is not None else None
         wbits -= 1
     return None
+
+
+def open_stream(u, sess, wbits, out):
+    # fw.begin's z for agent.fw_staging's Updater u: a new stream for the staging sess, and what
+    # the answer out says of it (nothing when this board takes plain chunks only)
+    c = u.svc.max_chunk
+    inf = sess.inflate = start(wbits, ((MAX_CHUNK, 2 * MAX_CHUNK), (c, 2 * c)))
+    if inf is not None:
+        out["z"] = inf.wbits
+        out["zc"] = inf.chunk
+        out["zn"] = len(inf.out)
+        running = u.svc.running_hash()
+        if running is not None:  # its modules may prime the window ("p")
+            out["zd"] = running
+
+
+def chunk_bytes(u, inf, args, offset):
+    # the image bytes of a compressed fw.chunk in the stream inf (None: no stream is open)
+    if inf is None:
+        raise FwError(RC_BAD, "no compressed stream is open: send fw.begin with z first", {"offset": offset})
+    if args.get("p") is not None:
+        inf.prime(u.fs, boot_code().slot_dir(u.root, u.svc.slot), args["p"])
+    return inf.take(args, offset)

@@ -12,7 +12,6 @@
 import hashlib
 
 from agent.fw_common import (
-    MAX_CHUNK,
     RC_AUTH,
     RC_BAD,
     RC_OK,
@@ -289,15 +288,7 @@ class Updater:
         if args.get("z") is not None:  # compressed chunks asked for: answered with the window taken
             from agent import fw_inflate
 
-            c = self.svc.max_chunk
-            inf = sess.inflate = fw_inflate.start(args["z"], ((MAX_CHUNK, 2 * MAX_CHUNK), (c, 2 * c)))
-            if inf is not None:
-                out["z"] = inf.wbits
-                out["zc"] = inf.chunk
-                out["zn"] = len(inf.out)
-                running = self.svc.running_hash()
-                if running is not None:  # its files may prime the window ("p")
-                    out["zd"] = running
+            fw_inflate.open_stream(self, sess, args["z"], out)
         return RC_OK, out, None
 
     def op_chunk(self, args):
@@ -310,17 +301,11 @@ class Updater:
                 RC_BAD, "chunk at offset {}, expected {}".format(offset, sess.staged), {"offset": sess.staged}
             )
         inf = sess.inflate
-        if not z:
-            sess.inflate = None  # a plain chunk ends a compressed stream: the next begin starts one
-        else:
-            if inf is None:
-                raise FwError(
-                    RC_BAD, "no compressed stream is open: send fw.begin with z first", {"offset": sess.staged}
-                )
-            sess.inflate = None  # broken, unless this chunk is staged whole
-            if args.get("p") is not None:
-                inf.prime(self.fs, boot_code().slot_dir(self.root, self.svc.slot), args["p"])
-            data = inf.take(args, offset)
+        sess.inflate = None  # a plain chunk ends a compressed stream; a compressed one is broken
+        if z:  # unless it is staged whole
+            from agent import fw_inflate
+
+            data = fw_inflate.chunk_bytes(self, inf, args, offset)
         size = sess.rec["size"]
         if offset + len(data) > size:
             raise FwError(RC_BAD, "chunk runs past the announced size of {} bytes".format(size), {"offset": offset})
