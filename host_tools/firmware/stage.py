@@ -12,9 +12,10 @@ how many image bytes it completes (stream_chunks), so the hub decompresses each 
 (agent/fw_inflate.py). A hub without deflate (or one that predates it) answers without "z" and
 gets plain chunks. An update against the image the hub runs (base: fw.begin's "zd" names it by
 FirmwareHash): each module it shares with the new image starts a new piece of the stream, and the
-hub puts its own copy of that module in the window first (stream_chunks). After a link loss, fw.begin again: a new stream starts at the offset the hub has staged. A
-compressed chunk the hub refuses (it did not decompress whole: damaged, or no memory for it then)
-is staged not at all, and the rest goes in plain chunks.
+hub puts its own copy of that module in the window first (stream_chunks). After a link loss,
+fw.begin again: a new stream starts at the offset the hub has staged. A compressed chunk the hub
+refuses (it did not decompress whole: damaged, or no memory for it then) is staged not at all,
+and the rest goes in plain chunks.
 """
 
 from __future__ import annotations
@@ -163,7 +164,10 @@ def _base_files(base, running) -> dict[str, bytes] | None:
     content = split(data)[0]
     if firmware_hash(content) != running:
         return None
-    return {path: d for _at, path, d in records(content)}
+    try:
+        return {path: d for _at, path, d in records(content)}
+    except (IndexError, ValueError):  # records that are not an image's: no base
+        return None
 
 
 def records(content: bytes) -> list[tuple[int, str, bytes]]:
