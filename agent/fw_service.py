@@ -7,13 +7,26 @@
 # main.py is). Response codes: agent/fw_common.py.
 #
 # Operations (args -> data), all answered with a response code:
-#   fw.begin  {hash: 32 bytes, size: CONTENT bytes, sig: DER, permit?}  -> {offset, chunk, ready}
+#   fw.begin  {hash: 32 bytes, size: CONTENT bytes, sig: DER, permit?, z?}
+#             -> {offset, chunk, ready, z?, zc?, zn?, zd?}
 #             Starts or resumes staging. The signature is checked over hash first. Resuming the
 #             same hash continues at the persisted offset (the staged prefix is re-hashed from
 #             flash); another hash discards the old staging. ready: already staged (or running).
 #             An image whose header is already known here (staged in a slot, or a resumed
 #             staging's prefix) and is below the minimum security counter is refused here.
-#   fw.chunk  {offset, data: 1..chunk bytes} -> {offset}  offset must be the staged length. The
+#             z (9-15): the host offers the rest as one raw deflate stream with a window of at
+#             most 2**z bytes; the answer's z is the window this board takes (zc: the most
+#             compressed bytes a chunk, zn: the most bytes a chunk may give), absent when it
+#             takes plain chunks only (no deflate, no room, or a hub that predates it: the host
+#             then sends plain chunks). Each begin starts a new stream at the answered offset
+#             (agent/fw_inflate.py). zd: the running image's FirmwareHash, whose files a chunk's
+#             "p" may put in the window first (an update against the running image).
+#   fw.chunk  {offset, data: 1..chunk bytes} or, in a compressed stream, {offset, z: 1..zc
+#             compressed bytes, n: the image bytes they complete (0..zn), c: their CRC-32, p?:
+#             a path of the running image, put in the window before z}
+#             -> {offset}  (a chunk that does not give its n bytes of CRC c is refused, nothing
+#             of it staged, and the stream is closed until the next fw.begin)
+#             offset must be the staged length. The
 #             image's header (magic, format, manifest: board, announced size, security counter)
 #             is checked as soon as it is in: an image that is not one, is for another board or
 #             is below the minimum security counter is refused there.
@@ -88,6 +101,7 @@ def unload_all():
         "agent.fw_activate",
         "agent.fw_install",
         "agent.fw_staging",
+        "agent.fw_inflate",
         "agent.fw_image",
         "agent.p256",
         "agent.boot",

@@ -7,7 +7,8 @@
 # after it: agent.fw_install (the signature checks, and fw.end's checks and unpacking) and
 # agent.fw_activate (activation, cancel and status); agent.fw_image is held until the image's
 # header is in. A hub receiving an image holds this module, agent.fw_service, agent.fw_common
-# and the running hash.
+# and the running hash; receiving a compressed stream (fw.begin with z), also agent.fw_inflate
+# with its window and buffer, let go when a begin asks for plain chunks or the staging ends.
 import hashlib
 
 from agent.fw_common import (
@@ -26,7 +27,7 @@ from agent.fw_common import (
     mkdirs,
     parent_dir,
 )
-from hal.compat import const, hexstr, unload
+from hal.compat import collect, const, hexstr, unload
 
 _READ = const(1024)
 
@@ -44,6 +45,7 @@ class _Session:
         self.staged = 0
         self.sec = None  # the image's security counter and version, once its header is in
         self.version = None
+        self.inflate = None  # the compressed stream fw.begin opened (agent.fw_inflate), if any
 
     def check(self, data):
         # feed the parser (ImageError) until it is past the header, then drop it
@@ -101,6 +103,8 @@ class Updater:
             unload("agent.fw_activate")
             unload("agent.fw_install")
             drop_boot_code()
+            if self._session is None or self._session.inflate is None:
+                unload("agent.fw_inflate")
 
     def activation(self, fn, *args):
         # agent.fw_activate's fn(self, *args), with its module loaded for the call only: a
@@ -279,16 +283,29 @@ class Updater:
             self.store.put("fw.stage", rec)
             sess = _Session(rec, self.board_name)
             self._session = sess
-        return RC_OK, {"offset": sess.staged, "chunk": self.svc.max_chunk, "ready": False}, None
+        out = {"offset": sess.staged, "chunk": self.svc.max_chunk, "ready": False}
+        sess.inflate = None  # every begin starts the stream again, at the staged offset
+        if args.get("z") is not None:  # compressed chunks asked for: answered with the window taken
+            from agent import fw_inflate
+
+            fw_inflate.open_stream(self, sess, args["z"], out)
+        return RC_OK, out, None
 
     def op_chunk(self, args):
         offset = arg_int(args, "offset")
-        data = arg_bytes(args, "data", 1, self.svc.max_chunk)
+        z = args.get("z") is not None  # compressed (agent.fw_inflate), else the bytes as they are
+        data = None if z else arg_bytes(args, "data", 1, self.svc.max_chunk)
         sess = self._current()
         if offset != sess.staged:
             raise FwError(
                 RC_BAD, "chunk at offset {}, expected {}".format(offset, sess.staged), {"offset": sess.staged}
             )
+        inf = sess.inflate
+        sess.inflate = None  # a plain chunk ends a compressed stream; a compressed one is broken
+        if z:  # unless it is staged whole
+            from agent import fw_inflate
+
+            data = fw_inflate.chunk_bytes(self, inf, args, offset)
         size = sess.rec["size"]
         if offset + len(data) > size:
             raise FwError(RC_BAD, "chunk runs past the announced size of {} bytes".format(size), {"offset": offset})
@@ -312,11 +329,18 @@ class Updater:
             f.close()
         sess.sha.update(data)
         sess.staged += len(data)
+        if z and sess.staged < size:  # the last chunk in: its window and buffer go before fw.end
+            sess.inflate = inf
         self._session = sess
         return RC_OK, {"offset": sess.staged}, None
 
     def op_end(self, args):
-        # agent.fw_install checks what was received and unpacks it (unloaded in handle)
+        # agent.fw_install checks what was received and unpacks it (unloaded in handle), without a
+        # compressed stream's window and buffer
+        if self._session is not None and self._session.inflate is not None:
+            self._session.inflate = None
+            unload("agent.fw_inflate")
+            collect()
         from agent import fw_install
 
         return fw_install.end(self)

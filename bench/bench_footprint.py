@@ -109,7 +109,7 @@ def start():
 dbchboot.main(start, print_exception=sys.print_exception)
 """
 IMAGE = "footprint.img"  # the signed image, as dbch firmware build --key writes it
-IMAGE_INFO = "footprint_img.cbor"  # {hash, size, sig, version, chunk, frames, id}: for the probe
+IMAGE_INFO = "footprint_img.cbor"  # {hash, size, sig, version, chunk, frames, id, z?, zc?, zn?}: for the probe
 IMAGE_FRAMES = "footprint_img.frames"  # the fw.chunk request frames, each after its 2-byte length
 FRAME_ID = 60000  # the request id of the first fw.chunk frame; the next ones count up
 IMAGE_VERSION = "9.9.9"  # not the running version, so the image is staged
@@ -151,14 +151,16 @@ def build_flash(dest: Path) -> dict[str, int]:
     return sizes
 
 
-def write_firmware(dest: Path, board: str = BOARD, version: str = IMAGE_VERSION) -> dict:
+def write_firmware(dest: Path, board: str = BOARD, version: str = IMAGE_VERSION, wbits: int | None = None) -> dict:
     """A fresh P-256 signing key, its public point as the device's trusted key (agent.boot.KEY,
     where dbch flash --signing-key puts it) and an image of the agent for board signed with it
     (host_tools.firmware.image_build and .sign: what dbch firmware build --key makes), in dest as IMAGE. For the probe,
     whose host shares the device's heap: IMAGE_INFO, and IMAGE_FRAMES, the fw.chunk requests
     framed as host_tools.link.client sends them, in the agent's chunk size (what dbch firmware send
-    uses), so that the probe's host only reads each frame from a file. Returns
-    host_tools.firmware.images.describe of the image."""
+    uses), so that the probe's host only reads each frame from a file; with wbits, the chunks of
+    a compressed stream with that window (host_tools.firmware.stage.stream_chunks, in the sizes
+    the agent announces when its heap affords them: the probe checks that fw.begin says so).
+    Returns host_tools.firmware.images.describe of the image."""
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from agent import boot, cbor, wire
@@ -176,9 +178,19 @@ def write_firmware(dest: Path, board: str = BOARD, version: str = IMAGE_VERSION)
     data = content + image.trailer(sig)
     (dest / IMAGE).write_bytes(data)
     chunk = min(getattr(unix, "FW_MAX_CHUNK", MAX_CHUNK), MAX_CHUNK)  # what fw.begin announces
+    if wbits is None:
+        chunks = [{"offset": off, "data": content[off : off + chunk]} for off in range(0, len(content), chunk)]
+    else:
+        import zlib
+
+        from host_tools.firmware.stage import stream_chunks
+
+        chunks = [
+            {"offset": at, "z": z, "n": len(out), "c": zlib.crc32(out)}
+            for at, z, out, _p in stream_chunks(content, 0, wbits, MAX_CHUNK, 2 * MAX_CHUNK)
+        ]
     frames = bytearray()
-    for i, off in enumerate(range(0, len(content), chunk)):
-        args = {"offset": off, "data": content[off : off + chunk]}
+    for i, args in enumerate(chunks):
         frame = encode(wire.request(FRAME_ID + i, "fw.chunk", args))
         frames += len(frame).to_bytes(2, "big") + frame
     (dest / IMAGE_FRAMES).write_bytes(frames)
@@ -188,9 +200,11 @@ def write_firmware(dest: Path, board: str = BOARD, version: str = IMAGE_VERSION)
         "sig": sig,
         "version": version,
         "chunk": chunk,
-        "frames": -(-len(content) // chunk),
+        "frames": len(chunks),
         "id": FRAME_ID,
     }
+    if wbits is not None:
+        info.update({"z": wbits, "zc": MAX_CHUNK, "zn": 2 * MAX_CHUNK})
     (dest / IMAGE_INFO).write_bytes(cbor.dumps(info))
     return firmware.describe(data)
 
@@ -686,15 +700,18 @@ def module_of(target: str) -> str:
     return name[: -len(".__init__")] if name.endswith(".__init__") else name
 
 
-def measure(heap: str = "128K", runtime: str = "both") -> dict:
+def measure(heap: str = "128K", runtime: str = "both", fw_window: int | None = None) -> dict:
     """The figures; runtime "64" (the unix port), "32" (the 64/32-bit comparison alone, no
-    smallest-heap searches nor sessions) or "both"."""
+    smallest-heap searches nor sessions) or "both". fw_window: the probe's firmware step stages a
+    compressed stream with that window (write_firmware wbits), else plain chunks."""
     cap = parse_size(heap)
     smallest, sessions, probe_seconds, bits32 = {}, {}, 0.0, None
     with tempfile.TemporaryDirectory(prefix="dbch-footprint-") as tmp:
         flash = Path(tmp)
         t0 = time.monotonic()
         sizes = build_flash(flash)
+        if fw_window is not None:
+            write_firmware(flash, wbits=fw_window)
         img = image_facts(flash)
         figures = full_figures(flash, max(cap, CEILING))
         romfs = None
@@ -801,8 +818,9 @@ def report(res: dict) -> str:
     if st.get("skipped"):
         lines.append(f"  firmware staging not measured: {st['skipped']}")
     elif "chunks" in st:
+        how = f"of {st['chunk']} bytes" if not st.get("window") else f"of a deflate stream (window 2^{st['window']})"
         lines.append(
-            f"  firmware: staged in {st['chunks']} fw.chunk of {st['chunk']} bytes into slot {st.get('slot')}"
+            f"  firmware: staged in {st['chunks']} fw.chunk {how} into slot {st.get('slot')}"
             f" (fw.begin, fw.chunk..., fw.end with hash and signature checks, unpack); fw_activate: fw.status,"
             f" a scheduled fw.activate, fw.cancel"
         )
@@ -857,6 +875,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--json", action="store_true", help="machine-readable output")
     ap.add_argument(
+        "--fw-window",
+        type=int,
+        metavar="BITS",
+        help="the probe's firmware step stages the image as a deflate stream with this window (9-15, log2 bytes;"
+        " default: plain chunks); the real session negotiates its own, as dbch firmware send does",
+    )
+    ap.add_argument(
         "--romfs",
         action="store_true",
         help="only the ROMFS section: the agent imported in place from a ROMFS image against from .mpy files",
@@ -874,7 +899,7 @@ def main(argv: list[str] | None = None) -> int:
         res = measure_romfs_only(args.heap)
         text = "\n".join(romfs_report(res["romfs"], res["cap"], res["sessions"])[1:] + [f"\n({res['seconds']} s)"])
     else:
-        res = measure(args.heap, args.runtime)
+        res = measure(args.heap, args.runtime, args.fw_window)
         text = report(res)
     print(json.dumps(res, indent=2, sort_keys=True) if args.json else text)
     return 0

@@ -57,7 +57,8 @@
 # size, sig, version, chunk, frames, id}) and its fw.chunk requests as host_tools.link.client frames
 # them (footprint_img.frames: each frame after its 2-byte length; request ids id, id+1, ...).
 # "firmware" stages it as dbch firmware send does: fw.begin (which must answer offset 0 and the
-# chunk size the frames were made for), every fw.chunk frame, fw.end (hash and signature
+# chunk size the frames were made for; with the info's "z", a compressed stream whose window and
+# chunk sizes fw.begin must answer as the frames have them), every fw.chunk frame, fw.end (hash and signature
 # checked, the image unpacked into the inactive slot). The host's side holds one frame (about
 # 4 KB, read from the file) while the agent reads it, as a board's receive buffer would at most.
 # "fw_activate": fw.status (the image staged and verified), fw.activate a day ahead (scheduled:
@@ -395,11 +396,18 @@ def stage(dev, info, out):
     # As dbch firmware send: fw.begin, the CONTENT in the agent's chunk size, fw.end. None when
     # staged, else what went wrong. out gets the chunk size and count.
     size = info["size"]
-    got = dev.ask("fw.begin", {"hash": info["hash"], "size": size, "sig": info["sig"]})
+    args = {"hash": info["hash"], "size": size, "sig": info["sig"]}
+    if info.get("z"):
+        args["z"] = info["z"]
+    got = dev.ask("fw.begin", args)
     if got is None or got[0] != "I0" or got[1].get("ready") or got[1]["offset"] != 0:
         return "fw.begin answered {!r}".format(got)
     if got[1]["chunk"] != info["chunk"]:
         return "the agent takes chunks of {}, the frames have {}".format(got[1]["chunk"], info["chunk"])
+    for k in ("z", "zc", "zn"):
+        if got[1].get(k) != info.get(k):  # a compressed stream in other sizes than the frames'
+            return "the agent answered {} {}, the frames have {}".format(k, got[1].get(k), info.get(k))
+    out["window"] = info.get("z")
     out["chunk"] = info["chunk"]
     out["chunks"] = 0
     off = 0

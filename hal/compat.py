@@ -102,6 +102,21 @@ def tls_modules():
     return ssl, False, tls
 
 
+def raw_inflater(src, wbits):
+    """A reader of the raw deflate stream the stream src gives (window 2**wbits) that reads src
+    only as far as the bytes asked of it need: MicroPython's deflate.DeflateIO, else hal.zinflate
+    (zlib); None if the runtime has neither. Imported at the first call (compressed firmware
+    staging), not at boot."""
+    try:
+        from deflate import RAW, DeflateIO
+    except ImportError:
+        try:
+            from hal.zinflate import RAW, DeflateIO
+        except ImportError:
+            return None
+    return DeflateIO(src, RAW, wbits)
+
+
 try:
     from sys import print_exception
 except ImportError:

@@ -4,7 +4,7 @@ against the Central Products List.
     dbch firmware build [--board B] [--radio R] [--version V] [--security-counter N] [--out FILE] [--key KEY]
     dbch firmware sign IMAGE [--key KEY] [--out FILE]
     dbch firmware info IMAGE [--pub PUB]
-    dbch firmware send IMAGE [--port P] [--chunk N] [--permit FILE]
+    dbch firmware send IMAGE [--port P] [--chunk N] [--permit FILE] [--plain | --window BITS] [--base FILE]
     dbch firmware status [--port P]
     dbch firmware activate HASH|IMAGE [--at ISO] [--permit FILE] | --cancel
     dbch firmware permit-rollback HASH|IMAGE --eui EUI [--key KEY] [--out FILE]
@@ -29,19 +29,17 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from agent import fw_image as image
 from host_tools.cli.options import add_port_args, open_client
 from host_tools.cli.output import CommandError, add_json_flag, emit
 from host_tools.files import write_file
-from host_tools.firmware import cpl
 from host_tools.firmware.build import board_radio
 from host_tools.firmware.image_build import build_content
-from host_tools.firmware.images import describe, parse_hash, read_image, read_permit, split
+from host_tools.firmware.images import describe, keep_image, kept_image, parse_hash, read_image, read_permit, split
 from host_tools.firmware.sign import load_private_key, load_signing_public, make_permit, sign_image, verify_image
-from host_tools.firmware.stage import FirmwareError, send
+from host_tools.firmware.stage import WBITS, FirmwareError, send
 from host_tools.link.agent import checked
 
 
@@ -99,6 +97,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--chunk", type=int, help="bytes per request (default: what the agent takes)")
     s.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     s.add_argument("--permit", metavar="FILE", help="a rollback permission for an image below the hub's minimum")
+    s.add_argument(
+        "--plain",
+        action="store_true",
+        help="send the image as it is (default: as one deflate stream, to a hub that takes it; plain to one that does not)",
+    )
+    s.add_argument(
+        "--window",
+        type=int,
+        default=WBITS,
+        metavar="BITS",
+        help=f"the largest deflate window offered, 9-15 (log2 bytes; default {WBITS}); the hub may take less",
+    )
+    s.add_argument(
+        "--base",
+        metavar="FILE",
+        help="the image the hub runs: the compressed stream refers to its modules (default: the images this host"
+        " staged before, kept in dbch's cache, found by the hub's running FirmwareHash)",
+    )
     add_port_args(s)
     add_json_flag(s)
     s.set_defaults(func=cmd_send)
@@ -127,31 +143,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json_flag(r)
     r.set_defaults(func=cmd_permit_rollback)
 
-    register_cpl_check(fsub)
+    from host_tools.cli import firmware_cpl
 
-
-def register_cpl_check(fsub: argparse._SubParsersAction) -> None:
-    p = _documented(
-        fsub,
-        "cpl-check",
-        "compare reported firmware versions with the SMI and the CPL (DCC Alerts N49-N52)",
-        cpl.__doc__,
-    )
-    p.add_argument("--cpl", required=True, help="the Central Products List (.csv or .json)")
-    p.add_argument("--smi", required=True, help="the devices' SMI records (.csv or .json)")
-    p.add_argument(
-        "--reported",
-        action="append",
-        default=[],
-        metavar="EUI=VERSION",
-        help="a version a device reported (repeatable); without it, ask the agent on --port",
-    )
-    p.add_argument("--source", choices=cpl.SOURCES, default="read", help="what reported it (default: read)")
-    p.add_argument("--format", choices=("json", "duis"), default="json", help="findings as JSON or alerts as DUIS XML")
-    p.add_argument("--schema", help="DUIS schema folder for --format duis (default: $DBCH_DUIS_SCHEMA_DIR)")
-    add_port_args(p)
-    add_json_flag(p)
-    p.set_defaults(func=cmd_cpl_check)
+    firmware_cpl.register(fsub)
 
 
 def _documented(sub: argparse._SubParsersAction, name: str, help: str, doc: str | None) -> argparse.ArgumentParser:
@@ -258,16 +252,39 @@ def cmd_send(args: argparse.Namespace) -> int:
     data = read_image(args.image)
     client = open_client(args)
     permit = read_permit(args.permit) if args.permit else None
+    if not 9 <= args.window <= 15:
+        raise CommandError(f"--window: 9 to 15 (log2 bytes), not {args.window}", 2)
+    base = read_image(args.base) if args.base else kept_image
     bar = Progress(len(split(data)[0]), enabled=not args.quiet)
-    res = _hexed(send(client, data, chunk=args.chunk, progress=bar, permit=permit))
+    res = _hexed(
+        send(
+            client,
+            data,
+            chunk=args.chunk,
+            progress=bar,
+            permit=permit,
+            compress=not args.plain,
+            wbits=args.window,
+            base=base,
+        )
+    )
+    if not res.get("already"):
+        keep_image(data)  # the base of the next update, once it runs
     if res.get("already"):
         where = "running" if res.get("running") else f"staged in slot {res.get('slot')}"
         text = f"already {where}: FirmwareHash {res['hash']}"
     else:
         rate = res["sent"] / max(res["seconds"], 1e-6) / 1024
+        if res.get("fallback"):
+            how = f"partly in plain chunks: the hub refused a compressed chunk ({res['fallback']})"
+        elif res.get("wbits"):
+            how = f"as a deflate stream of {res['stream']} bytes (window {1 << res['wbits']} bytes)"
+            how += " against the image the hub runs" if res.get("against") else ""
+        else:
+            how = "in plain chunks" + ("" if args.plain else " (the hub takes no compressed stream)")
         text = (
             f"staged {res['version']} in slot {res['slot']}: {res['sent']} bytes in {res['seconds']:.1f} s "
-            f"({rate:.1f} KiB/s)\nFirmwareHash {res['hash']}\nactivate: dbch firmware activate {res['hash']}"
+            f"({rate:.1f} KiB/s) {how}\nFirmwareHash {res['hash']}\nactivate: dbch firmware activate {res['hash']}"
         )
     emit(args, res, text)
     return 0
@@ -335,38 +352,3 @@ def cmd_permit_rollback(args: argparse.Namespace) -> int:
     use = f"dbch firmware send IMAGE --permit {out}; dbch firmware activate {info['hash']} --permit {out}"
     emit(args, info, f"{out}: hub {info['eui']} may take image {info['hash']} below its minimum\nuse: {use}")
     return 0
-
-
-def cmd_cpl_check(args: argparse.Namespace) -> int:
-    from agent.eui import format_eui, parse_eui
-
-    catalogue = cpl.load_cpl(args.cpl)
-    smi = {d.eui: d for d in cpl.load_smi(args.smi)}
-    reported: list[tuple[str, str]] = []
-    for spec in args.reported:
-        eui, eq, version = spec.partition("=")
-        if not eq:
-            raise CommandError(f"--reported {spec!r}: expected EUI=VERSION")
-        try:
-            reported.append((format_eui(parse_eui(eui.strip())), version.strip()))
-        except ValueError as e:
-            raise CommandError(f"--reported {spec!r}: {e}") from e
-    if not reported:
-        hello = _answer(open_client(args), "hello").data
-        reported.append((hello["eui"], hello["version"]))
-    findings = []
-    for eui, version in reported:
-        dev = smi.get(eui)
-        if dev is None:
-            raise CommandError(f"device {eui} is not in the SMI file {args.smi}")
-        findings.append(cpl.check(dev, version, catalogue, args.source))
-    if args.format == "duis":
-        print("".join(cpl.alerts_xml(findings, args.schema)), end="")
-    else:
-        rows = [asdict(f) for f in findings]
-        text = "\n".join(
-            f"{f.eui} {f.model} SMI {f.smi_version} reported {f.reported}: {f.alert or 'no alert'} ({f.reason})"
-            for f in findings
-        )
-        emit(args, rows, text if not args.json else None)
-    return 1 if any(f.alert for f in findings) else 0

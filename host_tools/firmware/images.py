@@ -77,3 +77,32 @@ def read_permit(path: str) -> bytes:
     except image.ImageError as e:
         raise FirmwareInputError(f"{path}: {e}") from e
     return data
+
+
+# -- the images this host staged, kept by FirmwareHash ----------------------------------------------
+# A hub's running image is the base an update's compressed stream refers to (stage.send base); the
+# host has it when it staged that image itself: `dbch firmware send` keeps each image it staged in
+# <cache>/dbch/images/HASH.img and looks the hub's running FirmwareHash up there.
+
+
+def kept_image(digest: bytes) -> bytes | None:
+    """The image with this FirmwareHash that this host kept (keep_image), or None."""
+    from host_tools.paths import cache_dir
+
+    try:
+        data = cache_dir("images", digest.hex() + ".img").read_bytes()
+        return data if firmware_hash(split(data)[0]) == digest else None
+    except (OSError, FirmwareInputError):
+        return None
+
+
+def keep_image(data: bytes) -> None:
+    """Keep an image (its CONTENT) under its FirmwareHash; a cache that cannot be written is passed over."""
+    from host_tools.files import write_file
+    from host_tools.paths import cache_dir
+
+    content = split(data)[0]
+    try:
+        write_file(cache_dir("images", firmware_hash(content).hex() + ".img"), content)
+    except OSError:
+        pass

@@ -3,13 +3,15 @@ interpreter is killed (`vboard.reset`: what its reset button or a power cut does
 program) while a configuration is being applied, while alerts are being delivered, while an image
 is being staged, and while one is being activated. After each cut the board boots and serves;
 the configuration in force is one of the two it was given, whole; every change in force was
-announced exactly once (8F2A, one sequence number each); staging resumes where it stopped; an
+announced exactly once (8F2A, one sequence number each); staging, in plain chunks and as a
+compressed stream, resumes where it stopped (a new stream at the offset the board has); an
 activation ends on one of the two versions, confirmed."""
 
 from __future__ import annotations
 
 import random
 import time
+import zlib
 
 import pytest
 
@@ -147,26 +149,38 @@ def test_power_cuts_while_staging_and_activating(board):
     try:
         host.up()
         offsets = []
-        for _ in range(STAGING_CUTS):
-            r = host.client.request("fw.begin", {"hash": digest, "size": len(content), "sig": image.split(data)[1]})
+        for i in range(STAGING_CUTS):
+            # every other round a compressed stream (its chunks complete image bytes as they come)
+            begin = {"hash": digest, "size": len(content), "sig": image.split(data)[1]}
+            if i % 2:
+                begin["z"] = stage.WBITS
+            r = host.client.request("fw.begin", begin)
             assert r.ok, (r.rc, r.err)
+            assert bool(r.data.get("z")) == bool(i % 2), r.data  # the virtual board has deflate
             offsets.append(r.data.get("offset", 0))
             # a cut some chunks into the transfer
-            step = r.data["chunk"]
             off = r.data["offset"]
-            for _ in range(rng.randrange(3, 12)):
-                if off >= len(content):
-                    break
-                host.transport.write(
-                    wire.pack(wire.request(700 + off, "fw.chunk", {"offset": off, "data": content[off : off + step]}))
-                )
-                off += step
-                time.sleep(0.005)
+            if r.data.get("z"):
+                pieces = stage.stream_chunks(content, off, r.data["z"], r.data["zc"], r.data["zn"])
+                frames = [
+                    {"offset": at, "z": z, "n": len(out), "c": zlib.crc32(out)}
+                    for _, (at, z, out, _p) in zip(range(rng.randrange(2, 6)), pieces)
+                ]
+            else:
+                step = r.data["chunk"]
+                frames = [
+                    {"offset": at, "data": content[at : at + step]}
+                    for at in range(off, min(len(content), off + step * rng.randrange(3, 12)), step)
+                ]
+            for args in frames:
+                host.transport.write(wire.pack(wire.request(700 + args["offset"], "fw.chunk", args)))
+                time.sleep(0.02 if "z" in args else 0.005)  # a compressed chunk is four plain ones
             _cut(name)
             host.up()
         r = host.client.request("fw.begin", {"hash": digest, "size": len(content), "sig": image.split(data)[1]})
         assert r.ok and r.data.get("offset", 0) >= max(offsets), "staging resumes where it stopped"
         out = stage.send(host.client, data)
+        assert out["wbits"], out  # completed as a compressed stream
         print(f"staging resumed at {offsets[1:]} after cuts; completed with {out['sent']} bytes sent")
         # activation, with a cut at a random moment of it
         host.transport.write(wire.pack(wire.request(800, "fw.activate", {"hash": digest, "execution": None})))

@@ -1,5 +1,5 @@
 """Firmware update end to end on a virtual board: flash with a signing key, `dbch firmware send`
-(the Python API), DUIS 11.3 ActivateFirmware through the DUIS front, the reboot into the new
+(the Python API; resumed as a deflate stream against the image the board runs), DUIS 11.3 ActivateFirmware through the DUIS front, the reboot into the new
 version (hello reports it), N64 upward as schema-valid DUIS XML; then a broken image (its agent
 raises at import) that the bootloader reverts, so the board comes back on the old version.
 
@@ -102,9 +102,14 @@ def test_update_by_duis_then_a_broken_image_is_reverted(board, tmp_path, duis_sc
     assert client.request("fw.chunk", {"offset": 0, "data": content[:step]}).ok
     assert client.request("fw.chunk", {"offset": step, "data": content[step : 2 * step + 1]}).rc == "E49"
     assert client.request("fw.chunk", {"offset": 10, "data": content[10:100]}).rc == "E49"
-    sent = stage.send(client, new)
+    # the rest as a deflate stream against the image the board runs (what dbch flash put in slot
+    # A): the board puts each module of its own copy in the window first
+    running = image.build("1.0.0", "unix", [(c.target, c.data) for c in image_build.build_image("unix")])
+    sent = stage.send(client, new, base=running)
     assert sent["version"] == "1.1.0" and sent["slot"] == "b" and sent["hash"] == digest
     assert sent["sent"] == len(content) - step  # resumed at the persisted offset
+    assert sent["wbits"] and sent["against"] and not sent.get("fallback"), sent
+    assert sent["stream"] < sent["sent"] // 10  # the same modules: little but references
     st = client.request("fw.status").data
     assert st["slots"]["b"] == {"version": "1.1.0", "hash": digest.hex()} and st["version"] == "1.0.0"
 

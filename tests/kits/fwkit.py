@@ -1,8 +1,10 @@
 # Shared by the firmware tests: a test signing key (a portable signer built on agent.p256's
 # point arithmetic: test-only, deterministic nonce), images and rollback permissions, and a
 # simulated device whose flash outlives reboots and whose boot runs the bootloader's decision
-# before the hub starts.
+# before the hub starts; and the host's side of compressed staging (Deflater).
 import hashlib
+import struct
+from binascii import crc32
 
 from agent import boot, p256
 from agent import fw_image as image
@@ -68,9 +70,66 @@ def files(tag="", count=3, size=300):
     return out
 
 
+class Deflater:
+    """The host's side of compressed staging: content from an offset as one raw deflate stream cut
+    into pieces, each with the image bytes it completes, as host_tools.firmware.stage cuts it:
+    zlib's stream where the runtime has zlib (CPython), else stored blocks (MicroPython's unix
+    port has no compressor), which every inflater takes as well."""
+
+    def __init__(self, wbits):
+        self.wbits = wbits
+        try:
+            import zlib
+        except ImportError:
+            zlib = None
+        self.zlib = zlib
+
+    def _stream(self, data):
+        # (compressed bytes, ends): ends[i] is how many bytes of data the first i + 1 bytes give
+        if self.zlib is not None:
+            c = self.zlib.compressobj(9, self.zlib.DEFLATED, -self.wbits, 9)
+            z = c.compress(data) + c.flush()
+            d = self.zlib.decompressobj(-self.wbits)
+            ends = []
+            got = 0
+            for i in range(len(z)):
+                got += len(d.decompress(z[i : i + 1]))
+                ends.append(got)
+            return z, ends
+        z = bytearray()
+        ends = []
+        got = 0
+        for i in range(0, max(len(data), 1), 65535):
+            part = data[i : i + 65535]
+            z += bytes([1 if i + 65535 >= len(data) else 0]) + struct.pack("<HH", len(part), len(part) ^ 0xFFFF)
+            ends += [got] * 5
+            for _ in part:
+                got += 1
+                ends.append(got)
+            z += part
+        return bytes(z), ends
+
+    def chunks(self, content, off, step, most=None):
+        """fw.chunk's arguments for content from off, a piece of at most step compressed bytes
+        (giving at most most bytes) each."""
+        z, ends = self._stream(content[off:])
+        pos = 0
+        done = 0
+        while pos < len(z):
+            k = min(step, len(z) - pos)
+            while most is not None and ends[pos + k - 1] - done > most and k > 1:
+                k -= 1
+            n = ends[pos + k - 1] - done
+            piece = content[off + done : off + done + n]
+            yield {"offset": off + done, "z": z[pos : pos + k], "n": n, "c": crc32(piece) & 0xFFFFFFFF}
+            pos += k
+            done += n
+
+
 class Image:
-    def __init__(self, version="2.0", board="sim", tag=None, count=3, size=300, d=KEY_D, sec=None):
-        self.files = files(tag if tag is not None else version, count, size)
+    def __init__(self, version="2.0", board="sim", tag=None, count=3, size=300, d=KEY_D, sec=None, payload=None):
+        # payload: [(path, bytes)] instead of the made-up files
+        self.files = payload if payload is not None else files(tag if tag is not None else version, count, size)
         self.version = version
         self.content = image.build(version, board, self.files, None if sec is None else {"sec": sec})
         self.hash = hashlib.sha256(self.content).digest()
@@ -150,17 +209,28 @@ class Device:
     def call(self, op, **args):
         return self.hub.handle({"t": "q", "id": 1, "op": op, "a": args})
 
-    def send(self, img, chunk=256, stop_at=None, permit=None):
+    def send(self, img, chunk=256, stop_at=None, permit=None, z=None):
         """begin (with a rollback permission if given) + chunks (+ end); (rc, data, err) of the
-        last request."""
+        last request. z: offer a compressed stream with that window (Deflater), each chunk at most
+        chunk compressed bytes, when the hub takes it."""
         args = {"hash": img.hash, "size": len(img.content), "sig": img.sig}
         if permit is not None:
             args["permit"] = permit
+        if z is not None:
+            args["z"] = z
         r = self.call("fw.begin", **args)
         if r[0] != "I0" or r[1]["ready"]:
             return r
         off = r[1]["offset"]
         data = img.content
+        if r[1].get("z"):
+            for args in Deflater(r[1]["z"]).chunks(data, off, min(chunk, r[1]["zc"]), r[1]["zn"]):
+                if stop_at is not None and args["offset"] >= stop_at:
+                    return r
+                r = self.hub.handle({"t": "q", "id": 1, "op": "fw.chunk", "a": args})
+                if r[0] != "I0":
+                    return r
+            return self.call("fw.end")
         while off < len(data):
             if stop_at is not None and off >= stop_at:
                 return r
