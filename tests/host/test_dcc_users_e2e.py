@@ -31,6 +31,7 @@ from host_tools.duis.responses import payload_data  # noqa: E402
 from host_tools.duis.schema import validate  # noqa: E402
 from host_tools.security.dccki import Dccki  # noqa: E402
 from host_tools.security.pki import Pki  # noqa: E402
+from tests.kits import duisreader  # noqa: E402
 from tests.kits.dcckit import COUNTERS, Running, client_ctx, dbch, free_port, sim_hub, wait_for  # noqa: E402
 
 NAME = "dcce2e"
@@ -124,6 +125,7 @@ class Dcc:
         assert started["signed"] and started["dcc_id"] == DCC_USER_ID
         self.url = started["url"]
         self.taken: list[dict] = []
+        self.answers: list[bytes] = []  # the synchronous answers, as the User got them
         self._lock = threading.Lock()
         threading.Thread(target=self._collect, daemon=True).start()
 
@@ -163,6 +165,7 @@ class Dcc:
         status, body = self.post(path or routes.path_for(parse_request(xml)), self.sign(xml, eui))
         assert status == 200, body
         self.check(body, with_tool=False)
+        self.answers.append(body)
         return facts(body).response_code
 
     def check(self, xml: bytes, with_tool: bool = True) -> None:
@@ -247,3 +250,14 @@ def test_every_dcc_alert_reaches_the_user_signed(dcc):
         assert alert["response_id"].startswith("{}:{}:".format(HUB, SUPPLIER))
         dcc.check(alert["xml"].encode())
     assert {a["alert_code"] for a in alerts} >= {"N54"}
+
+
+def test_the_dccs_duis_reader_parses_every_document_the_user_got(dcc, tmp_path):
+    # last in this module: every synchronous answer and every delivered Service Response and DCC
+    # Alert of the tests above, signed as they were sent, read by the DCC's own DUIS reader
+    docs = [("answer {}".format(i), xml) for i, xml in enumerate(dcc.answers)]
+    docs += [("delivered {}".format(r["response_id"]), r["xml"].encode()) for r in dcc.received(lambda r: True)]
+    assert len(docs) >= 20 and any(r["alert_code"] for r in dcc.received(lambda r: True))
+    readings = duisreader.read_all(docs, tmp_path / "docs")
+    refused = [(r.name, r.error) for r in readings if not r.ok]
+    assert not refused and len(readings) == len(docs), refused
