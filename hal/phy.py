@@ -11,6 +11,17 @@ PLAN = {
     30: (35, 61, 863250000),
     31: (0, 26, 915350000),
 }
+# The regulated duty-cycle limit of each channel, permille of the hour, one byte a channel in plan
+# order: what README "Regulated duty-cycle limits" derives from ERC/REC 70-03, EN 300 220-2 and
+# GBCS (agent/channels.py holds the sub-band table it is derived from, and checks it).
+# Page 28: 863.25-864.85 MHz (and 865.05, which overlaps 865 MHz) 0.1 %, 865.25-868.45 MHz 1 %;
+# page 29: 868.65-869.65 MHz 0.1 %, 869.85-870.05 MHz 1 %; pages 30 and 31: 2.5 %.
+LIMITS = {
+    28: b"\x01" * 10 + b"\x0a" * 17,
+    29: b"\x01" * 6 + b"\x0a" * 2,
+    30: b"\x19" * 27,
+    31: b"\x19" * 27,
+}
 LOWER_BAND_PAGES = (28, 29, 30)
 UPPER_BAND_PAGE = 31
 _SPACING_HZ = const(200000)
@@ -41,6 +52,12 @@ def frequency_hz(page, channel):
     """Centre frequency in Hz of (page, channel)."""
     check(page, channel)
     return PLAN[page][2] + _SPACING_HZ * channel
+
+
+def regulated_permille(page, channel):
+    """The regulated duty-cycle limit of (page, channel), permille of the hour (25 = 2.5 %)."""
+    check(page, channel)
+    return LIMITS[page][channel - PLAN[page][0]]
 
 
 def band_of(page):
