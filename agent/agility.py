@@ -3,12 +3,13 @@
 #
 # GBCS v3.0 is not available to this project. This is our model, from public sources: Silicon
 # Labs' Comms Hub Function Sub GHz component (it "implements the channel change sequence as
-# outlined in section 10.6.2.8 of GBCS v3.0"), its Sub GHz client/server pages, the DUIS 5.4
+# outlined in section 10.6.2.8 of GBCS v3.0": docs.silabs.com/zigbee/latest/zigbee-af-api/
+# comms-hub-function-sub-ghz), its Sub GHz client/server pages, the DUIS 5.4
 # schema (the 8 ScanTrigger values and the 8 StatusCode values of 8F28) and the DCC's
 # configuration items (../shared/DOMAIN.md sections 2 and 9). Where a rule is our reading, it says so.
 #
 # Inputs are method calls, so the HAN side (simulated devices, or a real stack) drives it:
-#   gsme_joined(eui, wake_s)   the GSME is registered (mirror allocated) and wakes every wake_s
+#   gsme_joined(eui, wake_s, now)  the GSME is registered (mirror allocated), wakes every wake_s
 #   gsme_heard(now)            the GSME polled the hub;   gsme_read(attr, now)  it read attribute attr
 #   gsme_requests_scan(now)    the GSME asked for a scan (trigger GSMERequest)
 #   poor_comms(eui, total, failures, retries, periods, now)  a non-GSME device's MAC statistics
@@ -24,11 +25,12 @@
 # assessed and the outcome raised as 8F28 {status, trigger}. Refusals, in this order (our reading
 # of the StatusCode values): HHTConnected (an HHT is connected), DutyCycleUsageIsTooHigh (the duty
 # cycle is not normal), JoiningIsCurrentlyPermitted, GSMEOTADistributionUnderway,
-# TooManyCommandsToday (RemotePartyCommand only: more than MAX_COMMANDS_PER_DAY DCC requests in 24
-# h, our figure), TooManyScansToday (MAX_SCANS_PER_DAY scans in 24 h, our figure),
+# TooManyCommandsToday (RemotePartyCommand only: 3 DCC requests accepted in the last 24 h, our
+# figure), TooManyScansToday (12 scans in the last 24 h, our figure; agent/agility_scan.py),
 # TooManyScansThisWeek (MaximumSubGHzChannelChangesPerWeek, item 7, changes in the last 7 days,
 # rolling: a scan could only lead to a change the budget forbids). Otherwise ScanRequestAccepted.
-# A refusal is raised once for its trigger and status: not again until something changes. The
+# A refusal is raised once for its trigger and status, not again until another outcome comes
+# between (every DCC request and every lost-GSME search is answered on its own). The
 # first selection after a configuration (SMHANFormation) and a configuration that no longer
 # allows the operating channel are not refused: the hub may not stay on a forbidden channel.
 #
@@ -51,8 +53,9 @@
 #   search that ends unheard has failed and the next starts; the third failed search in a row
 #   raises 8F29 once, and searching stops until the GSME is heard again.
 # - GSMEMissingForTheLastDay: the GSME has not been heard for 24 h (once per absence).
-# One episode, one scan: a problem that led to a scan with no change, or to a refusal, does not
-# request again every period; it does once it has cleared and come back.
+# One episode, one scan: a problem of the periodic check that led to a scan with no change does
+# not request again every period, only once it has cleared and come back; a refused one is
+# assessed again each period (its 8F28 raised again only when the outcome changes).
 #
 # The channel change (Silicon Labs' CHF Sub GHz component, GBCS 10.6.2.8): once a scan is
 # accepted, with a GSME registered and an operating channel to leave,
@@ -70,11 +73,13 @@
 # With no GSME registered (or no channel yet) steps 3 and 6 follow at once. A change counts in
 # the week's budget, except a forced one. The radio is tuned to the operating channel after
 # every scan, and the duty cycle's regulated limit follows the channel (hal.phy.regulated_permille).
+# A change under way is not kept across a reboot: its trigger, still there, asks again.
 #
 # The selection after a configuration with no GSME to wait for is not counted in the day's scans.
 # Memory: this module is what the hub keeps (inputs, the periodic check, the state); requests,
 # their assessment, the scan, the change and the lost-GSME search are agent/agility_scan.py,
-# loaded when one of them runs and let go after, so the agent's heap at boot does not grow.
+# loaded when one of them runs and let go after: what the agent holds at boot grows by the
+# inputs alone (and the selection above, which config.set runs).
 from agent import codes
 from hal.compat import const, unload
 from hal.phy import regulated_permille
