@@ -97,7 +97,10 @@ class Triggers(Scenario):
     def test_ch_detected_message_failure_problems(self):
         for i in range(10):
             self.ag.note_delivery(i % 2 == 0)  # half of them fail: 50 % >= 40.00 %
-        self.advance(100 * 1000)
+        # judged when LocalCHNoiseMeasurementPeriod (100 s) ends, not before
+        self.advance(100 * 1000 - 1)
+        self.assertEqual(self.take(), [])
+        self.advance(1)
         self.assertEqual(
             self.take()[:2], [outcome("ScanRequestAccepted", "CHDetectedMessageFailureProblems"), ("8F27", None)]
         )
