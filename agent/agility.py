@@ -75,18 +75,30 @@
 # every scan, and the duty cycle's regulated limit follows the channel (hal.phy.regulated_permille).
 # A change under way is not kept across a reboot: its trigger, still there, asks again.
 #
-# The selection after a configuration with no GSME to wait for is not counted in the day's scans.
-# Memory: this module is what the hub keeps (inputs, the periodic check, the state); requests,
-# their assessment, the scan, the change and the lost-GSME search are agent/agility_scan.py,
-# loaded when one of them runs and let go after: what the agent holds at boot grows by the
-# inputs alone (and the selection above, which config.set runs).
-from agent import codes
+# Memory: this module is what the hub keeps (the frequent inputs, the periodic check, the state:
+# no bigger than the agility it replaced); the rare inputs (RARE, called as methods all the
+# same), requests, their assessment, the scan, the change and the lost-GSME search are
+# agent/agility_scan.py, loaded when one of them runs and let go after. The selection after a
+# configuration with no GSME to take along is here (config.set runs it) and is not counted in the
+# day's scans.
+from agent.codes import ALERT_CHANNEL_CHANGED, ALERT_SCAN_INITIATED, ALERT_SCAN_OUTCOME
 from hal.compat import const, unload
 from hal.phy import regulated_permille
 
 _WEEK_S = const(7 * 24 * 3600)
-_DAY_MS = const(24 * 3600 * 1000)
 LOST_SEARCHES = const(3)
+# The HAN's less frequent inputs: agent/agility_scan.py's functions of these names, called as
+# methods of the Agility (Agility.__getattr__), so that their code is loaded only when called.
+RARE = (
+    "gsme_joined",
+    "gsme_left",
+    "gsme_read",
+    "gsme_requests_scan",
+    "poor_comms",
+    "set_busy",
+    "attributes",
+    "request_scan",
+)
 HHT, JOINING, GSME_OTA = 1, 2, 4  # set_busy()
 IDLE, SCAN_PENDING, CHANGE_PENDING = 0, 1, 2  # step of the channel change
 
@@ -110,8 +122,9 @@ class Agility:
         # the channel change under way: [step, target (page, channel), due ms, trigger, forced,
         # the target's energy], None when idle
         self.seq = None
-        # the GSME: [EUI, wake period ms, last heard ms, failed searches, search end ms, missing
-        # for a day raised], None when none is registered
+        # the GSME: [EUI, wake period ms, last heard ms, failed searches, next look ms (None:
+        # nothing to look for until it is heard), missing for a day raised, search end ms], None
+        # when none is registered
         self.gsme = None
         # what the assessment and the reports keep (agility_scan.more): [busy flags, UTC seconds
         # of the last day's scans, and of the DCC's requests, (trigger, status) of the last
@@ -126,8 +139,16 @@ class Agility:
             "changes": list(self.changes),
         }
 
+    def __getattr__(self, name):
+        # the inputs of RARE: gsme_joined(eui, wake_s, now), gsme_left(), gsme_read(attr, now),
+        # gsme_requests_scan(now), poor_comms(eui, total, failures, retries, periods, now),
+        # set_busy(HHT|JOINING|GSME_OTA, on), attributes(), request_scan(now, duty=None)
+        if name not in RARE:
+            raise AttributeError(name)
+        return lambda *args: self._run(name, *args)
+
     def _run(self, name, *args):
-        # the rare paths (agent/agility_scan.py), loaded for the call and let go after
+        # agent/agility_scan.py's function `name`, loaded for the call and let go after
         from agent import agility_scan
 
         try:
@@ -156,8 +177,9 @@ class Agility:
         return self._run("request", now_ms, "SMHANFormation", True)  # the GSME is taken along
 
     def _select(self):
-        # SMHANFormation with no GSME to take along: the quietest channel, at once (here, not in
-        # agility_scan: config.set runs it, on the heap the validator has just given back)
+        # SMHANFormation with no GSME to take along: the quietest channel at once. Here, not in
+        # agility_scan: config.set runs it just after the validator is let go, when a heap in
+        # pieces may not have room for that module's code.
         best = best_e = None
         for pc in self.channels:
             e = self.radio.energy(pc[0], pc[1])
@@ -168,12 +190,12 @@ class Agility:
         self._retune()
         t = "SMHANFormation"
         return [
-            (codes.ALERT_SCAN_OUTCOME, {"status": "ScanRequestAccepted", "trigger": t}),
-            (codes.ALERT_SCAN_INITIATED, None),
-            (codes.ALERT_CHANNEL_CHANGED, {"page": best[0], "channel": best[1], "trigger": t}),
+            (ALERT_SCAN_OUTCOME, {"status": "ScanRequestAccepted", "trigger": t}),
+            (ALERT_SCAN_INITIATED, None),
+            (ALERT_CHANNEL_CHANGED, {"page": best[0], "channel": best[1], "trigger": t}),
         ]
 
-    # -- inputs from the HAN (those that come often are handled here) ---------------------------
+    # -- the HAN's frequent inputs ---------------------------------------------------------------
     def note_delivery(self, ok, retries=0):
         self._sent += 1
         if not ok:
@@ -183,40 +205,9 @@ class Agility:
     def gsme_heard(self, now_ms):
         g = self.gsme
         if g is not None:
-            g[2] = now_ms
+            g[2] = g[4] = now_ms  # the next tick works out when to look again
             g[3] = g[5] = 0
-            g[4] = None
-
-    def gsme_joined(self, eui, wake_s, now_ms):
-        self.gsme = [eui, wake_s * 1000, now_ms, 0, None, 0]
-
-    def gsme_left(self):
-        self.gsme = None
-
-    def gsme_read(self, attr, now_ms):
-        """The GSME read attribute or flag `attr`; returns alerts (steps 3 or 6 may follow)."""
-        self.gsme_heard(now_ms)
-        return self._run("read", attr, now_ms) if self.seq else []
-
-    def gsme_requests_scan(self, now_ms):
-        self.gsme_heard(now_ms)
-        return self._run("request", now_ms, "GSMERequest")
-
-    def poor_comms(self, eui, total, failures, retries, periods, now_ms):
-        """A non-GSME device's MAC statistics over `periods` of its measurement periods."""
-        return self._run("report", eui, total, failures, retries, periods, now_ms)
-
-    def set_busy(self, what, on):
-        return self._run("busy", what, on)
-
-    def attributes(self):
-        """The Sub-GHz attributes and functional notification flags the GSME reads."""
-        return self._run("attributes")
-
-    def request_scan(self, now_ms, duty=None):
-        """A DCC request (SRV 6.29) while the duty cycle is in state `duty` (default: the duty
-        cycle's own); returns alerts (8F28 first)."""
-        return self._run("command", now_ms, duty)
+            g[6] = None
 
     # -- time passes -----------------------------------------------------------------------------
     def tick(self, now_ms):
@@ -230,12 +221,8 @@ class Agility:
         if seq is not None and now_ms >= seq[2]:
             alerts += self._run("due", now_ms)
         g = self.gsme
-        if g is not None:
-            silent = now_ms - g[2]
-            if (silent >= _DAY_MS and not g[5]) or (
-                g[3] < LOST_SEARCHES and silent >= cfg.get("GSMECurfew") * g[1] and (g[4] is None or now_ms >= g[4])
-            ):
-                alerts += self._run("watch_gsme", now_ms)
+        if g is not None and g[4] is not None and now_ms >= g[4]:
+            alerts += self._run("watch_gsme", now_ms)
         if self.next_check_ms is not None and now_ms >= self.next_check_ms:
             self.next_check_ms = now_ms + cfg.get("LocalCHNoiseMeasurementPeriod") * 1000
             trigger = self._problem()

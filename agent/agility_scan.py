@@ -33,7 +33,7 @@ def more(ag):
     return m
 
 
-def busy(ag, what, on):
+def set_busy(ag, what, on):
     m = more(ag)
     m[0] = (m[0] | what) if on else (m[0] & ~what)
 
@@ -80,7 +80,9 @@ def _waits(ag):
     return ag.gsme is not None and ag.operating is not None and ag.gsme[1]
 
 
-def command(ag, now_ms, duty=None):
+def request_scan(ag, now_ms, duty=None):
+    """A DCC request (SRV 6.29) while the duty cycle is in state `duty` (default: the duty
+    cycle's own); 8F28 first."""
     more(ag)[3] = None  # every DCC request gets its answer
     return request(ag, now_ms, "RemotePartyCommand", False, duty)
 
@@ -171,7 +173,7 @@ def change(ag):
     return [(codes.ALERT_CHANNEL_CHANGED, {"page": best[0], "channel": best[1], "trigger": seq[3]})]
 
 
-def report(ag, eui, total, failures, retries, periods, now_ms):
+def poor_comms(ag, eui, total, failures, retries, periods, now_ms):
     """A non-GSME device's MAC statistics: added up over NonGSMEPoorCommsMeasurementPeriods of
     its periods, then judged against NonGSMEPoorCommsPercentageThreshold."""
     cfg = ag.config
@@ -197,23 +199,49 @@ def report(ag, eui, total, failures, retries, periods, now_ms):
 
 
 def watch_gsme(ag, now_ms):
-    """The GSME missed its curfew or a day: the lost-GSME search and its end (8F29)."""
+    """Time to look at the GSME: a day unheard, a missed curfew and the lost-GSME search (8F29);
+    then when to look next (gsme[4])."""
     g = ag.gsme
     silent = now_ms - g[2]
+    curfew = ag.config.get("GSMECurfew") * g[1]
     alerts = []
     if silent >= _DAY_MS and not g[5]:
         g[5] = 1
         alerts += request(ag, now_ms, "GSMEMissingForTheLastDay")
-    curfew = ag.config.get("GSMECurfew") * g[1]
-    if g[3] >= LOST_SEARCHES or silent < curfew:
-        return alerts
-    if g[4] is not None:
-        if now_ms < g[4]:
-            return alerts
-        g[3] += 1  # the search ended unheard
-        if g[3] >= LOST_SEARCHES:
-            g[4] = None
-            return alerts + [(codes.ALERT_LOST_GSME_SEARCHES, None)]
-    g[4] = now_ms + curfew
-    more(ag)[3] = None  # each search is a request of its own
-    return alerts + request(ag, now_ms, "GSMEMissedItsCurfew")
+    if g[3] < LOST_SEARCHES and silent >= curfew and (g[6] is None or now_ms >= g[6]):
+        if g[6] is not None:
+            g[3] += 1  # the search ended unheard
+            if g[3] >= LOST_SEARCHES:
+                alerts.append((codes.ALERT_LOST_GSME_SEARCHES, None))
+        if g[3] < LOST_SEARCHES:
+            g[6] = now_ms + curfew  # a search: one curfew to hear the GSME
+            more(ag)[3] = None  # each search is a request of its own
+            alerts += request(ag, now_ms, "GSMEMissedItsCurfew")
+    nxt = None
+    if not g[5]:
+        nxt = g[2] + _DAY_MS
+    if g[3] < LOST_SEARCHES:
+        at = g[6] if g[6] is not None else g[2] + curfew
+        nxt = at if nxt is None else min(nxt, at)
+    g[4] = nxt
+    return alerts
+
+
+def gsme_joined(ag, eui, wake_s, now_ms):
+    """The GSME is registered (its mirror allocated) and wakes every wake_s seconds."""
+    ag.gsme = [eui, wake_s * 1000, now_ms, 0, now_ms, 0, None]
+
+
+def gsme_left(ag):
+    ag.gsme = None
+
+
+def gsme_read(ag, attr, now_ms):
+    """The GSME read attribute or flag `attr` (steps 3 or 6 may follow)."""
+    ag.gsme_heard(now_ms)
+    return read(ag, attr, now_ms) if ag.seq else []
+
+
+def gsme_requests_scan(ag, now_ms):
+    ag.gsme_heard(now_ms)
+    return request(ag, now_ms, "GSMERequest")

@@ -7,17 +7,7 @@
 # Zigbee stacks also know page 29 channel 62 (bit 8); DUIS has no Channel62, so the DCC cannot
 # configure it and decode_mask refuses it.
 from hal.compat import const
-from hal.phy import (
-    LIMITS,
-    LOWER_BAND_PAGES,
-    PLAN,
-    UPPER_BAND_PAGE,
-    ChannelError,
-    band_of,
-    check,
-    frequency_hz,
-    regulated_permille,
-)
+from hal.phy import LOWER_BAND_PAGES, PLAN, UPPER_BAND_PAGE, ChannelError, band_of, check, frequency_hz
 
 __all__ = (
     "LOWER_BAND_PAGES",
@@ -31,62 +21,14 @@ __all__ = (
     "decode_mask",
     "encode_mask",
     "frequency_hz",
-    "limit_of",
     "mask_hex",
     "page_of_channel",
     "parse_mask_hex",
-    "regulated_permille",
-    "LIMITS",
 )
 
 PAGES = (28, 29, 30, 31)
 _PAGE_SHIFT = const(27)
 _BITMAP = const(0x07FFFFFF)
-
-
-# Regulated duty-cycle limits (README "Regulated duty-cycle limits" gives the sources): the
-# sub-bands of 863-870 MHz with their own limit, (low kHz, high kHz, permille of the hour), from
-# ERC/REC 70-03 Annex 1 and EN 300 220-2. Anywhere else in 863-870 MHz (868.6-868.7, 869.2-869.4,
-# 869.65-869.7 MHz: alarm sub-bands, not for a hub) only the band-wide 0.1 % applies. For
-# 870-876 MHz and 915-921 MHz the sources found give no figure for a hub's 200 kHz channel; the
-# GBCS ceiling applies there. Every channel's limit is the lowest over the 200 kHz it occupies,
-# and never above the GBCS ceiling of 2.5 % (LimitedCriticalDutyCycleThreshold is below 2.5 %).
-SUB_BANDS = (
-    (863000, 865000, 1),
-    (865000, 868000, 10),
-    (868000, 868600, 10),
-    (868700, 869200, 1),
-    (869400, 869650, 100),
-    (869700, 870000, 10),
-)
-BAND_WIDE = (863000, 870000, 1)
-GBCS_CEILING = const(25)
-_HALF_KHZ = const(100)  # half a channel
-
-
-def limit_of(page, channel):
-    """The regulated limit (permille) of (page, channel) derived from SUB_BANDS: what
-    hal.phy.LIMITS holds (the tests check that they agree)."""
-    lo = frequency_hz(page, channel) // 1000 - _HALF_KHZ
-    hi = lo + 2 * _HALF_KHZ
-    limit = GBCS_CEILING
-    if hi <= BAND_WIDE[0] or lo >= BAND_WIDE[1]:
-        return limit  # 870-876 or 915-921 MHz: no figure found, the GBCS ceiling
-    # walk the channel's span: each stretch takes its sub-band's limit, or the band-wide one
-    at = lo
-    while at < hi:
-        here, upto = BAND_WIDE[2], hi
-        for a, b, permille in SUB_BANDS:
-            if a <= at < b:
-                here, upto = permille, min(b, hi)
-                break
-            if at < a < upto:
-                upto = a
-        if at >= BAND_WIDE[1]:
-            here = GBCS_CEILING
-        limit = min(limit, here)
-        at = upto
-    return limit
 
 
 def channels_of(page):

@@ -1,7 +1,8 @@
 import unittest
 
-from agent import channels
+from agent import channels, regulatory
 from agent.channels import ChannelError
+from hal.phy import LIMITS, regulated_permille
 
 
 class Plan(unittest.TestCase):
@@ -130,7 +131,8 @@ class RegulatedLimits(unittest.TestCase):
     def test_the_plan_data_is_what_the_sub_band_table_gives(self):
         for page in channels.PAGES:
             for ch in channels.channels_of(page):
-                self.assertEqual(channels.regulated_permille(page, ch), channels.limit_of(page, ch), (page, ch))
+                self.assertEqual(regulated_permille(page, ch), regulatory.limit_of(page, ch), (page, ch))
+        self.assertEqual(len(LIMITS), 62 + 27)  # one byte a channel: 0-61, then page 31
 
     def test_channels_by_sub_band(self):
         for page, ch, mhz, permille in (
@@ -148,13 +150,13 @@ class RegulatedLimits(unittest.TestCase):
             (31, 1, "915.55", 25),  # 915-921 MHz: the GBCS ceiling
         ):
             self.assertEqual(channels.frequency_hz(page, ch), int(mhz.replace(".", "")) * 10000)
-            self.assertEqual(channels.regulated_permille(page, ch), permille, mhz)
+            self.assertEqual(regulated_permille(page, ch), permille, mhz)
 
     def test_no_channel_above_the_gbcs_ceiling_nor_at_zero(self):
         for page in channels.PAGES:
             for ch in channels.channels_of(page):
-                self.assertIn(channels.regulated_permille(page, ch), (1, 10, 25))
+                self.assertIn(regulated_permille(page, ch), (1, 10, 25))
 
     def test_an_impossible_channel_is_refused(self):
         with self.assertRaises(ChannelError):
-            channels.regulated_permille(29, 35)
+            regulated_permille(29, 35)
