@@ -76,8 +76,8 @@
 # A change under way is not kept across a reboot: its trigger, still there, asks again.
 #
 # Memory: this module is what the hub keeps (the frequent inputs, the periodic check, the state:
-# no bigger than the agility it replaced); the rare inputs (RARE, called as methods all the
-# same), requests, their assessment, the scan, the change and the lost-GSME search are
+# about the size of the agility it replaced); the rare inputs (called as methods all the same,
+# Agility.__getattr__), requests, their assessment, the scan, the change and the lost-GSME search are
 # agent/agility_scan.py, loaded when one of them runs and let go after. The selection after a
 # configuration with no GSME to take along is here (config.set runs it) and is not counted in the
 # day's scans.
@@ -87,18 +87,6 @@ from hal.phy import regulated_permille
 
 _WEEK_S = const(7 * 24 * 3600)
 LOST_SEARCHES = const(3)
-# The HAN's less frequent inputs: agent/agility_scan.py's functions of these names, called as
-# methods of the Agility (Agility.__getattr__), so that their code is loaded only when called.
-RARE = (
-    "gsme_joined",
-    "gsme_left",
-    "gsme_read",
-    "gsme_requests_scan",
-    "poor_comms",
-    "set_busy",
-    "attributes",
-    "request_scan",
-)
 HHT, JOINING, GSME_OTA = 1, 2, 4  # set_busy()
 IDLE, SCAN_PENDING, CHANGE_PENDING = 0, 1, 2  # step of the channel change
 
@@ -140,10 +128,14 @@ class Agility:
         }
 
     def __getattr__(self, name):
-        # the inputs of RARE: gsme_joined(eui, wake_s, now), gsme_left(), gsme_read(attr, now),
+        # The HAN's less frequent inputs are agent/agility_scan.py's functions of the same name,
+        # called as methods of the Agility, so that their code is loaded only when called:
+        # gsme_joined(eui, wake_s, now), gsme_left(), gsme_read(attr, now),
         # gsme_requests_scan(now), poor_comms(eui, total, failures, retries, periods, now),
-        # set_busy(HHT|JOINING|GSME_OTA, on), attributes(), request_scan(now, duty=None)
-        if name not in RARE:
+        # set_busy(HHT|JOINING|GSME_OTA, on), attributes(), request_scan(now, duty=None).
+        # (A name listed nowhere would cost the hub its qstrs at boot; a name agility_scan does
+        # not have raises AttributeError when called.)
+        if name[0] == "_":
             raise AttributeError(name)
         return lambda *args: self._run(name, *args)
 

@@ -63,6 +63,13 @@ class Shared(unittest.TestCase):
         ):
             self.assertEqual(getattr(agility, name), getattr(agility_scan, name), name)
 
+    def test_the_rare_inputs_are_methods_and_others_are_not(self):
+        rig = Rig(seed=3)
+        ag = rig.hub.agility
+        self.assertFalse(hasattr(ag, "_private"))
+        with self.assertRaises(AttributeError):
+            ag.no_such_input()
+
     def test_the_rare_paths_are_let_go_after_use(self):
         import sys
 
