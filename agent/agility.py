@@ -72,7 +72,7 @@
 #   6. change channel: 8F26 {page, channel, trigger}.
 # With no GSME registered (or no channel yet) steps 3 and 6 follow at once. A change counts in
 # the week's budget, except a forced one. The radio is tuned to the operating channel after
-# every scan, and the duty cycle's regulated limit follows the channel (hal.phy.regulated_permille).
+# every scan, and the duty cycle's regulated limit follows the channel (hal.phy.LIMITS).
 # A change under way is not kept across a reboot: its trigger, still there, asks again.
 #
 # Memory: this module is what the hub keeps (the frequent inputs, the periodic check, the state:
@@ -83,7 +83,7 @@
 # day's scans.
 from agent.codes import ALERT_CHANNEL_CHANGED, ALERT_SCAN_INITIATED, ALERT_SCAN_OUTCOME
 from hal.compat import const, unload
-from hal.phy import regulated_permille
+from hal.phy import LIMITS
 
 _WEEK_S = const(7 * 24 * 3600)
 LOST_SEARCHES = const(3)
@@ -245,8 +245,8 @@ class Agility:
         op = self.operating
         if op is not None:
             self.radio.tune(op[0], op[1])
-            if self.duty is not None:
-                self.duty.set_thresholds(regulated=regulated_permille(op[0], op[1]))
+            if self.duty is not None:  # the channel's limit (hal.phy.LIMITS)
+                self.duty.set_thresholds(regulated=LIMITS[62 + op[1] if op[0] == 31 else op[1]])
 
     def changes_left(self):
         if self.config is None:

@@ -5,7 +5,7 @@
 # calls the top one "Regulated" (DOMAIN.md 3). Thresholds are permille of the hour (tenths of a
 # percent): normal-limited is Sub GHz Configuration item 5 (0.5-2.0 % -> 5..20), limited-critical
 # item 6 (>1.5 and <2.5 % -> 16..24). The regulated limit is the operating channel's (hal.phy
-# regulated_permille, set by agent/agility.py when it tunes; README "Regulated duty-cycle limits"):
+# LIMITS, set by agent/agility.py when it tunes; README "Regulated duty-cycle limits"):
 # 0.1 %, 1 % or 2.5 % on the GB channels, before a channel is known the board's (default 2.5 %).
 # A channel's limit may be at or below the DCC's thresholds (1 % under a 1.3 % normal-limited
 # threshold): the limit binds first, and the states below it are entered with it, in order, at

@@ -1,10 +1,12 @@
 # The regulated duty-cycle limits of the GB sub-GHz channels (README "Regulated duty-cycle
 # limits" gives the sources): the sub-bands as the sources give them and the rule that gives each
 # channel its limit. hal.phy.LIMITS holds the result, one byte a channel, and is what the agent
-# uses; this module is never loaded by it (tests/portable/test_channels.py checks that the two
-# agree).
-from agent.channels import frequency_hz
+# uses (agent/agility.py reads it when it tunes); this module, never loaded by the agent, reads it
+# for the tools and the tests (regulated_permille) and derives it (limit_of: the tests check that
+# the two agree).
+from agent.channels import UPPER_BAND_PAGE, check, frequency_hz
 from hal.compat import const
+from hal.phy import LIMITS
 
 # The sub-bands of 863-870 MHz with their own limit, (low kHz, high kHz, permille of the hour), from
 # ERC/REC 70-03 Annex 1 and EN 300 220-2. Anywhere else in 863-870 MHz (868.6-868.7, 869.2-869.4,
@@ -27,7 +29,7 @@ _HALF_KHZ = const(100)  # half a channel
 
 def limit_of(page, channel):
     """The regulated limit (permille) of (page, channel) derived from SUB_BANDS: what
-    hal.phy.LIMITS holds (the tests check that they agree)."""
+    hal.phy.LIMITS holds."""
     lo = frequency_hz(page, channel) // 1000 - _HALF_KHZ
     hi = lo + 2 * _HALF_KHZ
     limit = GBCS_CEILING
@@ -48,3 +50,10 @@ def limit_of(page, channel):
         limit = min(limit, here)
         at = upto
     return limit
+
+
+def regulated_permille(page, channel):
+    """The regulated duty-cycle limit of (page, channel) that hal.phy.LIMITS holds, permille of
+    the hour (25 = 2.5 %); ChannelError for an impossible channel."""
+    check(page, channel)
+    return LIMITS[62 + channel if page == UPPER_BAND_PAGE else channel]

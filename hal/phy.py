@@ -14,7 +14,7 @@ PLAN = {
 # The regulated duty-cycle limit of each channel, permille of the hour, one byte a channel: the
 # lower band's channels 0-61 (pages 28-30) at their channel number, page 31's at 62 + channel.
 # README "Regulated duty-cycle limits" gives the sources; agent/regulatory.py derives these from
-# the sub-bands, and the tests check that the two agree. 863.25-865.05 MHz 0.1 %, 865.25-868.45
+# the sub-bands (the tests check that the two agree) and reads them (regulated_permille). 863.25-865.05 MHz 0.1 %, 865.25-868.45
 # MHz 1 %, 868.65-869.65 MHz 0.1 %, 869.85-870.05 MHz 1 %, 870-876 and 915-921 MHz 2.5 %.
 LIMITS = (
     b"\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x0a\x0a\x0a\x0a\x0a\x0a\x0a\x0a\x0a\x0a\x0a\x0a\x0a\x0a\x0a\x0a\x0a"
@@ -52,12 +52,6 @@ def frequency_hz(page, channel):
     """Centre frequency in Hz of (page, channel)."""
     check(page, channel)
     return PLAN[page][2] + _SPACING_HZ * channel
-
-
-def regulated_permille(page, channel):
-    """The regulated duty-cycle limit of (page, channel), permille of the hour (25 = 2.5 %)."""
-    check(page, channel)
-    return LIMITS[62 + channel if page == UPPER_BAND_PAGE else channel]
 
 
 def band_of(page):

@@ -302,7 +302,7 @@ class ChannelChangeSequence(Scenario):
         self.assertEqual(self.take(), [])
 
     def test_the_regulated_limit_follows_the_channel(self):
-        from hal.phy import regulated_permille
+        from agent.regulatory import regulated_permille
 
         self.rig.call("scan")
         self.advance(3 * WAKE_S * 1000)

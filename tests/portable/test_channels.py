@@ -2,7 +2,8 @@ import unittest
 
 from agent import channels, regulatory
 from agent.channels import ChannelError
-from hal.phy import LIMITS, regulated_permille
+from agent.regulatory import regulated_permille
+from hal.phy import LIMITS
 
 
 class Plan(unittest.TestCase):
