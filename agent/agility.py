@@ -30,13 +30,16 @@
 # TooManyScansThisWeek (MaximumSubGHzChannelChangesPerWeek, item 7, changes in the last 7 days,
 # rolling: a scan could only lead to a change the budget forbids). Otherwise ScanRequestAccepted.
 # A refusal is raised once for its trigger and status, not again until another outcome comes
-# between (every DCC request and every lost-GSME search is answered on its own). The
-# first selection after a configuration (SMHANFormation) and a configuration that no longer
-# allows the operating channel are not refused: the hub may not stay on a forbidden channel.
+# between (every DCC request and every lost-GSME search is answered on its own). A
+# configuration that no longer allows the operating channel, with a GSME registered, is a request
+# (SMHANFormation) that is not refused: the hub may not stay on a forbidden channel. The first
+# selection after a configuration with no GSME to take along is no request: the hub chooses at
+# once, 8F27 then 8F26 (SMHANFormation), without 8F28, as it forms its HAN.
 #
 # Triggers (the DUIS ScanTrigger values):
 # - RemotePartyCommand: request_scan().   GSMERequest: gsme_requests_scan().
-# - SMHANFormation: the first selection after a configuration is applied, or a forced move.
+# - SMHANFormation: a configuration forbids the operating channel while a GSME is registered
+#   (and, with no 8F28, the first selection after a configuration).
 # - CHDetectedMessageFailureProblems / CHDetectedMessageRetryProblems: every
 #   LocalCHNoiseMeasurementPeriod (item 13) seconds the hub's own unicasts of the period are
 #   judged: failures/total >= LocalCHFailurePercentage (item 14), else retries/total >=
@@ -79,9 +82,9 @@
 # about the size of the agility it replaced); the rare inputs (called as methods all the same,
 # Agility.__getattr__), requests, their assessment, the scan, the change and the lost-GSME search are
 # agent/agility_scan.py, loaded when one of them runs and let go after. The selection after a
-# configuration with no GSME to take along is here (config.set runs it) and is not counted in the
-# day's scans.
-from agent.codes import ALERT_CHANNEL_CHANGED, ALERT_SCAN_INITIATED, ALERT_SCAN_OUTCOME
+# configuration with no GSME to take along is here (config.set runs it, with the least it can
+# hold while it announces the configuration) and is not counted in the day's scans.
+from agent.codes import ALERT_CHANNEL_CHANGED, ALERT_SCAN_INITIATED
 from hal.compat import const, unload
 from hal.phy import LIMITS
 
@@ -169,8 +172,8 @@ class Agility:
         return self._run("request", now_ms, "SMHANFormation", True)  # the GSME is taken along
 
     def _select(self):
-        # SMHANFormation with no GSME to take along: the quietest channel at once. Here, not in
-        # agility_scan: config.set runs it just after the validator is let go, when a heap in
+        # The first selection with no GSME to take along: the quietest channel at once. Here, not
+        # in agility_scan: config.set runs it just after the validator is let go, when a heap in
         # pieces may not have room for that module's code.
         best = best_e = None
         for pc in self.channels:
@@ -180,11 +183,9 @@ class Agility:
         self.operating = best
         self.baseline = best_e
         self._retune()
-        t = "SMHANFormation"
         return [
-            (ALERT_SCAN_OUTCOME, {"status": "ScanRequestAccepted", "trigger": t}),
             (ALERT_SCAN_INITIATED, None),
-            (ALERT_CHANNEL_CHANGED, {"page": best[0], "channel": best[1], "trigger": t}),
+            (ALERT_CHANNEL_CHANGED, {"page": best[0], "channel": best[1], "trigger": "SMHANFormation"}),
         ]
 
     # -- the HAN's frequent inputs ---------------------------------------------------------------

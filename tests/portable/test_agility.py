@@ -79,19 +79,40 @@ class Shared(unittest.TestCase):
         rig = Rig(seed=3)
         rig.call("config.set", config=config())
         rig.call("scan")
-        self.assertEqual(len(rig.alerts()), 7)  # 8F2A, 8F28 8F27 8F26, 8F28 8F27 8F2B
+        self.assertEqual(len(rig.alerts()), 6)  # 8F2A, 8F27 8F26, 8F28 8F27 8F2B
         self.assertFalse("agent.agility_scan" in sys.modules)
 
 
 class Triggers(Scenario):
-    def test_sm_han_formation(self):
+    def test_sm_han_formation_the_first_selection(self):
         rig = Rig(seed=3)
         rig.call("config.set", config=config())
         got = rig.alerts()[1:]
-        self.assertEqual(got[0], outcome("ScanRequestAccepted", "SMHANFormation"))
-        self.assertEqual(got[1], ("8F27", None))
         op = rig.hub.agility.operating
-        self.assertEqual(got[2], ("8F26", {"page": op[0], "channel": op[1], "trigger": "SMHANFormation"}))
+        self.assertEqual(
+            got, [("8F27", None), ("8F26", {"page": op[0], "channel": op[1], "trigger": "SMHANFormation"})]
+        )
+
+    def test_sm_han_formation_a_configuration_forbids_the_channel_the_gsme_is_on(self):
+        self.ag.gsme_joined(GSME, WAKE_S, self.now())
+        page, ch = self.ag.operating
+        # the same configuration without the operating channel's page
+        field = {28: "LowerBandSubGHzChannels0To26", 29: "LowerBandSubGHzChannels27To34"}.get(page)
+        field = field or "LowerBandSubGHzChannels35To61"
+        self.rig.call("config.set", config=config(**{field: []}))
+        got = self.take()
+        self.assertEqual(got[0][0], "8F2A")
+        self.assertEqual(got[1:], [outcome("ScanRequestAccepted", "SMHANFormation")])
+        self.assertEqual(self.ag.operating, (page, ch))  # 1-2: the GSME is told first
+        self.feed(self.ag.gsme_read("EnergyScanPending", self.now()))
+        self.assertEqual(self.take(), [("8F27", None)])
+        target = self.ag.seq[1]
+        self.assertNotEqual(target[0], page)
+        self.feed(self.ag.gsme_read("ChannelChange", self.now()))
+        self.assertEqual(
+            self.take(), [("8F26", {"page": target[0], "channel": target[1], "trigger": "SMHANFormation"})]
+        )
+        self.assertEqual(self.ag.changes_left(), 5)  # a forced move is not counted
 
     def test_remote_party_command(self):
         self.assertEqual(self.rig.call("scan")[0], "I0")
