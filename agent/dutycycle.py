@@ -4,7 +4,13 @@
 # observation period. Zigbee sub-GHz stacks track four states against three thresholds; GBCS
 # calls the top one "Regulated" (DOMAIN.md 3). Thresholds are permille of the hour (tenths of a
 # percent): normal-limited is Sub GHz Configuration item 5 (0.5-2.0 % -> 5..20), limited-critical
-# item 6 (>1.5 and <2.5 % -> 16..24), the regulated limit comes from the board (default 2.5 %).
+# item 6 (>1.5 and <2.5 % -> 16..24). The regulated limit is the operating channel's (hal.phy
+# LIMITS, set by agent/agility.py when it tunes; README "Regulated duty-cycle limits"):
+# 0.1 %, 1 % or 2.5 % on the GB channels, before a channel is known the board's (default 2.5 %).
+# A channel's limit may be at or below the DCC's thresholds (1 % under a 1.3 % normal-limited
+# threshold): the limit binds first, and the states below it are entered with it, in order, at
+# the same moment (8F20, 8F22, 8F24 together), and left with it. The ledger counts the airtime of
+# every channel against the limit of the channel in use now: never less than the true figure.
 #
 #   usage >= normal_limited     limited    one device (the top talker) is suspended, 0x8F20
 #   usage >= limited_critical   critical   essential traffic only, 0x8F22
@@ -248,8 +254,6 @@ class DutyCycle:
                 raise ThresholdError(field, "{} outside {}..{} permille".format(value, lo, hi))
         if lc <= nl:
             raise ThresholdError("limited_critical", "must be above normal_limited ({})".format(nl))
-        if rg <= lc:
-            raise ThresholdError("regulated", "must be above limited_critical ({})".format(lc))
         self.normal_limited = nl
         self.limited_critical = lc
         self.regulated = rg

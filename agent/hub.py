@@ -142,7 +142,7 @@ class Hub:
         self._default_thresholds = (self.duty.normal_limited, self.duty.limited_critical)
         self._unsaved_us = 0  # airtime recorded since the duty-cycle record was last written
         self._duty_state = None  # the state that record holds
-        self.agility = Agility(self.radio, self.clock, self.store.get("agility"))
+        self.agility = Agility(self.radio, self.clock, self.store.get("agility"), self.duty)
         self.han = None  # the devices on the radio (agent.han), loaded when the first one speaks
         self._masks = None  # the configuration in force: its four channel masks
         self._params = None  # and its scaled parameters (None: not configured)

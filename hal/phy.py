@@ -11,6 +11,17 @@ PLAN = {
     30: (35, 61, 863250000),
     31: (0, 26, 915350000),
 }
+# The regulated duty-cycle limit of each channel, permille of the hour, one byte a channel: the
+# lower band's channels 0-61 (pages 28-30) at their channel number, page 31's at 62 + channel.
+# README "Regulated duty-cycle limits" gives the sources; agent/regulatory.py derives these from
+# the sub-bands (the tests check that the two agree) and reads them (regulated_permille). 863.25-865.05 MHz 0.1 %, 865.25-868.45
+# MHz 1 %, 868.65-869.65 MHz 0.1 %, 869.85-870.05 MHz 1 %, 870-876 and 915-921 MHz 2.5 %.
+LIMITS = (
+    b"\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x0a\x0a\x0a\x0a\x0a\x0a\x0a\x0a\x0a\x0a\x0a\x0a\x0a\x0a\x0a\x0a\x0a"
+    b"\x01\x01\x01\x01\x01\x01\x0a\x0a"
+    b"\x19\x19\x19\x19\x19\x19\x19\x19\x19\x19\x19\x19\x19\x19\x19\x19\x19\x19\x19\x19\x19\x19\x19\x19\x19\x19\x19"
+    b"\x19\x19\x19\x19\x19\x19\x19\x19\x19\x19\x19\x19\x19\x19\x19\x19\x19\x19\x19\x19\x19\x19\x19\x19\x19\x19\x19"
+)
 LOWER_BAND_PAGES = (28, 29, 30)
 UPPER_BAND_PAGE = 31
 _SPACING_HZ = const(200000)

@@ -39,7 +39,11 @@ from host_tools.link.client import AgentError, LinkError, Response
 from host_tools.link.ports import resolve
 from host_tools.selftest.harness import FAIL, Check, Harness, Report, event_text
 
-SELFTEST_CONFIG = DBCH04_CONFIG
+# DBCH04 on page 30 alone (870.45 / 870.65 MHz): channels held to 2.5 % (README "Regulated
+# duty-cycle limits"), above the 1.3 / 2.2 % thresholds, so limited and critical come one by one
+SELFTEST_CONFIG = dict(
+    DBCH04_CONFIG, LowerBandSubGHzChannels0To26=[], LowerBandSubGHzChannels27To34=[], UpperBandSubGHzChannels0To26=[]
+)
 ORIGINATOR = "90-B3-D5-1F-30-01-00-00"  # the DCC Boxed templates' requesting party
 GSME = "00-DB-12-34-56-78-90-B1"  # the device the driven traffic is attributed to
 HOUR_PLUS_MS = 61 * 60 * 1000  # past the duty-cycle hour

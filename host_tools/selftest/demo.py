@@ -26,7 +26,13 @@ from host_tools.link.agent import Agent
 from host_tools.link.client import Event, LinkError
 from host_tools.link.ports import DEFAULT_BAUD, DEFAULT_TIMEOUT, resolve
 
-DEMO_CONFIG = DBCH04_CONFIG
+DEMO_CONFIG = dict(
+    DBCH04_CONFIG,
+    LowerBandSubGHzChannels0To26=[15, 16],
+    LowerBandSubGHzChannels27To34=[],
+    LowerBandSubGHzChannels35To61=[],
+    UpperBandSubGHzChannels0To26=[],
+)  # 866.25 / 866.45 MHz: 1 % (README "Regulated duty-cycle limits")
 DEMO_REGION = "North"
 DEMO_EUI = "00-DB-12-34-56-78-90-A2"
 # the demo's HAN: simulated devices beside the hub (hal/sim/han.py), driven by `dbch han`

@@ -23,6 +23,11 @@ VBOARD_EUI = "00-DB-12-34-56-78-90-B7"
 SIM_EUI = "00-DB-12-34-56-78-90-B8"
 ESME = "00-00-00-00-00-00-05-01"
 IHD = "00-00-00-00-00-00-05-02"
+# DBCH04 on page 30 alone: channels held to 2.5 % (README "Regulated duty-cycle limits"), above
+# the configured thresholds, so a flood makes the hub Limited before anything else binds
+PAGE_30_CONFIG = dict(
+    DBCH04_CONFIG, LowerBandSubGHzChannels0To26=[], LowerBandSubGHzChannels27To34=[], UpperBandSubGHzChannels0To26=[]
+)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +52,7 @@ def port(request, cache, tmp_path_factory):
         spec = f"sim:{NAME}"
     agent = Agent.open(spec, timeout=20)
     try:
-        assert agent.set_config(dict(DBCH04_CONFIG)).ok
+        assert agent.set_config(PAGE_30_CONFIG).ok
         agent.subscribe()
         list(agent.receive(0.5))  # the configuration's alerts
     finally:
@@ -91,33 +96,9 @@ def test_devices_join_and_are_listed(port, capsys):
     assert any(line.startswith(f"{IHD}  IHD    yes     no") for line in out.splitlines()), out
 
 
-def test_a_flood_is_suspended_by_its_eui(port, capsys):
-    rc, out, err = dbch(capsys, "han", "script", IHD, "flood", "--minutes", "12", "--port", port, "--json")
-    assert rc == 0, err
-    assert json.loads(out)["duty"] in ("limited", "critical"), out
-    got = alerts(port)
-    assert ("8F20", {"DeviceIDToSuspend": IHD}) in got, got
-    rc, out, err = dbch(capsys, "han", "list", "--port", port, "--json")
-    rows = {r["eui"]: r for r in json.loads(out)["devices"]}
-    assert rows[IHD]["suspended"] and rows[IHD]["airtime_us"] > rows[ESME]["airtime_us"], rows
-    assert dbch(capsys, "han", "script", IHD, "normal", "--port", port)[0] == 0
-
-
-def test_past_capacity_a_device_is_refused_with_8F2D(port, capsys):
-    rc, out, err = dbch(capsys, "han", "list", "--port", port, "--json")
-    data = json.loads(out)
-    free = data["capacity"] - len(data["devices"])
-    for i in range(free):
-        assert dbch(capsys, "han", "add", f"00-00-00-00-00-00-06-{i:02X}", "PPMID", "--port", port)[0] == 0
-    late = "00-00-00-00-00-00-07-00"
-    rc, out, err = dbch(capsys, "han", "add", late, "CAD", "--port", port)
-    assert rc == 0 and out.strip() == f"{late} CAD: refused 1x (no capacity), normal", out
-    assert ("8F2D", {"DeviceID": late, "DeviceType": "CAD"}) in alerts(port)
-    rc, out, err = dbch(capsys, "han", "remove", late, "--port", port)
-    assert rc == 0 and out.strip() == f"{late} left"
-
-
 def test_a_noisy_channel_moves_the_hub(port, capsys):
+    # before the flood: a hub whose duty cycle is over Normal refuses a scan (8F28
+    # DutyCycleUsageIsTooHigh, agent/agility.py)
     agent = Agent.open(port, timeout=20)
     try:
         before = agent.request("channel").data
@@ -144,6 +125,32 @@ def test_a_noisy_channel_moves_the_hub(port, capsys):
     assert moved and (moved[-1]["page"], moved[-1]["channel"]) == (d["channel"]["page"], d["channel"]["channel"])
     rc, out, err = dbch(capsys, "han", "noise", str(before["page"]), str(before["channel"]), "--port", port)
     assert rc == 0 and out.startswith("interference: none;"), out
+
+
+def test_a_flood_is_suspended_by_its_eui(port, capsys):
+    rc, out, err = dbch(capsys, "han", "script", IHD, "flood", "--minutes", "12", "--port", port, "--json")
+    assert rc == 0, err
+    assert json.loads(out)["duty"] in ("limited", "critical"), out
+    got = alerts(port)
+    assert ("8F20", {"DeviceIDToSuspend": IHD}) in got, got
+    rc, out, err = dbch(capsys, "han", "list", "--port", port, "--json")
+    rows = {r["eui"]: r for r in json.loads(out)["devices"]}
+    assert rows[IHD]["suspended"] and rows[IHD]["airtime_us"] > rows[ESME]["airtime_us"], rows
+    assert dbch(capsys, "han", "script", IHD, "normal", "--port", port)[0] == 0
+
+
+def test_past_capacity_a_device_is_refused_with_8F2D(port, capsys):
+    rc, out, err = dbch(capsys, "han", "list", "--port", port, "--json")
+    data = json.loads(out)
+    free = data["capacity"] - len(data["devices"])
+    for i in range(free):
+        assert dbch(capsys, "han", "add", f"00-00-00-00-00-00-06-{i:02X}", "PPMID", "--port", port)[0] == 0
+    late = "00-00-00-00-00-00-07-00"
+    rc, out, err = dbch(capsys, "han", "add", late, "CAD", "--port", port)
+    assert rc == 0 and out.strip() == f"{late} CAD: refused 1x (no capacity), normal", out
+    assert ("8F2D", {"DeviceID": late, "DeviceType": "CAD"}) in alerts(port)
+    rc, out, err = dbch(capsys, "han", "remove", late, "--port", port)
+    assert rc == 0 and out.strip() == f"{late} left"
 
 
 def test_bad_input_gets_a_clear_error(port, capsys):

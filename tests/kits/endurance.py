@@ -12,7 +12,8 @@
 #     traffic, one message a minute with a RequestID), raising 8F20/8F22/8F24 and 8F2C, then
 #     8F25/8F23/8F21 as the hour rolls on;
 #   - channel noise: the operating channel gets 30 dB noisier for NOISE_HOURS a day, so
-#     frequency agility moves (8F27, 8F26) or, with the week's budget spent, stays (8F2B);
+#     frequency agility moves (8F28, 8F27, 8F26) or, with the week's budget spent, stays (8F28
+#     TooManyScansThisWeek);
 #   - a DCC scan request a day (8F28);
 #   - the host's link goes down for a few hours once a day (events wait in the outbox);
 #   - reboots, each followed by a new Hub on the same flash: a requested one ("reboot" op) every
@@ -44,8 +45,8 @@ STORM_MINUTES = 20
 NOISE_HOURS = 4
 OUTAGE_HOURS = 3
 MAX_SEQ = 16384  # seqs the counters hold (a month issues a few thousand)
-MAX_MOVES = 4096  # 8F26/8F2B the log holds
-_MOVE, _STAY, _FORCED = 0, 1, 2  # kinds in the log: 8F26 (budgeted), 8F2B, 8F26 (forced)
+MAX_MOVES = 4096  # 8F26 and budget refusals the log holds
+_MOVE, _STAY, _FORCED = 0, 1, 2  # kinds in the log: 8F26 (budgeted), 8F28 refused, 8F26 (forced)
 DEVICES = ("00-00-00-00-00-00-00-01", "00-00-00-00-00-00-00-02", "00-00-00-00-00-00-00-03")
 HUB_EUI = "00-DB-12-34-56-78-90-A2"
 CHANGES_PER_WEEK = 5
@@ -129,7 +130,7 @@ class Life:
         self.alerts = {}  # GBCS code -> count, at append
         for code in range(0x8F20, 0x8F2E):
             self.alerts["{:04X}".format(code)] = 0
-        self.move_min = [0] * MAX_MOVES  # world minute of each 8F26/8F2B, at append
+        self.move_min = [0] * MAX_MOVES  # world minute of each, at append
         self.move_kind = bytearray(MAX_MOVES)
         self.moves = 0
         self.requests = 0
@@ -200,9 +201,12 @@ class Life:
             if kind == "N54":
                 code = data["DeviceAlertCode"]
                 life.alerts[code] = life.alerts.get(code, 0) + 1
-                if code in ("8F26", "8F2B") and life.moves < MAX_MOVES:
-                    trig = (data.get("payload") or {}).get("trigger")
-                    kind = _STAY if code == "8F2B" else _FORCED if trig == "SMHANFormation" else _MOVE
+                payload = data.get("payload") or {}
+                # a move, or a scan refused by the week's budget (8F28 TooManyScansThisWeek)
+                spent = code == "8F28" and payload.get("status") == "TooManyScansThisWeek"
+                if (code == "8F26" or spent) and life.moves < MAX_MOVES:
+                    trig = payload.get("trigger")
+                    kind = _STAY if spent else _FORCED if trig == "SMHANFormation" else _MOVE
                     life.move_min[life.moves] = life.world.monotonic_ms() // MINUTE_MS
                     life.move_kind[life.moves] = kind
                     life.moves += 1
@@ -371,8 +375,9 @@ class Life:
         return [s for s in range(MAX_SEQ) if self.appended[s] > 1]
 
     def budget_violations(self):
-        """8F2B raised with fewer than the week's changes in the 7 days before it, or a move made
-        with the budget spent: [(day, code, changes in the 7 days before)]."""
+        """A scan refused for the week's budget (8F28 TooManyScansThisWeek) with fewer than the
+        week's changes in the 7 days before it, or a move made with the budget spent: [(day,
+        code, changes in the 7 days before)]."""
         out = []
         week = WEEK_MS // MINUTE_MS
         n = self.moves
@@ -384,7 +389,7 @@ class Life:
             t = self.move_min[i]
             before = len([c for c in changes if t - week < c < t])
             if (kind == _STAY) != (before >= CHANGES_PER_WEEK):
-                out.append((t // 1440, "8F2B" if kind == _STAY else "8F26", before))
+                out.append((t // 1440, "8F28" if kind == _STAY else "8F26", before))
         return out
 
     def move_counts(self):

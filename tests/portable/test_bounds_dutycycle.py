@@ -252,10 +252,6 @@ class TestRefusalMessages(unittest.TestCase):
             self._message(normal_limited=16, limited_critical=16),
             ("limited_critical", "limited_critical: must be above normal_limited (16)"),
         )
-        self.assertEqual(
-            self._message(limited_critical=18, regulated=18),
-            ("regulated", "regulated: must be above limited_critical (18)"),
-        )
 
     def test_a_negative_airtime_check_says_what_is_allowed(self):
         with self.assertRaises(ValueError) as cm:

@@ -1,7 +1,9 @@
 import unittest
 
-from agent import channels
+from agent import channels, regulatory
 from agent.channels import ChannelError
+from agent.regulatory import regulated_permille
+from hal.phy import LIMITS
 
 
 class Plan(unittest.TestCase):
@@ -122,3 +124,40 @@ class Configured(unittest.TestCase):
             with self.assertRaises(ChannelError) as cm:
                 channels.configured_channels(masks)
             self.assertIn(word, str(cm.exception))
+
+
+class RegulatedLimits(unittest.TestCase):
+    """The limit each channel is held to (README "Regulated duty-cycle limits")."""
+
+    def test_the_plan_data_is_what_the_sub_band_table_gives(self):
+        for page in channels.PAGES:
+            for ch in channels.channels_of(page):
+                self.assertEqual(regulated_permille(page, ch), regulatory.limit_of(page, ch), (page, ch))
+        self.assertEqual(len(LIMITS), 62 + 27)  # one byte a channel: 0-61, then page 31
+
+    def test_channels_by_sub_band(self):
+        for page, ch, mhz, permille in (
+            (28, 0, "863.25", 1),  # 863-865 MHz: 0.1 %
+            (28, 9, "865.05", 1),  # overlaps 864.95-865 MHz: the lower limit
+            (28, 10, "865.25", 10),  # 865-868 MHz: 1 %
+            (28, 24, "868.05", 10),  # across 868 MHz: 1 % on both sides
+            (28, 26, "868.45", 10),  # 868.0-868.6 MHz: 1 %
+            (29, 27, "868.65", 1),  # reaches the 868.6-868.7 MHz alarm band: 0.1 %
+            (29, 28, "868.85", 1),  # 868.7-869.2 MHz: 0.1 %
+            (29, 31, "869.45", 1),  # mostly the 10 % band, but reaches below 869.4 MHz
+            (29, 33, "869.85", 10),  # 869.7-870 MHz: 1 %
+            (29, 34, "870.05", 10),  # across 870 MHz
+            (30, 36, "870.45", 25),  # 870-876 MHz: the GBCS ceiling
+            (31, 1, "915.55", 25),  # 915-921 MHz: the GBCS ceiling
+        ):
+            self.assertEqual(channels.frequency_hz(page, ch), int(mhz.replace(".", "")) * 10000)
+            self.assertEqual(regulated_permille(page, ch), permille, mhz)
+
+    def test_no_channel_above_the_gbcs_ceiling_nor_at_zero(self):
+        for page in channels.PAGES:
+            for ch in channels.channels_of(page):
+                self.assertIn(regulated_permille(page, ch), (1, 10, 25))
+
+    def test_an_impossible_channel_is_refused(self):
+        with self.assertRaises(ChannelError):
+            regulated_permille(29, 35)

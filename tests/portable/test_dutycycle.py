@@ -94,9 +94,17 @@ class TestThresholds(unittest.TestCase):
     def test_ordering(self):
         self._bad("limited_critical", 20, 16, 25)
         self._bad("limited_critical", 18, 18, 25)
-        self._bad("regulated", 10, 24, 24)
-        self._bad("regulated", 10, 20, 19)
-        self._bad("regulated", regulated=18)
+
+    def test_a_channel_limit_at_or_below_the_thresholds_binds_first(self):
+        # a 1 % channel under the DCC's 1.3 / 2.2 % thresholds: the three states come together
+        dc = DutyCycle(13, 22, 10)
+        self.assertEqual(dc.regulated, 10)
+        got = add(dc, 0, 10 * P - MAX_FRAME_US, EUI_A)
+        self.assertEqual([c for c, _ in got], [L20, C22, R24])
+        self.assertEqual(got[0][1], {"eui": EUI_A})
+        self.assertEqual(dc.state, "regulated")
+        # and a frame that would reach 1 % is refused although 1.3 % is far off
+        self.assertEqual(dc.check(0, 1)[0], False)
 
     def test_not_integers(self):
         self._bad("normal_limited", 1.0, 18, 25)

@@ -100,7 +100,7 @@ class ServerTests(unittest.TestCase):
         self.host.send(wire.request(8, "hello", {"events": True}))
         self.server.poll()
         events = [m for m in self.host.received() if m["t"] == "e"]
-        self.assertEqual(len(events), 3)  # the window: 8F2A, 8F27, 8F26
+        self.assertEqual(len(events), 3)  # 8F2A, 8F27, 8F26
         self.assertEqual(events[0]["d"]["DeviceAlertCode"], "8F2A")
         # not acked: sent again with the same seq after RESEND_MS, not before
         self.server.poll()
