@@ -197,6 +197,55 @@ class DutyCycleOnDevices(HanRig, unittest.TestCase):
         self.assertTrue(self.sim(IHD)["asked_status"] > 0)  # GetSuspendZCLMessagesStatus
 
 
+class AgilityByDevices(HanRig, unittest.TestCase):
+    # frequency agility (agent/agility.py) driven by the simulated devices on the medium: the
+    # GSME's silence, a non-GSME device's MAC statistics, the GSME reading the flags it is sent
+
+    def advance(self, minutes, step=10):
+        for _ in range(minutes // step):
+            self.assertEqual(self.rig.call("clock.advance", ms=step * MINUTE)[0], "I0")
+            self.take()
+
+    def scans(self):
+        return [(p["status"], p["trigger"]) for p in self.payloads("8F28")]
+
+    def test_a_gsme_gone_silent_is_searched_for_three_times_then_8F29(self):
+        self.add(ESME, "ESME")
+        self.add(GSME, "GSME", period_s=60)
+        self.minutes(3)
+        self.assertEqual(self.payloads("8F29"), [])
+        self.rig.call("han.script", eui=GSME, behaviour="silent")
+        self.assertTrue(self.minutes(60, until="8F29"))
+        self.assertEqual(len(self.payloads("8F29")), 1)
+        curfew = [s for s in self.scans() if s[1] == "GSMEMissedItsCurfew"]
+        self.assertEqual(len(curfew), 3, self.scans())
+        # heard again: the search is over, and it may start again after another silence
+        self.rig.call("han.script", eui=GSME, behaviour="normal")
+        self.minutes(5)
+        self.assertTrue(self.row(GSME)["last_heard_s"] < 300, self.row(GSME))
+
+    def test_a_lossy_esme_reporting_poor_comms_asks_for_a_scan(self):
+        rc, _, err = self.rig.call(
+            "config.set",
+            config=config(
+                NonGSMEPoorCommsMeasurementPeriods=50, NonGSMEPoorCommsPercentageThreshold="20.00", **PAGE_30
+            ),
+        )
+        self.assertEqual(rc, "I0", err)
+        self.add(ESME, "ESME", period_s=60)
+        self.rig.call("han.script", eui=ESME, behaviour="lossy", loss=60)
+        for _ in range(8):  # MAC statistics every hour: 50 periods
+            self.advance(7 * 60)
+            if any(t == "SubGHzNon-GSMEDeviceRequest" for _, t in self.scans()):
+                break
+        self.assertIn(("ScanRequestAccepted", "SubGHzNon-GSMEDeviceRequest"), self.scans(), self.scans())
+        # no channel is quieter than the operating one (nothing jams it): not changed (8F2B)
+        self.advance(10)
+        codes = [c for c, _ in self.seen]
+        self.assertIn("8F27", codes)
+        self.assertIn("8F2B", codes[codes.index("8F27") :], codes)
+
+
 class NoHan(unittest.TestCase):
     def test_a_hub_without_devices_does_not_load_the_han(self):
         rig = Rig()
