@@ -17,11 +17,12 @@ _PACKAGES = ("agent", "hal", "boards")
 
 def _unslot():
     # Nothing from a slot importable: no slot on sys.path, no module an earlier boot in this
-    # interpreter loaded from one.
+    # interpreter loaded from one (a module with no file is the port's own, as its built-ins
+    # are: the virtual board's hardware, host_tools/onboard/unix_boot.py).
     for p in [p for p in sys.path if p.startswith("slots/") or "/slots/" in p]:
         sys.path.remove(p)
     for name in list(sys.modules):
-        if name.split(".")[0] in _PACKAGES:
+        if name.split(".")[0] in _PACKAGES and hasattr(sys.modules[name], "__file__"):
             del sys.modules[name]
 
 

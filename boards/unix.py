@@ -16,22 +16,41 @@ DESCRIPTION = "Virtual board: MicroPython unix port on a pty, simulated sub-GHz 
 DATA_DIR = "data"
 FW_MAX_CHUNK = 1024  # firmware bytes a fw.chunk carries: small frames for a small heap
 TRIAGE_LINK = True  # the unix port has socket and ssl: the Triage link runs as on a board with WiFi
-# What this board's image carries beyond the agent's core (host_tools.firmware.build reads both
-# from this source; private const()s, so the board never holds them): the simulated clock and
-# radio medium (_MANIFEST), and what the radio its radio record names needs (_RADIO_MANIFEST: a
-# kind of boards.simchips, the first the one a board without a record runs, and its modules):
-# for a driver, the real board's module that carries it, the driver and its chip simulated. A
-# record may also name that real board. dbch flash reads the record and builds the image for it.
-_MANIFEST = const(
+# What this board's image carries beyond the agent's core (host_tools.firmware.build reads these
+# from this source; private const()s, so the board never holds them): its file system, console
+# link and Triage link (_MANIFEST), and what the radio its radio record names needs
+# (_RADIO_MANIFEST: a kind of boards.simchips, the first the one a board without a record runs,
+# and its modules): for a driver, the real board's module that carries it, the driver, and
+# boards.simchips, which runs that module's make_radio() over a simulated chip. A record may also
+# name that real board. dbch flash reads the record and builds the image for it.
+# The simulated world is this board's hardware, not its firmware (_HARDWARE): the clock, the radio
+# medium and SimRadio, the HAN devices, the chips the real drivers run on. The virtual board
+# supplies them itself (host_tools.firmware.hardware builds them into a ROMFS image that
+# host_tools/onboard/unix_boot.py mounts at /hw), as a real board's flash never holds its radio
+# chip: no image carries them, and none lacks them. All are under hal.sim, the one name the boot
+# makes importable from /hw (boards.simchips, under the firmware's boards, would have to be
+# imported at every boot to be found there: 2.7 KB of a 128 KB heap; the image carries it).
+_HARDWARE = const(
     (
-        "hal.fs_storage",
-        "hal.mcu",
-        "hal.stream_link",
         "hal.sim",
         "hal.sim.clock",
         "hal.sim.radio",
         "hal.sim.han",
         "hal.sim.han_device",
+        "hal.sim.chips",
+        "hal.sim.chips.air",
+        "hal.sim.chips.bus",
+        "hal.sim.chips.machine",
+        "hal.sim.chips.rfm69",
+        "hal.sim.chips.stm32wl",
+        "hal.sim.chips.sx126x",
+    )
+)
+_MANIFEST = const(
+    (
+        "hal.fs_storage",
+        "hal.mcu",
+        "hal.stream_link",
         "agent.triage_link",
         "agent.triage",
         "hal.tls",
@@ -46,11 +65,6 @@ _RADIO_MANIFEST = const(
             "sx1262",
             (
                 "boards.simchips",
-                "hal.sim.chips",
-                "hal.sim.chips.air",
-                "hal.sim.chips.bus",
-                "hal.sim.chips.machine",
-                "hal.sim.chips.sx126x",
                 "boards.heltec_wifi_lora32_v3",
                 "boards.mcu_board",
                 "hal.radio_driver",
@@ -61,11 +75,6 @@ _RADIO_MANIFEST = const(
             "rfm69",
             (
                 "boards.simchips",
-                "hal.sim.chips",
-                "hal.sim.chips.air",
-                "hal.sim.chips.bus",
-                "hal.sim.chips.machine",
-                "hal.sim.chips.rfm69",
                 "boards.pico_rfm69",
                 "boards.mcu_board",
                 "hal.radio_driver",
@@ -76,12 +85,6 @@ _RADIO_MANIFEST = const(
             "stm32wl",
             (
                 "boards.simchips",
-                "hal.sim.chips",
-                "hal.sim.chips.air",
-                "hal.sim.chips.bus",
-                "hal.sim.chips.machine",
-                "hal.sim.chips.stm32wl",
-                "hal.sim.chips.sx126x",
                 "boards.nucleo_wl55jc",
                 "boards.mcu_board",
                 "hal.radio_driver",

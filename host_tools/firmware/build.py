@@ -22,10 +22,9 @@ from pathlib import Path
 
 from host_tools.errors import DbchError
 from host_tools.files import write_file
+from host_tools.firmware.imports import PORTABLE_PACKAGES, ROOT, needed_modules, source_of
 from host_tools.paths import cache_dir
 
-ROOT = Path(__file__).resolve().parents[2]
-PORTABLE_PACKAGES = ("agent", "hal", "boards")
 ONBOARD_PROGRAMS = ("host_tools/onboard",)  # checked by --check, never part of an image
 
 
@@ -155,102 +154,16 @@ def compile_tree(sources: list[Path], opt: int = OPT) -> list[Compiled]:
 # board) has a manifest per radio too (_RADIO_MANIFEST: (radio, modules) pairs, the first the
 # radio it runs without a record): its image has those of one radio, and the other radios'
 # modules are parts it goes without, as OPTIONAL's are. What a board *needs* is the closure of
-# the imports of its entry points and of its manifest, read from the sources; a module in it with
-# no source is a broken installation, never an image.
+# the imports of its entry points and of its manifest, read from the sources
+# (host_tools.firmware.imports); a module in it with no source is a broken installation, never an
+# image. A board may supply modules itself, as its hardware (_HARDWARE: the virtual board's
+# simulated world, host_tools.firmware.hardware): its image never carries them, nor is refused for
+# lacking them, and carries what they import of the firmware.
 
 AGENT_ENTRIES = ("agent.boot", "agent.run", "boards")
 # the Triage link (TLS over the board's network: agent.run loads it for the triage.* requests,
 # and only where the board module's TRIAGE_LINK says the board has it)
 OPTIONAL = ("agent.triage_link",)
-
-
-def _source_of(module: str, root: Path) -> Path | None:
-    base = root.joinpath(*module.split("."))
-    for p in (base.with_suffix(".py"), base / "__init__.py"):
-        if p.is_file():
-            return p
-    return None
-
-
-def source_path(module: str, root: Path = ROOT) -> Path | None:
-    """The source file of `module`, relative to root (None if there is none)."""
-    src = _source_of(module, root)
-    return src.relative_to(root) if src is not None else None
-
-
-def _top_level_names(body: list[ast.stmt]) -> set[str]:
-    """The names a module's body binds outside functions and classes (under try and if too)."""
-    names: set[str] = set()
-    for node in body:
-        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-            names.add(node.name)
-        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
-            for t in node.targets if isinstance(node, ast.Assign) else [node.target]:
-                names.update(n.id for n in ast.walk(t) if isinstance(n, ast.Name))
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            names.update((a.asname or a.name).split(".")[0] for a in node.names)
-        elif isinstance(node, (ast.If, ast.Try)):
-            names |= _top_level_names(node.body + node.orelse + getattr(node, "finalbody", []))
-            for h in getattr(node, "handlers", []):
-                names |= _top_level_names(h.body)
-    return names
-
-
-def _facts(src: Path) -> dict:
-    """What the import closure reads of a source: its imports ({"import": [names]}, {"from":
-    module, "level": n, "names": [names]}) and the names it defines at its top level. Kept in
-    dbch's cache under the source's hash, so a source is parsed again only when it changes."""
-    text = src.read_bytes()
-    cached = cache_dir("imports-1", hashlib.sha256(text).hexdigest() + ".json")  # -1: this format
-    with contextlib.suppress(OSError, ValueError):
-        return json.loads(cached.read_text())
-    tree = ast.parse(text, str(src))
-    imports: list[dict] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imports.append({"import": [a.name for a in node.names]})
-        elif isinstance(node, ast.ImportFrom):
-            imports.append({"from": node.module or "", "level": node.level, "names": [a.name for a in node.names]})
-    facts = {"imports": imports, "defined": sorted(_top_level_names(tree.body))}
-    with contextlib.suppress(OSError):
-        write_file(cached, json.dumps(facts).encode())
-    return facts
-
-
-def needed_modules(entries: list[str], root: Path = ROOT, packages=PORTABLE_PACKAGES, leave_out=()) -> dict[str, str]:
-    """{module: the module that imports it} for every module of `packages` that `entries` import,
-    directly or not, wherever the import stands (in a function, under try). A name imported
-    from a package (`from hal.sim import clock`) is a module unless the package defines it. The
-    modules in `leave_out` are neither listed nor followed."""
-    needed: dict[str, str] = {}
-    todo = [(m, "") for m in entries]
-    while todo:
-        module, by = todo.pop()
-        if module in needed or module in leave_out or module.split(".")[0] not in packages:
-            continue
-        needed[module] = by
-        parts = module.split(".")
-        todo += [(".".join(parts[:i]), module) for i in range(1, len(parts))]
-        src = _source_of(module, root)
-        if src is None:
-            continue
-        facts = _facts(src)
-        pkg = module if src.name == "__init__.py" else module.rpartition(".")[0]
-        for imp in facts["imports"]:
-            if "import" in imp:
-                todo += [(name, module) for name in imp["import"]]
-                continue
-            base = imp["from"]
-            if imp["level"]:
-                up = pkg.split(".")[: len(pkg.split(".")) - imp["level"] + 1]
-                base = ".".join(up + ([base] if base else []))
-            todo.append((base, module))
-            base_src = _source_of(base, root)
-            if base_src is not None and base_src.name != "__init__.py":
-                continue  # names from a plain module are never modules
-            defined = set(_facts(base_src)["defined"]) if base_src else set()
-            todo += [(base + "." + name, module) for name in imp["names"] if name not in defined]
-    return needed
 
 
 def _const(board: str, name: str, root: Path):
@@ -318,6 +231,15 @@ def board_manifest(board: str, root: Path = ROOT, radio: str | None = None) -> t
     return names if kind is None else names + board_radios(board, root)[kind]
 
 
+def board_hardware(board: str, root: Path = ROOT) -> tuple[str, ...]:
+    """The modules a board supplies itself, as its hardware (its module's _HARDWARE: the virtual
+    board's simulated world, host_tools.firmware.hardware): no image carries them, none lacks them."""
+    names = _const(board, "_HARDWARE", root) or ()
+    if not _names(names):
+        raise BuildError(f"boards/{board}.py: _HARDWARE = const((module names, ...))")
+    return names
+
+
 def core_modules(root: Path = ROOT) -> set[str]:
     """The agent's core: what every board gets (the modules its entry points import, OPTIONAL's
     left out)."""
@@ -327,7 +249,8 @@ def core_modules(root: Path = ROOT) -> set[str]:
 def board_modules(board: str, root: Path = ROOT, radio: str | None = None) -> list[str]:
     """The modules of the image for `board` (with radio, board_radio): the agent's core, the
     board's module, its manifest."""
-    return sorted(core_modules(root) | {"boards." + board} | set(board_manifest(board, root, radio)))
+    modules = core_modules(root) | {"boards." + board} | set(board_manifest(board, root, radio))
+    return sorted(modules - set(board_hardware(board, root)))
 
 
 def board_entries(board: str, root: Path = ROOT, radio: str | None = None) -> list[str]:
@@ -337,12 +260,15 @@ def board_entries(board: str, root: Path = ROOT, radio: str | None = None) -> li
 
 
 def board_needs(board: str, root: Path = ROOT, radio: str | None = None) -> dict[str, str]:
-    """{module: importer} of everything `board` needs (with radio, board_radio): the closure of
-    its entries, less the OPTIONAL parts and the other radios' modules its manifest does not name."""
-    manifest = board_manifest(board, root, radio)
+    """{module: importer} of everything `board`'s image needs (with radio, board_radio): the
+    closure of its entries and its hardware (what the hardware imports of the firmware, the image
+    carries), less the hardware itself, the OPTIONAL parts and the other radios' modules its
+    manifest does not name."""
+    manifest, hardware = board_manifest(board, root, radio), board_hardware(board, root)
     others = [m for ms in board_radios(board, root).values() for m in ms]
     leave_out = [m for m in (*OPTIONAL, *others) if m not in manifest]
-    return needed_modules(board_entries(board, root, radio), root, leave_out=leave_out)
+    needs = needed_modules(board_entries(board, root, radio) + list(hardware), root, leave_out=leave_out)
+    return {m: by for m, by in needs.items() if m not in hardware and m.rpartition(".")[0] not in hardware}
 
 
 def missing_modules(board: str, targets: list[str], root: Path = ROOT, radio: str | None = None) -> dict[str, str]:
@@ -362,7 +288,7 @@ def check_whole(board: str, targets: list[str], root: Path = ROOT, radio: str | 
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         why = (
             f"add it to the manifest in boards/{board}.py"
-            if _source_of(m, root) is not None
+            if source_of(m, root) is not None
             else "this dbch installation is incomplete (reinstall it: pip install --force-reinstall dbch)"
         )
         raise BuildError(

@@ -86,19 +86,23 @@ dbchboot.main(start, reset=machine.reset, print_exception=sys.print_exception)
 _FILE_HASHES = Path(__file__).resolve().parents[1] / "onboard" / "file_hashes.py"
 
 
-def _scan(t) -> tuple[dict, bool]:
+def _scan(t, board: str | None = None) -> tuple[dict, bool, str | None]:
     """(path -> SHA-256 hex of what the board holds where an image goes, whether its firmware has
-    vfs.VfsRom) (onboard/file_hashes.py)."""
+    vfs.VfsRom, the line its radio record's read printed) (onboard/file_hashes.py); board: its
+    radio record is read in the same paste (radio_record.program), one round trip for both."""
     dirs = list(LEGACY_DIRS) + [f"{SLOT}/{d}" for d in DIRS]
     program = transfer.compact(_FILE_HASHES.read_text()) + f"hashes({dirs!r}, {list(ROOT_FILES)!r})\ndel hashes\n"
-    found, rom = {}, False
-    for line in t.exec(program).decode().splitlines():
+    found, rom, record = {}, False, None
+    for line in t.exec(program + (radio_record.program(board) if board else "")).decode().splitlines():
+        if radio_record.is_record(line.strip()):
+            record = line.strip()
+            continue
         digest, _, path = line.strip().partition(" ")
         if path:
             found[path] = digest
         elif digest == "VfsRom":
             rom = True
-    return found, rom
+    return found, rom, record
 
 
 class FlashError(DbchError):
@@ -298,8 +302,8 @@ def flash(
             t.enter_raw_repl(soft_reset=False, timeout_overall=5)
         except TransportError as e:
             raise FlashError(f"no MicroPython REPL on {port}: {e}. Is it a MicroPython board?") from e
-        have, rom = _scan(t)
-        radio, record = radio_record.read(t, board)
+        have, rom, line = _scan(t, board)
+        radio, record = radio_record.radio_of(board, line)
         if radio != board_radio(board):  # the record asks for another radio than the default's image
             slot = slot_files(board, version, debug, radio)
             wanted = wanted_files(slot, layout, board, signing_key, debug)
@@ -378,7 +382,7 @@ def flash(
         # into place): the listing taken before, with those hashes, is the verification; a plain
         # copy is listed again
         if result.copy == "plain":
-            now, _rom = _scan(t)
+            now = _scan(t)[0]
         else:
             now = dict(have, **{p: hashlib.sha256(wanted[p]).hexdigest() for p in result.written})
         result.signing_key = now.get("fwkey.bin") is not None

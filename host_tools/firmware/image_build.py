@@ -28,7 +28,8 @@ def sources_for(board: str, radio: str | None = None) -> list[Path]:
     and what its manifest names, for radio on a board whose radio record chooses it
     (host_tools.firmware.build.board_modules); a module without a source is left for check_whole
     to name."""
-    from host_tools.firmware.build import board_modules, source_path
+    from host_tools.firmware.build import board_modules
+    from host_tools.firmware.imports import source_path
 
     paths = (source_path(m) for m in board_modules(board, radio=radio))
     return sorted(p for p in paths if p is not None)

@@ -15,9 +15,10 @@ def hashes(dirs, files):
     import sys
 
     # the agent that handed the line over is still loaded: its code is let go first (it is about
-    # to be replaced; a small heap has no room for both it and this listing)
+    # to be replaced; a small heap has no room for both it and this listing). A module with no
+    # file is the port's own (agent/boot_main.py): it stays.
     for name in list(sys.modules):
-        if name.split(".")[0] in ("agent", "hal", "boards"):
+        if name.split(".")[0] in ("agent", "hal", "boards") and hasattr(sys.modules[name], "__file__"):
             del sys.modules[name]
     gc.collect()
 

@@ -11,6 +11,8 @@ the modules it holds in place, off the heap. The virtual board's is the file ROM
 flash (`dbch flash` writes it): at each boot the child reads it into memory of its own, outside
 the interpreter's heap (so `--heap N` is the heap beside the image, as on a board), and hands its
 address and size to the boot, which mounts it at /rom (vfs.VfsRom over uctypes.bytearray_at).
+The board's hardware (the simulated world, host_tools.firmware.hardware) is a ROMFS image too,
+kept outside its flash: it is held and handed over the same way, and mounted at /hw.
 
 Linux only (/proc, prctl).
 """
@@ -35,21 +37,26 @@ BOOT_FILE = Path(__file__).resolve().parents[1] / "onboard" / "unix_boot.py"
 
 
 # Run in the child (CPython): the unix port runs in-process through micropython_run.run_main. A
-# boot (BOOT_FILE FS MODE HARD) gets the address and size of the flash's ROMFS image, held here
-# (0 0: none).
+# boot (BOOT_FILE FS MODE HARD [HARDWARE]) gets the address and size of the flash's ROMFS image
+# and of the hardware's (the file HARDWARE), each held here (0 0: none).
 _CHILD_WRAPPER = f"""\
 import ctypes, os, sys
 from micropython_run import run_main
 argv = sys.argv[1:]
-rom = None
-if {str(BOOT_FILE)!r} in argv:
+held = []
+def hold(path):
     try:
-        with open(os.path.join(argv[argv.index({str(BOOT_FILE)!r}) + 1], {ROMFS_IMAGE!r}), "rb") as f:
+        with open(path, "rb") as f:
             data = f.read()
-        rom = ctypes.create_string_buffer(data, len(data))
     except OSError:
-        data = b""
-    argv += [str(ctypes.addressof(rom)), str(len(data))] if rom else ["0", "0"]
+        return ["0", "0"]
+    held.append(ctypes.create_string_buffer(data, len(data)))
+    return [str(ctypes.addressof(held[-1])), str(len(data))] if data else ["0", "0"]
+if {str(BOOT_FILE)!r} in argv:
+    i = argv.index({str(BOOT_FILE)!r})
+    hw = argv[i + 4 : i + 5]
+    del argv[i + 4 :]
+    argv += hold(os.path.join(argv[i + 1], {ROMFS_IMAGE!r})) + (hold(hw[0]) if hw else ["0", "0"])
 sys.exit(run_main(["micropython"] + argv))
 """
 
@@ -88,12 +95,21 @@ def require_unix_port() -> None:
         raise VBoardError(why)
 
 
-def interpreter_argv(fs: Path | str, *, raw: bool = False, heap: str | None = None, python: str | None = None) -> list:
-    """The command line of one interpreter run (one boot) of a virtual board on `fs`."""
+def interpreter_argv(
+    fs: Path | str,
+    *,
+    raw: bool = False,
+    heap: str | None = None,
+    python: str | None = None,
+    hardware: Path | str | None = None,
+) -> list:
+    """The command line of one interpreter run (one boot) of a virtual board on `fs`; hardware:
+    the file of its hardware's ROMFS image (host_tools.firmware.hardware.hardware_image)."""
     argv = [python or sys.executable, "-c", _CHILD_WRAPPER]
     if heap:
         argv += ["-X", "heapsize=" + heap]
-    return argv + ["-i", str(BOOT_FILE), str(fs), "raw" if raw else "friendly", str(HARD_RESET_STATUS)]
+    argv += ["-i", str(BOOT_FILE), str(fs), "raw" if raw else "friendly", str(HARD_RESET_STATUS)]
+    return argv + ([str(hardware)] if hardware else [])
 
 
 def child_setup() -> None:  # pragma: no cover - runs in the forked child

@@ -21,6 +21,10 @@ What the board does, and how it maps onto the unix port:
 - The flash's ROMFS image (dbch.romfs, which `dbch flash` writes: slot A's modules) is mounted at
   /rom at each boot from memory outside the interpreter's heap, as a board maps its ROMFS
   partition from flash (host_tools.servers.unix_port): `--heap N` is the agent's heap beside it.
+- Its hardware, the simulated world (hal.sim: clock, radio medium, HAN devices, radio chips), is
+  no part of its flash: the board builds it into a ROMFS image of its own
+  (host_tools.firmware.hardware) and mounts it at /hw at each boot, so `dbch flash` sends the
+  firmware only.
 - `--board NAME` makes it a real board on simulated chips: boards/unix.py then runs that board's
   own module and radio driver (heltec_wifi_lora32_v3, pico_rfm69, nucleo_wl55jc) on a simulated
   chip (boards/simchips.py), as the radio record in its flash (data/radio) says; the board writes

@@ -21,6 +21,7 @@ import tty
 from pathlib import Path
 from typing import Callable
 
+from host_tools.firmware.hardware import hardware_image
 from host_tools.servers.ptys import PtyServer, WakePipe, close_fds, open_pty, read_some
 from host_tools.servers.serial_line import (
     FRIENDLY_BEFORE_RAW,
@@ -88,6 +89,7 @@ class VirtualBoard(PtyServer):
         self._hup_poll: select.poll | None = None
         self._stop = False
         self._reset = False
+        self.hardware = hardware_image()  # its simulated world (host_tools.firmware.hardware), mounted at each boot
 
     # -- lifecycle
 
@@ -145,10 +147,9 @@ class VirtualBoard(PtyServer):
             self._hold = bytearray()
             self._hold_until = time.monotonic() + _RAW_HOLD_S
         self._tracker.reset(raw)
-        env = dict(os.environ)
-        env.pop("MICROPYPATH", None)
+        env = {k: v for k, v in os.environ.items() if k != "MICROPYPATH"}
         self._child = subprocess.Popen(
-            interpreter_argv(self.fs, raw=raw, heap=self.heap, python=self.python),
+            interpreter_argv(self.fs, raw=raw, heap=self.heap, python=self.python, hardware=self.hardware),
             stdin=self._s2,
             stdout=self._s2,
             stderr=self._s2,

@@ -16,7 +16,9 @@ from host_tools.firmware.build import (
     ROOT,
     BuildError,
     board_entries,
+    board_hardware,
     board_manifest,
+    board_modules,
     board_needs,
     board_radio,
     board_radios,
@@ -105,15 +107,17 @@ def test_the_board_needs_its_own_drivers_only():
     assert {"hal.sim.radio", "hal.sim.clock"} <= set(needed_modules(board_entries("unix")))
 
 
-def test_an_installation_without_hal_sim_builds_no_image_for_the_virtual_board(tmp_path):
+def test_the_virtual_boards_simulated_world_is_its_hardware_never_its_image(tmp_path):
+    # hal.sim is what the virtual board supplies itself (boards/unix.py _HARDWARE): an image
+    # neither carries it nor is refused for lacking it, and what it imports of the firmware is in
     root = _tree(tmp_path, "hal/sim")
-    missing = missing_modules("unix", _targets(root), root)
-    assert {"hal.sim", "hal.sim.clock", "hal.sim.radio"} <= set(missing)
-    with pytest.raises(BuildError) as e:
-        check_whole("unix", _targets(root), root)
-    assert "would lack hal.sim." in str(e.value) and "incomplete" in str(e.value)
-    # a real board does not need the simulations
+    hardware = set(board_hardware("unix"))
+    assert {"hal.sim", "hal.sim.clock", "hal.sim.radio", "hal.sim.han", "hal.sim.chips.sx126x"} <= hardware
+    assert not hardware & set(board_modules("unix")) and not hardware & set(board_modules("unix", radio="sx1262"))
+    assert not {m for m in missing_modules("unix", _targets(root), root) if m.startswith("hal.sim")}
+    assert "hal.contracts" in board_needs("unix") and "hal.han_frame" in board_needs("unix")
     check_whole("heltec_wifi_lora32_v3", _targets(root), root)
+    assert board_hardware("heltec_wifi_lora32_v3") == ()
 
 
 @pytest.mark.parametrize("gone", ["agent/outbox.py", "hal/compat.py", "agent/fw_install.py"])
@@ -187,7 +191,7 @@ def test_the_virtual_boards_default_image_has_no_driver_and_no_chip():
     assert board_radios("unix") and board_radio("unix") == "sim" and board_radio("unix", " sim\n") == "sim"
     image = _radio_image(None)
     assert image == _radio_image("sim") == _image("unix")
-    assert {"hal.sim.radio", "hal.sim.clock", "boards.unix"} <= image
+    assert "boards.unix" in image and not {m for m in image if m.startswith("hal.sim")}  # its hardware
     assert not image & (DRIVERS | CHIPS | {"hal.radio_driver", "boards.simchips", "hal.sim.chips", "boards.mcu_board"})
     assert {m for m in image if m.startswith("boards.")} == {"boards.unix"}
 
@@ -197,7 +201,7 @@ def test_a_virtual_board_with_a_driver_gets_exactly_its_own(radio):
     board, chips = RADIOS[radio]
     image = _radio_image(radio)
     assert _radio_image(board) == image and board_radio("unix", board) == radio  # the record may name the board
-    assert image & CHIPS == chips
+    assert not image & CHIPS and chips <= set(board_hardware("unix"))  # the chips are its hardware
     assert image & DRIVERS == {REAL_BOARDS[board]} | ({"hal.sx126x"} if radio == "stm32wl" else set())
     assert {m for m in image if m.startswith("boards.")} == {
         "boards.unix",

@@ -127,7 +127,8 @@ def test_a_board_flashed_with_another_boards_image_keeps_only_its_own(board):
     (board / "data").mkdir()
     (board / "data/radio").write_text("sx1262")  # the virtual board's radio record: its image has that driver
     first = flash.flash("dir", "unix")
-    assert _modules(board) == _image("unix", "sx1262") and (board / flash.SLOT / "hal/sim/chips").is_dir()
+    assert _modules(board) == _image("unix", "sx1262") and (board / flash.SLOT / "boards/simchips.mpy").is_file()
+    assert not (board / flash.SLOT / "hal/sim").exists()  # the simulated chip is the virtual board's hardware
     # what an older dbch sent to every board, and the layout before slots
     (board / flash.SLOT / "agent/examples.mpy").write_bytes(b"M")
     (board / "hal/sim").mkdir(parents=True)
@@ -136,9 +137,7 @@ def test_a_board_flashed_with_another_boards_image_keeps_only_its_own(board):
     res = flash.flash("dir", "heltec_wifi_lora32_v3")
     assert _modules(board) == _image("heltec_wifi_lora32_v3")
     assert not (board / flash.SLOT / "hal/sim").exists() and not (board / "hal").exists()
-    assert (
-        f"{flash.SLOT}/hal/sim/chips/sx126x.mpy" in res.removed and f"{flash.SLOT}/boards/simchips.mpy" in res.removed
-    )
+    assert f"{flash.SLOT}/boards/simchips.mpy" in res.removed
     assert f"{flash.SLOT}/agent/examples.mpy" in res.removed and "hal/sim/radio.mpy" in res.removed
     assert f"{flash.SLOT}/agent/hub.mpy" not in res.written  # the same module is not copied again
     assert res.unchanged >= len(_image("unix") & _image("heltec_wifi_lora32_v3"))
@@ -221,26 +220,27 @@ def test_the_agents_digest_of_what_is_flashed_is_the_hosts(tmp_path, layout):
 def test_the_virtual_boards_image_follows_its_radio_record(board):
     plain = flash.flash("dir", "unix")  # no record: its own simulated radio, no driver and no chip
     assert _modules(board) == _image("unix") == _image("unix", "sim")
-    assert not (board / flash.SLOT / "hal/sim/chips").exists() and "hal/sx126x.py" not in _modules(board)
+    assert not (board / flash.SLOT / "hal/sim").exists() and "hal/sx126x.py" not in _modules(board)
 
     (board / "data").mkdir()
     (board / "data/radio").write_text("heltec_wifi_lora32_v3\n")  # a record may name the board that carries it
     said = []
     swapped = flash.flash("dir", "unix", progress=said.append, slot=flash.slot_files("unix", plain.version))
     assert _modules(board) == _image("unix", "sx1262") != _image("unix")
-    assert {"hal/sx126x.py", "hal/sim/chips/sx126x.py", "boards/heltec_wifi_lora32_v3.py"} <= _modules(board)
+    assert {"hal/sx126x.py", "boards/simchips.py", "boards/heltec_wifi_lora32_v3.py"} <= _modules(board)
+    assert not {m for m in _modules(board) if m.startswith("hal/sim")}  # the chip: the board's hardware
     assert not swapped.removed and f"{flash.SLOT}/agent/hub.mpy" not in swapped.written
     assert any("radio record names radio sx1262" in m for m in said)
 
     (board / "data/radio").write_text("rfm69")
     res = flash.flash("dir", "unix")
     assert _modules(board) == _image("unix", "rfm69")
-    assert {f"{flash.SLOT}/hal/sx126x.mpy", f"{flash.SLOT}/hal/sim/chips/sx126x.mpy"} <= set(res.removed)
+    assert f"{flash.SLOT}/hal/sx126x.mpy" in res.removed
     assert f"{flash.SLOT}/hal/rfm69.mpy" in res.written and f"{flash.SLOT}/hal/radio_driver.mpy" not in res.written
 
     (board / "data/radio").write_text("sim")
     res = flash.flash("dir", "unix")
-    assert _modules(board) == _image("unix") and not (board / flash.SLOT / "hal/sim/chips").exists()
+    assert _modules(board) == _image("unix") and not (board / flash.SLOT / "hal/sim").exists()
     assert f"{flash.SLOT}/boards/simchips.mpy" in res.removed and f"{flash.SLOT}/hal/rfm69.mpy" in res.removed
 
     (board / "data/radio").write_text("esp32")
