@@ -224,6 +224,31 @@ class AgilityByDevices(HanRig, unittest.TestCase):
         self.minutes(5)
         self.assertTrue(self.row(GSME)["last_heard_s"] < 300, self.row(GSME))
 
+    def test_a_configuration_forbidding_the_gsmes_channel_moves_it_with_the_gsme(self):
+        self.add(ESME, "ESME", period_s=60)
+        self.add(GSME, "GSME", period_s=60)
+        self.minutes(3)
+        here = self.rig.call("channel")[1]
+        self.assertEqual(here["page"], 30)
+        allowed = [40, 41]  # page 30 without the operating channel (a used page takes two or more)
+        self.assertNotIn(here["channel"], allowed)
+        rc, _, err = self.rig.call("config.set", config=config(LowerBandSubGHzChannels35To61=allowed, **PAGE_30))
+        self.assertEqual(rc, "I0", err)
+        self.take()
+        (changed,) = self.payloads("8F2A")
+        self.assertEqual(changed["LowerBandSubGHzChannels35To61"], allowed)
+        self.assertEqual(self.scans(), [("ScanRequestAccepted", "SMHANFormation")])
+        # the CHF sequence with the GSME: it reads EnergyScanPending, then ChannelChangePending
+        # and ChannelChange when it polls; then the hub moves, and every device follows
+        self.assertTrue(self.minutes(10, until="8F26"))
+        moved = self.payloads("8F26")[-1]
+        self.assertEqual((moved["page"], moved["trigger"]), (30, "SMHANFormation"))
+        self.assertIn(moved["channel"], allowed)
+        self.assertTrue(self.sim(GSME)["attrs"], self.sim(GSME))  # what it read
+        self.minutes(5)
+        for eui in (ESME, GSME):
+            self.assertEqual(self.sim(eui)["channel"], [30, moved["channel"]], self.sim(eui))
+
     def test_a_lossy_esme_reporting_poor_comms_asks_for_a_scan(self):
         rc, _, err = self.rig.call(
             "config.set",
