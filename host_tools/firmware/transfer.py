@@ -1,10 +1,11 @@
 """The compressed copy of `dbch flash`: the files that changed go to the board as one deflate stream.
 
 flash pastes the loader (host_tools/onboard/file_loader.py, which tells the protocol in full)
-through the raw REPL once, after the hash listing: a few lines that import `deflate` and run the
-loader's text, itself raw deflate in base64 (2.6 KB on the line where its text is 4.6 KB; a board
-without `deflate` says "DBCHLOAD 0" at once). The loader owns the line until it returns to the raw
-REPL:
+through the raw REPL once, after the hash listing: a few lines (host_tools/onboard/loader_boot.py)
+that import `deflate`, take the loader's text as raw deflate off the line as raw bytes (1.8 KB,
+zopfli's, where its text is 4.9 KB: in base64 in the paste it took 2.4 KB), PIECE bytes at a time
+as the board asks for them with ".", and run it; a board without `deflate` says "DBCHLOAD 0" at
+once and is sent nothing. The loader owns the line until it returns to the raw REPL:
 
     board: "DBCHLOAD 1 W\\n"  (W: the deflate window it affords, log2 bytes) or "DBCHLOAD 0\\n" (no
            `deflate` module: send_files returns None and flash copies plainly, as before)
@@ -33,7 +34,6 @@ which, and flash turns it into a FlashError.
 from __future__ import annotations
 
 import ast
-import base64
 import hashlib
 import struct
 import time
@@ -43,13 +43,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from host_tools.errors import DbchError
-from host_tools.firmware.encoders import ZopfliBeside, zlib_stream
+from host_tools.firmware.encoders import ZopfliBeside, zlib_stream, zopfli_stream
 
 LOADER = Path(__file__).resolve().parents[1] / "onboard" / "file_loader.py"
+LOADER_BOOT = Path(__file__).resolve().parents[1] / "onboard" / "loader_boot.py"
 CHUNK = 512  # payload bytes a frame: a frame and a half fit a small board's receive buffer
 WINDOW = 2  # frames sent and not yet answered: the next one is on its way while one is decoded
 WBITS = 15  # the largest deflate window asked for (32 KB); the loader takes less on a full heap
-LOADER_WBITS = 12  # the window the loader's own text is compressed for (4 KB: it is 4.6 KB)
+LOADER_WBITS = 13  # the window the loader's own text is compressed for (8 KB: it is 4.9 KB)
+PIECE = 256  # bytes of the loader's stream sent at a time (two on their way at most)
 SLOW_LINE = 40_000  # bytes a second: on a slower line zopfli's smaller stream is worth its time
 IDLE_MS = 5000  # the loader gives up when nothing comes for this long (the host is gone)
 ANSWER_S = 8.0  # the host gives up when the board says nothing for this long (more than IDLE_MS)
@@ -81,10 +83,10 @@ def compact(text: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def loader_source() -> str:
-    """What the board runs: the loader (compact), the call (with CHUNK, WBITS and IDLE_MS), and a
-    line that deletes its names from the REPL's globals."""
-    text = LOADER.read_text()
+def _program(path: Path, call: str) -> str:
+    """An on-board file's text (compact) for the raw REPL, the call that runs it, and a line that
+    deletes its names from the REPL's globals."""
+    text = path.read_text()
     names = []
     for node in ast.parse(text).body:
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
@@ -93,22 +95,30 @@ def loader_source() -> str:
             names += [t.id for t in node.targets if isinstance(t, ast.Name)]
         elif isinstance(node, ast.Import):
             names += [(a.asname or a.name).split(".")[0] for a in node.names]
-    return f"{compact(text)}serve({CHUNK}, {WBITS}, {IDLE_MS}, True)\ndel {', '.join(names)}\n"
+    return f"{compact(text)}{call}\ndel {', '.join(names)}\n"
 
 
-def loader_program(use_deflate: bool = True) -> str:
-    """The text pasted into the raw REPL: on a board with `deflate`, it decompresses the loader's
-    text (loader_source, raw deflate for a window of 2**LOADER_WBITS, in base64) and runs it; on
-    one without, or when use_deflate is false, it says "DBCHLOAD 0". It leaves no name behind."""
-    blob = base64.b64encode(zlib_stream(loader_source().encode(), LOADER_WBITS)).decode()
-    return (
-        "try:\n import deflate\nexcept ImportError:\n deflate = None\n"
-        f"if deflate and {use_deflate}:\n"
-        f" exec(deflate.DeflateIO(__import__('io').BytesIO(__import__('binascii').a2b_base64('{blob}')), "
-        f"deflate.RAW, {LOADER_WBITS}).read())\n"
-        "else:\n print('DBCHLOAD 0')\n"
-        "del deflate\n"
-    )
+def loader_source() -> str:
+    """What the board runs: the loader (compact), the call (with CHUNK, WBITS and IDLE_MS), and a
+    line that deletes its names."""
+    return _program(LOADER, f"serve({CHUNK}, {WBITS}, {IDLE_MS}, True)")
+
+
+def loader_blob() -> bytes:
+    """loader_source as raw deflate for a window of 2**LOADER_WBITS: zopfli's (kept in dbch's
+    cache) when the text fits that window, so no distance in its 32 KB-window stream reaches
+    further; else, or without zopfli, zlib's."""
+    src = loader_source().encode()
+    data = zopfli_stream(src) if len(src) <= 1 << LOADER_WBITS else None
+    return data if data is not None else zlib_stream(src, LOADER_WBITS)
+
+
+def loader_program(use_deflate: bool = True, blob_bytes: int = 0) -> str:
+    """The text pasted into the raw REPL (host_tools/onboard/loader_boot.py): on a board with
+    `deflate`, it takes blob_bytes of the loader's deflate stream (loader_blob) off the line as
+    raw bytes, PIECE at a time when asked, and runs it; on one without, or when use_deflate is
+    false, it says "DBCHLOAD 0". It leaves no name behind."""
+    return _program(LOADER_BOOT, f"boot({blob_bytes}, {LOADER_WBITS}, {PIECE}, {IDLE_MS}, {use_deflate})")
 
 
 def records(files: Iterable[tuple[str, bytes]]) -> Iterable[tuple[str, bytes, bytes]]:
@@ -249,15 +259,24 @@ def send_files(
     say = say or (lambda _msg: None)
     t0 = time.monotonic()
     answers = _Answers(t.serial, port)
-    program = loader_program(use_deflate=use_deflate)
+    blob = loader_blob()
+    program = loader_program(use_deflate=use_deflate, blob_bytes=len(blob))
     raw = stream(files)
     thorough = ZopfliBeside(raw) if use_deflate else None
     try:
         t.exec_raw_no_follow(program)
     except Exception as e:  # mpremote's TransportError, or the line
         raise TransferError(f"could not start the loader on {port} ({e}): flash again") from e
-    while answers.greeting is None and not answers.ended:
-        answers.read(wait=True)
+    pieces = 0  # of the loader's stream sent: piece k once the board has said k + 1 "."
+    try:
+        while answers.greeting is None and not answers.ended:
+            answers.read(wait=True)
+            while pieces * PIECE < len(blob) and answers.acks > pieces:
+                t.serial.write(blob[pieces * PIECE : (pieces + 1) * PIECE])
+                pieces += 1
+    except OSError as e:
+        raise TransferError(f"the link to the board on {port} was lost during the copy ({e}): flash again") from e
+    answers.acks = 0  # from here, the frames' answers
     if answers.greeting is None or answers.greeting[0] != "1":
         why = _leave(answers)
         say(
@@ -267,7 +286,7 @@ def send_files(
         )
         return None
     wbits = int(answers.greeting[1])
-    line_rate = len(program) / max(time.monotonic() - t0, 1e-6)  # bytes a second, the board's start included
+    line_rate = (len(program) + len(blob)) / max(time.monotonic() - t0, 1e-6)  # bytes a second, the start included
     sent = wire = told = 0
     encoder = ""
 
