@@ -1,4 +1,6 @@
 """The compressed copy of `dbch flash`: the files that changed go to the board as one deflate stream.
+Over 400 lines: the pastes that start the loader (and run the hash listing through its first
+paste) and the copy it serves are one protocol on one line; splitting them would split it.
 
 flash pastes the loader (host_tools/onboard/file_loader.py, which tells the protocol in full)
 through the raw REPL once, after the hash listing: a few lines (host_tools/onboard/loader_boot.py)
@@ -83,9 +85,9 @@ def compact(text: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _program(path: Path, call: str) -> str:
-    """An on-board file's text (compact) for the raw REPL, the call that runs it, and a line that
-    deletes its names from the REPL's globals."""
+def _program(path: Path, call: str, keep: bool = False) -> str:
+    """An on-board file's text (compact) for the raw REPL, the call that runs it, and (unless
+    keep) a line that deletes its names from the REPL's globals."""
     text = path.read_text()
     names = []
     for node in ast.parse(text).body:
@@ -95,7 +97,7 @@ def _program(path: Path, call: str) -> str:
             names += [t.id for t in node.targets if isinstance(t, ast.Name)]
         elif isinstance(node, ast.Import):
             names += [(a.asname or a.name).split(".")[0] for a in node.names]
-    return f"{compact(text)}{call}\ndel {', '.join(names)}\n"
+    return f"{compact(text)}{call}\n" + ("" if keep else f"del {', '.join(names)}\n")
 
 
 def loader_source() -> str:
@@ -104,21 +106,72 @@ def loader_source() -> str:
     return _program(LOADER, f"serve({CHUNK}, {WBITS}, {IDLE_MS}, True)")
 
 
-def loader_blob() -> bytes:
-    """loader_source as raw deflate for a window of 2**LOADER_WBITS: zopfli's (kept in dbch's
+def deflated(text: str) -> bytes:
+    """A program's text as raw deflate for a window of 2**LOADER_WBITS: zopfli's (kept in dbch's
     cache) when the text fits that window, so no distance in its 32 KB-window stream reaches
     further; else, or without zopfli, zlib's."""
-    src = loader_source().encode()
+    src = text.encode()
     data = zopfli_stream(src) if len(src) <= 1 << LOADER_WBITS else None
     return data if data is not None else zlib_stream(src, LOADER_WBITS)
 
 
-def loader_program(use_deflate: bool = True, blob_bytes: int = 0) -> str:
+def loader_blob() -> bytes:
+    """loader_source, deflated."""
+    return deflated(loader_source())
+
+
+def loader_program(use_deflate: bool = True, blob_bytes: int = 0, booted: bool = False, keep: bool = False) -> str:
     """The text pasted into the raw REPL (host_tools/onboard/loader_boot.py): on a board with
-    `deflate`, it takes blob_bytes of the loader's deflate stream (loader_blob) off the line as
-    raw bytes, PIECE at a time when asked, and runs it; on one without, or when use_deflate is
-    false, it says "DBCHLOAD 0". It leaves no name behind."""
-    return _program(LOADER_BOOT, f"boot({blob_bytes}, {LOADER_WBITS}, {PIECE}, {IDLE_MS}, {use_deflate})")
+    `deflate`, it takes blob_bytes of a program's deflate stream (the loader's: loader_blob) off
+    the line as raw bytes, PIECE at a time when asked, and runs it; on one without, or when
+    use_deflate is false, it says "DBCHLOAD 0". It leaves no name behind, unless keep (boot() stays
+    defined for the next paste); booted: boot() is defined already (only the call goes)."""
+    call = f"boot({blob_bytes}, {LOADER_WBITS}, {PIECE}, {IDLE_MS}, {use_deflate})"
+    if booted:
+        return call + ("\n" if keep else "\ndel boot\n")
+    return _program(LOADER_BOOT, call, keep)
+
+
+def exec_deflated(t, text: str, port: str = "the board") -> bytes | None:
+    """Run a program's text on the board behind mpremote transport `t` (in its raw REPL) as raw
+    deflate through boot() (host_tools/onboard/loader_boot.py), which stays defined for the copy
+    after it (send_files(booted=True)); its output. None when the board has no `deflate`: nothing
+    ran, run it plainly. TransferError if it failed."""
+    blob = deflated(text)
+    n = -(-len(blob) // PIECE)
+    try:
+        t.exec_raw_no_follow(loader_program(blob_bytes=len(blob), keep=True))
+        head = b""
+        asked = sent = 0
+        deadline = time.monotonic() + ANSWER_S
+        while asked < n + 1:  # a "." first, then one before each piece it reads
+            b = t.serial.read(1)
+            if not b:
+                if time.monotonic() > deadline:
+                    raise TransferError(
+                        f"the board on {port} stopped answering (nothing for {ANSWER_S:g} s): flash again"
+                    )
+                continue
+            if b != b".":
+                head = b  # "DBCHLOAD 0", or an error's end of output
+                break
+            asked += 1
+            deadline = time.monotonic() + ANSWER_S
+            while sent < n and asked > sent:
+                t.serial.write(blob[sent * PIECE : (sent + 1) * PIECE])
+                sent += 1
+        if head == b"\x04":
+            out, err = b"", t.read_until(1, b"\x04", timeout=10)[:-1]
+        else:
+            out, err = t.follow(timeout=10)
+    except TransferError:
+        raise
+    except Exception as e:  # mpremote's TransportError, or the line
+        raise TransferError(f"could not run a program on {port} ({e}): flash again") from e
+    if err:
+        raise TransferError(f"a program failed on {port}: {err.decode(errors='replace').strip().splitlines()[-1]}")
+    out = (head if head != b"\x04" else b"") + out
+    return None if out.startswith(b"DBCHLOAD 0") else out
 
 
 def records(files: Iterable[tuple[str, bytes]]) -> Iterable[tuple[str, bytes, bytes]]:
@@ -250,17 +303,19 @@ def send_files(
     port: str = "the board",
     say: Callable[[str], None] | None = None,
     use_deflate: bool = True,
+    booted: bool = False,
 ) -> Sent | None:
     """Copy files ((path, content), in the order given) to the board behind mpremote transport
     `t` (in its raw REPL) through the loader; the board is in its raw REPL again after. None when
     the board cannot take a compressed copy (no `deflate`, or the loader does not run there):
     nothing was written, copy plainly. TransferError when the copy failed: every file is then
-    either as it was or complete."""
+    either as it was or complete. booted: boot() is defined on the board already (exec_deflated
+    ran the hash listing through it), so only its call is pasted."""
     say = say or (lambda _msg: None)
     t0 = time.monotonic()
     answers = _Answers(t.serial, port)
     blob = loader_blob()
-    program = loader_program(use_deflate=use_deflate, blob_bytes=len(blob))
+    program = loader_program(use_deflate=use_deflate, blob_bytes=len(blob), booted=booted)
     raw = stream(files)
     thorough = ZopfliBeside(raw) if use_deflate else None
     try:

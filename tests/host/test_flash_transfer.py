@@ -155,6 +155,22 @@ def test_the_loader_leaves_the_raw_repl_as_it_found_it(raw):
     _as_before(t, fs)
 
 
+def test_a_program_runs_deflated_through_the_first_paste_and_the_copy_reuses_it(raw):
+    t, fs = raw
+    text = "def f(n):\n    return sum(range(n))\n\n" * 40 + "print(f(10), len('" + "ab" * 600 + "'))\n"
+    assert len(transfer.deflated(text)) < len(text) // 4  # (the loader's own stream is the one of many pieces)
+    assert transfer.exec_deflated(t, text).strip() == b"45 1200"
+    assert t.exec("print('boot' in globals(), 'f' in globals())").strip() == b"True False"
+    # the copy after it pastes only boot()'s call, and leaves no name behind
+    assert transfer.send_files(t, [("h.mpy", b"y" * 3000)], booted=True).files == 1
+    assert (fs / "h.mpy").read_bytes() == b"y" * 3000
+    assert t.exec("print('boot' in globals(), 'serve' in globals())").strip() == b"False False"
+    # a program that fails says why, and the raw REPL has the line again
+    with pytest.raises(transfer.TransferError, match="ZeroDivisionError"):
+        transfer.exec_deflated(t, "print(1 // 0)\n")
+    assert t.exec("print(6 * 7)").strip() == b"42"
+
+
 @pytest.mark.parametrize(
     "spoil, why",
     [
