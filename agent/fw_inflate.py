@@ -157,6 +157,9 @@ def open_stream(u, sess, wbits, out):
         out["z"] = inf.wbits
         out["zc"] = inf.chunk
         out["zn"] = len(inf.out)
+        # chunks the host may send before the one before is answered: what the board's console
+        # buffers beyond the frame being read (FW_CHUNKS_AHEAD: 2 on the virtual board's pty)
+        out["zw"] = getattr(u.svc.hub.board, "FW_CHUNKS_AHEAD", 1)
         running = u.svc.running_hash()
         if running is not None:  # its modules may prime the window ("p")
             out["zd"] = running

@@ -8,7 +8,7 @@
 #
 # Operations (args -> data), all answered with a response code:
 #   fw.begin  {hash: 32 bytes, size: CONTENT bytes, sig: DER, permit?, z?}
-#             -> {offset, chunk, ready, z?, zc?, zn?, zd?}
+#             -> {offset, chunk, ready, z?, zc?, zn?, zw?, zd?}
 #             Starts or resumes staging. The signature is checked over hash first. Resuming the
 #             same hash continues at the persisted offset (the staged prefix is re-hashed from
 #             flash); another hash discards the old staging. ready: already staged (or running).
@@ -19,7 +19,8 @@
 #             compressed bytes a chunk, zn: the most bytes a chunk may give), absent when it
 #             takes plain chunks only (no deflate, no room, or a hub that predates it: the host
 #             then sends plain chunks). Each begin starts a new stream at the answered offset
-#             (agent/fw_inflate.py). zd: the running image's FirmwareHash, whose files a chunk's
+#             (agent/fw_inflate.py). zw: the compressed chunks the host may have unanswered (the board
+#             module's FW_CHUNKS_AHEAD, else 1). zd: the running image's FirmwareHash, whose files a chunk's
 #             "p" may put in the window first (an update against the running image).
 #   fw.chunk  {offset, data: 1..chunk bytes} or, in a compressed stream, {offset, z: 1..zc
 #             compressed bytes, n: the image bytes they complete (0..zn), c: their CRC-32, p?:

@@ -15,6 +15,7 @@ REGULATED_DUTY_CYCLE_PERMILLE = 25
 DESCRIPTION = "Virtual board: MicroPython unix port on a pty, simulated sub-GHz medium"
 DATA_DIR = "data"
 FW_MAX_CHUNK = 1024  # firmware bytes a fw.chunk carries: small frames for a small heap
+FW_CHUNKS_AHEAD = 2  # compressed fw.chunk requests a host may have unanswered: the pty buffers the next
 TRIAGE_LINK = True  # the unix port has socket and ssl: the Triage link runs as on a board with WiFi
 # What this board's image carries beyond the agent's core (host_tools.firmware.build reads these
 # from this source; private const()s, so the board never holds them): its file system, console

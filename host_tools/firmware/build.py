@@ -164,6 +164,10 @@ AGENT_ENTRIES = ("agent.boot", "agent.run", "boards")
 # the Triage link (TLS over the board's network: agent.run loads it for the triage.* requests,
 # and only where the board module's TRIAGE_LINK says the board has it)
 OPTIONAL = ("agent.triage_link",)
+# what only CPython runs: hal.zinflate, hal.compat.raw_inflater's stand-in for MicroPython's
+# deflate, is built on zlib's decompressobj, which no MicroPython has (where deflate is missing it
+# fails its import there too): no image carries it, none needs it
+HOST_ONLY = ("hal.zinflate",)
 
 
 def _const(board: str, name: str, root: Path):
@@ -242,8 +246,8 @@ def board_hardware(board: str, root: Path = ROOT) -> tuple[str, ...]:
 
 def core_modules(root: Path = ROOT) -> set[str]:
     """The agent's core: what every board gets (the modules its entry points import, OPTIONAL's
-    left out)."""
-    return set(needed_modules(list(AGENT_ENTRIES), root, leave_out=OPTIONAL))
+    and HOST_ONLY's left out)."""
+    return set(needed_modules(list(AGENT_ENTRIES), root, leave_out=OPTIONAL + HOST_ONLY))
 
 
 def board_modules(board: str, root: Path = ROOT, radio: str | None = None) -> list[str]:
@@ -266,7 +270,7 @@ def board_needs(board: str, root: Path = ROOT, radio: str | None = None) -> dict
     manifest does not name."""
     manifest, hardware = board_manifest(board, root, radio), board_hardware(board, root)
     others = [m for ms in board_radios(board, root).values() for m in ms]
-    leave_out = [m for m in (*OPTIONAL, *others) if m not in manifest]
+    leave_out = [m for m in (*OPTIONAL, *others) if m not in manifest] + list(HOST_ONLY)
     needs = needed_modules(board_entries(board, root, radio) + list(hardware), root, leave_out=leave_out)
     return {m: by for m, by in needs.items() if m not in hardware and m.rpartition(".")[0] not in hardware}
 

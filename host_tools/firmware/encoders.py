@@ -15,7 +15,7 @@ from host_tools.files import write_file
 from host_tools.paths import cache_dir
 
 LEVEL = 9
-ZOPFLI_ITERATIONS = 1  # 1: most of what it gains over zlib (more: a little more, for much longer)
+ZOPFLI_ITERATIONS = 3  # 1: most of what it gains over zlib; 3: 0.3 % smaller again, for 0.04 s more on its thread
 
 
 def zlib_stream(raw: bytes, wbits: int) -> bytes:

@@ -1,4 +1,6 @@
 """`dbch flash`: put the agent on a board (real, or the virtual board) and start it.
+Over 400 lines: the flash is one sequence (warm check, build, hand-over, listing, copy, verify,
+reboot) whose steps share its state; the layout it writes is described here with it.
 
 First asks the agent running on the board what is flashed (one digest: host_tools.firmware.warm)
 and leaves the board as it is, agent running, when nothing would change. Otherwise it compiles
@@ -40,6 +42,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,14 +89,23 @@ dbchboot.main(start, reset=machine.reset, print_exception=sys.print_exception)
 _FILE_HASHES = Path(__file__).resolve().parents[1] / "onboard" / "file_hashes.py"
 
 
-def _scan(t, board: str | None = None) -> tuple[dict, bool, str | None]:
+def _scan(t, board: str | None = None, deflated: bool = False) -> tuple[dict, bool, str | None, bool]:
     """(path -> SHA-256 hex of what the board holds where an image goes, whether its firmware has
-    vfs.VfsRom, the line its radio record's read printed) (onboard/file_hashes.py); board: its
-    radio record is read in the same paste (radio_record.program), one round trip for both."""
+    vfs.VfsRom, the line its radio record's read printed, whether it ran deflated)
+    (onboard/file_hashes.py); board: its radio record is read in the same paste
+    (radio_record.program), one round trip for both. deflated: the program goes as raw deflate
+    through the loader's first paste (transfer.exec_deflated: half the bytes on the line), which
+    stays defined for the copy; plainly on a board without deflate, or where that failed."""
     dirs = list(LEGACY_DIRS) + [f"{SLOT}/{d}" for d in DIRS]
     program = transfer.compact(_FILE_HASHES.read_text()) + f"hashes({dirs!r}, {list(ROOT_FILES)!r})\ndel hashes\n"
+    program += radio_record.program(board) if board else ""
     found, rom, record = {}, False, None
-    for line in t.exec(program + (radio_record.program(board) if board else "")).decode().splitlines():
+    try:
+        out = transfer.exec_deflated(t, program) if deflated else None
+    except transfer.TransferError:
+        out = None  # (no room for the window on a full heap, say): plainly, as on a board without deflate
+    booted = out is not None
+    for line in (out if booted else t.exec(program)).decode().splitlines():
         if radio_record.is_record(line.strip()):
             record = line.strip()
             continue
@@ -102,7 +114,7 @@ def _scan(t, board: str | None = None) -> tuple[dict, bool, str | None]:
             found[path] = digest
         elif digest == "VfsRom":
             rom = True
-    return found, rom, record
+    return found, rom, record, booted
 
 
 class FlashError(DbchError):
@@ -274,14 +286,28 @@ def flash(
     known = warm.recall(key) if key else None
     if known is not None and _unchanged(port, baud, known, paths, eui, signing_key, result):
         return _done(result, t0, say)
-    slot = dict(slot) if slot is not None else slot_files(board, version, debug)
-    wanted = wanted_files(slot, layout, board, signing_key, debug)
-    say(
-        f"compiled {len(slot) - 1} modules ({sum(len(d) for p, d in slot.items() if p.endswith('.mpy'))} "
-        f"bytes of .mpy) for board {board}, version {version}, into slot A"
-        + (f" as a {len(wanted[IMAGE_FILE])}-byte ROMFS image" if layout == "romfs" else "")
-    )
-    if ask_agent:
+
+    def build() -> tuple[dict, dict]:
+        s = dict(slot) if slot is not None else slot_files(board, version, debug)
+        w = wanted_files(s, layout, board, signing_key, debug)
+        say(
+            f"compiled {len(s) - 1} modules ({sum(len(d) for p, d in s.items() if p.endswith('.mpy'))} "
+            f"bytes of .mpy) for board {board}, version {version}, into slot A"
+            + (f" as a {len(w[IMAGE_FILE])}-byte ROMFS image" if layout == "romfs" else "")
+        )
+        return s, w
+
+    # with what an earlier flash of the same inputs expects at hand, the build (compile once:
+    # mostly reading dbch's cache) runs on a thread while the line does the hand-over, the raw
+    # REPL and the hash listing, and is waited for before anything is chosen or sent
+    built = None
+    if known is None:
+        slot, wanted = build()
+    else:
+        pool = ThreadPoolExecutor(1, thread_name_prefix="dbch-build")
+        built = pool.submit(build)
+        pool.shutdown(wait=False)
+    if ask_agent and built is None:
         expect, _n = warm.expected(_with_eui(wanted, eui), *paths)
         if key:
             warm.remember(key, expect)
@@ -302,7 +328,9 @@ def flash(
             t.enter_raw_repl(soft_reset=False, timeout_overall=5)
         except TransportError as e:
             raise FlashError(f"no MicroPython REPL on {port}: {e}. Is it a MicroPython board?") from e
-        have, rom, line = _scan(t, board)
+        have, rom, line, booted = _scan(t, board, deflated=True)
+        if built is not None:
+            slot, wanted = built.result()
         radio, record = radio_record.radio_of(board, line)
         if radio != board_radio(board):  # the record asks for another radio than the default's image
             slot = slot_files(board, version, debug, radio)
@@ -343,7 +371,11 @@ def flash(
         # compressed through the loader (host_tools.firmware.transfer); plainly through mpremote's
         # transport when the board has no deflate module
         try:
-            sent = transfer.send_files(t, [(p, wanted[p]) for p in todo], port=port, say=say) if todo else None
+            sent = (
+                transfer.send_files(t, [(p, wanted[p]) for p in todo], port=port, say=say, booted=booted)
+                if todo
+                else None
+            )
         except transfer.TransferError as e:
             raise FlashError(str(e)) from e
         if sent is not None:

@@ -107,7 +107,9 @@ def send(
                 have = _base_files(base, r.data.get("zd"))  # the files of the image the hub runs
                 against = have is not None
                 try:
-                    why = _send_stream(client, content, off, zstep, window, r.data["zn"], progress, tally, have)
+                    why = _send_stream(
+                        client, content, off, zstep, window, r.data["zn"], progress, tally, have, r.data.get("zw", 1)
+                    )
                 except FirmwareError as e:
                     if e.rc != "E49":
                         raise
@@ -261,25 +263,49 @@ def _send_stream(
     progress,
     tally: dict,
     base: dict[str, bytes] | None = None,
+    ahead: int = 1,
 ) -> str | None:
     """content from off to its end as fw.chunk requests of one raw deflate stream (stream_chunks),
     counted in tally ("sent": image bytes, "stream": compressed bytes), against base's files if
-    given; None, or the hub's reason
-    when it answered a chunk at another offset or without a stream (a new fw.begin goes on from
-    there). FirmwareError if it refuses one."""
-    for at, z, out, path in stream_chunks(content, off, wbits, step, most, base):
-        if progress:
-            progress(at)
-        args = {"offset": at, "z": z, "n": len(out), "c": zlib.crc32(out)}
-        if path is not None:
-            args["p"] = path
-        r = client.request("fw.chunk", args)
+    given, with up to `ahead` of them unanswered where the hub says its console buffers them
+    (fw.begin's zw) and the client can send ahead (the next chunk is on the line while the hub
+    stages one); None, or the hub's reason when it answered a chunk at another offset or without a
+    stream (a new fw.begin goes on from there: a chunk sent after it is answered at another offset
+    too, and staged not at all). FirmwareError if it refuses one."""
+    ahead = max(1, min(int(ahead), 4)) if hasattr(client, "send_ahead") else 1
+    sent: list[tuple] = []  # (the answer, or its id when sent ahead; offset; image bytes; compressed bytes)
+
+    def settle() -> str | None:
+        got, at, n, k = sent.pop(0)
+        r = client.answer(got, "fw.chunk") if ahead > 1 else got
         if not r.ok:
             if r.rc == "E49" and isinstance(r.data, dict) and "offset" in r.data:
                 return r.err or "chunk refused"
             raise FirmwareError("fw.chunk", r.rc, r.err)
-        tally["sent"] += len(out)
-        tally["stream"] += len(z)
-        if r.data["offset"] != at + len(out):  # not where this stream is: a new one from there
-            return f"the hub is at offset {r.data['offset']}, the stream at {at + len(out)}"
+        tally["sent"] += n
+        tally["stream"] += k
+        if r.data["offset"] != at + n:  # not where this stream is: a new one from there
+            return f"the hub is at offset {r.data['offset']}, the stream at {at + n}"
+        return None
+
+    try:
+        for at, z, out, path in stream_chunks(content, off, wbits, step, most, base):
+            if progress:
+                progress(at)
+            args = {"offset": at, "z": z, "n": len(out), "c": zlib.crc32(out)}
+            if path is not None:
+                args["p"] = path
+            got = client.send_ahead("fw.chunk", args) if ahead > 1 else client.request("fw.chunk", args)
+            sent.append((got, at, len(out), len(z)))
+            while len(sent) >= ahead:
+                why = settle()
+                if why is not None:
+                    return why
+        while sent:
+            why = settle()
+            if why is not None:
+                return why
+    finally:
+        if ahead > 1:
+            client.forget()  # the answers still due (after a refusal or a lost link) are not waited for
     return None

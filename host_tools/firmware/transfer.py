@@ -1,10 +1,13 @@
 """The compressed copy of `dbch flash`: the files that changed go to the board as one deflate stream.
+Over 400 lines: the pastes that start the loader (and run the hash listing through its first
+paste) and the copy it serves are one protocol on one line; splitting them would split it.
 
 flash pastes the loader (host_tools/onboard/file_loader.py, which tells the protocol in full)
-through the raw REPL once, after the hash listing: a few lines that import `deflate` and run the
-loader's text, itself raw deflate in base64 (2.6 KB on the line where its text is 4.6 KB; a board
-without `deflate` says "DBCHLOAD 0" at once). The loader owns the line until it returns to the raw
-REPL:
+through the raw REPL once, after the hash listing: a few lines (host_tools/onboard/loader_boot.py)
+that import `deflate`, take the loader's text as raw deflate off the line as raw bytes (1.8 KB,
+zopfli's, where its text is 4.9 KB: in base64 in the paste it took 2.4 KB), PIECE bytes at a time
+as the board asks for them with ".", and run it; a board without `deflate` says "DBCHLOAD 0" at
+once and is sent nothing. The loader owns the line until it returns to the raw REPL:
 
     board: "DBCHLOAD 1 W\\n"  (W: the deflate window it affords, log2 bytes) or "DBCHLOAD 0\\n" (no
            `deflate` module: send_files returns None and flash copies plainly, as before)
@@ -33,7 +36,6 @@ which, and flash turns it into a FlashError.
 from __future__ import annotations
 
 import ast
-import base64
 import hashlib
 import struct
 import time
@@ -43,13 +45,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from host_tools.errors import DbchError
-from host_tools.firmware.encoders import ZopfliBeside, zlib_stream
+from host_tools.firmware.encoders import ZopfliBeside, zlib_stream, zopfli_stream
 
 LOADER = Path(__file__).resolve().parents[1] / "onboard" / "file_loader.py"
+LOADER_BOOT = Path(__file__).resolve().parents[1] / "onboard" / "loader_boot.py"
 CHUNK = 512  # payload bytes a frame: a frame and a half fit a small board's receive buffer
 WINDOW = 2  # frames sent and not yet answered: the next one is on its way while one is decoded
 WBITS = 15  # the largest deflate window asked for (32 KB); the loader takes less on a full heap
-LOADER_WBITS = 12  # the window the loader's own text is compressed for (4 KB: it is 4.6 KB)
+LOADER_WBITS = 13  # the window the loader's own text is compressed for (8 KB: it is 4.9 KB)
+PIECE = 256  # bytes of the loader's stream sent at a time (two on their way at most)
 SLOW_LINE = 40_000  # bytes a second: on a slower line zopfli's smaller stream is worth its time
 IDLE_MS = 5000  # the loader gives up when nothing comes for this long (the host is gone)
 ANSWER_S = 8.0  # the host gives up when the board says nothing for this long (more than IDLE_MS)
@@ -81,10 +85,10 @@ def compact(text: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def loader_source() -> str:
-    """What the board runs: the loader (compact), the call (with CHUNK, WBITS and IDLE_MS), and a
-    line that deletes its names from the REPL's globals."""
-    text = LOADER.read_text()
+def _program(path: Path, call: str, keep: bool = False) -> str:
+    """An on-board file's text (compact) for the raw REPL, the call that runs it, and (unless
+    keep) a line that deletes its names from the REPL's globals."""
+    text = path.read_text()
     names = []
     for node in ast.parse(text).body:
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
@@ -93,22 +97,81 @@ def loader_source() -> str:
             names += [t.id for t in node.targets if isinstance(t, ast.Name)]
         elif isinstance(node, ast.Import):
             names += [(a.asname or a.name).split(".")[0] for a in node.names]
-    return f"{compact(text)}serve({CHUNK}, {WBITS}, {IDLE_MS}, True)\ndel {', '.join(names)}\n"
+    return f"{compact(text)}{call}\n" + ("" if keep else f"del {', '.join(names)}\n")
 
 
-def loader_program(use_deflate: bool = True) -> str:
-    """The text pasted into the raw REPL: on a board with `deflate`, it decompresses the loader's
-    text (loader_source, raw deflate for a window of 2**LOADER_WBITS, in base64) and runs it; on
-    one without, or when use_deflate is false, it says "DBCHLOAD 0". It leaves no name behind."""
-    blob = base64.b64encode(zlib_stream(loader_source().encode(), LOADER_WBITS)).decode()
-    return (
-        "try:\n import deflate\nexcept ImportError:\n deflate = None\n"
-        f"if deflate and {use_deflate}:\n"
-        f" exec(deflate.DeflateIO(__import__('io').BytesIO(__import__('binascii').a2b_base64('{blob}')), "
-        f"deflate.RAW, {LOADER_WBITS}).read())\n"
-        "else:\n print('DBCHLOAD 0')\n"
-        "del deflate\n"
-    )
+def loader_source() -> str:
+    """What the board runs: the loader (compact), the call (with CHUNK, WBITS and IDLE_MS), and a
+    line that deletes its names."""
+    return _program(LOADER, f"serve({CHUNK}, {WBITS}, {IDLE_MS}, True)")
+
+
+def deflated(text: str) -> bytes:
+    """A program's text as raw deflate for a window of 2**LOADER_WBITS: zopfli's (kept in dbch's
+    cache) when the text fits that window, so no distance in its 32 KB-window stream reaches
+    further; else, or without zopfli, zlib's."""
+    src = text.encode()
+    data = zopfli_stream(src) if len(src) <= 1 << LOADER_WBITS else None
+    return data if data is not None else zlib_stream(src, LOADER_WBITS)
+
+
+def loader_blob() -> bytes:
+    """loader_source, deflated."""
+    return deflated(loader_source())
+
+
+def loader_program(use_deflate: bool = True, blob_bytes: int = 0, booted: bool = False, keep: bool = False) -> str:
+    """The text pasted into the raw REPL (host_tools/onboard/loader_boot.py): on a board with
+    `deflate`, it takes blob_bytes of a program's deflate stream (the loader's: loader_blob) off
+    the line as raw bytes, PIECE at a time when asked, and runs it; on one without, or when
+    use_deflate is false, it says "DBCHLOAD 0". It leaves no name behind, unless keep (boot() stays
+    defined for the next paste); booted: boot() is defined already (only the call goes)."""
+    call = f"boot({blob_bytes}, {LOADER_WBITS}, {PIECE}, {IDLE_MS}, {use_deflate})"
+    if booted:
+        return call + ("\n" if keep else "\ndel boot\n")
+    return _program(LOADER_BOOT, call, keep)
+
+
+def exec_deflated(t, text: str, port: str = "the board") -> bytes | None:
+    """Run a program's text on the board behind mpremote transport `t` (in its raw REPL) as raw
+    deflate through boot() (host_tools/onboard/loader_boot.py), which stays defined for the copy
+    after it (send_files(booted=True)); its output. None when the board has no `deflate`: nothing
+    ran, run it plainly. TransferError if it failed."""
+    blob = deflated(text)
+    n = -(-len(blob) // PIECE)
+    try:
+        t.exec_raw_no_follow(loader_program(blob_bytes=len(blob), keep=True))
+        head = b""
+        asked = sent = 0
+        deadline = time.monotonic() + ANSWER_S
+        while asked < n + 1:  # a "." first, then one before each piece it reads
+            b = t.serial.read(1)
+            if not b:
+                if time.monotonic() > deadline:
+                    raise TransferError(
+                        f"the board on {port} stopped answering (nothing for {ANSWER_S:g} s): flash again"
+                    )
+                continue
+            if b != b".":
+                head = b  # "DBCHLOAD 0", or an error's end of output
+                break
+            asked += 1
+            deadline = time.monotonic() + ANSWER_S
+            while sent < n and asked > sent:
+                t.serial.write(blob[sent * PIECE : (sent + 1) * PIECE])
+                sent += 1
+        if head == b"\x04":
+            out, err = b"", t.read_until(1, b"\x04", timeout=10)[:-1]
+        else:
+            out, err = t.follow(timeout=10)
+    except TransferError:
+        raise
+    except Exception as e:  # mpremote's TransportError, or the line
+        raise TransferError(f"could not run a program on {port} ({e}): flash again") from e
+    if err:
+        raise TransferError(f"a program failed on {port}: {err.decode(errors='replace').strip().splitlines()[-1]}")
+    out = (head if head != b"\x04" else b"") + out
+    return None if out.startswith(b"DBCHLOAD 0") else out
 
 
 def records(files: Iterable[tuple[str, bytes]]) -> Iterable[tuple[str, bytes, bytes]]:
@@ -240,24 +303,35 @@ def send_files(
     port: str = "the board",
     say: Callable[[str], None] | None = None,
     use_deflate: bool = True,
+    booted: bool = False,
 ) -> Sent | None:
     """Copy files ((path, content), in the order given) to the board behind mpremote transport
     `t` (in its raw REPL) through the loader; the board is in its raw REPL again after. None when
     the board cannot take a compressed copy (no `deflate`, or the loader does not run there):
     nothing was written, copy plainly. TransferError when the copy failed: every file is then
-    either as it was or complete."""
+    either as it was or complete. booted: boot() is defined on the board already (exec_deflated
+    ran the hash listing through it), so only its call is pasted."""
     say = say or (lambda _msg: None)
     t0 = time.monotonic()
     answers = _Answers(t.serial, port)
-    program = loader_program(use_deflate=use_deflate)
+    blob = loader_blob()
+    program = loader_program(use_deflate=use_deflate, blob_bytes=len(blob), booted=booted)
     raw = stream(files)
     thorough = ZopfliBeside(raw) if use_deflate else None
     try:
         t.exec_raw_no_follow(program)
     except Exception as e:  # mpremote's TransportError, or the line
         raise TransferError(f"could not start the loader on {port} ({e}): flash again") from e
-    while answers.greeting is None and not answers.ended:
-        answers.read(wait=True)
+    pieces = 0  # of the loader's stream sent: piece k once the board has said k + 1 "."
+    try:
+        while answers.greeting is None and not answers.ended:
+            answers.read(wait=True)
+            while pieces * PIECE < len(blob) and answers.acks > pieces:
+                t.serial.write(blob[pieces * PIECE : (pieces + 1) * PIECE])
+                pieces += 1
+    except OSError as e:
+        raise TransferError(f"the link to the board on {port} was lost during the copy ({e}): flash again") from e
+    answers.acks = 0  # from here, the frames' answers
     if answers.greeting is None or answers.greeting[0] != "1":
         why = _leave(answers)
         say(
@@ -267,7 +341,7 @@ def send_files(
         )
         return None
     wbits = int(answers.greeting[1])
-    line_rate = len(program) / max(time.monotonic() - t0, 1e-6)  # bytes a second, the board's start included
+    line_rate = (len(program) + len(blob)) / max(time.monotonic() - t0, 1e-6)  # bytes a second, the start included
     sent = wire = told = 0
     encoder = ""
 

@@ -95,6 +95,7 @@ class AgentClient:
         self._ids = itertools.count(int(time.time() * 1000) % 1_000_000)
         self.events: list[Event] = []
         self.seen: set[int] = set()
+        self._early: dict[int, Response | None] = {}  # sent ahead, not yet waited for: answers kept as they come
 
     # -- plumbing ----------------------------------------------------------------------------
     def _send(self, msg: dict) -> None:
@@ -121,12 +122,39 @@ class AgentClient:
         says none can (it is asked after each read)."""
         rid = next(self._ids) % (1 << 32)
         self._send(wire.request(rid, op, args or {}))
+        return self._wait(rid, op, timeout, give_up)
+
+    def send_ahead(self, op: str, args: dict | None = None) -> int:
+        """Send op without waiting for its answer (to a board that takes requests ahead); its id,
+        for answer(). The answers to such requests are kept as they come, whoever waits."""
+        rid = next(self._ids) % (1 << 32)
+        self._early[rid] = None
+        self._send(wire.request(rid, op, args or {}))
+        return rid
+
+    def answer(self, rid: int, op: str, timeout: float | None = None) -> Response:
+        """The answer to a request sent with send_ahead (AgentTimeout as request())."""
+        try:
+            return self._wait(rid, op, timeout, None)
+        finally:
+            self._early.pop(rid, None)
+
+    def forget(self) -> None:
+        """The answers still due to send_ahead requests are no longer kept (their sender gave up)."""
+        self._early.clear()
+
+    def _wait(self, rid: int, op: str, timeout: float | None, give_up: Callable[[], bool] | None) -> Response:
+        early = self._early.get(rid)
+        if early is not None:  # it came while another answer was awaited
+            return early
         deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
         while time.monotonic() < deadline and not (give_up is not None and give_up()):
             answer = None
             for msg in self._pump():  # keep every event of the batch, even after the answer
                 if msg["t"] == "r" and msg["id"] == rid:
                     answer = Response(rid, msg["rc"], msg.get("d"), msg.get("e"))
+                elif msg["t"] == "r" and msg["id"] in self._early:
+                    self._early[msg["id"]] = Response(msg["id"], msg["rc"], msg.get("d"), msg.get("e"))
                 elif msg["t"] == "e":
                     self._on_event(msg)
             if answer is not None:

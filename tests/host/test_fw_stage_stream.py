@@ -91,6 +91,81 @@ class Hub:
         return r
 
 
+class HubAhead(Hub):
+    """A Hub that takes chunks ahead, as a board whose console buffers them (fw.begin's zw): a
+    request sent ahead is handled only when its answer, or a later request's, is waited for, in
+    the order sent; most: the requests it ever had unanswered at once."""
+
+    def __init__(self, dev, zw=2, **kw):
+        super().__init__(dev, **kw)
+        self.zw = zw
+        self.queue = []  # (id, op, args) sent, not yet handled
+        self.done = {}  # id: answer (None: lost)
+        self.most = 0
+        self.ids = iter(range(1, 1 << 30))
+
+    def _run(self, upto):
+        while self.queue and upto not in self.done:
+            rid, op, args = self.queue.pop(0)
+            r = self._do(op, args)
+            if op == "fw.begin" and r is not None and isinstance(r.data, dict) and "z" in r.data:
+                r = Response(r.id, r.rc, dict(r.data, zw=self.zw), r.err)
+            self.done[rid] = r
+
+    def send_ahead(self, op, args=None):
+        rid = next(self.ids)
+        self.queue.append((rid, op, args))
+        self.most = max(self.most, len(self.queue))
+        return rid
+
+    def answer(self, rid, op, timeout=None):
+        self._run(rid)
+        r = self.done.pop(rid, None)
+        if r is None:
+            raise AgentTimeout("link lost")
+        return r
+
+    def forget(self):
+        self.done.clear()
+
+    def request(self, op, args=None, timeout=None):
+        return self.answer(self.send_ahead(op, args), op)
+
+
+def test_chunks_go_ahead_where_the_hub_buffers_them(key):
+    dev = device(key)
+    content, data, files = signed(key)
+    c = HubAhead(dev)
+    res = stage.send(c, data, chunk=500, wbits=11)
+    assert res["sent"] == len(content) and c.most == 2  # one chunk on its way while one is answered
+    assert fwkit.slot_files(dev.flash, "b") == dict(files)
+    # a hub that says 1 (or says nothing) gets one at a time
+    dev = device(key)
+    c = HubAhead(dev, zw=1)
+    stage.send(c, data, chunk=500, wbits=11)
+    assert c.most == 1 and fwkit.slot_files(dev.flash, "b") == dict(files)
+
+
+def test_a_chunk_sent_ahead_of_a_refused_one_is_not_staged(key):
+    dev = device(key)
+    content, data, files = signed(key)
+    c = HubAhead(dev, spoil_at=3)
+    res = stage.send(c, data, chunk=300)
+    rc, _err, have = c.refused
+    assert rc == "E49" and have == content[: len(have)] and len(have) < len(content)
+    assert "nothing of it is staged" in res["fallback"] and res["sent"] == len(content)
+    assert fwkit.slot_files(dev.flash, "b") == dict(files)
+
+
+def test_a_lost_answer_with_a_chunk_ahead_resumes_with_a_new_stream(key):
+    dev = device(key)
+    content, data, files = signed(key)
+    c = HubAhead(dev, lose_at=4)
+    res = stage.send(c, data, chunk=300)
+    assert c.ops.count("fw.begin") == 2 and res["sent"] < len(content)
+    assert fwkit.slot_files(dev.flash, "b") == dict(files)
+
+
 def test_stream_chunks_cut_one_stream_into_pieces_that_complete_what_they_say():
     content = code_like(40000, 3)
     pieces = list(stage.stream_chunks(content, 0, 12, 700, 2500))
