@@ -15,10 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from agent import codes
 from agent.examples import DBCH04_CONFIG
+from agent.hub import Hub
 from host_tools.cli import main
 from host_tools.fleet.broker import Broker, FleetError, Identity, new_client
 from host_tools.security.pki import Pki
+from host_tools.servers.simagent import SimAgent
 from tests.kits import mosquittokit
 from tests.kits.cachekit import private_cache
 from tests.kits.mosquittokit import Mosquitto
@@ -111,11 +114,11 @@ class Watcher:
 class GatewayProcess:
     """`dbch gateway --json` as a process; its JSON lines are read by a thread."""
 
-    def __init__(self, lab: Lab):
+    def __init__(self, lab: Lab, ports=tuple(f"sim:{name}" for name in NAMES), euis=EUIS):
         cmd = [sys.executable, "-m", "host_tools.cli", "gateway", "--broker", lab.broker.url, "--json"]
         cmd += ["--pki", str(lab.pki_dir), "--identity", "gateway"]
-        for name in NAMES:
-            cmd += ["--port", f"sim:{name}"]
+        for port in ports:
+            cmd += ["--port", port]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(), text=True)
         self.events: list[dict] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -126,7 +129,7 @@ class GatewayProcess:
             "the gateway ready",
         )
         assert ready is not True, f"the gateway exited {self.proc.returncode}: {self.proc.stderr.read()}"
-        assert sorted(h["eui"] for h in ready["hubs"]) == sorted(EUIS)
+        assert sorted(h["eui"] for h in ready["hubs"]) == sorted(euis)
 
     def _read(self) -> None:
         for line in self.proc.stdout:
@@ -324,3 +327,48 @@ def test_a_killed_gateway_leaves_its_hubs_offline_through_the_will(lab):
     lab.gateway.stop(signal.SIGKILL)
     for eui in EUIS:
         wait_until(lambda eui=eui: last_availability(eui) == b"offline", 10, f"{eui} offline by the will")
+
+
+def test_an_alert_raised_while_the_broker_is_down_arrives_once_after_it_is_back(lab, tmp_path, monkeypatch):
+    # a hub served by a thread of this process, so that the test can raise an alert on it while the
+    # gateway holds its port: the alert is raised by the hub's own loop (Hub.tick), as its own are
+    eui = "00-DB-12-34-56-78-90-F3"
+    raise_now = threading.Event()
+    tick = Hub.tick
+    served: list[Hub] = []  # the hub being served (SimAgent.hub is set when its boot ends)
+
+    def tick_and_raise(hub):
+        if not served:
+            served.append(hub)
+        if raise_now.is_set():
+            raise_now.clear()
+            hub.raise_alerts([(codes.ALERT_BELOW_NORMAL_LIMITED, None)])
+        return tick(hub)
+
+    monkeypatch.setattr(Hub, "tick", tick_and_raise)
+    agent = SimAgent(tmp_path / "flash", eui=eui)
+    port = agent.open()
+    thread = threading.Thread(target=agent.run, daemon=True)
+    thread.start()
+    gateway = None
+    try:
+        gateway = GatewayProcess(lab, ports=(port,), euis=(eui,))
+        wait_until(lambda: lab.watcher.on(f"dbch/{eui}/state"), 10, "its state")
+        lab.broker.stop()
+        raise_now.set()
+        wait_until(lambda: not raise_now.is_set(), 5, "the alert raised")
+        time.sleep(2)  # the gateway has it, and the broker is down
+        assert len(served[0].outbox) == 1 and lab.watcher.alerts(eui, "8F21") == []
+        lab.broker.start()
+        wait_until(lambda: lab.watcher.alerts(eui, "8F21"), 20, "8F21 after the broker came back")
+        wait_until(lambda: len(served[0].outbox) == 0, 10, "the outbox emptied by the PUBACK")
+        time.sleep(3)
+        alerts = lab.watcher.alerts(eui, "8F21")
+        assert len(alerts) == 1 and alerts[0]["data"]["DeviceAlertCode"] == "8F21", alerts
+    finally:
+        if gateway is not None:
+            assert gateway.stop() == 0
+        agent.request_stop()
+        thread.join(10)
+        agent.close()
+    assert not thread.is_alive()
