@@ -98,7 +98,7 @@ class HubBridge:
         self.report("connected", {"eui": self.eui, "broker": str(self.broker)})
 
     def _on_disconnect(self, _client, _userdata, _flags, reason, _properties) -> None:
-        if self.connected.is_set():
+        if self.connected.is_set() and not self.stop.is_set():
             self.report("disconnected", {"eui": self.eui, "reason": str(reason)})
         self.connected.clear()
 
