@@ -33,6 +33,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "host_tools.cli.pki",
     "host_tools.cli.triage",
     "host_tools.cli.ipsec",
+    "host_tools.cli.gateway",
 )
 
 # The commands each module adds, so that `dbch COMMAND` loads only the module of COMMAND: a
@@ -57,6 +58,7 @@ COMMANDS: dict[str, str] = {
     "pki": "host_tools.cli.pki",
     "triage": "host_tools.cli.triage",
     "ipsec": "host_tools.cli.ipsec",
+    "gateway": "host_tools.cli.gateway",
 }
 # the options of the `dbch` parser itself that take a value (host_tools.cli.options)
 _VALUED = ("--port", "-p", "--baud", "--timeout")
