@@ -29,6 +29,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from host_tools import npm
 from host_tools.paths import cache_dir
 
 PACKAGE = "@micropython/micropython-webassembly-pyscript"
@@ -55,22 +56,13 @@ def install(root: Path | None = None, timeout: float = 300) -> tuple[Path, float
     pkg = package_dir(root)
     if (pkg / "micropython.mjs").is_file() and (pkg / "micropython.wasm").is_file():
         return pkg, 0.0
-    npm = shutil.which("npm")
-    if npm is None:
-        raise Unavailable(f"npm is not on PATH, and {PACKAGE} is not installed in {root}")
-    root.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     try:
-        proc = subprocess.run(
-            [npm, "install", "--prefix", str(root), "--no-audit", "--no-fund", f"{PACKAGE}@{VERSION}"],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired:
-        raise Unavailable(f"npm install {PACKAGE}@{VERSION} took over {timeout:.0f} s") from None
-    if proc.returncode != 0 or not (pkg / "micropython.mjs").is_file():
-        raise Unavailable(f"npm install {PACKAGE}@{VERSION} failed: {(proc.stderr or proc.stdout).strip()[-500:]}")
+        npm.install(PACKAGE, VERSION, root, timeout)
+    except npm.NpmError as e:
+        raise Unavailable(str(e)) from e
+    if not (pkg / "micropython.mjs").is_file():
+        raise Unavailable(f"npm installed {PACKAGE}@{VERSION} without micropython.mjs in {pkg}")
     return pkg, time.monotonic() - t0
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from host_tools import npm
 from host_tools.paths import cache_dir
 
 PACKAGE = "@smartdcc/duis-parser"
@@ -43,23 +44,10 @@ def install(root: Path | None = None, timeout: float = 300) -> Path:
     root = Path(root) if root is not None else DEFAULT_ROOT
     if (root / "node_modules" / "@smartdcc" / "duis-parser" / "package.json").is_file():
         return root
-    npm = shutil.which("npm")
-    if npm is None:
-        raise ReaderUnavailable(f"npm is not on PATH, and {PACKAGE} is not installed in {root}")
-    root.mkdir(parents=True, exist_ok=True)
     try:
-        proc = subprocess.run(
-            [npm, "install", "--prefix", str(root), "--no-audit", "--no-fund", f"{PACKAGE}@{VERSION}"],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired:
-        raise ReaderUnavailable(f"npm install {PACKAGE}@{VERSION} took over {timeout:.0f} s") from None
-    if proc.returncode != 0:
-        raise ReaderUnavailable(
-            f"npm install {PACKAGE}@{VERSION} failed: {(proc.stderr or proc.stdout).strip()[-500:]}"
-        )
+        npm.install(PACKAGE, VERSION, root, timeout)
+    except npm.NpmError as e:
+        raise ReaderUnavailable(str(e)) from e
     return root
 
 
