@@ -15,8 +15,10 @@ Attach the hubs of --port (repeat it: virtual boards, CPython agents, serial dev
 broker over TLS with a client certificate (MQTT 5). Per hub: retained dbch/<EUI>/state, retained
 dbch/<EUI>/availability (online; offline as the connection's will), each upward alert with QoS 1
 on dbch/<EUI>/alert/<code> (acknowledged to the hub only after the broker's PUBACK: nothing is
-lost when the broker or the gateway stops), and answers to dbch/<EUI>/cmd/status, cmd/config/get and
-cmd/config/set (payload {"config": {...}}) on their MQTT 5 response topic, with their correlation data.
+lost when the broker or the gateway stops), and answers to dbch/<EUI>/cmd/<op> (any of the agent's
+requests: status, config/get, config/set with payload {"config": {...}}, fw.status, ...; payload a
+JSON object, or CBOR with content type application/cbor) on their MQTT 5 response topic, with
+their correlation data. One thread serves every hub.
 Runs until Ctrl-C or SIGTERM. With --json, one JSON line per event on stdout ("ready" first)."""
 
 EPILOG = """\
@@ -41,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--identity", metavar="NAME", help="the PKI's tool certificate to connect with (default: the only one)"
     )
+    p.add_argument("--name", help="this gateway's name in its hubs' state (default: HOST-PID)")
     p.set_defaults(func=cmd_gateway)
 
 
@@ -73,13 +76,14 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         with lock:
             print_event(args, "gateway", kind, data, _text)
 
-    gateway = Gateway(ports, broker, identity, report, baud=args.baud, timeout=args.timeout)
+    gateway = Gateway(ports, broker, identity, report, name=args.name, baud=args.baud, timeout=args.timeout)
     stopping = threading.Event()
     with stopped_by_signals(stopping):
         gateway.start()
-        report("ready", {"broker": str(broker), "hubs": [{"eui": h.eui, "port": h.port} for h in gateway.hubs]})
+        hubs = [{"eui": h.eui, "port": h.port} for h in gateway.hubs]
+        report("ready", {"broker": str(broker), "gateway": gateway.name, "hubs": hubs})
         while not stopping.wait(0.5):
-            if not any(h.thread.is_alive() for h in gateway.hubs):
+            if not gateway.thread.is_alive():
                 break
         gateway.stop()
     report("stopped", {"published": sum(h.published for h in gateway.hubs)})

@@ -17,7 +17,7 @@ import pytest
 
 from agent import codes
 from agent.examples import DBCH04_CONFIG
-from agent.hub import Hub
+from agent.hub import RC_UNKNOWN_OP, Hub
 from host_tools.cli import main
 from host_tools.fleet.broker import Broker, FleetError, Identity, new_client
 from host_tools.security.pki import Pki
@@ -257,8 +257,10 @@ def test_a_command_is_answered_on_its_response_topic_with_its_correlation_data(l
         assert answer["rc"] == "I0" and answer["data"]["eui"] == eui
     answer = lab.watcher.command(EUIS[0], "config/get")
     assert answer["rc"].startswith("I")
-    answer = lab.watcher.command(EUIS[0], "reboot-everything")
-    assert answer["rc"] == "E404" and "status" in answer["err"]
+    answer = lab.watcher.command(EUIS[0], "reboot-everything")  # passed on: the agent's own answer
+    assert answer["rc"] == RC_UNKNOWN_OP and "reboot-everything" in answer["err"]
+    answer = lab.watcher.command(EUIS[0], "repl")  # would take the hub's line from its gateway
+    assert answer["rc"] == "E403" and "gateway" in answer["err"]
 
 
 def test_an_alert_arrives_once_and_leaves_the_outbox(lab):
