@@ -34,6 +34,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "host_tools.cli.triage",
     "host_tools.cli.ipsec",
     "host_tools.cli.gateway",
+    "host_tools.cli.fleet",
 )
 
 # The commands each module adds, so that `dbch COMMAND` loads only the module of COMMAND: a
@@ -59,6 +60,7 @@ COMMANDS: dict[str, str] = {
     "triage": "host_tools.cli.triage",
     "ipsec": "host_tools.cli.ipsec",
     "gateway": "host_tools.cli.gateway",
+    "fleet": "host_tools.cli.fleet",
 }
 # the options of the `dbch` parser itself that take a value (host_tools.cli.options)
 _VALUED = ("--port", "-p", "--baud", "--timeout")

@@ -21,7 +21,8 @@ _PORT_OPTIONS = (
         dict(
             metavar="PORT",
             help=f"board port: vboard[:NAME] (a virtual board), sim[:NAME] (the CPython agent), triage[:NAME] "
-            f"(a hub on a triage tool's TLS link), a device path such as /dev/ttyUSB0, or a pyserial URL "
+            f"(a hub on a triage tool's TLS link), mqtts://HOST:PORT/EUI (a hub a dbch gateway serves on "
+            f"an MQTT broker), a device path such as /dev/ttyUSB0, or a pyserial URL "
             f"(default: ${PORT_ENV}, else {DEFAULT_PORT}, the default virtual board). A named virtual board "
             "or agent must be running, unless --start",
         ),

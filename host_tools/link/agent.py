@@ -28,12 +28,14 @@ def connect(
     start: bool | None = None,
     on_text: Callable[[bytes], None] | None = None,
     notice: Callable[[str], None] | None = None,
+    lean: bool = False,
 ) -> AgentClient:
     """An AgentClient on a --port value (default: default_port(); start as for ports.resolve).
     on_text gets what the board prints besides frames; notice, what is done on the user's behalf.
-    When the board does not answer, the AgentTimeout says what it printed instead."""
+    When the board does not answer, the AgentTimeout says what it printed instead. lean: see
+    ports.open_transport."""
     spec = port or default_port()
-    transport, path = open_transport(spec, baud, start=start)
+    transport, path = open_transport(spec, baud, start=start, lean=lean)
     return AgentClient(
         transport,
         timeout=timeout,

@@ -5,6 +5,7 @@ vboard:NAME     a running virtual board; with start=True (--start) it is started
 sim[:NAME]      the agent under CPython on a pty (dbch agent): the same rule
 triage[:NAME]   a hub on the Triage System Interface, through a running `dbch triage serve`
 /dev/ttyUSB0    a real board's serial port (or any pyserial URL: socket://host:port, loop://)
+mqtts://HOST:PORT/EUI  a hub that a `dbch gateway` serves on an MQTT broker (host_tools.link.mqtt)
 
 A value NAME or NAME:INSTANCE names a port scheme: the servers that answer to one register it
 here (register_scheme; host_tools.servers does so for vboard, sim and triage when imported), and
@@ -17,6 +18,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -97,15 +99,33 @@ def resolve(spec: str, *, start: bool | None = None) -> str:
     """
     if start is None and getattr(spec, "start", False):
         start = True
-    spec = str(spec).strip()
-    found = scheme_of(spec)
-    path = found[0].resolve(spec, start) if found else spec
-    check_not_busy(path, label=spec)
+    path = _path_of(spec, start)
+    check_not_busy(path, label=str(spec).strip())
     return path
 
 
-def open_transport(spec: str, baud: int = DEFAULT_BAUD, *, start: bool | None = None) -> tuple[SerialTransport, str]:
-    """The open transport of a --port value (see resolve), and its device path or URL."""
+def _path_of(spec: str, start: bool | None) -> str:
+    spec = str(spec).strip()
+    found = scheme_of(spec)
+    return found[0].resolve(spec, start) if found else spec
+
+
+def open_transport(
+    spec: str, baud: int = DEFAULT_BAUD, *, start: bool | None = None, lean: bool = False
+) -> tuple[SerialTransport | PtyTransport, str]:
+    """The open transport of a --port value (see resolve), and its device path or URL. lean: a
+    pty (a virtual board's or a CPython agent's) is opened as a PtyTransport, for a program that
+    holds hundreds of ports. An mqtts:// value is a hub a gateway serves (host_tools.link.mqtt)."""
+    from host_tools.link.mqtt import MqttTransport, is_mqtt_port
+
+    if is_mqtt_port(spec):
+        return MqttTransport(str(spec).strip()), str(spec).strip()
+    if lean:  # busy or not, its flock says (the search of /proc for holders takes long at scale)
+        if start is None and getattr(spec, "start", False):
+            start = True
+        path = _path_of(spec, start)
+        if os.path.realpath(path).startswith("/dev/pts/"):
+            return PtyTransport(path), path
     path = resolve(spec, start=start)
     try:
         return SerialTransport(path, baud), path
@@ -233,6 +253,9 @@ class SerialTransport:
             self.serial.close()
             raise PortBusy(url, holders)
 
+    def fileno(self) -> int:
+        return self.serial.fileno()
+
     def read(self, n: int) -> bytes:
         waiting = self.serial.in_waiting
         return self.serial.read(max(1, min(n, waiting)) if waiting else 1)
@@ -243,3 +266,63 @@ class SerialTransport:
 
     def close(self) -> None:
         self.serial.close()
+
+
+class PtyTransport:
+    """A pty's device side opened directly, with SerialTransport's read, write and close: poll,
+    not select() as pyserial does, so that one process (a gateway) may hold hundreds of them
+    whatever their descriptors' numbers. Exclusive, as SerialTransport (flock)."""
+
+    def __init__(self, path: str):
+        import fcntl
+        import select
+        import termios
+        import tty
+
+        self.path = path
+        try:
+            self.fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError as e:
+            raise LinkError(
+                f"cannot open {path}: {e}. List the virtual boards and CPython agents: dbch vboard --list, dbch agent --list."
+            ) from e
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(self.fd)
+            raise PortBusy(path) from e
+        tty.setraw(self.fd, termios.TCSANOW)
+        self._poll = select.poll()
+        self._poll.register(self.fd, select.POLLIN)
+        self._select = select
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def read(self, n: int) -> bytes:
+        if not self._poll.poll(20):
+            return b""
+        try:
+            return os.read(self.fd, n)
+        except BlockingIOError:
+            return b""
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(bytes(data))
+        out = self._select.poll()
+        out.register(self.fd, self._select.POLLOUT)
+        deadline = time.monotonic() + 5.0
+        while view:
+            try:
+                view = view[os.write(self.fd, view) :]
+                continue
+            except BlockingIOError:
+                pass
+            if time.monotonic() >= deadline:
+                raise LinkError(f"{self.path}: the other side has not read for 5 s")
+            out.poll(50)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1

@@ -4,23 +4,26 @@ gateway to attach (`dbch gateway --port PTY ...`), as a lab's rack of boards wou
 Each hub is the agent's own code (agent.hub.Hub and agent.server.Server) on boards.sim parts, with
 its own storage directory (its own outbox, on the flash of its own) and its own EUI-64. One thread
 serves them all: a hub's server runs when its pty has input, when an alert was raised on it, and
-otherwise every TICK seconds (its periodic work and the resending of unacknowledged events).
+at least every TICK seconds (its periodic work and the resending of unacknowledged events).
 
-alert_every: each hub raises one Dual Band CH alert (N54, 8F2A) every that many seconds, at its
-own phase; the time of each, by (EUI, seq), is kept in .raised (time.monotonic, the same clock
-in every process of the machine), so that a reader can measure the delay to each arrival.
+Alerts, for benches: from start_alerts() on (SIGUSR1 from outside), for `alerts_for` seconds,
+each hub raises one Dual Band CH alert (N54, 8F2A) every `alert_every` seconds, at its own phase.
+The time of each, by (EUI, seq), is kept in .raised (time.monotonic, the same clock in every
+process of the machine), so that a reader can measure the delay to each arrival.
 
-    python -m host_tools.servers.simfleet --dir DIR --count N [--alert-every S] [--for S]
+    python -m host_tools.servers.simfleet --dir DIR --count N [--alert-every S --alerts-for S]
 
-prints one JSON line {"hubs": [{"eui", "port"}, ...]} once every hub is up, serves until SIGTERM
-(or --for), then writes DIR/raised.json ({"EUI": {seq: time}}) and prints {"raised": n}.
+prints one JSON line {"hubs": [{"eui", "port"}, ...]} once every hub is up, {"raised": n} when
+the alerts end, and serves until SIGTERM; then it writes DIR/raised.json ({"EUI": {seq: time}}).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import heapq
 import json
+import math
 import os
 import select
 import signal
@@ -57,14 +60,13 @@ class FleetHub:
         self.hal = make_hal(fs, eui_bytes, link=link, clock=fast_forward_clock())
         self.hub = Hub(self.hal, sim)
         self.server = Server(self.hub, link)
-        self.due = 0.0  # when its server runs next, idle
 
     def raise_alert(self) -> int | None:
         from agent import alerts, codes
 
         return self.hub.outbox.append(*alerts.n54(self.hub.eui, codes.ALERT_BELOW_NORMAL_LIMITED))
 
-    def serve(self, now: float) -> None:
+    def serve(self) -> None:
         self.server.poll()
         if self.hub.reboot_requested:  # a reboot: a new Hub on the same storage, the same pty
             from agent.hub import Hub
@@ -73,7 +75,6 @@ class FleetHub:
 
             self.hub = Hub(self.hal, sim)
             self.server = Server(self.hub, self.server.link)
-        self.due = now + TICK
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -85,9 +86,20 @@ class SimFleet:
     """`count` hubs in `root` (one storage directory each, root/<EUI>), served by run() until
     request_stop()."""
 
-    def __init__(self, root: Path, count: int, first_eui: int = FIRST_EUI, alert_every: float | None = None):
+    def __init__(
+        self,
+        root: Path,
+        count: int,
+        first_eui: int = FIRST_EUI,
+        alert_every: float | None = None,
+        alerts_for: float = 60.0,
+        on_alerts_end=None,
+    ):
         self.root = Path(root)
         self.alert_every = alert_every
+        self.alerts_for = alerts_for
+        self.on_alerts_end = on_alerts_end  # called with the number raised when the alerts end
+        self._alerts_asked = False
         self._stop = False
         self.wake = WakePipe()
         self.hubs: list[FleetHub] = []
@@ -100,42 +112,61 @@ class SimFleet:
     def _stopping(self) -> bool:
         return self._stop
 
+    def start_alerts(self) -> None:
+        """The alerts begin (callable from a signal handler)."""
+        self._alerts_asked = True
+        self.wake.wake()
+
     def request_stop(self) -> None:
         self._stop = True
         self.wake.wake()
 
-    def run(self, duration: float | None = None) -> None:
+    def run(self) -> None:
         by_fd = {hub.master: hub for hub in self.hubs}
         poller = select.poll()
         for fd in by_fd:
             poller.register(fd, select.POLLIN)
         poller.register(self.wake.fd, select.POLLIN)
         start = time.monotonic()
-        end = start + duration if duration else None
         n = len(self.hubs)
         every = self.alert_every
-        next_alert = [start + (every * i / n if every else 0) for i in range(n)]
-        while not self._stop and (end is None or time.monotonic() < end):
+        alerts_end = None
+        # what is due, soonest first: (when, hub index, what): each hub's idle run ("tick") and,
+        # once the alerts begin, its next alert (each hub at its own phase)
+        due = [(start + TICK * i / n, i, "tick") for i in range(n)]
+        heapq.heapify(due)
+        while not self._stop:
+            if self._alerts_asked and every and alerts_end is None:
+                now = time.monotonic()
+                alerts_end = now + self.alerts_for
+                for i in range(n):
+                    heapq.heappush(due, (now + every * i / n, i, "alert"))
+            if alerts_end is not None and time.monotonic() >= alerts_end:
+                due = [d for d in due if d[2] != "alert"]
+                heapq.heapify(due)
+                alerts_end = float("inf")
+                if self.on_alerts_end:
+                    self.on_alerts_end(sum(len(s) for s in self.raised.values()))
             now = time.monotonic()
-            soonest = min(h.due for h in self.hubs)
-            if every:
-                soonest = min(soonest, min(next_alert))
-            for fd, _ in poller.poll(max(0, int((soonest - now) * 1000))):
+            wait_ms = max(1, math.ceil((due[0][0] - now) * 1000)) if due else 1000
+            for fd, _ in poller.poll(wait_ms):
                 hub = by_fd.get(fd)
                 if hub is None:
                     self.wake.drain()
-                    continue
-                hub.serve(now)
+                else:
+                    hub.serve()
             now = time.monotonic()
-            for i, hub in enumerate(self.hubs):
-                if every and now >= next_alert[i]:
+            while due and due[0][0] <= now:
+                when, i, what = heapq.heappop(due)
+                hub = self.hubs[i]
+                if what == "alert":
                     seq = hub.raise_alert()
                     if seq is not None:
                         self.raised[hub.eui][seq] = time.monotonic()
-                    next_alert[i] += every
-                    hub.due = 0.0
-                if now >= hub.due:
-                    hub.serve(now)
+                    heapq.heappush(due, (when + every, i, "alert"))
+                else:
+                    heapq.heappush(due, (now + TICK, i, "tick"))
+                hub.serve()
 
     def close(self) -> None:
         for hub in self.hubs:
@@ -149,20 +180,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--count", type=int, required=True, help="how many hubs")
     ap.add_argument("--first-eui", default=eui_text(FIRST_EUI), help="the first hub's EUI-64 (the others follow)")
     ap.add_argument("--alert-every", type=float, default=None, metavar="S", help="each hub raises an alert every S s")
-    ap.add_argument("--for", dest="duration", type=float, default=None, metavar="S", help="stop after S s")
+    ap.add_argument("--alerts-for", type=float, default=60.0, metavar="S", help="for S s from SIGUSR1 (default 60)")
+    ap.add_argument("--alerts-now", action="store_true", help="begin the alerts at once, not on SIGUSR1")
     args = ap.parse_args(argv)
     first = int(args.first_eui.replace("-", ""), 16)
-    fleet = SimFleet(args.dir, args.count, first, args.alert_every)
+
+    def ended(n: int) -> None:
+        print(json.dumps({"raised": n}), flush=True)
+
+    fleet = SimFleet(args.dir, args.count, first, args.alert_every, args.alerts_for, ended)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: fleet.request_stop())
+    signal.signal(signal.SIGUSR1, lambda *_: fleet.start_alerts())
+    if args.alerts_now:
+        fleet.start_alerts()
     print(json.dumps({"hubs": [{"eui": h.eui, "port": h.port} for h in fleet.hubs]}), flush=True)
     try:
-        fleet.run(args.duration)
+        fleet.run()
     finally:
         raised = {eui: {str(s): t for s, t in seqs.items()} for eui, seqs in fleet.raised.items()}
         (args.dir / "raised.json").write_text(json.dumps(raised))
         fleet.close()
-    print(json.dumps({"raised": sum(len(s) for s in fleet.raised.values())}), flush=True)
     return 0
 
 

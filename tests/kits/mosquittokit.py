@@ -32,7 +32,9 @@ class Mosquitto:
     """A broker in `directory` (its config and log there) on 127.0.0.1:port; start() and stop()
     may be called again (a broker restart keeps its port)."""
 
-    def __init__(self, directory: Path, ca: Path, cert: Path, key: Path, port: int | None = None):
+    def __init__(
+        self, directory: Path, ca: Path, cert: Path, key: Path, port: int | None = None, settings: tuple[str, ...] = ()
+    ):
         self.binary = mosquitto_binary()
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -59,6 +61,7 @@ class Mosquitto:
                     "log_type error",
                     "log_type warning",
                     "log_type notice",
+                    *settings,
                     "",
                 ]
             )
