@@ -134,6 +134,15 @@ def wait_on(gw: Proc, hubs: int, what: str) -> None:
     gw.wait_for(lambda x: sum(1 for y in gw.lines if y.get("event") == "connected") >= hubs, 120, f"{what} on")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 def figures(name: str, delays: list[float], base: float | None) -> float:
     if not delays:
         print(f"{name:28s} n=0")
@@ -210,6 +219,10 @@ def main() -> int:
             while sub.count() < raised_total and time.monotonic() < deadline:
                 time.sleep(0.2)
             drained = time.monotonic() - end
+            cpu = {f"gateway {i}": cpu_seconds(g.proc.pid) for i, g in enumerate(gateways)}
+            cpu["broker"] = cpu_seconds(broker.proc.pid)
+            cpu["hubs (all farms)"] = sum(cpu_seconds(f.proc.pid) for f in farms)
+            cpu["subscriber (this process)"] = time.process_time()
         finally:
             for f in farms:
                 f.stop()
@@ -238,6 +251,9 @@ def main() -> int:
         figures("whole run", list(delays.values()), base)
         if lost:
             print("lost, first few:", lost[:5])
+        print("CPU seconds over the run (a restarted process: since its start):")
+        for name, seconds in cpu.items():
+            print(f"  {name:28s} {seconds:6.1f} s  ({seconds / (end - start + drained) * 100:3.0f} % of one core)")
     return 1 if lost else 0
 
 

@@ -1,9 +1,10 @@
 """`dbch gateway`'s engine: the hubs of its ports (host_tools.fleet.hub), each with its own MQTT
 connection, all served by one loop thread.
 
-The loop polls every hub's port and every hub's broker socket (paho-mqtt driven through its
-external-loop calls: no thread of its own, no select(), so a process may hold thousands of
-descriptors). It never blocks on one hub: requests go to a hub without waiting, and its answer,
+The loop waits (epoll) on every hub's port and every hub's broker socket (paho-mqtt driven
+through its external-loop calls: no thread of its own, no select(), so a process may hold
+thousands of descriptors) and on a heap of when each hub has work due: a turn costs what is ready
+and due, not the number of hubs. It never blocks on one hub: requests go to a hub without waiting, and its answer,
 when it comes, is published (a command's reply) or kept (its state). So one gateway carries
 hundreds of hubs with one thread.
 """
@@ -11,9 +12,10 @@ hundreds of hubs with one thread.
 from __future__ import annotations
 
 import contextlib
-import math
+import heapq
+import itertools
 import os
-import select
+import selectors
 import socket
 import threading
 import time
@@ -47,8 +49,10 @@ class Gateway:
         self.stopping = threading.Event()
         self.inbox: list[tuple] = []  # (hub, kind, item) from paho's callbacks, in the loop's thread
         self.wake = WakePipe()
-        self.poller = select.poll()
-        self.watched: dict[int, tuple[str, HubBridge]] = {}  # fd -> ("hub" or "mqtt", its hub)
+        self.selector = selectors.DefaultSelector()  # epoll on Linux: the cost of a wait is what is ready
+        self.touched: set[HubBridge] = set()  # hubs with something done this turn: to flush, to reschedule
+        self.dues: list[tuple[float, int, HubBridge]] = []  # (when, n, hub): a heap; stale ones are skipped
+        self._n = itertools.count()
         self.hubs: list[HubBridge] = []
         try:
             for port in ports:
@@ -57,40 +61,38 @@ class Gateway:
                     hub.agent.close()
                     raise FleetError(f"--port {port} is the hub {hub.eui} again: give each hub once")
                 self.hubs.append(hub)
-                self._watch(hub.fd, "hub", hub, select.POLLIN)
+                self.selector.register(hub.fd, selectors.EVENT_READ, ("hub", hub))
+                self.touched.add(hub)
         except BaseException:
             for hub in self.hubs:
                 hub.agent.close()
             self.wake.close()
             raise
-        self.poller.register(self.wake.fd, select.POLLIN)
+        self.selector.register(self.wake.fd, selectors.EVENT_READ, ("wake", None))
         self.thread = threading.Thread(target=self.run, name="gateway", daemon=True)
 
     # -- what the loop watches -----------------------------------------------------------------
-    def _watch(self, fd: int, kind: str, hub: HubBridge, events: int) -> None:
-        self.watched[fd] = (kind, hub)
-        self.poller.register(fd, events)
-
     def _unwatch(self, fd: int | None) -> None:
-        if fd is not None and self.watched.pop(fd, None) is not None:
+        if fd is not None:
             with contextlib.suppress(KeyError, ValueError, OSError):
-                self.poller.unregister(fd)
+                self.selector.unregister(fd)
 
     def watch_mqtt(self, hub: HubBridge) -> None:
         self._unwatch(hub.mqtt_fd)
         hub.mqtt_fd = hub.mqtt.socket().fileno()
         hub.wants_out = False
-        self._watch(hub.mqtt_fd, "mqtt", hub, select.POLLIN)
-        hub.flush(time.monotonic())
+        self.selector.register(hub.mqtt_fd, selectors.EVENT_READ, ("mqtt", hub))
+        self.touched.add(hub)
 
     def unwatch_mqtt(self, hub: HubBridge) -> None:
         self._unwatch(hub.mqtt_fd)
         hub.mqtt_fd = None
 
     def want_out(self, hub: HubBridge, out: bool) -> None:
-        if hub.mqtt_fd is not None and out != getattr(hub, "wants_out", False):
+        if hub.mqtt_fd is not None and out != hub.wants_out:
             hub.wants_out = out
-            self.poller.modify(hub.mqtt_fd, select.POLLIN | (select.POLLOUT if out else 0))
+            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if out else 0)
+            self.selector.modify(hub.mqtt_fd, events, ("mqtt", hub))
 
     def post(self, hub: HubBridge, kind: str, item) -> None:
         """From paho's callbacks (run inside loop_read, in the loop's thread): done after it."""
@@ -105,45 +107,52 @@ class Gateway:
         return [h for h in self.hubs if not h.failed]
 
     def run(self) -> None:
-        soonest = time.monotonic()
         try:
             while not self.stopping.is_set() and self.alive:
-                now = time.monotonic()
-                ready = self.poller.poll(max(0, math.ceil((min(soonest, now + TICK) - now) * 1000)))
-                now = time.monotonic()
-                for fd, events in ready:
-                    kind, hub = self.watched.get(fd, (None, None))
-                    if hub is None:
-                        self.wake.drain()
-                    elif hub.failed:
-                        continue
-                    elif kind == "mqtt":
-                        hub.on_mqtt(events, now)
-                    elif events & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
-                        self._fail(hub, LinkError(f"the port {hub.port} was closed"))
-                    else:
-                        self._guarded(hub, hub.on_readable, now)
-                while self.inbox:
-                    hub, kind, item = self.inbox.pop(0)
-                    if hub.failed:
-                        continue
-                    if kind == "acked":
-                        self._guarded(hub, hub.on_acked, *item, now)
-                    elif kind == "command":
-                        self._guarded(hub, hub.on_command, item, now)
-                soonest = now + TICK
-                for hub in self.hubs:
-                    if hub.failed:
-                        continue
-                    if hub.next_due() <= now:
-                        self._guarded(hub, hub.due, now)
-                    if not hub.failed:
-                        hub.flush(now)
-                        soonest = min(soonest, hub.next_due())
+                self.turn()
         finally:
             for hub in self.hubs:
                 if not hub.failed:
                     hub.close()
+            self.selector.close()
+
+    def turn(self) -> None:
+        """Wait for what is ready or due, and do it: only the hubs it concerns are touched."""
+        now = time.monotonic()
+        soonest = self.dues[0][0] if self.dues else now + TICK
+        ready = self.selector.select(max(0.0, min(soonest, now + TICK) - now))
+        now = time.monotonic()
+        for key, events in ready:
+            kind, hub = key.data
+            if hub is None:
+                self.wake.drain()
+            elif hub.failed:
+                continue
+            elif kind == "mqtt":
+                self.touched.add(hub)
+                hub.on_mqtt(events, now)
+            else:
+                self.touched.add(hub)
+                self._guarded(hub, hub.on_readable, now)
+        while self.inbox:
+            hub, kind, item = self.inbox.pop(0)
+            if hub.failed:
+                continue
+            self.touched.add(hub)
+            if kind == "acked":
+                self._guarded(hub, hub.on_acked, *item, now)
+            elif kind == "command":
+                self._guarded(hub, hub.on_command, item, now)
+        while self.dues and self.dues[0][0] <= now:
+            _when, _n, hub = heapq.heappop(self.dues)
+            if not hub.failed and hub.next_due() <= now:
+                self.touched.add(hub)
+                self._guarded(hub, hub.due, now)
+        touched, self.touched = self.touched, set()
+        for hub in touched:
+            if not hub.failed:
+                hub.flush(now)
+                heapq.heappush(self.dues, (hub.next_due(), next(self._n), hub))
 
     def _guarded(self, hub: HubBridge, work, *args) -> None:
         try:
@@ -154,6 +163,7 @@ class Gateway:
     def _fail(self, hub: HubBridge, error: Exception) -> None:
         self._unwatch(hub.fd)
         hub.fail(error)
+        self._unwatch(hub.mqtt_fd)
 
     def wait_connected(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

@@ -11,7 +11,7 @@ publication again after a reconnect, and a gateway started again gets it from th
 from __future__ import annotations
 
 import json
-import select
+import selectors
 import ssl
 import threading
 import time
@@ -62,6 +62,7 @@ class HubBridge:
         self.backoff = RECONNECT_FIRST
         self.reconnect_at: float | None = 0.0
         self.mqtt_fd: int | None = None
+        self.wants_out = False
         self.fd = self.client.transport.fileno()
         self.mqtt = self._client(gateway.identity)
 
@@ -130,9 +131,9 @@ class HubBridge:
     def on_mqtt(self, events: int, now: float) -> None:
         """The broker's socket is readable or writable: paho reads and writes what it can."""
         rc = 0
-        if events & select.POLLOUT:
+        if events & selectors.EVENT_WRITE:
             rc = self.mqtt.loop_write()
-        if not rc and events & (select.POLLIN | select.POLLHUP | select.POLLERR):
+        if not rc and events & selectors.EVENT_READ:
             rc = self.mqtt.loop_read()
             sock = self.mqtt.socket()
             while not rc and sock is not None and getattr(sock, "pending", lambda: 0)():
