@@ -30,6 +30,8 @@ SEEN_EVERY = 0.5  # s at most between two saves of a hub's seen store
 REQUEST_TIMEOUT = 10.0  # s a command waits for its hub's answer before E49 is published
 KEEPALIVE = 30  # s, MQTT keep-alive
 RECONNECT_FIRST, RECONNECT_MAX = 1.0, 4.0  # s between two attempts to reach the broker
+# requests after which the hub may boot again (its new boot's link is not subscribed to events)
+REBOOTING = ("reboot", "fw.activate")
 # requests the gateway does not pass on: "repl" would take the line from it for the REPL
 REFUSED = {"repl": "the hub's line belongs to its gateway; connect to its port on the host for the REPL"}
 
@@ -56,6 +58,7 @@ class HubBridge:
         self.state_due = 0.0
         self.seen_due: float | None = None
         self.resubscribe_at: float | None = None
+        self.boot = hello.get("boot")  # a new boot count in its status: say hello again
         self.misc_due = 0.0  # paho's keep-alive and timeouts
         self.ever_connected = False
         self.told_unreachable = False
@@ -224,7 +227,7 @@ class HubBridge:
 
         def answered(rc, data, err) -> None:
             reply(rc, data, err)
-            if op == "reboot" and str(rc).startswith("I"):
+            if op in REBOOTING and str(rc).startswith("I"):
                 self.resubscribe_at = time.monotonic() + 1.0  # the new boot's link is not subscribed
             elif op != "status":
                 self.state_due = min(self.state_due, time.monotonic() + 0.2)
@@ -269,6 +272,9 @@ class HubBridge:
     def _publish_state(self, rc: str, data, _err) -> None:
         if not str(rc).startswith("I") or not isinstance(data, dict):
             return
+        if self.boot is not None and data.get("boot") != self.boot:  # it rebooted (a reset, a watchdog)
+            self.resubscribe_at = time.monotonic()
+        self.boot = data.get("boot")
         state = dict(state_of(data), gateway=self.gateway.name, port=self.port)
         self.mqtt.publish(topic(self.eui, "state"), json.dumps(state, sort_keys=True), qos=1, retain=True)
 

@@ -2,7 +2,9 @@
 gateway to attach (`dbch gateway --port PTY ...`), as a lab's rack of boards would be.
 
 Each hub is the agent's own code (agent.hub.Hub and agent.server.Server) on boards.sim parts, with
-its own storage directory (its own outbox, on the flash of its own) and its own EUI-64. One thread
+its own EUI-64 and its own flash root, DIR/<EUI>: its storage (its outbox) in flash/ as a CPython
+agent's, its firmware slots beside it, and, with a signing key, the key its updates must be
+signed with (fwkey.bin, as `dbch flash --signing-key` writes it on a board). One thread
 serves them all: a hub's server runs when its pty has input, when an alert was raised on it, and
 at least every TICK seconds (its periodic work and the resending of unacknowledged events).
 
@@ -46,20 +48,32 @@ def eui_text(n: int) -> str:
 class FleetHub:
     """One hub of the fleet: its pty, its HAL and agent (Hub and Server)."""
 
-    def __init__(self, fs: Path, eui: str, stopping):
-        from agent.hub import Hub
+    def __init__(self, root: Path, eui: str, stopping, signing_key: bytes | None = None):
+        from agent.boot import KEY
         from agent.server import Server
-        from boards import sim
 
         self.eui = eui
-        self.fs = fs
+        fs = root / "flash"
         eui_bytes = provision(fs, bytes.fromhex(eui.replace("-", "")))
+        if signing_key is not None:
+            (root / KEY).write_bytes(signing_key)
         self.master, self.slave, self.port = open_pty()
         self.stream = os.fdopen(os.dup(self.master), "rb")
         link = PtyLink(self.stream, PtyWriter(self.master, wait_s=0.05), stopping)
         self.hal = make_hal(fs, eui_bytes, link=link, clock=fast_forward_clock())
-        self.hub = Hub(self.hal, sim)
+        self.root = str(root)
+        self.hub = self.boot()
         self.server = Server(self.hub, link)
+
+    def boot(self):
+        """A board's boot: the slot to run is chosen (a trial after an activation, a revert after
+        a failed one: agent.boot), then the hub starts on its storage."""
+        from agent import boot
+        from agent.hub import Hub
+        from boards import sim
+
+        boot.choose(boot.OsFs(), self.root)
+        return Hub(self.hal, sim)
 
     def raise_alert(self) -> int | None:
         from agent import alerts, codes
@@ -69,11 +83,9 @@ class FleetHub:
     def serve(self) -> None:
         self.server.poll()
         if self.hub.reboot_requested:  # a reboot: a new Hub on the same storage, the same pty
-            from agent.hub import Hub
             from agent.server import Server
-            from boards import sim
 
-            self.hub = Hub(self.hal, sim)
+            self.hub = self.boot()
             self.server = Server(self.hub, self.server.link)
 
     def close(self) -> None:
@@ -94,6 +106,7 @@ class SimFleet:
         alert_every: float | None = None,
         alerts_for: float = 60.0,
         on_alerts_end=None,
+        signing_key: bytes | None = None,
     ):
         self.root = Path(root)
         self.alert_every = alert_every
@@ -106,7 +119,7 @@ class SimFleet:
         self.raised: dict[str, dict[int, float]] = {}
         for i in range(count):
             eui = eui_text(first_eui + i)
-            self.hubs.append(FleetHub(self.root / eui.replace("-", ""), eui, self._stopping))
+            self.hubs.append(FleetHub(self.root / eui.replace("-", ""), eui, self._stopping, signing_key))
             self.raised[eui] = {}
 
     def _stopping(self) -> bool:
@@ -182,13 +195,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--alert-every", type=float, default=None, metavar="S", help="each hub raises an alert every S s")
     ap.add_argument("--alerts-for", type=float, default=60.0, metavar="S", help="for S s from SIGUSR1 (default 60)")
     ap.add_argument("--alerts-now", action="store_true", help="begin the alerts at once, not on SIGUSR1")
+    ap.add_argument(
+        "--signing-key",
+        metavar="KEY",
+        help="the key the hubs' firmware must be signed with (a key file or hex, as dbch flash --signing-key)",
+    )
     args = ap.parse_args(argv)
     first = int(args.first_eui.replace("-", ""), 16)
+    key = None
+    if args.signing_key:
+        from host_tools.firmware.sign import load_signing_public
+
+        key = load_signing_public(args.signing_key)
 
     def ended(n: int) -> None:
         print(json.dumps({"raised": n}), flush=True)
 
-    fleet = SimFleet(args.dir, args.count, first, args.alert_every, args.alerts_for, ended)
+    fleet = SimFleet(args.dir, args.count, first, args.alert_every, args.alerts_for, ended, key)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: fleet.request_stop())
     signal.signal(signal.SIGUSR1, lambda *_: fleet.start_alerts())

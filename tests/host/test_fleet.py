@@ -81,6 +81,8 @@ class Fleet:
         for name in ("localhost", "gateway", "watcher"):
             assert main(["pki", "tool", name, "--dir", str(self.pki_dir)]) == 0
         pki = Pki(self.pki_dir)
+        pki.make_signing_key()
+        self.signing = pki.signing_dir
         server = pki.tool("localhost")
         self.broker = Mosquitto(tmp / "broker", pki.ca_dir / "ca.crt.pem", server.cert_pem, server.key_pem)
         self.tmp = tmp
@@ -91,6 +93,7 @@ class Fleet:
     def start(self) -> None:
         self.broker.start()
         cmd = [sys.executable, "-m", "host_tools.servers.simfleet", "--dir", str(self.tmp / "hubs")]
+        cmd += ["--signing-key", str(self.signing / "pub.bin")]
         self.farm = Lines(cmd + ["--count", str(HUBS), "--first-eui", FIRST])
         hubs = self.farm.wait_for(lambda x: "hubs" in x, 60, "the hubs up")["hubs"]
         assert [h["eui"] for h in hubs] == [_eui(i) for i in range(HUBS)]
@@ -216,6 +219,29 @@ def test_every_agent_command_works_through_the_broker(fleet, capsys, tmp_path):
     capsys.readouterr()
     han = _json(capsys, ["han", "list", "--port", url, "--json"])
     assert han["capacity"] == 24 and "00-11-22-33-44-55-66-01" in json.dumps(han)
+
+
+def test_a_signed_firmware_image_is_sent_and_activated_through_the_broker(fleet, capsys, tmp_path):
+    url = fleet.url(3)
+    image = tmp_path / "0.2.0.img"
+    build = ["firmware", "build", "--board", "sim", "--version", "0.2.0", "--key", str(fleet.signing / "key.pem")]
+    assert main([*build, "--out", str(image)]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    sent = _json(capsys, ["firmware", "send", str(image), "--port", url, "--quiet", "--json"])
+    assert sent["slot"] == "b"
+    watch = Lines([sys.executable, "-m", "host_tools.cli", *fleet.fleet("alerts"), "--follow", "--json"])
+    try:
+        time.sleep(1.5)  # subscribed
+        assert main(["firmware", "activate", str(image), "--port", url]) == 0, capsys.readouterr().err
+        capsys.readouterr()
+        # the hub boots into it, its gateway says hello again, and the N64 (DCC Alert: Comms Hub
+        # firmware activated) comes up through the broker
+        n64 = watch.wait_for(lambda a: a.get("eui") == _eui(3) and a.get("kind") == "N64", 30, "the N64")
+    finally:
+        watch.stop()
+    assert n64["data"]["FirmwareVersion"] == "0.2.0"
+    status = _json(capsys, ["firmware", "status", "--port", url, "--json"])
+    assert (status["version"], status["slot"]) == ("0.2.0", "b")
 
 
 def test_alerts_come_through_the_broker_once_each(fleet, capsys, tmp_path):
