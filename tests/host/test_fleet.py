@@ -288,3 +288,45 @@ def test_a_killed_gateway_leaves_its_hubs_offline_and_a_new_one_brings_them_back
     )
     fleet.gateways[2] = fleet.start_gateway(2)
     _settled(fleet, capsys, lambda hubs: all(h["availability"] == "online" for h in hubs), "all online again")
+
+
+# ----------------------------------------------------------------------------- the DCC front
+
+
+def test_the_dcc_front_reaches_hubs_through_the_broker(fleet, duis_schema_dir, tmp_path):
+    from host_tools.dcc.documents import facts
+    from host_tools.dcc.front import DccFront, FrontOptions
+    from host_tools.dcc.httpd import DuisHttpServer
+    from host_tools.dcc.receiver import Receiver
+    from host_tools.dcc.seams import Seams, unkeyed_user
+    from host_tools.duis.compose import request_xml
+    from host_tools.duis.userlist import UserList
+    from host_tools.link.agent import Agent, connect
+    from tests.kits.dcckit import COUNTERS, free_port, post, wait_for
+
+    user = "90-B3-D5-1F-30-01-00-00"
+    port = free_port()
+    got = []
+    receiver = Receiver(schema=duis_schema_dir, on_message=got.append)
+    endpoint = DuisHttpServer("127.0.0.1", port, receiver.take, None)
+    endpoint.start()
+    agents = [Agent(connect(fleet.url(i), timeout=5)) for i in (4, 5)]  # not local: on the broker
+    users = UserList({user: unkeyed_user(f"{user}=http://127.0.0.1:{port}/smartdcc/duis")})
+    options = FrontOptions(
+        allow_http=True, state=tmp_path / "state", schema=duis_schema_dir, seams=Seams.unsigned(users)
+    )
+    front = DccFront(agents, options).start()
+    try:
+        for i in (4, 5):
+            xml = request_xml("6.28", _eui(i), user, next(COUNTERS), dict(DBCH04_CONFIG))
+            status, body = post(front.url, "/api/v1/serviceS", xml)
+            assert status == 200 and facts(body).response_code == "I99", body
+        wait_for(lambda: len([m for m in got if m.facts.response_code == "I0"]) >= 2, timeout=30)
+        answered = {m.facts.response_id.split(":")[0] for m in got if m.facts.response_code == "I0"}
+        assert answered == {_eui(4), _eui(5)}
+    finally:
+        front.stop()
+        for agent in agents:
+            agent.close()
+        endpoint.shutdown()
+        endpoint.server_close()
