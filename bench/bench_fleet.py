@@ -21,7 +21,6 @@ import json
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,9 +32,9 @@ sys.path.insert(0, str(ROOT))
 
 from host_tools.fleet.broker import Broker, Identity, new_client  # noqa: E402
 from host_tools.security.pki import Pki  # noqa: E402
+from tests.kits.jsonlines import JsonLines  # noqa: E402
 from tests.kits.mosquittokit import Mosquitto  # noqa: E402
 
-ENV = dict(os.environ, PYTHONPATH=str(ROOT))
 # for a subscriber that may be away while the broker restarts: its queue holds a few seconds of
 # the whole fleet's alerts (the default 1000 would drop the rest)
 BROKER_SETTINGS = ("max_queued_messages 200000",)
@@ -81,57 +80,17 @@ class Subscriber:
         self.client.loop_stop()
 
 
-class Proc:
-    """A child process whose stdout JSON lines are collected by a thread."""
-
-    def __init__(self, argv: list[str], log: Path):
-        self.log = open(log, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.log, env=ENV, text=True)
-        self.lines: list[dict] = []
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            try:
-                self.lines.append(json.loads(line))
-            except ValueError:
-                pass
-
-    def wait_for(self, pred, timeout: float, what: str):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = [x for x in self.lines if pred(x)]
-            if found:
-                return found
-            if self.proc.poll() is not None:
-                raise SystemExit(f"{what}: the process exited {self.proc.returncode} (see {self.log.name})")
-            time.sleep(0.05)
-        raise SystemExit(f"{what}: not within {timeout:g} s (see {self.log.name})")
-
-    def stop(self, sig=signal.SIGTERM) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.thread.join(5)
-        self.log.close()
-
-
-def start_gateway(i: int, ports: list[str], broker: Mosquitto, pki_dir: Path, logs: Path) -> Proc:
+def start_gateway(i: int, ports: list[str], broker: Mosquitto, pki_dir: Path, logs: Path) -> JsonLines:
     cmd = [sys.executable, "-m", "host_tools.cli", "gateway", "--broker", broker.url, "--json"]
     cmd += ["--pki", str(pki_dir), "--identity", "gateway", "--name", f"gw{i}"]
     for port in ports:
         cmd += ["--port", port]
-    return Proc(cmd, logs / f"gateway{i}.log")
+    return JsonLines(cmd, logs / f"gateway{i}.log")
 
 
-def wait_on(gw: Proc, hubs: int, what: str) -> None:
+def wait_on(gw: JsonLines, hubs: int, what: str) -> None:
     gw.wait_for(lambda x: x.get("event") == "ready", 120, f"{what} ready")
-    gw.wait_for(lambda x: sum(1 for y in gw.lines if y.get("event") == "connected") >= hubs, 120, f"{what} on")
+    gw.wait_for(lambda x: gw.count(lambda y: y.get("event") == "connected") >= hubs, 120, f"{what} on")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -167,7 +126,7 @@ def main() -> int:
         tmp = Path(tmp)
         logs = args.keep or tmp
         logs.mkdir(parents=True, exist_ok=True)
-        os.environ["XDG_CACHE_HOME"] = ENV["XDG_CACHE_HOME"] = str(tmp / "cache")
+        os.environ["XDG_CACHE_HOME"] = str(tmp / "cache")  # the processes started here inherit it
         pki = Pki(tmp / "pki")
         pki.init_ca()
         for name in ("localhost", "gateway", "subscriber"):
@@ -177,8 +136,8 @@ def main() -> int:
             tmp / "broker", pki.ca_dir / "ca.crt.pem", server.cert_pem, server.key_pem, settings=BROKER_SETTINGS
         )
         per = args.hubs // args.gateways
-        farms: list[Proc] = []
-        gateways: list[Proc] = []
+        farms: list[JsonLines] = []
+        gateways: list[JsonLines] = []
         sub = None
         try:
             broker.start()
@@ -187,8 +146,8 @@ def main() -> int:
                 cmd = [sys.executable, "-m", "host_tools.servers.simfleet", "--dir", str(tmp / f"farm{i}")]
                 cmd += ["--count", str(per), "--first-eui", f"00-DB-00-00-00-00-{i:02X}-00"]
                 cmd += ["--alert-every", "1", "--alerts-for", str(args.seconds)]
-                farms.append(Proc(cmd, logs / f"farm{i}.log"))
-            ports = [[h["port"] for h in f.wait_for(lambda x: "hubs" in x, 120, "hubs")[0]["hubs"]] for f in farms]
+                farms.append(JsonLines(cmd, logs / f"farm{i}.log"))
+            ports = [[h["port"] for h in f.wait_for(lambda x: "hubs" in x, 120, "hubs")["hubs"]] for f in farms]
             sub = Subscriber(Broker.parse(broker.url), Identity.from_pki(tmp / "pki", "subscriber"))
             gateways = [start_gateway(i, ports[i], broker, tmp / "pki", logs) for i in range(args.gateways)]
             for i, gw in enumerate(gateways):
@@ -212,7 +171,7 @@ def main() -> int:
                 broker.start()
                 print(f"t={marks['broker restart'] - start:.1f} s: broker restarted")
             raised_total = sum(
-                f.wait_for(lambda x: "raised" in x, args.seconds + 120, "alerts end")[0]["raised"] for f in farms
+                f.wait_for(lambda x: "raised" in x, args.seconds + 120, "alerts end")["raised"] for f in farms
             )
             end = time.monotonic()
             deadline = end + 120

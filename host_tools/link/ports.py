@@ -18,7 +18,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -279,6 +278,8 @@ class PtyTransport:
         import termios
         import tty
 
+        from host_tools.servers.ptys import PtyWriter
+
         self.path = path
         try:
             self.fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
@@ -294,7 +295,7 @@ class PtyTransport:
         tty.setraw(self.fd, termios.TCSANOW)
         self._poll = select.poll()
         self._poll.register(self.fd, select.POLLIN)
-        self._select = select
+        self._writer = PtyWriter(self.fd, wait_s=5.0)
 
     def fileno(self) -> int:
         return self.fd
@@ -308,19 +309,10 @@ class PtyTransport:
             return b""
 
     def write(self, data: bytes) -> None:
-        view = memoryview(bytes(data))
-        out = self._select.poll()
-        out.register(self.fd, self._select.POLLOUT)
-        deadline = time.monotonic() + 5.0
-        while view:
-            try:
-                view = view[os.write(self.fd, view) :]
-                continue
-            except BlockingIOError:
-                pass
-            if time.monotonic() >= deadline:
-                raise LinkError(f"{self.path}: the other side has not read for 5 s")
-            out.poll(50)
+        dropped = self._writer.dropped
+        self._writer.write(data)
+        if self._writer.dropped != dropped:
+            raise LinkError(f"{self.path}: the other side has not read for {self._writer.wait_s:g} s")
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from agent.examples import DBCH04_CONFIG
 from host_tools.cli import main
 from host_tools.security.pki import Pki
 from tests.kits.cachekit import private_cache
+from tests.kits.jsonlines import JsonLines
 from tests.kits.mosquittokit import Mosquitto
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,43 +37,6 @@ def _eui(i: int) -> str:
     return FIRST[:-2] + f"{i:02X}"
 
 
-class Lines:
-    """A process whose stdout JSON lines a thread collects."""
-
-    def __init__(self, argv: list[str]):
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(), text=True)
-        self.lines: list[dict] = []
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            try:
-                self.lines.append(json.loads(line))
-            except ValueError:
-                pass
-
-    def wait_for(self, pred, timeout: float, what: str):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = [x for x in self.lines if pred(x)]
-            if found:
-                return found[0]
-            assert self.proc.poll() is None, f"{what}: exited {self.proc.returncode}: {self.proc.stderr.read()}"
-            time.sleep(0.05)
-        raise AssertionError(f"not within {timeout:g} s: {what}")
-
-    def stop(self, sig=signal.SIGTERM) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.thread.join(5)
-
-
 class Fleet:
     def __init__(self, tmp: Path):
         self.pki_dir = tmp / "pki"
@@ -86,30 +49,30 @@ class Fleet:
         server = pki.tool("localhost")
         self.broker = Mosquitto(tmp / "broker", pki.ca_dir / "ca.crt.pem", server.cert_pem, server.key_pem)
         self.tmp = tmp
-        self.farm: Lines | None = None
-        self.gateways: list[Lines] = []
+        self.farm: JsonLines | None = None
+        self.gateways: list[JsonLines] = []
         self.ports: list[str] = []
 
     def start(self) -> None:
         self.broker.start()
         cmd = [sys.executable, "-m", "host_tools.servers.simfleet", "--dir", str(self.tmp / "hubs")]
         cmd += ["--signing-key", str(self.signing / "pub.bin")]
-        self.farm = Lines(cmd + ["--count", str(HUBS), "--first-eui", FIRST])
+        self.farm = JsonLines(cmd + ["--count", str(HUBS), "--first-eui", FIRST])
         hubs = self.farm.wait_for(lambda x: "hubs" in x, 60, "the hubs up")["hubs"]
         assert [h["eui"] for h in hubs] == [_eui(i) for i in range(HUBS)]
         self.ports = [h["port"] for h in hubs]
         for g in range(GATEWAYS):
             self.gateways.append(self.start_gateway(g))
 
-    def start_gateway(self, g: int) -> Lines:
+    def start_gateway(self, g: int) -> JsonLines:
         per = HUBS // GATEWAYS
         cmd = [sys.executable, "-m", "host_tools.cli", "gateway", "--broker", self.broker.url, "--json"]
         cmd += ["--pki", str(self.pki_dir), "--identity", "gateway", "--name", f"gw{g}"]
         for port in self.ports[g * per : (g + 1) * per]:
             cmd += ["--port", port]
-        gw = Lines(cmd)
+        gw = JsonLines(cmd)
         gw.wait_for(lambda x: x.get("event") == "ready", 60, f"gateway {g} ready")
-        gw.wait_for(lambda x: sum(y.get("event") == "connected" for y in gw.lines) >= per, 30, f"gateway {g} on")
+        gw.wait_for(lambda x: gw.count(lambda y: y.get("event") == "connected") >= per, 30, f"gateway {g} on")
         return gw
 
     def url(self, i: int) -> str:
@@ -229,7 +192,7 @@ def test_a_signed_firmware_image_is_sent_and_activated_through_the_broker(fleet,
     capsys.readouterr()
     sent = _json(capsys, ["firmware", "send", str(image), "--port", url, "--quiet", "--json"])
     assert sent["slot"] == "b"
-    watch = Lines([sys.executable, "-m", "host_tools.cli", *fleet.fleet("alerts"), "--follow", "--json"])
+    watch = JsonLines([sys.executable, "-m", "host_tools.cli", *fleet.fleet("alerts"), "--follow", "--json"])
     try:
         time.sleep(1.5)  # subscribed
         assert main(["firmware", "activate", str(image), "--port", url]) == 0, capsys.readouterr().err
