@@ -70,12 +70,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _view(args: argparse.Namespace, session: str | None = None):
-    from host_tools.fleet.broker import Broker, Identity
+    from host_tools.fleet.broker import Broker
     from host_tools.fleet.view import FleetView
 
     if not args.broker:
         raise CommandError(f"which broker? give --broker mqtts://HOST:PORT (or set ${BROKER_ENV})", code=2)
-    return FleetView(Broker.parse(args.broker), Identity.from_pki(args.pki, args.identity), session=session)
+    broker = Broker.parse(args.broker)
+    return FleetView(broker, broker.identity(args.pki, args.identity), session=session)
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -38,7 +38,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_port_args(p, many=True)
     add_json_flag(p)
-    p.add_argument("--broker", required=True, metavar="mqtts://HOST:PORT", help="the MQTT broker (TLS)")
+    p.add_argument(
+        "--broker",
+        required=True,
+        metavar="mqtts://HOST:PORT",
+        help="the MQTT broker (TLS; mqtt://localhost:1883 for one on this machine without TLS)",
+    )
     add_pki_dir(p)
     p.add_argument(
         "--identity", metavar="NAME", help="the PKI's tool certificate to connect with (default: the only one)"
@@ -64,11 +69,11 @@ def _text(kind: str, data: dict) -> str | None:
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
-    from host_tools.fleet.broker import Broker, Identity
+    from host_tools.fleet.broker import Broker
     from host_tools.fleet.gateway import Gateway
 
     broker = Broker.parse(args.broker)
-    identity = Identity.from_pki(args.pki, args.identity)
+    identity = broker.identity(args.pki, args.identity)
     ports = ports_of(args)
     lock = threading.Lock()
 

@@ -10,7 +10,8 @@ acknowledged each to the hub's outbox once the broker had it (the host's seen st
 EUI and outbox epoch as on any port, drops an alert that comes twice).
 
 The TLS identity: ?identity=NAME&pki=DIR in the URL, else $DBCH_IDENTITY and $DBCH_PKI_DIR, else
-the only tool certificate of the default PKI (`dbch pki tool NAME`).
+the only tool certificate of the default PKI (`dbch pki tool NAME`). mqtt://localhost:1883/EUI: a
+broker on this machine's loopback without TLS (host_tools.fleet.broker).
 """
 
 from __future__ import annotations
@@ -36,39 +37,40 @@ def is_mqtt_port(spec: str) -> bool:
     return str(spec).strip().lower().split("://", 1)[0] in SCHEMES and "://" in str(spec)
 
 
-def parse(url: str) -> tuple[str, int, str, dict]:
-    """(host, port, EUI, options) of mqtts://HOST[:PORT]/EUI[?identity=NAME&pki=DIR]."""
+def parse(url: str):
+    """(Broker, EUI, options) of mqtts://HOST[:PORT]/EUI[?identity=NAME&pki=DIR] (or mqtt:// on
+    loopback: host_tools.fleet.broker)."""
     from agent.eui import parse_eui
+    from host_tools.fleet.broker import Broker, FleetError
 
     how = "give it as mqtts://HOST[:PORT]/EUI, e.g. mqtts://localhost:8883/00-DB-12-34-56-78-90-A2"
     try:
+        broker = Broker.parse(str(url).strip(), path=True)
         parts = urlsplit(str(url).strip())
-        port = parts.port
-    except ValueError as e:
-        raise LinkError(f"--port {url!r}: {e}; {how}") from e
-    if parts.scheme == "mqtt":
-        raise LinkError(f"--port {url!r}: the fleet's brokers are reached over TLS only: {how}")
+    except (FleetError, ValueError) as e:
+        raise LinkError(f"--port {e}; {how}") from e
     eui_text = parts.path.strip("/")
-    if parts.scheme != "mqtts" or not parts.hostname or not eui_text:
-        raise LinkError(f"--port {url!r}: {how}")
+    if not eui_text:
+        raise LinkError(f"--port {url!r}: which hub? {how}")
     try:
         eui = "-".join(f"{b:02X}" for b in parse_eui(eui_text))
     except ValueError as e:
         raise LinkError(f"--port {url!r}: {eui_text!r} is not a hub's EUI-64 ({e}); {how}") from e
     options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    return parts.hostname, port or 8883, eui, options
+    return broker, eui, options
 
 
 class MqttTransport:
     """read(n), write(data), close() over the broker, for AgentClient."""
 
     def __init__(self, url: str, timeout: float = 5.0):
-        from host_tools.fleet.broker import FleetError, Identity, new_client
+        from host_tools.fleet.broker import FleetError, new_client
 
-        host, port, self.eui, options = parse(url)
+        broker, self.eui, options = parse(url)
+        host, port = broker.host, broker.port
         self.url = url
         try:
-            identity = Identity.from_pki(
+            identity = broker.identity(
                 options.get("pki") or os.environ.get("DBCH_PKI_DIR") or None,
                 options.get("identity") or os.environ.get("DBCH_IDENTITY") or None,
             )

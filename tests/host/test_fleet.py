@@ -47,7 +47,7 @@ class Fleet:
         pki.make_signing_key()
         self.signing = pki.signing_dir
         server = pki.tool("localhost")
-        self.broker = Mosquitto(tmp / "broker", pki.ca_dir / "ca.crt.pem", server.cert_pem, server.key_pem)
+        self.broker = Mosquitto(tmp / "broker", pki.ca_dir / "ca.crt.pem", server.cert_pem, server.key_pem, plain=True)
         self.tmp = tmp
         self.farm: JsonLines | None = None
         self.gateways: list[JsonLines] = []
@@ -235,8 +235,16 @@ def test_a_hub_no_gateway_serves_is_refused_saying_what_to_do(fleet, capsys):
     )
     err = capsys.readouterr().err
     assert "not online" in err and "dbch fleet list" in err
-    assert main(["status", "--port", f"mqtt://localhost:{fleet.broker.port}/{_eui(0)}"]) != 0
-    assert "TLS" in capsys.readouterr().err
+    assert main(["status", "--port", f"mqtt://broker.example/{_eui(0)}"]) != 0  # refused before any connection
+    assert "loopback" in capsys.readouterr().err
+
+
+def test_a_lab_broker_without_tls_on_loopback(fleet, capsys):
+    # the same broker's plain loopback listener: a tool without certificates reaches the fleet
+    status = _json(capsys, ["status", "--port", f"{fleet.broker.plain_url}/{_eui(0)}", "--json"])
+    assert status["eui"] == _eui(0)
+    hubs = _json(capsys, ["fleet", "list", "--broker", fleet.broker.plain_url, "--json"])["hubs"]
+    assert len(hubs) == HUBS
 
 
 def test_a_killed_gateway_leaves_its_hubs_offline_and_a_new_one_brings_them_back(fleet, capsys):

@@ -214,7 +214,9 @@ def lab(tmp_path_factory):
 def test_the_broker_address_is_checked():
     assert Broker.parse("mqtts://localhost:1234") == Broker("localhost", 1234)
     assert Broker.parse("mqtts://broker.lab") == Broker("broker.lab", 8883)
-    for bad in ("mqtt://localhost:1883", "localhost:8883", "mqtts://", "mqtts://h:99999", "mqtts://h:1/x"):
+    assert Broker.parse("mqtt://localhost") == Broker("localhost", 1883, tls=False)  # loopback only
+    assert Broker.parse("mqtt://127.0.0.1:1884") == Broker("127.0.0.1", 1884, tls=False)
+    for bad in ("mqtt://broker.lab:1883", "localhost:8883", "mqtts://", "mqtts://h:99999", "mqtts://h:1/x"):
         with pytest.raises(FleetError, match="mqtts://HOST:PORT"):
             Broker.parse(bad)
 

@@ -1,6 +1,7 @@
 """Mosquitto (the Debian package) on a free loopback port with mutual TLS, for the fleet tests:
 the broker's certificate is a `dbch pki` tool certificate named localhost, and every client must
-show a certificate of the same CA (require_certificate true; its CN is its user name)."""
+show a certificate of the same CA (require_certificate true; its CN is its user name). With
+plain=True, a second loopback port without TLS (anonymous), as a lab broker without certificates."""
 
 from __future__ import annotations
 
@@ -33,18 +34,27 @@ class Mosquitto:
     may be called again (a broker restart keeps its port)."""
 
     def __init__(
-        self, directory: Path, ca: Path, cert: Path, key: Path, port: int | None = None, settings: tuple[str, ...] = ()
+        self,
+        directory: Path,
+        ca: Path,
+        cert: Path,
+        key: Path,
+        port: int | None = None,
+        settings: tuple[str, ...] = (),
+        plain: bool = False,
     ):
         self.binary = mosquitto_binary()
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
+        self.plain_port = free_port() if plain else None
+        plain_listener = [f"listener {self.plain_port} 127.0.0.1", "allow_anonymous true"] if plain else []
         self.config = self.directory / "mosquitto.conf"
         self.log = self.directory / "mosquitto.log"
         self.config.write_text(
             "\n".join(
                 [
-                    "per_listener_settings false",
+                    "per_listener_settings true",
                     # kept across a restart: retained messages, and the sessions of clients that
                     # ask for one (a subscriber's subscriptions and the messages queued for it)
                     "persistence true",
@@ -58,6 +68,7 @@ class Mosquitto:
                     "require_certificate true",
                     "use_identity_as_username true",
                     "allow_anonymous false",
+                    *plain_listener,
                     "log_type error",
                     "log_type warning",
                     "log_type notice",
@@ -71,6 +82,10 @@ class Mosquitto:
     @property
     def url(self) -> str:
         return f"mqtts://localhost:{self.port}"
+
+    @property
+    def plain_url(self) -> str:
+        return f"mqtt://localhost:{self.plain_port}"
 
     def start(self, timeout: float = 10.0) -> None:
         assert self.proc is None or self.proc.poll() is not None, "the broker is already running"
