@@ -61,8 +61,15 @@ def _text(kind: str, data: dict) -> str | None:
         return f"hub {data['eui']} connected to {data['broker']}"
     if kind == "disconnected":
         return f"hub {data['eui']} lost the broker ({data['reason']}): reconnecting; its outbox keeps its alerts"
-    if kind == "hub-failed":
-        return f"hub {data['eui']} on {data['port']} failed: {data['error']} (its availability is now offline)"
+    if kind == "hub-lost":
+        return (
+            f"hub {data['eui']}: its port {data['port']} was lost ({data['error']}): offline until it answers"
+            " there again (tried every 1-30 s); its outbox keeps its alerts"
+        )
+    if kind == "hub-back":
+        return f"hub {data['eui']} is back on {data['port']}: online"
+    if kind == "hub-changed":
+        return f"the port {data['port']} of hub {data['eui']} now has the hub {data['now']}: not attached"
     if kind == "stopped":
         return f"stopped: {data['published']} alert(s) published and acknowledged"
     return None

@@ -61,8 +61,7 @@ class Gateway:
                     hub.agent.close()
                     raise FleetError(f"--port {port} is the hub {hub.eui} again: give each hub once")
                 self.hubs.append(hub)
-                self.selector.register(hub.fd, selectors.EVENT_READ, ("hub", hub))
-                self.touched.add(hub)
+                self.watch_hub(hub)
         except BaseException:
             for hub in self.hubs:
                 hub.agent.close()
@@ -76,6 +75,13 @@ class Gateway:
         if fd is not None:
             with contextlib.suppress(KeyError, ValueError, OSError):
                 self.selector.unregister(fd)
+
+    def watch_hub(self, hub: HubBridge) -> None:
+        self.selector.register(hub.fd, selectors.EVENT_READ, ("hub", hub))
+        self.touched.add(hub)
+
+    def unwatch_hub(self, hub: HubBridge) -> None:
+        self._unwatch(hub.fd)
 
     def watch_mqtt(self, hub: HubBridge) -> None:
         self._unwatch(hub.mqtt_fd)
@@ -161,9 +167,7 @@ class Gateway:
             self._fail(hub, e)
 
     def _fail(self, hub: HubBridge, error: Exception) -> None:
-        self._unwatch(hub.fd)
-        hub.fail(error)
-        self._unwatch(hub.mqtt_fd)
+        hub.lost(error, time.monotonic())
 
     def wait_connected(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

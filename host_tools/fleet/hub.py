@@ -10,6 +10,7 @@ publication again after a reconnect, and a gateway started again gets it from th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import selectors
 import ssl
@@ -30,6 +31,8 @@ SEEN_EVERY = 0.5  # s at most between two saves of a hub's seen store
 REQUEST_TIMEOUT = 10.0  # s a command waits for its hub's answer before E49 is published
 KEEPALIVE = 30  # s, MQTT keep-alive
 RECONNECT_FIRST, RECONNECT_MAX = 1.0, 4.0  # s between two attempts to reach the broker
+REOPEN_FIRST, REOPEN_MAX = 1.0, 30.0  # s between two attempts to open a lost hub's port again
+REOPEN_TIMEOUT = 2.0  # s a reopened port's hub has to answer its hello
 # requests after which the hub may boot again (its new boot's link is not subscribed to events)
 REBOOTING = ("reboot", "fw.activate")
 # requests the gateway does not pass on: "repl" would take the line from it for the REPL
@@ -44,13 +47,14 @@ class HubBridge:
         identity, name, report(), post(), watch_mqtt(), unwatch_mqtt(), want_out(), stopping)."""
         self.port = str(port)
         self.gateway = gateway
-        self.agent = Agent.open(port, baud=baud, timeout=timeout, start=False, lean=True)
-        hello = self.agent.subscribe()
-        self.client = self.agent.client
+        self.options = {"baud": baud, "timeout": timeout}
+        hello = self._open(timeout)
         self.eui = hello["eui"]
-        self.epoch = hello.get("epoch")
         self.connected = threading.Event()
-        self.failed = False
+        self.failed = False  # for good (never, so far: a port lost is opened again)
+        self.link_up = True
+        self.reopen_at: float | None = None
+        self.reopen_backoff = REOPEN_FIRST
         self.inflight: dict[int, int] = {}  # seq -> mid of an event published, not yet acknowledged
         self.mids: dict[int, int] = {}  # mid -> seq
         self.waiting: dict[int, tuple] = {}  # request id -> (deadline, what to do with its answer)
@@ -58,7 +62,6 @@ class HubBridge:
         self.state_due = 0.0
         self.seen_due: float | None = None
         self.resubscribe_at: float | None = None
-        self.boot = hello.get("boot")  # a new boot count in its status: say hello again
         self.misc_due = 0.0  # paho's keep-alive and timeouts
         self.ever_connected = False
         self.told_unreachable = False
@@ -66,11 +69,61 @@ class HubBridge:
         self.reconnect_at: float | None = 0.0
         self.mqtt_fd: int | None = None
         self.wants_out = False
-        self.fd = self.client.transport.fileno()
         self.mqtt = self._client(gateway.identity)
 
-    def fileno(self) -> int:
-        return self.fd
+    def _open(self, timeout: float) -> dict:
+        """Open the hub's port and subscribe to its events: its hello."""
+        self.agent = Agent.open(self.port, baud=self.options["baud"], timeout=timeout, start=False, lean=True)
+        try:
+            hello = self.agent.subscribe()
+        except BaseException:
+            self.agent.close()
+            raise
+        self.client = self.agent.client
+        self.fd = self.client.transport.fileno()
+        self.epoch = hello.get("epoch")
+        self.boot = hello.get("boot")  # a new boot count in its status: say hello again
+        return hello
+
+    # -- the hub's port lost and found again -------------------------------------------------
+    def lost(self, error: Exception, now: float) -> None:
+        """The hub's port failed (unplugged, its board or agent restarted): availability offline,
+        and the port is opened again from time to time; its outbox keeps its alerts meanwhile."""
+        if not self.link_up:
+            return
+        self.link_up = False
+        self.gateway.unwatch_hub(self)
+        with contextlib.suppress(Exception):
+            self.agent.close()
+        for _deadline, then in self.waiting.values():
+            then("E49", None, f"the hub's port {self.port} was lost: {error}")
+        self.waiting.clear()
+        self.inflight.clear()  # acknowledged or not, the outbox sends them again
+        if self.connected.is_set():
+            self.mqtt.publish(topic(self.eui, "availability"), "offline", qos=1, retain=True)
+        self.reopen_backoff = REOPEN_FIRST
+        self.reopen_at = now + self.reopen_backoff
+        self.gateway.report("hub-lost", {"eui": self.eui, "port": self.port, "error": str(error)})
+
+    def reopen(self, now: float) -> None:
+        self.reopen_at = None
+        try:
+            hello = self._open(min(self.options["timeout"], REOPEN_TIMEOUT))
+        except Exception:  # not there yet (any failure to open or to answer): later
+            self.reopen_backoff = min(REOPEN_MAX, self.reopen_backoff * 2)
+            self.reopen_at = now + self.reopen_backoff
+            return
+        if hello.get("eui") != self.eui:  # another hub on that port now: not this one's
+            self.agent.close()
+            self.reopen_at = now + REOPEN_MAX
+            self.gateway.report("hub-changed", {"eui": self.eui, "port": self.port, "now": hello.get("eui")})
+            return
+        self.link_up = True
+        self.gateway.watch_hub(self)
+        if self.connected.is_set():
+            self.mqtt.publish(topic(self.eui, "availability"), "online", qos=1, retain=True)
+        self.state_due = now
+        self.gateway.report("hub-back", {"eui": self.eui, "port": self.port})
 
     # -- MQTT: paho-mqtt driven by the gateway's loop (loop_read, loop_write, loop_misc) ------
     def _client(self, identity: Identity):
@@ -86,7 +139,7 @@ class HubBridge:
         if reason.is_failure:
             self.gateway.report("refused", {"eui": self.eui, "broker": str(self.gateway.broker), "reason": str(reason)})
             return
-        client.publish(topic(self.eui, "availability"), "online", qos=1, retain=True)
+        client.publish(topic(self.eui, "availability"), "online" if self.link_up else "offline", qos=1, retain=True)
         client.subscribe(topic(self.eui, "cmd", "#"), qos=1)
         self.connected.set()
         self.backoff = RECONNECT_FIRST
@@ -188,8 +241,9 @@ class HubBridge:
             self.gateway.report("alert-refused", {"eui": self.eui, "seq": seq, "reason": str(reason)})
             return
         self.client.seen.add(seq)
-        self.client.ack(seq)
         self.published += 1
+        if self.link_up:
+            self.client.ack(seq)  # else when the outbox sends it again: _on_event
         if self.seen_due is None:
             self.seen_due = now + SEEN_EVERY
 
@@ -222,6 +276,9 @@ class HubBridge:
         if op in REFUSED:
             reply("E403", err=f"{op}: {REFUSED[op]}")
             return
+        if not self.link_up:
+            reply("E49", err=f"the hub's port {self.port} is not open now; its gateway opens it again when it can")
+            return
         if op == "hello":  # the gateway's own subscription to events stays on
             args = dict(args, events=True)
 
@@ -249,6 +306,8 @@ class HubBridge:
         not come."""
         if self.reconnect_at is not None and now >= self.reconnect_at:
             self.mqtt_connect(now)
+        if self.reopen_at is not None and now >= self.reopen_at:
+            self.reopen(now)
         if now >= self.misc_due:
             self.misc_due = now + 1.0
             if self.mqtt.socket() is not None and self.mqtt.loop_misc():
@@ -261,6 +320,8 @@ class HubBridge:
             self.seen_due = None
             if self.agent.seen is not None:
                 self.agent.seen.save()
+        if not self.link_up:
+            return
         if self.resubscribe_at is not None and now >= self.resubscribe_at:
             self.resubscribe_at = None
             self.ask("hello", {"events": True}, lambda rc, d, e: None, now)
@@ -280,16 +341,10 @@ class HubBridge:
 
     def next_due(self) -> float:
         times = [self.misc_due] + [d for d, _ in self.waiting.values()]
-        if self.connected.is_set():
+        if self.connected.is_set() and self.link_up:
             times.append(self.state_due)
-        times += [t for t in (self.seen_due, self.resubscribe_at, self.reconnect_at) if t is not None]
+        times += [t for t in (self.seen_due, self.resubscribe_at, self.reconnect_at, self.reopen_at) if t is not None]
         return min(times)
-
-    def fail(self, error: Exception) -> None:
-        """The hub's link failed: its availability says so, and the loop leaves it."""
-        self.failed = True
-        self.gateway.report("hub-failed", {"eui": self.eui, "port": self.port, "error": str(error)})
-        self.close()
 
     def close(self) -> None:
         """Leave cleanly: availability offline, the MQTT connection and the hub's port closed."""
@@ -304,4 +359,5 @@ class HubBridge:
         self.gateway.unwatch_mqtt(self)
         if self.agent.seen is not None and self.seen_due is not None:
             self.agent.seen.save()
-        self.agent.close()
+        if self.link_up:
+            self.agent.close()

@@ -301,12 +301,19 @@ class PtyTransport:
         return self.fd
 
     def read(self, n: int) -> bytes:
+        """What the pty has, at most n bytes (b"" if nothing within 20 ms); LinkError once its
+        other side is gone (the board or agent behind it ended: end of file, or EIO)."""
         if not self._poll.poll(20):
             return b""
         try:
-            return os.read(self.fd, n)
+            data = os.read(self.fd, n)
         except BlockingIOError:
             return b""
+        except OSError as e:
+            raise LinkError(f"{self.path}: {e}: the board or agent behind it has gone") from e
+        if not data:
+            raise LinkError(f"{self.path}: closed: the board or agent behind it has gone")
+        return data
 
     def write(self, data: bytes) -> None:
         dropped = self._writer.dropped

@@ -162,17 +162,21 @@ class Lab:
         self.tmp = tmp
 
     def start_agents(self) -> None:
-        for name, eui in zip(NAMES, EUIS):
-            cmd = [sys.executable, "-m", "host_tools.cli", "agent", "--serve", "--json", "--name", name]
-            cmd += ["--fs", str(self.tmp / name), "--eui", eui]
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(), text=True)
-            self.agents.append(proc)
-            lines: list[str] = []
-            while not lines or lines[-1] != "}\n":
-                line = proc.stdout.readline()
-                assert line, proc.stderr.read()
-                lines.append(line)
-            assert json.loads("".join(lines))["eui"] == eui
+        for i in range(len(NAMES)):
+            self.agents.append(self.start_agent(i))
+
+    def start_agent(self, i: int) -> subprocess.Popen:
+        name, eui = NAMES[i], EUIS[i]
+        cmd = [sys.executable, "-m", "host_tools.cli", "agent", "--serve", "--json", "--name", name]
+        cmd += ["--fs", str(self.tmp / name), "--eui", eui]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(), text=True)
+        lines: list[str] = []
+        while not lines or lines[-1] != "}\n":
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read()
+            lines.append(line)
+        assert json.loads("".join(lines))["eui"] == eui
+        return proc
 
     def identity(self, name: str) -> Identity:
         return Identity.from_pki(self.pki_dir, name)
@@ -323,6 +327,25 @@ def _config_file(tmp: Path) -> Path:
     path = tmp / "config.json"
     path.write_text(json.dumps(DBCH04_CONFIG))
     return path
+
+
+def test_a_hub_whose_agent_restarts_is_attached_again(lab):
+    eui = EUIS[1]
+
+    def last_availability():
+        seen = lab.watcher.on(f"dbch/{eui}/availability")
+        return seen[-1][0] if seen else None
+
+    wait_until(lambda: last_availability() == b"online", 10, "online")
+    lab.agents[1].terminate()  # its pty goes with it
+    lab.agents[1].wait(10)
+    wait_until(lambda: last_availability() == b"offline", 10, "offline once its port is lost")
+    assert lab.watcher.command(eui, "status")["rc"] == "E49"  # said at once, not a silence
+    lab.agents[1] = lab.start_agent(1)  # the same name, storage and EUI, on a new pty
+    wait_until(lambda: last_availability() == b"online", 20, "online again")
+    assert lab.watcher.command(eui, "status")["data"]["eui"] == eui
+    kinds = [e["event"] for e in lab.gateway.events if e.get("eui") == eui]
+    assert "hub-lost" in kinds and "hub-back" in kinds
 
 
 def test_a_killed_gateway_leaves_its_hubs_offline_through_the_will(lab):
