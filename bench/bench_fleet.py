@@ -182,6 +182,10 @@ def main() -> int:
             cpu["broker"] = cpu_seconds(broker.proc.pid)
             cpu["hubs (all farms)"] = sum(cpu_seconds(f.proc.pid) for f in farms)
             cpu["subscriber (this process)"] = time.process_time()
+            told = {}
+            for g in gateways:
+                for line in g.lines:
+                    told[line.get("event")] = told.get(line.get("event"), 0) + 1
         finally:
             for f in farms:
                 f.stop()
@@ -210,6 +214,7 @@ def main() -> int:
         figures("whole run", list(delays.values()), base)
         if lost:
             print("lost, first few:", lost[:5])
+        print("the gateways said (the running ones):", ", ".join(f"{k} {v}" for k, v in sorted(told.items())))
         print("CPU seconds over the run (a restarted process: since its start):")
         for name, seconds in cpu.items():
             print(f"  {name:28s} {seconds:6.1f} s  ({seconds / (end - start + drained) * 100:3.0f} % of one core)")

@@ -19,6 +19,7 @@ import selectors
 import socket
 import threading
 import time
+import traceback
 from collections.abc import Callable
 
 from agent import wire
@@ -87,7 +88,10 @@ class Gateway:
         self._unwatch(hub.mqtt_fd)
         hub.mqtt_fd = hub.mqtt.socket().fileno()
         hub.wants_out = False
-        self.selector.register(hub.mqtt_fd, selectors.EVENT_READ, ("mqtt", hub))
+        try:
+            self.selector.register(hub.mqtt_fd, selectors.EVENT_READ, ("mqtt", hub))
+        except KeyError:  # a descriptor closed under another name and reused: it is this one now
+            self.selector.modify(hub.mqtt_fd, selectors.EVENT_READ, ("mqtt", hub))
         self.touched.add(hub)
 
     def unwatch_mqtt(self, hub: HubBridge) -> None:
@@ -136,7 +140,7 @@ class Gateway:
                 continue
             elif kind == "mqtt":
                 self.touched.add(hub)
-                hub.on_mqtt(events, now)
+                self._guarded(hub, hub.on_mqtt, events, now)
             else:
                 self.touched.add(hub)
                 self._guarded(hub, hub.on_readable, now)
@@ -164,6 +168,9 @@ class Gateway:
         try:
             work(*args)
         except (LinkError, OSError, wire.WireError) as e:
+            self._fail(hub, e)
+        except Exception as e:  # a fault of ours must not stop the other hubs: this one starts over
+            self.report("error", {"eui": hub.eui, "error": "".join(traceback.format_exception(e))})
             self._fail(hub, e)
 
     def _fail(self, hub: HubBridge, error: Exception) -> None:

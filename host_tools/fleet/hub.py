@@ -133,6 +133,9 @@ class HubBridge:
         client.on_disconnect = self._on_disconnect
         client.on_publish = lambda _c, _u, mid, reason, _p: self.gateway.post(self, "acked", (mid, reason))
         client.on_message = lambda _c, _u, msg: self.gateway.post(self, "command", msg)
+        # paho closes the socket wherever the connection fails (a read, a write inside publish(),
+        # a keep-alive): the loop stops watching it then, and it is made again
+        client.on_socket_close = lambda _c, _u, _sock: self.mqtt_lost(time.monotonic())
         return client
 
     def _on_connect(self, client, _userdata, _flags, reason, _properties) -> None:
@@ -181,7 +184,7 @@ class HubBridge:
             self.connected.clear()
             if not self.gateway.stopping.is_set():
                 self.gateway.report("disconnected", {"eui": self.eui, "reason": "connection lost"})
-        if self.reconnect_at is None:
+        if self.reconnect_at is None and not self.gateway.stopping.is_set():
             self.reconnect_at = now + self.backoff
 
     def on_mqtt(self, events: int, now: float) -> None:
@@ -200,6 +203,9 @@ class HubBridge:
     def flush(self, now: float) -> None:
         """Send what was queued since (publications, acknowledgements); what the socket cannot
         take now waits for POLLOUT."""
+        if self.mqtt.socket() is None and self.mqtt_fd is not None:
+            self.mqtt_lost(now)  # closed without a word (on_socket_close covers it: a safety net)
+            return
         if self.mqtt.socket() is None or not self.mqtt.want_write():
             self.gateway.want_out(self, False)
             return
