@@ -228,6 +228,21 @@ def test_alerts_come_through_the_broker_once_each(fleet, capsys, tmp_path):
     assert answer["data"]["outbox"] == 0  # each acknowledged to the outbox by the gateway
 
 
+def test_a_reader_with_a_session_gets_the_alerts_raised_while_it_was_away(fleet, capsys, tmp_path):
+    session = [*fleet.fleet("alerts"), "--session", "ops-desk", "--wait", "1", "--json"]
+    assert main(session) == 0  # the session is made, with its subscription
+    capsys.readouterr()
+    config = ["config", "set", "--file", str(_config_file(tmp_path)), "--port", fleet.url(0)]
+    assert main(config) == 0, capsys.readouterr().err  # raises 8F2A while the reader is away
+    capsys.readouterr()
+    time.sleep(1.0)
+    assert main([*session[:-3], "--wait", "2", "--json"]) == 0
+    alerts = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    mine = [a for a in alerts if a["eui"] == _eui(0)]
+    assert "8F2A" in [a["code"] for a in mine], alerts
+    assert len({a["seq"] for a in mine}) == len(mine)
+
+
 def test_a_hub_no_gateway_serves_is_refused_saying_what_to_do(fleet, capsys):
     assert (
         main(["status", "--port", f"{fleet.broker.url}/00-DB-00-00-00-00-0F-77?identity=watcher&pki={fleet.pki_dir}"])
