@@ -93,6 +93,9 @@ class HubBridge:
             return
         self.link_up = False
         self.gateway.unwatch_hub(self)
+        if self.agent.seen is not None and self.seen_due is not None:
+            self.seen_due = None
+            self.agent.seen.save()  # what the broker has: not published again when it comes again
         with contextlib.suppress(Exception):
             self.agent.close()
         for _deadline, then in self.waiting.values():
