@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -346,6 +347,57 @@ def test_a_hub_whose_agent_restarts_is_attached_again(lab):
     assert lab.watcher.command(eui, "status")["data"]["eui"] == eui
     kinds = [e["event"] for e in lab.gateway.events if e.get("eui") == eui]
     assert "hub-lost" in kinds and "hub-back" in kinds
+
+
+def _turn_until(gateway, predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"not within {timeout:g} s: {what}"
+        gateway.turn()
+
+
+def test_a_connection_closed_inside_a_publication_is_made_again(lab, tmp_path):
+    # the gateway's loop turned by the test itself, on a hub of its own (a CPython agent served by
+    # a thread here), so that the connection can die exactly where paho finds it: in publish()
+    from host_tools.fleet.gateway import Gateway
+
+    eui = "00-DB-12-34-56-78-90-F9"
+    agent = SimAgent(tmp_path / "hub", eui=eui)
+    port = agent.open()
+    served = threading.Thread(target=agent.run, daemon=True)
+    served.start()
+    gateway = Gateway([port], Broker.parse(lab.broker.url), lab.identity("gateway"), name="in-test")
+    hub = gateway.hubs[0]
+    try:
+        _turn_until(gateway, hub.connected.is_set, 10, "connected")
+        hub.mqtt.socket().shutdown(socket.SHUT_RDWR)  # the connection dies under the loop...
+        hub.mqtt.publish(f"dbch/{eui}/probe", "x", qos=1)  # ...and a publication finds it first
+        assert hub.mqtt.socket() is None and hub.mqtt_fd is None  # no longer watched
+        assert hub.reconnect_at is not None  # and made again: before, the hub stayed off for good
+        _turn_until(gateway, hub.connected.is_set, 10, "connected again")
+        answers = []
+        corr = uuid.uuid4().bytes
+        props = lab.watcher.Properties(lab.watcher.PacketTypes.PUBLISH)
+        props.ResponseTopic, props.CorrelationData = lab.watcher.replies, corr
+        command = json.dumps({"config": DBCH04_CONFIG})
+        lab.watcher.client.publish(f"dbch/{eui}/cmd/config/set", command, 1, properties=props)
+
+        def configured_and_alerted() -> bool:
+            answers[:] = [
+                json.loads(m[1])
+                for m in list(lab.watcher.messages)
+                if m[0] == lab.watcher.replies and getattr(m[3], "CorrelationData", None) == corr
+            ]
+            return bool(answers) and bool(lab.watcher.alerts(eui, "8F2A"))
+
+        _turn_until(gateway, configured_and_alerted, 15, "the command answered and its alert on the broker")
+        assert answers[0]["rc"] == "I0"
+    finally:
+        for h in gateway.hubs:
+            h.close()
+        agent.request_stop()
+        served.join(10)
+        agent.close()
 
 
 def test_a_killed_gateway_leaves_its_hubs_offline_through_the_will(lab):
