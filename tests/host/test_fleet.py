@@ -19,9 +19,9 @@ import pytest
 from agent.examples import DBCH04_CONFIG
 from host_tools.cli import main
 from host_tools.security.pki import Pki
+from tests.kits import mosquittokit
 from tests.kits.cachekit import private_cache
 from tests.kits.jsonlines import JsonLines
-from tests.kits.mosquittokit import Mosquitto
 
 ROOT = Path(__file__).resolve().parents[2]
 HUBS = 6
@@ -39,15 +39,10 @@ def _eui(i: int) -> str:
 
 class Fleet:
     def __init__(self, tmp: Path):
-        self.pki_dir = tmp / "pki"
-        assert main(["pki", "init", "--dir", str(self.pki_dir)]) == 0
-        for name in ("localhost", "gateway", "watcher"):
-            assert main(["pki", "tool", name, "--dir", str(self.pki_dir)]) == 0
+        self.pki_dir, self.broker = mosquittokit.lab(tmp, plain=True)
         pki = Pki(self.pki_dir)
         pki.make_signing_key()
         self.signing = pki.signing_dir
-        server = pki.tool("localhost")
-        self.broker = Mosquitto(tmp / "broker", pki.ca_dir / "ca.crt.pem", server.cert_pem, server.key_pem, plain=True)
         self.tmp = tmp
         self.farm: JsonLines | None = None
         self.gateways: list[JsonLines] = []

@@ -21,11 +21,9 @@ from agent.examples import DBCH04_CONFIG
 from agent.hub import RC_UNKNOWN_OP, Hub
 from host_tools.cli import main
 from host_tools.fleet.broker import Broker, FleetError, Identity, new_client
-from host_tools.security.pki import Pki
 from host_tools.servers.simagent import SimAgent
 from tests.kits import mosquittokit
 from tests.kits.cachekit import private_cache
-from tests.kits.mosquittokit import Mosquitto
 
 ROOT = Path(__file__).resolve().parents[2]
 EUIS = ("00-DB-12-34-56-78-90-F1", "00-DB-12-34-56-78-90-F2")
@@ -150,13 +148,7 @@ class GatewayProcess:
 
 class Lab:
     def __init__(self, tmp: Path):
-        self.pki_dir = tmp / "pki"
-        assert main(["pki", "init", "--dir", str(self.pki_dir)]) == 0
-        for name in ("localhost", "gateway", "watcher"):
-            assert main(["pki", "tool", name, "--dir", str(self.pki_dir)]) == 0
-        pki = Pki(self.pki_dir)
-        server = pki.tool("localhost")
-        self.broker = Mosquitto(tmp / "broker", pki.ca_dir / "ca.crt.pem", server.cert_pem, server.key_pem)
+        self.pki_dir, self.broker = mosquittokit.lab(tmp)
         self.agents: list[subprocess.Popen] = []
         self.gateway: GatewayProcess | None = None
         self.watcher: Watcher | None = None

@@ -128,3 +128,19 @@ def _is_root() -> bool:
     import os
 
     return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def lab(tmp: Path, **options) -> tuple[Path, Mosquitto]:
+    """A fleet lab's PKI in tmp/pki, made with the dbch commands (`dbch pki init`, and tool
+    certificates for the broker, named localhost, a gateway and a watcher), and a broker (not
+    started) with the broker's certificate: (the PKI directory, the broker). options: Mosquitto's."""
+    from host_tools.cli import main
+    from host_tools.security.pki import Pki
+
+    pki_dir = tmp / "pki"
+    assert main(["pki", "init", "--dir", str(pki_dir)]) == 0
+    for name in ("localhost", "gateway", "watcher"):
+        assert main(["pki", "tool", name, "--dir", str(pki_dir)]) == 0
+    pki = Pki(pki_dir)
+    server = pki.tool("localhost")
+    return pki_dir, Mosquitto(tmp / "broker", pki.ca_dir / "ca.crt.pem", server.cert_pem, server.key_pem, **options)
