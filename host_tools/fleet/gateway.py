@@ -112,18 +112,13 @@ class Gateway:
     def start(self) -> None:
         self.thread.start()
 
-    @property
-    def alive(self) -> list[HubBridge]:
-        return [h for h in self.hubs if not h.failed]
-
     def run(self) -> None:
         try:
-            while not self.stopping.is_set() and self.alive:
+            while not self.stopping.is_set():
                 self.turn()
         finally:
             for hub in self.hubs:
-                if not hub.failed:
-                    hub.close()
+                hub.close()
             self.selector.close()
 
     def turn(self) -> None:
@@ -136,8 +131,6 @@ class Gateway:
             kind, hub = key.data
             if hub is None:
                 self.wake.drain()
-            elif hub.failed:
-                continue
             elif kind == "mqtt":
                 self.touched.add(hub)
                 self._guarded(hub, hub.on_mqtt, events, now)
@@ -146,8 +139,6 @@ class Gateway:
                 self._guarded(hub, hub.on_readable, now)
         while self.inbox:
             hub, kind, item = self.inbox.pop(0)
-            if hub.failed:
-                continue
             self.touched.add(hub)
             if kind == "acked":
                 self._guarded(hub, hub.on_acked, *item, now)
@@ -155,14 +146,13 @@ class Gateway:
                 self._guarded(hub, hub.on_command, item, now)
         while self.dues and self.dues[0][0] <= now:
             _when, _n, hub = heapq.heappop(self.dues)
-            if not hub.failed and hub.next_due() <= now:
+            if hub.next_due() <= now:
                 self.touched.add(hub)
                 self._guarded(hub, hub.due, now)
         touched, self.touched = self.touched, set()
         for hub in touched:
-            if not hub.failed:
-                hub.flush(now)
-                heapq.heappush(self.dues, (hub.next_due(), next(self._n), hub))
+            hub.flush(now)
+            heapq.heappush(self.dues, (hub.next_due(), next(self._n), hub))
 
     def _guarded(self, hub: HubBridge, work, *args) -> None:
         try:
@@ -175,10 +165,6 @@ class Gateway:
 
     def _fail(self, hub: HubBridge, error: Exception) -> None:
         hub.lost(error, time.monotonic())
-
-    def wait_connected(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        return all(h.connected.wait(max(0.0, deadline - time.monotonic())) for h in self.hubs)
 
     def stop(self) -> None:
         self.stopping.set()

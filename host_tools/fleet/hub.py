@@ -51,7 +51,6 @@ class HubBridge:
         hello = self._open(timeout)
         self.eui = hello["eui"]
         self.connected = threading.Event()
-        self.failed = False  # for good (never, so far: a port lost is opened again)
         self.link_up = True
         self.reopen_at: float | None = None
         self.reopen_backoff = REOPEN_FIRST
